@@ -1,0 +1,292 @@
+// Package cluster is hearth's bus: the NATS connection (an in-process
+// nats-server by default, an external NATS cluster otherwise), the subject
+// layout, the envelope every request, response, push and control message
+// travels in, and the APIs services use to reach sessions on any gate.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Config says how to reach the bus.
+type Config struct {
+	// URL of an external NATS server or cluster (comma-separated URLs).
+	// Empty runs an embedded nats-server in this process.
+	URL string
+	// DataDir is where the embedded server keeps JetStream data.
+	// Empty means a "nats" directory under the OS temp dir.
+	DataDir string
+	// Listen makes the embedded server accept NATS clients (other nodes) on
+	// this host:port. Empty: in-process only.
+	Listen string
+	// Prefix of every subject. Empty means "hearth".
+	Prefix string
+	// Name identifies this connection to the NATS server (the node id).
+	Name string
+	// Options are extra nats.go options for an external connection
+	// (credentials, TLS, …).
+	Options []nats.Option
+	// Logger receives connection events. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Bus is one node's connection to the cluster bus.
+type Bus struct {
+	nc   *nats.Conn
+	srv  *server.Server
+	subj Subjects
+	log  *slog.Logger
+
+	bufs sync.Pool
+}
+
+// ErrBusClosed is returned by operations on a closed bus.
+var ErrBusClosed = errors.New("cluster: bus closed")
+
+// Connect starts the embedded server when cfg.URL is empty, and connects.
+func Connect(ctx context.Context, cfg Config) (*Bus, error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "hearth"
+	}
+	if ValidateChannel(cfg.Prefix) != nil {
+		return nil, errBadPrefix
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	b := &Bus{subj: Subjects{Prefix: cfg.Prefix}, log: log}
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.ReconnectBufSize(64 << 20),
+		nats.PingInterval(5 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: we closed it
+				log.Warn("bus disconnected; reconnecting", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("bus reconnected", "server", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Error("bus error", "subject", subject, "err", err)
+		}),
+	}
+	if cfg.URL == "" {
+		srv, err := startEmbedded(cfg)
+		if err != nil {
+			return nil, err
+		}
+		b.srv = srv
+		opts = append(opts, nats.InProcessServer(srv))
+	} else {
+		opts = append(opts, nats.Timeout(5*time.Second))
+	}
+	opts = append(opts, cfg.Options...)
+	url := cfg.URL
+	if b.srv != nil {
+		url = b.srv.ClientURL()
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		b.shutdownServer()
+		if cfg.URL != "" {
+			return nil, fmt.Errorf("cluster: connect to NATS at %s: %w (is the server running? check --nats)", cfg.URL, err)
+		}
+		return nil, fmt.Errorf("cluster: connect to embedded NATS: %w", err)
+	}
+	b.nc = nc
+	return b, nil
+}
+
+func startEmbedded(cfg Config) (*server.Server, error) {
+	dir := cfg.DataDir
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "hearth-nats")
+	}
+	opts := &server.Options{
+		ServerName: cfg.Name,
+		JetStream:  true,
+		StoreDir:   dir,
+		NoSigs:     true,
+		NoLog:      true,
+		MaxPayload: 8 << 20,
+		DontListen: cfg.Listen == "",
+	}
+	if cfg.Listen != "" {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: --nats-listen %q: %w", cfg.Listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: --nats-listen %q: bad port", cfg.Listen)
+		}
+		opts.Host, opts.Port = host, p
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: embedded NATS: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("cluster: embedded NATS did not start within 10s (is %s writable? is the port free?)", dir)
+	}
+	return srv, nil
+}
+
+// Conn is the underlying NATS connection.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Subjects is the bus's subject layout.
+func (b *Bus) Subjects() Subjects { return b.subj }
+
+// Embedded reports whether this bus runs its own nats-server.
+func (b *Bus) Embedded() bool { return b.srv != nil }
+
+// ClientURL is where other processes reach the embedded server when it
+// listens; empty otherwise.
+func (b *Bus) ClientURL() string {
+	if b.srv == nil || b.srv.Addr() == nil {
+		return ""
+	}
+	return b.srv.ClientURL()
+}
+
+// Close drains the connection (delivering what is in flight) and stops the
+// embedded server.
+func (b *Bus) Close() {
+	if b.nc != nil {
+		done := make(chan struct{})
+		b.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+		if err := b.nc.Drain(); err == nil {
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		b.nc.Close()
+	}
+	b.shutdownServer()
+}
+
+func (b *Bus) shutdownServer() {
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+}
+
+// Send encodes e and publishes it on subject.
+func (b *Bus) Send(subject string, e *Envelope) error {
+	return b.sendReply(subject, "", e)
+}
+
+func (b *Bus) sendReply(subject, reply string, e *Envelope) error {
+	bp, _ := b.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	buf := e.Append((*bp)[:0])
+	var err error
+	if reply == "" {
+		err = b.nc.Publish(subject, buf)
+	} else {
+		err = b.nc.PublishRequest(subject, reply, buf)
+	}
+	if cap(buf) <= 64<<10 {
+		*bp = buf
+		b.bufs.Put(bp)
+	}
+	if errors.Is(err, nats.ErrConnectionClosed) {
+		return ErrBusClosed
+	}
+	return err
+}
+
+// Forward publishes a request envelope to the service's instances: to the
+// node the session is bound to for that service, else to the service's
+// queue group. The reply goes to reply.
+func (b *Bus) Forward(service, reply string, e *Envelope) error {
+	subject := ""
+	if node, ok := e.Binding(service); ok {
+		subject = b.subj.NodeService(node, service)
+	} else {
+		subject = b.subj.Service(service)
+	}
+	return b.sendReply(subject, reply, e)
+}
+
+// Push sends one push to sessions of one gate. payload is the protobuf form
+// and json the JSON form; either may be empty when no session needs it.
+func (b *Bus) Push(gate string, sessions []string, route string, payload, json []byte) error {
+	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePush, Sessions: sessions, Route: route, Payload: payload, JSON: json})
+}
+
+// Publish sends one push to every member of channel, on every gate: one bus
+// message, fanned out by each gate that has a member.
+func (b *Bus) Publish(channel, route string, payload, json []byte) error {
+	if err := ValidateChannel(channel); err != nil {
+		return err
+	}
+	return b.Send(b.subj.Channel(channel), &Envelope{Type: TypePublish, Channel: channel, Route: route, Payload: payload, JSON: json})
+}
+
+// Broadcast sends one push to every session on every gate.
+func (b *Bus) Broadcast(route string, payload, json []byte) error {
+	return b.Send(b.subj.Broadcast(), &Envelope{Type: TypePublish, Route: route, Payload: payload, JSON: json})
+}
+
+// Kick closes a session on its gate with a code and a reason.
+func (b *Bus) Kick(gate, session string, code uint16, reason string) error {
+	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypeKick, Session: session, Status: code, Reason: reason})
+}
+
+// Bind routes the session's requests for service to node; an empty node unbinds.
+func (b *Bus) Bind(gate, session, service, node string) error {
+	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypeBind, Session: session, Route: service, Node: node})
+}
+
+// Join adds a session to a channel; Leave removes it.
+func (b *Bus) Join(gate, session, channel string) error {
+	if err := ValidateChannel(channel); err != nil {
+		return err
+	}
+	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypeJoin, Session: session, Channel: channel})
+}
+
+func (b *Bus) Leave(gate, session, channel string) error {
+	if err := ValidateChannel(channel); err != nil {
+		return err
+	}
+	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypeLeave, Session: session, Channel: channel})
+}
+
+// SetUser binds a session to a user id (empty unbinds).
+func (b *Bus) SetUser(gate, session, user string) error {
+	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypeSetUser, Session: session, User: user})
+}
+
+// Flush waits up to timeout until the server has processed everything
+// published so far.
+func (b *Bus) Flush(timeout time.Duration) error { return b.nc.FlushTimeout(timeout) }

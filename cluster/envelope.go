@@ -1,0 +1,237 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// Type says what an envelope carries.
+type Type uint8
+
+const (
+	// TypeRequest carries a client REQUEST or NOTIFY from a gate to a service.
+	TypeRequest Type = 1 + iota
+	// TypeResponse carries a service's answer back to the gate's reply subject.
+	TypeResponse
+	// TypePush carries a push to one or more sessions of one gate.
+	TypePush
+	// TypePublish carries a push to every local member of a channel, or to
+	// every session of every gate (broadcast).
+	TypePublish
+	// TypeKick closes a session with a code and a reason.
+	TypeKick
+	// TypeBind sets (or, with an empty Node, removes) a session's binding of
+	// Route (a service name) to a node.
+	TypeBind
+	// TypeJoin adds a session to Channel; TypeLeave removes it.
+	TypeJoin
+	TypeLeave
+	// TypeSetUser binds a session to User (empty: unbinds).
+	TypeSetUser
+	// TypeEvent is a session life event on the events subject; Status holds the EventKind.
+	TypeEvent
+	typeEnd
+)
+
+// Codec of a request's payload; pushes carry both encodings when they can go
+// to sessions of either codec.
+type Codec uint8
+
+const (
+	CodecProtobuf Codec = 0
+	CodecJSON     Codec = 1
+)
+
+// Binding routes one service's requests of a session to one node.
+type Binding struct {
+	Service string
+	Node    string
+}
+
+// Envelope is what travels on the bus. Which fields are set depends on Type;
+// every field is encoded in a fixed order, so an unused field costs one byte.
+type Envelope struct {
+	Type     Type
+	Codec    Codec
+	Status   uint16
+	Seq      uint32
+	Deadline int64 // unix nanoseconds; 0 = none
+	Gate     string
+	Session  string
+	User     string
+	Route    string
+	Trace    string
+	Addr     string
+	Channel  string
+	Node     string
+	Reason   string
+	Sessions []string
+	Bindings []Binding
+	// JSON is the JSON form of a push's payload when Payload holds the
+	// protobuf form; empty when the push is for one codec only.
+	JSON    []byte
+	Payload []byte
+}
+
+const envelopeVersion = 1
+
+// Limits that keep a corrupt or hostile envelope from allocating much.
+const (
+	maxEnvString = 1 << 16
+	maxEnvList   = 1 << 20
+)
+
+var errEnvelope = errors.New("cluster: malformed envelope")
+
+// Append encodes e onto dst.
+func (e *Envelope) Append(dst []byte) []byte {
+	dst = append(dst, envelopeVersion, byte(e.Type), byte(e.Codec))
+	dst = binary.AppendUvarint(dst, uint64(e.Status))
+	dst = binary.AppendUvarint(dst, uint64(e.Seq))
+	dst = binary.AppendVarint(dst, e.Deadline)
+	for _, s := range [...]string{e.Gate, e.Session, e.User, e.Route, e.Trace, e.Addr, e.Channel, e.Node, e.Reason} {
+		dst = appendString(dst, s)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(e.Sessions)))
+	for _, s := range e.Sessions {
+		dst = appendString(dst, s)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(e.Bindings)))
+	for _, b := range e.Bindings {
+		dst = appendString(appendString(dst, b.Service), b.Node)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(e.JSON)))
+	dst = append(dst, e.JSON...)
+	return append(dst, e.Payload...)
+}
+
+func appendString[T string | []byte](dst []byte, s T) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// DecodeEnvelope parses an envelope. Payload and JSON alias b.
+func DecodeEnvelope(b []byte) (*Envelope, error) {
+	e := new(Envelope)
+	if err := e.Decode(b); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Decode parses b into e. Payload and JSON alias b.
+func (e *Envelope) Decode(b []byte) error {
+	d := decoder{b: b}
+	if len(b) < 3 || b[0] != envelopeVersion || b[1] == 0 || Type(b[1]) >= typeEnd || b[2] > byte(CodecJSON) {
+		return errEnvelope
+	}
+	e.Type, e.Codec = Type(b[1]), Codec(b[2])
+	d.b = b[3:]
+	status := d.uvarint()
+	if status > 0xffff {
+		return errEnvelope
+	}
+	e.Status = uint16(status)
+	seq := d.uvarint()
+	if seq > 0xffffffff {
+		return errEnvelope
+	}
+	e.Seq = uint32(seq)
+	e.Deadline = d.varint()
+	for _, p := range [...]*string{&e.Gate, &e.Session, &e.User, &e.Route, &e.Trace, &e.Addr, &e.Channel, &e.Node, &e.Reason} {
+		*p = d.string()
+	}
+	if n := d.count(); n > 0 {
+		e.Sessions = make([]string, n)
+		for i := range e.Sessions {
+			e.Sessions[i] = d.string()
+		}
+	}
+	if n := d.count(); n > 0 {
+		e.Bindings = make([]Binding, n)
+		for i := range e.Bindings {
+			e.Bindings[i].Service = d.string()
+			e.Bindings[i].Node = d.string()
+		}
+	}
+	if n := d.uvarint(); n > 0 {
+		e.JSON = d.bytes(n)
+	}
+	if d.err {
+		return errEnvelope
+	}
+	if len(d.b) > 0 {
+		e.Payload = d.b
+	}
+	return nil
+}
+
+type decoder struct {
+	b   []byte
+	err bool
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = true
+		d.b = nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = true
+		d.b = nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads a list length, refusing one that could not fit in what is left
+// (every element takes at least one byte), so a forged length cannot allocate.
+func (d *decoder) count() int {
+	n := d.uvarint()
+	if n > maxEnvList || n > uint64(len(d.b)) {
+		d.err = true
+		d.b = nil
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) bytes(n uint64) []byte {
+	if n > uint64(len(d.b)) {
+		d.err = true
+		d.b = nil
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) string() string {
+	n := d.uvarint()
+	if n > maxEnvString {
+		d.err = true
+		d.b = nil
+		return ""
+	}
+	return string(d.bytes(n))
+}
+
+// Binding returns the node a session's envelope binds service to, if any.
+func (e *Envelope) Binding(service string) (string, bool) {
+	for _, b := range e.Bindings {
+		if b.Service == service {
+			return b.Node, true
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,86 @@
+package hearth
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"time"
+)
+
+// Off disables a listener when used as its address.
+const Off = "off"
+
+// Config configures a Node. The zero value runs a whole cluster in one
+// process: gate on :7100 (TCP) and :7101 (WebSocket), admin on :7180, an
+// embedded NATS server with its data under ./data.
+type Config struct {
+	// NodeID names this node on the bus; it must be unique in the cluster.
+	// Zero: "node-" and 8 random hex digits.
+	NodeID string
+	// TCPAddr is the gate's TCP listen address. Zero: ":7100". Off disables.
+	TCPAddr string
+	// WSAddr is the gate's WebSocket listen address (path /ws). Zero: ":7101". Off disables.
+	WSAddr string
+	// AdminAddr serves /healthz, /readyz and /metrics. Zero: ":7180". Off disables.
+	AdminAddr string
+	// DataDir holds the embedded NATS server's JetStream data. Zero: "./data".
+	DataDir string
+	// NATSURL is an external NATS server or cluster (comma-separated URLs).
+	// Zero: an embedded nats-server in this process.
+	NATSURL string
+	// NATSListen makes the embedded NATS server accept other nodes on this
+	// host:port. Zero: in-process only.
+	NATSListen string
+	// Prefix of every bus subject. Zero: "hearth".
+	Prefix string
+	// TLS, when set, serves TLS on both client listeners. Zero: TLSCertFile
+	// and TLSKeyFile, when both are set; otherwise plain TCP.
+	TLS         *tls.Config
+	TLSCertFile string
+	TLSKeyFile  string
+	// Roles lists what this node runs: "gate" and service names. Zero: all.
+	Roles []string
+	// Limits tunes the gate. Its zero value holds production defaults.
+	Limits Limits
+	// DisableSysPush turns off the sys.push diagnostic route.
+	DisableSysPush bool
+	// MaxHandlers caps the requests a node's services run at once; past it
+	// requests are answered with 203. Zero: 10,000.
+	MaxHandlers int
+	// ShutdownTimeout bounds Run's shutdown after its context ends. Zero: 10s.
+	ShutdownTimeout time.Duration
+	// Logger receives the node's structured logs. Zero: slog.Default().
+	Logger *slog.Logger
+}
+
+// Limits are the gate's timeouts and flow-control limits. Every zero value
+// means the default in its comment; a negative rate means unlimited.
+type Limits struct {
+	// MaxFrame is the largest frame body accepted, in bytes. Zero: 65536.
+	MaxFrame int
+	// HandshakeTimeout bounds the wait for a client's HANDSHAKE. Zero: 5s.
+	HandshakeTimeout time.Duration
+	// Heartbeat is told to clients as heartbeat_ms; 3× it of silence closes
+	// a session (KICK 7). Zero: 10s.
+	Heartbeat time.Duration
+	// RequestTimeout is how long a service may take before the client gets
+	// 302. Zero: 5s.
+	RequestTimeout time.Duration
+	// SendQueueBytes bounds a session's unsent output (KICK 202 past it). Zero: 1 MiB.
+	SendQueueBytes int
+	// WriteTimeout bounds one stalled write to a client (KICK 202). Zero: 10s.
+	WriteTimeout time.Duration
+	// MaxSessions caps a gate's sessions (KICK 203). Zero: 100,000.
+	MaxSessions int
+	// MaxConnsPerIP caps concurrent connections per IP (KICK 203). Zero: 1,000.
+	MaxConnsPerIP int
+	// ConnRatePerIP and ConnBurstPerIP limit new connections per IP (KICK 200).
+	// Zero: 100/s with a burst of 200.
+	ConnRatePerIP  float64
+	ConnBurstPerIP int
+	// RequestRate and RequestBurst limit requests per session (response 200).
+	// Zero: 1,000/s with a burst of 1,000.
+	RequestRate  float64
+	RequestBurst int
+	// MaxInFlight caps a session's unanswered requests (response 201). Zero: 64.
+	MaxInFlight int
+}

@@ -1,0 +1,47 @@
+package hearth
+
+import (
+	"context"
+	"log/slog"
+)
+
+type ctxKey int
+
+const (
+	traceKey ctxKey = iota
+	loggerKey
+)
+
+// TraceID returns the trace id of the request being handled, or "".
+// The gate assigns it; it is in every log line of the request, on any node.
+func TraceID(ctx context.Context) string {
+	v, _ := ctx.Value(traceKey).(string)
+	return v
+}
+
+// Logger returns the request's logger, carrying its trace, session and user
+// ids, or slog.Default() outside a request.
+func Logger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
+}
+
+// requestContext carries what TraceID and Logger read, in one value so a
+// request costs a single context allocation.
+type requestContext struct {
+	context.Context
+	trace string
+	log   func() *slog.Logger
+}
+
+func (c *requestContext) Value(key any) any {
+	switch key {
+	case traceKey:
+		return c.trace
+	case loggerKey:
+		return c.log()
+	}
+	return c.Context.Value(key)
+}

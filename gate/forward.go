@@ -1,0 +1,326 @@
+package gate
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/wire"
+)
+
+// pending is a request awaiting its service's answer.
+type pending struct {
+	s     *Session
+	seq   uint32
+	route string
+	start int64
+}
+
+const pendingShards = 32
+
+// pendingTable maps request ids to pending requests. Every request has the
+// same timeout, so each shard's FIFO of ids is also in deadline order and
+// expiring is a walk from its front.
+type pendingTable struct {
+	shards [pendingShards]pendingShard
+	count  atomic.Int64
+}
+
+type pendingShard struct {
+	mu   sync.Mutex
+	m    map[uint64]pending
+	fifo []expiry
+	head int
+	_    [40]byte // keep shards on separate cache lines
+}
+
+type expiry struct {
+	id       uint64
+	deadline int64
+}
+
+func (t *pendingTable) init() {
+	for i := range t.shards {
+		t.shards[i].m = make(map[uint64]pending)
+	}
+}
+
+func (t *pendingTable) put(id uint64, p pending, deadline int64) {
+	sh := &t.shards[id%pendingShards]
+	sh.mu.Lock()
+	sh.m[id] = p
+	sh.fifo = append(sh.fifo, expiry{id, deadline})
+	sh.mu.Unlock()
+	t.count.Add(1)
+}
+
+func (t *pendingTable) take(id uint64) (pending, bool) {
+	sh := &t.shards[id%pendingShards]
+	sh.mu.Lock()
+	p, ok := sh.m[id]
+	if ok {
+		delete(sh.m, id)
+	}
+	sh.mu.Unlock()
+	if ok {
+		t.count.Add(-1)
+	}
+	return p, ok
+}
+
+// expire removes and returns the requests whose deadline is before now.
+func (t *pendingTable) expire(now int64, out []pending) []pending {
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for sh.head < len(sh.fifo) && sh.fifo[sh.head].deadline <= now {
+			id := sh.fifo[sh.head].id
+			sh.head++
+			if p, ok := sh.m[id]; ok {
+				delete(sh.m, id)
+				t.count.Add(-1)
+				out = append(out, p)
+			}
+		}
+		// Compact once the consumed front dominates.
+		if sh.head > 1024 && sh.head*2 > len(sh.fifo) {
+			n := copy(sh.fifo, sh.fifo[sh.head:])
+			sh.fifo = sh.fifo[:n]
+			sh.head = 0
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// timeoutLoop answers requests their service did not answer in time with 302.
+func (g *Gate) timeoutLoop() {
+	defer g.wg.Done()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var expired []pending
+	for {
+		select {
+		case <-g.stop:
+			return
+		case now := <-tick.C:
+			expired = g.pending.expire(now.UnixNano(), expired[:0])
+			for _, p := range expired {
+				p.s.inflight.Add(-1)
+				svc, _ := wire.SplitRoute(p.route)
+				p.s.respondError(p.seq, wire.CodeTimeout, "service "+svc+" did not answer within "+g.cfg.RequestTimeout.String())
+				g.m.observe(p.route, wire.CodeTimeout, time.Duration(now.UnixNano()-p.start))
+			}
+			if len(expired) > 0 {
+				g.log.Warn("requests timed out", "count", len(expired), "first_route", expired[0].route)
+			}
+			clear(expired)
+		}
+	}
+}
+
+// handleRequest forwards a REQUEST or NOTIFY to its service.
+func (s *Session) handleRequest(f *wire.Frame) error {
+	g := s.g
+	isReq := f.Kind == wire.KindRequest
+	var route string
+	if f.HasRouteID() {
+		name, ok := s.routes.name(f.RouteID)
+		if !ok {
+			if !isReq {
+				return &wire.Error{Code: wire.CodeBadRoute, Message: "unknown route id " + strconv.Itoa(int(f.RouteID))}
+			}
+			s.respondError(f.Seq, wire.CodeUnknownRoute, "unknown route id "+strconv.Itoa(int(f.RouteID)))
+			return nil
+		}
+		route = name
+	} else if id, ok := s.routes.byName[string(f.Route)]; ok {
+		route = s.routes.byID[id] // interned: no allocation
+	} else {
+		route = string(f.Route)
+	}
+	now := time.Now().UnixNano()
+	if !s.allowRequest(now) {
+		s.warnOnce(now, "request rate limited", "code", int(wire.CodeRateLimited), "route", route)
+		if isReq {
+			s.respondError(f.Seq, wire.CodeRateLimited, "rate limited: too many requests")
+		}
+		return nil
+	}
+	if g.cfg.Public != nil && !g.cfg.Public(route) && s.User() == "" {
+		s.warnOnce(now, "unauthenticated call", "code", int(wire.CodeUnauthenticated), "route", route)
+		if isReq {
+			s.respondError(f.Seq, wire.CodeUnauthenticated, "log in first: "+route+" needs an authenticated session")
+		}
+		return nil
+	}
+	svc, _ := wire.SplitRoute(route)
+
+	s.mu.Lock()
+	env := cluster.Envelope{
+		Type:     cluster.TypeRequest,
+		Codec:    s.codec,
+		Seq:      f.Seq,
+		Deadline: now + int64(g.cfg.RequestTimeout),
+		Gate:     g.cfg.ID,
+		Session:  s.id,
+		User:     s.user,
+		Route:    route,
+		Addr:     s.addr,
+		Bindings: s.bindings,
+		Payload:  f.Payload,
+	}
+	s.mu.Unlock()
+	var traceBuf [16]byte
+	env.Trace = string(g.traceID(traceBuf[:0]))
+
+	if !isReq {
+		if err := g.bus.Forward(svc, "", &env); err != nil {
+			s.warnOnce(now, "notify not forwarded", "route", route, "err", err)
+		}
+		return nil
+	}
+	if int(s.inflight.Load()) >= g.cfg.MaxInFlight {
+		s.warnOnce(now, "too many requests in flight", "code", int(wire.CodeTooManyInFlight), "route", route)
+		s.respondError(f.Seq, wire.CodeTooManyInFlight, "too many requests in flight; wait for responses")
+		return nil
+	}
+	id := g.nextID()
+	var replyBuf [96]byte
+	reply := string(cluster.AppendReplyID(append(replyBuf[:0], g.replyPrefix...), id))
+	s.inflight.Add(1)
+	g.pending.put(id, pending{s: s, seq: f.Seq, route: route, start: now}, env.Deadline)
+	if err := g.bus.Forward(svc, reply, &env); err != nil {
+		if p, ok := g.pending.take(id); ok {
+			p.s.inflight.Add(-1)
+			s.log0().Warn("request not forwarded", "route", route, "err", err)
+			s.respondError(f.Seq, wire.CodeUnavailable, "bus unavailable: "+err.Error())
+		}
+	}
+	return nil
+}
+
+func (g *Gate) nextID() uint64 { return g.ids.Add(1) }
+
+// onGateMsg handles everything addressed to this gate: replies to its
+// requests and control messages for its sessions.
+func (g *Gate) onGateMsg(m *nats.Msg) {
+	if id, ok := cluster.ParseReplyID(m.Subject, g.replyPrefix); ok {
+		g.onReply(id, m)
+		return
+	}
+	var e cluster.Envelope
+	if err := e.Decode(m.Data); err != nil {
+		g.log.Error("bad envelope on gate subject", "subject", m.Subject, "err", err)
+		return
+	}
+	switch e.Type {
+	case cluster.TypePush:
+		if len(e.Sessions) == 0 {
+			if s := g.sessMap.get(e.Session); s != nil {
+				s.push(e.Route, s.payloadFor(&e))
+			}
+		}
+		for _, id := range e.Sessions {
+			if s := g.sessMap.get(id); s != nil {
+				s.push(e.Route, s.payloadFor(&e))
+			}
+		}
+	case cluster.TypeKick:
+		if s := g.sessMap.get(e.Session); s != nil {
+			s.log0().Info("kick", "code", int(e.Status), "reason", e.Reason, "by", "service")
+			s.kick(wire.Code(e.Status), e.Reason, false)
+		}
+	case cluster.TypeBind:
+		if s := g.sessMap.get(e.Session); s != nil {
+			s.bind(e.Route, e.Node)
+		}
+	case cluster.TypeJoin:
+		if s := g.sessMap.get(e.Session); s != nil {
+			g.chans.join(e.Channel, s)
+		}
+	case cluster.TypeLeave:
+		if s := g.sessMap.get(e.Session); s != nil {
+			g.chans.leave(e.Channel, s)
+		}
+	case cluster.TypeSetUser:
+		if s := g.sessMap.get(e.Session); s != nil {
+			s.mu.Lock()
+			s.user = e.User
+			s.mu.Unlock()
+			g.publishEvent(s, cluster.EventUser)
+		}
+	default:
+		g.log.Error("unexpected envelope on gate subject", "type", int(e.Type))
+	}
+}
+
+func (g *Gate) onReply(id uint64, m *nats.Msg) {
+	p, ok := g.pending.take(id)
+	if !ok {
+		return // answered after its timeout; the client already has 302
+	}
+	p.s.inflight.Add(-1)
+	now := time.Now().UnixNano()
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		svc, _ := wire.SplitRoute(p.route)
+		p.s.respondError(p.seq, wire.CodeUnavailable, "no instance of service "+svc+" is running")
+		g.m.observe(p.route, wire.CodeUnavailable, time.Duration(now-p.start))
+		return
+	}
+	var e cluster.Envelope
+	if err := e.Decode(m.Data); err != nil || e.Type != cluster.TypeResponse {
+		g.log.Error("bad response envelope", "route", p.route, "err", err)
+		p.s.respondError(p.seq, wire.CodeInternal, "internal error")
+		return
+	}
+	status := wire.Code(e.Status)
+	if status != wire.OK {
+		g.m.requestError(status)
+	}
+	p.s.respond(p.seq, status, e.Payload)
+	g.m.observe(p.route, status, time.Duration(now-p.start))
+}
+
+// bind sets or clears the node serving service for this session.
+func (s *Session) bind(service, node string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := make([]cluster.Binding, 0, len(s.bindings)+1)
+	for _, b := range s.bindings {
+		if b.Service != service {
+			next = append(next, b)
+		}
+	}
+	if node != "" {
+		next = append(next, cluster.Binding{Service: service, Node: node})
+	}
+	s.bindings = next
+}
+
+// publishEvent announces a session life event on the events subject.
+func (g *Gate) publishEvent(s *Session, kind cluster.EventKind) {
+	s.mu.Lock()
+	user := s.user
+	s.mu.Unlock()
+	err := g.bus.Send(g.bus.Subjects().Events(), &cluster.Envelope{
+		Type: cluster.TypeEvent, Status: uint16(kind), Gate: g.cfg.ID, Session: s.id, User: user, Addr: s.addr,
+	})
+	if err != nil && !g.closing.Load() {
+		g.log.Warn("session event not published", "session", s.id, "event", kind.String(), "err", err)
+	}
+}
+
+// onBroadcast pushes a broadcast to every local session.
+func (g *Gate) onBroadcast(m *nats.Msg) {
+	var e cluster.Envelope
+	if err := e.Decode(m.Data); err != nil {
+		g.log.Error("bad broadcast envelope", "err", err)
+		return
+	}
+	g.sessMap.each(func(s *Session) { s.push(e.Route, s.payloadFor(&e)) })
+}

@@ -1,0 +1,106 @@
+package gate
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hearth-server/hearth/wire"
+)
+
+// Metrics are a gate's Prometheus metrics, all prefixed hearth_.
+type Metrics struct {
+	sessions  *prometheus.GaugeVec
+	framesIn  prometheus.Counter
+	framesOut [wire.KindKick + 1]prometheus.Counter
+	latency   *prometheus.HistogramVec
+	errors    *prometheus.CounterVec
+	kicks     *prometheus.CounterVec
+
+	mu       sync.RWMutex
+	byRoute  map[string]prometheus.Observer
+	byCode   map[wire.Code]prometheus.Counter
+	sessByTr map[string]prometheus.Gauge
+}
+
+// NewMetrics registers a gate's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics { return newMetrics(reg) }
+
+func newMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hearth_sessions", Help: "Open client sessions, by transport.",
+		}, []string{"transport"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hearth_request_duration_seconds",
+			Help:    "Time from a request's arrival at the gate to its response, by route.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_request_errors_total", Help: "Requests answered with a non-zero status, by code.",
+		}, []string{"code"}),
+		kicks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_kicks_total", Help: "Sessions closed with KICK, by code.",
+		}, []string{"code"}),
+		byRoute:  map[string]prometheus.Observer{},
+		byCode:   map[wire.Code]prometheus.Counter{},
+		sessByTr: map[string]prometheus.Gauge{},
+	}
+	frames := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hearth_frames_total", Help: "Protocol frames, by direction and kind.",
+	}, []string{"direction", "kind"})
+	m.framesIn = frames.WithLabelValues("in", "any")
+	for k := wire.KindHandshake; k <= wire.KindKick; k++ {
+		m.framesOut[k] = frames.WithLabelValues("out", k.String())
+	}
+	for _, tr := range []string{"tcp", "ws"} {
+		m.sessByTr[tr] = m.sessions.WithLabelValues(tr)
+	}
+	if reg != nil {
+		reg.MustRegister(m.sessions, frames, m.latency, m.errors, m.kicks)
+	}
+	return m
+}
+
+func (m *Metrics) frameIn()                       { m.framesIn.Inc() }
+func (m *Metrics) frameOut(k wire.Kind)           { m.framesOut[k].Inc() }
+func (m *Metrics) sessionOpened(transport string) { m.sessByTr[transport].Inc() }
+func (m *Metrics) sessionClosed(transport string) { m.sessByTr[transport].Dec() }
+func (m *Metrics) kicked(code wire.Code)          { m.kicks.WithLabelValues(strconv.Itoa(int(code))).Inc() }
+
+func (m *Metrics) requestError(code wire.Code) {
+	m.mu.RLock()
+	c := m.byCode[code]
+	m.mu.RUnlock()
+	if c == nil {
+		m.mu.Lock()
+		if c = m.byCode[code]; c == nil {
+			c = m.errors.WithLabelValues(strconv.Itoa(int(code)))
+			m.byCode[code] = c
+		}
+		m.mu.Unlock()
+	}
+	c.Inc()
+}
+
+// observe records a request's latency. Routes nobody serves are recorded
+// under one label, so clients cannot inflate the metric's cardinality.
+func (m *Metrics) observe(route string, status wire.Code, d time.Duration) {
+	if status == wire.CodeUnknownRoute || status == wire.CodeUnavailable {
+		route = "unknown"
+	}
+	m.mu.RLock()
+	o := m.byRoute[route]
+	m.mu.RUnlock()
+	if o == nil {
+		m.mu.Lock()
+		if o = m.byRoute[route]; o == nil {
+			o = m.latency.WithLabelValues(route)
+			m.byRoute[route] = o
+		}
+		m.mu.Unlock()
+	}
+	o.Observe(d.Seconds())
+}

@@ -1,0 +1,530 @@
+package gate
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/wire"
+)
+
+// State is a session's place in its life: handshaking → active → closing → closed.
+type State uint32
+
+const (
+	StateHandshaking State = iota
+	StateActive
+	StateClosing
+	StateClosed
+)
+
+func (s State) String() string {
+	return [...]string{"handshaking", "active", "closing", "closed"}[s]
+}
+
+// kickGrace bounds how long a kicked client has to read its KICK.
+const kickGrace = 2 * time.Second
+
+// Session is one client connection and its protocol state.
+type Session struct {
+	id    string
+	g     *Gate
+	conn  net.Conn
+	ws    bool
+	ip    netip.Addr
+	addr  string
+	codec cluster.Codec
+	log   *slog.Logger
+
+	state    atomic.Uint32
+	lastRecv atomic.Int64 // unix nanoseconds
+	lastPing atomic.Int64
+	inflight atomic.Int32
+	routes   *routeTable
+
+	// Used only by the reader goroutine.
+	hdr       [14]byte
+	rbuf      []byte
+	tokens    float64
+	tokensAt  int64
+	warnedAt  int64
+	wsPartial []byte
+
+	mu       sync.Mutex
+	out      []byte // framed bytes not yet written
+	spare    []byte
+	flushing bool
+	kicked   bool
+	pushSeq  uint64
+	user     string
+	bindings []cluster.Binding // copy-on-write
+	channels map[string]struct{}
+	closeOnce sync.Once
+}
+
+func newSession(g *Gate, conn net.Conn, ws bool) *Session {
+	s := &Session{g: g, conn: conn, ws: ws, addr: conn.RemoteAddr().String()}
+	if ap, err := netip.ParseAddrPort(s.addr); err == nil {
+		s.ip = ap.Addr().Unmap()
+	}
+	s.tokens = float64(g.cfg.RequestBurst)
+	return s
+}
+
+// ID is the session id.
+func (s *Session) ID() string { return s.id }
+
+// State is the session's current state.
+func (s *Session) State() State { return State(s.state.Load()) }
+
+// User is the user id the session is bound to, or "".
+func (s *Session) User() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.user
+}
+
+func (s *Session) transport() string {
+	if s.ws {
+		return "ws"
+	}
+	return "tcp"
+}
+
+// run owns the connection: admission, handshake, then the read loop. It
+// returns when the connection is closed.
+func (s *Session) run() {
+	g := s.g
+	defer s.finish()
+	if code, reason := g.admit(s); code != wire.OK {
+		g.log.Warn("connection refused", "remote", s.addr, "code", int(code), "reason", reason)
+		s.state.Store(uint32(StateActive)) // lets kick frame it
+		s.kick(code, reason, true)
+		_ = s.wait()
+		return
+	}
+	defer g.ips.release(s.ip)
+	_ = s.conn.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
+	if s.ws {
+		if err := s.upgrade(); err != nil {
+			g.log.Info("websocket upgrade failed", "remote", s.addr, "err", err)
+			return
+		}
+	}
+	if err := s.handshake(); err != nil {
+		s.fail(err, "handshake")
+		_ = s.wait()
+		return
+	}
+	_ = s.conn.SetDeadline(time.Time{})
+	err := s.readLoop()
+	s.fail(err, "read")
+	_ = s.wait()
+}
+
+// wait lets a kicked session's flusher write the KICK, then closes.
+func (s *Session) wait() error {
+	s.mu.Lock()
+	busy := s.flushing
+	s.mu.Unlock()
+	if busy {
+		// The flusher closes the connection after writing the KICK; the
+		// read side notices.
+		buf := make([]byte, 64)
+		_ = s.conn.SetReadDeadline(time.Now().Add(kickGrace + time.Second))
+		for {
+			if _, err := s.conn.Read(buf); err != nil {
+				break
+			}
+		}
+	}
+	s.closeConn()
+	return nil
+}
+
+// fail turns a read-side error into the right KICK (or a quiet close when
+// the peer went away).
+func (s *Session) fail(err error, phase string) {
+	if err == nil {
+		return
+	}
+	var we *wire.Error
+	switch {
+	case errors.As(err, &we):
+		s.log0().Info("kick", "code", int(we.Code), "reason", we.Message, "phase", phase)
+		s.kick(we.Code, we.Message, true)
+	case errors.Is(err, os.ErrDeadlineExceeded) && s.State() == StateHandshaking:
+		s.log0().Info("kick", "code", int(wire.CodeHandshakeRequired), "reason", "handshake timeout")
+		s.kick(wire.CodeHandshakeRequired, "handshake timeout", true)
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
+		s.closeConn()
+	default:
+		s.log0().Debug("connection error", "err", err, "phase", phase)
+		s.closeConn()
+	}
+}
+
+func (s *Session) log0() *slog.Logger {
+	if s.log != nil {
+		return s.log
+	}
+	return s.g.log.With("remote", s.addr)
+}
+
+// handshake reads the first frame, which must be a HANDSHAKE, and answers it.
+func (s *Session) handshake() error {
+	body, err := s.readFrame()
+	if err != nil {
+		return err
+	}
+	defer s.releaseFrame(body)
+	f, err := wire.Decode(body)
+	if err != nil {
+		return err
+	}
+	if f.Kind != wire.KindHandshake {
+		return &wire.Error{Code: wire.CodeHandshakeRequired, Message: "first frame must be HANDSHAKE, got " + f.Kind.String()}
+	}
+	var hs wire.Handshake
+	if err := json.Unmarshal(f.Payload, &hs); err != nil {
+		return &wire.Error{Code: wire.CodeBadFrame, Message: "handshake payload is not valid JSON"}
+	}
+	if hs.Version != wire.Version {
+		return &wire.Error{Code: wire.CodeUnsupported, Message: "unsupported protocol version; this server speaks 1"}
+	}
+	switch hs.Codec {
+	case wire.CodecJSON:
+		s.codec = cluster.CodecJSON
+	case wire.CodecProtobuf:
+		s.codec = cluster.CodecProtobuf
+	default:
+		return &wire.Error{Code: wire.CodeUnsupported, Message: "unsupported codec " + quoteTrunc(hs.Codec) + "; use json or protobuf"}
+	}
+	g := s.g
+	s.id = newSessionID()
+	s.routes = g.routes.Load()
+	s.log = g.log.With("session", s.id, "remote", s.addr)
+	ack := wire.HandshakeAck{
+		Session:      s.id,
+		Node:         g.cfg.ID,
+		HeartbeatMS:  g.cfg.Heartbeat.Milliseconds(),
+		Routes:       s.routes.byName,
+		ServerTimeMS: time.Now().UnixMilli(),
+	}
+	payload, err := json.Marshal(&ack)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UnixNano()
+	s.lastRecv.Store(now)
+	s.lastPing.Store(now)
+	s.state.Store(uint32(StateActive))
+	g.sessMap.add(s)
+	g.m.sessionOpened(s.transport())
+	if s.begin(3 + len(payload)) {
+		s.out = wire.AppendHandshakeAck(s.out, payload)
+		s.end(wire.KindHandshakeAck)
+	}
+	g.publishEvent(s, cluster.EventOpened)
+	s.log.Debug("session opened", "codec", hs.Codec, "client", quoteTrunc(hs.Client), "transport", s.transport())
+	return nil
+}
+
+func quoteTrunc(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return s
+}
+
+// readLoop reads frames until the connection fails or a frame is fatal.
+func (s *Session) readLoop() error {
+	for {
+		body, err := s.readFrame()
+		if err != nil {
+			return err
+		}
+		s.lastRecv.Store(time.Now().UnixNano())
+		err = s.handleFrame(body)
+		s.releaseFrame(body)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// handleFrame acts on one frame from an active session.
+func (s *Session) handleFrame(body []byte) error {
+	g := s.g
+	g.m.frameIn()
+	f, err := wire.Decode(body)
+	if err != nil {
+		if err == wire.ErrBadRoute && f.Kind == wire.KindRequest {
+			s.respondError(f.Seq, wire.CodeUnknownRoute, "bad route: must match ^[a-z][a-z0-9_]{0,31}\\.[a-z][a-z0-9_]{0,31}$")
+			return nil
+		}
+		return err
+	}
+	switch f.Kind {
+	case wire.KindRequest, wire.KindNotify:
+		return s.handleRequest(&f)
+	case wire.KindPing:
+		if s.begin(11) {
+			s.out = wire.AppendPong(s.out, f.Clock)
+			s.end(wire.KindPong)
+		}
+	case wire.KindPong:
+	case wire.KindHandshake:
+		return &wire.Error{Code: wire.CodeBadFrame, Message: "HANDSHAKE after the session started"}
+	default:
+		return &wire.Error{Code: wire.CodeBadFrame, Message: f.Kind.String() + " is not sent by clients"}
+	}
+	return nil
+}
+
+// begin reserves room for a frame body of n bytes on the session's output
+// and appends the transport's framing. It never blocks: a session whose
+// output would exceed the queue limit is kicked with 202, its queued output
+// dropped. On true the caller holds s.mu, appends the body to s.out and
+// calls end.
+func (s *Session) begin(n int) bool {
+	s.mu.Lock()
+	if s.kicked || State(s.state.Load()) >= StateClosing {
+		s.mu.Unlock()
+		return false
+	}
+	if len(s.out)+n > s.g.cfg.SendQueueBytes {
+		queued := len(s.out)
+		s.mu.Unlock()
+		s.log0().Warn("kick", "code", int(wire.CodeSlowConsumer), "reason", "send queue full", "queued_bytes", queued)
+		s.kick(wire.CodeSlowConsumer, "slow consumer: send queue full", true)
+		return false
+	}
+	if s.out == nil {
+		s.out = getBuf(n + 16)
+	}
+	s.out = s.frameHeader(s.out, n)
+	return true
+}
+
+// end finishes a frame started with begin and releases s.mu.
+func (s *Session) end(kind wire.Kind) {
+	s.g.m.frameOut(kind)
+	s.startFlushLocked()
+	s.mu.Unlock()
+}
+
+func (s *Session) startFlushLocked() {
+	if !s.flushing {
+		s.flushing = true
+		go s.flush()
+	}
+}
+
+// frameHeader appends the transport's framing for a body of n bytes.
+func (s *Session) frameHeader(dst []byte, n int) []byte {
+	if !s.ws {
+		return wire.AppendLength(dst, n)
+	}
+	return appendWSHeader(dst, opBinary, n)
+}
+
+// flush writes queued output until none is left. It runs in its own
+// goroutine only while there is output, so an idle session has none.
+func (s *Session) flush() {
+	for {
+		s.mu.Lock()
+		if len(s.out) == 0 {
+			s.flushing = false
+			putBuf(s.out)
+			putBuf(s.spare)
+			s.out, s.spare = nil, nil
+			kicked := s.kicked
+			s.mu.Unlock()
+			if kicked {
+				s.closeConn()
+			}
+			return
+		}
+		buf := s.out
+		s.out = s.spare
+		if s.out != nil {
+			s.out = s.out[:0]
+		}
+		s.spare = nil
+		kicked := s.kicked
+		s.mu.Unlock()
+
+		timeout := s.g.cfg.WriteTimeout
+		if kicked {
+			timeout = min(timeout, kickGrace)
+		}
+		_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
+		_, err := s.conn.Write(buf)
+
+		s.mu.Lock()
+		if s.spare == nil {
+			s.spare = buf[:0]
+		} else {
+			putBuf(buf)
+		}
+		if err != nil {
+			s.flushing = false
+			wasKicked := s.kicked
+			s.kicked = true
+			s.out = nil
+			s.mu.Unlock()
+			if errors.Is(err, os.ErrDeadlineExceeded) && !wasKicked {
+				s.log0().Warn("kick", "code", int(wire.CodeSlowConsumer), "reason", "write stalled", "timeout", timeout)
+				s.g.m.kicked(wire.CodeSlowConsumer)
+			}
+			s.closeConn()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+// kick sends KICK code and closes the session. With drop, output not yet
+// written is discarded first (the client is too slow or misbehaving);
+// without, it is delivered before the KICK.
+func (s *Session) kick(code wire.Code, reason string, drop bool) {
+	s.mu.Lock()
+	if s.kicked {
+		s.mu.Unlock()
+		return
+	}
+	s.kicked = true
+	st := s.State()
+	if st < StateClosing {
+		s.state.Store(uint32(StateClosing))
+	}
+	if st == StateClosed {
+		s.mu.Unlock()
+		return
+	}
+	if drop {
+		s.out = s.out[:0]
+	}
+	if len(reason) > 512 {
+		reason = reason[:512]
+	}
+	n := 5 + len(reason)
+	s.out = s.frameHeader(s.out, n)
+	s.out = wire.AppendKick(s.out, code, reason)
+	if s.ws {
+		s.out = appendWSClose(s.out)
+	}
+	s.g.m.kicked(code)
+	s.startFlushLocked()
+	s.mu.Unlock()
+	// Bound the wait for a client that does not read.
+	_ = s.conn.SetWriteDeadline(time.Now().Add(kickGrace))
+}
+
+// closeConn closes the connection; the reader notices and finishes.
+func (s *Session) closeConn() {
+	if s.state.Load() < uint32(StateClosing) {
+		s.state.Store(uint32(StateClosing))
+	}
+	_ = s.conn.Close()
+}
+
+// finish releases everything the session holds. It runs once, on the
+// reader goroutine, after the connection is closed.
+func (s *Session) finish() {
+	s.closeOnce.Do(func() {
+		s.closeConn()
+		s.state.Store(uint32(StateClosed))
+		g := s.g
+		if s.id == "" {
+			return
+		}
+		if g.sessMap.remove(s) {
+			g.m.sessionClosed(s.transport())
+		}
+		s.mu.Lock()
+		chans := s.channels
+		s.channels = nil
+		s.mu.Unlock()
+		for ch := range chans {
+			g.chans.leave(ch, s)
+		}
+		g.publishEvent(s, cluster.EventClosed)
+		s.log.Debug("session closed")
+	})
+}
+
+// respondError answers a request with a non-zero status.
+func (s *Session) respondError(seq uint32, code wire.Code, msg string) {
+	s.g.m.requestError(code)
+	s.respond(seq, code, []byte(msg))
+}
+
+func (s *Session) respond(seq uint32, status wire.Code, payload []byte) {
+	if s.begin(9 + len(payload)) {
+		s.out = wire.AppendResponse(s.out, seq, status, payload)
+		s.end(wire.KindResponse)
+	}
+}
+
+// push sends a PUSH with the next push_seq.
+func (s *Session) push(route string, payload []byte) {
+	if !s.begin(3 + 8 + 1 + len(route) + len(payload)) {
+		return
+	}
+	s.pushSeq++
+	s.out = wire.AppendPush(s.out, s.pushSeq, route, payload)
+	s.end(wire.KindPush)
+}
+
+// ping sends a server PING carrying the server's clock.
+func (s *Session) ping(now time.Time) {
+	if s.begin(11) {
+		s.out = wire.AppendPing(s.out, uint64(now.UnixMilli()))
+		s.end(wire.KindPing)
+	}
+}
+
+// payloadFor picks the encoding of a push this session reads.
+func (s *Session) payloadFor(e *cluster.Envelope) []byte {
+	if s.codec == cluster.CodecJSON && e.JSON != nil {
+		return e.JSON
+	}
+	return e.Payload
+}
+
+// allowRequest applies the per-session token bucket. Only the reader
+// goroutine calls it.
+func (s *Session) allowRequest(now int64) bool {
+	rate := s.g.cfg.RequestRate
+	if rate < 0 {
+		return true
+	}
+	burst := float64(s.g.cfg.RequestBurst)
+	s.tokens = min(burst, s.tokens+float64(now-s.tokensAt)/1e9*rate)
+	s.tokensAt = now
+	if s.tokens < 1 {
+		return false
+	}
+	s.tokens--
+	return true
+}
+
+// warnOnce logs a per-request rejection at most once per 10s per session,
+// so a flood cannot flood the log too.
+func (s *Session) warnOnce(now int64, msg string, args ...any) {
+	if now-s.warnedAt < int64(10*time.Second) {
+		return
+	}
+	s.warnedAt = now
+	s.log0().Warn(msg, args...)
+}

@@ -1,0 +1,335 @@
+package gate
+
+import (
+	"hash/maphash"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/wire"
+)
+
+const sessionShards = 64
+
+// sessionMap holds the gate's active sessions by id, sharded so that
+// handshakes and closes on many connections do not contend.
+type sessionMap struct {
+	seed   maphash.Seed
+	shards [sessionShards]struct {
+		mu sync.RWMutex
+		m  map[string]*Session
+	}
+}
+
+func (sm *sessionMap) init() {
+	sm.seed = maphash.MakeSeed()
+	for i := range sm.shards {
+		sm.shards[i].m = make(map[string]*Session)
+	}
+}
+
+func (sm *sessionMap) shard(id string) int {
+	return int(maphash.String(sm.seed, id) % sessionShards)
+}
+
+func (sm *sessionMap) add(s *Session) {
+	sh := &sm.shards[sm.shard(s.id)]
+	sh.mu.Lock()
+	sh.m[s.id] = s
+	sh.mu.Unlock()
+}
+
+func (sm *sessionMap) remove(s *Session) bool {
+	sh := &sm.shards[sm.shard(s.id)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m[s.id] != s {
+		return false
+	}
+	delete(sh.m, s.id)
+	return true
+}
+
+func (sm *sessionMap) get(id string) *Session {
+	sh := &sm.shards[sm.shard(id)]
+	sh.mu.RLock()
+	s := sh.m[id]
+	sh.mu.RUnlock()
+	return s
+}
+
+func (sm *sessionMap) len() int {
+	n := 0
+	for i := range sm.shards {
+		sh := &sm.shards[i]
+		sh.mu.RLock()
+		n += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// each calls fn for every session, outside the shard locks.
+func (sm *sessionMap) each(fn func(*Session)) {
+	var batch []*Session
+	for i := range sm.shards {
+		sh := &sm.shards[i]
+		sh.mu.RLock()
+		batch = batch[:0]
+		for _, s := range sh.m {
+			batch = append(batch, s)
+		}
+		sh.mu.RUnlock()
+		for _, s := range batch {
+			fn(s)
+		}
+	}
+}
+
+// Lookup returns the session with the given id on this gate, or nil.
+func (g *Gate) Lookup(id string) *Session { return g.sessMap.get(id) }
+
+// heartbeatLoop PINGs sessions the gate has not heard from for a heartbeat
+// and kicks those silent for three (KICK 7).
+func (g *Gate) heartbeatLoop() {
+	defer g.wg.Done()
+	hb := g.cfg.Heartbeat
+	tick := time.NewTicker(max(min(hb/4, time.Second), 5*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case now := <-tick.C:
+			n := now.UnixNano()
+			g.sessMap.each(func(s *Session) {
+				silent := time.Duration(n - s.lastRecv.Load())
+				switch {
+				case silent >= 3*hb:
+					s.log0().Info("kick", "code", int(wire.CodeHeartbeatTimeout), "reason", "heartbeat timeout", "silent", silent.Round(time.Millisecond))
+					s.kick(wire.CodeHeartbeatTimeout, "heartbeat timeout", true)
+				case silent >= hb && time.Duration(n-s.lastPing.Load()) >= hb:
+					s.lastPing.Store(n)
+					s.ping(now)
+				}
+			})
+			g.ips.sweep(n)
+		}
+	}
+}
+
+// admit applies the gate-wide and per-IP connection limits.
+func (g *Gate) admit(s *Session) (wire.Code, string) {
+	if g.closing.Load() {
+		return wire.CodeShuttingDown, "server shutting down"
+	}
+	if g.sessMap.len() >= g.cfg.MaxSessions {
+		return wire.CodeOverloaded, "server full: too many sessions"
+	}
+	return g.ips.acquire(s.ip, time.Now().UnixNano())
+}
+
+// ipLimiter enforces the per-IP new-connection rate and concurrent
+// connection cap.
+type ipLimiter struct {
+	rate     float64
+	burst    float64
+	maxConns int
+	mu       sync.Mutex
+	m        map[netip.Addr]*ipState
+}
+
+type ipState struct {
+	conns  int
+	tokens float64
+	at     int64
+}
+
+func (l *ipLimiter) init(rate float64, burst, maxConns int) {
+	l.rate, l.burst, l.maxConns = rate, float64(burst), maxConns
+	l.m = make(map[netip.Addr]*ipState)
+}
+
+func (l *ipLimiter) acquire(ip netip.Addr, now int64) (wire.Code, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.m[ip]
+	if st == nil {
+		st = &ipState{tokens: l.burst, at: now}
+		l.m[ip] = st
+	}
+	if l.maxConns > 0 && st.conns >= l.maxConns {
+		return wire.CodeOverloaded, "too many connections from your address"
+	}
+	if l.rate > 0 {
+		st.tokens = min(l.burst, st.tokens+float64(now-st.at)/1e9*l.rate)
+		st.at = now
+		if st.tokens < 1 {
+			return wire.CodeRateLimited, "connecting too fast; retry with backoff"
+		}
+		st.tokens--
+	}
+	st.conns++
+	return wire.OK, ""
+}
+
+func (l *ipLimiter) release(ip netip.Addr) {
+	l.mu.Lock()
+	if st := l.m[ip]; st != nil {
+		st.conns--
+	}
+	l.mu.Unlock()
+}
+
+// sweep forgets addresses with no connection whose bucket has refilled.
+func (l *ipLimiter) sweep(now int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ip, st := range l.m {
+		if st.conns == 0 && (l.rate <= 0 || st.tokens+float64(now-st.at)/1e9*l.rate >= l.burst) {
+			delete(l.m, ip)
+		}
+	}
+}
+
+// channels tracks which local sessions are members of which channels, and
+// subscribes to a channel's subject only while it has a local member.
+type channels struct {
+	mu   sync.Mutex
+	m    map[string]*channel
+	msgs chan *nats.Msg
+	g    *Gate
+	done chan struct{}
+}
+
+type channel struct {
+	mu   sync.Mutex // guards list and idx against fan-out; changes also hold channels.mu
+	idx  map[*Session]int
+	list []*Session
+	sub  *nats.Subscription
+}
+
+func (c *channels) init() {
+	c.m = make(map[string]*channel)
+	c.msgs = make(chan *nats.Msg, 65536)
+	c.done = make(chan struct{})
+}
+
+func (c *channels) start(g *Gate) error {
+	c.g = g
+	go c.run()
+	return nil
+}
+
+func (c *channels) stop() {
+	c.mu.Lock()
+	for name, ch := range c.m {
+		_ = ch.sub.Unsubscribe()
+		delete(c.m, name)
+	}
+	c.mu.Unlock()
+	close(c.done)
+}
+
+// run fans channel messages out to local members; one goroutine serves
+// every channel subscription.
+func (c *channels) run() {
+	for {
+		select {
+		case <-c.done:
+			return
+		case m := <-c.msgs:
+			var e cluster.Envelope
+			if err := e.Decode(m.Data); err != nil {
+				c.g.log.Error("bad channel envelope", "subject", m.Subject, "err", err)
+				continue
+			}
+			c.mu.Lock()
+			ch := c.m[e.Channel]
+			c.mu.Unlock()
+			if ch == nil {
+				continue
+			}
+			ch.mu.Lock()
+			for _, s := range ch.list {
+				s.push(e.Route, s.payloadFor(&e))
+			}
+			ch.mu.Unlock()
+		}
+	}
+}
+
+func (c *channels) join(name string, s *Session) {
+	if cluster.ValidateChannel(name) != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.State() >= StateClosing {
+		s.mu.Unlock()
+		return
+	}
+	if s.channels == nil {
+		s.channels = make(map[string]struct{})
+	}
+	s.channels[name] = struct{}{}
+	s.mu.Unlock()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := c.m[name]
+	if ch == nil {
+		sub, err := c.g.bus.Conn().ChanSubscribe(c.g.bus.Subjects().Channel(name), c.msgs)
+		if err != nil {
+			c.g.log.Error("channel subscribe failed", "channel", name, "err", err)
+			return
+		}
+		_ = sub.SetPendingLimits(-1, 256<<20)
+		ch = &channel{idx: map[*Session]int{}, sub: sub}
+		c.m[name] = ch
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if _, ok := ch.idx[s]; ok {
+		return
+	}
+	ch.idx[s] = len(ch.list)
+	ch.list = append(ch.list, s)
+}
+
+func (c *channels) leave(name string, s *Session) {
+	s.mu.Lock()
+	delete(s.channels, name)
+	s.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := c.m[name]
+	if ch == nil {
+		return
+	}
+	ch.mu.Lock()
+	i, ok := ch.idx[s]
+	if ok {
+		last := len(ch.list) - 1
+		ch.list[i] = ch.list[last]
+		ch.idx[ch.list[i]] = i
+		ch.list[last] = nil
+		ch.list = ch.list[:last]
+		delete(ch.idx, s)
+	}
+	empty := len(ch.list) == 0
+	ch.mu.Unlock()
+	if empty {
+		_ = ch.sub.Unsubscribe()
+		delete(c.m, name)
+	}
+}
+
+// Channels is the number of channels with a local member.
+func (g *Gate) Channels() int {
+	g.chans.mu.Lock()
+	defer g.chans.mu.Unlock()
+	return len(g.chans.m)
+}

@@ -1,0 +1,529 @@
+// Package hearth is the SDK a game developer imports to run a hearth node:
+// a gate that holds players' connections, the services that own the game's
+// logic, and the NATS bus between them — in one process or across many.
+//
+//	node, err := hearth.New(hearth.Config{})
+//	svc := hearth.NewService("room")
+//	hearth.Handle(svc, "join", func(ctx context.Context, s *hearth.Session, req *pb.JoinReq) (*pb.JoinResp, error) { … })
+//	node.Register(svc)
+//	err = node.Run(ctx)
+//
+// Every request travels as an envelope over NATS subjects, even in one
+// process, so a node behaves the same alone and in a cluster.
+package hearth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/gate"
+	"github.com/hearth-server/hearth/wire"
+)
+
+// Errors of the node's lifecycle.
+var (
+	ErrRunning    = errors.New("hearth: node already running")
+	ErrNotRunning = errors.New("hearth: node not running")
+)
+
+// Node is one hearth process's share of the cluster: a bus connection, a
+// gate if it has that role, and the services registered on it.
+type Node struct {
+	cfg      Config
+	id       string
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	services map[string]*Service
+	tls      *tls.Config
+
+	bus   *cluster.Bus
+	gate  *gate.Gate
+	admin *http.Server
+	subs  []*nats.Subscription
+
+	handlers  chan struct{} // semaphore of running handlers
+	sysPushes atomic.Int32
+
+	running  atomic.Bool
+	started  chan struct{} // start finished, well or not
+	ready    chan struct{}
+	stopOnce sync.Once
+	stop     chan struct{} // Shutdown called
+	done     chan struct{} // shutdown finished
+	baseCtx  context.Context
+	cancel   context.CancelFunc
+	bg       sync.WaitGroup // handler goroutines
+
+	mu        sync.Mutex
+	addrs     map[string]net.Addr
+	shutErr   error
+	isServing atomic.Bool
+}
+
+// New validates cfg and returns a node ready to have services registered.
+// It opens nothing until Run.
+func New(cfg Config) (*Node, error) {
+	if cfg.NodeID == "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		cfg.NodeID = "node-" + hex.EncodeToString(b[:])
+	}
+	if err := cluster.ValidateNodeID(cfg.NodeID); err != nil {
+		return nil, fmt.Errorf("hearth: node id %q: %w", cfg.NodeID, err)
+	}
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&cfg.TCPAddr, ":7100")
+	def(&cfg.WSAddr, ":7101")
+	def(&cfg.AdminAddr, ":7180")
+	def(&cfg.DataDir, "./data")
+	if cfg.MaxHandlers <= 0 {
+		cfg.MaxHandlers = 10_000
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n := &Node{
+		cfg:      cfg,
+		id:       cfg.NodeID,
+		log:      cfg.Logger.With("node", cfg.NodeID),
+		reg:      prometheus.NewRegistry(),
+		services: map[string]*Service{},
+		handlers: make(chan struct{}, cfg.MaxHandlers),
+		started:  make(chan struct{}),
+		ready:    make(chan struct{}),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		addrs:    map[string]net.Addr{},
+	}
+	n.tls = cfg.TLS
+	if n.tls == nil && (cfg.TLSCertFile != "" || cfg.TLSKeyFile != "") {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("hearth: load TLS key pair (--tls-cert %q, --tls-key %q): %w", cfg.TLSCertFile, cfg.TLSKeyFile, err)
+		}
+		n.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := n.Register(n.sysService()); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.id }
+
+// Register adds services to the node. It must be called before Run. A
+// service whose name is not in Config.Roles (when set) is not started.
+func (n *Node) Register(svcs ...*Service) error {
+	if n.running.Load() {
+		return ErrRunning
+	}
+	for _, svc := range svcs {
+		if _, dup := n.services[svc.name]; dup {
+			return fmt.Errorf("hearth: service %q registered twice", svc.name)
+		}
+		n.services[svc.name] = svc
+	}
+	return nil
+}
+
+// hasRole reports whether the node runs role ("gate" or a service name).
+func (n *Node) hasRole(role string) bool {
+	return len(n.cfg.Roles) == 0 || slices.Contains(n.cfg.Roles, role)
+}
+
+// Routes lists every route of the services this node runs, sorted.
+func (n *Node) Routes() []string {
+	var r []string
+	for name, svc := range n.services {
+		if n.hasRole(name) {
+			r = append(r, svc.Routes()...)
+		}
+	}
+	slices.Sort(r)
+	return r
+}
+
+// Ready is closed once the node serves: listeners bound, services subscribed.
+func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+// Addr returns the bound address of "tcp", "ws" or "admin", or nil.
+func (n *Node) Addr(name string) net.Addr {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.addrs[name]
+}
+
+// NATSURL is where other nodes can reach this node's embedded NATS server
+// when it listens (Config.NATSListen), or "".
+func (n *Node) NATSURL() string {
+	if n.bus == nil {
+		return ""
+	}
+	return n.bus.ClientURL()
+}
+
+// Run starts the node and serves until ctx ends or Shutdown is called. When
+// ctx ends, Run shuts down gracefully within Config.ShutdownTimeout.
+func (n *Node) Run(ctx context.Context) error {
+	if !n.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	n.baseCtx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	err := n.start()
+	close(n.started)
+	if err != nil {
+		n.stopOnce.Do(func() { close(n.stop) })
+		n.shutErr = n.teardown(context.Background())
+		close(n.done)
+		return err
+	}
+	n.isServing.Store(true)
+	close(n.ready)
+	n.log.Info("node serving", "roles", n.roleList())
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+		defer cancel()
+		return n.Shutdown(sctx)
+	case <-n.stop:
+		<-n.done
+		return nil
+	}
+}
+
+// Shutdown stops the node gracefully: the gate stops accepting and sends
+// every session KICK 8 after its pending output, services finish the
+// requests they hold, then the bus closes. When ctx ends first, what is left
+// is closed at once and ctx's error returned.
+func (n *Node) Shutdown(ctx context.Context) error {
+	if !n.running.Load() {
+		return ErrNotRunning
+	}
+	<-n.started
+	first := false
+	n.stopOnce.Do(func() { first = true; close(n.stop) })
+	if !first {
+		select {
+		case <-n.done:
+			return n.shutErr
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	n.shutErr = n.teardown(ctx)
+	close(n.done)
+	return n.shutErr
+}
+
+func (n *Node) roleList() []string {
+	var r []string
+	if n.hasRole("gate") {
+		r = append(r, "gate")
+	}
+	for name := range n.services {
+		if n.hasRole(name) {
+			r = append(r, name)
+		}
+	}
+	slices.Sort(r[min(1, len(r)):])
+	return r
+}
+
+func (n *Node) start() error {
+	var err error
+	n.bus, err = cluster.Connect(n.baseCtx, cluster.Config{
+		URL:     n.cfg.NATSURL,
+		DataDir: filepath.Join(n.cfg.DataDir, "nats"),
+		Listen:  n.cfg.NATSListen,
+		Prefix:  n.cfg.Prefix,
+		Name:    n.id,
+		Logger:  n.log,
+	})
+	if err != nil {
+		return err
+	}
+	if u := n.bus.ClientURL(); u != "" {
+		n.log.Info("embedded NATS listening", "url", u)
+	}
+	if err := n.startServices(); err != nil {
+		return err
+	}
+	if n.hasRole("gate") {
+		if err := n.startGate(); err != nil {
+			return err
+		}
+	}
+	if n.cfg.AdminAddr != Off {
+		if err := n.startAdmin(); err != nil {
+			return err
+		}
+	}
+	return n.bus.Flush(5 * time.Second)
+}
+
+func (n *Node) startGate() error {
+	l := n.cfg.Limits
+	addr := func(a string) string {
+		if a == Off {
+			return ""
+		}
+		return a
+	}
+	g, err := gate.New(n.bus, gate.Config{
+		ID:               n.id,
+		TCPAddr:          addr(n.cfg.TCPAddr),
+		WSAddr:           addr(n.cfg.WSAddr),
+		TLS:              n.tls,
+		Routes:           n.Routes,
+		MaxFrame:         l.MaxFrame,
+		HandshakeTimeout: l.HandshakeTimeout,
+		Heartbeat:        l.Heartbeat,
+		RequestTimeout:   l.RequestTimeout,
+		SendQueueBytes:   l.SendQueueBytes,
+		WriteTimeout:     l.WriteTimeout,
+		MaxSessions:      l.MaxSessions,
+		MaxConnsPerIP:    l.MaxConnsPerIP,
+		ConnRatePerIP:    l.ConnRatePerIP,
+		ConnBurstPerIP:   l.ConnBurstPerIP,
+		RequestRate:      l.RequestRate,
+		RequestBurst:     l.RequestBurst,
+		MaxInFlight:      l.MaxInFlight,
+		Logger:           n.log,
+		Metrics:          gate.NewMetrics(n.reg),
+	})
+	if err != nil {
+		return err
+	}
+	if err := g.Start(); err != nil {
+		return err
+	}
+	n.gate = g
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, name := range []string{"tcp", "ws"} {
+		if a := g.Addr(name); a != nil {
+			n.addrs[name] = a
+		}
+	}
+	return nil
+}
+
+// startServices subscribes each service this node runs to its queue
+// subject and to its node-bound subject.
+func (n *Node) startServices() error {
+	nc := n.bus.Conn()
+	subj := n.bus.Subjects()
+	for name, svc := range n.services {
+		if !n.hasRole(name) {
+			continue
+		}
+		h := n.dispatch(svc)
+		qs, err := nc.QueueSubscribe(subj.Service(name), name, h)
+		if err != nil {
+			return fmt.Errorf("hearth: subscribe service %s: %w", name, err)
+		}
+		ns, err := nc.Subscribe(subj.NodeService(n.id, name), h)
+		if err != nil {
+			return fmt.Errorf("hearth: subscribe service %s: %w", name, err)
+		}
+		for _, sub := range []*nats.Subscription{qs, ns} {
+			_ = sub.SetPendingLimits(-1, 256<<20)
+			n.subs = append(n.subs, sub)
+		}
+	}
+	return nil
+}
+
+func (n *Node) teardown(ctx context.Context) error {
+	n.isServing.Store(false)
+	var errs []error
+	if n.gate != nil {
+		if err := n.gate.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("gate shutdown: %w", err))
+		}
+	}
+	for _, sub := range n.subs {
+		_ = sub.Unsubscribe()
+	}
+	// Let running handlers finish (their responses go to gates elsewhere).
+	wait := make(chan struct{})
+	go func() { n.bg.Wait(); close(wait) }()
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("handlers still running: %w", ctx.Err()))
+	}
+	if n.cancel != nil {
+		n.cancel()
+	}
+	if n.bus != nil {
+		n.bus.Close()
+	}
+	if n.admin != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = n.admin.Shutdown(sctx)
+		cancel()
+	}
+	n.log.Info("node stopped")
+	return errors.Join(errs...)
+}
+
+// dispatch returns the bus handler of a service: each request runs in its
+// own goroutine, up to Config.MaxHandlers at once across the node.
+func (n *Node) dispatch(svc *Service) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		select {
+		case n.handlers <- struct{}{}:
+		default:
+			n.log.Warn("overloaded: request refused", "service", svc.name, "max_handlers", n.cfg.MaxHandlers)
+			n.reply(m.Reply, uint32(0), wire.CodeOverloaded, []byte("overloaded: too many requests running"))
+			return
+		}
+		n.bg.Add(1)
+		go func() {
+			defer func() { <-n.handlers; n.bg.Done() }()
+			n.serve(svc, m)
+		}()
+	}
+}
+
+// serve runs one request and publishes its response to the gate.
+func (n *Node) serve(svc *Service, m *nats.Msg) {
+	var env cluster.Envelope
+	if err := env.Decode(m.Data); err != nil || env.Type != cluster.TypeRequest {
+		n.log.Error("bad request envelope", "subject", m.Subject, "err", err)
+		n.reply(m.Reply, 0, wire.CodeInternal, []byte("internal error"))
+		return
+	}
+	now := time.Now()
+	if env.Deadline != 0 && now.UnixNano() >= env.Deadline {
+		return // the gate has answered 302 already
+	}
+	_, method := wire.SplitRoute(env.Route)
+	h, ok := svc.handlers[method]
+	if !ok {
+		n.reply(m.Reply, env.Seq, wire.CodeUnknownRoute, []byte("unknown route "+env.Route))
+		return
+	}
+	s := &Session{node: n, id: env.Session, gate: env.Gate, user: env.User, addr: env.Addr, codec: env.Codec, bindings: env.Bindings}
+	ctx := n.baseCtx
+	var cancel context.CancelFunc = func() {}
+	if env.Deadline != 0 {
+		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, env.Deadline))
+	}
+	defer cancel()
+	rc := &requestContext{Context: ctx, trace: env.Trace}
+	rc.log = func() *slog.Logger {
+		return n.log.With("trace", env.Trace, "session", env.Session, "user", env.User, "route", env.Route)
+	}
+	payload, err := n.call(rc, h, s, &env)
+	defer s.runAfter()
+	if h.notify || m.Reply == "" {
+		if err != nil {
+			rc.log().Warn("notify handler failed", "err", err)
+		}
+		return
+	}
+	if err != nil {
+		var we *Error
+		if errors.As(err, &we) {
+			n.reply(m.Reply, env.Seq, we.Code, []byte(we.Message))
+			return
+		}
+		rc.log().Error("handler failed", "err", err)
+		n.reply(m.Reply, env.Seq, wire.CodeInternal, []byte("internal error (trace "+env.Trace+")"))
+		return
+	}
+	n.reply(m.Reply, env.Seq, wire.OK, payload)
+}
+
+// call runs a handler, turning a panic into an internal error.
+func (n *Node) call(ctx *requestContext, h handler, s *Session, env *cluster.Envelope) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ctx.log().Error("handler panicked", "panic", r)
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return h.fn(ctx, s, env.Codec, env.Payload)
+}
+
+func (n *Node) reply(subject string, seq uint32, status Code, payload []byte) {
+	if subject == "" {
+		return
+	}
+	err := n.bus.Send(subject, &cluster.Envelope{Type: cluster.TypeResponse, Seq: seq, Status: uint16(status), Payload: payload})
+	if err != nil {
+		n.log.Warn("response not sent", "err", err)
+	}
+}
+
+// Publish pushes msg on route to every member of channel, on every gate.
+// It costs one bus message per publish, fanned out by each gate.
+func (n *Node) Publish(ctx context.Context, channel, route string, msg proto.Message) error {
+	if !wire.ValidRoute(route) {
+		return errBadRoute(route)
+	}
+	pb, js, err := marshalBoth(msg)
+	if err != nil {
+		return err
+	}
+	if n.bus == nil {
+		return ErrNotRunning
+	}
+	return n.bus.Publish(channel, route, pb, js)
+}
+
+// Broadcast pushes msg on route to every session on every gate.
+func (n *Node) Broadcast(ctx context.Context, route string, msg proto.Message) error {
+	if !wire.ValidRoute(route) {
+		return errBadRoute(route)
+	}
+	pb, js, err := marshalBoth(msg)
+	if err != nil {
+		return err
+	}
+	if n.bus == nil {
+		return ErrNotRunning
+	}
+	return n.bus.Broadcast(route, pb, js)
+}
+
+// Kick closes a session on any gate with a code and reason.
+func (n *Node) Kick(ctx context.Context, gateID, sessionID string, code Code, reason string) error {
+	if n.bus == nil {
+		return ErrNotRunning
+	}
+	return n.bus.Kick(gateID, sessionID, uint16(code), reason)
+}
+
+func errBadRoute(route string) error {
+	return fmt.Errorf("hearth: route %q must match ^[a-z][a-z0-9_]{0,31}\\.[a-z][a-z0-9_]{0,31}$", route)
+}

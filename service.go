@@ -1,0 +1,105 @@
+package hearth
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/wire"
+)
+
+// Service is a named set of handlers: the routes "<name>.<method>". Build it
+// with NewService and Handle, then Register it on a Node before Run.
+type Service struct {
+	name     string
+	handlers map[string]handler
+}
+
+type handler struct {
+	notify bool
+	fn     func(ctx context.Context, s *Session, codec cluster.Codec, payload []byte) ([]byte, error)
+}
+
+// NewService returns an empty service. The name must match
+// ^[a-z][a-z0-9_]{0,31}$; NewService panics otherwise, as registering a
+// malformed route is a programming error.
+func NewService(name string) *Service {
+	if !wire.ValidName(name) {
+		panic(fmt.Sprintf("hearth: service name %q must match ^[a-z][a-z0-9_]{0,31}$", name))
+	}
+	return &Service{name: name, handlers: map[string]handler{}}
+}
+
+// Name is the service's name.
+func (svc *Service) Name() string { return svc.name }
+
+// Routes lists the service's routes, sorted.
+func (svc *Service) Routes() []string {
+	r := make([]string, 0, len(svc.handlers))
+	for m := range svc.handlers {
+		r = append(r, svc.name+"."+m)
+	}
+	sort.Strings(r)
+	return r
+}
+
+func (svc *Service) add(method string, h handler) {
+	if !wire.ValidName(method) {
+		panic(fmt.Sprintf("hearth: method name %q must match ^[a-z][a-z0-9_]{0,31}$", method))
+	}
+	if _, dup := svc.handlers[method]; dup {
+		panic(fmt.Sprintf("hearth: route %s.%s registered twice", svc.name, method))
+	}
+	svc.handlers[method] = h
+}
+
+// Handle registers a typed request handler for route "<service>.<method>".
+// The request is decoded from the session's codec (protobuf or JSON) into a
+// new Req; the response is encoded the same way. Return an *Error to send
+// its code; any other error is answered with 500.
+func Handle[Req, Resp proto.Message](svc *Service, method string, fn func(ctx context.Context, s *Session, req Req) (Resp, error)) {
+	newReq := newMessage[Req]()
+	svc.add(method, handler{fn: func(ctx context.Context, s *Session, codec cluster.Codec, payload []byte) ([]byte, error) {
+		req := newReq()
+		if err := unmarshal(codec, payload, req); err != nil {
+			return nil, &Error{Code: wire.CodeInvalidPayload, Message: "invalid payload: " + err.Error()}
+		}
+		resp, err := fn(ctx, s, req)
+		if err != nil {
+			return nil, err
+		}
+		return marshal(codec, resp)
+	}})
+}
+
+// HandleNotify registers a handler for NOTIFY frames on "<service>.<method>":
+// no response is sent; a returned error is only logged.
+func HandleNotify[Req proto.Message](svc *Service, method string, fn func(ctx context.Context, s *Session, req Req) error) {
+	newReq := newMessage[Req]()
+	svc.add(method, handler{notify: true, fn: func(ctx context.Context, s *Session, codec cluster.Codec, payload []byte) ([]byte, error) {
+		req := newReq()
+		if err := unmarshal(codec, payload, req); err != nil {
+			return nil, &Error{Code: wire.CodeInvalidPayload, Message: "invalid payload: " + err.Error()}
+		}
+		return nil, fn(ctx, s, req)
+	}})
+}
+
+// HandleRaw registers a handler that sees the payload bytes as sent, in the
+// session's codec (Session.Codec), and answers raw bytes.
+func HandleRaw(svc *Service, method string, fn func(ctx context.Context, s *Session, payload []byte) ([]byte, error)) {
+	svc.add(method, handler{fn: func(ctx context.Context, s *Session, _ cluster.Codec, payload []byte) ([]byte, error) {
+		return fn(ctx, s, payload)
+	}})
+}
+
+// newMessage returns a constructor for Req, found once from the generated
+// type's descriptor rather than by reflection on every call.
+func newMessage[Req proto.Message]() func() Req {
+	var zero Req
+	typ := zero.ProtoReflect().Type()
+	return func() Req { return typ.New().Interface().(Req) }
+}

@@ -1,0 +1,139 @@
+package hearth
+
+import (
+	"context"
+	"log/slog"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/wire"
+)
+
+// Session is the service-side view of a client session for the request
+// being handled: who sent it, on which gate, and what it is bound to. Its
+// methods act on the real session wherever its gate is, over the bus.
+type Session struct {
+	node     *Node
+	id       string
+	gate     string
+	user     string
+	addr     string
+	codec    cluster.Codec
+	bindings []cluster.Binding
+	after    []func()
+}
+
+// AfterReply runs fn once the handler's response has been sent, so that
+// pushes it makes reach the client after the response. It is for use
+// inside a handler.
+func (s *Session) AfterReply(fn func()) { s.after = append(s.after, fn) }
+
+func (s *Session) runAfter() {
+	for _, fn := range s.after {
+		fn()
+	}
+}
+
+// ID is the session id (the handshake-ack's "session").
+func (s *Session) ID() string { return s.id }
+
+// UserID is the user the session is bound to, or "" before login.
+func (s *Session) UserID() string { return s.user }
+
+// Gate is the node id of the gate holding the session's connection.
+func (s *Session) Gate() string { return s.gate }
+
+// RemoteAddr is the client's address as the gate saw it.
+func (s *Session) RemoteAddr() string { return s.addr }
+
+// Codec is the session's payload codec: "json" or "protobuf".
+func (s *Session) Codec() string {
+	if s.codec == cluster.CodecJSON {
+		return wire.CodecJSON
+	}
+	return wire.CodecProtobuf
+}
+
+// Binding returns the node the session is bound to for service.
+func (s *Session) Binding(service string) (node string, ok bool) {
+	for _, b := range s.bindings {
+		if b.Service == service {
+			return b.Node, true
+		}
+	}
+	return "", false
+}
+
+// Bind routes the session's later requests for service to node (a room to
+// the node hosting it) instead of any instance.
+func (s *Session) Bind(ctx context.Context, service, node string) error {
+	if err := cluster.ValidateNodeID(node); err != nil {
+		return err
+	}
+	s.setBinding(service, node)
+	return s.node.bus.Bind(s.gate, s.id, service, node)
+}
+
+// Unbind removes the session's binding for service.
+func (s *Session) Unbind(ctx context.Context, service string) error {
+	s.setBinding(service, "")
+	return s.node.bus.Bind(s.gate, s.id, service, "")
+}
+
+func (s *Session) setBinding(service, node string) {
+	next := make([]cluster.Binding, 0, len(s.bindings)+1)
+	for _, b := range s.bindings {
+		if b.Service != service {
+			next = append(next, b)
+		}
+	}
+	if node != "" {
+		next = append(next, cluster.Binding{Service: service, Node: node})
+	}
+	s.bindings = next
+}
+
+// SetUser binds the session to a user id; later requests carry it.
+func (s *Session) SetUser(ctx context.Context, user string) error {
+	s.user = user
+	return s.node.bus.SetUser(s.gate, s.id, user)
+}
+
+// Join adds the session to a channel; Node.Publish reaches its members.
+func (s *Session) Join(ctx context.Context, channel string) error {
+	return s.node.bus.Join(s.gate, s.id, channel)
+}
+
+// Leave removes the session from a channel.
+func (s *Session) Leave(ctx context.Context, channel string) error {
+	return s.node.bus.Leave(s.gate, s.id, channel)
+}
+
+// Push sends msg to the session on route, encoded in the session's codec.
+// Pushes from one node to one session arrive in the order they were sent.
+func (s *Session) Push(ctx context.Context, route string, msg proto.Message) error {
+	b, err := marshal(s.codec, msg)
+	if err != nil {
+		return err
+	}
+	return s.PushRaw(ctx, route, b)
+}
+
+// PushRaw sends an already encoded payload (in the session's codec).
+func (s *Session) PushRaw(ctx context.Context, route string, payload []byte) error {
+	if !wire.ValidRoute(route) {
+		return errBadRoute(route)
+	}
+	return s.node.bus.Push(s.gate, []string{s.id}, route, payload, nil)
+}
+
+// Kick closes the session with a code and a reason (after its pending output).
+func (s *Session) Kick(ctx context.Context, code Code, reason string) error {
+	return s.node.bus.Kick(s.gate, s.id, uint16(code), reason)
+}
+
+// Logger returns the node's logger with the session's ids attached.
+func (s *Session) Logger() *slog.Logger {
+	return s.node.log.With("session", s.id, "user", s.user, "gate", s.gate)
+}
