@@ -28,9 +28,9 @@ func (s Subjects) GateAll(gate string) string     { return s.Prefix + ".gate." +
 
 // GateReplyPrefix is the reply subject of a gate's requests without the id.
 func (s Subjects) GateReplyPrefix(gate string) string { return s.Prefix + ".gate." + gate + ".r." }
-func (s Subjects) Channel(channel string) string       { return s.Prefix + ".ch." + channel }
-func (s Subjects) Broadcast() string                   { return s.Prefix + ".all" }
-func (s Subjects) Events() string                      { return s.Prefix + ".evt.session" }
+func (s Subjects) Channel(channel string) string      { return s.Prefix + ".ch." + channel }
+func (s Subjects) Broadcast() string                  { return s.Prefix + ".all" }
+func (s Subjects) Events() string                     { return s.Prefix + ".evt.session" }
 
 // ParseReplyID extracts the request id from a reply subject, given the
 // gate's reply prefix.

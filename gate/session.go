@@ -58,15 +58,15 @@ type Session struct {
 	warnedAt  int64
 	wsPartial []byte
 
-	mu       sync.Mutex
-	out      []byte // framed bytes not yet written
-	spare    []byte
-	flushing bool
-	kicked   bool
-	pushSeq  uint64
-	user     string
-	bindings []cluster.Binding // copy-on-write
-	channels map[string]struct{}
+	mu        sync.Mutex
+	out       []byte // framed bytes not yet written
+	spare     []byte
+	flushing  bool
+	kicked    bool
+	pushSeq   uint64
+	user      string
+	bindings  []cluster.Binding // copy-on-write
+	channels  map[string]struct{}
 	closeOnce sync.Once
 }
 
