@@ -21,14 +21,22 @@ func CheckLength(n uint32, max int) error {
 }
 
 // ReadTCP reads one length-prefixed frame body from r. buf is reused when it
-// is large enough; the returned body aliases it. The body is never read when
-// the length is out of range.
+// is large enough; the returned body aliases it, and buf's contents are
+// overwritten. The body is never read when the length is out of range.
+// With a reused buffer it does not allocate.
 func ReadTCP(r io.Reader, buf []byte, max int) ([]byte, error) {
-	var hdr [LengthSize]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	// The prefix is read into buf: a local array would escape through the
+	// io.Reader interface and cost an allocation per frame.
+	var hdr []byte
+	if cap(buf) >= LengthSize {
+		hdr = buf[:LengthSize]
+	} else {
+		hdr = make([]byte, LengthSize)
+	}
+	if _, err := io.ReadFull(r, hdr); err != nil {
 		return nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:])
+	n := binary.BigEndian.Uint32(hdr)
 	if err := CheckLength(n, max); err != nil {
 		return nil, err
 	}
