@@ -141,6 +141,9 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cluster: --nats-listen %q: bad port", cfg.Listen)
 		}
+		if p == 0 {
+			p = server.RANDOM_PORT // nats-server reads 0 as its default, 4222
+		}
 		opts.Host, opts.Port = host, p
 	}
 	srv, err := server.NewServer(opts)

@@ -1,0 +1,104 @@
+package cluster
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+)
+
+func connect(t *testing.T, cfg Config) *Bus {
+	t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	b, err := Connect(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	return b
+}
+
+// A request forwarded to a service with no subscriber comes back to the
+// reply subject as a no-responders status, which the gate turns into 301.
+func TestForwardNoResponders(t *testing.T) {
+	b := connect(t, Config{Name: "n1"})
+	replies := make(chan *nats.Msg, 1)
+	sub, err := b.Conn().ChanSubscribe(b.Subjects().GateAll("n1"), replies)
+	require.NoError(t, err)
+	defer sub.Unsubscribe()
+	reply := string(AppendReplyID([]byte(b.Subjects().GateReplyPrefix("n1")), 7))
+	require.NoError(t, b.Forward("ghost", reply, &Envelope{Type: TypeRequest, Route: "ghost.x"}))
+	select {
+	case m := <-replies:
+		require.Equal(t, "503", m.Header.Get("Status"))
+		id, ok := ParseReplyID(m.Subject, b.Subjects().GateReplyPrefix("n1"))
+		require.True(t, ok)
+		require.EqualValues(t, 7, id)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no no-responders reply")
+	}
+}
+
+// Forward honours a session's binding: the request goes to the bound node's
+// subject, not the service's queue.
+func TestForwardBinding(t *testing.T) {
+	b := connect(t, Config{Name: "n1"})
+	queue := make(chan *nats.Msg, 1)
+	bound := make(chan *nats.Msg, 1)
+	s1, err := b.Conn().ChanQueueSubscribe(b.Subjects().Service("room"), "room", queue)
+	require.NoError(t, err)
+	defer s1.Unsubscribe()
+	s2, err := b.Conn().ChanSubscribe(b.Subjects().NodeService("node-7", "room"), bound)
+	require.NoError(t, err)
+	defer s2.Unsubscribe()
+
+	require.NoError(t, b.Forward("room", "", &Envelope{Type: TypeRequest, Route: "room.join"}))
+	require.NoError(t, b.Forward("room", "", &Envelope{Type: TypeRequest, Route: "room.bet", Bindings: []Binding{{"room", "node-7"}}}))
+	for _, want := range []struct {
+		ch    chan *nats.Msg
+		route string
+	}{{queue, "room.join"}, {bound, "room.bet"}} {
+		select {
+		case m := <-want.ch:
+			e, err := DecodeEnvelope(m.Data)
+			require.NoError(t, err)
+			require.Equal(t, want.route, e.Route)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s not delivered", want.route)
+		}
+	}
+}
+
+// An embedded server that listens lets a second process (here: a second
+// connection over TCP) join the same bus.
+func TestEmbeddedListen(t *testing.T) {
+	b := connect(t, Config{Name: "n1", Listen: "127.0.0.1:0"})
+	require.True(t, b.Embedded())
+	url := b.ClientURL()
+	require.NotEmpty(t, url)
+	other := connect(t, Config{Name: "n2", URL: url})
+	got := make(chan *nats.Msg, 1)
+	sub, err := b.Conn().ChanSubscribe(b.Subjects().Channel("lobby"), got)
+	require.NoError(t, err)
+	defer sub.Unsubscribe()
+	require.NoError(t, b.Flush(time.Second))
+	require.NoError(t, other.Publish("lobby", "chat.msg", []byte{1}, []byte(`{}`)))
+	select {
+	case m := <-got:
+		e, err := DecodeEnvelope(m.Data)
+		require.NoError(t, err)
+		require.Equal(t, "lobby", e.Channel)
+		require.Equal(t, []byte{1}, e.Payload)
+		require.Equal(t, `{}`, string(e.JSON))
+	case <-time.After(5 * time.Second):
+		t.Fatal("publish across connections not delivered")
+	}
+	require.ErrorContains(t, other.Publish("bad..name", "a.b", nil, nil), "channel name")
+}
+
+func TestConnectExternalFailsClearly(t *testing.T) {
+	_, err := Connect(context.Background(), Config{URL: "nats://127.0.0.1:1", Options: []nats.Option{nats.Timeout(200 * time.Millisecond)}})
+	require.ErrorContains(t, err, "is the server running")
+}
