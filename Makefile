@@ -1,0 +1,29 @@
+# hearth — the two commands: `make serve` runs a whole cluster in one
+# process; `make test` runs every test (race detector on) and every fuzz
+# target for FUZZTIME each.
+
+GO       ?= go
+FUZZTIME ?= 10s
+
+.PHONY: serve test unit fuzz bench build generate
+
+serve:
+	$(GO) run ./cmd/hearth serve
+
+test: unit fuzz
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+fuzz:
+	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./wire ./cluster
+
+build:
+	$(GO) build -o hearth ./cmd/hearth
+
+generate:
+	$(GO) generate ./pb

@@ -1,0 +1,171 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/hearth-server/hearth"
+)
+
+func serve(ctx context.Context, args []string, opts Options) int {
+	fs := flag.NewFlagSet("hearth serve", flag.ContinueOnError)
+	fs.SetOutput(opts.Stderr)
+	var (
+		cfg       hearth.Config
+		roles     string
+		configF   string
+		logLevel  string
+		logFormat string
+	)
+	fs.StringVar(&configF, "config", "", "YAML config file; keys are these flag names (env HEARTH_CONFIG)")
+	fs.StringVar(&cfg.TCPAddr, "tcp", ":7100", "TCP client listener, or off")
+	fs.StringVar(&cfg.WSAddr, "ws", ":7101", "WebSocket client listener (path /ws), or off")
+	fs.StringVar(&cfg.AdminAddr, "admin", ":7180", "admin HTTP listener (/healthz /readyz /metrics), or off")
+	fs.StringVar(&cfg.DataDir, "data", "./data", "data directory (embedded NATS JetStream)")
+	fs.StringVar(&cfg.NATSURL, "nats", "", "external NATS URL(s), comma-separated; empty runs NATS embedded")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "let other nodes join the embedded NATS on host:port")
+	fs.StringVar(&cfg.NodeID, "node-id", "", "unique node id (default: random)")
+	fs.StringVar(&roles, "roles", "", "comma-separated roles: gate and service names (default: all)")
+	fs.StringVar(&cfg.Prefix, "prefix", "hearth", "bus subject prefix")
+	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate file (PEM) for the client listeners")
+	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key file (PEM)")
+	fs.DurationVar(&cfg.Limits.Heartbeat, "heartbeat", 10*time.Second, "client heartbeat interval; 3× silence closes a session")
+	fs.DurationVar(&cfg.Limits.HandshakeTimeout, "handshake-timeout", 5*time.Second, "time a client has to send HANDSHAKE")
+	fs.DurationVar(&cfg.Limits.RequestTimeout, "request-timeout", 5*time.Second, "time a service has to answer (then 302)")
+	fs.IntVar(&cfg.Limits.MaxFrame, "max-frame", 65536, "largest client frame body in bytes")
+	fs.IntVar(&cfg.Limits.SendQueueBytes, "send-queue", 1<<20, "per-session unsent output limit in bytes (then KICK 202)")
+	fs.IntVar(&cfg.Limits.MaxSessions, "max-sessions", 100_000, "sessions per gate (then KICK 203)")
+	fs.IntVar(&cfg.Limits.MaxConnsPerIP, "max-conns-per-ip", 1000, "concurrent connections per IP (then KICK 203); -1 unlimited")
+	fs.Float64Var(&cfg.Limits.ConnRatePerIP, "conn-rate-per-ip", 100, "new connections per second per IP (then KICK 200); -1 unlimited")
+	fs.Float64Var(&cfg.Limits.RequestRate, "session-rate", 1000, "requests per second per session (then 200); -1 unlimited")
+	fs.IntVar(&cfg.Limits.MaxInFlight, "max-inflight", 64, "unanswered requests per session (then 201)")
+	fs.BoolVar(&cfg.DisableSysPush, "disable-sys-push", false, "turn off the sys.push diagnostic route")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if configF == "" {
+		configF = lookupEnv("HEARTH_CONFIG")
+	}
+	if err := resolve(fs, configF); err != nil {
+		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+		return 2
+	}
+	if roles != "" {
+		for _, r := range strings.Split(roles, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				cfg.Roles = append(cfg.Roles, r)
+			}
+		}
+	}
+	log, err := newLogger(opts.Stderr, logLevel, logFormat)
+	if err != nil {
+		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+		return 2
+	}
+	cfg.Logger = log
+
+	node, err := hearth.New(cfg)
+	if err != nil {
+		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+		return 1
+	}
+	if opts.Services != nil {
+		if err := node.Register(opts.Services()...); err != nil {
+			fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+			return 1
+		}
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- node.Run(ctx) }()
+	select {
+	case <-node.Ready():
+		printListeners(opts.Stdout, node, cfg)
+	case err := <-errc:
+		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+		return 1
+	}
+	if err := <-errc; err != nil {
+		fmt.Fprintf(opts.Stderr, "hearth serve: shutdown: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func printListeners(w io.Writer, node *hearth.Node, cfg hearth.Config) {
+	fmt.Fprintf(w, "hearth %s  node %s  roles %s\n", Version, node.ID(), strings.Join(rolesOrAll(cfg.Roles), ","))
+	if a := node.Addr("tcp"); a != nil {
+		scheme := "tcp"
+		if cfg.TLSCertFile != "" {
+			scheme = "tls"
+		}
+		fmt.Fprintf(w, "  tcp    %s://%s\n", scheme, display(a))
+	}
+	if a := node.Addr("ws"); a != nil {
+		scheme := "ws"
+		if cfg.TLSCertFile != "" {
+			scheme = "wss"
+		}
+		fmt.Fprintf(w, "  ws     %s://%s/ws\n", scheme, display(a))
+	}
+	if a := node.Addr("admin"); a != nil {
+		fmt.Fprintf(w, "  admin  http://%s  (/healthz /readyz /metrics)\n", display(a))
+	}
+	switch {
+	case cfg.NATSURL != "":
+		fmt.Fprintf(w, "  nats   %s\n", cfg.NATSURL)
+	case node.NATSURL() != "":
+		fmt.Fprintf(w, "  nats   embedded, listening on %s, data in %s\n", node.NATSURL(), cfg.DataDir)
+	default:
+		fmt.Fprintf(w, "  nats   embedded (in-process), data in %s\n", cfg.DataDir)
+	}
+	if a := node.Addr("tcp"); a != nil {
+		fmt.Fprintf(w, "try:   hearth call --addr tcp://%s sys.time\n", display(a))
+	}
+}
+
+// display shows a wildcard listen address as localhost, which is where a
+// user on the same machine can reach it.
+func display(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func rolesOrAll(r []string) []string {
+	if len(r) == 0 {
+		return []string{"all"}
+	}
+	return r
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	o := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}

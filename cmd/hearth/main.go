@@ -1,0 +1,25 @@
+// Command hearth runs a hearth node and talks to running ones.
+//
+//	hearth serve              a whole cluster in one process
+//	hearth call ROUTE JSON    send one request to a server
+//	hearth bench rpc|fanout|idle
+//
+// To build your own game server, copy this file and list your services in
+// cli.Options.Services.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hearth-server/hearth/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Main(ctx, os.Args[1:], cli.Options{})
+	stop()
+	os.Exit(code)
+}
