@@ -1,0 +1,437 @@
+package cluster
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// NodeState is where a node is in its life, as the registry shows it.
+type NodeState string
+
+const (
+	StateStarting NodeState = "starting"
+	StateServing  NodeState = "serving"
+	StateDraining NodeState = "draining"
+)
+
+// NodeInfo is what a node publishes about itself in the registry.
+type NodeInfo struct {
+	ID      string    `json:"id"`
+	Roles   []string  `json:"roles"`
+	Version string    `json:"version"`
+	State   NodeState `json:"state"`
+	// TCP and WS are the gate's client endpoints as clients should dial
+	// them ("tcp://host:7100", "ws://host:7101/ws"); empty without a gate.
+	TCP   string `json:"tcp,omitempty"`
+	WS    string `json:"ws,omitempty"`
+	Admin string `json:"admin,omitempty"`
+	// Load.
+	Sessions int `json:"sessions"`
+	InFlight int `json:"in_flight"`
+	// Routes the node's services serve, for gates' route dictionaries.
+	Routes  []string  `json:"routes,omitempty"`
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
+}
+
+// HasRole reports whether the node runs role.
+func (n *NodeInfo) HasRole(role string) bool { return slices.Contains(n.Roles, role) }
+
+// EventKind says what happened to a node in the registry.
+type RegistryEventKind int
+
+const (
+	NodeJoined RegistryEventKind = iota + 1
+	NodeUpdated
+	NodeLeft
+)
+
+func (k RegistryEventKind) String() string {
+	switch k {
+	case NodeJoined:
+		return "join"
+	case NodeUpdated:
+		return "update"
+	case NodeLeft:
+		return "leave"
+	}
+	return "unknown"
+}
+
+// RegistryEvent is one change seen by a registry watcher.
+type RegistryEvent struct {
+	Kind RegistryEventKind
+	Node NodeInfo
+}
+
+// ErrNodeIDTaken is returned when a live node already has this node's id.
+var ErrNodeIDTaken = errors.New("cluster: node id is in use by a live node")
+
+// DefaultRefresh is how often a node refreshes its registry entry; a node
+// not refreshed for three intervals is gone.
+const DefaultRefresh = time.Second
+
+// Registry keeps this node's entry in the cluster's node bucket fresh and
+// maintains a local view of every other node.
+type Registry struct {
+	bus      *Bus
+	kv       jetstream.KeyValue
+	interval time.Duration
+	info     func() NodeInfo
+
+	mu       sync.Mutex
+	nodes    map[string]*seenNode
+	watchers map[int]func(RegistryEvent)
+	nextW    int
+	selfRev  uint64
+	started  time.Time
+
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+type seenNode struct {
+	info NodeInfo
+	seen time.Time // local clock, so clock skew between nodes does not matter
+}
+
+func (b *Bus) nodesBucket() string { return bucketName(b.subj.Prefix, "nodes") }
+
+func bucketName(prefix, name string) string {
+	out := []byte(prefix + "_" + name)
+	for i, c := range out {
+		if c == '.' || c == ':' {
+			out[i] = '_'
+		}
+	}
+	return string(out)
+}
+
+// openKV opens (creating when missing) a KV bucket. Memory storage: the
+// registry and presence are ephemeral cluster state, rebuilt by the nodes.
+func (b *Bus) openKV(ctx context.Context, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
+	js, err := jetstream.New(b.nc)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, bucket)
+	if err == nil {
+		return kv, nil
+	}
+	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, TTL: ttl, History: 1, Storage: jetstream.MemoryStorage})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		return js.KeyValue(ctx, bucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open KV bucket %s (does the NATS server have JetStream enabled?): %w", bucket, err)
+	}
+	return kv, nil
+}
+
+// NewRegistry opens the node bucket. info is called on every refresh for
+// this node's current entry.
+func NewRegistry(ctx context.Context, b *Bus, interval time.Duration, info func() NodeInfo) (*Registry, error) {
+	if interval <= 0 {
+		interval = DefaultRefresh
+	}
+	kv, err := b.openKV(ctx, b.nodesBucket(), 3*interval)
+	if err != nil {
+		return nil, err
+	}
+	return &Registry{
+		bus: b, kv: kv, interval: interval, info: info,
+		nodes: map[string]*seenNode{}, watchers: map[int]func(RegistryEvent){},
+		stop: make(chan struct{}), started: time.Now(),
+	}, nil
+}
+
+// Join claims this node's id — failing with ErrNodeIDTaken when a live node
+// holds it — then keeps the entry fresh and watches the others.
+func (r *Registry) Join(ctx context.Context) error {
+	info := r.entry()
+	val, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	rev, err := r.claim(ctx, info.ID, val)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.selfRev = rev
+	r.mu.Unlock()
+
+	w, err := r.kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster: watch nodes: %w", err)
+	}
+	r.done.Add(2)
+	go r.watch(w)
+	go r.refresh()
+	return nil
+}
+
+// claim creates this node's entry. An existing entry is either a live node
+// (it is refreshed while we watch: refuse) or one that died without leaving
+// (it expires within the TTL: take over). Deciding by revisions rather than
+// timestamps keeps clock skew between machines out of it.
+func (r *Registry) claim(ctx context.Context, id string, val []byte) (uint64, error) {
+	deadline := time.Now().Add(3*r.interval + r.interval/2)
+	var seenRev uint64
+	for {
+		rev, err := r.kv.Create(ctx, id, val)
+		if err == nil {
+			return rev, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, fmt.Errorf("cluster: register node: %w", err)
+		}
+		e, err := r.kv.Get(ctx, id)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			continue
+		case err != nil:
+			return 0, fmt.Errorf("cluster: register node: %w", err)
+		}
+		if seenRev != 0 && e.Revision() != seenRev {
+			var other NodeInfo
+			_ = json.Unmarshal(e.Value(), &other)
+			return 0, fmt.Errorf("%w: %q (started %s) is alive; pick another --node-id or stop that node",
+				ErrNodeIDTaken, id, other.Started.Format(time.RFC3339))
+		}
+		seenRev = e.Revision()
+		if time.Now().After(deadline) {
+			// Neither refreshed nor expired: the bucket has no TTL we trust.
+			return r.kv.Update(ctx, id, val, seenRev)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(r.interval / 2):
+		}
+	}
+}
+
+func (r *Registry) entry() NodeInfo {
+	info := r.info()
+	info.Updated = time.Now().UTC()
+	if info.Started.IsZero() {
+		info.Started = r.started.UTC()
+	}
+	return info
+}
+
+// refresh re-puts this node's entry every interval and drops nodes not
+// seen for three intervals.
+func (r *Registry) refresh() {
+	defer r.done.Done()
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+			r.Refresh()
+			r.expire(time.Now())
+		}
+	}
+}
+
+// Refresh publishes this node's entry now (e.g. after a state change).
+func (r *Registry) Refresh() {
+	val, err := json.Marshal(r.entry())
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.interval)
+	defer cancel()
+	if _, err := r.kv.Put(ctx, r.info().ID, val); err != nil {
+		r.bus.log.Warn("registry refresh failed", "err", err)
+	}
+}
+
+func (r *Registry) watch(w jetstream.KeyWatcher) {
+	defer r.done.Done()
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				continue // end of the initial values
+			}
+			r.apply(e)
+		}
+	}
+}
+
+func (r *Registry) apply(e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		r.remove(e.Key())
+		return
+	}
+	var info NodeInfo
+	if err := json.Unmarshal(e.Value(), &info); err != nil {
+		r.bus.log.Warn("bad registry entry", "key", e.Key(), "err", err)
+		return
+	}
+	r.mu.Lock()
+	old, existed := r.nodes[info.ID]
+	r.nodes[info.ID] = &seenNode{info: info, seen: time.Now()}
+	kind := NodeJoined
+	if existed {
+		kind = NodeUpdated
+		if old.info.State == info.State && old.info.Sessions == info.Sessions && old.info.InFlight == info.InFlight &&
+			slices.Equal(old.info.Routes, info.Routes) && old.info.TCP == info.TCP && old.info.WS == info.WS {
+			kind = 0 // a refresh with nothing new: no event
+		}
+	}
+	r.mu.Unlock()
+	if kind != 0 {
+		r.emit(RegistryEvent{Kind: kind, Node: info})
+	}
+}
+
+func (r *Registry) remove(id string) {
+	r.mu.Lock()
+	n, ok := r.nodes[id]
+	delete(r.nodes, id)
+	r.mu.Unlock()
+	if ok {
+		r.emit(RegistryEvent{Kind: NodeLeft, Node: n.info})
+	}
+}
+
+func (r *Registry) expire(now time.Time) {
+	var gone []NodeInfo
+	r.mu.Lock()
+	for id, n := range r.nodes {
+		if now.Sub(n.seen) > 3*r.interval {
+			gone = append(gone, n.info)
+			delete(r.nodes, id)
+		}
+	}
+	r.mu.Unlock()
+	for _, info := range gone {
+		r.emit(RegistryEvent{Kind: NodeLeft, Node: info})
+	}
+}
+
+func (r *Registry) emit(ev RegistryEvent) {
+	r.mu.Lock()
+	fns := make([]func(RegistryEvent), 0, len(r.watchers))
+	for _, fn := range r.watchers {
+		fns = append(fns, fn)
+	}
+	r.mu.Unlock()
+	for _, fn := range fns {
+		fn(ev)
+	}
+}
+
+// Watch calls fn for every join, update and leave until the returned
+// cancel is called. fn runs on the registry's goroutine: keep it short.
+func (r *Registry) Watch(fn func(RegistryEvent)) (cancel func()) {
+	r.mu.Lock()
+	id := r.nextW
+	r.nextW++
+	r.watchers[id] = fn
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		delete(r.watchers, id)
+		r.mu.Unlock()
+	}
+}
+
+// Nodes returns the live nodes, sorted by id.
+func (r *Registry) Nodes() []NodeInfo {
+	r.mu.Lock()
+	out := make([]NodeInfo, 0, len(r.nodes))
+	for _, n := range r.nodes {
+		out = append(out, n.info)
+	}
+	r.mu.Unlock()
+	slices.SortFunc(out, func(a, b NodeInfo) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Node returns one live node's entry.
+func (r *Registry) Node(id string) (NodeInfo, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n, ok := r.nodes[id]
+	if !ok {
+		return NodeInfo{}, false
+	}
+	return n.info, true
+}
+
+// Alive reports whether node id is in the registry.
+func (r *Registry) Alive(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.nodes[id]
+	return ok
+}
+
+// Leave stops refreshing and deletes this node's entry, so watchers see it
+// leave at once rather than after the TTL.
+func (r *Registry) Leave(ctx context.Context) {
+	select {
+	case <-r.stop:
+		return
+	default:
+	}
+	close(r.stop)
+	r.done.Wait()
+	if err := r.kv.Delete(ctx, r.info().ID); err != nil {
+		r.bus.log.Warn("registry leave failed", "err", err)
+	}
+}
+
+// ListNodes reads the registry once, without joining it: for tools such as
+// `hearth nodes`.
+func ListNodes(ctx context.Context, b *Bus) ([]NodeInfo, error) {
+	js, err := jetstream.New(b.nc)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, b.nodesBucket())
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []NodeInfo
+	for key := range lister.Keys() {
+		e, err := kv.Get(ctx, key)
+		if err != nil {
+			continue // left meanwhile
+		}
+		var info NodeInfo
+		if json.Unmarshal(e.Value(), &info) == nil {
+			out = append(out, info)
+		}
+	}
+	slices.SortFunc(out, func(a, b NodeInfo) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}

@@ -1,0 +1,169 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+type eventLog struct {
+	mu  sync.Mutex
+	evs []RegistryEvent
+}
+
+func (l *eventLog) add(ev RegistryEvent) {
+	l.mu.Lock()
+	l.evs = append(l.evs, ev)
+	l.mu.Unlock()
+}
+
+func (l *eventLog) has(kind RegistryEventKind, id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, ev := range l.evs {
+		if ev.Kind == kind && ev.Node.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func eventually(t *testing.T, d time.Duration, cond func() bool, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func newRegistry(t *testing.T, b *Bus, id string, interval time.Duration, sessions *atomic.Int64) *Registry {
+	t.Helper()
+	r, err := NewRegistry(context.Background(), b, interval, func() NodeInfo {
+		n := 0
+		if sessions != nil {
+			n = int(sessions.Load())
+		}
+		return NodeInfo{ID: id, Roles: []string{"gate"}, State: StateServing, TCP: "tcp://" + id + ":7100", Sessions: n}
+	})
+	require.NoError(t, err)
+	return r
+}
+
+func TestRegistryJoinUpdateLeave(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	hub := connect(t, Config{Name: "hub", Listen: "127.0.0.1:0"})
+	other := connect(t, Config{Name: "n2", URL: hub.ClientURL()})
+
+	a := newRegistry(t, hub, "n1", interval, nil)
+	var log eventLog
+	a.Watch(log.add)
+	require.NoError(t, a.Join(context.Background()))
+	defer a.Leave(context.Background())
+
+	var sessions atomic.Int64
+	b := newRegistry(t, other, "n2", interval, &sessions)
+	require.NoError(t, b.Join(context.Background()))
+
+	eventually(t, 5*time.Second, func() bool { return log.has(NodeJoined, "n2") }, "n1 never saw n2 join")
+	info, ok := a.Node("n2")
+	require.True(t, ok)
+	require.Equal(t, "tcp://n2:7100", info.TCP)
+	require.True(t, info.HasRole("gate"))
+
+	sessions.Store(5)
+	eventually(t, 5*time.Second, func() bool { return log.has(NodeUpdated, "n2") }, "no update event for a load change")
+
+	// A second node with the same id is refused while n2 is alive.
+	dup := newRegistry(t, other, "n2", interval, nil)
+	require.ErrorIs(t, dup.Join(context.Background()), ErrNodeIDTaken)
+
+	// Graceful leave is seen at once.
+	b.Leave(context.Background())
+	eventually(t, 5*time.Second, func() bool { return log.has(NodeLeft, "n2") }, "no leave event after Leave")
+	require.False(t, a.Alive("n2"))
+
+	nodes, err := ListNodes(context.Background(), hub)
+	require.NoError(t, err)
+	require.Len(t, nodes, 1)
+	require.Equal(t, "n1", nodes[0].ID)
+}
+
+// A node that dies without leaving disappears within three intervals, and
+// its id can then be claimed again.
+func TestRegistryExpiry(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	hub := connect(t, Config{Name: "hub", Listen: "127.0.0.1:0"})
+	a := newRegistry(t, hub, "n1", interval, nil)
+	var log eventLog
+	a.Watch(log.add)
+	require.NoError(t, a.Join(context.Background()))
+	defer a.Leave(context.Background())
+
+	dying := connect(t, Config{Name: "n3", URL: hub.ClientURL()})
+	d := newRegistry(t, dying, "n3", interval, nil)
+	require.NoError(t, d.Join(context.Background()))
+	eventually(t, 5*time.Second, func() bool { return a.Alive("n3") }, "n3 never joined")
+	// Stop refreshing without deleting: what a SIGKILL looks like.
+	close(d.stop)
+	d.done.Wait()
+	start := time.Now()
+	eventually(t, 5*time.Second, func() bool { return log.has(NodeLeft, "n3") }, "dead node never left")
+	t.Logf("dead node left after %s", time.Since(start))
+
+	again := newRegistry(t, dying, "n3", interval, nil)
+	require.NoError(t, again.Join(context.Background()), "a dead node's id must be claimable again")
+	again.Leave(context.Background())
+}
+
+func TestPresence(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	hub := connect(t, Config{Name: "hub"})
+	reg := newRegistry(t, hub, "g1", interval, nil)
+	require.NoError(t, reg.Join(context.Background()))
+	defer reg.Leave(context.Background())
+	eventually(t, 5*time.Second, func() bool { return reg.Alive("g1") }, "g1 not in its own registry")
+
+	p, err := NewPresence(context.Background(), hub, reg)
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	_, err = p.Lookup(ctx, "alice")
+	require.ErrorIs(t, err, ErrOffline)
+
+	_, had, err := p.Set(ctx, "alice", Where{Gate: "g1", Session: "s1"})
+	require.NoError(t, err)
+	require.False(t, had)
+	w, err := p.Lookup(ctx, "alice")
+	require.NoError(t, err)
+	require.Equal(t, "s1", w.Session)
+
+	prev, had, err := p.Set(ctx, "alice", Where{Gate: "g1", Session: "s2"})
+	require.NoError(t, err)
+	require.True(t, had)
+	require.Equal(t, "s1", prev.Session)
+
+	// The old session closing does not erase the newer login.
+	require.NoError(t, p.Clear(ctx, "alice", "s1"))
+	w, err = p.Lookup(ctx, "alice")
+	require.NoError(t, err)
+	require.Equal(t, "s2", w.Session)
+	require.NoError(t, p.Clear(ctx, "alice", "s2"))
+	_, err = p.Lookup(ctx, "alice")
+	require.ErrorIs(t, err, ErrOffline)
+
+	// Users on a gate that is not in the registry are offline, and purged.
+	_, _, err = p.Set(ctx, "bob@example.com", Where{Gate: "dead-gate", Session: "s9"})
+	require.NoError(t, err)
+	_, err = p.Lookup(ctx, "bob@example.com")
+	require.ErrorIs(t, err, ErrOffline)
+	n, err := p.PurgeGate(ctx, "dead-gate")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+}
