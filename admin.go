@@ -1,6 +1,8 @@
 package hearth
 
 import (
+	"crypto/subtle"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -30,7 +32,13 @@ func (n *Node) startAdmin() error {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
+	mux.Handle("GET /v1/nodes", n.adminAuth(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, map[string]any{"nodes": nonNil(n.Nodes())})
+	}))
+	mux.Handle("GET /v1/gates", n.adminAuth(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, map[string]any{"gates": nonNil(n.Gates())})
+	}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics, promhttp.HandlerOpts{Registry: n.metrics}))
 	n.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	n.mu.Lock()
 	n.addrs["admin"] = ln.Addr()
@@ -41,4 +49,32 @@ func (n *Node) startAdmin() error {
 		}
 	}()
 	return nil
+}
+
+// adminAuth requires Config.AdminToken, when set, as a bearer token.
+func (n *Node) adminAuth(h http.HandlerFunc) http.Handler {
+	want := []byte("Bearer " + n.cfg.AdminToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			n.log.Warn("admin API: bad or missing token", "path", r.URL.Path, "remote", r.RemoteAddr)
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			http.Error(w, "admin token required: send Authorization: Bearer <token>", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }

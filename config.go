@@ -39,6 +39,17 @@ type Config struct {
 	TLSKeyFile  string
 	// Roles lists what this node runs: "gate" and service names. Zero: all.
 	Roles []string
+	// Advertise is the host clients should dial to reach this node's gate,
+	// published in the registry (sys.gates, /v1/gates). Zero: the listen
+	// host, or the machine's hostname when listening on all interfaces.
+	Advertise string
+	// RegistryInterval is how often the node refreshes its registry entry;
+	// a node silent for three intervals has left. Zero: 1s.
+	RegistryInterval time.Duration
+	// AdminToken, when set, is required as "Authorization: Bearer <token>"
+	// on the admin API (/v1/…). Zero: the admin API needs no token, so bind
+	// AdminAddr to a private interface.
+	AdminToken string
 	// Limits tunes the gate. Its zero value holds production defaults.
 	Limits Limits
 	// DisableSysPush turns off the sys.push diagnostic route.

@@ -50,14 +50,19 @@ type Node struct {
 	cfg      Config
 	id       string
 	log      *slog.Logger
-	reg      *prometheus.Registry
+	metrics  *prometheus.Registry
 	services map[string]*Service
 	tls      *tls.Config
 
-	bus   *cluster.Bus
-	gate  *gate.Gate
-	admin *http.Server
-	subs  []*nats.Subscription
+	bus      *cluster.Bus
+	gate     *gate.Gate
+	admin    *http.Server
+	subs     []*nats.Subscription
+	reg      *cluster.Registry
+	presence *cluster.Presence
+
+	state     atomic.Value // cluster.NodeState
+	startedAt time.Time
 
 	handlers  chan struct{} // semaphore of running handlers
 	sysPushes atomic.Int32
@@ -111,7 +116,7 @@ func New(cfg Config) (*Node, error) {
 		cfg:      cfg,
 		id:       cfg.NodeID,
 		log:      cfg.Logger.With("node", cfg.NodeID),
-		reg:      prometheus.NewRegistry(),
+		metrics:  prometheus.NewRegistry(),
 		services: map[string]*Service{},
 		handlers: make(chan struct{}, cfg.MaxHandlers),
 		started:  make(chan struct{}),
@@ -120,6 +125,7 @@ func New(cfg Config) (*Node, error) {
 		done:     make(chan struct{}),
 		addrs:    map[string]net.Addr{},
 	}
+	n.state.Store(cluster.StateStarting)
 	n.tls = cfg.TLS
 	if n.tls == nil && (cfg.TLSCertFile != "" || cfg.TLSKeyFile != "") {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -128,7 +134,7 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := n.Register(n.sysService()); err != nil {
 		return nil, err
 	}
@@ -272,6 +278,12 @@ func (n *Node) start() error {
 	if u := n.bus.ClientURL(); u != "" {
 		n.log.Info("embedded NATS listening", "url", u)
 	}
+	n.startedAt = time.Now().UTC()
+	// Claim the node id before serving anything, so a duplicate node never
+	// takes requests meant for the live one.
+	if err := n.startCluster(); err != nil {
+		return err
+	}
 	if err := n.startServices(); err != nil {
 		return err
 	}
@@ -285,7 +297,11 @@ func (n *Node) start() error {
 			return err
 		}
 	}
-	return n.bus.Flush(5 * time.Second)
+	if err := n.bus.Flush(5 * time.Second); err != nil {
+		return err
+	}
+	n.setState(cluster.StateServing)
+	return nil
 }
 
 func (n *Node) startGate() error {
@@ -301,7 +317,8 @@ func (n *Node) startGate() error {
 		TCPAddr:          addr(n.cfg.TCPAddr),
 		WSAddr:           addr(n.cfg.WSAddr),
 		TLS:              n.tls,
-		Routes:           n.Routes,
+		Routes:           n.clusterRoutes,
+		OnClose:          n.onSessionClosed,
 		MaxFrame:         l.MaxFrame,
 		HandshakeTimeout: l.HandshakeTimeout,
 		Heartbeat:        l.Heartbeat,
@@ -316,7 +333,7 @@ func (n *Node) startGate() error {
 		RequestBurst:     l.RequestBurst,
 		MaxInFlight:      l.MaxInFlight,
 		Logger:           n.log,
-		Metrics:          gate.NewMetrics(n.reg),
+		Metrics:          gate.NewMetrics(n.metrics),
 	})
 	if err != nil {
 		return err
@@ -324,9 +341,9 @@ func (n *Node) startGate() error {
 	if err := g.Start(); err != nil {
 		return err
 	}
-	n.gate = g
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.gate = g
 	for _, name := range []string{"tcp", "ws"} {
 		if a := g.Addr(name); a != nil {
 			n.addrs[name] = a
@@ -364,6 +381,9 @@ func (n *Node) startServices() error {
 func (n *Node) teardown(ctx context.Context) error {
 	n.isServing.Store(false)
 	var errs []error
+	if n.reg != nil {
+		n.setState(cluster.StateDraining)
+	}
 	if n.gate != nil {
 		if err := n.gate.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("gate shutdown: %w", err))
@@ -379,6 +399,11 @@ func (n *Node) teardown(ctx context.Context) error {
 	case <-wait:
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("handlers still running: %w", ctx.Err()))
+	}
+	if n.reg != nil {
+		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		n.reg.Leave(lctx)
+		cancel()
 	}
 	if n.cancel != nil {
 		n.cancel()

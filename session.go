@@ -94,10 +94,15 @@ func (s *Session) setBinding(service, node string) {
 	s.bindings = next
 }
 
-// SetUser binds the session to a user id; later requests carry it.
+// SetUser binds the session to a user id: later requests carry it, the
+// cluster's presence maps the user to this session (Node.Push reaches it),
+// and an earlier live session of the same user is kicked with 104.
 func (s *Session) SetUser(ctx context.Context, user string) error {
+	if err := s.node.bindUser(ctx, s, user); err != nil {
+		return err
+	}
 	s.user = user
-	return s.node.bus.SetUser(s.gate, s.id, user)
+	return nil
 }
 
 // Join adds the session to a channel; Node.Publish reaches its members.

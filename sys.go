@@ -27,6 +27,9 @@ func (n *Node) sysService() *Service {
 		}
 		return marshal(s.codec, &syspb.TimeResp{ServerTimeMs: now})
 	})
+	Handle(svc, "gates", func(context.Context, *Session, *syspb.GatesReq) (*syspb.GatesResp, error) {
+		return n.gatesResp(), nil
+	})
 	Handle(svc, "push", func(ctx context.Context, s *Session, req *syspb.PushReq) (*syspb.PushResp, error) {
 		if n.cfg.DisableSysPush {
 			return nil, NewError(CodeUnknownRoute, "sys.push is disabled on this server")

@@ -15,6 +15,7 @@ import (
 type Where struct {
 	Gate    string    `json:"gate"`
 	Session string    `json:"session"`
+	Codec   string    `json:"codec,omitempty"` // the session's codec, so a push is encoded once
 	Since   time.Time `json:"since"`
 }
 

@@ -169,10 +169,14 @@ func (r *Registry) Join(ctx context.Context) error {
 	r.selfRev = rev
 	r.mu.Unlock()
 
-	w, err := r.kv.WatchAll(ctx)
+	// The watch lives until Leave, not as long as the caller's ctx.
+	wctx, cancel := context.WithCancel(context.Background())
+	w, err := r.kv.WatchAll(wctx)
 	if err != nil {
+		cancel()
 		return fmt.Errorf("cluster: watch nodes: %w", err)
 	}
+	go func() { <-r.stop; cancel() }()
 	r.done.Add(2)
 	go r.watch(w)
 	go r.refresh()

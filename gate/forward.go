@@ -16,6 +16,7 @@ import (
 type pending struct {
 	s     *Session
 	seq   uint32
+	bound bool // routed to the node of the session's binding
 	route string
 	start int64
 }
@@ -193,7 +194,8 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 	var replyBuf [96]byte
 	reply := string(cluster.AppendReplyID(append(replyBuf[:0], g.replyPrefix...), id))
 	s.inflight.Add(1)
-	g.pending.put(id, pending{s: s, seq: f.Seq, route: route, start: now}, env.Deadline)
+	_, bound := env.Binding(svc)
+	g.pending.put(id, pending{s: s, seq: f.Seq, bound: bound, route: route, start: now}, env.Deadline)
 	if err := g.bus.Forward(svc, reply, &env); err != nil {
 		if p, ok := g.pending.take(id); ok {
 			p.s.inflight.Add(-1)
@@ -268,7 +270,18 @@ func (g *Gate) onReply(id uint64, m *nats.Msg) {
 	now := time.Now().UnixNano()
 	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 		svc, _ := wire.SplitRoute(p.route)
-		p.s.respondError(p.seq, wire.CodeUnavailable, "no instance of service "+svc+" is running")
+		if p.bound {
+			// The node this session was bound to is gone: drop the binding
+			// rather than silently send the session's state elsewhere.
+			p.s.mu.Lock()
+			node, _ := bindingOf(p.s.bindings, svc)
+			p.s.mu.Unlock()
+			p.s.bind(svc, "")
+			p.s.log0().Warn("bound node gone; binding dropped", "service", svc, "node", node)
+			p.s.respondError(p.seq, wire.CodeUnavailable, "node "+node+" serving your "+svc+" is gone; binding dropped")
+		} else {
+			p.s.respondError(p.seq, wire.CodeUnavailable, "no instance of service "+svc+" is running")
+		}
 		g.m.observe(p.route, wire.CodeUnavailable, time.Duration(now-p.start))
 		return
 	}
@@ -284,6 +297,15 @@ func (g *Gate) onReply(id uint64, m *nats.Msg) {
 	}
 	p.s.respond(p.seq, status, e.Payload)
 	g.m.observe(p.route, status, time.Duration(now-p.start))
+}
+
+func bindingOf(bs []cluster.Binding, service string) (string, bool) {
+	for _, b := range bs {
+		if b.Service == service {
+			return b.Node, true
+		}
+	}
+	return "", false
 }
 
 // bind sets or clears the node serving service for this session.

@@ -78,6 +78,11 @@ type Config struct {
 	// 201. Zero: 64.
 	MaxInFlight int
 
+	// OnClose, when set, is called once for every session that closes after
+	// its handshake, with the user it was bound to (or ""). It runs on the
+	// session's goroutine and must not block for long.
+	OnClose func(session, user string)
+
 	// Logger receives the gate's logs. Nil: slog.Default().
 	Logger *slog.Logger
 	// Metrics records the gate's Prometheus metrics. Nil: none are recorded.

@@ -459,6 +459,9 @@ func (s *Session) finish() {
 			g.chans.leave(ch, s)
 		}
 		g.publishEvent(s, cluster.EventClosed)
+		if g.cfg.OnClose != nil {
+			g.cfg.OnClose(s.id, s.User())
+		}
 		s.log.Debug("session closed")
 	})
 }

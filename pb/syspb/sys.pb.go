@@ -211,6 +211,157 @@ func (x *Tick) GetN() uint32 {
 	return 0
 }
 
+// One gate's client endpoints and load, for sys.gates.
+type GateInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Tcp           string                 `protobuf:"bytes,2,opt,name=tcp,proto3" json:"tcp,omitempty"`
+	Ws            string                 `protobuf:"bytes,3,opt,name=ws,proto3" json:"ws,omitempty"`
+	Sessions      uint32                 `protobuf:"varint,4,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GateInfo) Reset() {
+	*x = GateInfo{}
+	mi := &file_hearth_sys_v1_sys_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GateInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GateInfo) ProtoMessage() {}
+
+func (x *GateInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_hearth_sys_v1_sys_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GateInfo.ProtoReflect.Descriptor instead.
+func (*GateInfo) Descriptor() ([]byte, []int) {
+	return file_hearth_sys_v1_sys_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GateInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *GateInfo) GetTcp() string {
+	if x != nil {
+		return x.Tcp
+	}
+	return ""
+}
+
+func (x *GateInfo) GetWs() string {
+	if x != nil {
+		return x.Ws
+	}
+	return ""
+}
+
+func (x *GateInfo) GetSessions() uint32 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+// sys.gates response: gates ordered by load, least loaded first.
+type GatesResp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Gates         []*GateInfo            `protobuf:"bytes,1,rep,name=gates,proto3" json:"gates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GatesResp) Reset() {
+	*x = GatesResp{}
+	mi := &file_hearth_sys_v1_sys_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatesResp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatesResp) ProtoMessage() {}
+
+func (x *GatesResp) ProtoReflect() protoreflect.Message {
+	mi := &file_hearth_sys_v1_sys_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatesResp.ProtoReflect.Descriptor instead.
+func (*GatesResp) Descriptor() ([]byte, []int) {
+	return file_hearth_sys_v1_sys_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GatesResp) GetGates() []*GateInfo {
+	if x != nil {
+		return x.Gates
+	}
+	return nil
+}
+
+// sys.gates request (empty).
+type GatesReq struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GatesReq) Reset() {
+	*x = GatesReq{}
+	mi := &file_hearth_sys_v1_sys_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatesReq) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatesReq) ProtoMessage() {}
+
+func (x *GatesReq) ProtoReflect() protoreflect.Message {
+	mi := &file_hearth_sys_v1_sys_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatesReq.ProtoReflect.Descriptor instead.
+func (*GatesReq) Descriptor() ([]byte, []int) {
+	return file_hearth_sys_v1_sys_proto_rawDescGZIP(), []int{6}
+}
+
 var File_hearth_sys_v1_sys_proto protoreflect.FileDescriptor
 
 const file_hearth_sys_v1_sys_proto_rawDesc = "" +
@@ -225,7 +376,16 @@ const file_hearth_sys_v1_sys_proto_rawDesc = "" +
 	"\bPushResp\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\rR\x05count\"\x14\n" +
 	"\x04Tick\x12\f\n" +
-	"\x01n\x18\x01 \x01(\rR\x01nB*Z(github.com/hearth-server/hearth/pb/syspbb\x06proto3"
+	"\x01n\x18\x01 \x01(\rR\x01n\"X\n" +
+	"\bGateInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
+	"\x03tcp\x18\x02 \x01(\tR\x03tcp\x12\x0e\n" +
+	"\x02ws\x18\x03 \x01(\tR\x02ws\x12\x1a\n" +
+	"\bsessions\x18\x04 \x01(\rR\bsessions\":\n" +
+	"\tGatesResp\x12-\n" +
+	"\x05gates\x18\x01 \x03(\v2\x17.hearth.sys.v1.GateInfoR\x05gates\"\n" +
+	"\n" +
+	"\bGatesReqB*Z(github.com/hearth-server/hearth/pb/syspbb\x06proto3"
 
 var (
 	file_hearth_sys_v1_sys_proto_rawDescOnce sync.Once
@@ -239,19 +399,23 @@ func file_hearth_sys_v1_sys_proto_rawDescGZIP() []byte {
 	return file_hearth_sys_v1_sys_proto_rawDescData
 }
 
-var file_hearth_sys_v1_sys_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_hearth_sys_v1_sys_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_hearth_sys_v1_sys_proto_goTypes = []any{
-	(*TimeResp)(nil), // 0: hearth.sys.v1.TimeResp
-	(*PushReq)(nil),  // 1: hearth.sys.v1.PushReq
-	(*PushResp)(nil), // 2: hearth.sys.v1.PushResp
-	(*Tick)(nil),     // 3: hearth.sys.v1.Tick
+	(*TimeResp)(nil),  // 0: hearth.sys.v1.TimeResp
+	(*PushReq)(nil),   // 1: hearth.sys.v1.PushReq
+	(*PushResp)(nil),  // 2: hearth.sys.v1.PushResp
+	(*Tick)(nil),      // 3: hearth.sys.v1.Tick
+	(*GateInfo)(nil),  // 4: hearth.sys.v1.GateInfo
+	(*GatesResp)(nil), // 5: hearth.sys.v1.GatesResp
+	(*GatesReq)(nil),  // 6: hearth.sys.v1.GatesReq
 }
 var file_hearth_sys_v1_sys_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	4, // 0: hearth.sys.v1.GatesResp.gates:type_name -> hearth.sys.v1.GateInfo
+	1, // [1:1] is the sub-list for method output_type
+	1, // [1:1] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_hearth_sys_v1_sys_proto_init() }
@@ -265,7 +429,7 @@ func file_hearth_sys_v1_sys_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hearth_sys_v1_sys_proto_rawDesc), len(file_hearth_sys_v1_sys_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,283 @@
+package hearth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/pb/syspb"
+	"github.com/hearth-server/hearth/wire"
+)
+
+// Version is the hearth version nodes publish in the registry.
+const Version = "0.1.0"
+
+// ErrOffline is returned by Push for a user with no live session.
+var ErrOffline = cluster.ErrOffline
+
+// startCluster joins the registry (refusing a node id that a live node
+// holds) and opens presence.
+func (n *Node) startCluster() error {
+	ctx, cancel := context.WithTimeout(n.baseCtx, 15*time.Second)
+	defer cancel()
+	reg, err := cluster.NewRegistry(ctx, n.bus, n.cfg.RegistryInterval, n.nodeInfo)
+	if err != nil {
+		return err
+	}
+	n.reg = reg
+	n.presence, err = cluster.NewPresence(ctx, n.bus, reg)
+	if err != nil {
+		return err
+	}
+	reg.Watch(n.onRegistryEvent)
+	if err := reg.Join(ctx); err != nil {
+		n.reg = nil // never joined: nothing to leave
+		return err
+	}
+	return nil
+}
+
+// nodeInfo is this node's registry entry.
+func (n *Node) nodeInfo() cluster.NodeInfo {
+	info := cluster.NodeInfo{
+		ID:      n.id,
+		Roles:   n.roleList(),
+		Version: Version,
+		State:   n.state.Load().(cluster.NodeState),
+		Routes:  n.Routes(),
+		Started: n.startedAt,
+	}
+	if a := n.Addr("admin"); a != nil {
+		info.Admin = "http://" + n.advertised(a)
+	}
+	n.mu.Lock()
+	g := n.gate
+	n.mu.Unlock()
+	if g != nil {
+		scheme := "tcp"
+		wsScheme := "ws"
+		if n.tls != nil {
+			scheme, wsScheme = "tls", "wss"
+		}
+		if a := g.Addr("tcp"); a != nil {
+			info.TCP = scheme + "://" + n.advertised(a)
+		}
+		if a := g.Addr("ws"); a != nil {
+			info.WS = wsScheme + "://" + n.advertised(a) + "/ws"
+		}
+		info.Sessions = g.Sessions()
+		info.InFlight = g.InFlight()
+	}
+	return info
+}
+
+// advertised turns a bound address into one clients can dial.
+func (n *Node) advertised(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	switch {
+	case n.cfg.Advertise != "":
+		host = n.cfg.Advertise
+	case net.ParseIP(host) == nil || net.ParseIP(host).IsUnspecified():
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func (n *Node) setState(s cluster.NodeState) {
+	n.state.Store(s)
+	if n.reg != nil {
+		n.reg.Refresh()
+	}
+}
+
+func (n *Node) onRegistryEvent(ev cluster.RegistryEvent) {
+	if ev.Node.ID == n.id {
+		return
+	}
+	n.log.Info("cluster node "+ev.Kind.String(), "peer", ev.Node.ID, "roles", ev.Node.Roles, "state", ev.Node.State)
+	n.mu.Lock()
+	g := n.gate
+	n.mu.Unlock()
+	if g != nil {
+		g.RefreshRoutes()
+	}
+	if ev.Kind == cluster.NodeLeft && ev.Node.HasRole("gate") && n.isJanitor() {
+		// The gate is gone; its users are already offline to lookups. Clear
+		// their entries so the bucket does not grow with dead sessions.
+		go func(gate string) {
+			ctx, cancel := context.WithTimeout(n.baseCtx, time.Minute)
+			defer cancel()
+			purged, err := n.presence.PurgeGate(ctx, gate)
+			if err != nil {
+				n.log.Warn("presence purge failed", "gate", gate, "err", err)
+				return
+			}
+			n.log.Info("presence purged", "gate", gate, "users", purged)
+		}(ev.Node.ID)
+	}
+}
+
+// isJanitor picks one node, the lowest id alive, for cluster-wide clean-up.
+func (n *Node) isJanitor() bool {
+	for _, peer := range n.reg.Nodes() {
+		if peer.ID < n.id {
+			return false
+		}
+	}
+	return true
+}
+
+// clusterRoutes is the route dictionary for the gate: every route served by
+// any live node.
+func (n *Node) clusterRoutes() []string {
+	r := n.Routes()
+	if n.reg != nil {
+		for _, peer := range n.reg.Nodes() {
+			r = append(r, peer.Routes...)
+		}
+	}
+	slices.Sort(r)
+	return slices.Compact(r)
+}
+
+// Nodes returns the live nodes of the cluster, this one included.
+func (n *Node) Nodes() []cluster.NodeInfo {
+	if n.reg == nil {
+		return nil
+	}
+	return n.reg.Nodes()
+}
+
+// Gates returns the live gates with client endpoints, least loaded first.
+func (n *Node) Gates() []cluster.NodeInfo {
+	var gates []cluster.NodeInfo
+	for _, info := range n.Nodes() {
+		if info.HasRole("gate") && info.State == cluster.StateServing && (info.TCP != "" || info.WS != "") {
+			gates = append(gates, info)
+		}
+	}
+	slices.SortStableFunc(gates, func(a, b cluster.NodeInfo) int { return a.Sessions - b.Sessions })
+	return gates
+}
+
+func (n *Node) gatesResp() *syspb.GatesResp {
+	resp := &syspb.GatesResp{}
+	for _, g := range n.Gates() {
+		resp.Gates = append(resp.Gates, &syspb.GateInfo{Id: g.ID, Tcp: g.TCP, Ws: g.WS, Sessions: uint32(g.Sessions)})
+	}
+	return resp
+}
+
+// Push sends msg on route to user's session, on whichever gate holds it.
+// It returns an error wrapping ErrOffline when the user has no live session.
+func (n *Node) Push(ctx context.Context, user, route string, msg proto.Message) error {
+	if n.presence == nil {
+		return ErrNotRunning
+	}
+	if !wire.ValidRoute(route) {
+		return errBadRoute(route)
+	}
+	w, err := n.presence.Lookup(ctx, user)
+	if err != nil {
+		return fmt.Errorf("hearth: push to %q: %w", user, err)
+	}
+	pb, js, err := n.encodeFor(w.Codec, msg)
+	if err != nil {
+		return err
+	}
+	return n.bus.Push(w.Gate, []string{w.Session}, route, pb, js)
+}
+
+// PushUsers sends msg on route to every listed user who is online, with one
+// bus message per gate however many users it holds. It returns how many
+// users were online.
+func (n *Node) PushUsers(ctx context.Context, users []string, route string, msg proto.Message) (int, error) {
+	if n.presence == nil {
+		return 0, ErrNotRunning
+	}
+	if !wire.ValidRoute(route) {
+		return 0, errBadRoute(route)
+	}
+	byGate := map[string][]string{}
+	online := 0
+	for _, u := range users {
+		w, err := n.presence.Lookup(ctx, u)
+		if errors.Is(err, cluster.ErrOffline) {
+			continue
+		}
+		if err != nil {
+			return online, err
+		}
+		byGate[w.Gate] = append(byGate[w.Gate], w.Session)
+		online++
+	}
+	if online == 0 {
+		return 0, nil
+	}
+	pb, js, err := marshalBoth(msg)
+	if err != nil {
+		return 0, err
+	}
+	for gate, sessions := range byGate {
+		if err := n.bus.Push(gate, sessions, route, pb, js); err != nil {
+			return online, err
+		}
+	}
+	return online, nil
+}
+
+func (n *Node) encodeFor(codec string, msg proto.Message) (pb, js []byte, err error) {
+	switch codec {
+	case wire.CodecJSON:
+		js, err = marshal(cluster.CodecJSON, msg)
+	case wire.CodecProtobuf:
+		pb, err = marshal(cluster.CodecProtobuf, msg)
+	default:
+		pb, js, err = marshalBoth(msg)
+	}
+	return pb, js, err
+}
+
+// bindUser records user's presence for session s and tells its gate. A
+// live earlier session of the same user is kicked with 104.
+func (n *Node) bindUser(ctx context.Context, s *Session, user string) error {
+	if n.presence == nil {
+		return ErrNotRunning
+	}
+	prev, had, err := n.presence.Set(ctx, user, cluster.Where{Gate: s.gate, Session: s.id, Codec: s.Codec(), Since: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	if err := n.bus.SetUser(s.gate, s.id, user); err != nil {
+		return err
+	}
+	if had && prev.Session != s.id {
+		n.log.Info("duplicate login: kicking the earlier session", "user", user, "old_session", prev.Session, "old_gate", prev.Gate, "new_session", s.id)
+		return n.bus.Kick(prev.Gate, prev.Session, uint16(wire.CodeLoggedInElsewhere), "logged in elsewhere")
+	}
+	return nil
+}
+
+// onSessionClosed is the gate's close hook: the user is no longer here.
+func (n *Node) onSessionClosed(session, user string) {
+	if user == "" || n.presence == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.baseCtx, 5*time.Second)
+	defer cancel()
+	if err := n.presence.Clear(ctx, user, session); err != nil {
+		n.log.Warn("presence not cleared", "user", user, "session", session, "err", err)
+	}
+}
