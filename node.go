@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,6 +264,16 @@ func (n *Node) roleList() []string {
 }
 
 func (n *Node) start() error {
+	for _, r := range n.cfg.Roles {
+		if _, ok := n.services[r]; !ok && r != "gate" {
+			known := []string{"gate"}
+			for name := range n.services {
+				known = append(known, name)
+			}
+			slices.Sort(known[1:])
+			return fmt.Errorf("hearth: unknown role %q; this binary knows %s", r, strings.Join(known, ", "))
+		}
+	}
 	var err error
 	n.bus, err = cluster.Connect(n.baseCtx, cluster.Config{
 		URL:     n.cfg.NATSURL,

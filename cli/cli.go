@@ -30,6 +30,7 @@ Usage:
   hearth serve [flags]                  run a node (everything in one process by default)
   hearth call --addr URL ROUTE [JSON]   send one request and print the JSON result
   hearth bench rpc|fanout|idle [flags]  measure a server and print a table
+  hearth nodes --nats URL               list the cluster's nodes
   hearth version
 
 Run 'hearth COMMAND -h' for a command's flags.
@@ -55,6 +56,8 @@ func Main(ctx context.Context, args []string, opts Options) int {
 		return call(ctx, args[1:], opts)
 	case "bench":
 		return bench(ctx, args[1:], opts)
+	case "nodes":
+		return nodes(ctx, args[1:], opts)
 	case "version", "--version":
 		fmt.Fprintln(opts.Stdout, "hearth", Version)
 		return 0

@@ -23,6 +23,7 @@ func serve(ctx context.Context, args []string, opts Options) int {
 		configF   string
 		logLevel  string
 		logFormat string
+		withBench bool
 	)
 	fs.StringVar(&configF, "config", "", "YAML config file; keys are these flag names (env HEARTH_CONFIG)")
 	fs.StringVar(&cfg.TCPAddr, "tcp", ":7100", "TCP client listener, or off")
@@ -47,6 +48,10 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	fs.Float64Var(&cfg.Limits.RequestRate, "session-rate", 1000, "requests per second per session (then 200); -1 unlimited")
 	fs.IntVar(&cfg.Limits.MaxInFlight, "max-inflight", 64, "unanswered requests per session (then 201)")
 	fs.BoolVar(&cfg.DisableSysPush, "disable-sys-push", false, "turn off the sys.push diagnostic route")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "host clients use to reach this gate, published in the registry (default: listen host or hostname)")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token required on the admin API /v1/... (env HEARTH_ADMIN_TOKEN)")
+	fs.DurationVar(&cfg.RegistryInterval, "registry-interval", time.Second, "registry refresh; a node silent for 3 intervals has left")
+	fs.BoolVar(&withBench, "bench", false, "register the bench service that 'hearth bench fanout --addr' needs")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -80,6 +85,12 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	if err != nil {
 		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
 		return 1
+	}
+	if withBench {
+		if err := node.Register(BenchService(node)); err != nil {
+			fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+			return 1
+		}
 	}
 	if opts.Services != nil {
 		if err := node.Register(opts.Services()...); err != nil {
