@@ -30,6 +30,15 @@ type Config struct {
 	// NATSListen makes the embedded NATS server accept other nodes on this
 	// host:port. Zero: in-process only.
 	NATSListen string
+	// NATSCredsFile is a NATS credentials file (JWT + nkey) for NATSURL.
+	// User and password can instead be given in the URL. Zero: none.
+	NATSCredsFile string
+	// NATSCAFile, NATSCertFile and NATSKeyFile configure TLS to NATSURL: a
+	// CA bundle to trust, and a client certificate for mutual TLS. Zero:
+	// system roots, no client certificate (tls:// URLs still use TLS).
+	NATSCAFile   string
+	NATSCertFile string
+	NATSKeyFile  string
 	// Prefix of every bus subject. Zero: "hearth".
 	Prefix string
 	// TLS, when set, serves TLS on both client listeners. Zero: TLSCertFile

@@ -282,6 +282,7 @@ func (n *Node) start() error {
 		Prefix:  n.cfg.Prefix,
 		Name:    n.id,
 		Logger:  n.log,
+		Options: n.natsOptions(),
 	})
 	if err != nil {
 		return err
@@ -313,6 +314,21 @@ func (n *Node) start() error {
 	}
 	n.setState(cluster.StateServing)
 	return nil
+}
+
+// natsOptions maps the Config's NATS security settings to nats.go options.
+func (n *Node) natsOptions() []nats.Option {
+	var o []nats.Option
+	if n.cfg.NATSCredsFile != "" {
+		o = append(o, nats.UserCredentials(n.cfg.NATSCredsFile))
+	}
+	if n.cfg.NATSCAFile != "" {
+		o = append(o, nats.RootCAs(n.cfg.NATSCAFile))
+	}
+	if n.cfg.NATSCertFile != "" || n.cfg.NATSKeyFile != "" {
+		o = append(o, nats.ClientCert(n.cfg.NATSCertFile, n.cfg.NATSKeyFile))
+	}
+	return o
 }
 
 func (n *Node) startGate() error {
