@@ -1,0 +1,161 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Lease elects one holder of a named role among the nodes that contend for
+// it — a single leader for cluster-wide work such as the login queue. The
+// holder refreshes a KV key; if it stops (crash, partition), the key
+// expires after the TTL and another contender takes over.
+type Lease struct {
+	kv     jetstream.KeyValue
+	name   string
+	holder string
+	ttl    time.Duration
+
+	mu      sync.Mutex
+	rev     uint64
+	leading bool
+
+	onElected func(ctx context.Context)
+	cancel    context.CancelFunc
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+// NewLease contends for name as holder (the node id). onElected runs in
+// its own goroutine each time this node becomes the leader; its ctx ends
+// when leadership is lost or the lease is stopped.
+func NewLease(ctx context.Context, b *Bus, name, holder string, ttl time.Duration, onElected func(ctx context.Context)) (*Lease, error) {
+	if ttl <= 0 {
+		ttl = 3 * time.Second
+	}
+	kv, err := b.openKV(ctx, bucketName(b.subj.Prefix, "leases"), ttl)
+	if err != nil {
+		return nil, err
+	}
+	l := &Lease{kv: kv, name: name, holder: holder, ttl: ttl, onElected: onElected, stop: make(chan struct{}), done: make(chan struct{})}
+	go l.run()
+	return l, nil
+}
+
+// Leading reports whether this node holds the lease now.
+func (l *Lease) Leading() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.leading
+}
+
+// Holder returns the node holding the lease, as the KV shows it.
+func (l *Lease) Holder(ctx context.Context) (string, error) {
+	e, err := l.kv.Get(ctx, l.name)
+	if err != nil {
+		return "", err
+	}
+	return string(e.Value()), nil
+}
+
+func (l *Lease) run() {
+	defer close(l.done)
+	tick := time.NewTicker(l.ttl / 3)
+	defer tick.Stop()
+	l.step()
+	for {
+		select {
+		case <-l.stop:
+			l.resign()
+			return
+		case <-tick.C:
+			l.step()
+		}
+	}
+}
+
+// step refreshes the lease when held, or tries to take it.
+func (l *Lease) step() {
+	ctx, cancel := context.WithTimeout(context.Background(), l.ttl/3)
+	defer cancel()
+	l.mu.Lock()
+	leading, rev := l.leading, l.rev
+	l.mu.Unlock()
+	if leading {
+		nrev, err := l.kv.Update(ctx, l.name, []byte(l.holder), rev)
+		if err != nil {
+			// Someone else holds it, or we could not reach the bus in time:
+			// either way we can no longer be sure we lead.
+			l.lose()
+			return
+		}
+		l.mu.Lock()
+		l.rev = nrev
+		l.mu.Unlock()
+		return
+	}
+	nrev, err := l.kv.Create(ctx, l.name, []byte(l.holder))
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return
+		}
+		// Our own key from before a restart: take it back.
+		e, gerr := l.kv.Get(ctx, l.name)
+		if gerr != nil || string(e.Value()) != l.holder {
+			return
+		}
+		if nrev, err = l.kv.Update(ctx, l.name, []byte(l.holder), e.Revision()); err != nil {
+			return
+		}
+	}
+	lctx, lcancel := context.WithCancel(context.Background())
+	l.mu.Lock()
+	l.leading, l.rev, l.cancel = true, nrev, lcancel
+	l.mu.Unlock()
+	if l.onElected != nil {
+		go l.onElected(lctx)
+	}
+}
+
+func (l *Lease) lose() {
+	l.mu.Lock()
+	cancel := l.cancel
+	l.leading, l.cancel = false, nil
+	l.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+func (l *Lease) resign() {
+	l.mu.Lock()
+	leading, rev := l.leading, l.rev
+	l.mu.Unlock()
+	l.lose()
+	if leading {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = l.kv.Delete(ctx, l.name, jetstream.LastRevision(rev))
+	}
+}
+
+// Stop gives up the lease (deleting it when held, so another node takes
+// over at once) and stops contending.
+func (l *Lease) Stop() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	<-l.done
+}
+
+// OpenKV opens (creating when missing) a KV bucket named <prefix>_<name>,
+// for services that keep shared ephemeral state on the bus. ttl 0 keeps
+// entries until deleted.
+func (b *Bus) OpenKV(ctx context.Context, name string, ttl time.Duration) (jetstream.KeyValue, error) {
+	return b.openKV(ctx, bucketName(b.subj.Prefix, name), ttl)
+}
