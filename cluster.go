@@ -281,3 +281,24 @@ func (n *Node) onSessionClosed(session, user string) {
 		n.log.Warn("presence not cleared", "user", user, "session", session, "err", err)
 	}
 }
+
+// PushSession sends msg on route to one session on a known gate — for
+// services that track sessions themselves (queues, rooms), and so skip
+// the presence lookup.
+func (n *Node) PushSession(ctx context.Context, gateID, sessionID, route string, msg proto.Message) error {
+	if n.bus == nil {
+		return ErrNotRunning
+	}
+	if !wire.ValidRoute(route) {
+		return errBadRoute(route)
+	}
+	pb, js, err := marshalBoth(msg)
+	if err != nil {
+		return err
+	}
+	return n.bus.Push(gateID, []string{sessionID}, route, pb, js)
+}
+
+// Bus is the node's cluster bus, for services that keep cluster-wide state
+// of their own (KV buckets, leases). Nil before Run.
+func (n *Node) Bus() *cluster.Bus { return n.bus }

@@ -55,12 +55,13 @@ type Node struct {
 	services map[string]*Service
 	tls      *tls.Config
 
-	bus      *cluster.Bus
-	gate     *gate.Gate
-	admin    *http.Server
-	subs     []*nats.Subscription
-	reg      *cluster.Registry
-	presence *cluster.Presence
+	bus         *cluster.Bus
+	gate        *gate.Gate
+	admin       *http.Server
+	subs        []*nats.Subscription
+	runningSvcs []*Service // services whose OnStart ran
+	reg         *cluster.Registry
+	presence    *cluster.Presence
 
 	state     atomic.Value // cluster.NodeState
 	startedAt time.Time
@@ -388,6 +389,12 @@ func (n *Node) startServices() error {
 		if !n.hasRole(name) {
 			continue
 		}
+		for _, fn := range svc.onStart {
+			if err := fn(n.baseCtx, n); err != nil {
+				return fmt.Errorf("hearth: start service %s: %w", name, err)
+			}
+		}
+		n.runningSvcs = append(n.runningSvcs, svc)
 		h := n.dispatch(svc)
 		qs, err := nc.QueueSubscribe(subj.Service(name), name, h)
 		if err != nil {
@@ -426,6 +433,11 @@ func (n *Node) teardown(ctx context.Context) error {
 	case <-wait:
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("handlers still running: %w", ctx.Err()))
+	}
+	for _, svc := range n.runningSvcs {
+		for _, fn := range svc.onStop {
+			fn(ctx)
+		}
 	}
 	if n.reg != nil {
 		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -16,7 +16,21 @@ import (
 type Service struct {
 	name     string
 	handlers map[string]handler
+	onStart  []func(ctx context.Context, n *Node) error
+	onStop   []func(ctx context.Context)
 }
+
+// OnStart registers fn to run when a node starts this service: after the
+// bus is connected, before the service takes requests. An error stops the
+// node from starting. Use it for what needs the running node (its Bus,
+// leases, background loops).
+func (svc *Service) OnStart(fn func(ctx context.Context, n *Node) error) {
+	svc.onStart = append(svc.onStart, fn)
+}
+
+// OnStop registers fn to run when the node stops this service, after its
+// last request has finished.
+func (svc *Service) OnStop(fn func(ctx context.Context)) { svc.onStop = append(svc.onStop, fn) }
 
 type handler struct {
 	notify bool

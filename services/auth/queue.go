@@ -1,0 +1,383 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/pb/authpb"
+)
+
+// The login queue admits logins at a fixed rate for the whole cluster. One
+// auth instance — the holder of the "auth-queue" lease — runs it; the others
+// ask it over the bus. Waiting sessions are also written to a KV bucket, so
+// the instance that takes over after the leader dies resumes the same queue
+// in the same order.
+//
+// A login that is not admitted at once is answered 204 with its place; the
+// session then gets auth.queued pushes (position, estimated wait) whenever
+// its place changes, at most once a second, and finally auth.admitted, after
+// which the same login request is let through for admitTTL.
+type queue struct {
+	node  *hearth.Node
+	bus   *cluster.Bus
+	log   *slog.Logger
+	rate  float64
+	burst float64
+	self  string
+
+	lease *cluster.Lease
+	kv    jetstream.KeyValue
+
+	mu       sync.Mutex
+	leading  bool
+	waiting  []waiter // in admission order
+	admitted map[string]time.Time
+	tokens   float64
+	last     time.Time
+	nextSeq  uint64
+	history  []time.Time // recent admissions, to measure the rate
+}
+
+type waiter struct {
+	Seq     uint64    `json:"seq"`
+	Session string    `json:"session"`
+	Gate    string    `json:"gate"`
+	Since   time.Time `json:"since"`
+	pushed  uint32    // last position pushed
+}
+
+type admitReq struct {
+	Session string `json:"session"`
+	Gate    string `json:"gate"`
+}
+
+type admitResp struct {
+	Admitted bool   `json:"admitted"`
+	Position uint32 `json:"position,omitempty"`
+	WaitMS   uint32 `json:"wait_ms,omitempty"`
+}
+
+const (
+	admitTTL      = 30 * time.Second
+	queueTick     = 10 * time.Millisecond
+	positionEvery = time.Second
+	rateWindow    = 5 * time.Second
+)
+
+func newQueue(ctx context.Context, node *hearth.Node, rate float64, burst int, log *slog.Logger) (*queue, error) {
+	bus := node.Bus()
+	q := &queue{node: node, bus: bus, log: log, rate: rate, burst: float64(burst), self: node.ID(), admitted: map[string]time.Time{}}
+	if q.burst < 1 {
+		q.burst = max(1, rate)
+	}
+	kv, err := bus.OpenKV(ctx, "loginq", 0)
+	if err != nil {
+		return nil, err
+	}
+	q.kv = kv
+	q.lease, err = cluster.NewLease(ctx, bus, "auth-queue", q.self, 3*time.Second, q.lead)
+	if err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+func (q *queue) stop() { q.lease.Stop() }
+
+func (q *queue) subject() string { return q.bus.Subjects().Prefix + ".authq.admit" }
+
+// admit asks the leader whether session may log in now. Until a leader is
+// elected (at start, or for up to the lease TTL after the leader died) it
+// retries within ctx.
+func (q *queue) admit(ctx context.Context, session, gate string) (admitResp, error) {
+	req, _ := json.Marshal(admitReq{Session: session, Gate: gate})
+	for {
+		msg, err := q.bus.Conn().RequestWithContext(ctx, q.subject(), req)
+		if err == nil {
+			var resp admitResp
+			if err := json.Unmarshal(msg.Data, &resp); err != nil {
+				return admitResp{}, fmt.Errorf("auth: bad queue answer: %w", err)
+			}
+			return resp, nil
+		}
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return admitResp{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return admitResp{}, fmt.Errorf("auth: login queue has no leader: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// lead runs the queue while this node holds the lease.
+func (q *queue) lead(ctx context.Context) {
+	q.log.Info("login queue: leading", "rate", q.rate, "burst", q.burst)
+	if err := q.load(ctx); err != nil {
+		q.log.Warn("login queue: could not load the waiting list", "err", err)
+	}
+	nc := q.bus.Conn()
+	sub, err := nc.Subscribe(q.subject(), q.onAdmit)
+	if err != nil {
+		q.log.Error("login queue: subscribe", "err", err)
+		return
+	}
+	closed, err := nc.Subscribe(q.bus.Subjects().Events(), q.onEvent)
+	if err != nil {
+		_ = sub.Unsubscribe()
+		q.log.Error("login queue: subscribe", "err", err)
+		return
+	}
+	q.mu.Lock()
+	q.leading = true
+	q.last = time.Now()
+	q.mu.Unlock()
+	defer func() {
+		_ = sub.Unsubscribe()
+		_ = closed.Unsubscribe()
+		q.mu.Lock()
+		q.leading = false
+		q.mu.Unlock()
+		q.log.Info("login queue: no longer leading")
+	}()
+	tick := time.NewTicker(queueTick)
+	defer tick.Stop()
+	var lastPositions time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			q.advance(now)
+			if now.Sub(lastPositions) >= positionEvery {
+				lastPositions = now
+				q.pushPositions(now)
+			}
+		}
+	}
+}
+
+// load restores the waiting list a previous leader wrote.
+func (q *queue) load(ctx context.Context) error {
+	lister, err := q.kv.ListKeys(ctx)
+	if err != nil {
+		return err
+	}
+	var ws []waiter
+	for key := range lister.Keys() {
+		e, err := q.kv.Get(ctx, key)
+		if err != nil {
+			continue
+		}
+		var w waiter
+		if json.Unmarshal(e.Value(), &w) == nil {
+			ws = append(ws, w)
+		}
+	}
+	sort.Slice(ws, func(i, j int) bool { return ws[i].Seq < ws[j].Seq })
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.waiting = ws
+	q.tokens = 0
+	if n := len(ws); n > 0 {
+		q.nextSeq = ws[n-1].Seq
+		q.log.Info("login queue: resumed", "waiting", n)
+	}
+	return nil
+}
+
+func waiterKey(seq uint64) string { return fmt.Sprintf("w%020d", seq) }
+
+func (q *queue) onAdmit(m *nats.Msg) {
+	var req admitReq
+	if err := json.Unmarshal(m.Data, &req); err != nil || req.Session == "" {
+		return
+	}
+	now := time.Now()
+	q.mu.Lock()
+	q.refill(now)
+	resp, enqueued := q.decide(req, now)
+	q.mu.Unlock()
+	if enqueued != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		val, _ := json.Marshal(enqueued)
+		if _, err := q.kv.Put(ctx, waiterKey(enqueued.Seq), val); err != nil {
+			q.log.Warn("login queue: not persisted", "err", err)
+		}
+		cancel()
+		q.push(enqueued.Gate, enqueued.Session, "auth.queued", &authpb.Queued{Position: resp.Position, WaitMs: resp.WaitMS})
+	}
+	b, _ := json.Marshal(resp)
+	_ = m.Respond(b)
+}
+
+// decide answers one admission request; q.mu is held.
+func (q *queue) decide(req admitReq, now time.Time) (admitResp, *waiter) {
+	if exp, ok := q.admitted[req.Session]; ok {
+		delete(q.admitted, req.Session)
+		if now.Before(exp) {
+			return admitResp{Admitted: true}, nil
+		}
+	}
+	for i := range q.waiting {
+		if q.waiting[i].Session == req.Session {
+			pos := uint32(i + 1)
+			return admitResp{Position: pos, WaitMS: q.estimate(pos, now)}, nil
+		}
+	}
+	if len(q.waiting) == 0 && q.tokens >= 1 {
+		q.tokens--
+		q.history = append(q.history, now)
+		return admitResp{Admitted: true}, nil
+	}
+	q.nextSeq++
+	w := waiter{Seq: q.nextSeq, Session: req.Session, Gate: req.Gate, Since: now}
+	pos := uint32(len(q.waiting) + 1)
+	w.pushed = pos
+	q.waiting = append(q.waiting, w)
+	return admitResp{Position: pos, WaitMS: q.estimate(pos, now)}, &w
+}
+
+func (q *queue) refill(now time.Time) {
+	q.tokens = min(q.burst, q.tokens+now.Sub(q.last).Seconds()*q.rate)
+	q.last = now
+}
+
+// measuredRate is admissions per second over the last rateWindow, or the
+// configured rate while there is too little history to measure.
+func (q *queue) measuredRate(now time.Time) float64 {
+	cut := 0
+	for cut < len(q.history) && now.Sub(q.history[cut]) > rateWindow {
+		cut++
+	}
+	q.history = q.history[cut:]
+	if len(q.history) < 10 {
+		return q.rate
+	}
+	span := now.Sub(q.history[0]).Seconds()
+	if span < 1 {
+		return q.rate
+	}
+	return float64(len(q.history)) / span
+}
+
+// estimate is the wait of the waiter at pos: the tokens it needs beyond
+// those already accrued, at the measured rate.
+func (q *queue) estimate(pos uint32, now time.Time) uint32 {
+	r := q.measuredRate(now)
+	if r <= 0 {
+		return 0
+	}
+	need := float64(pos) - q.tokens
+	if need <= 0 {
+		return 0
+	}
+	return uint32(need / r * 1000)
+}
+
+// advance admits waiters as tokens accrue.
+func (q *queue) advance(now time.Time) {
+	var admitted []waiter
+	q.mu.Lock()
+	q.refill(now)
+	for len(q.waiting) > 0 && q.tokens >= 1 {
+		w := q.waiting[0]
+		q.waiting = q.waiting[1:]
+		q.tokens--
+		q.history = append(q.history, now)
+		q.admitted[w.Session] = now.Add(admitTTL)
+		admitted = append(admitted, w)
+	}
+	for s, exp := range q.admitted {
+		if now.After(exp) {
+			delete(q.admitted, s)
+		}
+	}
+	q.mu.Unlock()
+	for _, w := range admitted {
+		q.push(w.Gate, w.Session, "auth.admitted", &authpb.Admitted{AdmitTtlMs: uint32(admitTTL.Milliseconds())})
+		q.forget(w.Seq)
+	}
+}
+
+// pushPositions tells each waiter its place, when it has changed.
+func (q *queue) pushPositions(now time.Time) {
+	type update struct {
+		gate, session string
+		msg           *authpb.Queued
+	}
+	var ups []update
+	q.mu.Lock()
+	for i := range q.waiting {
+		pos := uint32(i + 1)
+		if q.waiting[i].pushed == pos {
+			continue
+		}
+		q.waiting[i].pushed = pos
+		ups = append(ups, update{q.waiting[i].Gate, q.waiting[i].Session, &authpb.Queued{Position: pos, WaitMs: q.estimate(pos, now)}})
+	}
+	q.mu.Unlock()
+	for _, u := range ups {
+		q.push(u.gate, u.session, "auth.queued", u.msg)
+	}
+}
+
+// onEvent drops a waiter whose session closed.
+func (q *queue) onEvent(m *nats.Msg) {
+	var e cluster.Envelope
+	if e.Decode(m.Data) != nil || e.Type != cluster.TypeEvent || cluster.EventKind(e.Status) != cluster.EventClosed {
+		return
+	}
+	var seq uint64
+	q.mu.Lock()
+	delete(q.admitted, e.Session)
+	for i := range q.waiting {
+		if q.waiting[i].Session == e.Session {
+			seq = q.waiting[i].Seq
+			q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
+			break
+		}
+	}
+	q.mu.Unlock()
+	if seq != 0 {
+		q.forget(seq)
+	}
+}
+
+func (q *queue) push(gate, session, route string, msg proto.Message) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := q.node.PushSession(ctx, gate, session, route, msg); err != nil {
+		q.log.Debug("login queue: push", "route", route, "session", session, "err", err)
+	}
+}
+
+func (q *queue) forget(seq uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := q.kv.Delete(ctx, waiterKey(seq)); err != nil {
+		q.log.Debug("login queue: forget", "seq", strconv.FormatUint(seq, 10), "err", err)
+	}
+}
+
+// Waiting is the queue's length on the leader (0 elsewhere).
+func (q *queue) length() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.waiting)
+}
