@@ -1,0 +1,85 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Profile is what the lobby shows of a player.
+type Profile struct {
+	AccountID string
+	Nickname  string
+	Avatar    string
+	// Balance is the player's currency; it changes only through the
+	// ledger (ApplyLedger).
+	Balance   int64
+	UpdatedAt time.Time
+}
+
+const profileColumns = `account_id, nickname, avatar, balance, updated_at`
+
+func scanProfile(row *sql.Row) (Profile, error) {
+	var p Profile
+	var id, updated int64
+	err := row.Scan(&id, &p.Nickname, &p.Avatar, &p.Balance, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Profile{}, ErrNotFound
+	}
+	if err != nil {
+		return Profile{}, fmt.Errorf("store: %w", err)
+	}
+	p.AccountID, p.UpdatedAt = formatID(id), fromMillis(updated)
+	return p, nil
+}
+
+// Profile returns an account's profile, ErrNotFound before EnsureProfile.
+func (s *Store) Profile(ctx context.Context, accountID string) (Profile, error) {
+	id, ok := parseID(accountID)
+	if !ok {
+		return Profile{}, ErrNotFound
+	}
+	return scanProfile(s.r.QueryRowContext(ctx,
+		`SELECT `+profileColumns+` FROM profiles WHERE account_id = $1`, id))
+}
+
+// EnsureProfile returns an account's profile, creating it with
+// defaultNickname, no avatar and a zero balance if it has none (at first
+// login). It is ErrNotFound for an account that does not exist.
+func (s *Store) EnsureProfile(ctx context.Context, accountID, defaultNickname string) (Profile, error) {
+	id, ok := parseID(accountID)
+	if !ok {
+		return Profile{}, ErrNotFound
+	}
+	// One statement that inserts only if the account exists and the
+	// profile does not, so that neither a missing account (a foreign key
+	// error, which each driver words differently) nor a concurrent first
+	// login (a duplicate key) is an error to decode. The WHERE also keeps
+	// SQLite from reading ON CONFLICT as a join's ON.
+	_, err := s.w.ExecContext(ctx, `
+		INSERT INTO profiles (account_id, nickname, avatar, balance, updated_at)
+		SELECT id, $2, '', 0, $3 FROM accounts WHERE id = $1
+		ON CONFLICT (account_id) DO NOTHING`,
+		id, defaultNickname, nowMillis())
+	if err != nil {
+		return Profile{}, fmt.Errorf("store: ensure profile: %w", err)
+	}
+	return scanProfile(s.r.QueryRowContext(ctx,
+		`SELECT `+profileColumns+` FROM profiles WHERE account_id = $1`, id))
+}
+
+// UpdateProfile sets an account's nickname and avatar and returns the
+// profile; ErrNotFound before EnsureProfile.
+func (s *Store) UpdateProfile(ctx context.Context, accountID, nickname, avatar string) (Profile, error) {
+	id, ok := parseID(accountID)
+	if !ok {
+		return Profile{}, ErrNotFound
+	}
+	return scanProfile(s.w.QueryRowContext(ctx, `
+		UPDATE profiles SET nickname = $2, avatar = $3, updated_at = $4
+		WHERE account_id = $1
+		RETURNING `+profileColumns,
+		id, nickname, avatar, nowMillis()))
+}
