@@ -119,6 +119,12 @@ func (n *Node) onRegistryEvent(ev cluster.RegistryEvent) {
 		go func(gate string) {
 			ctx, cancel := context.WithTimeout(n.baseCtx, time.Minute)
 			defer cancel()
+			// Only a gate gone from the bucket: one that left this node's
+			// view because this node lost the bus holds live sessions.
+			if gone, err := n.reg.Gone(ctx, gate); !gone {
+				n.log.Info("presence kept: the gate is not gone from the registry", "gate", gate, "err", err)
+				return
+			}
 			purged, err := n.presence.PurgeGate(ctx, gate)
 			if err != nil {
 				n.log.Warn("presence purge failed", "gate", gate, "err", err)
@@ -200,6 +206,18 @@ func (n *Node) Push(ctx context.Context, user, route string, msg proto.Message) 
 	return n.bus.Push(w.Gate, []string{w.Session}, route, pb, js)
 }
 
+// Online reports whether user has a live session anywhere in the cluster.
+func (n *Node) Online(ctx context.Context, user string) (bool, error) {
+	if n.presence == nil {
+		return false, ErrNotRunning
+	}
+	_, err := n.presence.Lookup(ctx, user)
+	if errors.Is(err, cluster.ErrOffline) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // PushUsers sends msg on route to every listed user who is online, with one
 // bus message per gate however many users it holds. It returns how many
 // users were online.
@@ -255,6 +273,19 @@ func (n *Node) encodeFor(codec string, msg proto.Message) (pb, js []byte, err er
 func (n *Node) bindUser(ctx context.Context, s *Session, user string) error {
 	if n.presence == nil {
 		return ErrNotRunning
+	}
+	if user == "" {
+		if s.user != "" {
+			if err := n.presence.Clear(ctx, s.user, s.id); err != nil {
+				return err
+			}
+		}
+		return n.bus.SetUser(s.gate, s.id, "")
+	}
+	if s.user != "" && s.user != user {
+		if err := n.presence.Clear(ctx, s.user, s.id); err != nil {
+			return err
+		}
 	}
 	prev, had, err := n.presence.Set(ctx, user, cluster.Where{Gate: s.gate, Session: s.id, Codec: s.Codec(), Since: time.Now().UTC()})
 	if err != nil {

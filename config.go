@@ -61,6 +61,14 @@ type Config struct {
 	AdminToken string
 	// Limits tunes the gate. Its zero value holds production defaults.
 	Limits Limits
+	// RequireUser makes the gate answer 100 to requests for any service not
+	// in PublicServices from a session not bound to a user (see
+	// Session.SetUser), before they reach a service. Zero: every route is
+	// open, as a node without an auth service needs.
+	RequireUser bool
+	// PublicServices are the services a session may call before login when
+	// RequireUser is set. Zero: "sys" and "auth".
+	PublicServices []string
 	// DisableSysPush turns off the sys.push diagnostic route.
 	DisableSysPush bool
 	// MaxHandlers caps the requests a node's services run at once; past it

@@ -252,15 +252,17 @@ func (n *Node) Shutdown(ctx context.Context) error {
 
 func (n *Node) roleList() []string {
 	var r []string
+	services := 0 // where the service names start: after "gate", if any
 	if n.hasRole("gate") {
 		r = append(r, "gate")
+		services = 1
 	}
 	for name := range n.services {
 		if n.hasRole(name) {
 			r = append(r, name)
 		}
 	}
-	slices.Sort(r[min(1, len(r)):])
+	slices.Sort(r[services:])
 	return r
 }
 
@@ -317,6 +319,22 @@ func (n *Node) start() error {
 	return nil
 }
 
+// publicRoute is the gate's authentication rule: nil (everything open)
+// unless Config.RequireUser is set.
+func (n *Node) publicRoute() func(string) bool {
+	if !n.cfg.RequireUser {
+		return nil
+	}
+	public := n.cfg.PublicServices
+	if len(public) == 0 {
+		public = []string{"sys", "auth"}
+	}
+	return func(route string) bool {
+		svc, _ := wire.SplitRoute(route)
+		return slices.Contains(public, svc)
+	}
+}
+
 // natsOptions maps the Config's NATS security settings to nats.go options.
 func (n *Node) natsOptions() []nats.Option {
 	var o []nats.Option
@@ -346,6 +364,7 @@ func (n *Node) startGate() error {
 		WSAddr:           addr(n.cfg.WSAddr),
 		TLS:              n.tls,
 		Routes:           n.clusterRoutes,
+		Public:           n.publicRoute(),
 		OnClose:          n.onSessionClosed,
 		MaxFrame:         l.MaxFrame,
 		HandshakeTimeout: l.HandshakeTimeout,

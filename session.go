@@ -35,6 +35,10 @@ func (s *Session) runAfter() {
 	}
 }
 
+// Node is the node running the handler, for what reaches beyond this
+// session: pushing to other users, publishing, kicking.
+func (s *Session) Node() *Node { return s.node }
+
 // ID is the session id (the handshake-ack's "session").
 func (s *Session) ID() string { return s.id }
 
@@ -96,7 +100,8 @@ func (s *Session) setBinding(service, node string) {
 
 // SetUser binds the session to a user id: later requests carry it, the
 // cluster's presence maps the user to this session (Node.Push reaches it),
-// and an earlier live session of the same user is kicked with 104.
+// and an earlier live session of the same user is kicked with 104. An
+// empty user unbinds the session (logout).
 func (s *Session) SetUser(ctx context.Context, user string) error {
 	if err := s.node.bindUser(ctx, s, user); err != nil {
 		return err

@@ -141,9 +141,26 @@ func TestServeAndCall(t *testing.T) {
 			require.Equal(t, 1, code)
 			require.Contains(t, errOut, "error 300")
 
+			// Before login only sys.* and auth.* are open.
 			_, errOut, code = runCall(t, "--addr", addr, "ghost.call")
 			require.Equal(t, 1, code)
-			require.Contains(t, errOut, "error 301")
+			require.Contains(t, errOut, "error 100")
+			_, errOut, code = runCall(t, "--addr", addr, "lobby.profile")
+			require.Equal(t, 1, code)
+			require.Contains(t, errOut, "error 100")
+
+			// A guest login works through hearth call (JSON field names as documented).
+			out, errOut, code = runCall(t, "--addr", addr, "auth.guest", `{"device_id":"cli-test-device"}`)
+			require.Equal(t, 0, code, errOut)
+			var login struct {
+				UserID string `json:"user_id"`
+				Token  string `json:"token"`
+				Kind   string `json:"kind"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(out), &login))
+			require.NotEmpty(t, login.UserID)
+			require.NotEmpty(t, login.Token)
+			require.Equal(t, "guest", login.Kind)
 
 			_, errOut, code = runCall(t, "--addr", addr, "sys.push", `{"count":0}`)
 			require.Equal(t, 1, code)
@@ -156,6 +173,14 @@ func TestServeAndCall(t *testing.T) {
 		body := httpGet(t, urls["admin"]+path)
 		require.Contains(t, body, want, path)
 	}
+}
+
+// With --require-login=false every route is open: a service nobody runs is 301.
+func TestServeOpenRoutes(t *testing.T) {
+	urls := startServe(t, nil, "--require-login=false")
+	_, errOut, code := runCall(t, "--addr", urls["tcp"], "ghost.call")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "error 301")
 }
 
 func TestCallErrors(t *testing.T) {

@@ -24,7 +24,9 @@ func serve(ctx context.Context, args []string, opts Options) int {
 		logLevel  string
 		logFormat string
 		withBench bool
+		builtin   builtinFlags
 	)
+	builtin.register(fs)
 	fs.StringVar(&configF, "config", "", "YAML config file; keys are these flag names (env HEARTH_CONFIG)")
 	fs.StringVar(&cfg.TCPAddr, "tcp", ":7100", "TCP client listener, or off")
 	fs.StringVar(&cfg.WSAddr, "ws", ":7101", "WebSocket client listener (path /ws), or off")
@@ -85,8 +87,23 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	}
 	cfg.Logger = log
 
+	cfg.RequireUser = builtin.requireLogin
+	if withBench {
+		// The bench's clients do not log in.
+		cfg.PublicServices = []string{"sys", "auth", "bench"}
+	}
 	node, err := hearth.New(cfg)
 	if err != nil {
+		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+		return 1
+	}
+	svcs, closeStore, err := builtin.builtins(ctx, &cfg)
+	defer closeStore()
+	if err != nil {
+		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+		return 1
+	}
+	if err := node.Register(svcs...); err != nil {
 		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
 		return 1
 	}

@@ -50,6 +50,8 @@ type queue struct {
 	last     time.Time
 	nextSeq  uint64
 	history  []time.Time // recent admissions, to measure the rate
+
+	admittedHook func(session string) // tests observe admission order
 }
 
 type waiter struct {
@@ -78,9 +80,9 @@ const (
 	rateWindow    = 5 * time.Second
 )
 
-func newQueue(ctx context.Context, node *hearth.Node, rate float64, burst int, log *slog.Logger) (*queue, error) {
+func newQueue(ctx context.Context, node *hearth.Node, rate float64, burst int, log *slog.Logger, hook func(string)) (*queue, error) {
 	bus := node.Bus()
-	q := &queue{node: node, bus: bus, log: log, rate: rate, burst: float64(burst), self: node.ID(), admitted: map[string]time.Time{}}
+	q := &queue{node: node, bus: bus, log: log, rate: rate, burst: float64(burst), self: node.ID(), admitted: map[string]time.Time{}, admittedHook: hook}
 	if q.burst < 1 {
 		q.burst = max(1, rate)
 	}
@@ -164,10 +166,14 @@ func (q *queue) lead(ctx context.Context) {
 			return
 		case now := <-tick.C:
 			q.advance(now)
-			if now.Sub(lastPositions) >= positionEvery {
+			// New waiters hear their place at once; the others when it has
+			// changed, once a second. One goroutine sends them all, so each
+			// session sees its positions in order.
+			all := now.Sub(lastPositions) >= positionEvery
+			if all {
 				lastPositions = now
-				q.pushPositions(now)
 			}
+			q.pushPositions(now, all)
 		}
 	}
 }
@@ -193,8 +199,11 @@ func (q *queue) load(ctx context.Context) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.waiting = ws
-	q.tokens = 0
+	// A fresh queue starts with its burst; one resumed after a leader died
+	// starts empty, so those already waiting go first at the steady rate.
+	q.tokens = q.burst
 	if n := len(ws); n > 0 {
+		q.tokens = 0
 		q.nextSeq = ws[n-1].Seq
 		q.log.Info("login queue: resumed", "waiting", n)
 	}
@@ -220,7 +229,6 @@ func (q *queue) onAdmit(m *nats.Msg) {
 			q.log.Warn("login queue: not persisted", "err", err)
 		}
 		cancel()
-		q.push(enqueued.Gate, enqueued.Session, "auth.queued", &authpb.Queued{Position: resp.Position, WaitMs: resp.WaitMS})
 	}
 	b, _ := json.Marshal(resp)
 	_ = m.Respond(b)
@@ -248,7 +256,6 @@ func (q *queue) decide(req admitReq, now time.Time) (admitResp, *waiter) {
 	q.nextSeq++
 	w := waiter{Seq: q.nextSeq, Session: req.Session, Gate: req.Gate, Since: now}
 	pos := uint32(len(q.waiting) + 1)
-	w.pushed = pos
 	q.waiting = append(q.waiting, w)
 	return admitResp{Position: pos, WaitMS: q.estimate(pos, now)}, &w
 }
@@ -310,13 +317,17 @@ func (q *queue) advance(now time.Time) {
 	}
 	q.mu.Unlock()
 	for _, w := range admitted {
+		if q.admittedHook != nil {
+			q.admittedHook(w.Session)
+		}
 		q.push(w.Gate, w.Session, "auth.admitted", &authpb.Admitted{AdmitTtlMs: uint32(admitTTL.Milliseconds())})
 		q.forget(w.Seq)
 	}
 }
 
-// pushPositions tells each waiter its place, when it has changed.
-func (q *queue) pushPositions(now time.Time) {
+// pushPositions tells new waiters their place, and with all, every waiter
+// whose place has changed.
+func (q *queue) pushPositions(now time.Time, all bool) {
 	type update struct {
 		gate, session string
 		msg           *authpb.Queued
@@ -325,7 +336,7 @@ func (q *queue) pushPositions(now time.Time) {
 	q.mu.Lock()
 	for i := range q.waiting {
 		pos := uint32(i + 1)
-		if q.waiting[i].pushed == pos {
+		if q.waiting[i].pushed == pos || (!all && q.waiting[i].pushed != 0) {
 			continue
 		}
 		q.waiting[i].pushed = pos

@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/services/auth"
+	"github.com/hearth-server/hearth/services/lobby"
+	"github.com/hearth-server/hearth/store"
+)
+
+// builtinFlags configure the built-in services of `hearth serve`.
+type builtinFlags struct {
+	db           string
+	loginRate    float64
+	loginBurst   int
+	authSecret   string
+	tokenTTL     time.Duration
+	duplicate    string
+	maxHashes    int
+	lockAccount  string
+	lockIP       string
+	provider     string
+	providerJWKS string
+	providerKey  string
+	providerHMAC string
+	providerIss  string
+	providerAud  string
+	requireLogin bool
+}
+
+func (b *builtinFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&b.db, "db", "", "database: postgres://… or a SQLite file (default <data>/hearth.db)")
+	fs.BoolVar(&b.requireLogin, "require-login", true, "answer 100 to routes other than sys.* and auth.* before login")
+	fs.Float64Var(&b.loginRate, "login-rate", 100, "logins admitted per second for the whole cluster (the rest queue); -1 no queue")
+	fs.IntVar(&b.loginBurst, "login-burst", 0, "logins admitted at once before queueing (default: the rate)")
+	fs.StringVar(&b.authSecret, "auth-secret", "", "secret signing session tokens (default: one shared through the cluster's KV)")
+	fs.DurationVar(&b.tokenTTL, "token-ttl", 7*24*time.Hour, "session token lifetime")
+	fs.StringVar(&b.duplicate, "duplicate-login", "kick", "a second login of an online user: kick (the old session) or refuse (the new one)")
+	fs.IntVar(&b.maxHashes, "max-hashes", 0, "concurrent password hashes per node (default: CPUs)")
+	fs.StringVar(&b.lockAccount, "lockout-account", "5/1m", "failed logins per window that lock an account, N/DURATION")
+	fs.StringVar(&b.lockIP, "lockout-ip", "10/10m", "failed logins per window that lock a client address, N/DURATION")
+	fs.StringVar(&b.provider, "provider", "", "name of a third-party JWT identity provider for auth.provider")
+	fs.StringVar(&b.providerJWKS, "provider-jwks", "", "JWKS file with the provider's keys")
+	fs.StringVar(&b.providerKey, "provider-key", "", "PEM public key file of the provider (RSA or ECDSA)")
+	fs.StringVar(&b.providerHMAC, "provider-secret", "", "HMAC secret of the provider (HS256)")
+	fs.StringVar(&b.providerIss, "provider-issuer", "", "required iss of provider tokens")
+	fs.StringVar(&b.providerAud, "provider-audience", "", "required aud of provider tokens")
+}
+
+func parseLimit(s, flagName string) (int, time.Duration, error) {
+	n, d, ok := strings.Cut(s, "/")
+	count, err := strconv.Atoi(n)
+	if !ok || err != nil {
+		return 0, 0, fmt.Errorf("--%s %q: want N/DURATION, e.g. 5/1m", flagName, s)
+	}
+	window, err := time.ParseDuration(d)
+	if err != nil || window <= 0 {
+		return 0, 0, fmt.Errorf("--%s %q: bad duration", flagName, s)
+	}
+	return count, window, nil
+}
+
+// builtins opens the store when this node runs a service that needs it and
+// returns the built-in services to register. close releases the store.
+func (b *builtinFlags) builtins(ctx context.Context, cfg *hearth.Config) (svcs []*hearth.Service, closeFn func(), err error) {
+	closeFn = func() {}
+	runs := func(role string) bool { return len(cfg.Roles) == 0 || slices.Contains(cfg.Roles, role) }
+	if !runs("auth") && !runs("lobby") {
+		return nil, closeFn, nil
+	}
+	dsn := b.db
+	if dsn == "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return nil, closeFn, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
+		}
+		dsn = filepath.Join(cfg.DataDir, store.DefaultSQLiteFile)
+	}
+	st, err := store.Open(ctx, dsn, store.WithLogger(cfg.Logger))
+	if err != nil {
+		return nil, closeFn, fmt.Errorf("open database: %w (check --db)", err)
+	}
+	closeFn = func() { _ = st.Close() }
+
+	accN, accW, err := parseLimit(b.lockAccount, "lockout-account")
+	if err != nil {
+		return nil, closeFn, err
+	}
+	ipN, ipW, err := parseLimit(b.lockIP, "lockout-ip")
+	if err != nil {
+		return nil, closeFn, err
+	}
+	acfg := auth.Config{
+		Secret: []byte(b.authSecret), TokenTTL: b.tokenTTL,
+		LoginRate: b.loginRate, LoginBurst: b.loginBurst, MaxHashes: b.maxHashes,
+		AccountFailures: accN, AccountWindow: accW, IPFailures: ipN, IPWindow: ipW,
+		Logger: cfg.Logger,
+	}
+	switch b.duplicate {
+	case "kick":
+		acfg.Duplicate = auth.KickOld
+	case "refuse":
+		acfg.Duplicate = auth.RefuseNew
+	default:
+		return nil, closeFn, fmt.Errorf("--duplicate-login %q: use kick or refuse", b.duplicate)
+	}
+	if b.provider != "" {
+		pc := auth.JWTProviderConfig{Name: b.provider, Issuer: b.providerIss, Audience: b.providerAud, JWKSFile: b.providerJWKS, HMACSecret: []byte(b.providerHMAC)}
+		if b.providerKey != "" {
+			if pc.PublicKeyPEM, err = os.ReadFile(b.providerKey); err != nil {
+				return nil, closeFn, fmt.Errorf("--provider-key: %w", err)
+			}
+		}
+		p, err := auth.NewJWTProvider(pc)
+		if err != nil {
+			return nil, closeFn, err
+		}
+		acfg.Providers = append(acfg.Providers, p)
+	}
+	if runs("auth") {
+		_, svc := auth.New(st, acfg)
+		svcs = append(svcs, svc)
+	}
+	if runs("lobby") {
+		svcs = append(svcs, lobby.New(st))
+	}
+	return svcs, closeFn, nil
+}

@@ -1,0 +1,437 @@
+// Package auth is hearth's built-in auth service: accounts with passwords
+// (argon2id), guest accounts by device id, third-party identity tokens
+// (Provider), signed session tokens that log a returning client in without a
+// password, lockout after repeated failures, and a login queue that admits
+// logins at a fixed rate for the whole cluster.
+//
+// Routes (JSON field names as shown; messages in proto/hearth/auth/v1):
+//
+//	auth.register {"account","password"}      → LoginResp   (105 if taken)
+//	auth.login    {"account","password"}      → LoginResp   (101, 103)
+//	auth.guest    {"device_id"}               → LoginResp
+//	auth.provider {"provider","token"}        → LoginResp   (102)
+//	auth.token    {"token"}                   → LoginResp   (102; skips the queue)
+//	auth.logout   {}                          → {}
+//
+// A login that must wait is answered 204 with its place; the session then
+// gets auth.queued pushes and finally auth.admitted, and sends the same
+// request again.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/pb/authpb"
+	"github.com/hearth-server/hearth/store"
+)
+
+// DuplicatePolicy says what a second login of a user already online does.
+type DuplicatePolicy int
+
+const (
+	// KickOld closes the earlier session with 104 (the default).
+	KickOld DuplicatePolicy = iota
+	// RefuseNew answers the new login with 104 and keeps the earlier session.
+	RefuseNew
+)
+
+// Config tunes the auth service. Every zero value means the documented default.
+type Config struct {
+	// Secret signs session tokens; every auth instance of a cluster must
+	// share it. Zero: a random secret created once and kept in the
+	// cluster's KV, so instances share it with no configuration.
+	Secret []byte
+	// TokenTTL is how long a session token is valid. Zero: 7 days.
+	TokenTTL time.Duration
+	// LoginRate admits logins per second for the whole cluster, with a burst
+	// of LoginBurst; the rest wait in the queue. Zero: 100/s, burst = rate.
+	// Negative: no queue.
+	LoginRate  float64
+	LoginBurst int
+	// MaxHashes caps concurrent argon2id hashes on this node (each takes
+	// 19 MiB for ~20 ms). Zero: the number of CPUs.
+	MaxHashes int
+	// AccountFailures failed logins per AccountWindow lock the account;
+	// IPFailures per IPWindow lock the client address. Zero: 5 per minute
+	// and 10 per 10 minutes. Negative: no limit.
+	AccountFailures int
+	AccountWindow   time.Duration
+	IPFailures      int
+	IPWindow        time.Duration
+	// Duplicate is the policy for a second login of an online user.
+	Duplicate DuplicatePolicy
+	// Providers verify auth.provider tokens, by name.
+	Providers []Provider
+	// Logger: zero means the node's logger.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.TokenTTL <= 0 {
+		c.TokenTTL = 7 * 24 * time.Hour
+	}
+	if c.LoginRate == 0 {
+		c.LoginRate = 100
+	}
+	if c.LoginBurst <= 0 {
+		c.LoginBurst = int(max(1, c.LoginRate))
+	}
+	if c.MaxHashes <= 0 {
+		c.MaxHashes = runtime.NumCPU()
+	}
+	if c.AccountFailures == 0 {
+		c.AccountFailures = 5
+	}
+	if c.AccountWindow <= 0 {
+		c.AccountWindow = time.Minute
+	}
+	if c.IPFailures == 0 {
+		c.IPFailures = 10
+	}
+	if c.IPWindow <= 0 {
+		c.IPWindow = 10 * time.Minute
+	}
+}
+
+// Service is the auth service's state; New returns its hearth.Service.
+type Service struct {
+	cfg       Config
+	store     *store.Store
+	node      *hearth.Node
+	log       *slog.Logger
+	hash      *hasher
+	tokens    *tokens
+	lock      *lockout
+	queue     *queue
+	providers map[string]Provider
+
+	admittedHook func(session string) // set by tests before start
+}
+
+// New returns the auth service over st. Register the returned
+// hearth.Service on a node; the *Service gives tests and metrics access.
+func New(st *store.Store, cfg Config) (*Service, *hearth.Service) {
+	cfg.setDefaults()
+	a := &Service{cfg: cfg, store: st, hash: newHasher(cfg.MaxHashes), providers: map[string]Provider{}}
+	for _, p := range cfg.Providers {
+		a.providers[p.Name()] = p
+	}
+	svc := hearth.NewService("auth")
+	svc.OnStart(a.start)
+	svc.OnStop(a.stop)
+	hearth.Handle(svc, "register", a.register)
+	hearth.Handle(svc, "login", a.login)
+	hearth.Handle(svc, "guest", a.guest)
+	hearth.Handle(svc, "provider", a.provider)
+	hearth.Handle(svc, "token", a.token)
+	hearth.Handle(svc, "logout", a.logout)
+	return a, svc
+}
+
+func (a *Service) start(ctx context.Context, n *hearth.Node) error {
+	a.node = n
+	a.log = a.cfg.Logger
+	if a.log == nil {
+		a.log = slog.Default().With("service", "auth", "node", n.ID())
+	}
+	secret := a.cfg.Secret
+	if len(secret) == 0 {
+		var err error
+		if secret, err = sharedSecret(ctx, n); err != nil {
+			return err
+		}
+	}
+	a.tokens = &tokens{secret: secret, ttl: a.cfg.TokenTTL}
+	var err error
+	if a.lock, err = newLockout(ctx, n.Bus(), a.cfg.AccountFailures, a.cfg.AccountWindow, a.cfg.IPFailures, a.cfg.IPWindow); err != nil {
+		return err
+	}
+	if a.cfg.LoginRate > 0 {
+		if a.queue, err = newQueue(ctx, n, a.cfg.LoginRate, a.cfg.LoginBurst, a.log, a.admittedHook); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Service) stop(context.Context) {
+	if a.queue != nil {
+		a.queue.stop()
+	}
+}
+
+// sharedSecret returns the cluster's token secret, creating it once.
+func sharedSecret(ctx context.Context, n *hearth.Node) ([]byte, error) {
+	kv, err := n.Bus().OpenKV(ctx, "config", 0)
+	if err != nil {
+		return nil, err
+	}
+	const key = "auth.token_secret"
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if _, err := kv.Create(ctx, key, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, fmt.Errorf("auth: store token secret: %w", err)
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("auth: read token secret: %w", err)
+	}
+	return e.Value(), nil
+}
+
+// PeakHashes is the most password hashes this node has run at once.
+func (a *Service) PeakHashes() int { return int(a.hash.peak.Load()) }
+
+// QueueLength is the number of logins waiting, on the queue's leader.
+func (a *Service) QueueLength() int {
+	if a.queue == nil {
+		return 0
+	}
+	return a.queue.length()
+}
+
+// Errors with their protocol codes.
+var (
+	errBadCredentials = hearth.NewError(hearth.CodeBadCredentials, "wrong account or password")
+	errTokenRejected  = hearth.NewError(hearth.CodeTokenInvalid, "token invalid or expired: log in again")
+	errAccountTaken   = hearth.NewError(hearth.CodeAccountExists, "account name is taken")
+	errBusy           = hearth.NewError(hearth.CodeOverloaded, "login service busy; retry shortly")
+)
+
+// Account and password rules.
+const (
+	minAccount, maxAccount   = 3, 32
+	minPassword, maxPassword = 8, 128
+	maxDeviceID              = 128
+)
+
+func validAccount(s string) error {
+	if len(s) < minAccount || len(s) > maxAccount {
+		return hearth.Errorf(hearth.CodeInvalidPayload, "account must be %d–%d characters", minAccount, maxAccount)
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return hearth.NewError(hearth.CodeInvalidPayload, "account may contain only letters, digits, '_', '-' and '.'")
+		}
+	}
+	return nil
+}
+
+func validPassword(s string) error {
+	n := utf8.RuneCountInString(s)
+	if n < minPassword || len(s) > maxPassword || !utf8.ValidString(s) {
+		return hearth.Errorf(hearth.CodeInvalidPayload, "password must be %d–%d characters of valid UTF-8", minPassword, maxPassword)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return hearth.NewError(hearth.CodeInvalidPayload, "password must not contain control characters")
+		}
+	}
+	return nil
+}
+
+func clientIP(s *hearth.Session) string {
+	host, _, err := net.SplitHostPort(s.RemoteAddr())
+	if err != nil {
+		return s.RemoteAddr()
+	}
+	return host
+}
+
+// admit passes the login through the queue, or answers 204 with its place.
+func (a *Service) admit(ctx context.Context, s *hearth.Session) error {
+	if a.queue == nil {
+		return nil
+	}
+	resp, err := a.queue.admit(ctx, s.ID(), s.Gate())
+	if err != nil {
+		hearth.Logger(ctx).Warn("login queue unavailable", "err", err)
+		return errBusy
+	}
+	if resp.Admitted {
+		return nil
+	}
+	return hearth.Errorf(hearth.CodeQueued, "login queued at position %d, about %s; wait for auth.admitted, then send this request again",
+		resp.Position, (time.Duration(resp.WaitMS) * time.Millisecond).Round(100*time.Millisecond))
+}
+
+func (a *Service) register(ctx context.Context, s *hearth.Session, req *authpb.PasswordReq) (*authpb.LoginResp, error) {
+	if err := validAccount(req.Account); err != nil {
+		return nil, err
+	}
+	if err := validPassword(req.Password); err != nil {
+		return nil, err
+	}
+	if err := a.admit(ctx, s); err != nil {
+		return nil, err
+	}
+	hash, err := a.hash.hash(ctx, req.Password)
+	if err != nil {
+		return nil, a.hashErr(ctx, err)
+	}
+	acct, err := a.store.CreateAccount(ctx, store.Account{Name: req.Account, Kind: store.KindPassword, PasswordHash: hash})
+	if errors.Is(err, store.ErrAccountExists) {
+		return nil, errAccountTaken
+	}
+	if err != nil {
+		return nil, err
+	}
+	hearth.Logger(ctx).Info("account registered", "user", acct.ID, "account", acct.Name)
+	return a.complete(ctx, s, acct, true)
+}
+
+func (a *Service) login(ctx context.Context, s *hearth.Session, req *authpb.PasswordReq) (*authpb.LoginResp, error) {
+	if req.Account == "" || req.Password == "" || len(req.Account) > maxAccount || len(req.Password) > maxPassword {
+		return nil, errBadCredentials
+	}
+	now := time.Now()
+	ip := clientIP(s)
+	if locked, wait := a.lock.check(ctx, req.Account, ip, now); locked {
+		hearth.Logger(ctx).Warn("login refused: locked out", "account", req.Account, "ip", ip, "retry_in", wait.Round(time.Second))
+		return nil, hearth.Errorf(hearth.CodeLockedOut, "too many failed logins; try again in %s", wait.Round(time.Second)+time.Second)
+	}
+	if err := a.admit(ctx, s); err != nil {
+		return nil, err
+	}
+	acct, err := a.store.AccountByName(ctx, req.Account)
+	hash := acct.PasswordHash
+	if errors.Is(err, store.ErrNotFound) || hash == "" {
+		hash = dummyHash // same work as a real check: no account enumeration by timing
+	} else if err != nil {
+		return nil, err
+	}
+	ok, err := a.hash.verify(ctx, req.Password, hash)
+	if err != nil && !errors.Is(err, errBadHash) {
+		return nil, a.hashErr(ctx, err)
+	}
+	if !ok || acct.ID == "" || acct.PasswordHash == "" {
+		a.lock.fail(ctx, req.Account, ip, now)
+		hearth.Logger(ctx).Warn("login failed: bad credentials", "account", req.Account, "ip", ip)
+		return nil, errBadCredentials
+	}
+	a.lock.reset(ctx, req.Account)
+	return a.complete(ctx, s, acct, false)
+}
+
+func (a *Service) hashErr(ctx context.Context, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		hearth.Logger(ctx).Warn("password hashing saturated", "max_hashes", a.cfg.MaxHashes)
+		return errBusy
+	}
+	return err
+}
+
+func (a *Service) guest(ctx context.Context, s *hearth.Session, req *authpb.GuestReq) (*authpb.LoginResp, error) {
+	if req.DeviceId == "" || len(req.DeviceId) > maxDeviceID || !utf8.ValidString(req.DeviceId) {
+		return nil, hearth.Errorf(hearth.CodeInvalidPayload, "device_id must be 1–%d bytes of UTF-8", maxDeviceID)
+	}
+	if err := a.admit(ctx, s); err != nil {
+		return nil, err
+	}
+	acct, created, err := a.store.GuestAccount(ctx, req.DeviceId)
+	if err != nil {
+		return nil, err
+	}
+	return a.complete(ctx, s, acct, created)
+}
+
+func (a *Service) provider(ctx context.Context, s *hearth.Session, req *authpb.ProviderReq) (*authpb.LoginResp, error) {
+	p, ok := a.providers[req.Provider]
+	if !ok {
+		return nil, hearth.Errorf(hearth.CodeInvalidPayload, "unknown provider %q", truncate(req.Provider, 64))
+	}
+	if err := a.admit(ctx, s); err != nil {
+		return nil, err
+	}
+	subject, err := p.Verify(ctx, req.Token)
+	if err != nil {
+		hearth.Logger(ctx).Warn("provider token rejected", "provider", req.Provider, "err", err)
+		return nil, errTokenRejected
+	}
+	acct, created, err := a.store.ExternalAccount(ctx, req.Provider, subject)
+	if err != nil {
+		return nil, err
+	}
+	return a.complete(ctx, s, acct, created)
+}
+
+// token logs a returning client in with the token from an earlier login;
+// it skips the queue, since the client was admitted before.
+func (a *Service) token(ctx context.Context, s *hearth.Session, req *authpb.TokenReq) (*authpb.LoginResp, error) {
+	user, err := a.tokens.verify(req.Token)
+	if err != nil {
+		hearth.Logger(ctx).Warn("session token rejected", "err", err)
+		return nil, errTokenRejected
+	}
+	acct, err := a.store.AccountByID(ctx, user)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errTokenRejected
+	}
+	if err != nil {
+		return nil, err
+	}
+	return a.complete(ctx, s, acct, false)
+}
+
+func (a *Service) logout(ctx context.Context, s *hearth.Session, _ *authpb.LogoutReq) (*authpb.LogoutResp, error) {
+	if s.UserID() != "" {
+		if err := s.SetUser(ctx, ""); err != nil {
+			return nil, err
+		}
+	}
+	return &authpb.LogoutResp{}, nil
+}
+
+// complete binds the session to the account (presence, duplicate policy),
+// makes sure it has a profile, and issues a session token.
+func (a *Service) complete(ctx context.Context, s *hearth.Session, acct store.Account, created bool) (*authpb.LoginResp, error) {
+	if a.cfg.Duplicate == RefuseNew && s.UserID() != acct.ID {
+		online, err := s.Node().Online(ctx, acct.ID)
+		if err != nil {
+			return nil, err
+		}
+		if online {
+			return nil, hearth.NewError(hearth.CodeLoggedInElsewhere, "already logged in elsewhere; log out there first")
+		}
+	}
+	if err := s.SetUser(ctx, acct.ID); err != nil {
+		return nil, err
+	}
+	nick := acct.Name
+	if nick == "" {
+		nick = "player" + acct.ID
+	}
+	if _, err := a.store.EnsureProfile(ctx, acct.ID, nick); err != nil {
+		return nil, err
+	}
+	tok, exp, err := a.tokens.issue(acct.ID, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	hearth.Logger(ctx).Info("logged in", "user", acct.ID, "kind", string(acct.Kind), "created", created)
+	return &authpb.LoginResp{
+		UserId: acct.ID, Account: acct.Name, Kind: string(acct.Kind),
+		Token: tok, TokenExpiresMs: exp.UnixMilli(), Created: created,
+	}, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return strings.ToValidUTF8(s, "")
+}
