@@ -93,6 +93,9 @@ type Registry struct {
 	nextW    int
 	selfRev  uint64
 	started  time.Time
+	self     string    // this node's id
+	selfSeen time.Time // when the watch last delivered this node's entry
+	lastPut  time.Time // when this node's entry was last written
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -115,8 +118,10 @@ func bucketName(prefix, name string) string {
 	return string(out)
 }
 
-// openKV opens (creating when missing) a KV bucket. Memory storage: the
-// registry and presence are ephemeral cluster state, rebuilt by the nodes.
+// openKV opens (creating when missing) a KV bucket. File storage: a NATS
+// server that restarts keeps the registry and presence (entries expire by
+// TTL or are purged, so the buckets stay small); with memory storage every
+// restart would wipe them under the running nodes.
 func (b *Bus) openKV(ctx context.Context, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
 	js, err := jetstream.New(b.nc)
 	if err != nil {
@@ -126,7 +131,7 @@ func (b *Bus) openKV(ctx context.Context, bucket string, ttl time.Duration) (jet
 	if err == nil {
 		return kv, nil
 	}
-	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, TTL: ttl, History: 1, Storage: jetstream.MemoryStorage})
+	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, TTL: ttl, History: 1, Storage: jetstream.FileStorage})
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		return js.KeyValue(ctx, bucket)
 	}
@@ -165,22 +170,33 @@ func (r *Registry) Join(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	now := time.Now()
 	r.mu.Lock()
 	r.selfRev = rev
+	r.self = info.ID
+	r.selfSeen, r.lastPut = now, now
 	r.mu.Unlock()
 
-	// The watch lives until Leave, not as long as the caller's ctx.
-	wctx, cancel := context.WithCancel(context.Background())
-	w, err := r.kv.WatchAll(wctx)
+	w, cancel, err := r.startWatch()
 	if err != nil {
-		cancel()
 		return fmt.Errorf("cluster: watch nodes: %w", err)
 	}
-	go func() { <-r.stop; cancel() }()
 	r.done.Add(2)
-	go r.watch(w)
+	go r.watch(w, cancel)
 	go r.refresh()
 	return nil
+}
+
+// startWatch watches the whole bucket, until the returned cancel is called
+// (not as long as any caller's ctx).
+func (r *Registry) startWatch() (jetstream.KeyWatcher, context.CancelFunc, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := r.kv.WatchAll(ctx)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return w, cancel, nil
 }
 
 // claim creates this node's entry. An existing entry is either a live node
@@ -260,24 +276,72 @@ func (r *Registry) Refresh() {
 	defer cancel()
 	if _, err := r.kv.Put(ctx, r.info().ID, val); err != nil {
 		r.bus.log.Warn("registry refresh failed", "err", err)
+		return
 	}
+	r.mu.Lock()
+	r.lastPut = time.Now()
+	r.mu.Unlock()
 }
 
-func (r *Registry) watch(w jetstream.KeyWatcher) {
+// watch applies the bucket's changes until Leave. It watches again when the
+// watch ends or stops delivering this node's own refreshes although they
+// are written: after a NATS server restart the watch's consumer is gone,
+// and nats.go would notice only after many heartbeats, or give up.
+func (r *Registry) watch(w jetstream.KeyWatcher, cancel context.CancelFunc) {
 	defer r.done.Done()
-	defer func() { _ = w.Stop() }()
+	stopWatch := func() {
+		if w != nil {
+			_ = w.Stop()
+			cancel()
+			go func(old jetstream.KeyWatcher) {
+				for range old.Updates() { // unblock its delivery until it closes
+				}
+			}(w)
+			w = nil
+		}
+	}
+	defer stopWatch()
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
 	for {
+		var updates <-chan jetstream.KeyValueEntry
+		if w != nil {
+			updates = w.Updates()
+		}
 		select {
 		case <-r.stop:
 			return
-		case e, ok := <-w.Updates():
+		case e, ok := <-updates:
 			if !ok {
-				return
+				r.bus.log.Warn("registry watch ended; watching again")
+				cancel()
+				w = nil
+				continue
 			}
 			if e == nil {
 				continue // end of the initial values
 			}
 			r.apply(e)
+		case <-t.C:
+			r.mu.Lock()
+			stale := r.lastPut.Sub(r.selfSeen) > 2*r.interval
+			r.mu.Unlock()
+			if w != nil && !stale {
+				continue
+			}
+			if w != nil {
+				r.bus.log.Warn("registry watch silent; watching again")
+				stopWatch()
+			}
+			nw, ncancel, err := r.startWatch()
+			if err != nil {
+				r.bus.log.Warn("registry watch failed", "err", err)
+				continue // next tick
+			}
+			w, cancel = nw, ncancel
+			r.mu.Lock()
+			r.selfSeen = time.Now() // give the new watch time to deliver
+			r.mu.Unlock()
 		}
 	}
 }
@@ -293,6 +357,9 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 		return
 	}
 	r.mu.Lock()
+	if info.ID == r.self {
+		r.selfSeen = time.Now()
+	}
 	old, existed := r.nodes[info.ID]
 	r.nodes[info.ID] = &seenNode{info: info, seen: time.Now()}
 	kind := NodeJoined
@@ -390,6 +457,45 @@ func (r *Registry) Alive(id string) bool {
 	defer r.mu.Unlock()
 	_, ok := r.nodes[id]
 	return ok
+}
+
+// Gone reports whether node id has left the cluster: its entry is out of
+// the bucket (deleted, or expired as a dead node's does) and stays out for
+// a TTL plus the time a live node needs to reconnect and refresh. When the
+// NATS server was away for longer than the TTL, every entry expired; a live
+// node's comes back, so the node is not gone.
+func (r *Registry) Gone(ctx context.Context, id string) (bool, error) {
+	ttl := 3 * r.interval
+	window := ttl + 2*time.Second
+	present := time.Now().Add(ttl + r.interval/2) // longest wait for a present entry to change
+	var firstRev uint64
+	var absentSince time.Time
+	for {
+		e, err := r.kv.Get(ctx, id)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			if absentSince.IsZero() {
+				absentSince = time.Now()
+			} else if time.Since(absentSince) > window {
+				return true, nil
+			}
+		case err != nil:
+			return false, err
+		case !absentSince.IsZero():
+			return false, nil // back: alive
+		case firstRev == 0:
+			firstRev = e.Revision()
+		case e.Revision() != firstRev:
+			return false, nil // refreshed: alive
+		case time.Now().After(present):
+			return false, nil // neither refreshed nor expired: do not guess
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(r.interval / 2):
+		}
+	}
 }
 
 // Leave stops refreshing and deletes this node's entry, so watchers see it
