@@ -117,7 +117,7 @@ type Service struct {
 	queue     *queue
 	providers map[string]Provider
 
-	admittedHook func(session string) // set by tests before start
+	observeQueue func(queueEvent) // set by tests before start
 }
 
 // New returns the auth service over st. Register the returned
@@ -159,7 +159,7 @@ func (a *Service) start(ctx context.Context, n *hearth.Node) error {
 		return err
 	}
 	if a.cfg.LoginRate > 0 {
-		if a.queue, err = newQueue(ctx, n, a.cfg.LoginRate, a.cfg.LoginBurst, a.log, a.admittedHook); err != nil {
+		if a.queue, err = newQueue(ctx, n, a.cfg.LoginRate, a.cfg.LoginBurst, a.log, a.observeQueue); err != nil {
 			return err
 		}
 	}

@@ -51,7 +51,17 @@ type queue struct {
 	nextSeq  uint64
 	history  []time.Time // recent admissions, to measure the rate
 
-	admittedHook func(session string) // tests observe admission order
+	observe func(queueEvent) // tests watch the queue from the inside
+}
+
+// queueEvent is one thing the queue did: "enqueued", "position" (a push of
+// Position and WaitMS) or "admitted".
+type queueEvent struct {
+	Event    string
+	Session  string
+	Position uint32
+	WaitMS   uint32
+	At       time.Time
 }
 
 type waiter struct {
@@ -80,9 +90,9 @@ const (
 	rateWindow    = 5 * time.Second
 )
 
-func newQueue(ctx context.Context, node *hearth.Node, rate float64, burst int, log *slog.Logger, hook func(string)) (*queue, error) {
+func newQueue(ctx context.Context, node *hearth.Node, rate float64, burst int, log *slog.Logger, observe func(queueEvent)) (*queue, error) {
 	bus := node.Bus()
-	q := &queue{node: node, bus: bus, log: log, rate: rate, burst: float64(burst), self: node.ID(), admitted: map[string]time.Time{}, admittedHook: hook}
+	q := &queue{node: node, bus: bus, log: log, rate: rate, burst: float64(burst), self: node.ID(), admitted: map[string]time.Time{}, observe: observe}
 	if q.burst < 1 {
 		q.burst = max(1, rate)
 	}
@@ -257,6 +267,9 @@ func (q *queue) decide(req admitReq, now time.Time) (admitResp, *waiter) {
 	w := waiter{Seq: q.nextSeq, Session: req.Session, Gate: req.Gate, Since: now}
 	pos := uint32(len(q.waiting) + 1)
 	q.waiting = append(q.waiting, w)
+	if q.observe != nil {
+		q.observe(queueEvent{Event: "enqueued", Session: w.Session, Position: pos, At: now})
+	}
 	return admitResp{Position: pos, WaitMS: q.estimate(pos, now)}, &w
 }
 
@@ -317,8 +330,8 @@ func (q *queue) advance(now time.Time) {
 	}
 	q.mu.Unlock()
 	for _, w := range admitted {
-		if q.admittedHook != nil {
-			q.admittedHook(w.Session)
+		if q.observe != nil {
+			q.observe(queueEvent{Event: "admitted", Session: w.Session, At: now})
 		}
 		q.push(w.Gate, w.Session, "auth.admitted", &authpb.Admitted{AdmitTtlMs: uint32(admitTTL.Milliseconds())})
 		q.forget(w.Seq)
@@ -344,6 +357,9 @@ func (q *queue) pushPositions(now time.Time, all bool) {
 	}
 	q.mu.Unlock()
 	for _, u := range ups {
+		if q.observe != nil {
+			q.observe(queueEvent{Event: "position", Session: u.session, Position: u.msg.Position, WaitMS: u.msg.WaitMs, At: now})
+		}
 		q.push(u.gate, u.session, "auth.queued", u.msg)
 	}
 }

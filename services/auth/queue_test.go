@@ -1,0 +1,174 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/client"
+	"github.com/hearth-server/hearth/hearthtest"
+	"github.com/hearth-server/hearth/pb/authpb"
+	"github.com/hearth-server/hearth/wire"
+)
+
+type seen struct {
+	at       time.Time
+	position uint32
+}
+
+type queuedClient struct {
+	c        *client.Client
+	mu       sync.Mutex
+	queued   []seen
+	admitted chan time.Time
+}
+
+// 500 clients against a queue admitting 50 logins/s: every one is
+// admitted, in the order it queued; each sees its position only go down;
+// the first wait estimate is within 25% of the wait that followed.
+func TestLoginQueue(t *testing.T) {
+	const n, rate = 500, 50
+	st := hearthtest.Store(t, "sqlite")
+	a, svc := New(st, Config{LoginRate: rate, LoginBurst: 1})
+	var mu sync.Mutex
+	var enqueued, admitted []string
+	firstPush := map[string]queueEvent{}
+	admittedAt := map[string]time.Time{}
+	a.observeQueue = func(ev queueEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev.Event {
+		case "enqueued":
+			enqueued = append(enqueued, ev.Session)
+		case "admitted":
+			admitted = append(admitted, ev.Session)
+			admittedAt[ev.Session] = ev.At
+		case "position":
+			if _, ok := firstPush[ev.Session]; !ok {
+				firstPush[ev.Session] = ev
+			}
+		}
+	}
+	node := hearthtest.Start(t, hearth.Config{RequireUser: true, Limits: hearth.Limits{ConnRatePerIP: -1, RequestTimeout: 30 * time.Second}}, svc)
+
+	clients := make([]*queuedClient, n)
+	for i := range clients {
+		qc := &queuedClient{admitted: make(chan time.Time, 1)}
+		qc.c = node.Dial(t, hearthtest.Transports[i%2], client.Options{OnPush: func(p client.Push) {
+			switch p.Route {
+			case "auth.queued":
+				var q authpb.Queued
+				if qc.c.Decode(p.Payload, &q) == nil {
+					qc.mu.Lock()
+					qc.queued = append(qc.queued, seen{time.Now(), q.Position})
+					qc.mu.Unlock()
+				}
+			case "auth.admitted":
+				qc.admitted <- time.Now()
+			}
+		}})
+		clients[i] = qc
+	}
+
+	login := func(qc *queuedClient, i int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return qc.c.Request(ctx, "auth.guest", &authpb.GuestReq{DeviceId: fmt.Sprintf("queue-dev-%d", i)}, &authpb.LoginResp{})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	waited := make([]bool, n)
+	for i, qc := range clients {
+		wg.Go(func() {
+			err := login(qc, i)
+			var we *wire.Error
+			if errors.As(err, &we) && we.Code == wire.CodeQueued {
+				waited[i] = true
+				select {
+				case <-qc.admitted:
+				case <-time.After(60 * time.Second):
+					errs <- fmt.Errorf("client %d never admitted", i)
+					return
+				}
+				err = login(qc, i) // admitted: the same request goes through
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+
+	// Admitted in the order they queued.
+	mu.Lock()
+	require.Len(t, admitted, len(enqueued))
+	require.Equal(t, enqueued, admitted, "admission order differs from queue order")
+	queuedCount := len(enqueued)
+	mu.Unlock()
+	require.Greater(t, queuedCount, n-rate, "most clients must have waited")
+
+	// Each client saw its position only go down; the first estimate the
+	// queue gave is within 25% of the wait that followed (both timed on the
+	// server, so the test machine's load on client delivery does not count).
+	checked := 0
+	mu.Lock()
+	defer mu.Unlock()
+	for i, qc := range clients {
+		if !waited[i] {
+			continue // admitted at once
+		}
+		qc.mu.Lock()
+		events := slices.Clone(qc.queued)
+		qc.mu.Unlock()
+		require.NotEmpty(t, events, "client %d queued without a position push", i)
+		for j := 1; j < len(events); j++ {
+			require.Less(t, events[j].position, events[j-1].position, "client %d: positions %v not strictly decreasing", i, events)
+		}
+		first := firstPush[qc.c.SessionID()]
+		actual := admittedAt[qc.c.SessionID()].Sub(first.At)
+		if actual < time.Second {
+			continue // too short for a percentage to mean anything
+		}
+		estimate := time.Duration(first.WaitMS) * time.Millisecond
+		diff := estimate - actual
+		if diff < 0 {
+			diff = -diff
+		}
+		require.LessOrEqual(t, diff, actual/4, "client %d: estimated %s at position %d, waited %s", i, estimate, first.Position, actual)
+		checked++
+	}
+	require.Greater(t, checked, n/2, "too few clients waited long enough to check their estimate")
+	require.Equal(t, 0, a.QueueLength())
+}
+
+// A client that disconnects while queued leaves the queue.
+func TestLoginQueueLeave(t *testing.T) {
+	st := hearthtest.Store(t, "sqlite")
+	a, svc := New(st, Config{LoginRate: 0.5, LoginBurst: 1})
+	node := hearthtest.Start(t, hearth.Config{RequireUser: true}, svc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first := node.Dial(t, "tcp")
+	require.NoError(t, first.Request(ctx, "auth.guest", &authpb.GuestReq{DeviceId: "a"}, nil))
+	var cs []*client.Client
+	for i := range 3 {
+		c := node.Dial(t, "tcp")
+		err := c.Request(ctx, "auth.guest", &authpb.GuestReq{DeviceId: fmt.Sprint("w", i)}, nil)
+		var we *wire.Error
+		require.ErrorAs(t, err, &we)
+		require.Equal(t, wire.CodeQueued, we.Code)
+		cs = append(cs, c)
+	}
+	require.Equal(t, 3, a.QueueLength())
+	require.NoError(t, cs[1].Close())
+	hearthtest.Eventually(t, 5*time.Second, func() bool { return a.QueueLength() == 2 }, "closed session still queued: %d", a.QueueLength())
+}
