@@ -158,6 +158,16 @@ func (n *Node) clusterRoutes() []string {
 	return slices.Compact(r)
 }
 
+// nodeAlive is the gate's check before routing to a bound node. A node this
+// one has not seen at all (the registry is still filling in) counts as alive,
+// so only a node that the registry saw leave is refused.
+func (n *Node) nodeAlive(id string) bool {
+	if n.reg == nil || n.reg.Alive(id) {
+		return true
+	}
+	return !n.reg.Left(id)
+}
+
 // Nodes returns the live nodes of the cluster, this one included.
 func (n *Node) Nodes() []cluster.NodeInfo {
 	if n.reg == nil {

@@ -366,6 +366,7 @@ func (n *Node) startGate() error {
 		Routes:           n.clusterRoutes,
 		Public:           n.publicRoute(),
 		OnClose:          n.onSessionClosed,
+		NodeAlive:        n.nodeAlive,
 		MaxFrame:         l.MaxFrame,
 		HandshakeTimeout: l.HandshakeTimeout,
 		Heartbeat:        l.Heartbeat,

@@ -89,6 +89,7 @@ type Registry struct {
 
 	mu       sync.Mutex
 	nodes    map[string]*seenNode
+	left     map[string]time.Time // nodes seen leaving, until they rejoin
 	watchers map[int]func(RegistryEvent)
 	nextW    int
 	selfRev  uint64
@@ -153,7 +154,7 @@ func NewRegistry(ctx context.Context, b *Bus, interval time.Duration, info func(
 	}
 	return &Registry{
 		bus: b, kv: kv, interval: interval, info: info,
-		nodes: map[string]*seenNode{}, watchers: map[int]func(RegistryEvent){},
+		nodes: map[string]*seenNode{}, left: map[string]time.Time{}, watchers: map[int]func(RegistryEvent){},
 		stop: make(chan struct{}), started: time.Now(),
 	}, nil
 }
@@ -362,6 +363,7 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 	}
 	old, existed := r.nodes[info.ID]
 	r.nodes[info.ID] = &seenNode{info: info, seen: time.Now()}
+	delete(r.left, info.ID)
 	kind := NodeJoined
 	if existed {
 		kind = NodeUpdated
@@ -380,6 +382,9 @@ func (r *Registry) remove(id string) {
 	r.mu.Lock()
 	n, ok := r.nodes[id]
 	delete(r.nodes, id)
+	if ok {
+		r.markLeft(id, time.Now())
+	}
 	r.mu.Unlock()
 	if ok {
 		r.emit(RegistryEvent{Kind: NodeLeft, Node: n.info})
@@ -393,6 +398,7 @@ func (r *Registry) expire(now time.Time) {
 		if now.Sub(n.seen) > 3*r.interval {
 			gone = append(gone, n.info)
 			delete(r.nodes, id)
+			r.markLeft(id, now)
 		}
 	}
 	r.mu.Unlock()
@@ -496,6 +502,27 @@ func (r *Registry) Gone(ctx context.Context, id string) (bool, error) {
 		case <-time.After(r.interval / 2):
 		}
 	}
+}
+
+// markLeft remembers that id left; r.mu is held. Old entries are dropped
+// so that a cluster with churning node ids does not grow the map forever.
+func (r *Registry) markLeft(id string, now time.Time) {
+	r.left[id] = now
+	if len(r.left) > 1024 {
+		for k, t := range r.left {
+			if now.Sub(t) > time.Hour {
+				delete(r.left, k)
+			}
+		}
+	}
+}
+
+// Left reports whether node id was seen leaving (and has not come back).
+func (r *Registry) Left(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.left[id]
+	return ok
 }
 
 // Leave stops refreshing and deletes this node's entry, so watchers see it

@@ -116,9 +116,12 @@ func TestRegistryExpiry(t *testing.T) {
 	start := time.Now()
 	eventually(t, 5*time.Second, func() bool { return log.has(NodeLeft, "n3") }, "dead node never left")
 	t.Logf("dead node left after %s", time.Since(start))
+	require.True(t, a.Left("n3"))
+	require.False(t, a.Left("n1"))
 
 	again := newRegistry(t, dying, "n3", interval, nil)
 	require.NoError(t, again.Join(context.Background()), "a dead node's id must be claimable again")
+	eventually(t, 5*time.Second, func() bool { return a.Alive("n3") && !a.Left("n3") }, "rejoined node still counted as left")
 	again.Leave(context.Background())
 }
 

@@ -190,6 +190,14 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 		s.respondError(f.Seq, wire.CodeTooManyInFlight, "too many requests in flight; wait for responses")
 		return nil
 	}
+	if node, bound := env.Binding(svc); bound && g.cfg.NodeAlive != nil && !g.cfg.NodeAlive(node) {
+		// The registry says the bound node is gone: fail now rather than
+		// wait for the bus to notice (a vanished host can take minutes).
+		s.bind(svc, "")
+		s.log0().Warn("bound node gone; binding dropped", "service", svc, "node", node)
+		s.respondError(f.Seq, wire.CodeUnavailable, "node "+node+" serving your "+svc+" is gone; binding dropped")
+		return nil
+	}
 	id := g.nextID()
 	var replyBuf [96]byte
 	reply := string(cluster.AppendReplyID(append(replyBuf[:0], g.replyPrefix...), id))
@@ -268,6 +276,14 @@ func (g *Gate) onReply(id uint64, m *nats.Msg) {
 	}
 	p.s.inflight.Add(-1)
 	now := time.Now().UnixNano()
+	if now-p.start >= int64(g.cfg.RequestTimeout) {
+		// Past the deadline, before timeoutLoop's next sweep: the service
+		// (whose context ended at this same deadline) answered too late.
+		svc, _ := wire.SplitRoute(p.route)
+		p.s.respondError(p.seq, wire.CodeTimeout, "service "+svc+" did not answer within "+g.cfg.RequestTimeout.String())
+		g.m.observe(p.route, wire.CodeTimeout, time.Duration(now-p.start))
+		return
+	}
 	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 		svc, _ := wire.SplitRoute(p.route)
 		if p.bound {

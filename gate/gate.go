@@ -78,6 +78,11 @@ type Config struct {
 	// 201. Zero: 64.
 	MaxInFlight int
 
+	// NodeAlive, when set, is asked before a request is routed to the node
+	// a session is bound to; false fails it with 301 and drops the binding.
+	// Nil: only the bus's no-responders answer drops bindings.
+	NodeAlive func(node string) bool
+
 	// OnClose, when set, is called once for every session that closes after
 	// its handshake, with the user it was bound to (or ""). It runs on the
 	// session's goroutine and must not block for long.
