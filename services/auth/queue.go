@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -195,9 +195,17 @@ func (q *queue) load(ctx context.Context) error {
 		return err
 	}
 	var ws []waiter
+	admitted := map[string]time.Time{}
 	for key := range lister.Keys() {
 		e, err := q.kv.Get(ctx, key)
 		if err != nil {
+			continue
+		}
+		if session, ok := strings.CutPrefix(key, admitPrefix); ok {
+			var exp time.Time
+			if json.Unmarshal(e.Value(), &exp) == nil && time.Now().Before(exp) {
+				admitted[session] = exp
+			}
 			continue
 		}
 		var w waiter
@@ -209,6 +217,7 @@ func (q *queue) load(ctx context.Context) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.waiting = ws
+	q.admitted = admitted
 	// A fresh queue starts with its burst; one resumed after a leader died
 	// starts empty, so those already waiting go first at the steady rate.
 	q.tokens = q.burst
@@ -220,7 +229,10 @@ func (q *queue) load(ctx context.Context) error {
 	return nil
 }
 
+// KV keys: a waiter by its sequence number, and an admitted session.
 func waiterKey(seq uint64) string { return fmt.Sprintf("w%020d", seq) }
+
+const admitPrefix = "a."
 
 func (q *queue) onAdmit(m *nats.Msg) {
 	var req admitReq
@@ -248,6 +260,7 @@ func (q *queue) onAdmit(m *nats.Msg) {
 func (q *queue) decide(req admitReq, now time.Time) (admitResp, *waiter) {
 	if exp, ok := q.admitted[req.Session]; ok {
 		delete(q.admitted, req.Session)
+		go q.forgetKey(admitPrefix + req.Session)
 		if now.Before(exp) {
 			return admitResp{Admitted: true}, nil
 		}
@@ -323,16 +336,24 @@ func (q *queue) advance(now time.Time) {
 		q.admitted[w.Session] = now.Add(admitTTL)
 		admitted = append(admitted, w)
 	}
+	var expired []string
 	for s, exp := range q.admitted {
 		if now.After(exp) {
 			delete(q.admitted, s)
+			expired = append(expired, s)
 		}
 	}
 	q.mu.Unlock()
+	for _, s := range expired {
+		q.forgetKey(admitPrefix + s)
+	}
 	for _, w := range admitted {
 		if q.observe != nil {
 			q.observe(queueEvent{Event: "admitted", Session: w.Session, At: now})
 		}
+		// Persist the admission before telling the client, so that a new
+		// leader honours it.
+		q.persistAdmitted(w.Session, now.Add(admitTTL))
 		q.push(w.Gate, w.Session, "auth.admitted", &authpb.Admitted{AdmitTtlMs: uint32(admitTTL.Milliseconds())})
 		q.forget(w.Seq)
 	}
@@ -372,7 +393,10 @@ func (q *queue) onEvent(m *nats.Msg) {
 	}
 	var seq uint64
 	q.mu.Lock()
-	delete(q.admitted, e.Session)
+	if _, ok := q.admitted[e.Session]; ok {
+		delete(q.admitted, e.Session)
+		go q.forgetKey(admitPrefix + e.Session)
+	}
 	for i := range q.waiting {
 		if q.waiting[i].Session == e.Session {
 			seq = q.waiting[i].Seq
@@ -394,11 +418,22 @@ func (q *queue) push(gate, session, route string, msg proto.Message) {
 	}
 }
 
-func (q *queue) forget(seq uint64) {
+func (q *queue) forget(seq uint64) { q.forgetKey(waiterKey(seq)) }
+
+func (q *queue) forgetKey(key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := q.kv.Delete(ctx, waiterKey(seq)); err != nil {
-		q.log.Debug("login queue: forget", "seq", strconv.FormatUint(seq, 10), "err", err)
+	if err := q.kv.Delete(ctx, key); err != nil {
+		q.log.Debug("login queue: forget", "key", key, "err", err)
+	}
+}
+
+func (q *queue) persistAdmitted(session string, exp time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	val, _ := json.Marshal(exp)
+	if _, err := q.kv.Put(ctx, admitPrefix+session, val); err != nil {
+		q.log.Warn("login queue: admission not persisted", "session", session, "err", err)
 	}
 }
 

@@ -172,3 +172,81 @@ func TestLoginQueueLeave(t *testing.T) {
 	require.NoError(t, cs[1].Close())
 	hearthtest.Eventually(t, 5*time.Second, func() bool { return a.QueueLength() == 2 }, "closed session still queued: %d", a.QueueLength())
 }
+
+// The queue survives its leader: when the auth node running it stops, the
+// other auth node takes the lease, restores the waiting list from KV and
+// admits the rest in the same order.
+func TestLoginQueueFailover(t *testing.T) {
+	st := hearthtest.Store(t, "postgres") // both auth nodes share one database
+	hub := hearthtest.Start(t, hearth.Config{NodeID: "hub", Roles: []string{"gate", "sys"}, NATSListen: "127.0.0.1:0", RequireUser: true,
+		RegistryInterval: 100 * time.Millisecond, Limits: hearth.Limits{RequestTimeout: 20 * time.Second}})
+	var mu sync.Mutex
+	var enqueued, admitted []string
+	observe := func(ev queueEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev.Event {
+		case "enqueued":
+			enqueued = append(enqueued, ev.Session)
+		case "admitted":
+			admitted = append(admitted, ev.Session)
+		}
+	}
+	var services [2]*Service
+	var nodes [2]*hearthtest.Node
+	for i := range nodes {
+		a, svc := New(st, Config{LoginRate: 2, LoginBurst: 1})
+		a.observeQueue = observe
+		services[i] = a
+		nodes[i] = hearthtest.Start(t, hearth.Config{NodeID: fmt.Sprint("auth-", i), NATSURL: hub.NATSURL(), TCPAddr: hearth.Off, WSAddr: hearth.Off,
+			Roles: []string{"auth"}, RegistryInterval: 100 * time.Millisecond}, svc)
+	}
+	const n = 8
+	type waiting struct {
+		c        *client.Client
+		admitted chan struct{}
+	}
+	var ws []waiting
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	first := hub.Dial(t, "tcp")
+	require.NoError(t, first.Request(ctx, "auth.guest", &authpb.GuestReq{DeviceId: "first"}, nil))
+	for i := range n {
+		w := waiting{admitted: make(chan struct{}, 1)}
+		w.c = hub.Dial(t, "tcp", client.Options{OnPush: func(p client.Push) {
+			if p.Route == "auth.admitted" {
+				w.admitted <- struct{}{}
+			}
+		}})
+		err := w.c.Request(ctx, "auth.guest", &authpb.GuestReq{DeviceId: fmt.Sprint("dev-", i)}, nil)
+		var we *wire.Error
+		require.ErrorAs(t, err, &we)
+		require.Equal(t, wire.CodeQueued, we.Code)
+		ws = append(ws, w)
+	}
+	leader := 0
+	if services[1].QueueLength() > 0 {
+		leader = 1
+	}
+	require.Positive(t, services[leader].QueueLength())
+	// Let one or two through, then stop the leader.
+	<-ws[0].admitted
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	require.NoError(t, nodes[leader].Shutdown(sctx))
+
+	for i, w := range ws {
+		if i > 0 {
+			select {
+			case <-w.admitted:
+			case <-ctx.Done():
+				t.Fatalf("client %d never admitted after the leader stopped", i)
+			}
+		}
+		require.NoError(t, w.c.Request(ctx, "auth.guest", &authpb.GuestReq{DeviceId: fmt.Sprint("dev-", i)}, nil))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, enqueued, admitted, "admission order changed across the failover")
+	require.Positive(t, services[1-leader].QueueLength()+len(admitted))
+}
