@@ -106,6 +106,14 @@ func (s *Session) run() {
 	defer s.finish()
 	if code, reason := g.admit(s); code != wire.OK {
 		g.log.Warn("connection refused", "remote", s.addr, "code", int(code), "reason", reason)
+		if s.ws {
+			// A WebSocket client can read the KICK only as a message.
+			_ = s.conn.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
+			if err := s.upgrade(); err != nil {
+				s.closeConn()
+				return
+			}
+		}
 		s.state.Store(uint32(StateActive)) // lets kick frame it
 		s.kick(code, reason, true)
 		_ = s.wait()
@@ -235,6 +243,11 @@ func (s *Session) handshake() error {
 	}
 	g.publishEvent(s, cluster.EventOpened)
 	s.log.Debug("session opened", "codec", hs.Codec, "client", quoteTrunc(hs.Client), "transport", s.transport())
+	if g.closing.Load() {
+		// Shutdown kicks the sessions it finds; one added after its sweep
+		// must go too, or Shutdown waits for it until its context ends.
+		s.kick(wire.CodeShuttingDown, "server shutting down", false)
+	}
 	return nil
 }
 
