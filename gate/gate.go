@@ -152,6 +152,7 @@ type Gate struct {
 	stop      chan struct{}
 	wg        sync.WaitGroup // accept loops and sweepers
 	conns     sync.WaitGroup // session goroutines
+	pre       sync.Map       // *Session not yet handshaken
 }
 
 // New makes a gate on bus. It does not listen until Start.
@@ -291,6 +292,10 @@ func (g *Gate) serveConn(conn net.Conn, ws bool) {
 		conn = tls.Server(conn, g.cfg.TLS)
 	}
 	s := newSession(g, conn, ws)
+	// Until its handshake completes the connection is not in the sessions
+	// map; Shutdown closes these directly.
+	g.pre.Store(s, struct{}{})
+	defer g.pre.Delete(s)
 	s.run()
 }
 
@@ -312,6 +317,17 @@ func (g *Gate) Shutdown(ctx context.Context) error {
 	}
 	g.closeListeners()
 	g.sessMap.each(func(s *Session) { s.kick(wire.CodeShuttingDown, "server shutting down", false) })
+	g.pre.Range(func(k, _ any) bool {
+		s := k.(*Session)
+		switch {
+		case s.State() != StateHandshaking:
+		case s.ws && !s.upgraded.Load():
+			s.closeConn() // no WebSocket yet to carry a KICK
+		default:
+			s.kick(wire.CodeShuttingDown, "server shutting down", true)
+		}
+		return true
+	})
 	done := make(chan struct{})
 	go func() { g.conns.Wait(); close(done) }()
 	var err error

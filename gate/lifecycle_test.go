@@ -3,6 +3,8 @@ package gate_test
 import (
 	"context"
 	"fmt"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -62,15 +64,16 @@ func TestShutdown(t *testing.T) {
 	}
 	for _, tr := range hearthtest.Transports {
 		rc := late[tr]
-		// The gate may already have refused the TCP one (KICK 8 at
-		// admission) and closed it: a failed write is fine, the reads tell.
+		// The gate may already have sent this connection KICK 8 and closed
+		// it (Shutdown kicks connections still handshaking): a failed
+		// write is fine, the reads tell.
 		var body []byte
 		if tr == "tcp" {
 			body = wire.AppendLength(nil, len(handshakeBody(1, wire.CodecJSON)))
 		}
 		body = append(body, handshakeBody(1, wire.CodecJSON)...)
 		if tr == "ws" {
-			rc.send(body)
+			_ = wsutil.WriteClientMessage(rc.conn, ws.OpBinary, body)
 		} else {
 			_, _ = rc.conn.Write(body)
 		}

@@ -45,6 +45,7 @@ type Session struct {
 	log   *slog.Logger
 
 	state    atomic.Uint32
+	upgraded atomic.Bool // WebSocket handshake done
 	lastRecv atomic.Int64 // unix nanoseconds
 	lastPing atomic.Int64
 	inflight atomic.Int32
@@ -126,6 +127,7 @@ func (s *Session) run() {
 			g.log.Info("websocket upgrade failed", "remote", s.addr, "err", err)
 			return
 		}
+		s.upgraded.Store(true)
 	}
 	if err := s.handshake(); err != nil {
 		s.fail(err, "handshake")
@@ -437,6 +439,7 @@ func (s *Session) kick(code wire.Code, reason string, drop bool) {
 		s.out = appendWSClose(s.out)
 	}
 	s.g.m.kicked(code)
+	s.g.m.frameOut(wire.KindKick)
 	s.startFlushLocked()
 	s.mu.Unlock()
 	// Bound the wait for a client that does not read.
