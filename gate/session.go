@@ -45,7 +45,7 @@ type Session struct {
 	log   *slog.Logger
 
 	state    atomic.Uint32
-	upgraded atomic.Bool // WebSocket handshake done
+	upgraded atomic.Bool  // WebSocket handshake done
 	lastRecv atomic.Int64 // unix nanoseconds
 	lastPing atomic.Int64
 	inflight atomic.Int32
