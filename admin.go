@@ -1,6 +1,7 @@
 package hearth
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
@@ -37,6 +38,24 @@ func (n *Node) startAdmin() error {
 	}))
 	mux.Handle("GET /v1/gates", n.adminAuth(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, map[string]any{"gates": nonNil(n.Gates())})
+	}))
+	mux.Handle("POST /v1/drain", n.adminAuth(func(w http.ResponseWriter, _ *http.Request) {
+		if n.cfg.AdminToken == "" {
+			http.Error(w, "drain needs --admin-token: refusing an unauthenticated shutdown", http.StatusForbidden)
+			return
+		}
+		sessions := 0
+		if g := n.gateRef(); g != nil {
+			sessions = g.Sessions()
+		}
+		n.log.Info("drain requested over the admin API", "sessions", sessions)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DrainTimeout+n.cfg.ShutdownTimeout)
+			defer cancel()
+			_ = n.Shutdown(ctx)
+		}()
+		w.WriteHeader(http.StatusAccepted)
+		writeJSON(w, map[string]any{"draining": true, "sessions": sessions})
 	}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics, promhttp.HandlerOpts{Registry: n.metrics}))
 	n.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

@@ -2,6 +2,7 @@ package hearth
 
 import (
 	"context"
+	"sync"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/gate"
 	"github.com/hearth-server/hearth/pb/syspb"
 	"github.com/hearth-server/hearth/wire"
 )
@@ -57,10 +59,7 @@ func (n *Node) nodeInfo() cluster.NodeInfo {
 	if a := n.Addr("admin"); a != nil {
 		info.Admin = "http://" + n.advertised(a)
 	}
-	n.mu.Lock()
-	g := n.gate
-	n.mu.Unlock()
-	if g != nil {
+	if g := n.gateRef(); g != nil {
 		scheme := "tcp"
 		wsScheme := "ws"
 		if n.tls != nil {
@@ -107,10 +106,7 @@ func (n *Node) onRegistryEvent(ev cluster.RegistryEvent) {
 		return
 	}
 	n.log.Info("cluster node "+ev.Kind.String(), "peer", ev.Node.ID, "roles", ev.Node.Roles, "state", ev.Node.State)
-	n.mu.Lock()
-	g := n.gate
-	n.mu.Unlock()
-	if g != nil {
+	if g := n.gateRef(); g != nil {
 		g.RefreshRoutes()
 	}
 	if ev.Kind == cluster.NodeLeft && ev.Node.HasRole("gate") && n.isJanitor() {
@@ -343,3 +339,107 @@ func (n *Node) PushSession(ctx context.Context, gateID, sessionID, route string,
 // Bus is the node's cluster bus, for services that keep cluster-wide state
 // of their own (KV buckets, leases). Nil before Run.
 func (n *Node) Bus() *cluster.Bus { return n.bus }
+
+// onSessionResumed is the gate's resume hook: the user's session now lives
+// on this gate.
+func (n *Node) onSessionResumed(session, user string) {
+	if user == "" || n.presence == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.baseCtx, 5*time.Second)
+	defer cancel()
+	if _, _, err := n.presence.Set(ctx, user, cluster.Where{Gate: n.id, Session: session, Since: time.Now().UTC()}); err != nil {
+		n.log.Warn("presence not moved after resume", "user", user, "session", session, "err", err)
+	}
+}
+
+// drainGate hands this gate's sessions to another gate before it stops:
+// clients get KICK 303 naming the least-loaded other gate, resume there,
+// and the gate waits for them (up to Config.DrainTimeout). With no other
+// gate there is nowhere to go, and Shutdown's KICK 8 follows directly.
+func (n *Node) drainGate(ctx context.Context) {
+	if n.cfg.Limits.ResumeGrace < 0 {
+		return
+	}
+	var target *cluster.NodeInfo
+	for _, g := range n.Gates() {
+		if g.ID != n.id {
+			target = &g
+			break
+		}
+	}
+	if target == nil {
+		return
+	}
+	reason := "drain: reconnect to"
+	for _, u := range []string{target.TCP, target.WS} {
+		if u != "" {
+			reason += " " + u
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, n.cfg.DrainTimeout)
+	defer cancel()
+	if err := n.gate.Drain(dctx, reason); err != nil {
+		n.log.Warn("drain incomplete", "err", err)
+	}
+}
+
+func (n *Node) gateRef() *gate.Gate {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.gate
+}
+
+// resumed tracks sessions resumed on another gate than the one a handler
+// saw, from the session events, so Session methods reach them there. Entries
+// live for the longest resume grace a gate could keep a stub forwarding.
+type resumed struct {
+	mu sync.Mutex
+	m  map[string]resumedAt
+}
+
+type resumedAt struct {
+	gate string
+	at   time.Time
+}
+
+const resumedTTL = 10 * time.Minute
+
+func (r *resumed) set(session, gate string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[string]resumedAt{}
+	}
+	r.m[session] = resumedAt{gate, now}
+	if len(r.m)%1024 == 0 {
+		for id, e := range r.m {
+			if now.Sub(e.at) > resumedTTL {
+				delete(r.m, id)
+			}
+		}
+	}
+}
+
+func (r *resumed) drop(session string) {
+	r.mu.Lock()
+	delete(r.m, session)
+	r.mu.Unlock()
+}
+
+func (n *Node) resumedAt(session string) (string, bool) {
+	n.resumed.mu.Lock()
+	defer n.resumed.mu.Unlock()
+	e, ok := n.resumed.m[session]
+	return e.gate, ok
+}
+
+// trackSession follows the session events that move or end sessions.
+func (n *Node) trackSession(kind cluster.EventKind, session, gate string) {
+	switch kind {
+	case cluster.EventResumed:
+		n.resumed.set(session, gate, time.Now())
+	case cluster.EventClosed:
+		n.resumed.drop(session)
+	}
+}

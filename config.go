@@ -76,6 +76,10 @@ type Config struct {
 	MaxHandlers int
 	// ShutdownTimeout bounds Run's shutdown after its context ends. Zero: 10s.
 	ShutdownTimeout time.Duration
+	// DrainTimeout bounds a drain: when the node stops and another gate
+	// serves, its clients get KICK 303 naming that gate and the node waits
+	// up to this long for them to resume there. Zero: 30s.
+	DrainTimeout time.Duration
 	// Logger receives the node's structured logs. Zero: slog.Default().
 	Logger *slog.Logger
 }
@@ -111,4 +115,15 @@ type Limits struct {
 	RequestBurst int
 	// MaxInFlight caps a session's unanswered requests (response 201). Zero: 64.
 	MaxInFlight int
+	// ResumeGrace is how long a session whose connection dropped stays
+	// resumable, on any gate. Zero: 60s. Negative: no resume.
+	ResumeGrace time.Duration
+	// ResumePushes and ResumeBytes bound the pushes kept per session for
+	// replay after a resume (past them a detached session is lost: 304).
+	// Zero: 256 pushes and 256 KiB.
+	ResumePushes int
+	ResumeBytes  int
+	// ResponseCache is the responses kept per session to answer a request
+	// re-sent after a resume without running it twice. Zero: 128.
+	ResponseCache int
 }

@@ -64,6 +64,7 @@ type Node struct {
 	presence    *cluster.Presence
 
 	state     atomic.Value // cluster.NodeState
+	resumed   resumed      // sessions resumed on another gate
 	startedAt time.Time
 
 	handlers  chan struct{} // semaphore of running handlers
@@ -110,6 +111,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 30 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -217,7 +221,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("node serving", "roles", n.roleList())
 	select {
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), n.cfg.DrainTimeout+n.cfg.ShutdownTimeout)
 		defer cancel()
 		return n.Shutdown(sctx)
 	case <-n.stop:
@@ -302,6 +306,9 @@ func (n *Node) start() error {
 	if err := n.startServices(); err != nil {
 		return err
 	}
+	if err := n.subscribeEvents(); err != nil {
+		return err
+	}
 	if n.hasRole("gate") {
 		if err := n.startGate(); err != nil {
 			return err
@@ -380,6 +387,11 @@ func (n *Node) startGate() error {
 		RequestRate:      l.RequestRate,
 		RequestBurst:     l.RequestBurst,
 		MaxInFlight:      l.MaxInFlight,
+		ResumeGrace:      l.ResumeGrace,
+		ResumePushes:     l.ResumePushes,
+		ResumeBytes:      l.ResumeBytes,
+		ResponseCache:    l.ResponseCache,
+		OnResume:         n.onSessionResumed,
 		Logger:           n.log,
 		Metrics:          gate.NewMetrics(n.metrics),
 	})
@@ -432,6 +444,37 @@ func (n *Node) startServices() error {
 	return nil
 }
 
+// subscribeEvents follows session events: to keep Session methods pointed
+// at sessions that moved, and for the services that want them.
+func (n *Node) subscribeEvents() error {
+	var fns []func(context.Context, SessionEvent)
+	for _, svc := range n.runningSvcs {
+		fns = append(fns, svc.onEvent...)
+	}
+	if len(n.runningSvcs) == 0 {
+		return nil
+	}
+	sub, err := n.bus.Conn().Subscribe(n.bus.Subjects().Events(), func(m *nats.Msg) {
+		var e cluster.Envelope
+		if e.Decode(m.Data) != nil || e.Type != cluster.TypeEvent {
+			return
+		}
+		n.trackSession(cluster.EventKind(e.Status), e.Session, e.Gate)
+		if len(fns) == 0 {
+			return
+		}
+		ev := SessionEvent{Kind: cluster.EventKind(e.Status).String(), Session: e.Session, User: e.User, Gate: e.Gate}
+		for _, fn := range fns {
+			fn(n.baseCtx, ev)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("hearth: subscribe session events: %w", err)
+	}
+	n.subs = append(n.subs, sub)
+	return nil
+}
+
 func (n *Node) teardown(ctx context.Context) error {
 	n.isServing.Store(false)
 	var errs []error
@@ -439,6 +482,7 @@ func (n *Node) teardown(ctx context.Context) error {
 		n.setState(cluster.StateDraining)
 	}
 	if n.gate != nil {
+		n.drainGate(ctx)
 		if err := n.gate.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("gate shutdown: %w", err))
 		}

@@ -18,6 +18,25 @@ type Service struct {
 	handlers map[string]handler
 	onStart  []func(ctx context.Context, n *Node) error
 	onStop   []func(ctx context.Context)
+	onEvent  []func(ctx context.Context, ev SessionEvent)
+}
+
+// SessionEvent is a change in a session's life anywhere in the cluster.
+type SessionEvent struct {
+	// Kind is "opened", "closed", "user" (bound to or unbound from a user),
+	// "offline" (its connection dropped; it can still be resumed) or
+	// "resumed" (a client took it back, on Gate).
+	Kind    string
+	Session string
+	User    string
+	Gate    string
+}
+
+// OnSessionEvent registers fn for every session event in the cluster, in
+// the order each gate sent them — e.g. a room marks a seat offline and
+// back. fn runs on the node's event goroutine: keep it short.
+func (svc *Service) OnSessionEvent(fn func(ctx context.Context, ev SessionEvent)) {
+	svc.onEvent = append(svc.onEvent, fn)
 }
 
 // OnStart registers fn to run when a node starts this service: after the

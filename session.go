@@ -46,7 +46,17 @@ func (s *Session) ID() string { return s.id }
 func (s *Session) UserID() string { return s.user }
 
 // Gate is the node id of the gate holding the session's connection.
-func (s *Session) Gate() string { return s.gate }
+func (s *Session) Gate() string { return s.where() }
+
+// where is the session's gate now: the one the request came through, unless
+// the session has since been resumed on another (a handler that outlives
+// its request, like a push stream, follows it there).
+func (s *Session) where() string {
+	if g, ok := s.node.resumedAt(s.id); ok {
+		return g
+	}
+	return s.gate
+}
 
 // RemoteAddr is the client's address as the gate saw it.
 func (s *Session) RemoteAddr() string { return s.addr }
@@ -76,13 +86,13 @@ func (s *Session) Bind(ctx context.Context, service, node string) error {
 		return err
 	}
 	s.setBinding(service, node)
-	return s.node.bus.Bind(s.gate, s.id, service, node)
+	return s.node.bus.Bind(s.where(), s.id, service, node)
 }
 
 // Unbind removes the session's binding for service.
 func (s *Session) Unbind(ctx context.Context, service string) error {
 	s.setBinding(service, "")
-	return s.node.bus.Bind(s.gate, s.id, service, "")
+	return s.node.bus.Bind(s.where(), s.id, service, "")
 }
 
 func (s *Session) setBinding(service, node string) {
@@ -112,12 +122,12 @@ func (s *Session) SetUser(ctx context.Context, user string) error {
 
 // Join adds the session to a channel; Node.Publish reaches its members.
 func (s *Session) Join(ctx context.Context, channel string) error {
-	return s.node.bus.Join(s.gate, s.id, channel)
+	return s.node.bus.Join(s.where(), s.id, channel)
 }
 
 // Leave removes the session from a channel.
 func (s *Session) Leave(ctx context.Context, channel string) error {
-	return s.node.bus.Leave(s.gate, s.id, channel)
+	return s.node.bus.Leave(s.where(), s.id, channel)
 }
 
 // Push sends msg to the session on route, encoded in the session's codec.
@@ -135,12 +145,12 @@ func (s *Session) PushRaw(ctx context.Context, route string, payload []byte) err
 	if !wire.ValidRoute(route) {
 		return errBadRoute(route)
 	}
-	return s.node.bus.Push(s.gate, []string{s.id}, route, payload, nil)
+	return s.node.bus.Push(s.where(), []string{s.id}, route, payload, nil)
 }
 
 // Kick closes the session with a code and a reason (after its pending output).
 func (s *Session) Kick(ctx context.Context, code Code, reason string) error {
-	return s.node.bus.Kick(s.gate, s.id, uint16(code), reason)
+	return s.node.bus.Kick(s.where(), s.id, uint16(code), reason)
 }
 
 // Logger returns the node's logger with the session's ids attached.

@@ -11,6 +11,7 @@ import (
 //	<p>.node.<node>.<service>  requests for sessions bound to that node
 //	<p>.gate.<gate>.c          pushes, kicks, binds, joins for that gate's sessions
 //	<p>.gate.<gate>.r.<id>     the reply to request <id> of that gate
+//	<p>.gate.<gate>.resume     requests to hand over a session (resume)
 //	<p>.ch.<channel>           channel publishes, to gates with a local member
 //	<p>.all                    broadcasts to every session of every gate
 //	<p>.evt.session            session life events
@@ -25,6 +26,9 @@ func (s Subjects) NodeService(node, service string) string {
 }
 func (s Subjects) GateControl(gate string) string { return s.Prefix + ".gate." + gate + ".c" }
 func (s Subjects) GateAll(gate string) string     { return s.Prefix + ".gate." + gate + ".>" }
+
+// GateResume is where a gate answers requests to hand over a session.
+func (s Subjects) GateResume(gate string) string { return s.Prefix + ".gate." + gate + ".resume" }
 
 // GateReplyPrefix is the reply subject of a gate's requests without the id.
 func (s Subjects) GateReplyPrefix(gate string) string { return s.Prefix + ".gate." + gate + ".r." }

@@ -160,8 +160,26 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 		return nil
 	}
 	svc, _ := wire.SplitRoute(route)
+	if isReq && int(s.inflight.Load()) >= g.cfg.MaxInFlight {
+		s.warnOnce(now, "too many requests in flight", "code", int(wire.CodeTooManyInFlight), "route", route)
+		s.respondError(f.Seq, wire.CodeTooManyInFlight, "too many requests in flight; wait for responses")
+		return nil
+	}
 
 	s.mu.Lock()
+	if isReq && g.cfg.ResumeGrace > 0 {
+		// A request re-sent after a resume: answer it from the cache, or
+		// let the first execution's answer come — never run it twice.
+		if r, ok := s.resps.get(f.Seq); ok {
+			s.mu.Unlock()
+			s.writeResponse(r.Seq, r.Status, r.Payload)
+			return nil
+		}
+		if _, ok := s.waiting[f.Seq]; ok {
+			s.mu.Unlock()
+			return nil
+		}
+	}
 	env := cluster.Envelope{
 		Type:     cluster.TypeRequest,
 		Codec:    s.codec,
@@ -175,6 +193,12 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 		Bindings: s.bindings,
 		Payload:  f.Payload,
 	}
+	if isReq {
+		if s.waiting == nil {
+			s.waiting = make(map[uint32]int64)
+		}
+		s.waiting[f.Seq] = env.Deadline
+	}
 	s.mu.Unlock()
 	var traceBuf [16]byte
 	env.Trace = string(g.traceID(traceBuf[:0]))
@@ -183,11 +207,6 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 		if err := g.bus.Forward(svc, "", &env); err != nil {
 			s.warnOnce(now, "notify not forwarded", "route", route, "err", err)
 		}
-		return nil
-	}
-	if int(s.inflight.Load()) >= g.cfg.MaxInFlight {
-		s.warnOnce(now, "too many requests in flight", "code", int(wire.CodeTooManyInFlight), "route", route)
-		s.respondError(f.Seq, wire.CodeTooManyInFlight, "too many requests in flight; wait for responses")
 		return nil
 	}
 	if node, bound := env.Binding(svc); bound && g.cfg.NodeAlive != nil && !g.cfg.NodeAlive(node) {
@@ -223,22 +242,44 @@ func (g *Gate) onGateMsg(m *nats.Msg) {
 		g.onReply(id, m)
 		return
 	}
+	if m.Subject == g.resumeSubject {
+		g.onResumeReq(m)
+		return
+	}
 	var e cluster.Envelope
 	if err := e.Decode(m.Data); err != nil {
 		g.log.Error("bad envelope on gate subject", "subject", m.Subject, "err", err)
 		return
 	}
+	if e.Type != cluster.TypePush && e.Session != "" && g.sessMap.get(e.Session) == nil && g.forwardControl(e.Session, m.Data) {
+		return // the session moved to another gate
+	}
 	switch e.Type {
 	case cluster.TypePush:
-		if len(e.Sessions) == 0 {
-			if s := g.sessMap.get(e.Session); s != nil {
-				s.push(e.Route, s.payloadFor(&e))
-			}
+		ids := e.Sessions
+		if len(ids) == 0 {
+			ids = []string{e.Session}
 		}
-		for _, id := range e.Sessions {
+		var moved map[string][]string // new gate → sessions
+		for _, id := range ids {
 			if s := g.sessMap.get(id); s != nil {
 				s.push(e.Route, s.payloadFor(&e))
+			} else if to, ok := g.moves.get(id); ok && to != g.cfg.ID {
+				if moved == nil {
+					moved = map[string][]string{}
+				}
+				moved[to] = append(moved[to], id)
 			}
+		}
+		for to, sessions := range moved {
+			if err := g.bus.Push(to, sessions, e.Route, e.Payload, e.JSON); err != nil {
+				g.log.Warn("push not forwarded", "to", to, "err", err)
+			}
+		}
+	case cluster.TypeResponse:
+		// A response to a request the session made before it moved here.
+		if s := g.sessMap.get(e.Session); s != nil {
+			s.respond(e.Seq, wire.Code(e.Status), e.Payload)
 		}
 	case cluster.TypeKick:
 		if s := g.sessMap.get(e.Session); s != nil {

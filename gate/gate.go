@@ -78,6 +78,21 @@ type Config struct {
 	// 201. Zero: 64.
 	MaxInFlight int
 
+	// ResumeGrace is how long a session whose connection dropped stays
+	// resumable. Zero: 60s. Negative: sessions end with their connection.
+	ResumeGrace time.Duration
+	// ResumePushes and ResumeBytes bound the pushes a session keeps for
+	// replay; a detached session that would need more is lost (304).
+	// Zero: 256 pushes, 256 KiB.
+	ResumePushes int
+	ResumeBytes  int
+	// ResponseCache is how many responses per session are kept, by seq, to
+	// answer a request re-sent after a resume. Zero: 128.
+	ResponseCache int
+	// OnResume, when set, is called for every resumed session (on the gate
+	// that resumed it), with its user.
+	OnResume func(session, user string)
+
 	// NodeAlive, when set, is asked before a request is routed to the node
 	// a session is bound to; false fails it with 301 and drops the binding.
 	// Nil: only the bus's no-responders answer drops bindings.
@@ -122,6 +137,12 @@ func (c *Config) setDefaults() {
 	}
 	defInt(&c.RequestBurst, int(max(c.RequestRate, 1)))
 	defInt(&c.MaxInFlight, 64)
+	if c.ResumeGrace == 0 {
+		c.ResumeGrace = 60 * time.Second
+	}
+	defInt(&c.ResumePushes, 256)
+	defInt(&c.ResumeBytes, 256<<10)
+	defInt(&c.ResponseCache, 128)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -139,7 +160,8 @@ type Gate struct {
 	ips     ipLimiter
 	chans   channels
 
-	replyPrefix string
+	replyPrefix   string
+	resumeSubject string
 	traceBase   uint64
 	nextTrace   atomic.Uint64
 	ids         atomic.Uint64
@@ -153,6 +175,9 @@ type Gate struct {
 	wg        sync.WaitGroup // accept loops and sweepers
 	conns     sync.WaitGroup // session goroutines
 	pre       sync.Map       // *Session not yet handshaken
+	importing sync.Map       // key → *Session taking over a session on this gate
+	moves     moves          // sessions handed to another gate (forwarding)
+	draining  atomic.Bool
 }
 
 // New makes a gate on bus. It does not listen until Start.
@@ -177,6 +202,7 @@ func New(bus *cluster.Bus, cfg Config) (*Gate, error) {
 	g.ips.init(cfg.ConnRatePerIP, cfg.ConnBurstPerIP, cfg.MaxConnsPerIP)
 	g.chans.init()
 	g.replyPrefix = bus.Subjects().GateReplyPrefix(cfg.ID)
+	g.resumeSubject = bus.Subjects().GateResume(cfg.ID)
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
 	g.traceBase = binary.BigEndian.Uint64(seed[:])
@@ -338,6 +364,12 @@ func (g *Gate) Shutdown(ctx context.Context) error {
 		g.sessMap.each(func(s *Session) { s.closeConn() })
 		<-done
 	}
+	// Detached sessions cannot be resumed once this gate is gone.
+	g.sessMap.each(func(s *Session) {
+		if s.State() == StateDetached {
+			s.expire("gate shut down")
+		}
+	})
 	close(g.stop)
 	g.wg.Wait()
 	for _, s := range g.subs {
@@ -346,6 +378,51 @@ func (g *Gate) Shutdown(ctx context.Context) error {
 	g.chans.stop()
 	return err
 }
+
+// Drain empties the gate without losing a session: it stops accepting,
+// tells every client KICK 303 with reason (which should name another gate),
+// keeps the sessions resumable while their clients resume elsewhere, and
+// returns when none is left and no request is in flight, or when ctx ends.
+// Call Shutdown after it.
+func (g *Gate) Drain(ctx context.Context, reason string) error {
+	if !g.draining.CompareAndSwap(false, true) {
+		return nil
+	}
+	g.closeListeners()
+	n := g.sessMap.len()
+	g.log.Info("draining", "sessions", n, "reason", reason)
+	g.sessMap.each(func(s *Session) { s.kick(wire.CodeReconnectElsewhere, reason, false) })
+	g.pre.Range(func(k, _ any) bool {
+		if s := k.(*Session); s.State() == StateHandshaking && s.id == "" {
+			s.closeConn()
+		}
+		return true
+	})
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for g.sessMap.len() > 0 || g.pending.count.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			g.log.Warn("drain deadline: sessions left", "sessions", g.sessMap.len(), "in_flight", g.pending.count.Load())
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	// Linger briefly, still forwarding, while the services learn where
+	// the sessions went (the resumed events are on their way).
+	select {
+	case <-ctx.Done():
+	case <-time.After(drainLinger):
+	}
+	g.log.Info("drained", "sessions", n)
+	return nil
+}
+
+// drainLinger is how long a drained gate keeps forwarding before it stops.
+const drainLinger = 500 * time.Millisecond
+
+// Draining reports whether Drain has begun.
+func (g *Gate) Draining() bool { return g.draining.Load() }
 
 // newSessionID returns 128 random bits, URL-safe.
 func newSessionID() string {

@@ -159,6 +159,9 @@ func testChannels(t *testing.T, ownGate bool) {
 			WSAddr:  "127.0.0.1:0",
 			Routes:  node.Routes,
 			Logger:  hearthtest.Logger(t, slog.LevelWarn),
+			// Without resume a disconnected session leaves its channels at
+			// once; with it, only when its grace passes (see resume tests).
+			ResumeGrace: -1,
 		})
 		require.NoError(t, err)
 		require.NoError(t, g.Start())

@@ -18,6 +18,8 @@ type Metrics struct {
 	latency   *prometheus.HistogramVec
 	errors    *prometheus.CounterVec
 	kicks     *prometheus.CounterVec
+	detached  prometheus.Gauge
+	resumes   *prometheus.CounterVec
 
 	mu       sync.RWMutex
 	byRoute  map[string]prometheus.Observer
@@ -44,6 +46,12 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		kicks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hearth_kicks_total", Help: "Sessions closed with KICK, by code.",
 		}, []string{"code"}),
+		detached: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hearth_sessions_detached", Help: "Sessions without a connection, resumable until their grace passes.",
+		}),
+		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_resumes_total", Help: "Resume attempts, by result (ok, lost).",
+		}, []string{"result"}),
 		byRoute:  map[string]prometheus.Observer{},
 		byCode:   map[wire.Code]prometheus.Counter{},
 		sessByTr: map[string]prometheus.Gauge{},
@@ -59,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		m.sessByTr[tr] = m.sessions.WithLabelValues(tr)
 	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, frames, m.latency, m.errors, m.kicks)
+		reg.MustRegister(m.sessions, frames, m.latency, m.errors, m.kicks, m.detached, m.resumes)
 	}
 	return m
 }

@@ -16,18 +16,24 @@ import (
 	"github.com/hearth-server/hearth/wire"
 )
 
-// State is a session's place in its life: handshaking → active → closing → closed.
+// State is a session's place in its life:
+//
+//	handshaking → active ⇄ detached → closing → closed
+//
+// A detached session has lost its connection but can be resumed, on this
+// gate or another, until the resume grace passes.
 type State uint32
 
 const (
 	StateHandshaking State = iota
 	StateActive
+	StateDetached
 	StateClosing
 	StateClosed
 )
 
 func (s State) String() string {
-	return [...]string{"handshaking", "active", "closing", "closed"}[s]
+	return [...]string{"handshaking", "active", "detached", "closing", "closed"}[s]
 }
 
 // kickGrace bounds how long a kicked client has to read its KICK.
@@ -69,6 +75,17 @@ type Session struct {
 	bindings  []cluster.Binding // copy-on-write
 	channels  map[string]struct{}
 	closeOnce sync.Once
+
+	// Resume (under mu).
+	secretHash [32]byte         // of the resume token's secret
+	pushes     pushRing         // recent pushes, for replay
+	resps      respCache        // recent responses, by seq
+	waiting    map[uint32]int64 // seqs forwarded and not answered → deadline
+	kickCode   wire.Code        // why the session was kicked; 0 if it was not
+	detachedAt int64
+	movedTo    string // gate the session was handed to; this is a stub
+	imported   bool   // took over a resumed session's state
+	counted    bool   // counted in the connected-sessions gauge
 }
 
 func newSession(g *Gate, conn net.Conn, ws bool) *Session {
@@ -101,10 +118,10 @@ func (s *Session) transport() string {
 }
 
 // run owns the connection: admission, handshake, then the read loop. It
-// returns when the connection is closed.
+// returns when the connection is closed, leaving the session detached
+// (resumable) when the connection merely dropped.
 func (s *Session) run() {
 	g := s.g
-	defer s.finish()
 	if code, reason := g.admit(s); code != wire.OK {
 		g.log.Warn("connection refused", "remote", s.addr, "code", int(code), "reason", reason)
 		if s.ws {
@@ -125,6 +142,7 @@ func (s *Session) run() {
 	if s.ws {
 		if err := s.upgrade(); err != nil {
 			g.log.Info("websocket upgrade failed", "remote", s.addr, "err", err)
+			s.closeConn()
 			return
 		}
 		s.upgraded.Store(true)
@@ -132,12 +150,70 @@ func (s *Session) run() {
 	if err := s.handshake(); err != nil {
 		s.fail(err, "handshake")
 		_ = s.wait()
+		s.finish()
 		return
 	}
-	_ = s.conn.SetDeadline(time.Time{})
+	_ = s.conn.SetReadDeadline(time.Time{})
 	err := s.readLoop()
 	s.fail(err, "read")
 	_ = s.wait()
+	s.afterConn()
+}
+
+// afterConn decides what becomes of the session once its connection is
+// gone: nothing, when it was handed over; detached, when the connection
+// dropped or the client was told to come back (7, 303); closed otherwise.
+func (s *Session) afterConn() {
+	s.mu.Lock()
+	moved, code := s.movedTo != "", s.kickCode
+	s.mu.Unlock()
+	switch {
+	case moved:
+	case s.g.cfg.ResumeGrace > 0 && (code == 0 || code == wire.CodeHeartbeatTimeout || code == wire.CodeReconnectElsewhere):
+		s.detach()
+	default:
+		s.finish()
+	}
+}
+
+// resumableKick reports whether the session was kicked in a way that
+// leaves it resumable; s.mu is held.
+func (s *Session) resumableKick() bool {
+	return s.g.cfg.ResumeGrace > 0 && (s.kickCode == wire.CodeHeartbeatTimeout || s.kickCode == wire.CodeReconnectElsewhere)
+}
+
+// detach keeps the session for resume after its connection is gone.
+func (s *Session) detach() {
+	g := s.g
+	s.mu.Lock()
+	if s.movedTo != "" || s.State() == StateClosed {
+		s.mu.Unlock()
+		return
+	}
+	s.state.Store(uint32(StateDetached))
+	s.detachedAt = time.Now().UnixNano()
+	counted, code := s.counted, s.kickCode
+	s.counted = false
+	s.mu.Unlock()
+	if counted {
+		g.m.sessionClosed(s.transport())
+	}
+	g.m.detached.Inc()
+	g.publishEvent(s, cluster.EventOffline)
+	s.log0().Info("session detached; resumable", "grace", g.cfg.ResumeGrace, "kick", int(code))
+}
+
+// expire ends a detached session: its grace passed, or what it must keep
+// for the client outgrew the resume buffer.
+func (s *Session) expire(why string) {
+	s.mu.Lock()
+	detached := s.State() == StateDetached
+	s.mu.Unlock()
+	if detached {
+		s.g.m.detached.Dec()
+	}
+	s.log0().Info("session lost", "reason", why)
+	s.finish()
 }
 
 // wait lets a kicked session's flusher write the KICK, then closes.
@@ -219,7 +295,17 @@ func (s *Session) handshake() error {
 		return &wire.Error{Code: wire.CodeUnsupported, Message: "unsupported codec " + quoteTrunc(hs.Codec) + "; use json or protobuf"}
 	}
 	g := s.g
-	s.id = newSessionID()
+	resumed := hs.Resume != "" && g.cfg.ResumeGrace > 0
+	if resumed {
+		if err := s.resume(&hs); err != nil {
+			g.m.resumes.WithLabelValues("lost").Inc()
+			g.log.Info("resume refused", "remote", s.addr, "reason", err.Message)
+			return err
+		}
+		g.m.resumes.WithLabelValues("ok").Inc()
+	} else {
+		s.id = newSessionID()
+	}
 	s.routes = g.routes.Load()
 	s.log = g.log.With("session", s.id, "remote", s.addr)
 	ack := wire.HandshakeAck{
@@ -227,7 +313,12 @@ func (s *Session) handshake() error {
 		Node:         g.cfg.ID,
 		HeartbeatMS:  g.cfg.Heartbeat.Milliseconds(),
 		Routes:       s.routes.byName,
+		Resumed:      resumed,
 		ServerTimeMS: time.Now().UnixMilli(),
+	}
+	var hash [32]byte
+	if g.cfg.ResumeGrace > 0 {
+		ack.Resume, hash = newResumeToken(g.cfg.ID, s.id)
 	}
 	payload, err := json.Marshal(&ack)
 	if err != nil {
@@ -236,19 +327,86 @@ func (s *Session) handshake() error {
 	now := time.Now().UnixNano()
 	s.lastRecv.Store(now)
 	s.lastPing.Store(now)
-	s.state.Store(uint32(StateActive))
-	g.sessMap.add(s)
-	g.m.sessionOpened(s.transport())
-	if s.begin(3 + len(payload)) {
-		s.out = wire.AppendHandshakeAck(s.out, payload)
-		s.end(wire.KindHandshakeAck)
+	if !resumed {
+		g.sessMap.add(s)
 	}
-	g.publishEvent(s, cluster.EventOpened)
-	s.log.Debug("session opened", "codec", hs.Codec, "client", quoteTrunc(hs.Client), "transport", s.transport())
+	// The ACK, then the pushes the client missed, then everything else: all
+	// written under one lock, so nothing can come between them.
+	s.mu.Lock()
+	s.secretHash = hash
+	s.out = s.frameHeader(s.out, 3+len(payload))
+	s.out = wire.AppendHandshakeAck(s.out, payload)
+	g.m.frameOut(wire.KindHandshakeAck)
+	replayed := 0
+	if resumed {
+		missed, _ := s.pushes.after(hs.LastPush, s.pushSeq)
+		for _, e := range missed {
+			s.out = s.frameHeader(s.out, 12+len(e.Route)+len(e.Payload))
+			s.out = wire.AppendPush(s.out, e.Seq, e.Route, e.Payload)
+			g.m.frameOut(wire.KindPush)
+		}
+		replayed = len(missed)
+	}
+	s.state.Store(uint32(StateActive))
+	s.counted = true
+	s.startFlushLocked()
+	s.mu.Unlock()
+	g.m.sessionOpened(s.transport())
+	if resumed {
+		g.publishEvent(s, cluster.EventResumed)
+		if g.cfg.OnResume != nil {
+			g.cfg.OnResume(s.id, s.User())
+		}
+		s.log.Info("session resumed", "replayed", replayed, "last_push", hs.LastPush, "transport", s.transport())
+	} else {
+		g.publishEvent(s, cluster.EventOpened)
+		s.log.Debug("session opened", "codec", hs.Codec, "client", quoteTrunc(hs.Client), "transport", s.transport())
+	}
 	if g.closing.Load() {
 		// Shutdown kicks the sessions it finds; one added after its sweep
 		// must go too, or Shutdown waits for it until its context ends.
 		s.kick(wire.CodeShuttingDown, "server shutting down", false)
+	}
+	return nil
+}
+
+// resume takes over the session named by the handshake's token, from this
+// gate or the one that holds it.
+func (s *Session) resume(hs *wire.Handshake) *wire.Error {
+	g := s.g
+	gate, id, secret, ok := parseResumeToken(hs.Resume)
+	if !ok {
+		return errSessionLost("malformed resume token")
+	}
+	req := resumeReq{Session: id, Secret: secret, LastPush: hs.LastPush, Codec: uint8(s.codec), To: g.cfg.ID}
+	if gate == g.cfg.ID {
+		// The hand-over runs on the gate's bus goroutine, which installs
+		// this session in the old one's place in the same step.
+		req.Local = newSessionID()
+		g.importing.Store(req.Local, s)
+		_, werr := g.requestExport(gate, &req)
+		g.importing.Delete(req.Local)
+		if werr != nil {
+			return werr
+		}
+		if !s.imported {
+			return errSessionLost("hand-over did not complete")
+		}
+		return nil
+	}
+	// Registered under the session id before the hand-over, so that what
+	// the old gate forwards meanwhile finds it.
+	s.id = id
+	g.sessMap.add(s)
+	st, werr := g.requestExport(gate, &req)
+	if werr != nil {
+		g.sessMap.remove(s)
+		s.id = ""
+		return werr
+	}
+	s.importState(st)
+	for _, ch := range st.Channels {
+		g.chans.join(ch, s)
 	}
 	return nil
 }
@@ -312,7 +470,7 @@ func (s *Session) handleFrame(body []byte) error {
 // calls end.
 func (s *Session) begin(n int) bool {
 	s.mu.Lock()
-	if s.kicked || State(s.state.Load()) >= StateClosing {
+	if s.kicked || s.State() != StateActive {
 		s.mu.Unlock()
 		return false
 	}
@@ -413,11 +571,12 @@ func (s *Session) flush() {
 // without, it is delivered before the KICK.
 func (s *Session) kick(code wire.Code, reason string, drop bool) {
 	s.mu.Lock()
-	if s.kicked {
+	if s.kicked || s.State() == StateDetached {
 		s.mu.Unlock()
 		return
 	}
 	s.kicked = true
+	s.kickCode = code
 	st := s.State()
 	if st < StateClosing {
 		s.state.Store(uint32(StateClosing))
@@ -454,17 +613,23 @@ func (s *Session) closeConn() {
 	_ = s.conn.Close()
 }
 
-// finish releases everything the session holds. It runs once, on the
-// reader goroutine, after the connection is closed.
+// finish ends the session and releases everything it holds. It runs once:
+// on the reader goroutine when the connection closes for good, or when a
+// detached session expires.
 func (s *Session) finish() {
 	s.closeOnce.Do(func() {
 		s.closeConn()
-		s.state.Store(uint32(StateClosed))
 		g := s.g
-		if s.id == "" {
+		s.mu.Lock()
+		s.state.Store(uint32(StateClosed))
+		moved, counted := s.movedTo != "", s.counted
+		s.counted = false
+		s.mu.Unlock()
+		if s.id == "" || moved {
 			return
 		}
-		if g.sessMap.remove(s) {
+		g.sessMap.remove(s)
+		if counted {
 			g.m.sessionClosed(s.transport())
 		}
 		s.mu.Lock()
@@ -488,21 +653,78 @@ func (s *Session) respondError(seq uint32, code wire.Code, msg string) {
 	s.respond(seq, code, []byte(msg))
 }
 
+// respond answers request seq. The response is cached for a re-send after
+// a resume; a detached (or still importing) session only caches it, and a
+// stub forwards it to where the session went.
 func (s *Session) respond(seq uint32, status wire.Code, payload []byte) {
+	g := s.g
+	s.mu.Lock()
+	if to := s.movedTo; to != "" {
+		s.mu.Unlock()
+		g.forwardResponse(to, s.id, seq, status, payload)
+		return
+	}
+	delete(s.waiting, seq)
+	if g.cfg.ResumeGrace > 0 {
+		s.resps.add(respEntry{Seq: seq, Status: status, Payload: payload}, g.cfg.ResponseCache)
+	}
+	s.mu.Unlock()
+	s.writeResponse(seq, status, payload)
+}
+
+func (s *Session) writeResponse(seq uint32, status wire.Code, payload []byte) {
 	if s.begin(9 + len(payload)) {
 		s.out = wire.AppendResponse(s.out, seq, status, payload)
 		s.end(wire.KindResponse)
 	}
 }
 
-// push sends a PUSH with the next push_seq.
+// push sends a PUSH with the next push_seq, and keeps it for replay. A
+// detached session only keeps it; one still taking over a resumed session
+// keeps it unnumbered until the state arrives.
 func (s *Session) push(route string, payload []byte) {
-	if !s.begin(3 + 8 + 1 + len(route) + len(payload)) {
+	g := s.g
+	n := 3 + 8 + 1 + len(route) + len(payload)
+	s.mu.Lock()
+	st := s.State()
+	if st == StateClosing && s.resumableKick() {
+		st = StateDetached // kicked to come back: keep what it will miss
+	}
+	if s.movedTo != "" || st >= StateClosing {
+		s.mu.Unlock()
 		return
 	}
-	s.pushSeq++
-	s.out = wire.AppendPush(s.out, s.pushSeq, route, payload)
-	s.end(wire.KindPush)
+	var seq uint64
+	if st != StateHandshaking || s.imported {
+		s.pushSeq++
+		seq = s.pushSeq
+	}
+	if g.cfg.ResumeGrace > 0 {
+		if s.pushes.add(pushEntry{Seq: seq, Route: route, Payload: payload}, g.cfg.ResumePushes, g.cfg.ResumeBytes, st != StateActive) {
+			s.mu.Unlock()
+			s.expire("resume buffer overflow while disconnected")
+			return
+		}
+	}
+	if st != StateActive || s.kicked {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.out)+n+10 > g.cfg.SendQueueBytes {
+		queued := len(s.out)
+		s.mu.Unlock()
+		s.log0().Warn("kick", "code", int(wire.CodeSlowConsumer), "reason", "send queue full", "queued_bytes", queued)
+		s.kick(wire.CodeSlowConsumer, "slow consumer: send queue full", true)
+		return
+	}
+	if s.out == nil {
+		s.out = getBuf(n + 16)
+	}
+	s.out = s.frameHeader(s.out, n)
+	s.out = wire.AppendPush(s.out, seq, route, payload)
+	g.m.frameOut(wire.KindPush)
+	s.startFlushLocked()
+	s.mu.Unlock()
 }
 
 // ping sends a server PING carrying the server's clock.

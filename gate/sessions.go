@@ -97,7 +97,11 @@ func (g *Gate) Lookup(id string) *Session { return g.sessMap.get(id) }
 func (g *Gate) heartbeatLoop() {
 	defer g.wg.Done()
 	hb := g.cfg.Heartbeat
-	tick := time.NewTicker(max(min(hb/4, time.Second), 5*time.Millisecond))
+	every := min(hb/4, time.Second)
+	if g.cfg.ResumeGrace > 0 {
+		every = min(every, g.cfg.ResumeGrace/4)
+	}
+	tick := time.NewTicker(max(every, 5*time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {
@@ -106,6 +110,20 @@ func (g *Gate) heartbeatLoop() {
 		case now := <-tick.C:
 			n := now.UnixNano()
 			g.sessMap.each(func(s *Session) {
+				switch s.State() {
+				case StateDetached:
+					s.mu.Lock()
+					since := n - s.detachedAt
+					s.mu.Unlock()
+					if time.Duration(since) > g.cfg.ResumeGrace {
+						s.expire("not resumed within the grace period")
+					}
+					return
+				case StateActive:
+					s.expireWaiting(n)
+				default:
+					return
+				}
 				silent := time.Duration(n - s.lastRecv.Load())
 				switch {
 				case silent >= 3*hb:
@@ -117,7 +135,25 @@ func (g *Gate) heartbeatLoop() {
 				}
 			})
 			g.ips.sweep(n)
+			g.moves.sweep(n)
 		}
+	}
+}
+
+// expireWaiting answers 302 to requests a resumed session took over whose
+// answer never came (their first gate died before forwarding it). Requests
+// of this gate's own are answered by the pending table first.
+func (s *Session) expireWaiting(now int64) {
+	var late []uint32
+	s.mu.Lock()
+	for seq, deadline := range s.waiting {
+		if now > deadline+int64(time.Second) {
+			late = append(late, seq)
+		}
+	}
+	s.mu.Unlock()
+	for _, seq := range late {
+		s.respondError(seq, wire.CodeTimeout, "no answer within the request timeout")
 	}
 }
 
@@ -324,6 +360,24 @@ func (c *channels) leave(name string, s *Session) {
 	if empty {
 		_ = ch.sub.Unsubscribe()
 		delete(c.m, name)
+	}
+}
+
+// replace puts nu in old's place in a channel, in one step, so that no
+// publish falls between them.
+func (c *channels) replace(name string, old, nu *Session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := c.m[name]
+	if ch == nil {
+		return
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if i, ok := ch.idx[old]; ok {
+		ch.list[i] = nu
+		delete(ch.idx, old)
+		ch.idx[nu] = i
 	}
 }
 

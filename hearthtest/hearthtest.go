@@ -43,6 +43,9 @@ func Start(t testing.TB, cfg hearth.Config, svcs ...*hearth.Service) *Node {
 	def(&cfg.WSAddr, "127.0.0.1:0")
 	def(&cfg.AdminAddr, "127.0.0.1:0")
 	def(&cfg.DataDir, t.TempDir())
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = time.Second // tests' clients rarely resume elsewhere
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = Logger(t, slog.LevelWarn)
 	}
