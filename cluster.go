@@ -2,12 +2,12 @@ package hearth
 
 import (
 	"context"
-	"sync"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"

@@ -162,9 +162,9 @@ type Gate struct {
 
 	replyPrefix   string
 	resumeSubject string
-	traceBase   uint64
-	nextTrace   atomic.Uint64
-	ids         atomic.Uint64
+	traceBase     uint64
+	nextTrace     atomic.Uint64
+	ids           atomic.Uint64
 
 	mu        sync.Mutex
 	listeners []net.Listener
