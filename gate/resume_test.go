@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/stretchr/testify/require"
 
 	"github.com/hearth-server/hearth"
@@ -204,6 +205,15 @@ func TestResumeLost(t *testing.T) {
 			lost(tr, wire.CodecJSON, "gone-gate."+parts[1]+"."+parts[2], 0)
 			lost(tr, wire.CodecProtobuf, ack.Resume, 0)
 			lost(tr, wire.CodecJSON, ack.Resume, 99) // pushes it never had
+
+			if tr == "ws" {
+				// A close frame is a goodbye: the session ends at once.
+				rc, ack = open(tr)
+				rc.writeWSFrame(ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye"))))
+				_, _ = rc.read()
+				time.Sleep(100 * time.Millisecond)
+				lost(tr, wire.CodecJSON, ack.Resume, 0)
+			}
 
 			// Grace: after it, even the right token is lost.
 			rc, ack = open(tr)

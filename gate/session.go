@@ -85,6 +85,7 @@ type Session struct {
 	detachedAt int64
 	movedTo    string // gate the session was handed to; this is a stub
 	imported   bool   // took over a resumed session's state
+	goodbye    bool   // the client closed the session (a WebSocket close frame)
 	counted    bool   // counted in the connected-sessions gauge
 }
 
@@ -165,10 +166,12 @@ func (s *Session) run() {
 // dropped or the client was told to come back (7, 303); closed otherwise.
 func (s *Session) afterConn() {
 	s.mu.Lock()
-	moved, code := s.movedTo != "", s.kickCode
+	moved, code, goodbye := s.movedTo != "", s.kickCode, s.goodbye
 	s.mu.Unlock()
 	switch {
 	case moved:
+	case goodbye:
+		s.finish()
 	case s.g.cfg.ResumeGrace > 0 && (code == 0 || code == wire.CodeHeartbeatTimeout || code == wire.CodeReconnectElsewhere):
 		s.detach()
 	default:

@@ -97,6 +97,11 @@ func (s *Session) readWS() ([]byte, error) {
 			case opPing:
 				s.wsControl(opPong, payload)
 			case opClose:
+				// A close frame is the client saying goodbye: the session
+				// ends rather than waiting to be resumed.
+				s.mu.Lock()
+				s.goodbye = true
+				s.mu.Unlock()
 				s.wsControl(opClose, nil)
 				return nil, errWSClosed
 			}

@@ -152,6 +152,10 @@ func startProc(t *testing.T, id, roles string, args ...string) *proc {
 		"--log-level", "warn",
 		// These tests call their own services without logging in.
 		"--require-login=false",
+		// Most clients here do not resume: a drain must not wait long for them.
+		"--drain-timeout", "3s",
+		// Every client of these tests comes from 127.0.0.1.
+		"--conn-rate-per-ip", "-1", "--max-conns-per-ip", "-1",
 	}
 	cmd := exec.Command(binary, append(base, args...)...)
 	cmd.Env = os.Environ()
