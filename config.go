@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"time"
+
+	"github.com/hearth-server/hearth/gate"
 )
 
 // Off disables a listener when used as its address.
@@ -84,46 +86,6 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Limits are the gate's timeouts and flow-control limits. Every zero value
-// means the default in its comment; a negative rate means unlimited.
-type Limits struct {
-	// MaxFrame is the largest frame body accepted, in bytes. Zero: 65536.
-	MaxFrame int
-	// HandshakeTimeout bounds the wait for a client's HANDSHAKE. Zero: 5s.
-	HandshakeTimeout time.Duration
-	// Heartbeat is told to clients as heartbeat_ms; 3× it of silence closes
-	// a session (KICK 7). Zero: 10s.
-	Heartbeat time.Duration
-	// RequestTimeout is how long a service may take before the client gets
-	// 302. Zero: 5s.
-	RequestTimeout time.Duration
-	// SendQueueBytes bounds a session's unsent output (KICK 202 past it). Zero: 1 MiB.
-	SendQueueBytes int
-	// WriteTimeout bounds one stalled write to a client (KICK 202). Zero: 10s.
-	WriteTimeout time.Duration
-	// MaxSessions caps a gate's sessions (KICK 203). Zero: 100,000.
-	MaxSessions int
-	// MaxConnsPerIP caps concurrent connections per IP (KICK 203). Zero: 1,000.
-	MaxConnsPerIP int
-	// ConnRatePerIP and ConnBurstPerIP limit new connections per IP (KICK 200).
-	// Zero: 100/s with a burst of 200.
-	ConnRatePerIP  float64
-	ConnBurstPerIP int
-	// RequestRate and RequestBurst limit requests per session (response 200).
-	// Zero: 1,000/s with a burst of 1,000.
-	RequestRate  float64
-	RequestBurst int
-	// MaxInFlight caps a session's unanswered requests (response 201). Zero: 64.
-	MaxInFlight int
-	// ResumeGrace is how long a session whose connection dropped stays
-	// resumable, on any gate. Zero: 60s. Negative: no resume.
-	ResumeGrace time.Duration
-	// ResumePushes and ResumeBytes bound the pushes kept per session for
-	// replay after a resume (past them a detached session is lost: 304).
-	// Zero: 256 pushes and 256 KiB.
-	ResumePushes int
-	ResumeBytes  int
-	// ResponseCache is the responses kept per session to answer a request
-	// re-sent after a resume without running it twice. Zero: 128.
-	ResponseCache int
-}
+// Limits are the gate's timeouts and flow-control limits (see gate.Limits
+// for each field and its default).
+type Limits = gate.Limits

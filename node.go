@@ -358,7 +358,6 @@ func (n *Node) natsOptions() []nats.Option {
 }
 
 func (n *Node) startGate() error {
-	l := n.cfg.Limits
 	addr := func(a string) string {
 		if a == Off {
 			return ""
@@ -366,34 +365,18 @@ func (n *Node) startGate() error {
 		return a
 	}
 	g, err := gate.New(n.bus, gate.Config{
-		ID:               n.id,
-		TCPAddr:          addr(n.cfg.TCPAddr),
-		WSAddr:           addr(n.cfg.WSAddr),
-		TLS:              n.tls,
-		Routes:           n.clusterRoutes,
-		Public:           n.publicRoute(),
-		OnClose:          n.onSessionClosed,
-		NodeAlive:        n.nodeAlive,
-		MaxFrame:         l.MaxFrame,
-		HandshakeTimeout: l.HandshakeTimeout,
-		Heartbeat:        l.Heartbeat,
-		RequestTimeout:   l.RequestTimeout,
-		SendQueueBytes:   l.SendQueueBytes,
-		WriteTimeout:     l.WriteTimeout,
-		MaxSessions:      l.MaxSessions,
-		MaxConnsPerIP:    l.MaxConnsPerIP,
-		ConnRatePerIP:    l.ConnRatePerIP,
-		ConnBurstPerIP:   l.ConnBurstPerIP,
-		RequestRate:      l.RequestRate,
-		RequestBurst:     l.RequestBurst,
-		MaxInFlight:      l.MaxInFlight,
-		ResumeGrace:      l.ResumeGrace,
-		ResumePushes:     l.ResumePushes,
-		ResumeBytes:      l.ResumeBytes,
-		ResponseCache:    l.ResponseCache,
-		OnResume:         n.onSessionResumed,
-		Logger:           n.log,
-		Metrics:          gate.NewMetrics(n.metrics),
+		ID:        n.id,
+		TCPAddr:   addr(n.cfg.TCPAddr),
+		WSAddr:    addr(n.cfg.WSAddr),
+		TLS:       n.tls,
+		Routes:    n.clusterRoutes,
+		Public:    n.publicRoute(),
+		OnClose:   n.onSessionClosed,
+		NodeAlive: n.nodeAlive,
+		Limits:    n.cfg.Limits,
+		OnResume:  n.onSessionResumed,
+		Logger:    n.log,
+		Metrics:   gate.NewMetrics(n.metrics),
 	})
 	if err != nil {
 		return err

@@ -44,6 +44,32 @@ type Config struct {
 	// a user. Nil: every route is public.
 	Public func(route string) bool
 
+	// Limits are the timeouts and flow-control limits.
+	Limits
+
+	// OnResume, when set, is called for every resumed session (on the gate
+	// that resumed it), with its user.
+	OnResume func(session, user string)
+
+	// NodeAlive, when set, is asked before a request is routed to the node
+	// a session is bound to; false fails it with 301 and drops the binding.
+	// Nil: only the bus's no-responders answer drops bindings.
+	NodeAlive func(node string) bool
+
+	// OnClose, when set, is called once for every session that closes after
+	// its handshake, with the user it was bound to (or ""). It runs on the
+	// session's goroutine and must not block for long.
+	OnClose func(session, user string)
+
+	// Logger receives the gate's logs. Nil: slog.Default().
+	Logger *slog.Logger
+	// Metrics records the gate's Prometheus metrics. Nil: none are recorded.
+	Metrics *Metrics
+}
+
+// Limits are a gate's timeouts and flow-control limits. Every zero value
+// means the default in its comment; a negative rate means unlimited.
+type Limits struct {
 	// MaxFrame is the largest frame body accepted. Zero: wire.DefaultMaxFrame.
 	MaxFrame int
 	// HandshakeTimeout bounds the wait for the first frame. Zero: 5s.
@@ -89,24 +115,6 @@ type Config struct {
 	// ResponseCache is how many responses per session are kept, by seq, to
 	// answer a request re-sent after a resume. Zero: 128.
 	ResponseCache int
-	// OnResume, when set, is called for every resumed session (on the gate
-	// that resumed it), with its user.
-	OnResume func(session, user string)
-
-	// NodeAlive, when set, is asked before a request is routed to the node
-	// a session is bound to; false fails it with 301 and drops the binding.
-	// Nil: only the bus's no-responders answer drops bindings.
-	NodeAlive func(node string) bool
-
-	// OnClose, when set, is called once for every session that closes after
-	// its handshake, with the user it was bound to (or ""). It runs on the
-	// session's goroutine and must not block for long.
-	OnClose func(session, user string)
-
-	// Logger receives the gate's logs. Nil: slog.Default().
-	Logger *slog.Logger
-	// Metrics records the gate's Prometheus metrics. Nil: none are recorded.
-	Metrics *Metrics
 }
 
 func (c *Config) setDefaults() {

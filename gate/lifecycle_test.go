@@ -161,7 +161,7 @@ func testChannels(t *testing.T, ownGate bool) {
 			Logger:  hearthtest.Logger(t, slog.LevelWarn),
 			// Without resume a disconnected session leaves its channels at
 			// once; with it, only when its grace passes (see resume tests).
-			ResumeGrace: -1,
+			Limits: gate.Limits{ResumeGrace: -1},
 		})
 		require.NoError(t, err)
 		require.NoError(t, g.Start())
