@@ -336,6 +336,15 @@ func (s *Session) handshake() error {
 	// The ACK, then the pushes the client missed, then everything else: all
 	// written under one lock, so nothing can come between them.
 	s.mu.Lock()
+	if s.kicked {
+		// Shutdown reached this connection while it was handshaking: its
+		// KICK is already queued and must stay the last frame.
+		s.mu.Unlock()
+		if !resumed {
+			g.sessMap.remove(s)
+		}
+		return errKickedInHandshake
+	}
 	s.secretHash = hash
 	s.out = s.frameHeader(s.out, 3+len(payload))
 	s.out = wire.AppendHandshakeAck(s.out, payload)
@@ -372,6 +381,8 @@ func (s *Session) handshake() error {
 	}
 	return nil
 }
+
+var errKickedInHandshake = errors.New("gate: kicked during the handshake")
 
 // resume takes over the session named by the handshake's token, from this
 // gate or the one that holds it.
