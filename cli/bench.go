@@ -2,10 +2,208 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hearth-server/hearth/client"
+	"github.com/hearth-server/hearth/wire"
 )
 
+const benchUsage = `Usage: hearth bench rpc|fanout|idle [flags]
+
+  rpc     N clients doing sys.ping round trips back to back: req/s and latency
+  fanout  N sessions in one channel, one publisher: deliveries/s and latency
+  idle    N idle sessions: the server's memory per session
+
+Without --addr the bench starts its own server in a separate process (the
+same binary, 'hearth serve' on 127.0.0.1 with the per-IP and per-session
+limits lifted) and stops it at the end. Run 'hearth bench rpc -h' for flags.
+`
+
+// bench runs `hearth bench`. The hidden "server" subcommand is the child
+// process the benches start when they need the bench service.
 func bench(ctx context.Context, args []string, opts Options) int {
-	fmt.Fprintln(opts.Stderr, "hearth bench: not built yet")
+	if len(args) == 0 {
+		fmt.Fprint(opts.Stderr, benchUsage)
+		return 2
+	}
+	switch args[0] {
+	case "rpc":
+		return benchRPC(ctx, args[1:], opts)
+	case "fanout":
+		return benchFanout(ctx, args[1:], opts)
+	case "idle":
+		return benchIdle(ctx, args[1:], opts)
+	case "server":
+		return benchServe(ctx, args[1:], opts)
+	case "help", "-h", "--help":
+		fmt.Fprint(opts.Stdout, benchUsage)
+		return 0
+	}
+	fmt.Fprintf(opts.Stderr, "hearth bench: unknown benchmark %q\n\n%s", args[0], benchUsage)
 	return 2
+}
+
+// benchFlags are the flags every benchmark has.
+type benchFlags struct {
+	name       string // "rpc", "fanout", "idle"
+	addr       string
+	adminURL   string
+	transport  string
+	codec      string
+	inprocess  bool
+	jsonOut    bool
+	insecure   bool
+	routeIDs   bool
+	cpuProfile string // this process, --inprocess only makes it the server's too
+	srvProfile string // the child server's CPU profile
+}
+
+func newBenchFlagSet(name string, opts Options, bf *benchFlags, defCodec string) *flag.FlagSet {
+	bf.name = name
+	fs := flag.NewFlagSet("hearth bench "+name, flag.ContinueOnError)
+	fs.SetOutput(opts.Stderr)
+	fs.StringVar(&bf.addr, "addr", "", "benchmark a running server at this URL (tcp://, tls://, ws://…/ws, wss://…/ws) instead of starting one")
+	fs.StringVar(&bf.adminURL, "admin-url", "", "with --addr: the server's admin listener (http://host:7180), to read its CPU and memory from /metrics")
+	fs.StringVar(&bf.transport, "transport", "tcp", "tcp or ws (without --addr)")
+	fs.StringVar(&bf.codec, "codec", defCodec, "session codec: json or protobuf")
+	fs.BoolVar(&bf.inprocess, "inprocess", false, "run the server inside this process instead of a separate one")
+	fs.BoolVar(&bf.jsonOut, "json", false, "print the result as JSON instead of a table")
+	fs.BoolVar(&bf.insecure, "insecure", false, "with tls:// or wss://, do not verify the server's certificate")
+	fs.BoolVar(&bf.routeIDs, "route-ids", false, "send numeric route ids from the handshake dictionary instead of route names")
+	fs.StringVar(&bf.cpuProfile, "cpuprofile", "", "write this process's CPU profile to a file (with --inprocess it includes the server)")
+	fs.StringVar(&bf.srvProfile, "server-cpuprofile", "", "write the CPU profile of the server child process to a file (not with --addr or --inprocess)")
+	return fs
+}
+
+// parse parses args and checks the common flags; it returns an exit code
+// and false when the command must stop.
+func (bf *benchFlags) parse(fs *flag.FlagSet, args []string, opts Options) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(opts.Stderr, "hearth bench %s: unexpected argument %q (flags start with --)\n", bf.name, fs.Arg(0))
+		return 2, false
+	}
+	fail := func(format string, a ...any) (int, bool) {
+		fmt.Fprintf(opts.Stderr, "hearth bench %s: "+format+"\n", append([]any{bf.name}, a...)...)
+		return 2, false
+	}
+	if bf.transport != "tcp" && bf.transport != "ws" {
+		return fail("--transport %q: use tcp or ws", bf.transport)
+	}
+	if !wire.ValidCodec(bf.codec) {
+		return fail("--codec %q: use json or protobuf", bf.codec)
+	}
+	if bf.addr != "" {
+		scheme, _, ok := strings.Cut(bf.addr, "://")
+		if !ok {
+			bf.addr = "tcp://" + bf.addr
+			scheme = "tcp"
+		}
+		switch scheme {
+		case "tcp", "tls":
+			bf.transport = "tcp"
+		case "ws", "wss":
+			bf.transport = "ws"
+		default:
+			return fail("--addr %q: the scheme must be tcp, tls, ws or wss", bf.addr)
+		}
+		if bf.inprocess {
+			return fail("--inprocess and --addr exclude each other")
+		}
+		if bf.srvProfile != "" {
+			return fail("--server-cpuprofile needs the bench's own server (no --addr); profile your server yourself")
+		}
+	} else if bf.adminURL != "" {
+		return fail("--admin-url is for --addr; the bench reads its own server's metrics")
+	}
+	if bf.inprocess && bf.srvProfile != "" {
+		return fail("with --inprocess use --cpuprofile (the server runs in this process)")
+	}
+	return 0, true
+}
+
+// clientOptions are the options of every bench client.
+func (bf *benchFlags) clientOptions() client.Options {
+	o := client.Options{Codec: bf.codec, Name: "hearth-bench/" + Version, UseRouteIDs: bf.routeIDs, HandshakeTimeout: 30 * time.Second}
+	if strings.HasPrefix(bf.addr, "tls://") || strings.HasPrefix(bf.addr, "wss://") {
+		o.TLS = &tls.Config{InsecureSkipVerify: bf.insecure} //nolint:gosec // the user asked for it
+	}
+	return o
+}
+
+// startCPUProfile starts --cpuprofile; the returned func stops it.
+func (bf *benchFlags) startCPUProfile() (func(), error) {
+	if bf.cpuProfile == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(bf.cpuProfile)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// report is what a benchmark prints: a table, or with --json the result.
+type report struct {
+	title string
+	rows  [][2]string
+	notes []string
+}
+
+func (r *report) add(name, format string, a ...any) {
+	r.rows = append(r.rows, [2]string{name, fmt.Sprintf(format, a...)})
+}
+
+func (r *report) note(format string, a ...any) { r.notes = append(r.notes, fmt.Sprintf(format, a...)) }
+
+func (r *report) print(w io.Writer) {
+	fmt.Fprintln(w, r.title)
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	for _, row := range r.rows {
+		fmt.Fprintf(tw, "  %s\t%s\n", row[0], row[1])
+	}
+	tw.Flush()
+	for _, n := range r.notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+}
+
+// emit prints result as JSON with --json, else the table.
+func emit(w io.Writer, bf *benchFlags, result any, r *report) {
+	if bf.jsonOut {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(result)
+		return
+	}
+	r.print(w)
+}
+
+// benchError prints a failed benchmark's error and returns the exit code.
+func benchError(opts Options, name string, err error) int {
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintf(opts.Stderr, "hearth bench %s: interrupted\n", name)
+		return 130
+	}
+	fmt.Fprintf(opts.Stderr, "hearth bench %s: %v\n", name, err)
+	return 1
 }

@@ -1,0 +1,441 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/hearth-server/hearth"
+)
+
+// The bench service's channel and push route.
+const (
+	benchChannel = "bench"
+	benchRoute   = "bench.msg"
+)
+
+// BenchService returns the service `hearth bench fanout` needs on the
+// server it measures (`hearth serve --bench` registers it):
+//
+//	bench.join     joins the calling session to the channel "bench"
+//	bench.publish  google.protobuf.BytesValue: node.Publish of it to the
+//	               channel "bench" on route bench.msg; answers Empty
+//
+// Its clients do not log in: a node that requires login must list "bench"
+// in Config.PublicServices.
+func BenchService(node *hearth.Node) *hearth.Service {
+	svc := hearth.NewService("bench")
+	hearth.HandleRaw(svc, "join", func(ctx context.Context, s *hearth.Session, _ []byte) ([]byte, error) {
+		if err := s.Join(ctx, benchChannel); err != nil {
+			return nil, err
+		}
+		if s.Codec() == "json" {
+			return []byte("{}"), nil
+		}
+		return nil, nil
+	})
+	hearth.Handle(svc, "publish", func(ctx context.Context, _ *hearth.Session, msg *wrapperspb.BytesValue) (*emptypb.Empty, error) {
+		if err := node.Publish(ctx, benchChannel, benchRoute, msg); err != nil {
+			return nil, err
+		}
+		return &emptypb.Empty{}, nil
+	})
+	return svc
+}
+
+// benchServe is `hearth bench server [--cpuprofile FILE] [--gc-signal] --
+// [serve flags]`, hidden: `hearth serve` under a CPU profile, or collecting
+// garbage on SIGUSR1. The benches start it instead of serve when they need
+// either.
+func benchServe(ctx context.Context, args []string, opts Options) int {
+	fs := flag.NewFlagSet("hearth bench server", flag.ContinueOnError)
+	fs.SetOutput(opts.Stderr)
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file")
+	gcSignal := fs.Bool("gc-signal", false, "run a full GC and return freed memory to the OS on SIGUSR1")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() == 0 || fs.Arg(0) != "serve" {
+		fmt.Fprintln(opts.Stderr, "usage: hearth bench server [--cpuprofile FILE] [--gc-signal] -- serve [hearth serve flags]")
+		return 2
+	}
+	if *gcSignal {
+		gcOnSignal()
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			fmt.Fprintf(opts.Stderr, "hearth bench server: --cpuprofile: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(opts.Stderr, "hearth bench server: --cpuprofile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	return serve(ctx, fs.Args()[1:], opts)
+}
+
+// serverNeeds says what a benchmark needs of the server it starts.
+type serverNeeds struct {
+	benchService bool // fanout: bench.join and bench.publish
+	maxInFlight  int  // at least the client's pipeline depth
+	gcSignal     bool // idle: the child collects garbage on SIGUSR1
+}
+
+// target is the server a benchmark runs against.
+type target struct {
+	url      string // client URL for the benchmark's transport
+	adminURL string // "" when unknown
+	pid      int    // the child server's pid; 0 for --addr and --inprocess
+	desc     string // for the report: how the server runs
+	external bool   // --addr
+	logs     *logTail
+	stop     func() // stops a server the bench started
+}
+
+// benchExecutable is the binary started as the server child; tests point it
+// at a built cmd/hearth.
+var benchExecutable = os.Executable
+
+// startTarget starts the server the flags ask for, or describes --addr.
+func startTarget(ctx context.Context, bf *benchFlags, need serverNeeds, opts Options) (*target, error) {
+	if bf.addr != "" {
+		return &target{url: bf.addr, adminURL: strings.TrimRight(bf.adminURL, "/"), desc: "external " + bf.addr, external: true, stop: func() {}}, nil
+	}
+	dir, err := os.MkdirTemp("", "hearth-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("temporary data directory: %w", err)
+	}
+	var t *target
+	if bf.inprocess {
+		t, err = startInProcess(ctx, bf, need, dir, opts)
+	} else {
+		t, err = startChild(ctx, bf, need, dir)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	stop := t.stop
+	t.stop = func() { stop(); os.RemoveAll(dir) }
+	return t, nil
+}
+
+// limitArgs lift the gate's limits that one benchmarking IP would hit.
+func limitArgs(need serverNeeds) []string {
+	return []string{
+		"--max-conns-per-ip", "-1",
+		"--conn-rate-per-ip", "-1",
+		"--session-rate", "-1",
+		"--max-inflight", strconv.Itoa(max(64, need.maxInFlight)),
+	}
+}
+
+// startChild runs the server as a separate process: `serve`, or the hidden
+// `bench server` when the bench service or a server profile is needed.
+func startChild(ctx context.Context, bf *benchFlags, need serverNeeds, dir string) (*target, error) {
+	exe, err := benchExecutable()
+	if err != nil {
+		return nil, fmt.Errorf("cannot find this program to start the server: %w (start one with hearth serve and use --addr)", err)
+	}
+	args := []string{"serve"}
+	if bf.srvProfile != "" || need.gcSignal {
+		args = []string{"bench", "server"}
+		if bf.srvProfile != "" {
+			args = append(args, "--cpuprofile", bf.srvProfile)
+		}
+		if need.gcSignal {
+			args = append(args, "--gc-signal")
+		}
+		args = append(args, "--", "serve")
+	}
+	if need.benchService {
+		args = append(args, "--bench")
+	}
+	what := strings.Join(args, " ")
+	args = append(args, "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+		"--data", dir, "--log-level", "warn")
+	args = append(args, limitArgs(need)...)
+	cmd := exec.Command(exe, args...)
+	cmd.SysProcAttr = childSysProcAttr()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	logs := newLogTail(40)
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the server (%s %s): %w", exe, strings.Join(args, " "), err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	stop := func() {
+		select {
+		case <-exited:
+			return
+		default:
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}
+
+	// serve prints its listeners once it is ready; read them, then drain.
+	type addrs struct{ tcp, ws, admin string }
+	ready := make(chan addrs, 1)
+	go func() {
+		var a addrs
+		sc := bufio.NewScanner(stdout)
+		sent := false
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			if len(f) >= 2 && !sent {
+				switch f[0] {
+				case "tcp":
+					a.tcp = f[1]
+				case "ws":
+					a.ws = f[1]
+				case "admin":
+					a.admin = f[1]
+				case "try:", "nats":
+					ready <- a
+					sent = true
+				}
+			}
+		}
+		if !sent {
+			ready <- a
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	var a addrs
+	select {
+	case a = <-ready:
+	case <-ctx.Done():
+		stop()
+		return nil, ctx.Err()
+	case <-time.After(60 * time.Second):
+		stop()
+		return nil, fmt.Errorf("the server did not start within 60s; its log:\n%s", logs.String())
+	}
+	url := a.tcp
+	if bf.transport == "ws" {
+		url = a.ws
+	}
+	if url == "" {
+		stop()
+		<-exited
+		return nil, fmt.Errorf("the server did not start (%v); its log:\n%s", waitErr, logs.String())
+	}
+	return &target{
+		url:      url,
+		adminURL: a.admin,
+		pid:      cmd.Process.Pid,
+		desc:     fmt.Sprintf("separate process (%s, pid %d)", what, cmd.Process.Pid),
+		logs:     logs,
+		stop:     stop,
+	}, nil
+}
+
+// startInProcess runs the server in this process (--inprocess).
+func startInProcess(ctx context.Context, bf *benchFlags, need serverNeeds, dir string, opts Options) (*target, error) {
+	logs := newLogTail(40)
+	cfg := hearth.Config{
+		TCPAddr:   "127.0.0.1:0",
+		WSAddr:    "127.0.0.1:0",
+		AdminAddr: "127.0.0.1:0",
+		DataDir:   dir,
+		Logger:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Limits: hearth.Limits{
+			MaxConnsPerIP: -1,
+			ConnRatePerIP: -1,
+			RequestRate:   -1,
+			MaxInFlight:   max(64, need.maxInFlight),
+		},
+	}
+	node, err := hearth.New(cfg)
+	if err == nil {
+		err = node.Register(BenchService(node))
+	}
+	if err == nil && opts.Services != nil {
+		err = node.Register(opts.Services()...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	errc := make(chan error, 1)
+	go func() { errc <- node.Run(rctx) }()
+	select {
+	case <-node.Ready():
+	case err := <-errc:
+		cancel()
+		return nil, fmt.Errorf("the in-process server did not start: %w", err)
+	}
+	url := "tcp://" + node.Addr("tcp").String()
+	if bf.transport == "ws" {
+		url = "ws://" + node.Addr("ws").String() + "/ws"
+	}
+	return &target{
+		url:      url,
+		adminURL: "http://" + node.Addr("admin").String(),
+		desc:     "in-process",
+		logs:     logs,
+		stop: func() {
+			cancel()
+			<-errc
+		},
+	}, nil
+}
+
+// serverStats reads the target's CPU time and memory.
+type serverStats struct {
+	CPU        time.Duration // user + system CPU time
+	RSS        int64         // resident set size, bytes
+	HeapInuse  int64         // Go heap in use, bytes (-1 unknown)
+	StackInuse int64         // goroutine stacks, bytes (-1 unknown)
+	Goroutines int64         // -1 unknown
+	ok         bool          // CPU and RSS are known
+}
+
+// stats reads the server's CPU and memory: from /proc for a child, from
+// the admin /metrics for --addr with --admin-url. In-process, CPU is this
+// whole process (server and clients).
+func (t *target) stats(ctx context.Context) serverStats {
+	s := serverStats{HeapInuse: -1, StackInuse: -1, Goroutines: -1}
+	var m map[string]float64
+	if t.adminURL != "" && (t.pid != 0 || t.external) {
+		m, _ = scrapeMetrics(ctx, t.adminURL)
+	}
+	if v, ok := m["go_memstats_heap_inuse_bytes"]; ok {
+		s.HeapInuse = int64(v)
+	}
+	if v, ok := m["go_memstats_stack_inuse_bytes"]; ok {
+		s.StackInuse = int64(v)
+	}
+	if v, ok := m["go_goroutines"]; ok {
+		s.Goroutines = int64(v)
+	}
+	switch {
+	case t.pid != 0:
+		cpu, err1 := procCPU(t.pid)
+		rss, err2 := procRSS(t.pid)
+		s.CPU, s.RSS, s.ok = cpu, rss, err1 == nil && err2 == nil
+	case t.external:
+		cpu, ok1 := m["process_cpu_seconds_total"]
+		rss, ok2 := m["process_resident_memory_bytes"]
+		s.CPU, s.RSS, s.ok = time.Duration(cpu*float64(time.Second)), int64(rss), ok1 && ok2
+	}
+	return s
+}
+
+// scrapeMetrics reads the unlabelled samples of a Prometheus text /metrics.
+func scrapeMetrics(ctx context.Context, adminURL string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s/metrics: %s", adminURL, resp.Status)
+	}
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || strings.ContainsRune(name, '{') {
+			continue
+		}
+		if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			m[name] = f
+		}
+	}
+	return m, sc.Err()
+}
+
+// logTail keeps the last lines a server logged, and counts them.
+type logTail struct {
+	mu    sync.Mutex
+	max   int
+	lines []string
+	part  []byte
+	count int
+}
+
+func newLogTail(n int) *logTail { return &logTail{max: n} }
+
+func (l *logTail) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.part = append(l.part, p...)
+	for {
+		i := strings.IndexByte(string(l.part), '\n')
+		if i < 0 {
+			break
+		}
+		l.count++
+		l.lines = append(l.lines, string(l.part[:i]))
+		if len(l.lines) > l.max {
+			l.lines = l.lines[1:]
+		}
+		l.part = l.part[i+1:]
+	}
+	if len(l.part) > 64<<10 {
+		l.part = l.part[:0]
+	}
+	return len(p), nil
+}
+
+// Count is the number of lines logged.
+func (l *logTail) Count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.count
+}
+
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) == 0 && len(l.part) == 0 {
+		return "  (nothing)"
+	}
+	return "  " + strings.Join(append(l.lines, string(l.part)), "\n  ")
+}

@@ -1,0 +1,156 @@
+package cli
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// childSysProcAttr makes the kernel kill the server child if the bench dies
+// without stopping it.
+func childSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
+// raiseFDLimit raises this process's RLIMIT_NOFILE soft limit to need (up to
+// the hard limit); a child started later inherits it. It returns the limit
+// now in force.
+func raiseFDLimit(need uint64) (uint64, error) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, err
+	}
+	if rl.Cur >= need {
+		return rl.Cur, nil
+	}
+	want := min(need, rl.Max)
+	next := rl
+	next.Cur = want
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &next); err != nil {
+		return rl.Cur, err
+	}
+	return want, nil
+}
+
+// fdHardLimit is RLIMIT_NOFILE's hard limit.
+func fdHardLimit() uint64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return rl.Max
+}
+
+// procRSS reads a process's resident set size from /proc/<pid>/status.
+func procRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) != 2 || f[1] != "kB" {
+				break
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times (100 on Linux).
+const clockTicks = 100
+
+// procCPU reads a process's user + system CPU time from /proc/<pid>/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may contain spaces: fields start after its ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: bad format", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: bad format", pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: bad format", pid)
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// selfCPU is this process's user + system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineCPU is the CPU time all processes have spent busy (everything but
+// idle, iowait and steal), and the part of it spent in interrupts and
+// softirqs (network processing: loopback traffic is mostly the bench's own),
+// from /proc/stat.
+func machineCPU() (busy, irq time.Duration, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, 0, false
+	}
+	var total, intr int64
+	// user nice system idle iowait irq softirq steal guest guest_nice;
+	// guest time is also in user.
+	for i, s := range f[1:min(len(f), 8)] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		switch i {
+		case 3, 4, 7:
+		case 5, 6:
+			intr += v
+			total += v
+		default:
+			total += v
+		}
+	}
+	tick := func(v int64) time.Duration { return time.Duration(v) * time.Second / clockTicks }
+	return tick(total), tick(intr), true
+}
+
+// gcOnSignal makes SIGUSR1 run a full GC and return freed memory to the OS:
+// the idle bench's child server, so that it can read the memory sessions
+// hold rather than garbage not yet collected.
+func gcOnSignal() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGUSR1)
+	go func() {
+		for range ch {
+			// Twice: sync.Pool contents survive one collection.
+			debug.FreeOSMemory()
+			debug.FreeOSMemory()
+		}
+	}()
+}
+
+// signalGC asks a child started with --gc-signal to collect garbage.
+func signalGC(pid int) error { return syscall.Kill(pid, syscall.SIGUSR1) }

@@ -1,0 +1,29 @@
+//go:build !linux
+
+package cli
+
+import (
+	"errors"
+	"syscall"
+	"time"
+)
+
+var errNoProc = errors.New("reading another process's CPU and memory needs Linux /proc; use --addr with --admin-url")
+
+func childSysProcAttr() *syscall.SysProcAttr { return nil }
+
+func raiseFDLimit(need uint64) (uint64, error) { return need, nil }
+
+func fdHardLimit() uint64 { return 0 }
+
+func procRSS(int) (int64, error) { return 0, errNoProc }
+
+func procCPU(int) (time.Duration, error) { return 0, errNoProc }
+
+func selfCPU() time.Duration { return 0 }
+
+func machineCPU() (busy, irq time.Duration, ok bool) { return 0, 0, false }
+
+func gcOnSignal() {}
+
+func signalGC(int) error { return errNoProc }

@@ -1,0 +1,337 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/client"
+	"github.com/hearth-server/hearth/hearthtest"
+	"github.com/hearth-server/hearth/wire"
+)
+
+// useBenchBinary makes the benches start a built cmd/hearth as their
+// server child (os.Executable is the test binary here).
+func useBenchBinary(t *testing.T) {
+	bin := hearthBin(t)
+	old := benchExecutable
+	benchExecutable = func() (string, error) { return bin, nil }
+	t.Cleanup(func() { benchExecutable = old })
+}
+
+func runBench(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	code = Main(ctx, append([]string{"bench"}, args...), Options{Stdout: &out, Stderr: &errb})
+	return out.String(), errb.String(), code
+}
+
+var firstNumber = regexp.MustCompile(`[0-9][0-9,]*(\.[0-9]+)?`)
+
+// row returns the first number on the table row named name.
+func row(t *testing.T, table, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(table, "\n") {
+		rest, ok := strings.CutPrefix(line, "  "+name+" ")
+		if !ok {
+			continue
+		}
+		m := firstNumber.FindString(rest)
+		require.NotEmpty(t, m, "row %q has no number: %q", name, line)
+		v, err := strconv.ParseFloat(strings.ReplaceAll(m, ",", ""), 64)
+		require.NoError(t, err)
+		return v
+	}
+	t.Fatalf("no row %q in:\n%s", name, table)
+	return 0
+}
+
+func TestBenchCommands(t *testing.T) {
+	useBenchBinary(t)
+	cases := []struct {
+		name    string
+		args    []string
+		nonZero []string // rows whose number must be > 0
+		zero    []string // rows whose number must be 0
+		text    []string // must appear in the output
+	}{
+		{
+			name:    "rpc",
+			args:    []string{"rpc", "--clients", "4", "--duration", "1s", "--warmup", "200ms"},
+			nonZero: []string{"requests", "throughput", "latency p50", "latency p90", "latency p99", "latency p99.9", "latency max", "server cpu", "bench cpu"},
+			zero:    []string{"errors"},
+		},
+		{
+			name:    "rpc-ws-protobuf-pipelined",
+			args:    []string{"rpc", "--clients", "3", "--pipeline", "4", "--transport", "ws", "--codec", "protobuf", "--route-ids", "--duration", "500ms", "--warmup", "100ms"},
+			nonZero: []string{"requests", "throughput", "latency p50"},
+			zero:    []string{"errors"},
+		},
+		{
+			name:    "fanout",
+			args:    []string{"fanout", "--sessions", "20", "--duration", "1s", "--warmup", "200ms"},
+			nonZero: []string{"publishes", "publish rate", "deliveries", "delivery rate", "delivery latency p50", "delivery latency p99", "server cpu"},
+			zero:    []string{"errors"},
+		},
+		{
+			name:    "fanout-ws-json",
+			args:    []string{"fanout", "--sessions", "5", "--transport", "ws", "--codec", "json", "--duration", "500ms", "--warmup", "100ms"},
+			nonZero: []string{"deliveries", "delivery rate", "delivery latency p50"},
+			zero:    []string{"errors"},
+		},
+		{
+			name:    "idle",
+			args:    []string{"idle", "--sessions", "50", "--settle", "500ms"},
+			nonZero: []string{"sessions", "server rss before", "server rss after", "go stacks per session", "goroutines per session"},
+			text:    []string{"rss per session", "rss per session, marginal", "after GC", "--gc-signal"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := runBench(t, tc.args...)
+			require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+			require.Contains(t, out, "hearth bench "+tc.args[0]+":")
+			require.Contains(t, out, "server: separate process")
+			for _, r := range tc.nonZero {
+				require.Greater(t, row(t, out, r), 0.0, "row %q in:\n%s", r, out)
+			}
+			for _, r := range tc.zero {
+				require.Equal(t, 0.0, row(t, out, r), "row %q in:\n%s", r, out)
+			}
+			for _, x := range tc.text {
+				require.Contains(t, out, x)
+			}
+			require.Contains(t, errOut, "\r", "no progress line on stderr")
+			require.NotContains(t, out, "connections lost")
+		})
+	}
+}
+
+func TestBenchJSONAndInProcess(t *testing.T) {
+	out, errOut, code := runBench(t, "rpc", "--inprocess", "--json", "--clients", "2", "--duration", "300ms", "--warmup", "0s")
+	require.Equal(t, 0, code, errOut)
+	var res RPCResult
+	require.NoError(t, json.Unmarshal([]byte(out), &res), out)
+	require.Equal(t, "rpc", res.Bench)
+	require.Equal(t, "in-process", res.Server)
+	require.Greater(t, res.Requests, int64(0))
+	require.Greater(t, res.ReqPerSec, 0.0)
+	require.Greater(t, res.Latency.P99, 0.0)
+	require.Empty(t, res.Errors)
+
+	out, errOut, code = runBench(t, "fanout", "--inprocess", "--json", "--sessions", "3", "--duration", "300ms", "--warmup", "0s")
+	require.Equal(t, 0, code, errOut)
+	var fres FanoutResult
+	require.NoError(t, json.Unmarshal([]byte(out), &fres), out)
+	require.Greater(t, fres.Deliveries, int64(0))
+	require.Greater(t, fres.Publishes, int64(0))
+}
+
+func TestBenchErrors(t *testing.T) {
+	// A server without the bench service.
+	node := hearthtest.Start(t, hearth.Config{})
+	_, errOut, code := runBench(t, "fanout", "--addr", node.URL("tcp"), "--sessions", "2", "--duration", "200ms")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "hearth serve --bench")
+
+	// Nothing listening.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	_, errOut, code = runBench(t, "rpc", "--addr", "tcp://"+addr, "--clients", "1", "--duration", "200ms")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "is `hearth serve` running")
+
+	// The default per-IP limits of an external server.
+	limited := hearthtest.Start(t, hearth.Config{Limits: hearth.Limits{MaxConnsPerIP: 3}})
+	_, errOut, code = runBench(t, "idle", "--addr", limited.URL("tcp"), "--admin-url", limited.AdminURL(), "--sessions", "10", "--settle", "0s")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "KICK 203")
+	require.Contains(t, errOut, "--max-conns-per-ip -1")
+
+	// An external server's memory, from its admin /metrics.
+	out, errOut, code := runBench(t, "idle", "--addr", node.URL("ws"), "--admin-url", node.AdminURL(), "--sessions", "5", "--settle", "0s")
+	require.Equal(t, 0, code, errOut)
+	require.Greater(t, row(t, out, "server rss after"), 0.0)
+
+	for _, args := range [][]string{
+		{"nope"},
+		{"rpc", "--clients", "0"},
+		{"rpc", "--transport", "udp"},
+		{"rpc", "--codec", "xml"},
+		{"idle", "--inprocess"},
+		{"idle", "--addr", "tcp://127.0.0.1:1"},
+		{"fanout", "--payload", "8"},
+		{"rpc", "--addr", "http://x"},
+		{"rpc", "extra"},
+		{"server", "--gc-signal"},
+		{"rpc", "--inprocess", "--server-cpuprofile", "x"},
+	} {
+		_, errOut, code := runBench(t, args...)
+		require.Equal(t, 2, code, "%v: %s", args, errOut)
+		require.NotEmpty(t, errOut)
+	}
+}
+
+// A server that goes away mid-run: the bench reports the lost connections
+// and does not hang.
+func TestBenchServerGone(t *testing.T) {
+	cfg := hearth.Config{
+		TCPAddr: "127.0.0.1:0", WSAddr: hearth.Off, AdminAddr: hearth.Off, DataDir: t.TempDir(),
+		Logger: hearthtest.Logger(t, slog.LevelError),
+		Limits: hearth.Limits{RequestRate: -1},
+	}
+	node, err := hearth.New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- node.Run(ctx) }()
+	<-node.Ready()
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		cancel()
+	}()
+	start := time.Now()
+	_, errOut, code := runBench(t, "rpc", "--addr", "tcp://"+node.Addr("tcp").String(), "--clients", "3", "--pipeline", "2", "--warmup", "200ms", "--duration", "30s")
+	<-errc
+	require.Equal(t, 1, code)
+	require.Less(t, time.Since(start), 20*time.Second, "the bench waited out --duration")
+	require.Contains(t, errOut, "every connection was lost; the first ended with: hearth: 8 server shutting down")
+}
+
+func TestBenchPayloads(t *testing.T) {
+	for _, n := range []int{0, 2, 9, 40, 130, 200, 20_000} {
+		p := pingPayload(wire.CodecJSON, n)
+		require.True(t, json.Valid(p), "%d: %s", n, p)
+		if n >= 9 {
+			require.Len(t, p, n)
+		}
+		if pb := pingPayload(wire.CodecProtobuf, n); n >= 3 {
+			require.InDelta(t, n, len(pb), 1, "protobuf payload of %d", n) // a varint boundary may cost a byte
+		}
+	}
+	for _, size := range []int{16, 32, 200, 1000} {
+		p := publishPayload(nil, size, 12345, 678)
+		stamp, round, ok := parseDelivery(p, false)
+		require.True(t, ok)
+		require.Equal(t, int64(12345), stamp)
+		require.Equal(t, uint64(678), round)
+		js := []byte(`"` + base64.StdEncoding.EncodeToString(p[len(p)-size:]) + `"`)
+		stamp, round, ok = parseDelivery(js, true)
+		require.True(t, ok, "%s", js)
+		require.Equal(t, int64(12345), stamp)
+		require.Equal(t, uint64(678), round)
+	}
+	require.Equal(t, "1,234,567", fmtInt(1234567))
+	require.Equal(t, "-1,000", fmtInt(-1000))
+}
+
+// BenchmarkRPC measures sys.ping round trips end to end in one process:
+// 64 clients, each with one request outstanding, through the gate, the
+// embedded NATS bus and the sys service.
+func BenchmarkRPC(b *testing.B) {
+	for _, tr := range hearthtest.Transports {
+		b.Run(tr, func(b *testing.B) {
+			node := hearthtest.Start(b, hearth.Config{Limits: hearth.Limits{RequestRate: -1, MaxConnsPerIP: -1, ConnRatePerIP: -1}})
+			const nclients = 64
+			clients := make([]*client.Client, nclients)
+			for i := range clients {
+				clients[i] = node.Dial(b, tr)
+			}
+			payload := pingPayload(wire.CodecJSON, 40)
+			var next atomic.Int64
+			b.SetParallelism((nclients + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				c := clients[int(next.Add(1)-1)%nclients]
+				ctx := context.Background()
+				for pb.Next() {
+					if _, err := c.RequestRaw(ctx, "sys.ping", payload); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+		})
+	}
+}
+
+// BenchmarkFanout measures channel publishes to 100 sessions in one
+// process; each op is one publish delivered to every session.
+func BenchmarkFanout(b *testing.B) {
+	const nsessions = 100
+	cfg := hearth.Config{
+		TCPAddr: "127.0.0.1:0", WSAddr: hearth.Off, AdminAddr: hearth.Off, DataDir: b.TempDir(),
+		Logger: hearthtest.Logger(b, slog.LevelError),
+		Limits: hearth.Limits{RequestRate: -1, MaxConnsPerIP: -1, ConnRatePerIP: -1},
+	}
+	node, err := hearth.New(cfg)
+	require.NoError(b, err)
+	require.NoError(b, node.Register(BenchService(node)))
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- node.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-errc })
+	<-node.Ready()
+	url := "tcp://" + node.Addr("tcp").String()
+
+	var got atomic.Int64
+	var mu sync.Mutex
+	cond := sync.NewCond(&mu)
+	for range nsessions {
+		c, err := client.Dial(ctx, url, client.Options{Codec: wire.CodecProtobuf})
+		require.NoError(b, err)
+		b.Cleanup(func() { c.Close() })
+		c.OnPush(benchRoute, func(client.Push) {
+			got.Add(1)
+			mu.Lock()
+			cond.Broadcast()
+			mu.Unlock()
+		})
+		_, err = c.RequestRaw(ctx, "bench.join", nil)
+		require.NoError(b, err)
+	}
+	pub, err := client.Dial(ctx, url, client.Options{Codec: wire.CodecProtobuf})
+	require.NoError(b, err)
+	b.Cleanup(func() { pub.Close() })
+	buf := publishPayload(nil, 32, 0, 0)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := pub.RequestRaw(ctx, "bench.publish", buf); err != nil {
+			b.Fatal(err)
+		}
+		// Keep at most 4 publishes in flight.
+		want := int64(i-3) * nsessions
+		mu.Lock()
+		for got.Load() < want {
+			cond.Wait()
+		}
+		mu.Unlock()
+	}
+	mu.Lock()
+	for got.Load() < int64(b.N)*nsessions {
+		cond.Wait()
+	}
+	mu.Unlock()
+	b.ReportMetric(float64(b.N)*nsessions/b.Elapsed().Seconds(), "deliveries/s")
+}
