@@ -318,7 +318,6 @@ func (g *Gate) acceptLoop(ln net.Listener, ws bool) {
 }
 
 func (g *Gate) serveConn(conn net.Conn, ws bool) {
-	defer g.conns.Done()
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
@@ -329,8 +328,17 @@ func (g *Gate) serveConn(conn net.Conn, ws bool) {
 	// Until its handshake completes the connection is not in the sessions
 	// map; Shutdown closes these directly.
 	g.pre.Store(s, struct{}{})
-	defer g.pre.Delete(s)
-	s.run()
+	ok := s.open()
+	g.pre.Delete(s)
+	if !ok {
+		g.conns.Done()
+		return
+	}
+	// A fresh goroutine, with a small stack, waits on the connection.
+	go func() {
+		defer g.conns.Done()
+		s.serve()
+	}()
 }
 
 func (g *Gate) closeListeners() {

@@ -48,7 +48,6 @@ type Session struct {
 	ip    netip.Addr
 	addr  string
 	codec cluster.Codec
-	log   *slog.Logger
 
 	state    atomic.Uint32
 	upgraded atomic.Bool  // WebSocket handshake done
@@ -59,7 +58,7 @@ type Session struct {
 
 	// Used only by the reader goroutine.
 	hdr       [14]byte
-	rbuf      []byte
+	rbuf      *[]byte // a borrowed small-frame buffer, while a frame is read
 	tokens    float64
 	tokensAt  int64
 	warnedAt  int64
@@ -118,10 +117,11 @@ func (s *Session) transport() string {
 	return "tcp"
 }
 
-// run owns the connection: admission, handshake, then the read loop. It
-// returns when the connection is closed, leaving the session detached
-// (resumable) when the connection merely dropped.
-func (s *Session) run() {
+// open admits the connection and runs its handshake. It reports whether
+// the session is established; serve then reads it. They run on different
+// goroutines so that the handshake's deep stack (JSON, TLS, the upgrade) is
+// not kept by the goroutine that then waits on an idle connection.
+func (s *Session) open() bool {
 	g := s.g
 	if code, reason := g.admit(s); code != wire.OK {
 		g.log.Warn("connection refused", "remote", s.addr, "code", int(code), "reason", reason)
@@ -130,21 +130,21 @@ func (s *Session) run() {
 			_ = s.conn.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
 			if err := s.upgrade(); err != nil {
 				s.closeConn()
-				return
+				return false
 			}
 		}
 		s.state.Store(uint32(StateActive)) // lets kick frame it
 		s.kick(code, reason, true)
 		_ = s.wait()
-		return
+		return false
 	}
-	defer g.ips.release(s.ip)
 	_ = s.conn.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
 	if s.ws {
 		if err := s.upgrade(); err != nil {
 			g.log.Info("websocket upgrade failed", "remote", s.addr, "err", err)
 			s.closeConn()
-			return
+			g.ips.release(s.ip)
+			return false
 		}
 		s.upgraded.Store(true)
 	}
@@ -152,9 +152,17 @@ func (s *Session) run() {
 		s.fail(err, "handshake")
 		_ = s.wait()
 		s.finish()
-		return
+		g.ips.release(s.ip)
+		return false
 	}
 	_ = s.conn.SetReadDeadline(time.Time{})
+	return true
+}
+
+// serve reads an established session until its connection is gone, then
+// leaves it detached (resumable) or closes it.
+func (s *Session) serve() {
+	defer s.g.ips.release(s.ip)
 	err := s.readLoop()
 	s.fail(err, "read")
 	_ = s.wait()
@@ -262,8 +270,10 @@ func (s *Session) fail(err error, phase string) {
 }
 
 func (s *Session) log0() *slog.Logger {
-	if s.log != nil {
-		return s.log
+	// Built per call: sessions log rarely, and a logger kept per session
+	// would cost every idle session a few hundred bytes.
+	if s.id != "" {
+		return s.g.log.With("session", s.id, "remote", s.addr)
 	}
 	return s.g.log.With("remote", s.addr)
 }
@@ -310,7 +320,6 @@ func (s *Session) handshake() error {
 		s.id = newSessionID()
 	}
 	s.routes = g.routes.Load()
-	s.log = g.log.With("session", s.id, "remote", s.addr)
 	ack := wire.HandshakeAck{
 		Session:      s.id,
 		Node:         g.cfg.ID,
@@ -369,10 +378,10 @@ func (s *Session) handshake() error {
 		if g.cfg.OnResume != nil {
 			g.cfg.OnResume(s.id, s.User())
 		}
-		s.log.Info("session resumed", "replayed", replayed, "last_push", hs.LastPush, "transport", s.transport())
+		s.log0().Info("session resumed", "replayed", replayed, "last_push", hs.LastPush, "transport", s.transport())
 	} else {
 		g.publishEvent(s, cluster.EventOpened)
-		s.log.Debug("session opened", "codec", hs.Codec, "client", quoteTrunc(hs.Client), "transport", s.transport())
+		s.log0().Debug("session opened", "codec", hs.Codec, "client", quoteTrunc(hs.Client), "transport", s.transport())
 	}
 	if g.closing.Load() {
 		// Shutdown kicks the sessions it finds; one added after its sweep
@@ -657,7 +666,7 @@ func (s *Session) finish() {
 		if g.cfg.OnClose != nil {
 			g.cfg.OnClose(s.id, s.User())
 		}
-		s.log.Debug("session closed")
+		s.log0().Debug("session closed")
 	})
 }
 

@@ -12,10 +12,6 @@ import (
 	"github.com/hearth-server/hearth/wire"
 )
 
-// keepReadBuf is the largest read buffer a session keeps between frames;
-// larger frames borrow from a pool, so idle sessions stay small.
-const keepReadBuf = 1024
-
 // readFrame reads one frame body from the transport. The body is valid until
 // releaseFrame.
 func (s *Session) readFrame() ([]byte, error) {
@@ -40,21 +36,38 @@ func (s *Session) readFrame() ([]byte, error) {
 	return buf, nil
 }
 
+// frameBuf returns a buffer for a frame body of n bytes, borrowed until
+// releaseFrame: sessions keep no read buffer between frames, so an idle
+// one holds none.
 func (s *Session) frameBuf(n int) []byte {
-	if n <= keepReadBuf {
+	if n <= smallFrame {
 		if s.rbuf == nil {
-			s.rbuf = make([]byte, keepReadBuf)
+			s.rbuf, _ = smallFrames.Get().(*[]byte)
+			if s.rbuf == nil {
+				b := make([]byte, smallFrame)
+				s.rbuf = &b
+			}
 		}
-		return s.rbuf[:n]
+		return (*s.rbuf)[:n]
 	}
 	return getBuf(n)[:n]
 }
 
 func (s *Session) releaseFrame(b []byte) {
-	if cap(b) > keepReadBuf {
+	if cap(b) > smallFrame {
 		putBuf(b)
+		return
+	}
+	if s.rbuf != nil {
+		smallFrames.Put(s.rbuf)
+		s.rbuf = nil
 	}
 }
+
+// smallFrames pools the read buffers of frames up to smallFrame bytes.
+var smallFrames sync.Pool
+
+const smallFrame = 1024
 
 // WebSocket opcodes.
 const (
@@ -148,9 +161,9 @@ func (s *Session) readWS() ([]byte, error) {
 		}
 		ws.Cipher(msg[off:], mask, 0)
 		if fin {
-			if cap(msg) <= keepReadBuf {
+			if cap(msg) <= smallFrame {
 				// releaseFrame would not return it; keep it out of the pool.
-				return s.checkWSLen(append(make([]byte, 0, keepReadBuf+1), msg...))
+				return s.checkWSLen(append(make([]byte, 0, smallFrame+1), msg...))
 			}
 			return s.checkWSLen(msg)
 		}
