@@ -85,6 +85,7 @@ type Session struct {
 	movedTo    string // gate the session was handed to; this is a stub
 	imported   bool   // took over a resumed session's state
 	goodbye    bool   // the client closed the session (a WebSocket close frame)
+	heldMark   bool   // output queued by a fan-out batch, flush pending
 	counted    bool   // counted in the connected-sessions gauge
 }
 
@@ -705,7 +706,13 @@ func (s *Session) writeResponse(seq uint32, status wire.Code, payload []byte) {
 // push sends a PUSH with the next push_seq, and keeps it for replay. A
 // detached session only keeps it; one still taking over a resumed session
 // keeps it unnumbered until the state arrives.
-func (s *Session) push(route string, payload []byte) {
+func (s *Session) push(route string, payload []byte) { s.pushFrame(route, payload, false) }
+
+// pushFrame queues a push. With hold, it does not start the flush: the
+// caller is queuing a batch and calls flushHeld for each session it
+// reports (true: output is waiting for a flush), so a session that gets
+// several pushes in the batch writes them with one syscall.
+func (s *Session) pushFrame(route string, payload []byte, hold bool) (held bool) {
 	g := s.g
 	n := 3 + 8 + 1 + len(route) + len(payload)
 	s.mu.Lock()
@@ -715,7 +722,7 @@ func (s *Session) push(route string, payload []byte) {
 	}
 	if s.movedTo != "" || st >= StateClosing {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	var seq uint64
 	if st != StateHandshaking || s.imported {
@@ -726,19 +733,19 @@ func (s *Session) push(route string, payload []byte) {
 		if s.pushes.add(pushEntry{Seq: seq, Route: route, Payload: payload}, g.cfg.ResumePushes, g.cfg.ResumeBytes, st != StateActive) {
 			s.mu.Unlock()
 			s.expire("resume buffer overflow while disconnected")
-			return
+			return false
 		}
 	}
 	if st != StateActive || s.kicked {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	if len(s.out)+n+10 > g.cfg.SendQueueBytes {
 		queued := len(s.out)
 		s.mu.Unlock()
 		s.log0().Warn("kick", "code", int(wire.CodeSlowConsumer), "reason", "send queue full", "queued_bytes", queued)
 		s.kick(wire.CodeSlowConsumer, "slow consumer: send queue full", true)
-		return
+		return false
 	}
 	if s.out == nil {
 		s.out = getBuf(n + 16)
@@ -746,7 +753,24 @@ func (s *Session) push(route string, payload []byte) {
 	s.out = s.frameHeader(s.out, n)
 	s.out = wire.AppendPush(s.out, seq, route, payload)
 	g.m.frameOut(wire.KindPush)
+	if hold {
+		held = !s.flushing && !s.heldMark
+		s.heldMark = s.heldMark || held
+		s.mu.Unlock()
+		return held
+	}
 	s.startFlushLocked()
+	s.mu.Unlock()
+	return false
+}
+
+// flushHeld starts writing what a batch of pushFrame(…, true) queued.
+func (s *Session) flushHeld() {
+	s.mu.Lock()
+	s.heldMark = false
+	if len(s.out) > 0 {
+		s.startFlushLocked()
+	}
 	s.mu.Unlock()
 }
 

@@ -273,29 +273,62 @@ func (c *channels) stop() {
 // run fans channel messages out to local members; one goroutine serves
 // every channel subscription.
 func (c *channels) run() {
+	var batch []*nats.Msg
+	var held []*Session
 	for {
 		select {
 		case <-c.done:
 			return
 		case m := <-c.msgs:
-			var e cluster.Envelope
-			if err := e.Decode(m.Data); err != nil {
-				c.g.log.Error("bad channel envelope", "subject", m.Subject, "err", err)
-				continue
+			// Take every message already waiting, queue them all, then
+			// flush: a member gets the whole batch in one write.
+			batch = append(batch[:0], m)
+		more:
+			for len(batch) < maxFanoutBatch {
+				select {
+				case m := <-c.msgs:
+					batch = append(batch, m)
+				default:
+					break more
+				}
 			}
-			c.mu.Lock()
-			ch := c.m[e.Channel]
-			c.mu.Unlock()
-			if ch == nil {
-				continue
+			held = held[:0]
+			for _, m := range batch {
+				held = c.fanout(m, held)
 			}
-			ch.mu.Lock()
-			for _, s := range ch.list {
-				s.push(e.Route, s.payloadFor(&e))
+			for i, s := range held {
+				s.flushHeld()
+				held[i] = nil
 			}
-			ch.mu.Unlock()
 		}
 	}
+}
+
+// maxFanoutBatch bounds how many channel messages one batch takes.
+const maxFanoutBatch = 64
+
+// fanout queues one channel message to its local members, adding to held
+// the sessions whose output waits for a flush.
+func (c *channels) fanout(m *nats.Msg, held []*Session) []*Session {
+	var e cluster.Envelope
+	if err := e.Decode(m.Data); err != nil {
+		c.g.log.Error("bad channel envelope", "subject", m.Subject, "err", err)
+		return held
+	}
+	c.mu.Lock()
+	ch := c.m[e.Channel]
+	c.mu.Unlock()
+	if ch == nil {
+		return held
+	}
+	ch.mu.Lock()
+	for _, s := range ch.list {
+		if s.pushFrame(e.Route, s.payloadFor(&e), true) {
+			held = append(held, s)
+		}
+	}
+	ch.mu.Unlock()
+	return held
 }
 
 func (c *channels) join(name string, s *Session) {
