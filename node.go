@@ -13,6 +13,7 @@
 package hearth
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -64,6 +65,7 @@ type Node struct {
 	presence    *cluster.Presence
 
 	state     atomic.Value // cluster.NodeState
+	localOnly bool         // no other node can join: requests skip the bus
 	resumed   resumed      // sessions resumed on another gate
 	startedAt time.Time
 
@@ -298,6 +300,7 @@ func (n *Node) start() error {
 		n.log.Info("embedded NATS listening", "url", u)
 	}
 	n.startedAt = time.Now().UTC()
+	n.localOnly = n.cfg.NATSURL == "" && n.cfg.NATSListen == ""
 	// Claim the node id before serving anything, so a duplicate node never
 	// takes requests meant for the live one.
 	if err := n.startCluster(); err != nil {
@@ -525,7 +528,11 @@ func (n *Node) dispatch(svc *Service) nats.MsgHandler {
 	}
 }
 
-// serve runs one request and publishes its response to the gate.
+// replier sends a handler's answer to the gate; nil for a NOTIFY.
+type replier func(status Code, payload []byte)
+
+// serve runs one request from the bus and publishes its response to the
+// gate's reply subject.
 func (n *Node) serve(svc *Service, m *nats.Msg) {
 	var env cluster.Envelope
 	if err := env.Decode(m.Data); err != nil || env.Type != cluster.TypeRequest {
@@ -533,6 +540,15 @@ func (n *Node) serve(svc *Service, m *nats.Msg) {
 		n.reply(m.Reply, 0, wire.CodeInternal, []byte("internal error"))
 		return
 	}
+	var reply replier
+	if subject := m.Reply; subject != "" {
+		reply = func(status Code, payload []byte) { n.reply(subject, env.Seq, status, payload) }
+	}
+	n.handle(svc, &env, reply)
+}
+
+// handle runs one request and answers it with reply.
+func (n *Node) handle(svc *Service, env *cluster.Envelope, reply replier) {
 	now := time.Now()
 	if env.Deadline != 0 && now.UnixNano() >= env.Deadline {
 		return // the gate has answered 302 already
@@ -540,7 +556,9 @@ func (n *Node) serve(svc *Service, m *nats.Msg) {
 	_, method := wire.SplitRoute(env.Route)
 	h, ok := svc.handlers[method]
 	if !ok {
-		n.reply(m.Reply, env.Seq, wire.CodeUnknownRoute, []byte("unknown route "+env.Route))
+		if reply != nil {
+			reply(wire.CodeUnknownRoute, []byte("unknown route "+env.Route))
+		}
 		return
 	}
 	s := &Session{node: n, id: env.Session, gate: env.Gate, user: env.User, addr: env.Addr, codec: env.Codec, bindings: env.Bindings}
@@ -554,9 +572,9 @@ func (n *Node) serve(svc *Service, m *nats.Msg) {
 	rc.log = func() *slog.Logger {
 		return n.log.With("trace", env.Trace, "session", env.Session, "user", env.User, "route", env.Route)
 	}
-	payload, err := n.call(rc, h, s, &env)
+	payload, err := n.call(rc, h, s, env)
 	defer s.runAfter()
-	if h.notify || m.Reply == "" {
+	if h.notify || reply == nil {
 		if err != nil {
 			rc.log().Warn("notify handler failed", "err", err)
 		}
@@ -565,14 +583,46 @@ func (n *Node) serve(svc *Service, m *nats.Msg) {
 	if err != nil {
 		var we *Error
 		if errors.As(err, &we) {
-			n.reply(m.Reply, env.Seq, we.Code, []byte(we.Message))
+			reply(we.Code, []byte(we.Message))
 			return
 		}
 		rc.log().Error("handler failed", "err", err)
-		n.reply(m.Reply, env.Seq, wire.CodeInternal, []byte("internal error (trace "+env.Trace+")"))
+		reply(wire.CodeInternal, []byte("internal error (trace "+env.Trace+")"))
 		return
 	}
-	n.reply(m.Reply, env.Seq, wire.OK, payload)
+	reply(wire.OK, payload)
+}
+
+// local runs a request from this node's gate on this node's own instance
+// of the service, without the bus. Only a node that no other node can join
+// (embedded NATS, not listening) does this: there it changes nothing but
+// the cost, which for a small request is mostly the two bus crossings.
+func (n *Node) local(service string, id uint64, env *cluster.Envelope) bool {
+	if !n.localOnly {
+		return false
+	}
+	svc, ok := n.services[service]
+	if !ok || !n.hasRole(service) {
+		return false
+	}
+	select {
+	case n.handlers <- struct{}{}:
+	default:
+		return false // the bus path answers 203
+	}
+	e := *env
+	e.Payload = bytes.Clone(env.Payload) // env's payload is the gate's read buffer
+	var reply replier
+	if id != 0 {
+		g := n.gateRef()
+		reply = func(status Code, payload []byte) { g.Reply(id, status, payload) }
+	}
+	n.bg.Add(1)
+	go func() {
+		defer func() { <-n.handlers; n.bg.Done() }()
+		n.handle(svc, &e, reply)
+	}()
+	return true
 }
 
 // call runs a handler, turning a panic into an internal error.

@@ -204,6 +204,9 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 	env.Trace = string(g.traceID(traceBuf[:0]))
 
 	if !isReq {
+		if g.cfg.Local != nil && g.cfg.Local(svc, 0, &env) {
+			return nil
+		}
 		if err := g.bus.Forward(svc, "", &env); err != nil {
 			s.warnOnce(now, "notify not forwarded", "route", route, "err", err)
 		}
@@ -223,6 +226,9 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 	s.inflight.Add(1)
 	_, bound := env.Binding(svc)
 	g.pending.put(id, pending{s: s, seq: f.Seq, bound: bound, route: route, start: now}, env.Deadline)
+	if g.cfg.Local != nil && g.cfg.Local(svc, id, &env) {
+		return nil
+	}
 	if err := g.bus.Forward(svc, reply, &env); err != nil {
 		if p, ok := g.pending.take(id); ok {
 			p.s.inflight.Add(-1)
@@ -315,17 +321,8 @@ func (g *Gate) onReply(id uint64, m *nats.Msg) {
 	if !ok {
 		return // answered after its timeout; the client already has 302
 	}
-	p.s.inflight.Add(-1)
-	now := time.Now().UnixNano()
-	if now-p.start >= int64(g.cfg.RequestTimeout) {
-		// Past the deadline, before timeoutLoop's next sweep: the service
-		// (whose context ended at this same deadline) answered too late.
-		svc, _ := wire.SplitRoute(p.route)
-		p.s.respondError(p.seq, wire.CodeTimeout, "service "+svc+" did not answer within "+g.cfg.RequestTimeout.String())
-		g.m.observe(p.route, wire.CodeTimeout, time.Duration(now-p.start))
-		return
-	}
 	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		p.s.inflight.Add(-1)
 		svc, _ := wire.SplitRoute(p.route)
 		if p.bound {
 			// The node this session was bound to is gone: drop the binding
@@ -339,20 +336,43 @@ func (g *Gate) onReply(id uint64, m *nats.Msg) {
 		} else {
 			p.s.respondError(p.seq, wire.CodeUnavailable, "no instance of service "+svc+" is running")
 		}
-		g.m.observe(p.route, wire.CodeUnavailable, time.Duration(now-p.start))
+		g.m.observe(p.route, wire.CodeUnavailable, time.Duration(time.Now().UnixNano()-p.start))
 		return
 	}
 	var e cluster.Envelope
 	if err := e.Decode(m.Data); err != nil || e.Type != cluster.TypeResponse {
+		p.s.inflight.Add(-1)
 		g.log.Error("bad response envelope", "route", p.route, "err", err)
 		p.s.respondError(p.seq, wire.CodeInternal, "internal error")
 		return
 	}
-	status := wire.Code(e.Status)
+	g.complete(p, wire.Code(e.Status), e.Payload)
+}
+
+// Reply answers request id with a service's response, for requests the
+// gate's node ran locally (Config.Local).
+func (g *Gate) Reply(id uint64, status wire.Code, payload []byte) {
+	if p, ok := g.pending.take(id); ok {
+		g.complete(p, status, payload)
+	}
+}
+
+// complete delivers a service's response to the request's session.
+func (g *Gate) complete(p pending, status wire.Code, payload []byte) {
+	p.s.inflight.Add(-1)
+	now := time.Now().UnixNano()
+	if now-p.start >= int64(g.cfg.RequestTimeout) {
+		// Past the deadline, before timeoutLoop's next sweep: the service
+		// (whose context ended at this same deadline) answered too late.
+		svc, _ := wire.SplitRoute(p.route)
+		p.s.respondError(p.seq, wire.CodeTimeout, "service "+svc+" did not answer within "+g.cfg.RequestTimeout.String())
+		g.m.observe(p.route, wire.CodeTimeout, time.Duration(now-p.start))
+		return
+	}
 	if status != wire.OK {
 		g.m.requestError(status)
 	}
-	p.s.respond(p.seq, status, e.Payload)
+	p.s.respond(p.seq, status, payload)
 	g.m.observe(p.route, status, time.Duration(now-p.start))
 }
 

@@ -51,6 +51,12 @@ type Config struct {
 	// that resumed it), with its user.
 	OnResume func(session, user string)
 
+	// Local, when set, may run a request on the gate's own node instead of
+	// sending it over the bus; it reports whether it took it, and answers
+	// through Reply(id, …) (id 0: a NOTIFY, no answer). It must copy what it
+	// keeps of env: env's payload is only valid during the call.
+	Local func(service string, id uint64, env *cluster.Envelope) bool
+
 	// NodeAlive, when set, is asked before a request is routed to the node
 	// a session is bound to; false fails it with 301 and drops the binding.
 	// Nil: only the bus's no-responders answer drops bindings.
