@@ -49,12 +49,14 @@ type Session struct {
 	addr  string
 	codec cluster.Codec
 
-	state    atomic.Uint32
-	upgraded atomic.Bool  // WebSocket handshake done
-	lastRecv atomic.Int64 // unix nanoseconds
-	lastPing atomic.Int64
-	inflight atomic.Int32
-	routes   *routeTable
+	state      atomic.Uint32
+	upgraded   atomic.Bool  // WebSocket handshake done
+	lastRecv   atomic.Int64 // unix nanoseconds
+	lastPing   atomic.Int64
+	writeSince atomic.Int64 // when the write in progress began; 0: none
+	stalled    atomic.Bool  // closed by the sweep for a write stalled past WriteTimeout
+	inflight   atomic.Int32
+	routes     *routeTable
 
 	// Used only by the reader goroutine.
 	hdr       [14]byte
@@ -156,7 +158,7 @@ func (s *Session) open() bool {
 		g.ips.release(s.ip)
 		return false
 	}
-	_ = s.conn.SetReadDeadline(time.Time{})
+	_ = s.conn.SetDeadline(time.Time{})
 	return true
 }
 
@@ -560,12 +562,16 @@ func (s *Session) flush() {
 		kicked := s.kicked
 		s.mu.Unlock()
 
+		// A stalled write is caught by the heartbeat sweep (writeSince),
+		// not a deadline per write: that would cost a timer update each.
 		timeout := s.g.cfg.WriteTimeout
 		if kicked {
 			timeout = min(timeout, kickGrace)
+			_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
 		}
-		_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
+		s.writeSince.Store(time.Now().UnixNano())
 		_, err := s.conn.Write(buf)
+		s.writeSince.Store(0)
 
 		s.mu.Lock()
 		if s.spare == nil {
@@ -579,7 +585,7 @@ func (s *Session) flush() {
 			s.kicked = true
 			s.out = nil
 			s.mu.Unlock()
-			if errors.Is(err, os.ErrDeadlineExceeded) && !wasKicked {
+			if (errors.Is(err, os.ErrDeadlineExceeded) || s.stalled.Load()) && !wasKicked {
 				s.log0().Warn("kick", "code", int(wire.CodeSlowConsumer), "reason", "write stalled", "timeout", timeout)
 				s.g.m.kicked(wire.CodeSlowConsumer)
 			}

@@ -121,6 +121,12 @@ func (g *Gate) heartbeatLoop() {
 					return
 				case StateActive:
 					s.expireWaiting(n)
+					if ws := s.writeSince.Load(); ws != 0 && time.Duration(n-ws) > g.cfg.WriteTimeout {
+						// The client stopped reading: a slow consumer.
+						s.stalled.Store(true)
+						s.closeConn()
+						return
+					}
 				default:
 					return
 				}
