@@ -116,12 +116,13 @@ func startEchoPeer(b *testing.B, kind string) string {
 func BenchmarkRequestEncode(b *testing.B) {
 	for _, codec := range []string{"json", "protobuf"} {
 		b.Run(codec, func(b *testing.B) {
-			c := &Client{json: codec == "json", prefix: wire.LengthSize}
+			c := &Client{json: codec == "json"}
+			cn := &conn{prefix: wire.LengthSize}
 			req := &syspb.PushReq{Count: 10, IntervalMs: 250}
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				bp := bufPool.Get().(*[]byte)
-				f, err := c.appendFrame(*bp, true, uint32(i), "sys.push", req, nil, false)
+				f, _, err := c.appendFrame(cn, *bp, true, uint32(i), "sys.push", req, nil, false)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -152,11 +153,25 @@ func BenchmarkRequest(b *testing.B) {
 	}
 }
 
-func benchClients(b *testing.B, kind string, n int, op func(*Client) error) {
+// BenchmarkRequestReconnect is BenchmarkRequest's tcp/raw with
+// Options.Reconnect on (each request keeps its frame for a resume).
+func BenchmarkRequestReconnect(b *testing.B) {
+	payload := []byte(`{"msg":"hello hearth, this is forty b"}`)
+	benchClients(b, "tcp", 64, func(c *Client) error {
+		_, err := c.RequestRaw(context.Background(), "sys.ping", payload)
+		return err
+	}, Options{Reconnect: true})
+}
+
+func benchClients(b *testing.B, kind string, n int, op func(*Client) error, opts ...Options) {
 	addr := startEchoPeer(b, kind)
 	clients := make([]*Client, n)
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	for i := range clients {
-		c, err := Dial(context.Background(), addr, Options{})
+		c, err := Dial(context.Background(), addr, o)
 		if err != nil {
 			b.Fatal(err)
 		}

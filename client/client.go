@@ -11,13 +11,22 @@
 // "json". The Raw variants move payload bytes untouched.
 //
 // All methods are safe for concurrent use. Each client runs one reader
-// goroutine, a push goroutine started by the first push that has a handler,
-// and one heartbeat timer; no goroutine is started per request. Frames are
+// goroutine (which also reconnects), a push goroutine started by the first
+// push that has a handler (or the first event), and one heartbeat timer; no
+// goroutine is started per request (a resume starts one to send the
+// unanswered requests again). Frames are
 // encoded outside any lock and written with one write call each, under a
 // per-client mutex, so frames from concurrent goroutines never interleave.
 //
 // Errors that cross the wire are *wire.Error: a RESPONSE with a non-zero
 // status, and the KICK that ended a connection (see Client.Err).
+//
+// With Options.Reconnect the client survives a lost connection: it connects
+// again (to the gate a draining server suggested, the Dial address or
+// Options.Addrs), resumes the session with its resume token and LastPush,
+// re-sends every unanswered request with its original seq, and reports
+// Disconnected, Resumed and Lost events (see Options.OnEvent). Without it a
+// lost connection ends the client.
 package client
 
 import (
@@ -91,8 +100,8 @@ type Options struct {
 	HandshakeTimeout time.Duration
 
 	// Resume and LastPush resume a session: the token from a previous
-	// HandshakeAck.Resume and the highest push_seq handled (see
-	// Client.LastPush). Zero: a new session.
+	// HandshakeAck.Resume (see Client.ResumeToken) and the highest push_seq
+	// handled (see Client.LastPush). Zero: a new session.
 	Resume   string
 	LastPush uint64
 
@@ -107,6 +116,47 @@ type Options struct {
 	// further behind, the client ends with ErrPushQueueFull (resume the
 	// session to recover the pushes).
 	PushQueue int
+
+	// Reconnect makes the client reconnect and resume its session by itself
+	// when the connection drops (EOF, reset, a failed write, the server
+	// silent for 3 heartbeats) or the server sends KICK 7 (heartbeat
+	// timeout) or KICK 303 (reconnect elsewhere). Meanwhile pending requests
+	// stay pending and new Request and Notify calls wait (bounded by their
+	// ctx); once resumed, every unanswered request is sent again with its
+	// original seq (the server answers it from its response cache, never
+	// executing it twice), replayed pushes arrive through the push handlers,
+	// and pushes already received are dropped, so handlers see each
+	// push_seq once, in order. Any other KICK, KICK 304 on resume, or
+	// ReconnectTimeout passing ends the client with a Lost event. A NOTIFY
+	// whose write fails is not sent again (it has no seq to deduplicate it):
+	// Notify returns the write error. Zero: a lost connection ends the
+	// client, and OnEvent is never called.
+	Reconnect bool
+
+	// Addrs are more gate addresses to reconnect to, after the one a
+	// draining server suggested (KICK 303), the address of the connection
+	// that dropped, and the Dial address, in that order, round-robin. Used
+	// only with Reconnect.
+	Addrs []string
+
+	// Backoff is the wait before each round of reconnect attempts (one
+	// attempt per address): Min before the first round, doubling each round
+	// up to Max, each wait jittered to between half and all of it. Zero
+	// fields: DefaultBackoffMin and DefaultBackoffMax.
+	Backoff Backoff
+
+	// ReconnectTimeout bounds the time from losing a connection to resuming
+	// the session; when it passes the client ends with ErrReconnectTimeout
+	// (a Lost event). Zero means DefaultReconnectTimeout, the server's
+	// default resume grace.
+	ReconnectTimeout time.Duration
+
+	// OnEvent, if set, is called with the client's Disconnected, Resumed and
+	// Lost events (only with Reconnect). It runs on the push goroutine, in
+	// order with the push handlers: a Disconnected event follows the last
+	// push received on the lost connection, a Resumed event precedes the
+	// pushes the server replays. Like a push handler it may call Close.
+	OnEvent func(Event)
 }
 
 // Push is one PUSH from the server.
@@ -116,28 +166,33 @@ type Push struct {
 	Payload []byte // encoded with the session codec; owned by the handler
 }
 
-// Client is one connection to a hearth gate. Create it with Dial.
+// Client is a session with a hearth gate. Create it with Dial.
 type Client struct {
 	opts     Options
 	json     bool
-	ack      wire.HandshakeAck
-	routeIDs map[string]uint16 // route → id, when Options.UseRouteIDs
-	idRoutes map[uint16]string // id → route, for PUSHes with a route id
-	hb       time.Duration     // heartbeat interval, 0 = none
+	dialAddr string
 
-	tr     transport
-	prefix int // bytes reserved in front of each frame body: 4 for TCP, 0 for WS
+	// cur is the current connection. It changes only with Options.Reconnect,
+	// under mu, when a session is resumed on a new connection.
+	cur atomic.Pointer[conn]
 
 	seq atomic.Uint32
-	wmu sync.Mutex // serialises tr.write
 
 	mu         sync.Mutex
 	pending    map[uint32]*waiter // nil once closed
 	closed     bool
+	up         bool          // cur is usable; false while reconnecting
+	upCh       chan struct{} // closed when up again (Reconnect only)
 	err        error
 	hbTimer    *time.Timer
 	done       chan struct{}
 	readerDone chan struct{}
+
+	// With Options.Reconnect: ctx ends when the client is closed, and
+	// resends counts the goroutines re-sending requests after a resume.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	resends sync.WaitGroup
 
 	lastSend  atomic.Int64 // mono() of the last frame written
 	lastRecv  atomic.Int64 // mono() of the last frame read
@@ -153,6 +208,22 @@ type Client struct {
 	intern   map[string]string // route names seen in pushes; reader goroutine only
 }
 
+// conn is one connection of a client: the transport and what the
+// handshake ack said. Only cause changes after the handshake.
+type conn struct {
+	tr       transport
+	prefix   int // bytes reserved in front of each frame body: 4 for TCP, 0 for WS
+	addr     string
+	ack      wire.HandshakeAck
+	token    string            // the latest resume token
+	routeIDs map[string]uint16 // route → id, when Options.UseRouteIDs
+	idRoutes map[uint16]string // id → route, for PUSHes with a route id
+	hb       time.Duration     // heartbeat interval, 0 = none
+	wmu      sync.Mutex        // serialises tr.write
+
+	cause error // why the client dropped it (Reconnect only); c.mu
+}
+
 // waiter is one pending request. Waiters are pooled: the reader (or the
 // shutdown path) fills status/err/buf after taking the waiter out of the
 // pending map, then signals ch (buffered 1), which hands it back to the
@@ -162,6 +233,15 @@ type waiter struct {
 	status wire.Code
 	err    error
 	buf    []byte
+
+	// With Options.Reconnect, the request, for sending it again after a
+	// resume: its frame (from bufPool slot bp, the payload at frame[off:])
+	// and route. Set under c.mu while the waiter is pending; released by the
+	// requester once it is not.
+	route string
+	frame []byte
+	off   int
+	bp    *[]byte
 }
 
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct{}, 1)} }}
@@ -169,11 +249,20 @@ var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct
 func getWaiter() *waiter { return waiterPool.Get().(*waiter) }
 
 func putWaiter(w *waiter) {
+	w.release()
 	w.status, w.err = 0, nil
 	if cap(w.buf) > 16<<10 {
 		w.buf = nil
 	}
 	waiterPool.Put(w)
+}
+
+// release returns the request frame kept for a resume to the pool.
+func (w *waiter) release() {
+	if w.bp != nil {
+		putBuf(w.bp, w.frame)
+		w.bp, w.frame, w.route = nil, nil, ""
+	}
 }
 
 // bufPool holds frame encoding buffers.
@@ -196,6 +285,8 @@ func mono() int64 { return int64(time.Since(epoch)) }
 // "tcp://host:port", "tls://host:port", "ws://host:port/ws" or
 // "wss://host:port/ws"; a bare "host:port" means tcp://. A KICK in answer to
 // the handshake is returned as *wire.Error with the kick's code and reason.
+// Dial itself does not retry: Options.Reconnect applies once the session
+// exists.
 func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 	if opts.Codec == "" {
 		opts.Codec = wire.CodecJSON
@@ -215,32 +306,17 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 	if opts.PushQueue <= 0 {
 		opts.PushQueue = DefaultPushQueue
 	}
-	hs, err := json.Marshal(wire.Handshake{
-		Version:  wire.Version,
-		Codec:    opts.Codec,
-		Client:   opts.Name,
-		Resume:   opts.Resume,
-		LastPush: opts.LastPush,
-	})
-	if err != nil {
-		return nil, err
-	}
-
-	hctx, cancel := context.WithTimeout(ctx, opts.HandshakeTimeout)
-	defer cancel()
-	tr, prefix, err := dialTransport(hctx, addr, &opts)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	if opts.Reconnect {
+		if err := reconnectDefaults(&opts); err != nil {
+			return nil, err
 		}
-		return nil, err
 	}
 	c := &Client{
 		opts:       opts,
 		json:       opts.Codec == wire.CodecJSON,
-		tr:         tr,
-		prefix:     prefix,
+		dialAddr:   addr,
 		pending:    make(map[uint32]*waiter),
+		up:         true,
 		done:       make(chan struct{}),
 		readerDone: make(chan struct{}),
 		intern:     make(map[string]string),
@@ -254,11 +330,54 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 	}
 	c.handlers.Store(&hm)
 
-	frame := c.finish(wire.AppendHandshake(make([]byte, prefix, prefix+wire.HeaderSize+len(hs)), hs))
+	cn, err := c.connect(ctx, addr, opts.Resume, opts.LastPush)
+	if err != nil {
+		return nil, err
+	}
+	c.cur.Store(cn)
+	if opts.Reconnect {
+		c.ctx, c.cancel = context.WithCancel(context.Background())
+	}
+	now := mono()
+	c.lastSend.Store(now)
+	c.lastRecv.Store(now)
+	c.mu.Lock()
+	c.armHeartbeatLocked(cn)
+	c.mu.Unlock()
+	go c.run(cn)
+	return c, nil
+}
+
+// connect dials addr and completes a handshake (a resume if token is set),
+// all within Options.HandshakeTimeout.
+func (c *Client) connect(ctx context.Context, addr, token string, lastPush uint64) (*conn, error) {
+	opts := &c.opts
+	hs, err := json.Marshal(wire.Handshake{
+		Version:  wire.Version,
+		Codec:    opts.Codec,
+		Client:   opts.Name,
+		Resume:   token,
+		LastPush: lastPush,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	hctx, cancel := context.WithTimeout(ctx, opts.HandshakeTimeout)
+	defer cancel()
+	tr, prefix, err := dialTransport(hctx, addr, opts)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	cn := &conn{tr: tr, prefix: prefix, addr: addr}
+	frame := cn.finish(wire.AppendHandshake(make([]byte, prefix, prefix+wire.HeaderSize+len(hs)), hs))
 	body, err := tr.exchange(hctx, frame)
 	switch {
 	case err == nil:
-		err = c.handleAck(body)
+		err = c.handleAck(cn, body)
 	case ctx.Err() != nil:
 		err = ctx.Err()
 	case hctx.Err() != nil:
@@ -270,29 +389,26 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 		tr.close(false)
 		return nil, err
 	}
-
-	now := mono()
-	c.lastSend.Store(now)
-	c.lastRecv.Store(now)
-	if c.ack.HeartbeatMS > 0 {
-		c.hb = time.Duration(c.ack.HeartbeatMS) * time.Millisecond
-		c.mu.Lock()
-		c.hbTimer = time.AfterFunc(c.hb, c.heartbeat)
-		c.mu.Unlock()
+	cn.token = cn.ack.Resume
+	if cn.token == "" {
+		cn.token = token
 	}
-	go c.readLoop()
-	return c, nil
+	if cn.ack.HeartbeatMS > 0 {
+		cn.hb = time.Duration(cn.ack.HeartbeatMS) * time.Millisecond
+	}
+	return cn, nil
 }
 
-// handleAck processes the server's answer to HANDSHAKE.
-func (c *Client) handleAck(body []byte) error {
+// handleAck processes the server's answer to HANDSHAKE. A KICK is returned
+// as a bare *wire.Error, every other failure wrapped.
+func (c *Client) handleAck(cn *conn, body []byte) error {
 	f, err := wire.Decode(body)
 	if err != nil {
 		return fmt.Errorf("hearth client: bad handshake reply: %w", err)
 	}
 	switch f.Kind {
 	case wire.KindHandshakeAck:
-		if err := json.Unmarshal(f.Payload, &c.ack); err != nil {
+		if err := json.Unmarshal(f.Payload, &cn.ack); err != nil {
 			return fmt.Errorf("hearth client: bad HANDSHAKE_ACK: %w", err)
 		}
 	case wire.KindKick:
@@ -300,53 +416,73 @@ func (c *Client) handleAck(body []byte) error {
 	default:
 		return fmt.Errorf("hearth client: server answered HANDSHAKE with %v", f.Kind)
 	}
-	c.idRoutes = make(map[uint16]string, len(c.ack.Routes))
-	for r, id := range c.ack.Routes {
-		c.idRoutes[id] = r
+	cn.idRoutes = make(map[uint16]string, len(cn.ack.Routes))
+	for r, id := range cn.ack.Routes {
+		cn.idRoutes[id] = r
 	}
 	if c.opts.UseRouteIDs {
-		c.routeIDs = c.ack.Routes
+		cn.routeIDs = cn.ack.Routes
 	}
 	return nil
 }
 
-// Ack returns the server's HANDSHAKE_ACK. Its Routes map is shared: do not
-// modify it.
-func (c *Client) Ack() wire.HandshakeAck { return c.ack }
+// armHeartbeatLocked starts, restarts or stops the heartbeat timer for cn.
+// c.mu must be held.
+func (c *Client) armHeartbeatLocked(cn *conn) {
+	switch {
+	case cn.hb > 0 && c.hbTimer == nil:
+		c.hbTimer = time.AfterFunc(cn.hb, c.heartbeat)
+	case cn.hb > 0:
+		c.hbTimer.Reset(cn.hb)
+	case c.hbTimer != nil:
+		c.hbTimer.Stop()
+	}
+}
+
+// Ack returns the server's HANDSHAKE_ACK (after a resume, the latest). Its
+// Routes map is shared: do not modify it.
+func (c *Client) Ack() wire.HandshakeAck { return c.cur.Load().ack }
 
 // SessionID returns the session id from the handshake ack.
-func (c *Client) SessionID() string { return c.ack.Session }
+func (c *Client) SessionID() string { return c.cur.Load().ack.Session }
+
+// ResumeToken returns the latest resume token the server issued (a new one
+// comes with every HANDSHAKE_ACK), or Options.Resume if it issued none.
+// Pass it with LastPush in Options.Resume to resume the session by hand.
+func (c *Client) ResumeToken() string { return c.cur.Load().token }
 
 // Codec returns the session codec, "json" or "protobuf".
 func (c *Client) Codec() string { return c.opts.Codec }
 
 // LastPush returns the highest push_seq received (Options.LastPush before
-// the first push). Pass it with HandshakeAck.Resume to resume the session.
+// the first push). Pass it with ResumeToken to resume the session.
 func (c *Client) LastPush() uint64 { return c.lastPush.Load() }
 
 // RTT returns the round-trip time measured by the last heartbeat PING the
 // client sent and the server answered, or 0 if none has been answered yet.
 func (c *Client) RTT() time.Duration { return time.Duration(c.rtt.Load()) }
 
-// Done returns a channel that is closed when the connection ends.
+// Done returns a channel that is closed when the client ends: when the
+// connection ends, or with Options.Reconnect when the session is lost.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
-// Err returns why the connection ended: the *wire.Error of the server's
-// KICK (Code: the kick code, Message: the reason); another error for I/O
-// failures, protocol violations by the server (wrapping the wire decode
-// error), ErrHeartbeatTimeout or ErrPushQueueFull; nil while the
-// connection is up and after Close.
+// Err returns why the client ended: the *wire.Error of the server's
+// KICK (Code: the kick code, Message: the reason; 304 when a resume was
+// refused); another error for I/O failures, protocol violations by the
+// server (wrapping the wire decode error), ErrHeartbeatTimeout,
+// ErrPushQueueFull or ErrReconnectTimeout; nil while the client is up (or
+// reconnecting) and after Close.
 func (c *Client) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
 }
 
-// Close closes the connection (over WebSocket with a close handshake) and
-// fails pending requests with ErrClosed. It waits for the reader goroutine
-// to end, but not for push handlers, which still run for pushes received
-// before the end; so Close may be called from a push handler. Closing a
-// closed client does nothing.
+// Close closes the connection (over WebSocket with a close handshake), or
+// stops reconnecting, and fails pending requests with ErrClosed. It waits
+// for the reader goroutine to end, but not for push handlers, which still
+// run for pushes received before the end; so Close may be called from a
+// push handler or OnEvent. Closing a closed client does nothing.
 func (c *Client) Close() error {
 	c.shutdown(nil)
 	<-c.readerDone
@@ -368,21 +504,26 @@ func (c *Client) connErr() error {
 }
 
 // shutdown ends the client once: records err (nil: closed by Close), fails
-// pending requests, stops the heartbeat and closes the connection.
-func (c *Client) shutdown(err error) {
+// pending requests, stops the heartbeat and closes the connection. It
+// reports whether it did (false: already ended).
+func (c *Client) shutdown(err error) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.closed = true
 	c.err = err
 	pending := c.pending
 	c.pending = nil
 	t := c.hbTimer
+	up := c.up
 	ferr := c.connErrLocked()
 	c.mu.Unlock()
 
+	if c.cancel != nil {
+		c.cancel()
+	}
 	if t != nil {
 		t.Stop()
 	}
@@ -390,15 +531,46 @@ func (c *Client) shutdown(err error) {
 		w.err = ferr
 		w.ch <- struct{}{}
 	}
-	c.tr.close(err == nil)
+	if up { // else the dropped connection is closed already
+		c.cur.Load().tr.close(err == nil)
+	}
 	close(c.done)
+	return true
 }
 
-// send writes one encoded frame.
-func (c *Client) send(frame []byte) error {
-	c.wmu.Lock()
-	err := c.tr.write(frame)
-	c.wmu.Unlock()
+// fail handles a failure of connection cn (a write error, the server
+// silent): without Options.Reconnect it ends the client, with it it drops
+// cn so that the reader reconnects.
+func (c *Client) fail(cn *conn, err error) {
+	if !c.opts.Reconnect {
+		c.shutdown(err)
+		return
+	}
+	c.drop(cn, err)
+}
+
+// drop closes cn, recording err as the reason, for the reader to report.
+func (c *Client) drop(cn *conn, err error) {
+	c.mu.Lock()
+	if cn.cause == nil {
+		cn.cause = err
+	}
+	c.mu.Unlock()
+	cn.tr.close(false)
+}
+
+// dropCause returns the reason drop recorded for cn, if any.
+func (c *Client) dropCause(cn *conn) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return cn.cause
+}
+
+// send writes one encoded frame on cn.
+func (c *Client) send(cn *conn, frame []byte) error {
+	cn.wmu.Lock()
+	err := cn.tr.write(frame)
+	cn.wmu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -406,44 +578,46 @@ func (c *Client) send(frame []byte) error {
 	return nil
 }
 
-// finish fills in the TCP length prefix of a frame built after c.prefix
+// finish fills in the TCP length prefix of a frame built after cn.prefix
 // reserved bytes.
-func (c *Client) finish(b []byte) []byte {
-	if c.prefix > 0 {
-		wire.AppendLength(b[:0], len(b)-c.prefix)
+func (cn *conn) finish(b []byte) []byte {
+	if cn.prefix > 0 {
+		wire.AppendLength(b[:0], len(b)-cn.prefix)
 	}
 	return b
 }
 
-// appendFrame appends a REQUEST (seq != 0) or NOTIFY frame, with the TCP
-// length prefix, to b (which must be empty).
-func (c *Client) appendFrame(b []byte, request bool, seq uint32, route string, msg proto.Message, raw []byte, isRaw bool) ([]byte, error) {
-	if cap(b) < c.prefix {
+// appendFrame appends a REQUEST (seq != 0) or NOTIFY frame for cn, with the
+// TCP length prefix, to b (which must be empty). off is where the payload
+// starts.
+func (c *Client) appendFrame(cn *conn, b []byte, request bool, seq uint32, route string, msg proto.Message, raw []byte, isRaw bool) (_ []byte, off int, _ error) {
+	if cap(b) < cn.prefix {
 		b = make([]byte, 0, 512)
 	}
-	b = b[:c.prefix]
-	id, useID := c.routeIDs[route]
+	b = b[:cn.prefix]
+	id, useID := cn.routeIDs[route]
 	switch {
 	case useID && request:
 		b = wire.AppendRequestID(b, seq, id, nil)
 	case useID:
 		b = wire.AppendNotifyID(b, id, nil)
 	case !wire.ValidRoute(route):
-		return b, &wire.Error{Code: wire.CodeBadRoute, Message: fmt.Sprintf("invalid route %q", route)}
+		return b, 0, &wire.Error{Code: wire.CodeBadRoute, Message: fmt.Sprintf("invalid route %q", route)}
 	case request:
 		b = wire.AppendRequest(b, seq, route, nil)
 	default:
 		b = wire.AppendNotify(b, route, nil)
 	}
+	off = len(b)
 	if isRaw {
 		b = append(b, raw...)
 	} else {
 		var err error
 		if b, err = c.appendMessage(b, msg); err != nil {
-			return b, err
+			return b, 0, err
 		}
 	}
-	return c.finish(b), nil
+	return cn.finish(b), off, nil
 }
 
 var (
@@ -487,10 +661,11 @@ func (c *Client) Decode(payload []byte, msg proto.Message) error {
 // nil to ignore it; req may be nil for an empty message). A non-zero
 // response status is returned as *wire.Error{Code: status, Message: the
 // server's message}. If ctx ends first Request returns ctx.Err() (a late
-// response is discarded); if the connection ends first, the connection's
-// error (see Err; ErrClosed after Close). The write itself is not
-// interruptible by ctx: it waits until the connection accepts the frame or
-// ends.
+// response is discarded); if the client ends first, the client's error
+// (see Err; ErrClosed after Close). The write itself is not interruptible
+// by ctx: it waits until the connection accepts the frame or ends. With
+// Options.Reconnect a lost connection does not fail the request: it is sent
+// again, with the same seq, once the session is resumed.
 func (c *Client) Request(ctx context.Context, route string, req, resp proto.Message) error {
 	w, err := c.roundTrip(ctx, route, req, nil, false)
 	if err != nil {
@@ -526,49 +701,78 @@ func (c *Client) roundTrip(ctx context.Context, route string, msg proto.Message,
 		return nil, err
 	}
 	seq := c.seq.Add(1)
-	bp := bufPool.Get().(*[]byte)
-	b, err := c.appendFrame(*bp, true, seq, route, msg, raw, isRaw)
-	if err != nil {
-		putBuf(bp, b)
-		return nil, err
-	}
 	w := getWaiter()
-	c.mu.Lock()
-	if c.closed {
-		err := c.connErrLocked()
-		c.mu.Unlock()
-		putBuf(bp, b)
-		putWaiter(w)
-		return nil, err
-	}
-	c.pending[seq] = w
-	c.mu.Unlock()
-
-	err = c.send(b)
-	putBuf(bp, b)
-	if err != nil {
-		// Failing the connection fails w too (it is pending), with the
-		// connection's error.
-		c.shutdown(fmt.Errorf("hearth client: write: %w", err))
-		<-w.ch
-	} else {
-		select {
-		case <-w.ch:
-		case <-ctx.Done():
-			c.mu.Lock()
-			mine := c.pending[seq] == w
-			if mine {
-				delete(c.pending, seq)
-			}
-			c.mu.Unlock()
-			if mine {
-				putWaiter(w)
-				return nil, ctx.Err()
-			}
-			// The reader or shutdown took w first and is signalling it.
-			<-w.ch
+	for {
+		cn := c.cur.Load()
+		bp := bufPool.Get().(*[]byte)
+		b, off, err := c.appendFrame(cn, *bp, true, seq, route, msg, raw, isRaw)
+		if err != nil {
+			putBuf(bp, b)
+			putWaiter(w)
+			return nil, err
 		}
+		c.mu.Lock()
+		if c.closed {
+			err := c.connErrLocked()
+			c.mu.Unlock()
+			putBuf(bp, b)
+			putWaiter(w)
+			return nil, err
+		}
+		if c.cur.Load() != cn {
+			// Resumed on another connection meanwhile (Reconnect only):
+			// encode for that one.
+			c.mu.Unlock()
+			putBuf(bp, b)
+			continue
+		}
+		c.pending[seq] = w
+		up := c.up
+		if c.opts.Reconnect {
+			w.route, w.frame, w.off, w.bp = route, b, off, bp
+		}
+		c.mu.Unlock()
+
+		if up { // else it is sent when the session is resumed
+			err = c.send(cn, b)
+		}
+		if !c.opts.Reconnect {
+			putBuf(bp, b)
+			if err != nil {
+				// Failing the connection fails w too (it is pending), with
+				// the connection's error.
+				c.shutdown(fmt.Errorf("hearth client: write: %w", err))
+				<-w.ch
+				return c.result(w)
+			}
+		} else if err != nil {
+			// w stays pending: it is sent again after the resume.
+			c.drop(cn, fmt.Errorf("hearth client: write: %w", err))
+		}
+		break
 	}
+	select {
+	case <-w.ch:
+	case <-ctx.Done():
+		c.mu.Lock()
+		mine := c.pending[seq] == w
+		if mine {
+			delete(c.pending, seq)
+		}
+		c.mu.Unlock()
+		if mine {
+			putWaiter(w)
+			return nil, ctx.Err()
+		}
+		// The reader or shutdown took w first and is signalling it.
+		<-w.ch
+	}
+	return c.result(w)
+}
+
+// result turns a signalled waiter into roundTrip's result.
+func (c *Client) result(w *waiter) (*waiter, error) {
+	w.release()
 	if w.err != nil {
 		err := w.err
 		putWaiter(w)
@@ -584,7 +788,9 @@ func (c *Client) roundTrip(ctx context.Context, route string, msg proto.Message,
 
 // Notify sends msg on route as a NOTIFY (no response). ctx is only checked
 // before sending: the write waits until the connection accepts the frame or
-// ends.
+// ends. With Options.Reconnect, Notify waits (bounded by ctx) while the
+// client reconnects, and returns the write error if the connection fails
+// under it (the NOTIFY is not sent again).
 func (c *Client) Notify(ctx context.Context, route string, msg proto.Message) error {
 	return c.notify(ctx, route, msg, nil, false)
 }
@@ -598,19 +804,35 @@ func (c *Client) notify(ctx context.Context, route string, msg proto.Message, ra
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
-		return c.connErr()
+	var cn *conn
+	for {
+		c.mu.Lock()
+		closed, up, upCh := c.closed, c.up, c.upCh
+		cn = c.cur.Load()
+		c.mu.Unlock()
+		if closed {
+			return c.connErr()
+		}
+		if up {
+			break
+		}
+		select {
+		case <-upCh:
+		case <-c.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	bp := bufPool.Get().(*[]byte)
-	b, err := c.appendFrame(*bp, false, 0, route, msg, raw, isRaw)
+	b, _, err := c.appendFrame(cn, *bp, false, 0, route, msg, raw, isRaw)
 	if err == nil {
-		err = c.send(b)
+		err = c.send(cn, b)
 		if err != nil {
-			c.shutdown(fmt.Errorf("hearth client: write: %w", err))
-			err = c.connErr()
+			err = fmt.Errorf("hearth client: write: %w", err)
+			c.fail(cn, err)
+			if !c.opts.Reconnect {
+				err = c.connErr()
+			}
 		}
 	}
 	putBuf(bp, b)
@@ -638,35 +860,64 @@ func (c *Client) OnPush(route string, fn func(Push)) {
 	c.handlers.Store(&m)
 }
 
-// readLoop is the reader goroutine.
-func (c *Client) readLoop() {
+// run is the reader goroutine: it reads cn until it ends, then (with
+// Options.Reconnect) resumes the session on a new connection and reads
+// that, until the client ends.
+func (c *Client) run(cn *conn) {
 	defer close(c.readerDone)
 	defer c.pushes.close()
+	defer c.resends.Wait()
 	for {
-		body, err := c.tr.read()
-		if err != nil {
-			var we *wire.Error
-			switch {
-			case errors.As(err, &we):
-				err = fmt.Errorf("hearth client: bad frame from server: %w", err)
-			case errors.Is(err, io.EOF):
-				err = fmt.Errorf("hearth client: connection closed by server: %w", err)
-			default:
-				err = fmt.Errorf("hearth client: read: %w", err)
-			}
+		err, resumable := c.readLoop(cn)
+		if !c.opts.Reconnect {
 			c.shutdown(err)
 			return
 		}
-		c.lastRecv.Store(mono())
-		if err := c.dispatch(body); err != nil {
-			c.shutdown(err)
+		cn.tr.close(false)
+		if !resumable {
+			c.lose(cn.addr, err)
+			return
+		}
+		if cn = c.reconnect(cn, err); cn == nil {
 			return
 		}
 	}
 }
 
-// dispatch handles one frame from the server; an error ends the client.
-func (c *Client) dispatch(body []byte) error {
+// readLoop reads and dispatches frames from cn until it fails, and returns
+// why and whether the session may be resumed.
+func (c *Client) readLoop(cn *conn) (error, bool) {
+	for {
+		body, err := cn.tr.read()
+		if err != nil {
+			if cause := c.dropCause(cn); cause != nil {
+				return cause, true
+			}
+			var we *wire.Error
+			switch {
+			case errors.As(err, &we):
+				return fmt.Errorf("hearth client: bad frame from server: %w", err), false
+			case errors.Is(err, io.EOF):
+				return fmt.Errorf("hearth client: connection closed by server: %w", err), true
+			default:
+				return fmt.Errorf("hearth client: read: %w", err), true
+			}
+		}
+		c.lastRecv.Store(mono())
+		if err := c.dispatch(cn, body); err != nil {
+			if cause := c.dropCause(cn); cause != nil {
+				return cause, true
+			}
+			if we, ok := err.(*wire.Error); ok { // a KICK
+				return err, we.Code == wire.CodeReconnectElsewhere || we.Code == wire.CodeHeartbeatTimeout
+			}
+			return err, false
+		}
+	}
+}
+
+// dispatch handles one frame from the server; an error ends the connection.
+func (c *Client) dispatch(cn *conn, body []byte) error {
 	f, err := wire.Decode(body)
 	if err != nil {
 		return fmt.Errorf("hearth client: bad frame from server: %w", err)
@@ -686,11 +937,13 @@ func (c *Client) dispatch(body []byte) error {
 		w.buf = append(w.buf[:0], f.Payload...)
 		w.ch <- struct{}{}
 	case wire.KindPush:
-		return c.dispatchPush(&f)
+		return c.dispatchPush(cn, &f)
 	case wire.KindPing:
 		var a [wire.LengthSize + wire.HeaderSize + 8]byte
-		if err := c.send(c.finish(wire.AppendPong(a[:c.prefix], f.Clock))); err != nil {
-			return fmt.Errorf("hearth client: write: %w", err)
+		if err := c.send(cn, cn.finish(wire.AppendPong(a[:cn.prefix], f.Clock))); err != nil {
+			err = fmt.Errorf("hearth client: write: %w", err)
+			c.fail(cn, err)
+			return err
 		}
 	case wire.KindPong:
 		if f.Clock == c.pingClock.Load() {
@@ -704,10 +957,13 @@ func (c *Client) dispatch(body []byte) error {
 	return nil
 }
 
-func (c *Client) dispatchPush(f *wire.Frame) error {
+func (c *Client) dispatchPush(cn *conn, f *wire.Frame) error {
+	if c.opts.Reconnect && f.PushSeq <= c.lastPush.Load() {
+		return nil // received before a resume: handled once already
+	}
 	var route string
 	if f.HasRouteID() {
-		r, ok := c.idRoutes[f.RouteID]
+		r, ok := cn.idRoutes[f.RouteID]
 		if !ok {
 			return fmt.Errorf("hearth client: push with unknown route id %d", f.RouteID)
 		}
@@ -727,17 +983,25 @@ func (c *Client) dispatchPush(f *wire.Frame) error {
 	if f.PushSeq > c.lastPush.Load() {
 		c.lastPush.Store(f.PushSeq)
 	}
-	if handled && !c.pushing {
+	if handled {
+		c.startPushLoop()
+	}
+	return nil
+}
+
+// startPushLoop starts the push goroutine if it is not running. Reader
+// goroutine only.
+func (c *Client) startPushLoop() {
+	if !c.pushing {
 		c.pushing = true
 		go c.pushLoop()
 	}
-	return nil
 }
 
 // pushLoop runs the push handlers until the reader has ended and every
 // queued push is handled.
 func (c *Client) pushLoop() {
-	var batch []Push
+	var batch []queued
 	for {
 		var ok bool
 		batch, ok = c.pushes.take(batch)
@@ -745,8 +1009,12 @@ func (c *Client) pushLoop() {
 			return
 		}
 		for i := range batch {
-			p := batch[i]
-			batch[i] = Push{}
+			p, ev := batch[i].p, batch[i].ev
+			batch[i] = queued{}
+			if ev != nil {
+				c.opts.OnEvent(*ev)
+				continue
+			}
 			h := *c.handlers.Load()
 			if fn, ok := h[p.Route]; ok {
 				fn(p)
@@ -759,18 +1027,20 @@ func (c *Client) pushLoop() {
 }
 
 // heartbeat runs on the client's one timer: it PINGs an idle connection
-// and ends a client whose server has been silent for 3 heartbeats.
+// and ends (or, with Options.Reconnect, drops) a connection whose server
+// has been silent for 3 heartbeats.
 func (c *Client) heartbeat() {
 	c.mu.Lock()
-	t, closed := c.hbTimer, c.closed
+	t, closed, up := c.hbTimer, c.closed, c.up
+	cn := c.cur.Load()
 	c.mu.Unlock()
-	if closed {
-		return
+	if closed || !up || cn.hb == 0 {
+		return // a resume re-arms the timer
 	}
-	hb := int64(c.hb)
+	hb := int64(cn.hb)
 	now := mono()
 	if now-c.lastRecv.Load() >= 3*hb {
-		c.shutdown(ErrHeartbeatTimeout)
+		c.fail(cn, ErrHeartbeatTimeout)
 		return
 	}
 	if now-c.lastSend.Load() >= hb {
@@ -778,8 +1048,8 @@ func (c *Client) heartbeat() {
 		c.pingClock.Store(clock)
 		c.pingMono.Store(now)
 		var a [wire.LengthSize + wire.HeaderSize + 8]byte
-		if err := c.send(c.finish(wire.AppendPing(a[:c.prefix], clock))); err != nil {
-			c.shutdown(fmt.Errorf("hearth client: write: %w", err))
+		if err := c.send(cn, cn.finish(wire.AppendPing(a[:cn.prefix], clock))); err != nil {
+			c.fail(cn, fmt.Errorf("hearth client: write: %w", err))
 			return
 		}
 	}
@@ -791,10 +1061,16 @@ func (c *Client) heartbeat() {
 type pushQueue struct {
 	mu     sync.Mutex
 	cond   sync.Cond
-	items  []Push
+	items  []queued
 	limit  int
 	closed bool
 	n      atomic.Int64 // pushes put and not yet handled
+}
+
+// queued is a push, or an event for Options.OnEvent (ev set).
+type queued struct {
+	p  Push
+	ev *Event
 }
 
 // put queues p; false if limit pushes are already unhandled. Only the
@@ -804,18 +1080,25 @@ func (q *pushQueue) put(p Push) bool {
 		return false
 	}
 	q.n.Add(1)
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.items = append(q.items, p)
-	if len(q.items) == 1 {
-		q.cond.Signal()
-	}
+	q.add(queued{p: p})
 	return true
 }
 
-// take waits for queued pushes and returns them all, reusing spare as the
+// putEvent queues an event; events do not count against the limit.
+func (q *pushQueue) putEvent(ev *Event) { q.add(queued{ev: ev}) }
+
+func (q *pushQueue) add(it queued) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.items = append(q.items, it)
+	if len(q.items) == 1 {
+		q.cond.Signal()
+	}
+}
+
+// take waits for queued items and returns them all, reusing spare as the
 // next queue; false once the queue is closed and empty.
-func (q *pushQueue) take(spare []Push) ([]Push, bool) {
+func (q *pushQueue) take(spare []queued) ([]queued, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for len(q.items) == 0 && !q.closed {

@@ -9,11 +9,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,16 +92,30 @@ func testTLS(t testing.TB) (server, client *tls.Config) {
 // pconn is the peer's side of one connection.
 type pconn struct {
 	t  testing.TB
+	n  int // 1 for the peer's first connection, 2 for the next, …
 	c  net.Conn
 	ws bool
 	br *bufio.Reader
 	mu sync.Mutex // serialises writes
 }
 
+// peer is a running scripted test peer.
+type peer struct {
+	addr  string
+	conns atomic.Int32 // connections accepted
+	stop  func()       // closes the listener and every connection now
+}
+
 // startPeer listens on 127.0.0.1 and runs script for each connection; after
 // the script it reads (and discards) until the client goes away. It returns
 // the address for Dial. Cleanup closes everything and waits for the peer.
 func startPeer(t testing.TB, kind string, script func(pc *pconn)) string {
+	t.Helper()
+	return newPeer(t, kind, script).addr
+}
+
+// newPeer is startPeer returning the peer.
+func newPeer(t testing.TB, kind string, script func(pc *pconn)) *peer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -116,7 +132,17 @@ func startPeer(t testing.TB, kind string, script func(pc *pconn)) string {
 		mu     sync.Mutex
 		conns  []net.Conn
 		closed bool
+		p      = &peer{}
 	)
+	p.stop = func() {
+		ln.Close()
+		mu.Lock()
+		closed = true
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -133,11 +159,12 @@ func startPeer(t testing.TB, kind string, script func(pc *pconn)) string {
 			}
 			conns = append(conns, c)
 			mu.Unlock()
+			n := int(p.conns.Add(1))
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				pc := &pconn{t: t, c: c, ws: isWS}
+				pc := &pconn{t: t, n: n, c: c, ws: isWS}
 				if isWS {
 					u := ws.Upgrader{OnRequest: func(uri []byte) error {
 						if string(uri) != "/ws" {
@@ -157,21 +184,16 @@ func startPeer(t testing.TB, kind string, script func(pc *pconn)) string {
 		}
 	}()
 	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		closed = true
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
+		p.stop()
 		wg.Wait()
 	})
 	switch kind {
 	case "ws", "wss":
-		return kind + "://" + raw + "/ws"
+		p.addr = kind + "://" + raw + "/ws"
 	default:
-		return kind + "://" + raw
+		p.addr = kind + "://" + raw
 	}
+	return p
 }
 
 // clientOpts returns options for kind (the TLS config for tls and wss).
@@ -256,18 +278,44 @@ func (p *pconn) send(body []byte) {
 
 // handshake reads the HANDSHAKE, answers with ack and returns it.
 func (p *pconn) handshake(ack wire.HandshakeAck) wire.Handshake {
+	hs := p.readHandshake()
+	p.ack(ack)
+	return hs
+}
+
+// readHandshake reads the HANDSHAKE without answering it.
+func (p *pconn) readHandshake() wire.Handshake {
 	f := p.expect(wire.KindHandshake)
 	var hs wire.Handshake
 	if err := json.Unmarshal(f.Payload, &hs); err != nil {
 		p.t.Errorf("peer: handshake JSON %q: %v", f.Payload, err)
 		runtime.Goexit()
 	}
+	return hs
+}
+
+// ack sends a HANDSHAKE_ACK.
+func (p *pconn) ack(ack wire.HandshakeAck) {
 	b, err := json.Marshal(ack)
 	if err != nil {
 		panic(err)
 	}
 	p.send(wire.AppendHandshakeAck(nil, b))
-	return hs
+}
+
+// push sends PUSH seq on sys.tick with payload {"n":seq}.
+func (p *pconn) push(seq uint64) {
+	p.send(wire.AppendPush(nil, seq, "sys.tick", fmt.Appendf(nil, `{"n":%d}`, seq)))
+}
+
+// reset closes the connection with a TCP RST.
+func (p *pconn) reset() {
+	if tc, ok := p.c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	} else {
+		p.t.Errorf("peer: cannot reset a %T", p.c)
+	}
+	p.c.Close()
 }
 
 // route returns a REQUEST/NOTIFY frame's route name.

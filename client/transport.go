@@ -36,15 +36,16 @@ type transport interface {
 // dialTransport connects to addr and returns the transport and the number of
 // bytes each frame reserves for a length prefix.
 func dialTransport(ctx context.Context, addr string, opts *Options) (transport, int, error) {
-	scheme, rest, ok := strings.Cut(addr, "://")
+	scheme, err := parseAddr(addr)
+	if err != nil {
+		return nil, 0, err
+	}
+	_, rest, ok := strings.Cut(addr, "://")
 	if !ok {
-		scheme, rest = "tcp", addr
+		rest = addr
 	}
 	switch scheme {
 	case "tcp", "tls":
-		if strings.ContainsAny(rest, "/?#") {
-			return nil, 0, fmt.Errorf("hearth client: bad address %q: want %s://host:port", addr, scheme)
-		}
 		useTLS := scheme == "tls" || opts.TLS != nil
 		var conn net.Conn
 		var err error
@@ -77,9 +78,27 @@ func dialTransport(ctx context.Context, addr string, opts *Options) (transport, 
 		// ends exactly at the limit. Bodies above MaxFrame are refused by read.
 		conn.SetReadLimit(int64(opts.MaxFrame) + 1024)
 		return &wsTransport{conn: conn, max: opts.MaxFrame}, 0, nil
-	default:
-		return nil, 0, fmt.Errorf("hearth client: bad address %q: scheme must be tcp, tls, ws or wss", addr)
 	}
+	panic("unreachable")
+}
+
+// parseAddr checks a gate address and returns its scheme ("tcp" for a bare
+// host:port).
+func parseAddr(addr string) (string, error) {
+	scheme, rest, ok := strings.Cut(addr, "://")
+	if !ok {
+		scheme, rest = "tcp", addr
+	}
+	switch scheme {
+	case "tcp", "tls":
+		if strings.ContainsAny(rest, "/?#") {
+			return "", fmt.Errorf("hearth client: bad address %q: want %s://host:port", addr, scheme)
+		}
+	case "ws", "wss":
+	default:
+		return "", fmt.Errorf("hearth client: bad address %q: scheme must be tcp, tls, ws or wss", addr)
+	}
+	return scheme, nil
 }
 
 // tcpTransport is a length-prefixed frame stream over TCP (or TLS).
