@@ -378,6 +378,7 @@ func (n *Node) startGate() error {
 		NodeAlive: n.nodeAlive,
 		Limits:    n.cfg.Limits,
 		OnResume:  n.onSessionResumed,
+		Local:     n.local,
 		Logger:    n.log,
 		Metrics:   gate.NewMetrics(n.metrics),
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hearth-server/hearth"
 	"github.com/hearth-server/hearth/hearthtest"
+	"github.com/hearth-server/hearth/pb/syspb"
 	"github.com/hearth-server/hearth/wire"
 )
 
@@ -45,6 +46,23 @@ func (c *counter) service() *hearth.Service {
 			return nil, ctx.Err()
 		}
 		return []byte(fmt.Sprintf(`{"key":%q,"n":%d}`, req.Key, n)), nil
+	})
+	// count.flood pushes n messages to another session, for filling a
+	// detached session's buffer.
+	hearth.HandleRaw(svc, "flood", func(ctx context.Context, s *hearth.Session, payload []byte) ([]byte, error) {
+		var req struct {
+			Gate, Session string
+			N             int
+		}
+		if err := json.Unmarshal(payload, &req); err != nil {
+			return nil, hearth.NewError(hearth.CodeInvalidPayload, err.Error())
+		}
+		for i := 1; i <= req.N; i++ {
+			if err := s.Node().PushSession(ctx, req.Gate, req.Session, "count.flood", &syspb.Tick{N: uint32(i)}); err != nil {
+				return nil, err
+			}
+		}
+		return []byte(`{}`), nil
 	})
 	return svc
 }
@@ -221,12 +239,14 @@ func TestResumeLost(t *testing.T) {
 			time.Sleep(time.Second)
 			lost(tr, wire.CodecJSON, ack.Resume, 0)
 
-			// Overflow: 50 pushes for a session that keeps 10 while away.
+			// Overflow: 50 pushes, while it is away, for a session that keeps 10.
 			rc, ack = open(tr)
-			rc.send(wire.AppendRequest(nil, 1, "sys.push", []byte(`{"count":50,"interval_ms":0}`)))
-			require.Equal(t, wire.OK, rc.response(1).Status)
 			require.NoError(t, rc.conn.Close())
-			time.Sleep(600 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // detached
+			other, _ := open(tr)
+			other.send(wire.AppendRequest(nil, 1, "count.flood", []byte(fmt.Sprintf(`{"gate":%q,"session":%q,"n":50}`, ack.Node, ack.Session))))
+			require.Equal(t, wire.OK, other.response(1).Status)
+			time.Sleep(100 * time.Millisecond) // the pushes reach the gate
 			lost(tr, wire.CodecJSON, ack.Resume, 0)
 		})
 	}
