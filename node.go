@@ -595,9 +595,9 @@ func (n *Node) handle(svc *Service, env *cluster.Envelope, reply replier) {
 }
 
 // local runs a request from this node's gate on this node's own instance
-// of the service, without the bus. Only a node that no other node can join
-// (embedded NATS, not listening) does this: there it changes nothing but
-// the cost, which for a small request is mostly the two bus crossings.
+// of the service, without sending it over the bus. Only a node that no
+// other node can join (embedded NATS, not listening) does this: there it
+// changes nothing but the cost of one bus crossing per request.
 func (n *Node) local(service string, id uint64, env *cluster.Envelope) bool {
 	if !n.localOnly {
 		return false
@@ -615,8 +615,12 @@ func (n *Node) local(service string, id uint64, env *cluster.Envelope) bool {
 	e.Payload = bytes.Clone(env.Payload) // env's payload is the gate's read buffer
 	var reply replier
 	if id != 0 {
-		g := n.gateRef()
-		reply = func(status Code, payload []byte) { g.Reply(id, status, payload) }
+		// The answer goes back over the bus, like any other: on the same
+		// connection as the pushes, binds and joins the handler made, so
+		// the gate applies those first.
+		subject := string(cluster.AppendReplyID([]byte(n.bus.Subjects().GateReplyPrefix(n.id)), id))
+		seq := e.Seq
+		reply = func(status Code, payload []byte) { n.reply(subject, seq, status, payload) }
 	}
 	n.bg.Add(1)
 	go func() {

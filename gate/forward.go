@@ -349,14 +349,6 @@ func (g *Gate) onReply(id uint64, m *nats.Msg) {
 	g.complete(p, wire.Code(e.Status), e.Payload)
 }
 
-// Reply answers request id with a service's response, for requests the
-// gate's node ran locally (Config.Local).
-func (g *Gate) Reply(id uint64, status wire.Code, payload []byte) {
-	if p, ok := g.pending.take(id); ok {
-		g.complete(p, status, payload)
-	}
-}
-
 // complete delivers a service's response to the request's session.
 func (g *Gate) complete(p pending, status wire.Code, payload []byte) {
 	p.s.inflight.Add(-1)

@@ -52,9 +52,9 @@ type Config struct {
 	OnResume func(session, user string)
 
 	// Local, when set, may run a request on the gate's own node instead of
-	// sending it over the bus; it reports whether it took it, and answers
-	// through Reply(id, …) (id 0: a NOTIFY, no answer). It must copy what it
-	// keeps of env: env's payload is only valid during the call.
+	// sending it over the bus; it reports whether it took it. The answer
+	// still comes to the reply subject of request id (0: a NOTIFY). It must
+	// copy what it keeps of env: env's payload is only valid during the call.
 	Local func(service string, id uint64, env *cluster.Envelope) bool
 
 	// NodeAlive, when set, is asked before a request is routed to the node
