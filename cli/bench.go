@@ -18,15 +18,21 @@ import (
 	"github.com/hearth-server/hearth/wire"
 )
 
-const benchUsage = `Usage: hearth bench rpc|fanout|idle [flags]
+const benchUsage = `Usage: hearth bench rpc|fanout|idle|login|resume [flags]
 
   rpc     N clients doing sys.ping round trips back to back: req/s and latency
   fanout  N sessions in one channel, one publisher: deliveries/s and latency
   idle    N idle sessions: the server's memory per session
+  login   N clients logging in over and over (guest or password): logins/s;
+          with --login-rate R, N clients at once through the login queue
+  resume  N sessions on gate B of a 2-gate cluster; B drains (or --kill):
+          time until every session has resumed on gate A (or learnt 304)
 
 Without --addr the bench starts its own server in a separate process (the
 same binary, 'hearth serve' on 127.0.0.1 with the per-IP and per-session
-limits lifted) and stops it at the end. Run 'hearth bench rpc -h' for flags.
+limits lifted) and stops it at the end; rpc and fanout --cluster start a
+service node and two gates on a NATS server instead. Run 'hearth bench rpc
+-h' for flags.
 `
 
 // bench runs `hearth bench`. The hidden "server" subcommand is the child
@@ -43,6 +49,10 @@ func bench(ctx context.Context, args []string, opts Options) int {
 		return benchFanout(ctx, args[1:], opts)
 	case "idle":
 		return benchIdle(ctx, args[1:], opts)
+	case "login":
+		return benchLogin(ctx, args[1:], opts)
+	case "resume":
+		return benchResume(ctx, args[1:], opts)
 	case "server":
 		return benchServe(ctx, args[1:], opts)
 	case "help", "-h", "--help":
@@ -66,6 +76,8 @@ type benchFlags struct {
 	routeIDs   bool
 	cpuProfile string // this process, --inprocess only makes it the server's too
 	srvProfile string // the child server's CPU profile
+	cluster    bool   // rpc, fanout: a 3-process cluster (bench_cluster.go)
+	natsURL    string // --cluster's NATS; resume's
 }
 
 func newBenchFlagSet(name string, opts Options, bf *benchFlags, defCodec string) *flag.FlagSet {
@@ -133,6 +145,9 @@ func (bf *benchFlags) parse(fs *flag.FlagSet, args []string, opts Options) (int,
 	}
 	if bf.inprocess && bf.srvProfile != "" {
 		return fail("with --inprocess use --cpuprofile (the server runs in this process)")
+	}
+	if bf.cluster && (bf.addr != "" || bf.inprocess || bf.srvProfile != "") {
+		return fail("--cluster starts its own processes: not with --addr, --inprocess or --server-cpuprofile")
 	}
 	return 0, true
 }

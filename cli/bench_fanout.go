@@ -50,6 +50,7 @@ func benchFanout(ctx context.Context, args []string, opts Options) int {
 	var bf benchFlags
 	var fc fanoutConfig
 	fs := newBenchFlagSet("fanout", opts, &bf, "protobuf")
+	bf.clusterFlags(fs)
 	fs.IntVar(&fc.sessions, "sessions", 1000, "sessions in the channel")
 	fs.IntVar(&fc.payload, "payload", 32, "published payload size in bytes (at least 16: the send time and round are stamped in it)")
 	fs.IntVar(&fc.window, "window", 4, "publishes in flight: the next is sent once every session has the one this many before it")
@@ -58,7 +59,7 @@ func benchFanout(ctx context.Context, args []string, opts Options) int {
 	fs.IntVar(&fc.probes, "latency-sessions", 100, "sessions that time each delivery (spread over the channel); the others only count theirs, which costs the load generator less; 0: all")
 	fs.DurationVar(&fc.stall, "stall-timeout", 15*time.Second, "give up when deliveries stop for this long")
 	fs.Usage = func() {
-		fmt.Fprintln(opts.Stderr, "Usage: hearth bench fanout [--sessions N] [--duration 10s] [--payload 32] [--window 4] [--transport tcp|ws] [--addr URL] [--json]")
+		fmt.Fprintln(opts.Stderr, "Usage: hearth bench fanout [--sessions N] [--duration 10s] [--payload 32] [--window 4] [--transport tcp|ws] [--addr URL | --cluster [--nats URL]] [--json]")
 		fs.PrintDefaults()
 	}
 	if code, ok := bf.parse(fs, args, opts); !ok {
@@ -196,10 +197,10 @@ func runFanout(ctx context.Context, bf *benchFlags, fc fanoutConfig, opts Option
 	}
 	var dialed atomic.Int64
 	dialing := startProgress(opts.Stderr, func(el time.Duration) string {
-		return fmt.Sprintf("fanout  connecting and joining %s/%s sessions to %s  %.1fs", fmtInt(dialed.Load()), fmtInt(int64(n)), t.url, el.Seconds())
+		return fmt.Sprintf("fanout  connecting and joining %s/%s sessions to %s  %.1fs", fmtInt(dialed.Load()), fmtInt(int64(n)), t.dialDesc(), el.Seconds())
 	})
 	o := bf.clientOptions()
-	sessions, err := dialAll(ctx, n, t.url, o, t.external, &dialed, func(i int, c *client.Client) error {
+	sessions, err := dialAll(ctx, n, t.clientURLs(), sameOptions(o), t.external, &dialed, func(i int, c *client.Client) error {
 		// Sessions without a push handler only count their pushes
 		// (Client.LastPush): the client then neither copies nor queues them.
 		if i%probeEvery == 0 {
@@ -230,7 +231,7 @@ func runFanout(ctx context.Context, bf *benchFlags, fc fanoutConfig, opts Option
 	}
 	po := o
 	po.Codec = wire.CodecProtobuf
-	pubs, err := dialAll(ctx, 1, t.url, po, t.external, nil, nil)
+	pubs, err := dialAll(ctx, 1, t.clientURLs(), sameOptions(po), t.external, nil, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("publisher: %w", err)
 	}

@@ -133,7 +133,7 @@ func runIdle(ctx context.Context, bf *benchFlags, ic idleConfig, opts Options) (
 	lastRSS.Store(before.RSS)
 	prog := startProgress(opts.Stderr, func(el time.Duration) string {
 		if !settling.Load() {
-			return fmt.Sprintf("idle  connecting %s/%s sessions to %s  %.1fs", fmtInt(dialed.Load()), fmtInt(int64(ic.sessions)), t.url, el.Seconds())
+			return fmt.Sprintf("idle  connecting %s/%s sessions to %s  %.1fs", fmtInt(dialed.Load()), fmtInt(int64(ic.sessions)), t.dialDesc(), el.Seconds())
 		}
 		return fmt.Sprintf("idle  %s sessions open, settling  %.1fs  server RSS %s", fmtInt(dialed.Load()), el.Seconds(), fmtBytes(lastRSS.Load()))
 	})
@@ -165,7 +165,7 @@ func runIdle(ctx context.Context, bf *benchFlags, ic idleConfig, opts Options) (
 			continue
 		}
 		c0 := time.Now()
-		more, err := dialAll(ctx, n, t.url, bf.clientOptions(), t.external, &dialed, nil)
+		more, err := dialAll(ctx, n, t.clientURLs(), sameOptions(bf.clientOptions()), t.external, &dialed, nil)
 		connect += time.Since(c0)
 		if err == nil {
 			sessions = append(sessions, more...)

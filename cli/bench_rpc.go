@@ -43,13 +43,14 @@ func benchRPC(ctx context.Context, args []string, opts Options) int {
 	var bf benchFlags
 	var rc rpcConfig
 	fs := newBenchFlagSet("rpc", opts, &bf, "json")
+	bf.clusterFlags(fs)
 	fs.IntVar(&rc.clients, "clients", 64, "concurrent clients (connections)")
 	fs.IntVar(&rc.pipeline, "pipeline", 1, "requests each client keeps outstanding")
 	fs.IntVar(&rc.payload, "payload", 40, "request payload size in bytes (echoed back by sys.ping)")
 	fs.DurationVar(&rc.duration, "duration", 10*time.Second, "measured time")
 	fs.DurationVar(&rc.warmup, "warmup", 2*time.Second, "time run before measuring")
 	fs.Usage = func() {
-		fmt.Fprintln(opts.Stderr, "Usage: hearth bench rpc [--clients N] [--duration 10s] [--transport tcp|ws] [--codec json|protobuf] [--payload 40] [--pipeline 1] [--addr URL] [--json]")
+		fmt.Fprintln(opts.Stderr, "Usage: hearth bench rpc [--clients N] [--duration 10s] [--transport tcp|ws] [--codec json|protobuf] [--payload 40] [--pipeline 1] [--addr URL | --cluster [--nats URL]] [--json]")
 		fs.PrintDefaults()
 	}
 	if code, ok := bf.parse(fs, args, opts); !ok {
@@ -133,9 +134,9 @@ func runRPC(ctx context.Context, bf *benchFlags, rc rpcConfig, opts Options) (*R
 
 	var dialed atomic.Int64
 	dialing := startProgress(opts.Stderr, func(el time.Duration) string {
-		return fmt.Sprintf("rpc  connecting %s/%s clients to %s  %.1fs", fmtInt(dialed.Load()), fmtInt(int64(rc.clients)), t.url, el.Seconds())
+		return fmt.Sprintf("rpc  connecting %s/%s clients to %s  %.1fs", fmtInt(dialed.Load()), fmtInt(int64(rc.clients)), t.dialDesc(), el.Seconds())
 	})
-	clients, err := dialAll(ctx, rc.clients, t.url, bf.clientOptions(), t.external, &dialed, nil)
+	clients, err := dialAll(ctx, rc.clients, t.clientURLs(), sameOptions(bf.clientOptions()), t.external, &dialed, nil)
 	dialing.Stop()
 	if err != nil {
 		return nil, nil, err
@@ -323,6 +324,18 @@ func runRPC(ctx context.Context, bf *benchFlags, rc rpcConfig, opts Options) (*R
 func cpuRows(rep *report, c cpuSplit, op string, t *target) {
 	if c.Server != nil {
 		rep.add("server cpu", "%.2f cores, %.1f µs per %s", c.Server.Cores, c.Server.PerOpUS, op)
+	}
+	if len(c.Members) > 0 {
+		var parts []string
+		for _, name := range t.names {
+			if u := c.Members[name]; u != nil {
+				parts = append(parts, fmt.Sprintf("%s %.2f", name, u.Cores))
+			}
+		}
+		rep.add("server cpu by process", "%s cores", strings.Join(parts, ", "))
+	}
+	if c.NATS != nil {
+		rep.add("nats-server cpu", "%.2f cores, %.1f µs per %s", c.NATS.Cores, c.NATS.PerOpUS, op)
 	}
 	if c.Bench != nil {
 		name := "bench cpu"

@@ -99,21 +99,51 @@ func benchServe(ctx context.Context, args []string, opts Options) int {
 
 // serverNeeds says what a benchmark needs of the server it starts.
 type serverNeeds struct {
-	benchService bool // fanout: bench.join and bench.publish
-	maxInFlight  int  // at least the client's pipeline depth
-	gcSignal     bool // idle: the child collects garbage on SIGUSR1
+	benchService bool     // fanout: bench.join and bench.publish
+	maxInFlight  int      // at least the client's pipeline depth
+	gcSignal     bool     // idle: the child collects garbage on SIGUSR1
+	args         []string // more serve flags (after the defaults, so they override them)
+	noClients    bool     // the child has no client listener (--tcp off --ws off)
 }
 
 // target is the server a benchmark runs against.
 type target struct {
-	url      string // client URL for the benchmark's transport
-	adminURL string // "" when unknown
-	pid      int    // the child server's pid; 0 for --addr and --inprocess
-	desc     string // for the report: how the server runs
-	external bool   // --addr
+	url      string   // client URL for the benchmark's transport
+	urls     []string // a cluster's gates: client i dials urls[i%len(urls)]; nil: url
+	adminURL string   // "" when unknown
+	pid      int      // the child server's pid; 0 for --addr, --inprocess and a cluster
+	desc     string   // for the report: how the server runs
+	external bool     // --addr
 	logs     *logTail
 	stop     func() // stops a server the bench started
+
+	nats    string        // a child's NATS: its embedded listener's URL, or the --nats it was given
+	proc    *os.Process   // a child's process
+	exited  chan struct{} // closed when the child has exited
+	members []*target     // a cluster: its processes, whose CPU and memory add up
+	natsPID int           // a cluster on a NATS server of this machine: its pid (0 unknown)
+	names   []string      // a cluster: members' names, for the CPU row
 }
+
+// clientURLs are the URLs the bench's clients dial, round-robin.
+func (t *target) clientURLs() []string {
+	if len(t.urls) > 0 {
+		return t.urls
+	}
+	return []string{t.url}
+}
+
+// dialDesc says where the clients connect, for progress lines.
+func (t *target) dialDesc() string {
+	if len(t.urls) > 1 {
+		return strings.Join(t.urls, " and ")
+	}
+	return t.url
+}
+
+// local reports whether the target's server processes are children of this
+// bench (their CPU is read from /proc, and is not "other processes").
+func (t *target) local() bool { return t.pid != 0 || len(t.members) > 0 }
 
 // benchExecutable is the binary started as the server child; tests point it
 // at a built cmd/hearth.
@@ -121,6 +151,10 @@ var benchExecutable = os.Executable
 
 // startTarget starts the server the flags ask for, or describes --addr.
 func startTarget(ctx context.Context, bf *benchFlags, need serverNeeds, opts Options) (*target, error) {
+	if bf.cluster {
+		need.benchService = true // the service node runs it (--roles sys,bench)
+		return startCluster(ctx, bf, bf.natsURL, benchClusterNodes, need, opts)
+	}
 	if bf.addr != "" {
 		return &target{url: bf.addr, adminURL: strings.TrimRight(bf.adminURL, "/"), desc: "external " + bf.addr, external: true, stop: func() {}}, nil
 	}
@@ -178,6 +212,7 @@ func startChild(ctx context.Context, bf *benchFlags, need serverNeeds, dir strin
 	args = append(args, "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--data", dir, "--log-level", "warn")
 	args = append(args, limitArgs(need)...)
+	args = append(args, need.args...)
 	cmd := exec.Command(exe, args...)
 	cmd.SysProcAttr = childSysProcAttr()
 	stdout, err := cmd.StdoutPipe()
@@ -208,7 +243,7 @@ func startChild(ctx context.Context, bf *benchFlags, need serverNeeds, dir strin
 	}
 
 	// serve prints its listeners once it is ready; read them, then drain.
-	type addrs struct{ tcp, ws, admin string }
+	type addrs struct{ tcp, ws, admin, nats string }
 	ready := make(chan addrs, 1)
 	go func() {
 		var a addrs
@@ -225,6 +260,14 @@ func startChild(ctx context.Context, bf *benchFlags, need serverNeeds, dir strin
 				case "admin":
 					a.admin = f[1]
 				case "try:", "nats":
+					if f[0] == "nats" {
+						for _, w := range f[1:] {
+							if strings.HasPrefix(w, "nats://") || strings.HasPrefix(w, "tls://") {
+								a.nats = strings.TrimRight(w, ",")
+								break
+							}
+						}
+					}
 					ready <- a
 					sent = true
 				}
@@ -249,7 +292,10 @@ func startChild(ctx context.Context, bf *benchFlags, need serverNeeds, dir strin
 	if bf.transport == "ws" {
 		url = a.ws
 	}
-	if url == "" {
+	if need.noClients {
+		url = "" // a service node: no client listener
+	}
+	if (url == "" && !need.noClients) || a.admin == "" {
 		stop()
 		<-exited
 		return nil, fmt.Errorf("the server did not start (%v); its log:\n%s", waitErr, logs.String())
@@ -261,6 +307,9 @@ func startChild(ctx context.Context, bf *benchFlags, need serverNeeds, dir strin
 		desc:     fmt.Sprintf("separate process (%s, pid %d)", what, cmd.Process.Pid),
 		logs:     logs,
 		stop:     stop,
+		nats:     a.nats,
+		proc:     cmd.Process,
+		exited:   exited,
 	}, nil
 }
 
@@ -310,7 +359,13 @@ func startInProcess(ctx context.Context, bf *benchFlags, need serverNeeds, dir s
 		logs:     logs,
 		stop: func() {
 			cancel()
-			<-errc
+			// A child is killed when it does not stop; here the bench can
+			// only stop waiting, and say so.
+			select {
+			case <-errc:
+			case <-time.After(15 * time.Second):
+				fmt.Fprintln(opts.Stderr, "hearth bench: the in-process server did not stop within 15s; leaving it")
+			}
 		},
 	}, nil
 }
@@ -344,6 +399,14 @@ func (t *target) stats(ctx context.Context) serverStats {
 		s.Goroutines = int64(v)
 	}
 	switch {
+	case len(t.members) > 0:
+		s.ok = true
+		for _, m := range t.members {
+			ms := m.stats(ctx)
+			s.CPU += ms.CPU
+			s.RSS += ms.RSS
+			s.ok = s.ok && ms.ok
+		}
 	case t.pid != 0:
 		cpu, err1 := procCPU(t.pid)
 		rss, err2 := procRSS(t.pid)

@@ -27,3 +27,5 @@ func machineCPU() (busy, irq time.Duration, ok bool) { return 0, 0, false }
 func gcOnSignal() {}
 
 func signalGC(int) error { return errNoProc }
+
+func listenerPID(int) int { return 0 }

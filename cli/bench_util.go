@@ -93,10 +93,15 @@ func (r *rate) per(n int64, now time.Duration) float64 {
 	return v
 }
 
-// dialAll connects n clients to url, dialParallel at a time, and runs setup
-// (if set) on each. On the first failure it closes what it opened and
-// returns the error, explained.
-func dialAll(ctx context.Context, n int, url string, o client.Options, external bool, done *atomic.Int64, setup func(i int, c *client.Client) error) ([]*client.Client, error) {
+// sameOptions gives every client of dialAll the options o.
+func sameOptions(o client.Options) func(int) client.Options {
+	return func(int) client.Options { return o }
+}
+
+// dialAll connects n clients, client i to urls[i%len(urls)] with opts(i),
+// dialParallel at a time, and runs setup (if set) on each. On the first
+// failure it closes what it opened and returns the error, explained.
+func dialAll(ctx context.Context, n int, urls []string, opts func(i int) client.Options, external bool, done *atomic.Int64, setup func(i int, c *client.Client) error) ([]*client.Client, error) {
 	clients := make([]*client.Client, n)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -115,7 +120,8 @@ func dialAll(ctx context.Context, n int, url string, o client.Options, external 
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				c, err := client.Dial(ctx, url, o)
+				url := urls[i%len(urls)]
+				c, err := client.Dial(ctx, url, opts(i))
 				if err == nil && setup != nil {
 					if err = setup(i, c); err != nil {
 						c.Close()
@@ -394,7 +400,8 @@ func newCPUUse(cpu, wall time.Duration, ops int64) *cpuUse {
 }
 
 // cpuSnap is the CPU time spent so far by the server, this process and the
-// whole machine.
+// whole machine; for a cluster, also by each of its processes and by the
+// NATS server.
 type cpuSnap struct {
 	at      time.Time
 	srv     serverStats
@@ -402,10 +409,24 @@ type cpuSnap struct {
 	machine time.Duration
 	irq     time.Duration
 	machOK  bool
+	members []time.Duration // a cluster's processes (-1: unreadable)
+	nats    time.Duration   // -1: unknown
 }
 
 func (t *target) snap(ctx context.Context) cpuSnap {
-	s := cpuSnap{srv: t.stats(ctx), self: selfCPU()}
+	s := cpuSnap{srv: t.stats(ctx), self: selfCPU(), nats: -1}
+	for _, m := range t.members {
+		cpu, err := procCPU(m.pid)
+		if err != nil {
+			cpu = -1
+		}
+		s.members = append(s.members, cpu)
+	}
+	if t.natsPID != 0 {
+		if cpu, err := procCPU(t.natsPID); err == nil {
+			s.nats = cpu
+		}
+	}
 	s.machine, s.irq, s.machOK = machineCPU()
 	s.at = time.Now()
 	return s
@@ -414,10 +435,12 @@ func (t *target) snap(ctx context.Context) cpuSnap {
 // cpuSplit is the CPU used between two snapshots: by the server, by this
 // process, and by every other process on the machine.
 type cpuSplit struct {
-	Server *cpuUse `json:"server_cpu,omitempty"`
-	Bench  *cpuUse `json:"bench_cpu,omitempty"`
-	IRQ    *cpuUse `json:"softirq_cpu,omitempty"`
-	Other  *cpuUse `json:"other_cpu,omitempty"`
+	Server  *cpuUse            `json:"server_cpu,omitempty"`
+	Members map[string]*cpuUse `json:"server_cpu_by_process,omitempty"` // a cluster's processes
+	NATS    *cpuUse            `json:"nats_cpu,omitempty"`              // a cluster's NATS server on this machine
+	Bench   *cpuUse            `json:"bench_cpu,omitempty"`
+	IRQ     *cpuUse            `json:"softirq_cpu,omitempty"`
+	Other   *cpuUse            `json:"other_cpu,omitempty"`
 }
 
 func splitCPU(a, b cpuSnap, ops int64, t *target) cpuSplit {
@@ -425,6 +448,17 @@ func splitCPU(a, b cpuSnap, ops int64, t *target) cpuSplit {
 	var c cpuSplit
 	if a.srv.ok && b.srv.ok {
 		c.Server = newCPUUse(b.srv.CPU-a.srv.CPU, wall, ops)
+	}
+	for i := range min(len(a.members), len(b.members), len(t.names)) {
+		if a.members[i] >= 0 && b.members[i] >= 0 {
+			if c.Members == nil {
+				c.Members = map[string]*cpuUse{}
+			}
+			c.Members[t.names[i]] = newCPUUse(b.members[i]-a.members[i], wall, ops)
+		}
+	}
+	if a.nats >= 0 && b.nats >= 0 {
+		c.NATS = newCPUUse(b.nats-a.nats, wall, ops)
 	}
 	if b.self > 0 {
 		c.Bench = newCPUUse(b.self-a.self, wall, ops)
@@ -434,8 +468,11 @@ func splitCPU(a, b cpuSnap, ops int64, t *target) cpuSplit {
 		// charged to the process it interrupted: it is in self and server.
 		irq := b.irq - a.irq
 		other := (b.machine - a.machine) - (b.self - a.self)
-		if t.pid != 0 && c.Server != nil {
+		if t.local() && c.Server != nil {
 			other -= b.srv.CPU - a.srv.CPU
+		}
+		if c.NATS != nil {
+			other -= b.nats - a.nats
 		}
 		c.IRQ = newCPUUse(irq, wall, 0)
 		c.Other = newCPUUse(max(0, other), wall, 0)
@@ -462,6 +499,11 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 // serverNotes reports what the bench's own server logged.
 func serverNotes(r *report, t *target) {
+	for i, m := range t.members {
+		if m.logs != nil && m.logs.Count() > 0 {
+			r.note("%s logged %d warnings or errors; the last ones:\n%s", t.names[i], m.logs.Count(), m.logs.String())
+		}
+	}
 	if t.logs == nil {
 		return
 	}
