@@ -47,6 +47,16 @@ func (c *counter) service() *hearth.Service {
 		}
 		return []byte(fmt.Sprintf(`{"key":%q,"n":%d}`, req.Key, n)), nil
 	})
+	hearth.HandleRaw(svc, "join", func(ctx context.Context, s *hearth.Session, _ []byte) ([]byte, error) {
+		return []byte(`{}`), s.Join(ctx, "room")
+	})
+	hearth.HandleRaw(svc, "say", func(ctx context.Context, s *hearth.Session, payload []byte) ([]byte, error) {
+		var req struct{ N uint32 }
+		if err := json.Unmarshal(payload, &req); err != nil {
+			return nil, hearth.NewError(hearth.CodeInvalidPayload, err.Error())
+		}
+		return []byte(`{}`), s.Node().Publish(ctx, "room", "count.said", &syspb.Tick{N: req.N})
+	})
 	// count.flood pushes n messages to another session, for filling a
 	// detached session's buffer.
 	hearth.HandleRaw(svc, "flood", func(ctx context.Context, s *hearth.Session, payload []byte) ([]byte, error) {
@@ -313,4 +323,40 @@ func TestDrain(t *testing.T) {
 	case <-time.After(2 * waitLong):
 		t.Fatal("drained gate did not stop")
 	}
+}
+
+// A detached channel member whose buffer overflows is ended from inside the
+// channel's fan-out; the channel and the gate go on serving the others.
+func TestResumeOverflowInChannel(t *testing.T) {
+	t.Parallel()
+	c := startResumeCluster(t, hearth.Limits{ResumePushes: 10})
+	away := dialRaw(t, c.a, "tcp")
+	away.handshake(wire.CodecJSON)
+	away.send(wire.AppendRequest(nil, 1, "count.join", []byte(`{}`)))
+	require.Equal(t, wire.OK, away.response(1).Status)
+	stay := dialRaw(t, c.a, "tcp")
+	stay.handshake(wire.CodecJSON)
+	stay.send(wire.AppendRequest(nil, 1, "count.join", []byte(`{}`)))
+	require.Equal(t, wire.OK, stay.response(1).Status)
+	require.NoError(t, away.conn.Close())
+	time.Sleep(100 * time.Millisecond) // detached
+
+	for n := 1; n <= 30; n++ {
+		stay.send(wire.AppendRequest(nil, uint32(1+n), "count.say", []byte(fmt.Sprintf(`{"n":%d}`, n))))
+	}
+	said, answered := map[int]bool{}, 0
+	for len(said) < 30 || answered < 30 {
+		f := stay.next()
+		switch f.Kind {
+		case wire.KindResponse:
+			require.Equal(t, wire.OK, f.Status, "%q", f.Payload)
+			answered++
+		case wire.KindPush:
+			var tick struct{ N int }
+			require.NoError(t, json.Unmarshal(f.Payload, &tick))
+			require.False(t, said[tick.N], "message %d twice", tick.N)
+			said[tick.N] = true
+		}
+	}
+	stay.ping(100)
 }

@@ -738,7 +738,9 @@ func (s *Session) pushFrame(route string, payload []byte, hold bool) (held bool)
 	if g.cfg.ResumeGrace > 0 {
 		if s.pushes.add(pushEntry{Seq: seq, Route: route, Payload: payload}, g.cfg.ResumePushes, g.cfg.ResumeBytes, st != StateActive) {
 			s.mu.Unlock()
-			s.expire("resume buffer overflow while disconnected")
+			// Not here: a channel fan-out calls this holding the channel's
+			// lock, which ending the session (leaving its channels) needs.
+			go s.expire("resume buffer overflow while disconnected")
 			return false
 		}
 	}
