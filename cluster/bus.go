@@ -6,6 +6,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -243,7 +245,21 @@ func (b *Bus) Forward(service, reply string, e *Envelope) error {
 // Push sends one push to sessions of one gate. payload is the protobuf form
 // and json the JSON form; either may be empty when no session needs it.
 func (b *Bus) Push(gate string, sessions []string, route string, payload, json []byte) error {
-	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePush, Sessions: sessions, Route: route, Payload: payload, JSON: json})
+	return b.PushID(gate, sessions, route, payload, json, "")
+}
+
+// PushID is Push of a channel message that has the id id (Envelope.Trace
+// of a publish): a gate forwarding a publish to a session that moved keeps
+// the id, so the session's new gate can drop a copy it got directly.
+func (b *Bus) PushID(gate string, sessions []string, route string, payload, json []byte, id string) error {
+	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePush, Sessions: sessions, Route: route, Payload: payload, JSON: json, Trace: id})
+}
+
+// messageID makes the id of one publish.
+func messageID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // Publish sends one push to every member of channel, on every gate: one bus
@@ -252,7 +268,7 @@ func (b *Bus) Publish(channel, route string, payload, json []byte) error {
 	if err := ValidateChannel(channel); err != nil {
 		return err
 	}
-	return b.Send(b.subj.Channel(channel), &Envelope{Type: TypePublish, Channel: channel, Route: route, Payload: payload, JSON: json})
+	return b.Send(b.subj.Channel(channel), &Envelope{Type: TypePublish, Channel: channel, Route: route, Payload: payload, JSON: json, Trace: messageID()})
 }
 
 // Broadcast sends one push to every session on every gate.

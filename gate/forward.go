@@ -269,7 +269,7 @@ func (g *Gate) onGateMsg(m *nats.Msg) {
 		var moved map[string][]string // new gate → sessions
 		for _, id := range ids {
 			if s := g.sessMap.get(id); s != nil {
-				s.push(e.Route, s.payloadFor(&e))
+				s.push(e.Route, s.payloadFor(&e), e.Trace)
 			} else if to, ok := g.moves.get(id); ok && to != g.cfg.ID {
 				if moved == nil {
 					moved = map[string][]string{}
@@ -278,7 +278,7 @@ func (g *Gate) onGateMsg(m *nats.Msg) {
 			}
 		}
 		for to, sessions := range moved {
-			if err := g.bus.Push(to, sessions, e.Route, e.Payload, e.JSON); err != nil {
+			if err := g.bus.PushID(to, sessions, e.Route, e.Payload, e.JSON, e.Trace); err != nil {
 				g.log.Warn("push not forwarded", "to", to, "err", err)
 			}
 		}
@@ -413,5 +413,5 @@ func (g *Gate) onBroadcast(m *nats.Msg) {
 		g.log.Error("bad broadcast envelope", "err", err)
 		return
 	}
-	g.sessMap.each(func(s *Session) { s.push(e.Route, s.payloadFor(&e)) })
+	g.sessMap.each(func(s *Session) { s.push(e.Route, s.payloadFor(&e), "") })
 }

@@ -35,6 +35,9 @@ type pushEntry struct {
 	Seq     uint64 `json:"seq"`
 	Route   string `json:"route"`
 	Payload []byte `json:"payload"`
+	// ID of a channel message: the new gate of a moved session drops a
+	// copy of it that its own subscription delivers late.
+	ID string `json:"id,omitempty"`
 }
 
 // respEntry is one cached response.
@@ -160,6 +163,10 @@ func parseResumeToken(tok string) (gate, session, secret string, ok bool) {
 	return parts[0], parts[1], parts[2], true
 }
 
+// channelHandover is how long a session's old gate forwards its channel
+// messages after a hand-over, and its new gate drops repeated ones.
+const channelHandover = 3 * time.Second
+
 // moves is a gate's forwarding table: sessions that moved to another gate
 // (or were replaced on this one), kept for the resume grace.
 type moves struct {
@@ -247,9 +254,11 @@ func (g *Gate) export(req *resumeReq) (*sessionState, *wire.Error) {
 		go old.expire("pushes missed beyond the resume buffer")
 		return nil, errSessionLost("pushes missed beyond what the server kept")
 	}
+	// The whole ring goes, not only what the client missed: the new gate
+	// replays from last_push, and learns every recent channel message id.
 	st := &sessionState{
 		Session: old.id, User: old.user, Codec: old.codec, Bindings: old.bindings,
-		PushSeq: old.pushSeq, Pushes: pushes, Resps: append([]respEntry(nil), old.resps.items...),
+		PushSeq: old.pushSeq, Pushes: append([]pushEntry(nil), old.pushes.items...), Resps: append([]respEntry(nil), old.resps.items...),
 	}
 	for ch := range old.channels {
 		st.Channels = append(st.Channels, ch)
@@ -277,9 +286,17 @@ func (g *Gate) export(req *resumeReq) (*sessionState, *wire.Error) {
 		}
 	} else {
 		g.sessMap.remove(old)
-		for _, ch := range st.Channels {
-			g.chans.leave(ch, old)
-		}
+		// The new gate joins the channels once it has the state; until a
+		// moment after, the stub stays a member and forwards (pushFrame).
+		old.mu.Lock()
+		old.forwardUntil = time.Now().Add(channelHandover).UnixNano()
+		old.mu.Unlock()
+		channels := st.Channels
+		time.AfterFunc(channelHandover, func() {
+			for _, ch := range channels {
+				g.chans.leave(ch, old)
+			}
+		})
 	}
 	if wasAttached {
 		g.m.sessionClosed(old.transport())
@@ -324,6 +341,12 @@ func (s *Session) importState(st *sessionState) {
 	s.pushSeq = st.PushSeq
 	for _, e := range st.Pushes {
 		s.pushes.add(e, g.cfg.ResumePushes, g.cfg.ResumeBytes, false)
+		if e.ID != "" {
+			if s.seen == nil {
+				s.seen = map[string]struct{}{}
+			}
+			s.seen[e.ID] = struct{}{}
+		}
 	}
 	for _, e := range early {
 		s.pushSeq++

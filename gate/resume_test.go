@@ -360,3 +360,59 @@ func TestResumeOverflowInChannel(t *testing.T) {
 	}
 	stay.ping(100)
 }
+
+// Channel messages published while a member moves to another gate reach it
+// exactly once: the old gate forwards them until the new one has joined,
+// and the new one drops the copies.
+func TestResumeChannelHandover(t *testing.T) {
+	t.Parallel()
+	c := startResumeCluster(t, hearth.Limits{})
+	for round := range 3 {
+		member := dialRaw(t, c.a, "tcp")
+		ack := member.handshake(wire.CodecJSON)
+		member.send(wire.AppendRequest(nil, 1, "count.join", []byte(`{}`)))
+		require.Equal(t, wire.OK, member.response(1).Status)
+		speaker := dialRaw(t, c.a, "tcp")
+		speaker.handshake(wire.CodecJSON)
+
+		const total = 200
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for n := 1; n <= total; n++ {
+				speaker.send(wire.AppendRequest(nil, uint32(n), "count.say", []byte(fmt.Sprintf(`{"n":%d}`, n))))
+				speaker.response(uint32(n))
+			}
+		}()
+		got := map[int]int{}
+		var trace []string
+		var last uint64
+		for len(got) < 40 {
+			f := member.next()
+			if f.Kind == wire.KindPush {
+				var tick struct{ N int }
+				require.NoError(t, json.Unmarshal(f.Payload, &tick))
+				got[tick.N]++
+				last = f.PushSeq
+				trace = append(trace, fmt.Sprintf("A%d:%d", f.PushSeq, tick.N))
+			}
+		}
+		require.NoError(t, member.conn.Close())
+		moved := dialRaw(t, c.b, "tcp")
+		require.True(t, ackOf(t, moved.resumeHandshake(wire.CodecJSON, ack.Resume, last)).Resumed)
+		<-done
+		for len(got) < total {
+			f := moved.next()
+			require.Equal(t, wire.KindPush, f.Kind)
+			require.Equal(t, last+1, f.PushSeq, "round %d: push_seq gap or repeat", round)
+			last = f.PushSeq
+			var tick struct{ N int }
+			require.NoError(t, json.Unmarshal(f.Payload, &tick))
+			got[tick.N]++
+			trace = append(trace, fmt.Sprintf("B%d:%d", f.PushSeq, tick.N))
+		}
+		for n := 1; n <= total; n++ {
+			require.Equal(t, 1, got[n], "round %d: message %d delivered %d times (pushes %v)", round, n, got[n], trace)
+		}
+	}
+}

@@ -78,17 +78,20 @@ type Session struct {
 	closeOnce sync.Once
 
 	// Resume (under mu).
-	secretHash [32]byte         // of the resume token's secret
-	pushes     pushRing         // recent pushes, for replay
-	resps      respCache        // recent responses, by seq
-	waiting    map[uint32]int64 // seqs forwarded and not answered → deadline
-	kickCode   wire.Code        // why the session was kicked; 0 if it was not
-	detachedAt int64
-	movedTo    string // gate the session was handed to; this is a stub
-	imported   bool   // took over a resumed session's state
-	goodbye    bool   // the client closed the session (a WebSocket close frame)
-	heldMark   bool   // output queued by a fan-out batch, flush pending
-	counted    bool   // counted in the connected-sessions gauge
+	secretHash   [32]byte         // of the resume token's secret
+	pushes       pushRing         // recent pushes, for replay
+	resps        respCache        // recent responses, by seq
+	waiting      map[uint32]int64 // seqs forwarded and not answered → deadline
+	kickCode     wire.Code        // why the session was kicked; 0 if it was not
+	detachedAt   int64
+	movedTo      string              // gate the session was handed to; this is a stub
+	imported     bool                // took over a resumed session's state
+	goodbye      bool                // the client closed the session (a WebSocket close frame)
+	heldMark     bool                // output queued by a fan-out batch, flush pending
+	forwardUntil int64               // a stub forwards channel messages until then
+	dedupUntil   int64               // a resumed session drops repeated channel messages until then
+	seen         map[string]struct{} // channel message ids seen before dedupUntil
+	counted      bool                // counted in the connected-sessions gauge
 }
 
 func newSession(g *Gate, conn net.Conn, ws bool) *Session {
@@ -423,6 +426,9 @@ func (s *Session) resume(hs *wire.Handshake) *wire.Error {
 	// Registered under the session id before the hand-over, so that what
 	// the old gate forwards meanwhile finds it.
 	s.id = id
+	s.mu.Lock()
+	s.dedupUntil = time.Now().Add(2 * channelHandover).UnixNano()
+	s.mu.Unlock()
 	g.sessMap.add(s)
 	st, werr := g.requestExport(gate, &req)
 	if werr != nil {
@@ -712,13 +718,20 @@ func (s *Session) writeResponse(seq uint32, status wire.Code, payload []byte) {
 // push sends a PUSH with the next push_seq, and keeps it for replay. A
 // detached session only keeps it; one still taking over a resumed session
 // keeps it unnumbered until the state arrives.
-func (s *Session) push(route string, payload []byte) { s.pushFrame(route, payload, false) }
+func (s *Session) push(route string, payload []byte, msgID string) {
+	s.pushFrame(route, payload, msgID, false)
+}
 
 // pushFrame queues a push. With hold, it does not start the flush: the
 // caller is queuing a batch and calls flushHeld for each session it
 // reports (true: output is waiting for a flush), so a session that gets
 // several pushes in the batch writes them with one syscall.
-func (s *Session) pushFrame(route string, payload []byte, hold bool) (held bool) {
+//
+// msgID is the id of a channel message ("" for a push to this session):
+// around a hand-over to another gate a channel message can reach the
+// session twice — forwarded by the old gate and directly — and the id
+// lets the copy be dropped.
+func (s *Session) pushFrame(route string, payload []byte, msgID string, hold bool) (held bool) {
 	g := s.g
 	n := 3 + 8 + 1 + len(route) + len(payload)
 	s.mu.Lock()
@@ -726,9 +739,36 @@ func (s *Session) pushFrame(route string, payload []byte, hold bool) (held bool)
 	if st == StateClosing && s.resumableKick() {
 		st = StateDetached // kicked to come back: keep what it will miss
 	}
-	if s.movedTo != "" || st >= StateClosing {
+	if to := s.movedTo; to != "" {
+		// A stub stays in its channels for a moment after a hand-over to
+		// another gate, which joins them only once it has the state:
+		// channel messages in between are forwarded, not lost.
+		forward := msgID != "" && to != g.cfg.ID && time.Now().UnixNano() < s.forwardUntil
+		s.mu.Unlock()
+		if forward {
+			if err := g.bus.PushID(to, []string{s.id}, route, payload, nil, msgID); err != nil {
+				g.log.Warn("channel message not forwarded", "session", s.id, "to", to, "err", err)
+			}
+		}
+		return false
+	}
+	if st >= StateClosing {
 		s.mu.Unlock()
 		return false
+	}
+	if msgID != "" && s.dedupUntil != 0 {
+		if time.Now().UnixNano() > s.dedupUntil {
+			s.dedupUntil, s.seen = 0, nil
+		} else {
+			if _, dup := s.seen[msgID]; dup {
+				s.mu.Unlock()
+				return false
+			}
+			if s.seen == nil {
+				s.seen = map[string]struct{}{}
+			}
+			s.seen[msgID] = struct{}{}
+		}
 	}
 	var seq uint64
 	if st != StateHandshaking || s.imported {
@@ -736,7 +776,7 @@ func (s *Session) pushFrame(route string, payload []byte, hold bool) (held bool)
 		seq = s.pushSeq
 	}
 	if g.cfg.ResumeGrace > 0 {
-		if s.pushes.add(pushEntry{Seq: seq, Route: route, Payload: payload}, g.cfg.ResumePushes, g.cfg.ResumeBytes, st != StateActive) {
+		if s.pushes.add(pushEntry{Seq: seq, Route: route, Payload: payload, ID: msgID}, g.cfg.ResumePushes, g.cfg.ResumeBytes, st != StateActive) {
 			s.mu.Unlock()
 			// Not here: a channel fan-out calls this holding the channel's
 			// lock, which ending the session (leaving its channels) needs.

@@ -329,7 +329,7 @@ func (c *channels) fanout(m *nats.Msg, held []*Session) []*Session {
 	}
 	ch.mu.Lock()
 	for _, s := range ch.list {
-		if s.pushFrame(e.Route, s.payloadFor(&e), true) {
+		if s.pushFrame(e.Route, s.payloadFor(&e), e.Trace, true) {
 			held = append(held, s)
 		}
 	}
