@@ -29,7 +29,8 @@ const usage = `hearth — a distributed server for online games and real-time ap
 Usage:
   hearth serve [flags]                  run a node (everything in one process by default)
   hearth call --addr URL ROUTE [JSON]   send one request and print the JSON result
-  hearth bench rpc|fanout|idle [flags]  measure a server and print a table
+  hearth bench rpc|fanout|idle|login|resume [flags]
+                                        measure a server and print a table
   hearth nodes --nats URL               list the cluster's nodes
   hearth version
 

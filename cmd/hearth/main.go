@@ -2,7 +2,7 @@
 //
 //	hearth serve              a whole cluster in one process
 //	hearth call ROUTE JSON    send one request to a server
-//	hearth bench rpc|fanout|idle
+//	hearth bench rpc|fanout|idle|login|resume
 //
 // To build your own game server, copy this file and list your services in
 // cli.Options.Services.
