@@ -52,6 +52,8 @@ type queue struct {
 	history  []time.Time // recent admissions, to measure the rate
 
 	observe func(queueEvent) // tests watch the queue from the inside
+
+	writes chan func() // KV writes, done off the admission loop
 }
 
 // queueEvent is one thing the queue did: "enqueued", "position" (a push of
@@ -159,6 +161,26 @@ func (q *queue) lead(ctx context.Context) {
 	q.leading = true
 	q.last = time.Now()
 	q.mu.Unlock()
+	// KV writes run on their own goroutine, so a slow bus never delays an
+	// admission (the waits the queue estimates are timed by the tick).
+	writes := make(chan func(), 4096)
+	q.mu.Lock()
+	q.writes = writes
+	q.mu.Unlock()
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for w := range writes {
+			w()
+		}
+	}()
+	defer func() {
+		q.mu.Lock()
+		q.writes = nil
+		q.mu.Unlock()
+		close(writes)
+		<-writerDone
+	}()
 	defer func() {
 		_ = sub.Unsubscribe()
 		_ = closed.Unsubscribe()
@@ -351,11 +373,12 @@ func (q *queue) advance(now time.Time) {
 		if q.observe != nil {
 			q.observe(queueEvent{Event: "admitted", Session: w.Session, At: now})
 		}
-		// Persist the admission before telling the client, so that a new
-		// leader honours it.
-		q.persistAdmitted(w.Session, now.Add(admitTTL))
+		session, seq, exp := w.Session, w.Seq, now.Add(admitTTL)
+		q.write(func() {
+			q.persistAdmitted(session, exp) // so that a new leader honours it
+			q.forget(seq)
+		})
 		q.push(w.Gate, w.Session, "auth.admitted", &authpb.Admitted{AdmitTtlMs: uint32(admitTTL.Milliseconds())})
-		q.forget(w.Seq)
 	}
 }
 
@@ -419,6 +442,22 @@ func (q *queue) push(gate, session, route string, msg proto.Message) {
 }
 
 func (q *queue) forget(seq uint64) { q.forgetKey(waiterKey(seq)) }
+
+// write runs fn on the leader's KV writer, or here when there is none or
+// it is full.
+func (q *queue) write(fn func()) {
+	q.mu.Lock()
+	w := q.writes
+	q.mu.Unlock()
+	if w != nil {
+		select {
+		case w <- fn:
+			return
+		default:
+		}
+	}
+	fn()
+}
 
 func (q *queue) forgetKey(key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
