@@ -308,8 +308,15 @@ func (q *queue) decide(req admitReq, now time.Time) (admitResp, *waiter) {
 	return admitResp{Position: pos, WaitMS: q.estimate(pos, now)}, &w
 }
 
+// refill accrues tokens at the rate. The burst caps them only while nobody
+// waits: with a queue, a late tick must not cost admissions, or the rate
+// (and every estimate) would sag whenever the loop is delayed.
 func (q *queue) refill(now time.Time) {
-	q.tokens = min(q.burst, q.tokens+now.Sub(q.last).Seconds()*q.rate)
+	limit := q.burst
+	if n := float64(len(q.waiting)); n > limit {
+		limit = n
+	}
+	q.tokens = min(limit, q.tokens+now.Sub(q.last).Seconds()*q.rate)
 	q.last = now
 }
 
@@ -370,6 +377,13 @@ func (q *queue) advance(now time.Time) {
 		q.forgetKey(admitPrefix + s)
 	}
 	for _, w := range admitted {
+		if w.pushed == 0 {
+			// Admitted before its first position push: it still hears it.
+			q.push(w.Gate, w.Session, "auth.queued", &authpb.Queued{Position: 1})
+			if q.observe != nil {
+				q.observe(queueEvent{Event: "position", Session: w.Session, Position: 1, At: now})
+			}
+		}
 		if q.observe != nil {
 			q.observe(queueEvent{Event: "admitted", Session: w.Session, At: now})
 		}
