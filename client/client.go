@@ -977,11 +977,15 @@ func (c *Client) dispatchPush(cn *conn, f *wire.Frame) error {
 		}
 	}
 	handled := len(*c.handlers.Load()) != 0
-	if handled && !c.pushes.put(Push{Seq: f.PushSeq, Route: route, Payload: bytes.Clone(f.Payload)}) {
-		return ErrPushQueueFull // not counted in LastPush: it will not be handled
-	}
-	if f.PushSeq > c.lastPush.Load() {
+	// LastPush moves before the push is queued, so that a handler never
+	// runs ahead of it; only this goroutine writes it.
+	prev := c.lastPush.Load()
+	if f.PushSeq > prev {
 		c.lastPush.Store(f.PushSeq)
+	}
+	if handled && !c.pushes.put(Push{Seq: f.PushSeq, Route: route, Payload: bytes.Clone(f.Payload)}) {
+		c.lastPush.Store(prev)
+		return ErrPushQueueFull // not counted in LastPush: it will not be handled
 	}
 	if handled {
 		c.startPushLoop()
