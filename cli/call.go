@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 	"github.com/hearth-server/hearth/wire"
 )
 
-func lookupEnv(k string) string { return os.Getenv(k) }
 
 func call(ctx context.Context, args []string, opts Options) int {
 	fs := flag.NewFlagSet("hearth call", flag.ContinueOnError)

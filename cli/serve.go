@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -71,7 +72,7 @@ func serve(ctx context.Context, args []string, opts Options) int {
 		return 2
 	}
 	if configF == "" {
-		configF = lookupEnv("HEARTH_CONFIG")
+		configF = os.Getenv("HEARTH_CONFIG")
 	}
 	if err := resolve(fs, configF); err != nil {
 		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
