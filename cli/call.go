@@ -14,7 +14,6 @@ import (
 	"github.com/hearth-server/hearth/wire"
 )
 
-
 func call(ctx context.Context, args []string, opts Options) int {
 	fs := flag.NewFlagSet("hearth call", flag.ContinueOnError)
 	fs.SetOutput(opts.Stderr)
