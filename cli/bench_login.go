@@ -431,23 +431,16 @@ func runLoginThroughput(ctx context.Context, bf *benchFlags, lc loginConfig, t *
 		return false
 	}
 	wait := func(d time.Duration) error {
-		end := time.Now().Add(d)
-		for {
-			left := time.Until(end)
-			if left <= 0 {
+		return runFor(ctx, d, func() error {
+			if alive() {
 				return nil
 			}
-			if err := sleepCtx(ctx, min(left, 250*time.Millisecond)); err != nil {
-				return err
+			var first error
+			if p := lostErr.Load(); p != nil {
+				first = *p
 			}
-			if !alive() {
-				var first error
-				if p := lostErr.Load(); p != nil {
-					first = *p
-				}
-				return fmt.Errorf("every connection was lost; the first ended with: %v", first)
-			}
-		}
+			return fmt.Errorf("every connection was lost; the first ended with: %v", first)
+		})
 	}
 	err := wait(lc.warmup)
 	var (

@@ -234,19 +234,12 @@ func runRPC(ctx context.Context, bf *benchFlags, rc rpcConfig, opts Options) (*R
 	// wait runs the clients for d, stopping early when every connection
 	// has ended.
 	wait := func(d time.Duration) error {
-		end := time.Now().Add(d)
-		for {
-			left := time.Until(end)
-			if left <= 0 {
-				return nil
-			}
-			if err := sleepCtx(ctx, min(left, 250*time.Millisecond)); err != nil {
-				return err
-			}
+		return runFor(ctx, d, func() error {
 			if lostClients() == len(clients) {
 				return fmt.Errorf("every connection was lost; the first ended with: %v", firstLost())
 			}
-		}
+			return nil
+		})
 	}
 	err = wait(rc.warmup)
 	var (

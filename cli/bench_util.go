@@ -511,3 +511,21 @@ func serverNotes(r *report, t *target) {
 		r.note("the server logged %d warnings or errors; the last ones:\n%s", n, t.logs.String())
 	}
 }
+
+// runFor lets the clients run for d, checking every 250 ms whether all of
+// them are gone (allLost then returns why) to stop early.
+func runFor(ctx context.Context, d time.Duration, allLost func() error) error {
+	end := time.Now().Add(d)
+	for {
+		left := time.Until(end)
+		if left <= 0 {
+			return nil
+		}
+		if err := sleepCtx(ctx, min(left, 250*time.Millisecond)); err != nil {
+			return err
+		}
+		if err := allLost(); err != nil {
+			return err
+		}
+	}
+}
