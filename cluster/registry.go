@@ -92,7 +92,6 @@ type Registry struct {
 	left     map[string]time.Time // nodes seen leaving, until they rejoin
 	watchers map[int]func(RegistryEvent)
 	nextW    int
-	selfRev  uint64
 	started  time.Time
 	self     string    // this node's id
 	selfSeen time.Time // when the watch last delivered this node's entry
@@ -167,13 +166,11 @@ func (r *Registry) Join(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rev, err := r.claim(ctx, info.ID, val)
-	if err != nil {
+	if _, err := r.claim(ctx, info.ID, val); err != nil {
 		return err
 	}
 	now := time.Now()
 	r.mu.Lock()
-	r.selfRev = rev
 	r.self = info.ID
 	r.selfSeen, r.lastPut = now, now
 	r.mu.Unlock()

@@ -59,12 +59,11 @@ type Session struct {
 	routes     *routeTable
 
 	// Used only by the reader goroutine.
-	hdr       [14]byte
-	rbuf      *[]byte // a borrowed small-frame buffer, while a frame is read
-	tokens    float64
-	tokensAt  int64
-	warnedAt  int64
-	wsPartial []byte
+	hdr      [14]byte
+	rbuf     *[]byte // a borrowed small-frame buffer, while a frame is read
+	tokens   float64
+	tokensAt int64
+	warnedAt int64
 
 	mu        sync.Mutex
 	out       []byte // framed bytes not yet written
