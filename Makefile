@@ -20,7 +20,7 @@ fuzz:
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./wire ./cluster
+	$(GO) test -run '^$$' -bench . -benchmem ./wire ./internal/cluster ./internal/gate
 
 build:
 	$(GO) build -o hearth ./cmd/hearth

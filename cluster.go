@@ -12,8 +12,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/hearth-server/hearth/cluster"
-	"github.com/hearth-server/hearth/gate"
+	"github.com/hearth-server/hearth/internal/cluster"
+	"github.com/hearth-server/hearth/internal/gate"
 	"github.com/hearth-server/hearth/pb/syspb"
 	"github.com/hearth-server/hearth/wire"
 )

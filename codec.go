@@ -4,7 +4,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/internal/cluster"
 )
 
 // JSON sessions get protojson with the .proto field names, so payloads look

@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/hearth-server/hearth/gate"
+	"github.com/hearth-server/hearth/internal/gate"
 )
 
 // Off disables a listener when used as its address.

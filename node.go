@@ -35,8 +35,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/hearth-server/hearth/cluster"
-	"github.com/hearth-server/hearth/gate"
+	"github.com/hearth-server/hearth/internal/cluster"
+	"github.com/hearth-server/hearth/internal/gate"
 	"github.com/hearth-server/hearth/wire"
 )
 

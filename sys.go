@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/pb/syspb"
 )
 

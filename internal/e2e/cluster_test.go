@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/wire"
 )
 

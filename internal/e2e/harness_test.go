@@ -33,7 +33,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hearth-server/hearth/client"
-	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/wire"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/internal/cluster"
 )
 
 // lockout counts failed logins per account and per client IP in a KV

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/wire"
 )
 

@@ -13,7 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/hearth-server/hearth/cluster"
+	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/wire"
 )
 
