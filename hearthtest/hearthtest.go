@@ -10,6 +10,7 @@ package hearthtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -146,14 +147,51 @@ func (w *testWriter) stop() {
 	w.mu.Unlock()
 }
 
+// Condition is what Eventually polls: a func() error that returns nil once
+// the condition holds (its last error says why it does not yet), or a
+// func() bool with a message for Eventually to report.
+type Condition interface{ func() error | func() bool }
+
 // Eventually polls cond every 10ms until it holds or timeout passes, then
-// fails the test with msg. Use it for state that settles asynchronously.
-func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
+// fails the test with the reason: the last error cond returned, or for a
+// func() bool, msgAndArgs (a format string and its arguments, evaluated
+// once, when Eventually is called). Use it for state that settles
+// asynchronously, never time.Sleep; prefer the func() error form, whose
+// message is fresh when the test gives up:
+//
+//	hearthtest.Eventually(t, 5*time.Second, func() error {
+//		if n := len(node.Nodes()); n != 2 {
+//			return fmt.Errorf("%d nodes, want 2", n)
+//		}
+//		return nil
+//	})
+//
+// Call it on the test goroutine (it calls t.Fatalf).
+func Eventually[C Condition](t testing.TB, timeout time.Duration, cond C, msgAndArgs ...any) {
 	t.Helper()
+	check := func() error {
+		switch f := any(cond).(type) {
+		case func() error:
+			return f()
+		case func() bool:
+			if f() {
+				return nil
+			}
+		}
+		if len(msgAndArgs) == 0 {
+			return errors.New("condition not met")
+		}
+		format, _ := msgAndArgs[0].(string)
+		return fmt.Errorf(format, msgAndArgs[1:]...)
+	}
 	deadline := time.Now().Add(timeout)
-	for !cond() {
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("hearthtest: after %s: %s", timeout, fmt.Sprintf(msg, args...))
+			t.Fatalf("hearthtest: gave up after %s: %v", timeout, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
