@@ -1,4 +1,4 @@
-// Package cli is the hearth command line: serve, call, bench. A game
+// Package cli is the hearth command line: serve, call, nodes. A game
 // developer's own binary calls Main with its services, so it gets the same
 // flags, environment variables and config file as hearth itself.
 package cli
@@ -7,7 +7,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/hearth-server/hearth"
 )
@@ -22,20 +25,36 @@ type Options struct {
 	Services func() []*hearth.Service
 	// Stdout and Stderr default to os.Stdout and os.Stderr.
 	Stdout, Stderr io.Writer
+	// Commands are commands besides the built-in ones, by name: the hearth
+	// binary adds "bench" here, so a game's own binary does not link it.
+	// Nil: none. A built-in command's name is taken by the built-in.
+	Commands map[string]Command
 }
+
+// Command runs a command added through Options.Commands: args are those
+// after its name, opts are Main's with Stdout and Stderr set. It returns
+// the process exit code.
+type Command func(ctx context.Context, args []string, opts Options) int
 
 const usage = `hearth — a distributed server for online games and real-time apps
 
 Usage:
   hearth serve [flags]                  run a node (everything in one process by default)
   hearth call --addr URL ROUTE [JSON]   send one request and print the JSON result
-  hearth bench rpc|fanout|idle|login|resume [flags]
-                                        measure a server and print a table
   hearth nodes --nats URL               list the cluster's nodes
   hearth version
-
+%s
 Run 'hearth COMMAND -h' for a command's flags.
 `
+
+// usageText is usage with the added commands listed.
+func usageText(opts Options) string {
+	var more strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(opts.Commands)) {
+		fmt.Fprintf(&more, "  %-37s see 'hearth %s -h'\n", "hearth "+name+" …", name)
+	}
+	return fmt.Sprintf(usage, more.String())
+}
 
 // Main runs the command in args (without the program name) and returns the
 // process exit code.
@@ -47,7 +66,7 @@ func Main(ctx context.Context, args []string, opts Options) int {
 		opts.Stderr = os.Stderr
 	}
 	if len(args) == 0 {
-		fmt.Fprint(opts.Stderr, usage)
+		fmt.Fprint(opts.Stderr, usageText(opts))
 		return 2
 	}
 	switch args[0] {
@@ -55,17 +74,18 @@ func Main(ctx context.Context, args []string, opts Options) int {
 		return serve(ctx, args[1:], opts)
 	case "call":
 		return call(ctx, args[1:], opts)
-	case "bench":
-		return bench(ctx, args[1:], opts)
 	case "nodes":
 		return nodes(ctx, args[1:], opts)
 	case "version", "--version":
 		fmt.Fprintln(opts.Stdout, "hearth", Version)
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprint(opts.Stdout, usage)
+		fmt.Fprint(opts.Stdout, usageText(opts))
 		return 0
 	}
-	fmt.Fprintf(opts.Stderr, "hearth: unknown command %q\n\n%s", args[0], usage)
+	if cmd, ok := opts.Commands[args[0]]; ok {
+		return cmd(ctx, args[1:], opts)
+	}
+	fmt.Fprintf(opts.Stderr, "hearth: unknown command %q\n\n%s", args[0], usageText(opts))
 	return 2
 }

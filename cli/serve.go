@@ -24,7 +24,6 @@ func serve(ctx context.Context, args []string, opts Options) int {
 		configF   string
 		logLevel  string
 		logFormat string
-		withBench bool
 		builtin   builtinFlags
 	)
 	builtin.register(fs)
@@ -62,7 +61,6 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	fs.StringVar(&cfg.Advertise, "advertise", "", "host clients use to reach this gate, published in the registry (default: listen host or hostname)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token required on the admin API /v1/... (env HEARTH_ADMIN_TOKEN)")
 	fs.DurationVar(&cfg.RegistryInterval, "registry-interval", time.Second, "registry refresh; a node silent for 3 intervals has left")
-	fs.BoolVar(&withBench, "bench", false, "register the bench service that 'hearth bench fanout --addr' needs")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -93,10 +91,6 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	cfg.Logger = log
 
 	cfg.RequireUser = builtin.requireLogin
-	if withBench {
-		// The bench's clients do not log in.
-		cfg.PublicServices = []string{"sys", "auth", "bench"}
-	}
 	node, err := hearth.New(cfg)
 	if err != nil {
 		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
@@ -111,12 +105,6 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	if err := node.Register(svcs...); err != nil {
 		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
 		return 1
-	}
-	if withBench {
-		if err := node.Register(BenchService(node)); err != nil {
-			fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
-			return 1
-		}
 	}
 	if opts.Services != nil {
 		if err := node.Register(opts.Services()...); err != nil {

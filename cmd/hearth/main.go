@@ -2,10 +2,10 @@
 //
 //	hearth serve              a whole cluster in one process
 //	hearth call ROUTE JSON    send one request to a server
-//	hearth bench rpc|fanout|idle|login|resume
+//	hearth bench rpc|fanout|idle|login|resume|server
 //
-// To build your own game server, copy this file and list your services in
-// cli.Options.Services.
+// To build your own game server, copy this file without the bench command
+// and list your services in cli.Options.Services.
 package main
 
 import (
@@ -15,11 +15,12 @@ import (
 	"syscall"
 
 	"github.com/hearth-server/hearth/cli"
+	"github.com/hearth-server/hearth/internal/bench"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, os.Args[1:], cli.Options{})
+	code := cli.Main(ctx, os.Args[1:], cli.Options{Commands: map[string]cli.Command{"bench": bench.Main}})
 	stop()
 	os.Exit(code)
 }

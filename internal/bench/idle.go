@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"context"
@@ -54,7 +54,7 @@ type idleConfig struct {
 	settle   time.Duration
 }
 
-func benchIdle(ctx context.Context, args []string, opts Options) int {
+func benchIdle(ctx context.Context, args []string, opts options) int {
 	var bf benchFlags
 	var ic idleConfig
 	fs := newBenchFlagSet("idle", opts, &bf, "json")
@@ -85,7 +85,7 @@ func benchIdle(ctx context.Context, args []string, opts Options) int {
 	return 0
 }
 
-func runIdle(ctx context.Context, bf *benchFlags, ic idleConfig, opts Options) (*IdleResult, *report, error) {
+func runIdle(ctx context.Context, bf *benchFlags, ic idleConfig, opts options) (*IdleResult, *report, error) {
 	if err := ensureFDs(fdsNeeded(ic.sessions, false)); err != nil {
 		return nil, nil, err
 	}

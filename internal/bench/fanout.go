@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"context"
@@ -46,7 +46,7 @@ type fanoutConfig struct {
 	probes   int
 }
 
-func benchFanout(ctx context.Context, args []string, opts Options) int {
+func benchFanout(ctx context.Context, args []string, opts options) int {
 	var bf benchFlags
 	var fc fanoutConfig
 	fs := newBenchFlagSet("fanout", opts, &bf, "protobuf")
@@ -144,10 +144,10 @@ func noBenchService(err error) bool {
 
 // errNoBenchService explains a server without the bench service.
 func errNoBenchService(t *target, err error) error {
-	return &explainedError{fmt.Sprintf("the server at %s has no bench service (bench.join: %v): start the server with `hearth serve --bench` (a game binary: register cli.BenchService(node) and list \"bench\" in Config.PublicServices)", t.url, err)}
+	return &explainedError{fmt.Sprintf("the server at %s has no bench service (bench.join: %v): start the server with `hearth bench server`", t.url, err)}
 }
 
-func runFanout(ctx context.Context, bf *benchFlags, fc fanoutConfig, opts Options) (*FanoutResult, *report, error) {
+func runFanout(ctx context.Context, bf *benchFlags, fc fanoutConfig, opts options) (*FanoutResult, *report, error) {
 	if err := ensureFDs(fdsNeeded(fc.sessions+1, bf.inprocess)); err != nil {
 		return nil, nil, err
 	}
@@ -156,7 +156,7 @@ func runFanout(ctx context.Context, bf *benchFlags, fc fanoutConfig, opts Option
 		return nil, nil, err
 	}
 	defer stopProfile()
-	t, err := startTarget(ctx, bf, serverNeeds{benchService: true}, opts)
+	t, err := startTarget(ctx, bf, serverNeeds{}, opts)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"context"
@@ -78,7 +78,7 @@ type loginConfig struct {
 	timeout   time.Duration // queue run: give up after this
 }
 
-func benchLogin(ctx context.Context, args []string, opts Options) int {
+func benchLogin(ctx context.Context, args []string, opts options) int {
 	var bf benchFlags
 	var lc loginConfig
 	fs := newBenchFlagSet("login", opts, &bf, "json")
@@ -218,7 +218,7 @@ func loginRunID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func runLogin(ctx context.Context, bf *benchFlags, lc loginConfig, opts Options) (*LoginResult, *report, error) {
+func runLogin(ctx context.Context, bf *benchFlags, lc loginConfig, opts options) (*LoginResult, *report, error) {
 	if err := ensureFDs(fdsNeeded(lc.clients, false)); err != nil {
 		return nil, nil, err
 	}
@@ -306,7 +306,7 @@ func runLogin(ctx context.Context, bf *benchFlags, lc loginConfig, opts Options)
 
 // registerAll registers every loginer's account (password mode), dialParallel
 // at a time, with a progress line; it returns the time it took.
-func registerAll(ctx context.Context, loginers []*loginer, opts Options) (time.Duration, error) {
+func registerAll(ctx context.Context, loginers []*loginer, opts options) (time.Duration, error) {
 	t0 := time.Now()
 	var done atomic.Int64
 	p := startProgress(opts.Stderr, func(el time.Duration) string {
@@ -358,7 +358,7 @@ func registerAll(ctx context.Context, loginers []*loginer, opts Options) (time.D
 // runLoginThroughput: every client logs in again and again as its own user
 // (the same session, so no duplicate-login kick); logins that complete in
 // the measured window count.
-func runLoginThroughput(ctx context.Context, bf *benchFlags, lc loginConfig, t *target, loginers []*loginer, res *LoginResult, opts Options) (*report, error) {
+func runLoginThroughput(ctx context.Context, bf *benchFlags, lc loginConfig, t *target, loginers []*loginer, res *LoginResult, opts options) (*report, error) {
 	shards := newLatencyShards(len(loginers))
 	var (
 		phase   atomic.Int32
@@ -515,7 +515,7 @@ func queueDesc(rate float64, t *target) string {
 // runLoginQueue: every client sends its login at the same moment, and
 // follows the queue (204, auth.queued, auth.admitted, the login again)
 // until it is logged in.
-func runLoginQueue(ctx context.Context, bf *benchFlags, lc loginConfig, t *target, loginers []*loginer, res *LoginResult, opts Options) (*report, error) {
+func runLoginQueue(ctx context.Context, bf *benchFlags, lc loginConfig, t *target, loginers []*loginer, res *LoginResult, opts options) (*report, error) {
 	qctx, cancel := context.WithTimeout(ctx, lc.timeout)
 	defer cancel()
 	var (

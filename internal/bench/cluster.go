@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"context"
@@ -57,7 +57,7 @@ var benchClusterNodes = []clusterNode{
 // prefix. It returns once every node lists every other as serving. The
 // target's members are the processes in order; clients dial the nodes with
 // a client listener, round-robin.
-func startCluster(ctx context.Context, bf *benchFlags, natsURL string, nodes []clusterNode, need serverNeeds, opts Options) (*target, error) {
+func startCluster(ctx context.Context, bf *benchFlags, natsURL string, nodes []clusterNode, need serverNeeds, opts options) (*target, error) {
 	var rb [4]byte
 	_, _ = rand.Read(rb[:])
 	prefix := "bench" + hex.EncodeToString(rb[:])

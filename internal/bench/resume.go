@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"context"
@@ -74,7 +74,7 @@ type resumeConfig struct {
 	drainTimeout time.Duration
 }
 
-func benchResume(ctx context.Context, args []string, opts Options) int {
+func benchResume(ctx context.Context, args []string, opts options) int {
 	var bf benchFlags
 	var rc resumeConfig
 	fs := newBenchFlagSet("resume", opts, &bf, "protobuf")
@@ -241,7 +241,7 @@ func lostKey(err error) string {
 	return s
 }
 
-func runResume(ctx context.Context, bf *benchFlags, rc resumeConfig, opts Options) (*ResumeResult, *report, error) {
+func runResume(ctx context.Context, bf *benchFlags, rc resumeConfig, opts options) (*ResumeResult, *report, error) {
 	n := rc.sessions
 	// The clients here; each server child inherits the limit and holds as
 	// many (gate A all of them after the resume).
@@ -260,8 +260,7 @@ func runResume(ctx context.Context, bf *benchFlags, rc resumeConfig, opts Option
 		{name: "gate-a", args: []string{"--drain-timeout", "1s"}},
 		{name: "gate-b", args: []string{"--roles", "gate", "--drain-timeout", rc.drainTimeout.String()}},
 	}
-	need := serverNeeds{benchService: true}
-	t, err := startCluster(ctx, bf, bf.natsURL, nodes, need, opts)
+	t, err := startCluster(ctx, bf, bf.natsURL, nodes, serverNeeds{}, opts)
 	if err != nil {
 		return nil, nil, err
 	}

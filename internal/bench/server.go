@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"bufio"
@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/cli"
 )
 
 // The bench service's channel and push route.
@@ -30,16 +32,16 @@ const (
 	benchRoute   = "bench.msg"
 )
 
-// BenchService returns the service `hearth bench fanout` needs on the
-// server it measures (`hearth serve --bench` registers it):
+// benchService is the service fanout and resume need on the server they
+// measure (`hearth bench server` registers it):
 //
 //	bench.join     joins the calling session to the channel "bench"
-//	bench.publish  google.protobuf.BytesValue: node.Publish of it to the
+//	bench.publish  google.protobuf.BytesValue: Node.Publish of it to the
 //	               channel "bench" on route bench.msg; answers Empty
 //
-// Its clients do not log in: a node that requires login must list "bench"
-// in Config.PublicServices.
-func BenchService(node *hearth.Node) *hearth.Service {
+// Its clients do not log in: the bench server runs with
+// --require-login=false.
+func benchService() *hearth.Service {
 	svc := hearth.NewService("bench")
 	hearth.HandleRaw(svc, "join", func(ctx context.Context, s *hearth.Session, _ []byte) ([]byte, error) {
 		if err := s.Join(ctx, benchChannel); err != nil {
@@ -50,8 +52,8 @@ func BenchService(node *hearth.Node) *hearth.Service {
 		}
 		return nil, nil
 	})
-	hearth.Handle(svc, "publish", func(ctx context.Context, _ *hearth.Session, msg *wrapperspb.BytesValue) (*emptypb.Empty, error) {
-		if err := node.Publish(ctx, benchChannel, benchRoute, msg); err != nil {
+	hearth.Handle(svc, "publish", func(ctx context.Context, s *hearth.Session, msg *wrapperspb.BytesValue) (*emptypb.Empty, error) {
+		if err := s.Node().Publish(ctx, benchChannel, benchRoute, msg); err != nil {
 			return nil, err
 		}
 		return &emptypb.Empty{}, nil
@@ -59,23 +61,25 @@ func BenchService(node *hearth.Node) *hearth.Service {
 	return svc
 }
 
-// benchServe is `hearth bench server [--cpuprofile FILE] [--gc-signal] --
-// [serve flags]`, hidden: `hearth serve` under a CPU profile, or collecting
-// garbage on SIGUSR1. The benches start it instead of serve when they need
-// either.
-func benchServe(ctx context.Context, args []string, opts Options) int {
+const serverUsage = "usage: hearth bench server [--cpuprofile FILE] [--gc-signal] [-- hearth serve flags]"
+
+// benchServe is `hearth bench server`: `hearth serve` with the bench
+// service, and on request under a CPU profile or collecting garbage on
+// SIGUSR1. The benches start it as their server child; run by hand, it is
+// the server for `hearth bench fanout --addr`.
+func benchServe(ctx context.Context, args []string, opts options) int {
 	fs := flag.NewFlagSet("hearth bench server", flag.ContinueOnError)
 	fs.SetOutput(opts.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(opts.Stderr, serverUsage)
+		fs.PrintDefaults()
+	}
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file")
 	gcSignal := fs.Bool("gc-signal", false, "run a full GC and return freed memory to the OS on SIGUSR1")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		return 2
-	}
-	if fs.NArg() == 0 || fs.Arg(0) != "serve" {
-		fmt.Fprintln(opts.Stderr, "usage: hearth bench server [--cpuprofile FILE] [--gc-signal] -- serve [hearth serve flags]")
 		return 2
 	}
 	if *gcSignal {
@@ -94,16 +98,26 @@ func benchServe(ctx context.Context, args []string, opts Options) int {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	return serve(ctx, fs.Args()[1:], opts)
+	co := opts.Options
+	services := co.Services
+	co.Services = func() []*hearth.Service {
+		var svcs []*hearth.Service
+		if services != nil {
+			svcs = services()
+		}
+		return append(svcs, benchService())
+	}
+	// The bench's clients do not log in; flags after these override them.
+	serveArgs := append([]string{"serve", "--require-login=false"}, fs.Args()...)
+	return cli.Main(ctx, serveArgs, co)
 }
 
 // serverNeeds says what a benchmark needs of the server it starts.
 type serverNeeds struct {
-	benchService bool     // fanout: bench.join and bench.publish
-	maxInFlight  int      // at least the client's pipeline depth
-	gcSignal     bool     // idle: the child collects garbage on SIGUSR1
-	args         []string // more serve flags (after the defaults, so they override them)
-	noClients    bool     // the child has no client listener (--tcp off --ws off)
+	maxInFlight int      // at least the client's pipeline depth
+	gcSignal    bool     // idle: the child collects garbage on SIGUSR1
+	args        []string // more serve flags (after the defaults, so they override them)
+	noClients   bool     // the child has no client listener (--tcp off --ws off)
 }
 
 // target is the server a benchmark runs against.
@@ -150,9 +164,8 @@ func (t *target) local() bool { return t.pid != 0 || len(t.members) > 0 }
 var benchExecutable = os.Executable
 
 // startTarget starts the server the flags ask for, or describes --addr.
-func startTarget(ctx context.Context, bf *benchFlags, need serverNeeds, opts Options) (*target, error) {
+func startTarget(ctx context.Context, bf *benchFlags, need serverNeeds, opts options) (*target, error) {
 	if bf.cluster {
-		need.benchService = true // the service node runs it (--roles sys,bench)
 		return startCluster(ctx, bf, bf.natsURL, benchClusterNodes, need, opts)
 	}
 	if bf.addr != "" {
@@ -166,7 +179,7 @@ func startTarget(ctx context.Context, bf *benchFlags, need serverNeeds, opts Opt
 	if bf.inprocess {
 		t, err = startInProcess(ctx, bf, need, dir, opts)
 	} else {
-		t, err = startChild(ctx, bf, need, dir)
+		t, err = startChild(ctx, bf, need, dir, opts)
 	}
 	if err != nil {
 		os.RemoveAll(dir)
@@ -189,26 +202,20 @@ func limitArgs(need serverNeeds) []string {
 
 // startChild runs the server as a separate process: `serve`, or the hidden
 // `bench server` when the bench service or a server profile is needed.
-func startChild(ctx context.Context, bf *benchFlags, need serverNeeds, dir string) (*target, error) {
+func startChild(ctx context.Context, bf *benchFlags, need serverNeeds, dir string, opts options) (*target, error) {
 	exe, err := benchExecutable()
 	if err != nil {
 		return nil, fmt.Errorf("cannot find this program to start the server: %w (start one with hearth serve and use --addr)", err)
 	}
-	args := []string{"serve"}
-	if bf.srvProfile != "" || need.gcSignal {
-		args = []string{"bench", "server"}
-		if bf.srvProfile != "" {
-			args = append(args, "--cpuprofile", bf.srvProfile)
-		}
-		if need.gcSignal {
-			args = append(args, "--gc-signal")
-		}
-		args = append(args, "--", "serve")
+	args := append(slices.Clone(opts.self), "server")
+	if bf.srvProfile != "" {
+		args = append(args, "--cpuprofile", bf.srvProfile)
 	}
-	if need.benchService {
-		args = append(args, "--bench")
+	if need.gcSignal {
+		args = append(args, "--gc-signal")
 	}
-	what := strings.Join(args, " ")
+	args = append(args, "--")
+	what := strings.Join(args[:len(args)-1], " ")
 	args = append(args, "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--data", dir, "--log-level", "warn")
 	args = append(args, limitArgs(need)...)
@@ -314,7 +321,7 @@ func startChild(ctx context.Context, bf *benchFlags, need serverNeeds, dir strin
 }
 
 // startInProcess runs the server in this process (--inprocess).
-func startInProcess(ctx context.Context, bf *benchFlags, need serverNeeds, dir string, opts Options) (*target, error) {
+func startInProcess(ctx context.Context, bf *benchFlags, need serverNeeds, dir string, opts options) (*target, error) {
 	logs := newLogTail(40)
 	cfg := hearth.Config{
 		TCPAddr:   "127.0.0.1:0",
@@ -331,7 +338,7 @@ func startInProcess(ctx context.Context, bf *benchFlags, need serverNeeds, dir s
 	}
 	node, err := hearth.New(cfg)
 	if err == nil {
-		err = node.Register(BenchService(node))
+		err = node.Register(benchService())
 	}
 	if err == nil && opts.Services != nil {
 		err = node.Register(opts.Services()...)

@@ -1,4 +1,8 @@
-package cli
+// Package bench is `hearth bench`: load generators that start a server (or
+// a cluster) of their own, or measure a running one, and print a table.
+// Only the hearth binary links it (cmd/hearth plugs Main into cli.Main);
+// internal/testcluster starts its server processes.
+package bench
 
 import (
 	"context"
@@ -14,11 +18,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/hearth-server/hearth/cli"
 	"github.com/hearth-server/hearth/client"
 	"github.com/hearth-server/hearth/wire"
 )
 
-const benchUsage = `Usage: hearth bench rpc|fanout|idle|login|resume [flags]
+const benchUsage = `Usage: hearth bench rpc|fanout|idle|login|resume|server [flags]
 
   rpc     N clients doing sys.ping round trips back to back: req/s and latency
   fanout  N sessions in one channel, one publisher: deliveries/s and latency
@@ -27,17 +32,44 @@ const benchUsage = `Usage: hearth bench rpc|fanout|idle|login|resume [flags]
           with --login-rate R, N clients at once through the login queue
   resume  N sessions on gate B of a 2-gate cluster; B drains (or --kill):
           time until every session has resumed on gate A (or learnt 304)
+  server  'hearth serve' with the bench service that fanout and resume
+          need, for a bench run with --addr against it
 
-Without --addr the bench starts its own server in a separate process (the
-same binary, 'hearth serve' on 127.0.0.1 with the per-IP and per-session
-limits lifted) and stops it at the end; rpc and fanout --cluster start a
-service node and two gates on a NATS server instead. Run 'hearth bench rpc
--h' for flags.
+Without --addr the bench starts its own server in a separate process (this
+binary's 'bench server' on 127.0.0.1 with the per-IP and per-session limits
+lifted) and stops it at the end; rpc and fanout --cluster start a service
+node and two gates on a NATS server instead. Run 'hearth bench rpc -h' for
+flags.
 `
 
-// bench runs `hearth bench`. The hidden "server" subcommand is the child
-// process the benches start when they need the bench service.
-func bench(ctx context.Context, args []string, opts Options) int {
+// options are cli.Options plus how this binary runs its bench server.
+type options struct {
+	cli.Options
+	// self are the arguments that run this binary's bench command: the
+	// server child is started as self + "server".
+	self []string
+}
+
+// Main is `hearth bench`: cmd/hearth plugs it into cli.Main as the command
+// "bench", so only the hearth binary links the benchmarks, not a game's own
+// binary built on cli.Main.
+func Main(ctx context.Context, args []string, opts cli.Options) int {
+	return run(ctx, args, options{Options: opts, self: []string{"bench"}})
+}
+
+// Standalone is Main for a binary that is only the bench (cmd/hearth-bench):
+// args start with the benchmark's name.
+func Standalone(ctx context.Context, args []string, opts cli.Options) int {
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	return run(ctx, args, options{Options: opts})
+}
+
+func run(ctx context.Context, args []string, opts options) int {
 	if len(args) == 0 {
 		fmt.Fprint(opts.Stderr, benchUsage)
 		return 2
@@ -80,7 +112,7 @@ type benchFlags struct {
 	natsURL    string // --cluster's NATS; resume's
 }
 
-func newBenchFlagSet(name string, opts Options, bf *benchFlags, defCodec string) *flag.FlagSet {
+func newBenchFlagSet(name string, opts options, bf *benchFlags, defCodec string) *flag.FlagSet {
 	bf.name = name
 	fs := flag.NewFlagSet("hearth bench "+name, flag.ContinueOnError)
 	fs.SetOutput(opts.Stderr)
@@ -99,7 +131,7 @@ func newBenchFlagSet(name string, opts Options, bf *benchFlags, defCodec string)
 
 // parse parses args and checks the common flags; it returns an exit code
 // and false when the command must stop.
-func (bf *benchFlags) parse(fs *flag.FlagSet, args []string, opts Options) (int, bool) {
+func (bf *benchFlags) parse(fs *flag.FlagSet, args []string, opts options) (int, bool) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0, false
@@ -154,7 +186,7 @@ func (bf *benchFlags) parse(fs *flag.FlagSet, args []string, opts Options) (int,
 
 // clientOptions are the options of every bench client.
 func (bf *benchFlags) clientOptions() client.Options {
-	o := client.Options{Codec: bf.codec, Name: "hearth-bench/" + Version, UseRouteIDs: bf.routeIDs, HandshakeTimeout: 30 * time.Second}
+	o := client.Options{Codec: bf.codec, Name: "hearth-bench/" + cli.Version, UseRouteIDs: bf.routeIDs, HandshakeTimeout: 30 * time.Second}
 	if strings.HasPrefix(bf.addr, "tls://") || strings.HasPrefix(bf.addr, "wss://") {
 		o.TLS = &tls.Config{InsecureSkipVerify: bf.insecure} //nolint:gosec // the user asked for it
 	}
@@ -214,7 +246,7 @@ func emit(w io.Writer, bf *benchFlags, result any, r *report) {
 }
 
 // benchError prints a failed benchmark's error and returns the exit code.
-func benchError(opts Options, name string, err error) int {
+func benchError(opts options, name string, err error) int {
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintf(opts.Stderr, "hearth bench %s: interrupted\n", name)
 		return 130

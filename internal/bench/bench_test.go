@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"bytes"
@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -19,10 +22,37 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/cli"
 	"github.com/hearth-server/hearth/client"
 	"github.com/hearth-server/hearth/hearthtest"
 	"github.com/hearth-server/hearth/wire"
 )
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// hearthBin builds cmd/hearth once per test run.
+func hearthBin(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "hearth-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "hearth")
+		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/hearth").CombinedOutput()
+		if err != nil {
+			buildErr = err
+			binPath = string(out)
+		}
+	})
+	require.NoError(t, buildErr, binPath)
+	return binPath
+}
 
 // useBenchBinary makes the benches start a built cmd/hearth as their
 // server child (os.Executable is the test binary here).
@@ -38,7 +68,7 @@ func runBench(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	var out, errb bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	code = Main(ctx, append([]string{"bench"}, args...), Options{Stdout: &out, Stderr: &errb})
+	code = Main(ctx, args, cli.Options{Stdout: &out, Stderr: &errb})
 	return out.String(), errb.String(), code
 }
 
@@ -199,13 +229,11 @@ func TestBenchCommands(t *testing.T) {
 	}
 }
 
-// requireNATS skips a test that needs the NATS server on 127.0.0.1:4222
+// requireNATS fails a test that needs the NATS server on 127.0.0.1:4222
 // (CI starts it: nats-server -js -a 127.0.0.1 -p 4222) when there is none.
 func requireNATS(t *testing.T) {
 	t.Helper()
-	if err := checkNATS(context.Background(), defaultClusterNATS); err != nil {
-		t.Skipf("no NATS with JetStream at %s: %v", defaultClusterNATS, err)
-	}
+	require.NoError(t, checkNATS(context.Background(), defaultClusterNATS), "these benches need NATS with JetStream")
 }
 
 func TestBenchJSONAndInProcess(t *testing.T) {
@@ -250,7 +278,7 @@ func TestBenchErrors(t *testing.T) {
 	node := hearthtest.Start(t, hearth.Config{})
 	_, errOut, code := runBench(t, "fanout", "--addr", node.URL("tcp"), "--sessions", "2", "--duration", "200ms")
 	require.Equal(t, 1, code)
-	require.Contains(t, errOut, "hearth serve --bench")
+	require.Contains(t, errOut, "hearth bench server")
 
 	// Nothing listening.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -283,7 +311,7 @@ func TestBenchErrors(t *testing.T) {
 		{"fanout", "--payload", "8"},
 		{"rpc", "--addr", "http://x"},
 		{"rpc", "extra"},
-		{"server", "--gc-signal"},
+		{"server", "--no-such-flag"},
 		{"rpc", "--inprocess", "--server-cpuprofile", "x"},
 		{"rpc", "--cluster", "--addr", "tcp://127.0.0.1:1"},
 		{"fanout", "--cluster", "--inprocess"},
@@ -398,7 +426,7 @@ func BenchmarkFanout(b *testing.B) {
 	}
 	node, err := hearth.New(cfg)
 	require.NoError(b, err)
-	require.NoError(b, node.Register(BenchService(node)))
+	require.NoError(b, node.Register(benchService()))
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- node.Run(ctx) }()

@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"context"
@@ -39,7 +39,7 @@ type rpcConfig struct {
 	warmup   time.Duration
 }
 
-func benchRPC(ctx context.Context, args []string, opts Options) int {
+func benchRPC(ctx context.Context, args []string, opts options) int {
 	var bf benchFlags
 	var rc rpcConfig
 	fs := newBenchFlagSet("rpc", opts, &bf, "json")
@@ -74,7 +74,7 @@ func benchRPC(ctx context.Context, args []string, opts Options) int {
 	return 0
 }
 
-func usageErr(opts Options, name, format string, a ...any) int {
+func usageErr(opts options, name, format string, a ...any) int {
 	fmt.Fprintf(opts.Stderr, "hearth bench %s: %s\n", name, fmt.Sprintf(format, a...))
 	return 2
 }
@@ -117,7 +117,7 @@ const (
 	phaseDone
 )
 
-func runRPC(ctx context.Context, bf *benchFlags, rc rpcConfig, opts Options) (*RPCResult, *report, error) {
+func runRPC(ctx context.Context, bf *benchFlags, rc rpcConfig, opts options) (*RPCResult, *report, error) {
 	if err := ensureFDs(fdsNeeded(rc.clients, bf.inprocess)); err != nil {
 		return nil, nil, err
 	}
