@@ -164,23 +164,60 @@ func (n *Node) nodeAlive(id string) bool {
 	return !n.reg.Left(id)
 }
 
+// NodeInfo is what a node publishes about itself in the cluster's registry.
+type NodeInfo struct {
+	ID      string   `json:"id"`
+	Roles   []string `json:"roles"`
+	Version string   `json:"version"`
+	// State is "starting", "serving" or "draining".
+	State string `json:"state"`
+	// TCP and WS are the gate's client endpoints as clients should dial
+	// them ("tcp://host:7100", "ws://host:7101/ws"); empty without a gate.
+	TCP   string `json:"tcp,omitempty"`
+	WS    string `json:"ws,omitempty"`
+	Admin string `json:"admin,omitempty"`
+	// Sessions and InFlight are the gate's load: connected sessions and
+	// requests awaiting an answer.
+	Sessions int `json:"sessions"`
+	InFlight int `json:"in_flight"`
+	// Routes the node's services serve.
+	Routes  []string  `json:"routes,omitempty"`
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
+}
+
+// HasRole reports whether the node runs role ("gate" or a service name).
+func (i NodeInfo) HasRole(role string) bool { return slices.Contains(i.Roles, role) }
+
+func nodeInfoFrom(c cluster.NodeInfo) NodeInfo {
+	return NodeInfo{
+		ID: c.ID, Roles: c.Roles, Version: c.Version, State: string(c.State),
+		TCP: c.TCP, WS: c.WS, Admin: c.Admin, Sessions: c.Sessions, InFlight: c.InFlight,
+		Routes: c.Routes, Started: c.Started, Updated: c.Updated,
+	}
+}
+
 // Nodes returns the live nodes of the cluster, this one included.
-func (n *Node) Nodes() []cluster.NodeInfo {
+func (n *Node) Nodes() []NodeInfo {
 	if n.reg == nil {
 		return nil
 	}
-	return n.reg.Nodes()
+	var out []NodeInfo
+	for _, c := range n.reg.Nodes() {
+		out = append(out, nodeInfoFrom(c))
+	}
+	return out
 }
 
 // Gates returns the live gates with client endpoints, least loaded first.
-func (n *Node) Gates() []cluster.NodeInfo {
-	var gates []cluster.NodeInfo
+func (n *Node) Gates() []NodeInfo {
+	var gates []NodeInfo
 	for _, info := range n.Nodes() {
-		if info.HasRole("gate") && info.State == cluster.StateServing && (info.TCP != "" || info.WS != "") {
+		if info.HasRole("gate") && info.State == string(cluster.StateServing) && (info.TCP != "" || info.WS != "") {
 			gates = append(gates, info)
 		}
 	}
-	slices.SortStableFunc(gates, func(a, b cluster.NodeInfo) int { return a.Sessions - b.Sessions })
+	slices.SortStableFunc(gates, func(a, b NodeInfo) int { return a.Sessions - b.Sessions })
 	return gates
 }
 
@@ -336,10 +373,6 @@ func (n *Node) PushSession(ctx context.Context, gateID, sessionID, route string,
 	return n.bus.Push(gateID, []string{sessionID}, route, pb, js)
 }
 
-// Bus is the node's cluster bus, for services that keep cluster-wide state
-// of their own (KV buckets, leases). Nil before Run.
-func (n *Node) Bus() *cluster.Bus { return n.bus }
-
 // onSessionResumed is the gate's resume hook: the user's session now lives
 // on this gate.
 func (n *Node) onSessionResumed(session, user string) {
@@ -361,7 +394,7 @@ func (n *Node) drainGate(ctx context.Context) {
 	if n.cfg.Limits.ResumeGrace < 0 {
 		return
 	}
-	var target *cluster.NodeInfo
+	var target *NodeInfo
 	for _, g := range n.Gates() {
 		if g.ID != n.id {
 			target = &g

@@ -86,6 +86,80 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Limits are the gate's timeouts and flow-control limits (see gate.Limits
-// for each field and its default).
-type Limits = gate.Limits
+// Limits are the gate's timeouts and flow-control limits: what one client
+// connection may cost. The zero value of each field means its default;
+// docs/security.md lists them all with their flags.
+type Limits struct {
+	// MaxFrame is the largest frame body accepted (KICK 4 past it).
+	// Zero: 65,536 bytes.
+	MaxFrame int
+	// HandshakeTimeout bounds the wait for the first frame (KICK 6).
+	// Zero: 5s.
+	HandshakeTimeout time.Duration
+	// Heartbeat is the heartbeat_ms told to clients; a session silent for
+	// 3× this is closed with KICK 7. Zero: 10s.
+	Heartbeat time.Duration
+	// RequestTimeout is how long a service has to answer before the client
+	// gets 302. Zero: 5s.
+	RequestTimeout time.Duration
+	// SendQueueBytes bounds a session's unsent output; past it the session
+	// is kicked with 202. Zero: 1 MiB.
+	SendQueueBytes int
+	// WriteTimeout bounds one write to a client; a client that does not
+	// read for this long is kicked with 202. Zero: 10s.
+	WriteTimeout time.Duration
+	// MaxSessions caps this gate's connections (KICK 203 past it).
+	// Zero: 100,000.
+	MaxSessions int
+	// MaxConnsPerIP caps concurrent connections from one IP (KICK 203).
+	// Zero: 1,000. Negative: unlimited.
+	MaxConnsPerIP int
+	// ConnRatePerIP is new connections per second allowed from one IP, with
+	// a burst of ConnBurstPerIP (KICK 200). Zero: 100/s, burst twice the
+	// rate. Negative: unlimited.
+	ConnRatePerIP  float64
+	ConnBurstPerIP int
+	// RequestRate is requests (and notifies) per second allowed per
+	// session, with a burst of RequestBurst; over it requests get 200.
+	// Zero: 1,000/s, burst = rate. Negative: unlimited.
+	RequestRate  float64
+	RequestBurst int
+	// MaxInFlight caps a session's unanswered requests; over it requests
+	// get 201. Zero: 64.
+	MaxInFlight int
+	// ResumeGrace is how long a session whose connection dropped stays
+	// resumable. Zero: 60s. Negative: sessions end with their connection.
+	ResumeGrace time.Duration
+	// ResumePushes and ResumeBytes bound the pushes a session keeps for
+	// replay; a detached session that would need more is lost (304).
+	// Zero: 256 pushes, 256 KiB.
+	ResumePushes int
+	ResumeBytes  int
+	// ResponseCache is how many responses per session are kept, by seq, to
+	// answer a request re-sent after a resume. Zero: 128.
+	ResponseCache int
+}
+
+// gate converts the limits to the gate's own type, which applies the
+// defaults.
+func (l Limits) gate() gate.Limits {
+	return gate.Limits{
+		MaxFrame:         l.MaxFrame,
+		HandshakeTimeout: l.HandshakeTimeout,
+		Heartbeat:        l.Heartbeat,
+		RequestTimeout:   l.RequestTimeout,
+		SendQueueBytes:   l.SendQueueBytes,
+		WriteTimeout:     l.WriteTimeout,
+		MaxSessions:      l.MaxSessions,
+		MaxConnsPerIP:    l.MaxConnsPerIP,
+		ConnRatePerIP:    l.ConnRatePerIP,
+		ConnBurstPerIP:   l.ConnBurstPerIP,
+		RequestRate:      l.RequestRate,
+		RequestBurst:     l.RequestBurst,
+		MaxInFlight:      l.MaxInFlight,
+		ResumeGrace:      l.ResumeGrace,
+		ResumePushes:     l.ResumePushes,
+		ResumeBytes:      l.ResumeBytes,
+		ResponseCache:    l.ResponseCache,
+	}
+}

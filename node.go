@@ -376,7 +376,7 @@ func (n *Node) startGate() error {
 		Public:    n.publicRoute(),
 		OnClose:   n.onSessionClosed,
 		NodeAlive: n.nodeAlive,
-		Limits:    n.cfg.Limits,
+		Limits:    n.cfg.Limits.gate(),
 		OnResume:  n.onSessionResumed,
 		Local:     n.local,
 		Logger:    n.log,

@@ -41,8 +41,8 @@ func (svc *Service) OnSessionEvent(fn func(ctx context.Context, ev SessionEvent)
 
 // OnStart registers fn to run when a node starts this service: after the
 // bus is connected, before the service takes requests. An error stops the
-// node from starting. Use it for what needs the running node (its Bus,
-// leases, background loops).
+// node from starting. Use it for what needs the running node (Node.KV,
+// Node.Lease, background loops).
 func (svc *Service) OnStart(fn func(ctx context.Context, n *Node) error) {
 	svc.onStart = append(svc.onStart, fn)
 }

@@ -30,8 +30,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/hearth-server/hearth"
 	"github.com/hearth-server/hearth/pb/authpb"
 	"github.com/hearth-server/hearth/store"
@@ -131,6 +129,7 @@ func New(st *store.Store, cfg Config) (*Service, *hearth.Service) {
 	svc := hearth.NewService("auth")
 	svc.OnStart(a.start)
 	svc.OnStop(a.stop)
+	svc.OnSessionEvent(a.onSessionEvent)
 	hearth.Handle(svc, "register", a.register)
 	hearth.Handle(svc, "login", a.login)
 	hearth.Handle(svc, "guest", a.guest)
@@ -155,7 +154,7 @@ func (a *Service) start(ctx context.Context, n *hearth.Node) error {
 	}
 	a.tokens = &tokens{secret: secret, ttl: a.cfg.TokenTTL}
 	var err error
-	if a.lock, err = newLockout(ctx, n.Bus(), a.cfg.AccountFailures, a.cfg.AccountWindow, a.cfg.IPFailures, a.cfg.IPWindow); err != nil {
+	if a.lock, err = newLockout(ctx, n, a.cfg.AccountFailures, a.cfg.AccountWindow, a.cfg.IPFailures, a.cfg.IPWindow); err != nil {
 		return err
 	}
 	if a.cfg.LoginRate > 0 {
@@ -172,9 +171,15 @@ func (a *Service) stop(context.Context) {
 	}
 }
 
+func (a *Service) onSessionEvent(_ context.Context, ev hearth.SessionEvent) {
+	if ev.Kind == "closed" && a.queue != nil {
+		a.queue.sessionClosed(ev.Session)
+	}
+}
+
 // sharedSecret returns the cluster's token secret, creating it once.
 func sharedSecret(ctx context.Context, n *hearth.Node) ([]byte, error) {
-	kv, err := n.Bus().OpenKV(ctx, "config", 0)
+	kv, err := n.KV(ctx, "config", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -183,14 +188,14 @@ func sharedSecret(ctx context.Context, n *hearth.Node) ([]byte, error) {
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
-	if _, err := kv.Create(ctx, key, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+	if _, err := kv.Create(ctx, key, b); err != nil && !errors.Is(err, hearth.ErrKeyExists) {
 		return nil, fmt.Errorf("auth: store token secret: %w", err)
 	}
 	e, err := kv.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("auth: read token secret: %w", err)
 	}
-	return e.Value(), nil
+	return e.Value, nil
 }
 
 // PeakHashes is the most password hashes this node has run at once.

@@ -8,24 +8,22 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/hearth-server/hearth/internal/cluster"
+	"github.com/hearth-server/hearth"
 )
 
 // lockout counts failed logins per account and per client IP in a KV
 // bucket, so the limits hold across every auth instance of the cluster.
 // Each key holds the failure times inside its window.
 type lockout struct {
-	kv            jetstream.KeyValue
+	kv            hearth.KV
 	accountLimit  int
 	accountWindow time.Duration
 	ipLimit       int
 	ipWindow      time.Duration
 }
 
-func newLockout(ctx context.Context, bus *cluster.Bus, accountLimit int, accountWindow time.Duration, ipLimit int, ipWindow time.Duration) (*lockout, error) {
-	kv, err := bus.OpenKV(ctx, "lockout", max(accountWindow, ipWindow))
+func newLockout(ctx context.Context, n *hearth.Node, accountLimit int, accountWindow time.Duration, ipLimit int, ipWindow time.Duration) (*lockout, error) {
+	kv, err := n.KV(ctx, "lockout", max(accountWindow, ipWindow))
 	if err != nil {
 		return nil, err
 	}
@@ -77,20 +75,20 @@ func (l *lockout) fail(ctx context.Context, account, ip string, now time.Time) {
 
 // reset clears an account's failures after a successful login.
 func (l *lockout) reset(ctx context.Context, account string) {
-	_ = l.kv.Delete(ctx, accountKey(account))
+	_ = l.kv.Delete(ctx, accountKey(account), 0)
 }
 
 func (l *lockout) read(ctx context.Context, key string) ([]int64, uint64, error) {
 	e, err := l.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	if errors.Is(err, hearth.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
 	if err != nil {
 		return nil, 0, err
 	}
 	var times []int64
-	_ = json.Unmarshal(e.Value(), &times)
-	return times, e.Revision(), nil
+	_ = json.Unmarshal(e.Value, &times)
+	return times, e.Revision, nil
 }
 
 // add appends now under compare-and-set, retrying when another instance

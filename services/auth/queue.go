@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -11,13 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hearth-server/hearth"
-	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/pb/authpb"
 )
 
@@ -33,14 +28,13 @@ import (
 // which the same login request is let through for admitTTL.
 type queue struct {
 	node  *hearth.Node
-	bus   *cluster.Bus
 	log   *slog.Logger
 	rate  float64
 	burst float64
 	self  string
 
-	lease *cluster.Lease
-	kv    jetstream.KeyValue
+	lease *hearth.Lease
+	kv    hearth.KV
 
 	mu       sync.Mutex
 	leading  bool
@@ -80,6 +74,8 @@ type admitReq struct {
 }
 
 type admitResp struct {
+	// Retry: the leader is still loading the queue; ask again shortly.
+	Retry    bool   `json:"retry,omitempty"`
 	Admitted bool   `json:"admitted"`
 	Position uint32 `json:"position,omitempty"`
 	WaitMS   uint32 `json:"wait_ms,omitempty"`
@@ -93,26 +89,24 @@ const (
 )
 
 func newQueue(ctx context.Context, node *hearth.Node, rate float64, burst int, log *slog.Logger, observe func(queueEvent)) (*queue, error) {
-	bus := node.Bus()
-	q := &queue{node: node, bus: bus, log: log, rate: rate, burst: float64(burst), self: node.ID(), admitted: map[string]time.Time{}, observe: observe}
+	q := &queue{node: node, log: log, rate: rate, burst: float64(burst), self: node.ID(), admitted: map[string]time.Time{}, observe: observe}
 	if q.burst < 1 {
 		q.burst = max(1, rate)
 	}
-	kv, err := bus.OpenKV(ctx, "loginq", 0)
+	kv, err := node.KV(ctx, "loginq", 0)
 	if err != nil {
 		return nil, err
 	}
 	q.kv = kv
-	q.lease, err = cluster.NewLease(ctx, bus, "auth-queue", q.self, 3*time.Second, q.lead)
+	q.lease, err = node.Lease(ctx, "auth-queue", 3*time.Second, q.lead)
 	if err != nil {
 		return nil, err
 	}
+	q.lease.Serve(q.onAdmit)
 	return q, nil
 }
 
 func (q *queue) stop() { q.lease.Stop() }
-
-func (q *queue) subject() string { return q.bus.Subjects().Prefix + ".authq.admit" }
 
 // admit asks the leader whether session may log in now. Until a leader is
 // elected (at start, or for up to the lease TTL after the leader died) it
@@ -120,21 +114,21 @@ func (q *queue) subject() string { return q.bus.Subjects().Prefix + ".authq.admi
 func (q *queue) admit(ctx context.Context, session, gate string) (admitResp, error) {
 	req, _ := json.Marshal(admitReq{Session: session, Gate: gate})
 	for {
-		msg, err := q.bus.Conn().RequestWithContext(ctx, q.subject(), req)
-		if err == nil {
-			var resp admitResp
-			if err := json.Unmarshal(msg.Data, &resp); err != nil {
-				return admitResp{}, fmt.Errorf("auth: bad queue answer: %w", err)
-			}
-			return resp, nil
+		b, err := q.lease.Ask(ctx, req)
+		if err != nil {
+			return admitResp{}, fmt.Errorf("auth: login queue: %w", err)
 		}
-		if !errors.Is(err, nats.ErrNoResponders) {
-			return admitResp{}, err
+		var resp admitResp
+		if err := json.Unmarshal(b, &resp); err != nil {
+			return admitResp{}, fmt.Errorf("auth: bad queue answer: %w", err)
+		}
+		if !resp.Retry {
+			return resp, nil
 		}
 		select {
 		case <-ctx.Done():
-			return admitResp{}, fmt.Errorf("auth: login queue has no leader: %w", ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+			return admitResp{}, fmt.Errorf("auth: login queue still loading: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
@@ -145,26 +139,12 @@ func (q *queue) lead(ctx context.Context) {
 	if err := q.load(ctx); err != nil {
 		q.log.Warn("login queue: could not load the waiting list", "err", err)
 	}
-	nc := q.bus.Conn()
-	sub, err := nc.Subscribe(q.subject(), q.onAdmit)
-	if err != nil {
-		q.log.Error("login queue: subscribe", "err", err)
-		return
-	}
-	closed, err := nc.Subscribe(q.bus.Subjects().Events(), q.onEvent)
-	if err != nil {
-		_ = sub.Unsubscribe()
-		q.log.Error("login queue: subscribe", "err", err)
-		return
-	}
-	q.mu.Lock()
-	q.leading = true
-	q.last = time.Now()
-	q.mu.Unlock()
 	// KV writes run on their own goroutine, so a slow bus never delays an
 	// admission (the waits the queue estimates are timed by the tick).
 	writes := make(chan func(), 4096)
 	q.mu.Lock()
+	q.leading = true // from here on, admit requests are answered
+	q.last = time.Now()
 	q.writes = writes
 	q.mu.Unlock()
 	writerDone := make(chan struct{})
@@ -182,8 +162,6 @@ func (q *queue) lead(ctx context.Context) {
 		<-writerDone
 	}()
 	defer func() {
-		_ = sub.Unsubscribe()
-		_ = closed.Unsubscribe()
 		q.mu.Lock()
 		q.leading = false
 		q.mu.Unlock()
@@ -212,26 +190,26 @@ func (q *queue) lead(ctx context.Context) {
 
 // load restores the waiting list a previous leader wrote.
 func (q *queue) load(ctx context.Context) error {
-	lister, err := q.kv.ListKeys(ctx)
+	keys, err := q.kv.Keys(ctx)
 	if err != nil {
 		return err
 	}
 	var ws []waiter
 	admitted := map[string]time.Time{}
-	for key := range lister.Keys() {
+	for _, key := range keys {
 		e, err := q.kv.Get(ctx, key)
 		if err != nil {
 			continue
 		}
 		if session, ok := strings.CutPrefix(key, admitPrefix); ok {
 			var exp time.Time
-			if json.Unmarshal(e.Value(), &exp) == nil && time.Now().Before(exp) {
+			if json.Unmarshal(e.Value, &exp) == nil && time.Now().Before(exp) {
 				admitted[session] = exp
 			}
 			continue
 		}
 		var w waiter
-		if json.Unmarshal(e.Value(), &w) == nil {
+		if json.Unmarshal(e.Value, &w) == nil {
 			ws = append(ws, w)
 		}
 	}
@@ -256,18 +234,25 @@ func waiterKey(seq uint64) string { return fmt.Sprintf("w%020d", seq) }
 
 const admitPrefix = "a."
 
-func (q *queue) onAdmit(m *nats.Msg) {
+// onAdmit answers one admit request, on the lease's serving goroutine.
+func (q *queue) onAdmit(ctx context.Context, data []byte) []byte {
 	var req admitReq
-	if err := json.Unmarshal(m.Data, &req); err != nil || req.Session == "" {
-		return
+	if err := json.Unmarshal(data, &req); err != nil || req.Session == "" {
+		q.log.Warn("login queue: bad admit request", "err", err)
+		return nil
 	}
 	now := time.Now()
 	q.mu.Lock()
+	if !q.leading {
+		q.mu.Unlock()
+		b, _ := json.Marshal(admitResp{Retry: true})
+		return b
+	}
 	q.refill(now)
 	resp, enqueued := q.decide(req, now)
 	q.mu.Unlock()
 	if enqueued != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		val, _ := json.Marshal(enqueued)
 		if _, err := q.kv.Put(ctx, waiterKey(enqueued.Seq), val); err != nil {
 			q.log.Warn("login queue: not persisted", "err", err)
@@ -275,7 +260,7 @@ func (q *queue) onAdmit(m *nats.Msg) {
 		cancel()
 	}
 	b, _ := json.Marshal(resp)
-	_ = m.Respond(b)
+	return b
 }
 
 // decide answers one admission request; q.mu is held.
@@ -422,28 +407,33 @@ func (q *queue) pushPositions(now time.Time, all bool) {
 	}
 }
 
-// onEvent drops a waiter whose session closed.
-func (q *queue) onEvent(m *nats.Msg) {
-	var e cluster.Envelope
-	if e.Decode(m.Data) != nil || e.Type != cluster.TypeEvent || cluster.EventKind(e.Status) != cluster.EventClosed {
+// sessionClosed drops the waiter or admission of a session that closed;
+// it runs on the node's event goroutine, so the KV writes go to the writer.
+func (q *queue) sessionClosed(session string) {
+	var seq uint64
+	admitted := false
+	q.mu.Lock()
+	if !q.leading {
+		q.mu.Unlock()
 		return
 	}
-	var seq uint64
-	q.mu.Lock()
-	if _, ok := q.admitted[e.Session]; ok {
-		delete(q.admitted, e.Session)
-		go q.forgetKey(admitPrefix + e.Session)
+	if _, ok := q.admitted[session]; ok {
+		delete(q.admitted, session)
+		admitted = true
 	}
 	for i := range q.waiting {
-		if q.waiting[i].Session == e.Session {
+		if q.waiting[i].Session == session {
 			seq = q.waiting[i].Seq
 			q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
 			break
 		}
 	}
 	q.mu.Unlock()
+	if admitted {
+		q.write(func() { q.forgetKey(admitPrefix + session) })
+	}
 	if seq != 0 {
-		q.forget(seq)
+		q.write(func() { q.forget(seq) })
 	}
 }
 
@@ -476,7 +466,7 @@ func (q *queue) write(fn func()) {
 func (q *queue) forgetKey(key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := q.kv.Delete(ctx, key); err != nil {
+	if err := q.kv.Delete(ctx, key, 0); err != nil {
 		q.log.Debug("login queue: forget", "key", key, "err", err)
 	}
 }
