@@ -42,6 +42,7 @@ Usage:
   hearth serve [flags]                  run a node (everything in one process by default)
   hearth call --addr URL ROUTE [JSON]   send one request and print the JSON result
   hearth nodes --nats URL               list the cluster's nodes
+  hearth niuniu sim [flags]             play Niu Niu rounds offline, one JSON line each
   hearth version
 %s
 Run 'hearth COMMAND -h' for a command's flags.
@@ -76,6 +77,8 @@ func Main(ctx context.Context, args []string, opts Options) int {
 		return call(ctx, args[1:], opts)
 	case "nodes":
 		return nodes(ctx, args[1:], opts)
+	case "niuniu":
+		return niuniuCmd(ctx, args[1:], opts)
 	case "version", "--version":
 		fmt.Fprintln(opts.Stdout, "hearth", Version)
 		return 0
