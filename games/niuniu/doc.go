@@ -33,8 +33,8 @@
 //   - Banker: the seats with the highest grab, in seat order; if there are
 //     several, the banker is the one at index IntN(count), drawn from the
 //     same RNG right after the shuffle. If everyone chose 0, every seat is a
-//     candidate and the banker's multiplier is 1. A single candidate draws
-//     nothing.
+//     candidate and the banker's multiplier is AllPassGrab (1 by default).
+//     A single candidate draws nothing.
 //   - The simulator ([Rules.SimRound]) draws its players' choices from the
 //     same RNG at the moment they choose: after the shuffle, each seat's grab
 //     in seat order as IntN(MaxGrab+1); then the banker as above; then each
