@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/internal/gate"
 	"github.com/hearth-server/hearth/pb/syspb"
@@ -229,9 +227,10 @@ func (n *Node) gatesResp() *syspb.GatesResp {
 	return resp
 }
 
-// Push sends msg on route to user's session, on whichever gate holds it.
-// It returns an error wrapping ErrOffline when the user has no live session.
-func (n *Node) Push(ctx context.Context, user, route string, msg proto.Message) error {
+// Push sends msg on route to user's session, on whichever gate holds it,
+// found with one presence lookup. It returns an error wrapping ErrOffline
+// when the user has no live session. msg is encoded as Session.Push does.
+func (n *Node) Push(ctx context.Context, user, route string, msg any) error {
 	if n.presence == nil {
 		return ErrNotRunning
 	}
@@ -264,7 +263,7 @@ func (n *Node) Online(ctx context.Context, user string) (bool, error) {
 // PushUsers sends msg on route to every listed user who is online, with one
 // bus message per gate however many users it holds. It returns how many
 // users were online.
-func (n *Node) PushUsers(ctx context.Context, users []string, route string, msg proto.Message) (int, error) {
+func (n *Node) PushUsers(ctx context.Context, users []string, route string, msg any) (int, error) {
 	if n.presence == nil {
 		return 0, ErrNotRunning
 	}
@@ -287,7 +286,7 @@ func (n *Node) PushUsers(ctx context.Context, users []string, route string, msg 
 	if online == 0 {
 		return 0, nil
 	}
-	pb, js, err := marshalBoth(msg)
+	pb, js, err := encodeBoth(msg)
 	if err != nil {
 		return 0, err
 	}
@@ -299,14 +298,14 @@ func (n *Node) PushUsers(ctx context.Context, users []string, route string, msg 
 	return online, nil
 }
 
-func (n *Node) encodeFor(codec string, msg proto.Message) (pb, js []byte, err error) {
+func (n *Node) encodeFor(codec string, msg any) (pb, js []byte, err error) {
 	switch codec {
 	case wire.CodecJSON:
-		js, err = marshal(cluster.CodecJSON, msg)
+		js, err = encode(cluster.CodecJSON, msg)
 	case wire.CodecProtobuf:
-		pb, err = marshal(cluster.CodecProtobuf, msg)
+		pb, err = encode(cluster.CodecProtobuf, msg)
 	default:
-		pb, js, err = marshalBoth(msg)
+		pb, js, err = encodeBoth(msg)
 	}
 	return pb, js, err
 }
@@ -356,17 +355,25 @@ func (n *Node) onSessionClosed(session, user string) {
 	}
 }
 
-// PushSession sends msg on route to one session on a known gate — for
-// services that track sessions themselves (queues, rooms), and so skip
-// the presence lookup.
-func (n *Node) PushSession(ctx context.Context, gateID, sessionID, route string, msg proto.Message) error {
+// PushSession sends msg on route to one session, outside its requests —
+// for services that keep sessions they have seen (queues, rooms: keep
+// Session.ID and Session.Gate) and so skip the presence lookup. A session
+// resumed on another gate since is reached there, once this node has seen
+// its "resumed" event.
+func (n *Node) PushSession(ctx context.Context, gateID, sessionID, route string, msg any) error {
 	if n.bus == nil {
 		return ErrNotRunning
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if g, ok := n.resumedAt(sessionID); ok {
+		gateID = g
 	}
 	if !wire.ValidRoute(route) {
 		return errBadRoute(route)
 	}
-	pb, js, err := marshalBoth(msg)
+	pb, js, err := encodeBoth(msg)
 	if err != nil {
 		return err
 	}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/hearth-server/hearth"
 	"github.com/hearth-server/hearth/client"
-	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/hearthtest"
+	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/pb/syspb"
 	"github.com/hearth-server/hearth/wire"
 )

@@ -1,17 +1,37 @@
 package hearth
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hearth-server/hearth/internal/cluster"
 )
 
-// JSON sessions get protojson with the .proto field names, so payloads look
-// like {"server_time_ms": …} in every language.
+// A message is encoded one of two ways, chosen by its Go type:
+//
+//   - a proto.Message is protobuf in protobuf sessions and protojson in JSON
+//     sessions, with the .proto field names ({"server_time_ms": …}) so
+//     payloads look the same in every language;
+//   - any other value (a plain Go struct) is encoding/json in every session:
+//     it has no protobuf form.
+//
+// Requests are decoded strictly on both paths: an unknown field or a value
+// of the wrong type is 400, so a misspelt field name is an error the client
+// sees, never silently dropped. protojson also accepts a field's
+// lowerCamelCase JSON name and integers as quoted strings (as every protojson
+// implementation writes 64-bit integers); encoding/json matches field names
+// case-insensitively and wants numbers as numbers.
 var (
 	jsonMarshal   = protojson.MarshalOptions{UseProtoNames: true}
-	jsonUnmarshal = protojson.UnmarshalOptions{DiscardUnknown: true}
+	jsonUnmarshal = protojson.UnmarshalOptions{}
 )
 
 func marshal(c cluster.Codec, m proto.Message) ([]byte, error) {
@@ -31,11 +51,86 @@ func unmarshal(c cluster.Codec, b []byte, m proto.Message) error {
 	return proto.Unmarshal(b, m)
 }
 
-// marshalBoth encodes a message for sessions of either codec.
-func marshalBoth(m proto.Message) (pb, js []byte, err error) {
+// encode encodes msg for a session of codec c: a proto.Message in the
+// session's codec, anything else as JSON.
+func encode(c cluster.Codec, msg any) ([]byte, error) {
+	if m, ok := msg.(proto.Message); ok {
+		return marshal(c, m)
+	}
+	return json.Marshal(msg)
+}
+
+// encodeBoth encodes msg for sessions of either codec. A plain value has one
+// encoding, shared by both.
+func encodeBoth(msg any) (pb, js []byte, err error) {
+	m, ok := msg.(proto.Message)
+	if !ok {
+		js, err = json.Marshal(msg)
+		return js, js, err
+	}
 	if pb, err = proto.Marshal(m); err != nil {
 		return nil, nil, err
 	}
 	js, err = jsonMarshal.Marshal(m)
 	return pb, js, err
+}
+
+// decodeJSON decodes a request payload into v (a pointer) with
+// encoding/json, strictly: one JSON value, no unknown fields. An empty
+// payload is {}, as an empty protobuf payload is the empty message.
+func decodeJSON(b []byte, v any) error {
+	if len(bytes.TrimSpace(b)) == 0 {
+		b = []byte("{}")
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := d.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}
+
+// jsonError rewrites encoding/json's errors in the client's terms (JSON
+// types and field paths, not Go types).
+func jsonError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field == "" {
+			return fmt.Errorf("want %s, got %s", jsonKind(te.Type), te.Value)
+		}
+		return fmt.Errorf("field %q: want %s, got %s", te.Field, jsonKind(te.Type), te.Value)
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("not valid JSON: %w", err)
+	}
+	// Unknown fields (`json: unknown field "x"`) and the rest.
+	return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// jsonKind names the JSON type that decodes into t.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "a " + t.String()
 }

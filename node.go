@@ -33,7 +33,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/internal/gate"
@@ -651,13 +650,20 @@ func (n *Node) reply(subject string, seq uint32, status Code, payload []byte) {
 	}
 }
 
-// Publish pushes msg on route to every member of channel, on every gate.
-// It costs one bus message per publish, fanned out by each gate.
-func (n *Node) Publish(ctx context.Context, channel, route string, msg proto.Message) error {
+// Publish pushes msg on route to every member of channel (see
+// Session.Join), on every gate. It costs one bus message per publish,
+// fanned out by each gate; msg is encoded once per codec.
+func (n *Node) Publish(ctx context.Context, channel, route string, msg any) error {
 	if !wire.ValidRoute(route) {
 		return errBadRoute(route)
 	}
-	pb, js, err := marshalBoth(msg)
+	if err := checkChannel(channel); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	pb, js, err := encodeBoth(msg)
 	if err != nil {
 		return err
 	}
@@ -668,11 +674,14 @@ func (n *Node) Publish(ctx context.Context, channel, route string, msg proto.Mes
 }
 
 // Broadcast pushes msg on route to every session on every gate.
-func (n *Node) Broadcast(ctx context.Context, route string, msg proto.Message) error {
+func (n *Node) Broadcast(ctx context.Context, route string, msg any) error {
 	if !wire.ValidRoute(route) {
 		return errBadRoute(route)
 	}
-	pb, js, err := marshalBoth(msg)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	pb, js, err := encodeBoth(msg)
 	if err != nil {
 		return err
 	}
@@ -683,9 +692,16 @@ func (n *Node) Broadcast(ctx context.Context, route string, msg proto.Message) e
 }
 
 // Kick closes a session on any gate with a code and reason.
+// Like PushSession, it follows a session resumed on another gate.
 func (n *Node) Kick(ctx context.Context, gateID, sessionID string, code Code, reason string) error {
 	if n.bus == nil {
 		return ErrNotRunning
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if g, ok := n.resumedAt(sessionID); ok {
+		gateID = g
 	}
 	return n.bus.Kick(gateID, sessionID, uint16(code), reason)
 }

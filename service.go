@@ -2,7 +2,9 @@ package hearth
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"sort"
 
 	"google.golang.org/protobuf/proto"
@@ -119,6 +121,58 @@ func HandleNotify[Req proto.Message](svc *Service, method string, fn func(ctx co
 		}
 		return nil, fn(ctx, s, req)
 	}})
+}
+
+// HandleJSON registers a typed request handler on plain Go types, for a
+// service written without protoc: the request is decoded into a new Req
+// with encoding/json and the response encoded with it. The route speaks
+// JSON in every session, whatever its codec: a protobuf session sends and
+// receives the same JSON bytes (docs/protocol.md, "Codecs").
+//
+// Decoding is strict: an unknown field, a value of the wrong type or a
+// payload that is not one JSON value is answered 400 with the reason
+// (`invalid payload: field "seat": want an integer, got string`). An empty
+// payload decodes as {}. Field names follow the `json` struct tags and, as
+// in encoding/json, match case-insensitively.
+//
+// Req and Resp are plain types, usually structs; a proto.Message belongs
+// with Handle, and HandleJSON panics on one.
+func HandleJSON[Req, Resp any](svc *Service, method string, fn func(ctx context.Context, s *Session, req Req) (Resp, error)) {
+	mustBePlain[Req]()
+	mustBePlain[Resp]()
+	svc.add(method, handler{fn: func(ctx context.Context, s *Session, _ cluster.Codec, payload []byte) ([]byte, error) {
+		var req Req
+		if err := decodeJSON(payload, &req); err != nil {
+			return nil, &Error{Code: wire.CodeInvalidPayload, Message: "invalid payload: " + err.Error()}
+		}
+		resp, err := fn(ctx, s, req)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(resp)
+	}})
+}
+
+// HandleNotifyJSON is HandleNotify on a plain Go type, decoded as
+// HandleJSON decodes requests.
+func HandleNotifyJSON[Req any](svc *Service, method string, fn func(ctx context.Context, s *Session, req Req) error) {
+	mustBePlain[Req]()
+	svc.add(method, handler{notify: true, fn: func(ctx context.Context, s *Session, _ cluster.Codec, payload []byte) ([]byte, error) {
+		var req Req
+		if err := decodeJSON(payload, &req); err != nil {
+			return nil, &Error{Code: wire.CodeInvalidPayload, Message: "invalid payload: " + err.Error()}
+		}
+		return nil, fn(ctx, s, req)
+	}})
+}
+
+// mustBePlain panics when T is a protobuf message: encoding/json would
+// write it unlike protojson (enums as numbers, no oneofs), so such a route
+// would disagree with every other route carrying that message.
+func mustBePlain[T any]() {
+	if t := reflect.TypeFor[T](); t.Implements(reflect.TypeFor[proto.Message]()) {
+		panic(fmt.Sprintf("hearth: %s is a protobuf message: register it with Handle, not HandleJSON", t))
+	}
 }
 
 // HandleRaw registers a handler that sees the payload bytes as sent, in the

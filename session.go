@@ -2,9 +2,8 @@ package hearth
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
-
-	"google.golang.org/protobuf/proto"
 
 	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/wire"
@@ -83,6 +82,9 @@ func (s *Session) Binding(service string) (node string, ok bool) {
 // the node hosting it) instead of any instance.
 func (s *Session) Bind(ctx context.Context, service, node string) error {
 	if err := cluster.ValidateNodeID(node); err != nil {
+		return fmt.Errorf("hearth: bind %s to %q: %w", service, node, err)
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.setBinding(service, node)
@@ -91,6 +93,9 @@ func (s *Session) Bind(ctx context.Context, service, node string) error {
 
 // Unbind removes the session's binding for service.
 func (s *Session) Unbind(ctx context.Context, service string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s.setBinding(service, "")
 	return s.node.bus.Bind(s.where(), s.id, service, "")
 }
@@ -121,19 +126,55 @@ func (s *Session) SetUser(ctx context.Context, user string) error {
 }
 
 // Join adds the session to a channel; Node.Publish reaches its members.
+//
+// A channel name is 1 to 128 characters of a–z, A–Z, 0–9, '-', '_' and
+// ':', in non-empty parts separated by '.' ("room.42", "guild:7.chat"). A
+// name that breaks the rule is answered with an *Error of code 400 that
+// states it, so a handler may pass a client's choice straight through.
+// Channels cost nothing until a session joins; a gate stops following a
+// channel when its last local member leaves or disconnects.
 func (s *Session) Join(ctx context.Context, channel string) error {
+	if err := checkChannel(channel); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return s.node.bus.Join(s.where(), s.id, channel)
 }
 
-// Leave removes the session from a channel.
+// Leave removes the session from a channel. The name is checked as Join
+// checks it.
 func (s *Session) Leave(ctx context.Context, channel string) error {
+	if err := checkChannel(channel); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return s.node.bus.Leave(s.where(), s.id, channel)
 }
 
-// Push sends msg to the session on route, encoded in the session's codec.
-// Pushes from one node to one session arrive in the order they were sent.
-func (s *Session) Push(ctx context.Context, route string, msg proto.Message) error {
-	b, err := marshal(s.codec, msg)
+// checkChannel returns a 400 *Error stating the rule when channel is not a
+// valid channel name.
+func checkChannel(channel string) error {
+	err := cluster.ValidateChannel(channel)
+	if err == nil {
+		return nil
+	}
+	if len(channel) > 64 {
+		channel = channel[:64] + "…"
+	}
+	return Errorf(CodeInvalidPayload, "bad channel %q: %v", channel, err)
+}
+
+// Push sends msg on route to the session, on whichever gate holds it now.
+// msg is a proto.Message, encoded in the session's codec, or any other
+// value, encoded with encoding/json for every session (docs/protocol.md,
+// "Codecs"). Pushes from one node to one session arrive in the order they
+// were sent.
+func (s *Session) Push(ctx context.Context, route string, msg any) error {
+	b, err := encode(s.codec, msg)
 	if err != nil {
 		return err
 	}
@@ -145,11 +186,17 @@ func (s *Session) PushRaw(ctx context.Context, route string, payload []byte) err
 	if !wire.ValidRoute(route) {
 		return errBadRoute(route)
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return s.node.bus.Push(s.where(), []string{s.id}, route, payload, nil)
 }
 
 // Kick closes the session with a code and a reason (after its pending output).
 func (s *Session) Kick(ctx context.Context, code Code, reason string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return s.node.bus.Kick(s.where(), s.id, uint16(code), reason)
 }
 
