@@ -3,6 +3,7 @@ package hearth_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,4 +204,21 @@ func TestPushPlainValues(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestJoinBadChannel(t *testing.T) {
+	svc := hearth.NewService("room")
+	hearth.HandleJSON(svc, "join", func(ctx context.Context, s *hearth.Session, req struct {
+		Room string `json:"room"`
+	}) (struct{}, error) {
+		return struct{}{}, s.Join(ctx, "room."+req.Room) // the client's choice, passed straight through
+	})
+	node := hearthtest.Start(t, hearth.Config{}, svc)
+	c := node.Dial(t, "tcp")
+	for _, room := range []string{"", "a b", "x.*", "x..y", "ü", "a>", strings.Repeat("x", 200)} {
+		_, err := request(t, c, "room.join", `{"room":"`+room+`"}`)
+		requireCode(t, err, hearth.CodeInvalidPayload, "channel name must be 1–128 characters")
+	}
+	_, err := request(t, c, "room.join", `{"room":"lobby-1:a.b"}`)
+	require.NoError(t, err)
 }
