@@ -66,6 +66,7 @@ type Node struct {
 	state     atomic.Value // cluster.NodeState
 	localOnly bool         // no other node can join: requests skip the bus
 	resumed   resumed      // sessions resumed on another gate
+	rooms     roomHost     // the room SDK's rooms, timers and registry view
 	startedAt time.Time
 
 	handlers  chan struct{} // semaphore of running handlers
@@ -467,6 +468,8 @@ func (n *Node) teardown(ctx context.Context) error {
 	if n.reg != nil {
 		n.setState(cluster.StateDraining)
 	}
+	// Rooms end while their players are still connected and subscribed.
+	n.rooms.drain(ctx)
 	if n.gate != nil {
 		n.drainGate(ctx)
 		if err := n.gate.Shutdown(ctx); err != nil {

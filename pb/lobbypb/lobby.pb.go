@@ -146,6 +146,329 @@ func (x *Profile) GetBalance() int64 {
 	return 0
 }
 
+// lobby.games: the room types the cluster serves, with live counts.
+type GamesReq struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GamesReq) Reset() {
+	*x = GamesReq{}
+	mi := &file_hearth_lobby_v1_lobby_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GamesReq) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GamesReq) ProtoMessage() {}
+
+func (x *GamesReq) ProtoReflect() protoreflect.Message {
+	mi := &file_hearth_lobby_v1_lobby_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GamesReq.ProtoReflect.Descriptor instead.
+func (*GamesReq) Descriptor() ([]byte, []int) {
+	return file_hearth_lobby_v1_lobby_proto_rawDescGZIP(), []int{2}
+}
+
+type Games struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Games         []*Game                `protobuf:"bytes,1,rep,name=games,proto3" json:"games,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Games) Reset() {
+	*x = Games{}
+	mi := &file_hearth_lobby_v1_lobby_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Games) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Games) ProtoMessage() {}
+
+func (x *Games) ProtoReflect() protoreflect.Message {
+	mi := &file_hearth_lobby_v1_lobby_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Games.ProtoReflect.Descriptor instead.
+func (*Games) Descriptor() ([]byte, []int) {
+	return file_hearth_lobby_v1_lobby_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Games) GetGames() []*Game {
+	if x != nil {
+		return x.Games
+	}
+	return nil
+}
+
+type Game struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Type    string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Rooms   uint32                 `protobuf:"varint,2,opt,name=rooms,proto3" json:"rooms,omitempty"`
+	Players uint32                 `protobuf:"varint,3,opt,name=players,proto3" json:"players,omitempty"`
+	// Room nodes serving the type (draining ones excluded).
+	Nodes         uint32 `protobuf:"varint,4,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Game) Reset() {
+	*x = Game{}
+	mi := &file_hearth_lobby_v1_lobby_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Game) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Game) ProtoMessage() {}
+
+func (x *Game) ProtoReflect() protoreflect.Message {
+	mi := &file_hearth_lobby_v1_lobby_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Game.ProtoReflect.Descriptor instead.
+func (*Game) Descriptor() ([]byte, []int) {
+	return file_hearth_lobby_v1_lobby_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Game) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Game) GetRooms() uint32 {
+	if x != nil {
+		return x.Rooms
+	}
+	return 0
+}
+
+func (x *Game) GetPlayers() uint32 {
+	if x != nil {
+		return x.Players
+	}
+	return 0
+}
+
+func (x *Game) GetNodes() uint32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+// lobby.rooms: the open rooms of a type — public, not full, not closing.
+type RoomsReq struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomsReq) Reset() {
+	*x = RoomsReq{}
+	mi := &file_hearth_lobby_v1_lobby_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomsReq) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomsReq) ProtoMessage() {}
+
+func (x *RoomsReq) ProtoReflect() protoreflect.Message {
+	mi := &file_hearth_lobby_v1_lobby_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomsReq.ProtoReflect.Descriptor instead.
+func (*RoomsReq) Descriptor() ([]byte, []int) {
+	return file_hearth_lobby_v1_lobby_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RoomsReq) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+type Rooms struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rooms         []*RoomListing         `protobuf:"bytes,1,rep,name=rooms,proto3" json:"rooms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rooms) Reset() {
+	*x = Rooms{}
+	mi := &file_hearth_lobby_v1_lobby_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rooms) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rooms) ProtoMessage() {}
+
+func (x *Rooms) ProtoReflect() protoreflect.Message {
+	mi := &file_hearth_lobby_v1_lobby_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rooms.ProtoReflect.Descriptor instead.
+func (*Rooms) Descriptor() ([]byte, []int) {
+	return file_hearth_lobby_v1_lobby_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Rooms) GetRooms() []*RoomListing {
+	if x != nil {
+		return x.Rooms
+	}
+	return nil
+}
+
+type RoomListing struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Seats         uint32                 `protobuf:"varint,3,opt,name=seats,proto3" json:"seats,omitempty"`
+	Players       uint32                 `protobuf:"varint,4,opt,name=players,proto3" json:"players,omitempty"`
+	State         string                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	Meta          map[string]string      `protobuf:"bytes,6,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomListing) Reset() {
+	*x = RoomListing{}
+	mi := &file_hearth_lobby_v1_lobby_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomListing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomListing) ProtoMessage() {}
+
+func (x *RoomListing) ProtoReflect() protoreflect.Message {
+	mi := &file_hearth_lobby_v1_lobby_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomListing.ProtoReflect.Descriptor instead.
+func (*RoomListing) Descriptor() ([]byte, []int) {
+	return file_hearth_lobby_v1_lobby_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RoomListing) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RoomListing) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *RoomListing) GetSeats() uint32 {
+	if x != nil {
+		return x.Seats
+	}
+	return 0
+}
+
+func (x *RoomListing) GetPlayers() uint32 {
+	if x != nil {
+		return x.Players
+	}
+	return 0
+}
+
+func (x *RoomListing) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *RoomListing) GetMeta() map[string]string {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 var File_hearth_lobby_v1_lobby_proto protoreflect.FileDescriptor
 
 const file_hearth_lobby_v1_lobby_proto_rawDesc = "" +
@@ -161,7 +484,30 @@ const file_hearth_lobby_v1_lobby_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n" +
 	"\bnickname\x18\x02 \x01(\tR\bnickname\x12\x16\n" +
 	"\x06avatar\x18\x03 \x01(\tR\x06avatar\x12\x18\n" +
-	"\abalance\x18\x04 \x01(\x03R\abalanceB,Z*github.com/hearth-server/hearth/pb/lobbypbb\x06proto3"
+	"\abalance\x18\x04 \x01(\x03R\abalance\"\n" +
+	"\n" +
+	"\bGamesReq\"4\n" +
+	"\x05Games\x12+\n" +
+	"\x05games\x18\x01 \x03(\v2\x15.hearth.lobby.v1.GameR\x05games\"`\n" +
+	"\x04Game\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
+	"\x05rooms\x18\x02 \x01(\rR\x05rooms\x12\x18\n" +
+	"\aplayers\x18\x03 \x01(\rR\aplayers\x12\x14\n" +
+	"\x05nodes\x18\x04 \x01(\rR\x05nodes\"\x1e\n" +
+	"\bRoomsReq\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\";\n" +
+	"\x05Rooms\x122\n" +
+	"\x05rooms\x18\x01 \x03(\v2\x1c.hearth.lobby.v1.RoomListingR\x05rooms\"\xec\x01\n" +
+	"\vRoomListing\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x14\n" +
+	"\x05seats\x18\x03 \x01(\rR\x05seats\x12\x18\n" +
+	"\aplayers\x18\x04 \x01(\rR\aplayers\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12:\n" +
+	"\x04meta\x18\x06 \x03(\v2&.hearth.lobby.v1.RoomListing.MetaEntryR\x04meta\x1a7\n" +
+	"\tMetaEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B,Z*github.com/hearth-server/hearth/pb/lobbypbb\x06proto3"
 
 var (
 	file_hearth_lobby_v1_lobby_proto_rawDescOnce sync.Once
@@ -175,17 +521,27 @@ func file_hearth_lobby_v1_lobby_proto_rawDescGZIP() []byte {
 	return file_hearth_lobby_v1_lobby_proto_rawDescData
 }
 
-var file_hearth_lobby_v1_lobby_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_hearth_lobby_v1_lobby_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_hearth_lobby_v1_lobby_proto_goTypes = []any{
-	(*ProfileReq)(nil), // 0: hearth.lobby.v1.ProfileReq
-	(*Profile)(nil),    // 1: hearth.lobby.v1.Profile
+	(*ProfileReq)(nil),  // 0: hearth.lobby.v1.ProfileReq
+	(*Profile)(nil),     // 1: hearth.lobby.v1.Profile
+	(*GamesReq)(nil),    // 2: hearth.lobby.v1.GamesReq
+	(*Games)(nil),       // 3: hearth.lobby.v1.Games
+	(*Game)(nil),        // 4: hearth.lobby.v1.Game
+	(*RoomsReq)(nil),    // 5: hearth.lobby.v1.RoomsReq
+	(*Rooms)(nil),       // 6: hearth.lobby.v1.Rooms
+	(*RoomListing)(nil), // 7: hearth.lobby.v1.RoomListing
+	nil,                 // 8: hearth.lobby.v1.RoomListing.MetaEntry
 }
 var file_hearth_lobby_v1_lobby_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	4, // 0: hearth.lobby.v1.Games.games:type_name -> hearth.lobby.v1.Game
+	7, // 1: hearth.lobby.v1.Rooms.rooms:type_name -> hearth.lobby.v1.RoomListing
+	8, // 2: hearth.lobby.v1.RoomListing.meta:type_name -> hearth.lobby.v1.RoomListing.MetaEntry
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_hearth_lobby_v1_lobby_proto_init() }
@@ -200,7 +556,7 @@ func file_hearth_lobby_v1_lobby_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hearth_lobby_v1_lobby_proto_rawDesc), len(file_hearth_lobby_v1_lobby_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,460 @@
+package hearth
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hearth-server/hearth/internal/cluster"
+	"github.com/hearth-server/hearth/pb/roompb"
+)
+
+// The room registry is the KV bucket "<prefix>_rooms": "r.<room id>" holds
+// a RoomInfo (JSON), written by the hosting node a moment after each
+// change; "n.<node id>" holds a nodeRecord for each room node. Any node can
+// read it through Node.Rooms and Node.RoomNodes, which keep a watched copy.
+
+// RoomInfo is a room's entry in the cluster's room registry.
+type RoomInfo struct {
+	ID      string            `json:"id"`
+	Type    string            `json:"type"`
+	Node    string            `json:"node"`
+	Seats   int               `json:"seats"`
+	Players int               `json:"players"`
+	State   string            `json:"state,omitempty"`
+	Private bool              `json:"private,omitempty"`
+	Meta    map[string]string `json:"meta,omitempty"`
+	Users   []RoomUser        `json:"users,omitempty"`
+	Created time.Time         `json:"created"`
+}
+
+// Open reports whether match.join may seat a player in the room: public
+// and with a free seat.
+func (ri RoomInfo) Open() bool { return !ri.Private && ri.Players < ri.Seats }
+
+// RoomUser is a seated player as the registry knows it, so that players
+// can be told when their room's node is lost.
+type RoomUser struct {
+	User    string `json:"user"`
+	Session string `json:"session"`
+	Gate    string `json:"gate"`
+}
+
+// RoomNode is a node that hosts rooms, as the match service sees it.
+type RoomNode struct {
+	ID string
+	// Types are the room types it serves.
+	Types []string
+	// Rooms and Players count its rooms of every type.
+	Rooms   int
+	Players int
+	// Capacity is the most rooms it takes (the sum of its types' MaxRooms).
+	Capacity int
+	// Draining nodes take no new rooms or players.
+	Draining bool
+}
+
+// Headroom is how many more rooms the node takes.
+func (rn RoomNode) Headroom() int { return rn.Capacity - rn.Rooms }
+
+// Serves reports whether the node runs rooms of roomType.
+func (rn RoomNode) Serves(roomType string) bool { return slices.Contains(rn.Types, roomType) }
+
+type nodeRecord struct {
+	ID       string         `json:"id"`
+	Draining bool           `json:"draining,omitempty"`
+	Capacity map[string]int `json:"capacity"`
+}
+
+func roomKey(id string) string   { return "r." + id }
+func nodeKey(node string) string { return "n." + node }
+
+// roomDirectory is a node's watched copy of the room registry, opened on
+// first use. It also reaps the entries of room nodes that died.
+type roomDirectory struct {
+	once    sync.Once
+	openErr error
+	ready   chan struct{} // closed when the initial values are in
+
+	mu    sync.Mutex // guards everything below
+	kv    jetstream.KeyValue
+	rooms map[string]dirRoom
+	nodes map[string]dirNode
+	// byUser maps "<type>\x00<user>" to the room the user sits in.
+	byUser  map[string]string
+	reaping map[string]bool
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+type dirRoom struct {
+	info RoomInfo
+	rev  uint64
+}
+
+type dirNode struct {
+	rec nodeRecord
+	rev uint64
+}
+
+// directory opens the node's room directory, waiting for its initial sync.
+func (n *Node) directory(ctx context.Context) (*roomDirectory, error) {
+	if n.bus == nil {
+		return nil, ErrNotRunning
+	}
+	d := &n.rooms.dir
+	d.once.Do(func() { d.openErr = d.open(n) })
+	if d.openErr != nil {
+		return nil, d.openErr
+	}
+	select {
+	case <-d.ready:
+		return d, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("hearth: room registry not loaded: %w", ctx.Err())
+	}
+}
+
+func (d *roomDirectory) open(n *Node) error {
+	ctx, cancel := context.WithCancel(n.baseCtx)
+	kv, err := openRoomsKV(ctx, n)
+	if err != nil {
+		cancel()
+		return err
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("hearth: watch the room registry: %w", err)
+	}
+	d.mu.Lock()
+	d.kv, d.stop = kv, cancel
+	d.rooms, d.nodes, d.byUser = map[string]dirRoom{}, map[string]dirNode{}, map[string]string{}
+	d.reaping = map[string]bool{}
+	d.ready, d.done = make(chan struct{}), make(chan struct{})
+	d.mu.Unlock()
+	unwatch := n.reg.Watch(func(ev cluster.RegistryEvent) {
+		if ev.Kind == cluster.NodeLeft {
+			d.sweep(n)
+		}
+	})
+	go func() {
+		defer close(d.done)
+		defer unwatch()
+		sweep := time.NewTicker(500 * time.Millisecond)
+		defer sweep.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				_ = w.Stop()
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					close(d.ready)
+					continue
+				}
+				d.apply(n, e)
+			case <-sweep.C:
+				d.sweep(n)
+			}
+		}
+	}()
+	return nil
+}
+
+// close stops the watch, if the directory was ever opened.
+func (d *roomDirectory) close() {
+	d.mu.Lock()
+	stop, done := d.stop, d.done
+	d.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+}
+
+func (d *roomDirectory) apply(n *Node, e jetstream.KeyValueEntry) {
+	key := e.Key()
+	del := e.Operation() != jetstream.KeyValuePut
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case strings.HasPrefix(key, "r."):
+		id := key[2:]
+		if old, ok := d.rooms[id]; ok {
+			for _, u := range old.info.Users {
+				if d.byUser[old.info.Type+"\x00"+u.User] == id {
+					delete(d.byUser, old.info.Type+"\x00"+u.User)
+				}
+			}
+			delete(d.rooms, id)
+		}
+		if del {
+			return
+		}
+		var info RoomInfo
+		if err := json.Unmarshal(e.Value(), &info); err != nil || info.ID != id {
+			n.log.Warn("bad room registry entry", "key", key, "err", err)
+			return
+		}
+		d.rooms[id] = dirRoom{info: info, rev: e.Revision()}
+		for _, u := range info.Users {
+			d.byUser[info.Type+"\x00"+u.User] = id
+		}
+	case strings.HasPrefix(key, "n."):
+		id := key[2:]
+		if del {
+			delete(d.nodes, id)
+			return
+		}
+		var rec nodeRecord
+		if err := json.Unmarshal(e.Value(), &rec); err != nil || rec.ID != id {
+			n.log.Warn("bad room registry entry", "key", key, "err", err)
+			return
+		}
+		d.nodes[id] = dirNode{rec: rec, rev: e.Revision()}
+	}
+}
+
+// sweep reaps the entries of room nodes that are gone from the node
+// registry.
+func (d *roomDirectory) sweep(n *Node) {
+	d.mu.Lock()
+	var dead []string
+	for id := range d.nodes {
+		if !n.reg.Alive(id) && !d.reaping[id] {
+			d.reaping[id] = true
+			dead = append(dead, id)
+		}
+	}
+	d.mu.Unlock()
+	for _, id := range dead {
+		go d.reap(n, id)
+	}
+}
+
+// reap removes a dead room node's rooms from the registry and tells their
+// players. Every node with a directory may try; a delete conditioned on the
+// entry's revision lets exactly one of them tell each room's players.
+func (d *roomDirectory) reap(n *Node, node string) {
+	defer func() {
+		d.mu.Lock()
+		delete(d.reaping, node)
+		d.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(n.baseCtx, 10*time.Second)
+	defer cancel()
+	// The local view may only have lost the bus: reap a node only once it
+	// is out of the registry bucket too.
+	live, err := cluster.ListNodes(ctx, n.bus)
+	if err != nil || slices.ContainsFunc(live, func(i cluster.NodeInfo) bool { return i.ID == node }) {
+		return
+	}
+	d.mu.Lock()
+	var rooms []dirRoom
+	for _, r := range d.rooms {
+		if r.info.Node == node {
+			rooms = append(rooms, r)
+		}
+	}
+	rec, hasRec := d.nodes[node]
+	kv := d.kv
+	d.mu.Unlock()
+	for _, r := range rooms {
+		if err := kv.Delete(ctx, roomKey(r.info.ID), jetstream.LastRevision(r.rev)); err != nil {
+			continue // another node reaped it, or it changed
+		}
+		n.log.Warn("room lost with its node", "room", r.info.ID, "room_type", r.info.Type, "room_node", node, "players", r.info.Players)
+		tellLost(ctx, n, r.info)
+	}
+	if hasRec {
+		_ = kv.Delete(ctx, nodeKey(node), jetstream.LastRevision(rec.rev))
+	}
+}
+
+// tellLost pushes "<type>.closed" (reason "node_lost") to a lost room's
+// players, wherever they are now.
+func tellLost(ctx context.Context, n *Node, info RoomInfo) {
+	ev := &roompb.RoomEvent{RoomId: info.ID, Type: info.Type, Reason: "node_lost"}
+	route := info.Type + "." + roomPushClosed
+	var users []string
+	for _, u := range info.Users {
+		if strings.HasPrefix(u.User, "session:") {
+			_ = n.PushSession(ctx, u.Gate, u.Session, route, ev)
+		} else {
+			users = append(users, u.User)
+		}
+	}
+	if len(users) > 0 {
+		if _, err := n.PushUsers(ctx, users, route, ev); err != nil {
+			n.log.Warn("room loss not told", "room", info.ID, "err", err)
+		}
+	}
+}
+
+// Rooms lists the cluster's rooms of roomType ("" for every type), as the
+// room registry has them (a change shows within a fraction of a second).
+func (n *Node) Rooms(ctx context.Context, roomType string) ([]RoomInfo, error) {
+	d, err := n.directory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	out := make([]RoomInfo, 0, len(d.rooms))
+	for _, r := range d.rooms {
+		if roomType == "" || r.info.Type == roomType {
+			out = append(out, r.info)
+		}
+	}
+	d.mu.Unlock()
+	slices.SortFunc(out, func(a, b RoomInfo) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// RoomByID returns a room's registry entry.
+func (n *Node) RoomByID(ctx context.Context, id string) (RoomInfo, bool, error) {
+	d, err := n.directory(ctx)
+	if err != nil {
+		return RoomInfo{}, false, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r, ok := d.rooms[id]
+	return r.info, ok, nil
+}
+
+// RoomOf returns the room of roomType where user holds a seat.
+func (n *Node) RoomOf(ctx context.Context, roomType, user string) (RoomInfo, bool, error) {
+	d, err := n.directory(ctx)
+	if err != nil {
+		return RoomInfo{}, false, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	id, ok := d.byUser[roomType+"\x00"+user]
+	if !ok {
+		return RoomInfo{}, false, nil
+	}
+	r, ok := d.rooms[id]
+	return r.info, ok, nil
+}
+
+// RoomNodes lists the live nodes that host rooms, with their load, sorted
+// by id.
+func (n *Node) RoomNodes(ctx context.Context) ([]RoomNode, error) {
+	d, err := n.directory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	byID := map[string]*RoomNode{}
+	for id, dn := range d.nodes {
+		info, alive := n.reg.Node(id)
+		if !alive {
+			continue
+		}
+		rn := &RoomNode{ID: id, Draining: dn.rec.Draining || info.State == cluster.StateDraining}
+		for t, c := range dn.rec.Capacity {
+			rn.Types = append(rn.Types, t)
+			rn.Capacity += c
+		}
+		slices.Sort(rn.Types)
+		byID[id] = rn
+	}
+	for _, r := range d.rooms {
+		if rn := byID[r.info.Node]; rn != nil {
+			rn.Rooms++
+			rn.Players += r.info.Players
+		}
+	}
+	d.mu.Unlock()
+	out := make([]RoomNode, 0, len(byID))
+	for _, rn := range byID {
+		out = append(out, *rn)
+	}
+	slices.SortFunc(out, func(a, b RoomNode) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// RoomSeat is where a player was seated.
+type RoomSeat struct {
+	Room RoomInfo
+	Seat int
+}
+
+// CreateRoom makes a room of roomType on node (a RoomNodes id) and seats
+// the session's player in it. A private room is not listed and is joined
+// only by id.
+func (s *Session) CreateRoom(ctx context.Context, node, roomType string, private bool, params map[string]string) (RoomSeat, error) {
+	return s.roomControl(ctx, node, roomCtl{Op: "create", Type: roomType, Private: private, Params: params})
+}
+
+// JoinRoom seats the session's player in room id, on whichever node hosts
+// it; a player already seated there is seated again (same seat, fresh
+// binding and snapshot).
+func (s *Session) JoinRoom(ctx context.Context, id string) (RoomSeat, error) {
+	info, ok, err := s.node.RoomByID(ctx, id)
+	if err != nil {
+		return RoomSeat{}, err
+	}
+	if !ok {
+		return RoomSeat{}, Errorf(CodeRoomNotFound, "no room %q", id)
+	}
+	return s.roomControl(ctx, info.Node, roomCtl{Op: "join", Room: id})
+}
+
+// LeaveRoom gives up the session's player's seat in room id.
+func (s *Session) LeaveRoom(ctx context.Context, id string) error {
+	info, ok, err := s.node.RoomByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return Errorf(CodeRoomNotFound, "no room %q", id)
+	}
+	_, err = s.roomControl(ctx, info.Node, roomCtl{Op: "leave", Room: id})
+	return err
+}
+
+// errNoAnswer is a room node that did not answer a control request.
+var errNoAnswer = errors.New("hearth: room node did not answer")
+
+func (s *Session) roomControl(ctx context.Context, node string, c roomCtl) (RoomSeat, error) {
+	if err := cluster.ValidateNodeID(node); err != nil {
+		return RoomSeat{}, fmt.Errorf("hearth: room node %q: %w", node, err)
+	}
+	c.Session = ctlSession{ID: s.id, Gate: s.where(), User: s.user, Codec: s.codec}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return RoomSeat{}, err
+	}
+	if _, has := ctx.Deadline(); !has {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	m, err := s.node.bus.Conn().RequestWithContext(ctx, roomCtlSubject(s.node, node), b)
+	if err != nil {
+		s.Logger().Warn("room control request failed", "op", c.Op, "room_node", node, "err", err)
+		return RoomSeat{}, NewError(CodeUnavailable, errNoAnswer.Error())
+	}
+	var resp roomCtlResp
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return RoomSeat{}, fmt.Errorf("hearth: room control answer: %w", err)
+	}
+	if resp.Code != 0 {
+		return RoomSeat{}, NewError(resp.Code, resp.Message)
+	}
+	return RoomSeat{Room: resp.Room, Seat: resp.Seat}, nil
+}

@@ -1,0 +1,265 @@
+package hearth
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// startRoomNode runs a single-process node (embedded NATS) serving types.
+func startRoomNode(t testing.TB, types ...*RoomType) *Node {
+	t.Helper()
+	n, err := New(Config{
+		TCPAddr: Off, WSAddr: Off, AdminAddr: Off, DataDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	require.NoError(t, err)
+	for _, rt := range types {
+		require.NoError(t, n.Register(rt.Service()))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- n.Run(ctx) }()
+	select {
+	case <-n.Ready():
+	case err := <-errc:
+		cancel()
+		t.Fatalf("node did not start: %v", err)
+	}
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		_ = n.Shutdown(sctx)
+		cancel()
+		<-errc
+	})
+	return n
+}
+
+// waitFor polls cond until it holds, failing with msg after timeout.
+func waitFor(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", timeout, fmt.Sprintf(msg, args...))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// scriptRoom is a handler whose behaviour each test supplies.
+type scriptRoom struct {
+	BaseRoom
+	create func(r *Room)
+	timer  func(r *Room, t *Timer)
+	close  func(r *Room, reason string)
+}
+
+func (s *scriptRoom) Create(r *Room, _ map[string]string) error {
+	if s.create != nil {
+		s.create(r)
+	}
+	return nil
+}
+
+func (s *scriptRoom) Timer(r *Room, t *Timer) {
+	if s.timer != nil {
+		s.timer(r, t)
+	}
+}
+
+func (s *scriptRoom) Close(r *Room, reason string) {
+	if s.close != nil {
+		s.close(r, reason)
+	}
+}
+
+// testPlayer is a control-request session for a player that no gate holds:
+// the room's pushes and binds go nowhere, which these tests do not read.
+func testPlayer(i int) ctlSession {
+	return ctlSession{ID: fmt.Sprintf("sess%d", i), Gate: "nogate", User: fmt.Sprintf("user%d", i)}
+}
+
+func createRoom(t testing.TB, n *Node, typ string, player int) RoomInfo {
+	t.Helper()
+	resp := n.rooms.serveControl(mustJSON(t, roomCtl{Op: "create", Type: typ, Session: testPlayer(player)}))
+	require.Zero(t, resp.Code, resp.Message)
+	return resp.Room
+}
+
+func mustJSON(t testing.TB, c roomCtl) []byte {
+	t.Helper()
+	b, err := json.Marshal(c)
+	require.NoError(t, err)
+	return b
+}
+
+func TestRoomTimersFireInOrder(t *testing.T) {
+	var mu sync.Mutex // guards fired, done
+	var fired []string
+	done := false
+	rt := NewRoomType("order", RoomConfig{}, func() RoomHandler {
+		every := 0
+		return &scriptRoom{
+			create: func(r *Room) {
+				r.After(30*time.Millisecond, "c")
+				r.After(10*time.Millisecond, "a")
+				r.After(20*time.Millisecond, "b")
+				r.Every(7*time.Millisecond, "tick")
+			},
+			timer: func(r *Room, tm *Timer) {
+				mu.Lock()
+				defer mu.Unlock()
+				switch tm.Name() {
+				case "tick":
+					every++
+					fired = append(fired, fmt.Sprintf("tick%d", every))
+					if every == 3 {
+						tm.Cancel()
+						r.After(40*time.Millisecond, "end")
+					}
+				case "end":
+					done = true
+				default:
+					fired = append(fired, tm.Name())
+				}
+			},
+		}
+	})
+	n := startRoomNode(t, rt)
+	createRoom(t, n, "order", 1)
+	waitFor(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return done }, "end timer never fired")
+	mu.Lock()
+	defer mu.Unlock()
+	// One-shots in deadline order; the Every fired exactly 3 times.
+	var oneShots, ticks []string
+	for _, f := range fired {
+		if len(f) > 4 && f[:4] == "tick" {
+			ticks = append(ticks, f)
+		} else {
+			oneShots = append(oneShots, f)
+		}
+	}
+	require.Equal(t, []string{"a", "b", "c"}, oneShots)
+	require.Equal(t, []string{"tick1", "tick2", "tick3"}, ticks)
+}
+
+func TestRoomTimerNeverFiresAfterCancelOrClose(t *testing.T) {
+	var mu sync.Mutex // guards the fields below
+	var late []string
+	closed, ended := false, false
+	rt := NewRoomType("cancel", RoomConfig{KeepEmpty: true}, func() RoomHandler {
+		return &scriptRoom{
+			create: func(r *Room) {
+				due := r.After(time.Millisecond, "cancelled-when-due")
+				time.Sleep(3 * time.Millisecond) // let it fall due while this room is busy
+				if !due.Cancel() || due.Cancel() {
+					mu.Lock()
+					late = append(late, "cancel result")
+					mu.Unlock()
+				}
+				r.After(0, "cancelled-at-once").Cancel()
+				r.Every(time.Millisecond, "cancelled-every").Cancel()
+				r.After(20*time.Millisecond, "close")
+				r.After(20*time.Millisecond, "after-close")
+				r.Every(time.Millisecond, "every-after-close")
+			},
+			timer: func(r *Room, tm *Timer) {
+				if tm.Name() == "close" {
+					r.Close("test")
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				switch tm.Name() {
+				case "every-after-close":
+					if closed {
+						late = append(late, tm.Name())
+					}
+				default:
+					late = append(late, tm.Name())
+				}
+			},
+			close: func(r *Room, _ string) {
+				mu.Lock()
+				closed = true
+				mu.Unlock()
+				// A timer set while closing never fires either.
+				r.After(0, "set-while-closing")
+			},
+		}
+	})
+	// A second room type whose timer marks the end: set after the first
+	// room closed, due well after anything the first room had queued.
+	endType := NewRoomType("end", RoomConfig{KeepEmpty: true}, func() RoomHandler {
+		return &scriptRoom{
+			create: func(r *Room) { r.After(50*time.Millisecond, "end") },
+			timer: func(*Room, *Timer) {
+				mu.Lock()
+				ended = true
+				mu.Unlock()
+			},
+		}
+	})
+	n := startRoomNode(t, rt, endType)
+	createRoom(t, n, "cancel", 1)
+	waitFor(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return closed }, "room never closed")
+	createRoom(t, n, "end", 2)
+	waitFor(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return ended }, "end timer never fired")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Empty(t, late, "timers fired after cancel or close")
+	waitFor(t, 5*time.Second, func() bool { return n.rooms.timers.len() == 0 }, "timers left queued")
+}
+
+func TestThousandRoomsEachWithTimers(t *testing.T) {
+	const rooms, fires = 1000, 3
+	var mu sync.Mutex // guards counts, bad
+	counts := map[string]int{}
+	var bad []string
+	rt := NewRoomType("many", RoomConfig{}, func() RoomHandler {
+		last := time.Time{}
+		return &scriptRoom{
+			create: func(r *Room) { r.Every(5*time.Millisecond, "step") },
+			timer: func(r *Room, tm *Timer) {
+				mu.Lock()
+				defer mu.Unlock()
+				if tm.Deadline().Before(last) {
+					bad = append(bad, r.ID())
+				}
+				last = tm.Deadline()
+				counts[r.ID()]++
+				if counts[r.ID()] == fires {
+					r.Close("done")
+				}
+				if counts[r.ID()] > fires {
+					bad = append(bad, r.ID())
+				}
+			},
+		}
+	})
+	n := startRoomNode(t, rt)
+	for i := range rooms {
+		createRoom(t, n, "many", i)
+	}
+	waitFor(t, 30*time.Second, func() bool {
+		n.rooms.mu.Lock()
+		defer n.rooms.mu.Unlock()
+		return len(rt.rooms) == 0
+	}, "rooms still open")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, counts, rooms)
+	for id, c := range counts {
+		require.Equal(t, fires, c, "room %s", id)
+	}
+	require.Empty(t, bad)
+}
