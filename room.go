@@ -2,6 +2,7 @@ package hearth
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -75,7 +76,7 @@ type RoomHandler interface {
 	// Snapshot is the room's state as seat s should see it (its private
 	// data, nobody else's), pushed on "<type>.snapshot" after a join or a
 	// resume and returned by the "<type>.snapshot" route. Nil: none.
-	Snapshot(r *Room, s *Seat) proto.Message
+	Snapshot(r *Room, s *Seat) any
 }
 
 // RoomTicker is implemented by handlers of room types with RoomConfig.Tick:
@@ -96,7 +97,7 @@ func (BaseRoom) Resume(*Room, *Seat)                   {}
 func (BaseRoom) Timer(*Room, *Timer)                   {}
 func (BaseRoom) Drain(r *Room)                         { r.Close("drain") }
 func (BaseRoom) Close(*Room, string)                   {}
-func (BaseRoom) Snapshot(*Room, *Seat) proto.Message   { return nil }
+func (BaseRoom) Snapshot(*Room, *Seat) any             { return nil }
 
 // LeaveReason says why a player leaves a seat.
 type LeaveReason string
@@ -219,7 +220,7 @@ func NewRoomType(name string, cfg RoomConfig, newHandler func() RoomHandler) *Ro
 			if msg == nil {
 				return nil, nil
 			}
-			return marshal(codec, msg)
+			return encode(codec, msg)
 		})
 	})
 	return rt
@@ -250,6 +251,29 @@ func HandleRoom[Req, Resp proto.Message](rt *RoomType, method string, fn func(r 
 				return nil, err
 			}
 			return marshal(codec, resp)
+		})
+	})
+}
+
+// HandleRoomJSON is HandleRoom on plain Go types, encoded as JSON in
+// every session (see HandleJSON): a game without protoc.
+func HandleRoomJSON[Req, Resp any](rt *RoomType, method string, fn func(r *Room, s *Seat, req Req) (Resp, error)) {
+	if method == roomRouteLeave || method == roomRouteSnapshot {
+		panic(fmt.Sprintf("hearth: room route %s.%s is the SDK's", rt.name, method))
+	}
+	mustBePlain[Req]()
+	mustBePlain[Resp]()
+	HandleRaw(rt.svc, method, func(ctx context.Context, s *Session, payload []byte) ([]byte, error) {
+		var req Req
+		if err := decodeJSON(payload, &req); err != nil {
+			return nil, &Error{Code: wire.CodeInvalidPayload, Message: "invalid payload: " + err.Error()}
+		}
+		return rt.request(ctx, s, func(r *Room, seat *Seat, _ cluster.Codec) ([]byte, error) {
+			resp, err := fn(r, seat, req)
+			if err != nil {
+				return nil, err
+			}
+			return json.Marshal(resp)
 		})
 	})
 }
@@ -524,8 +548,9 @@ func (r *Room) fire(t *Timer) {
 }
 
 // Push sends msg on "<type>.<method>" to the player in seat s (wherever
-// its session is now; a detached session gets it on resume).
-func (r *Room) Push(s *Seat, method string, msg proto.Message) error {
+// its session is now; a detached session gets it on resume). msg is a
+// proto.Message or a plain value sent as JSON, as for Session.Push.
+func (r *Room) Push(s *Seat, method string, msg any) error {
 	if s.State == SeatEmpty {
 		return nil
 	}
@@ -533,7 +558,7 @@ func (r *Room) Push(s *Seat, method string, msg proto.Message) error {
 	if !wire.ValidRoute(route) {
 		return errBadRoute(route)
 	}
-	b, err := marshal(s.codec, msg)
+	b, err := encode(s.codec, msg)
 	if err != nil {
 		return err
 	}
@@ -542,11 +567,11 @@ func (r *Room) Push(s *Seat, method string, msg proto.Message) error {
 
 // Broadcast sends msg on "<type>.<method>" to every player in the room:
 // one bus message per gate. Private data goes through Push instead.
-func (r *Room) Broadcast(method string, msg proto.Message) error {
+func (r *Room) Broadcast(method string, msg any) error {
 	return r.broadcast(r.typ.name+"."+method, msg)
 }
 
-func (r *Room) broadcast(route string, msg proto.Message) error {
+func (r *Room) broadcast(route string, msg any) error {
 	if !wire.ValidRoute(route) {
 		return errBadRoute(route)
 	}
@@ -559,7 +584,7 @@ func (r *Room) broadcast(route string, msg proto.Message) error {
 	if len(byGate) == 0 {
 		return nil
 	}
-	pb, js, err := marshalBoth(msg)
+	pb, js, err := encodeBoth(msg)
 	if err != nil {
 		return err
 	}
@@ -660,7 +685,7 @@ func (r *Room) follow(s *Seat, session, gate string, codec cluster.Codec) {
 }
 
 func (r *Room) pushSnapshot(s *Seat) {
-	var msg proto.Message
+	var msg any
 	r.call(func() { msg = r.handler.Snapshot(r, s) })
 	if msg != nil {
 		if err := r.Push(s, roomRouteSnapshot, msg); err != nil {
