@@ -28,6 +28,8 @@ type builtinFlags struct {
 	maxHashes    int
 	lockAccount  string
 	lockIP       string
+	newAccounts  string
+	queuePerIP   int
 	provider     string
 	providerJWKS string
 	providerKey  string
@@ -48,6 +50,8 @@ func (b *builtinFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&b.maxHashes, "max-hashes", 0, "concurrent password hashes per node (default: CPUs)")
 	fs.StringVar(&b.lockAccount, "lockout-account", "5/1m", "failed logins per window that lock an account, N/DURATION")
 	fs.StringVar(&b.lockIP, "lockout-ip", "10/10m", "failed logins per window that lock a client address, N/DURATION")
+	fs.StringVar(&b.newAccounts, "new-accounts-per-ip", "5/1m", "new accounts (guest, register, provider) one client address may create per window, N/DURATION (then 200); -1/1m no limit")
+	fs.IntVar(&b.queuePerIP, "login-queue-per-ip", 10, "logins from one client address waiting in the login queue at once (then 200); -1 no cap")
 	fs.StringVar(&b.provider, "provider", "", "name of a third-party JWT identity provider for auth.provider")
 	fs.StringVar(&b.providerJWKS, "provider-jwks", "", "JWKS file with the provider's keys")
 	fs.StringVar(&b.providerKey, "provider-key", "", "PEM public key file of the provider (RSA or ECDSA)")
@@ -98,10 +102,15 @@ func (b *builtinFlags) builtins(ctx context.Context, cfg *hearth.Config) (svcs [
 	if err != nil {
 		return nil, closeFn, err
 	}
+	newN, newW, err := parseLimit(b.newAccounts, "new-accounts-per-ip")
+	if err != nil {
+		return nil, closeFn, err
+	}
 	acfg := auth.Config{
 		Secret: []byte(b.authSecret), TokenTTL: b.tokenTTL,
 		LoginRate: b.loginRate, LoginBurst: b.loginBurst, MaxHashes: b.maxHashes,
 		AccountFailures: accN, AccountWindow: accW, IPFailures: ipN, IPWindow: ipW,
+		NewAccountsPerIP: newN, NewAccountsWindow: newW, MaxQueuedPerIP: b.queuePerIP,
 		Logger: cfg.Logger,
 	}
 	switch b.duplicate {

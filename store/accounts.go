@@ -143,6 +143,21 @@ func (s *Store) ExternalAccount(ctx context.Context, provider, subject string) (
 	return s.identity(ctx, provider, subject, KindExternal)
 }
 
+// FindGuestAccount returns the account of a device id, or ErrNotFound —
+// without creating one (see GuestAccount).
+func (s *Store) FindGuestAccount(ctx context.Context, deviceID string) (Account, error) {
+	return scanAccount(s.r.QueryRowContext(ctx, accountByIdentity, "", deviceID))
+}
+
+// FindExternalAccount returns the account of a third-party identity, or
+// ErrNotFound — without creating one (see ExternalAccount).
+func (s *Store) FindExternalAccount(ctx context.Context, provider, subject string) (Account, error) {
+	if provider == "" {
+		return Account{}, ErrNotFound // the empty provider is the guests'
+	}
+	return scanAccount(s.r.QueryRowContext(ctx, accountByIdentity, provider, subject))
+}
+
 const accountByIdentity = `SELECT ` + accountColumns + `
 	FROM identities i JOIN accounts a ON a.id = i.account_id
 	WHERE i.provider = $1 AND i.subject = $2`

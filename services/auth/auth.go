@@ -68,6 +68,17 @@ type Config struct {
 	AccountWindow   time.Duration
 	IPFailures      int
 	IPWindow        time.Duration
+	// NewAccountsPerIP new accounts (registered, guest or external) may be
+	// created from one client IP per NewAccountsWindow, cluster-wide; past
+	// it a login that would create one gets 200. Logins to existing
+	// accounts are not counted. Zero: 5 per minute. Negative: no limit.
+	NewAccountsPerIP  int
+	NewAccountsWindow time.Duration
+	// MaxQueuedPerIP caps the logins from one client IP waiting in the
+	// login queue at once; past it a login gets 200 instead of a place, so
+	// one address cannot lengthen everyone else's wait. Zero: 10.
+	// Negative: no cap.
+	MaxQueuedPerIP int
 	// Duplicate is the policy for a second login of an online user.
 	Duplicate DuplicatePolicy
 	// Providers verify auth.provider tokens, by name.
@@ -101,6 +112,15 @@ func (c *Config) setDefaults() {
 	if c.IPWindow <= 0 {
 		c.IPWindow = 10 * time.Minute
 	}
+	if c.NewAccountsPerIP == 0 {
+		c.NewAccountsPerIP = 5
+	}
+	if c.NewAccountsWindow <= 0 {
+		c.NewAccountsWindow = time.Minute
+	}
+	if c.MaxQueuedPerIP == 0 {
+		c.MaxQueuedPerIP = 10
+	}
 }
 
 // Service is the auth service's state; New returns its hearth.Service.
@@ -112,6 +132,8 @@ type Service struct {
 	hash      *hasher
 	tokens    *tokens
 	lock      *lockout
+	created   window // new accounts per client IP
+	revoked   revocations
 	queue     *queue
 	providers map[string]Provider
 
@@ -157,8 +179,17 @@ func (a *Service) start(ctx context.Context, n *hearth.Node) error {
 	if a.lock, err = newLockout(ctx, n, a.cfg.AccountFailures, a.cfg.AccountWindow, a.cfg.IPFailures, a.cfg.IPWindow); err != nil {
 		return err
 	}
+	kv, err := n.KV(ctx, "newaccounts", a.cfg.NewAccountsWindow)
+	if err != nil {
+		return err
+	}
+	a.created = window{kv, a.cfg.NewAccountsPerIP, a.cfg.NewAccountsWindow}
+	if kv, err = n.KV(ctx, "tokens", a.cfg.TokenTTL); err != nil {
+		return err
+	}
+	a.revoked = revocations{kv}
 	if a.cfg.LoginRate > 0 {
-		if a.queue, err = newQueue(ctx, n, a.cfg.LoginRate, a.cfg.LoginBurst, a.log, a.observeQueue); err != nil {
+		if a.queue, err = newQueue(ctx, n, a.cfg.LoginRate, a.cfg.LoginBurst, a.cfg.MaxQueuedPerIP, a.log, a.observeQueue); err != nil {
 			return err
 		}
 	}
@@ -262,13 +293,18 @@ func (a *Service) admit(ctx context.Context, s *hearth.Session) error {
 	if a.queue == nil {
 		return nil
 	}
-	resp, err := a.queue.admit(ctx, s.ID(), s.Gate())
+	ip := clientIP(s)
+	resp, err := a.queue.admit(ctx, s.ID(), s.Gate(), ip)
 	if err != nil {
 		hearth.Logger(ctx).Warn("login queue unavailable", "err", err)
 		return errBusy
 	}
 	if resp.Admitted {
 		return nil
+	}
+	if resp.Refused {
+		hearth.Logger(ctx).Warn("login refused: too many logins queued from this address", "ip", ip, "max_queued_per_ip", a.cfg.MaxQueuedPerIP)
+		return hearth.Errorf(hearth.CodeRateLimited, "too many logins from your address are waiting in the queue (at most %d); retry once one is admitted", a.cfg.MaxQueuedPerIP)
 	}
 	return hearth.Errorf(hearth.CodeQueued, "login queued at position %d, about %s; wait for auth.admitted, then send this request again",
 		resp.Position, (time.Duration(resp.WaitMS) * time.Millisecond).Round(100*time.Millisecond))
@@ -281,7 +317,18 @@ func (a *Service) register(ctx context.Context, s *hearth.Session, req *authpb.P
 	if err := validPassword(req.Password); err != nil {
 		return nil, err
 	}
+	if _, err := a.store.AccountByName(ctx, req.Account); err == nil {
+		return nil, errAccountTaken
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if err := a.mayCreate(ctx, s); err != nil {
+		return nil, err
+	}
 	if err := a.admit(ctx, s); err != nil {
+		return nil, err
+	}
+	if err := a.takeCreate(ctx, s); err != nil {
 		return nil, err
 	}
 	hash, err := a.hash.hash(ctx, req.Password)
@@ -296,7 +343,7 @@ func (a *Service) register(ctx context.Context, s *hearth.Session, req *authpb.P
 		return nil, err
 	}
 	hearth.Logger(ctx).Info("account registered", "user", acct.ID, "account", acct.Name)
-	return a.complete(ctx, s, acct, true)
+	return a.complete(ctx, s, acct, true, "")
 }
 
 func (a *Service) login(ctx context.Context, s *hearth.Session, req *authpb.PasswordReq) (*authpb.LoginResp, error) {
@@ -324,12 +371,12 @@ func (a *Service) login(ctx context.Context, s *hearth.Session, req *authpb.Pass
 		return nil, a.hashErr(ctx, err)
 	}
 	if !ok || acct.ID == "" || acct.PasswordHash == "" {
-		a.lock.fail(ctx, req.Account, ip, now)
+		a.lock.fail(ctx, req.Account, ip, time.Now()) // now, not the request's start: hashing takes a while
 		hearth.Logger(ctx).Warn("login failed: bad credentials", "account", req.Account, "ip", ip)
 		return nil, errBadCredentials
 	}
 	a.lock.reset(ctx, req.Account)
-	return a.complete(ctx, s, acct, false)
+	return a.complete(ctx, s, acct, false, "")
 }
 
 func (a *Service) hashErr(ctx context.Context, err error) error {
@@ -344,14 +391,30 @@ func (a *Service) guest(ctx context.Context, s *hearth.Session, req *authpb.Gues
 	if req.DeviceId == "" || len(req.DeviceId) > maxDeviceID || !utf8.ValidString(req.DeviceId) {
 		return nil, hearth.Errorf(hearth.CodeInvalidPayload, "device_id must be 1–%d bytes of UTF-8", maxDeviceID)
 	}
+	acct, err := a.store.FindGuestAccount(ctx, req.DeviceId)
+	if err == nil {
+		if err := a.admit(ctx, s); err != nil {
+			return nil, err
+		}
+		return a.complete(ctx, s, acct, false, "")
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if err := a.mayCreate(ctx, s); err != nil {
+		return nil, err
+	}
 	if err := a.admit(ctx, s); err != nil {
+		return nil, err
+	}
+	if err := a.takeCreate(ctx, s); err != nil {
 		return nil, err
 	}
 	acct, created, err := a.store.GuestAccount(ctx, req.DeviceId)
 	if err != nil {
 		return nil, err
 	}
-	return a.complete(ctx, s, acct, created)
+	return a.complete(ctx, s, acct, created, "")
 }
 
 func (a *Service) provider(ctx context.Context, s *hearth.Session, req *authpb.ProviderReq) (*authpb.LoginResp, error) {
@@ -367,19 +430,38 @@ func (a *Service) provider(ctx context.Context, s *hearth.Session, req *authpb.P
 		hearth.Logger(ctx).Warn("provider token rejected", "provider", req.Provider, "err", err)
 		return nil, errTokenRejected
 	}
+	acct, err := a.store.FindExternalAccount(ctx, req.Provider, subject)
+	if err == nil {
+		return a.complete(ctx, s, acct, false, "")
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if err := a.takeCreate(ctx, s); err != nil {
+		return nil, err
+	}
 	acct, created, err := a.store.ExternalAccount(ctx, req.Provider, subject)
 	if err != nil {
 		return nil, err
 	}
-	return a.complete(ctx, s, acct, created)
+	return a.complete(ctx, s, acct, created, "")
 }
 
 // token logs a returning client in with the token from an earlier login;
 // it skips the queue, since the client was admitted before.
 func (a *Service) token(ctx context.Context, s *hearth.Session, req *authpb.TokenReq) (*authpb.LoginResp, error) {
-	user, err := a.tokens.verify(req.Token)
+	user, chain, err := a.tokens.verify(req.Token)
 	if err != nil {
 		hearth.Logger(ctx).Warn("session token rejected", "err", err)
+		return nil, errTokenRejected
+	}
+	revoked, err := a.revoked.revoked(ctx, chain)
+	if err != nil {
+		hearth.Logger(ctx).Warn("revocation list unavailable", "err", err)
+		return nil, errBusy
+	}
+	if revoked {
+		hearth.Logger(ctx).Warn("session token rejected: logged out", "token_user", user, "ip", clientIP(s))
 		return nil, errTokenRejected
 	}
 	acct, err := a.store.AccountByID(ctx, user)
@@ -389,21 +471,69 @@ func (a *Service) token(ctx context.Context, s *hearth.Session, req *authpb.Toke
 	if err != nil {
 		return nil, err
 	}
-	return a.complete(ctx, s, acct, false)
-}
-
-func (a *Service) logout(ctx context.Context, s *hearth.Session, _ *authpb.LogoutReq) (*authpb.LogoutResp, error) {
-	if s.UserID() != "" {
-		if err := s.SetUser(ctx, ""); err != nil {
+	if chain != s.ID() {
+		if err := a.revoked.continued(ctx, s.ID(), chain); err != nil {
 			return nil, err
 		}
 	}
+	return a.complete(ctx, s, acct, false, chain)
+}
+
+// logout unbinds the session and revokes its tokens cluster-wide: every
+// token of the login chain it belongs to is refused by auth.token from now.
+func (a *Service) logout(ctx context.Context, s *hearth.Session, _ *authpb.LogoutReq) (*authpb.LogoutResp, error) {
+	if s.UserID() == "" {
+		return &authpb.LogoutResp{}, nil
+	}
+	chains, err := a.revoked.logout(ctx, s.ID(), time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("auth: revoke tokens: %w", err)
+	}
+	if err := s.SetUser(ctx, ""); err != nil {
+		return nil, err
+	}
+	hearth.Logger(ctx).Info("logged out; session tokens revoked", "chains", len(chains))
 	return &authpb.LogoutResp{}, nil
+}
+
+// mayCreate refuses early, before the queue, a login that would create an
+// account from an address at its limit.
+func (a *Service) mayCreate(ctx context.Context, s *hearth.Session) error {
+	ip := clientIP(s)
+	if full, wait := a.created.full(ctx, ipKey(ip), time.Now()); full {
+		return a.createRefused(ctx, ip, wait)
+	}
+	return nil
+}
+
+// takeCreate counts one new account against the client's address, or
+// refuses it when the address is at its limit.
+func (a *Service) takeCreate(ctx context.Context, s *hearth.Session) error {
+	ip := clientIP(s)
+	ok, wait, err := a.created.take(ctx, ipKey(ip), time.Now())
+	if err != nil {
+		hearth.Logger(ctx).Warn("new-account count unavailable", "ip", ip, "err", err)
+		return errBusy
+	}
+	if !ok {
+		return a.createRefused(ctx, ip, wait)
+	}
+	return nil
+}
+
+func (a *Service) createRefused(ctx context.Context, ip string, wait time.Duration) error {
+	wait = wait.Round(time.Second) + time.Second
+	hearth.Logger(ctx).Warn("account creation refused: too many new accounts from this address",
+		"ip", ip, "limit", a.cfg.NewAccountsPerIP, "window", a.cfg.NewAccountsWindow, "retry_in", wait)
+	return hearth.Errorf(hearth.CodeRateLimited, "too many new accounts from your address (at most %d per %s); try again in %s",
+		a.cfg.NewAccountsPerIP, a.cfg.NewAccountsWindow, wait)
 }
 
 // complete binds the session to the account (presence, duplicate policy),
 // makes sure it has a profile, and issues a session token.
-func (a *Service) complete(ctx context.Context, s *hearth.Session, acct store.Account, created bool) (*authpb.LoginResp, error) {
+// chain is the login chain the session continues (auth.token), or "" for
+// a fresh login, which starts its own.
+func (a *Service) complete(ctx context.Context, s *hearth.Session, acct store.Account, created bool, chain string) (*authpb.LoginResp, error) {
 	if a.cfg.Duplicate == RefuseNew && s.UserID() != acct.ID {
 		online, err := s.Node().Online(ctx, acct.ID)
 		if err != nil {
@@ -423,7 +553,10 @@ func (a *Service) complete(ctx context.Context, s *hearth.Session, acct store.Ac
 	if _, err := a.store.EnsureProfile(ctx, acct.ID, nick); err != nil {
 		return nil, err
 	}
-	tok, exp, err := a.tokens.issue(acct.ID, time.Now())
+	if chain == "" {
+		chain = s.ID()
+	}
+	tok, exp, err := a.tokens.issue(acct.ID, s.ID(), chain, time.Now())
 	if err != nil {
 		return nil, err
 	}

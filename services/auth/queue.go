@@ -31,6 +31,7 @@ type queue struct {
 	log   *slog.Logger
 	rate  float64
 	burst float64
+	perIP int // most waiters from one address; <= 0: no cap
 	self  string
 
 	lease *hearth.Lease
@@ -38,7 +39,8 @@ type queue struct {
 
 	mu       sync.Mutex
 	leading  bool
-	waiting  []waiter // in admission order
+	waiting  []waiter       // in admission order
+	queued   map[string]int // waiters per client IP
 	admitted map[string]time.Time
 	tokens   float64
 	last     time.Time
@@ -51,7 +53,7 @@ type queue struct {
 }
 
 // queueEvent is one thing the queue did: "enqueued", "position" (a push of
-// Position and WaitMS) or "admitted".
+// Position and WaitMS), "admitted" or "refused" (MaxQueuedPerIP).
 type queueEvent struct {
 	Event    string
 	Session  string
@@ -64,6 +66,7 @@ type waiter struct {
 	Seq     uint64    `json:"seq"`
 	Session string    `json:"session"`
 	Gate    string    `json:"gate"`
+	IP      string    `json:"ip"`
 	Since   time.Time `json:"since"`
 	pushed  uint32    // last position pushed
 }
@@ -71,12 +74,15 @@ type waiter struct {
 type admitReq struct {
 	Session string `json:"session"`
 	Gate    string `json:"gate"`
+	IP      string `json:"ip"`
 }
 
 type admitResp struct {
 	// Retry: the leader is still loading the queue; ask again shortly.
-	Retry    bool   `json:"retry,omitempty"`
-	Admitted bool   `json:"admitted"`
+	Retry    bool `json:"retry,omitempty"`
+	Admitted bool `json:"admitted"`
+	// Refused: the client's address has MaxQueuedPerIP logins waiting.
+	Refused  bool   `json:"refused,omitempty"`
 	Position uint32 `json:"position,omitempty"`
 	WaitMS   uint32 `json:"wait_ms,omitempty"`
 }
@@ -88,8 +94,9 @@ const (
 	rateWindow    = 5 * time.Second
 )
 
-func newQueue(ctx context.Context, node *hearth.Node, rate float64, burst int, log *slog.Logger, observe func(queueEvent)) (*queue, error) {
-	q := &queue{node: node, log: log, rate: rate, burst: float64(burst), self: node.ID(), admitted: map[string]time.Time{}, observe: observe}
+func newQueue(ctx context.Context, node *hearth.Node, rate float64, burst, perIP int, log *slog.Logger, observe func(queueEvent)) (*queue, error) {
+	q := &queue{node: node, log: log, rate: rate, burst: float64(burst), perIP: perIP, self: node.ID(),
+		admitted: map[string]time.Time{}, queued: map[string]int{}, observe: observe}
 	if q.burst < 1 {
 		q.burst = max(1, rate)
 	}
@@ -111,8 +118,8 @@ func (q *queue) stop() { q.lease.Stop() }
 // admit asks the leader whether session may log in now. Until a leader is
 // elected (at start, or for up to the lease TTL after the leader died) it
 // retries within ctx.
-func (q *queue) admit(ctx context.Context, session, gate string) (admitResp, error) {
-	req, _ := json.Marshal(admitReq{Session: session, Gate: gate})
+func (q *queue) admit(ctx context.Context, session, gate, ip string) (admitResp, error) {
+	req, _ := json.Marshal(admitReq{Session: session, Gate: gate, IP: ip})
 	for {
 		b, err := q.lease.Ask(ctx, req)
 		if err != nil {
@@ -218,6 +225,10 @@ func (q *queue) load(ctx context.Context) error {
 	defer q.mu.Unlock()
 	q.waiting = ws
 	q.admitted = admitted
+	q.queued = map[string]int{}
+	for _, w := range ws {
+		q.queued[w.IP]++
+	}
 	// A fresh queue starts with its burst; one resumed after a leader died
 	// starts empty, so those already waiting go first at the steady rate.
 	q.tokens = q.burst
@@ -283,14 +294,28 @@ func (q *queue) decide(req admitReq, now time.Time) (admitResp, *waiter) {
 		q.history = append(q.history, now)
 		return admitResp{Admitted: true}, nil
 	}
+	if q.perIP > 0 && q.queued[req.IP] >= q.perIP {
+		if q.observe != nil {
+			q.observe(queueEvent{Event: "refused", Session: req.Session, At: now})
+		}
+		return admitResp{Refused: true}, nil
+	}
 	q.nextSeq++
-	w := waiter{Seq: q.nextSeq, Session: req.Session, Gate: req.Gate, Since: now}
+	w := waiter{Seq: q.nextSeq, Session: req.Session, Gate: req.Gate, IP: req.IP, Since: now}
 	pos := uint32(len(q.waiting) + 1)
 	q.waiting = append(q.waiting, w)
+	q.queued[w.IP]++
 	if q.observe != nil {
 		q.observe(queueEvent{Event: "enqueued", Session: w.Session, Position: pos, At: now})
 	}
 	return admitResp{Position: pos, WaitMS: q.estimate(pos, now)}, &w
+}
+
+// left uncounts a waiter that left the queue; q.mu is held.
+func (q *queue) left(w waiter) {
+	if q.queued[w.IP]--; q.queued[w.IP] <= 0 {
+		delete(q.queued, w.IP)
+	}
 }
 
 // refill accrues tokens at the rate. The burst caps them only while nobody
@@ -345,6 +370,7 @@ func (q *queue) advance(now time.Time) {
 	for len(q.waiting) > 0 && q.tokens >= 1 {
 		w := q.waiting[0]
 		q.waiting = q.waiting[1:]
+		q.left(w)
 		q.tokens--
 		q.history = append(q.history, now)
 		q.admitted[w.Session] = now.Add(admitTTL)
@@ -424,6 +450,7 @@ func (q *queue) sessionClosed(session string) {
 	for i := range q.waiting {
 		if q.waiting[i].Session == session {
 			seq = q.waiting[i].Seq
+			q.left(q.waiting[i])
 			q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
 			break
 		}

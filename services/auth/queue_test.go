@@ -36,7 +36,7 @@ type queuedClient struct {
 func TestLoginQueue(t *testing.T) {
 	const n, rate = 500, 50
 	st := hearthtest.Store(t, "sqlite")
-	a, svc := New(st, Config{LoginRate: rate, LoginBurst: 1})
+	a, svc := New(st, Config{LoginRate: rate, LoginBurst: 1, NewAccountsPerIP: -1, MaxQueuedPerIP: -1})
 	var mu sync.Mutex
 	var enqueued, admitted []string
 	firstPush := map[string]queueEvent{}
@@ -195,7 +195,7 @@ func TestLoginQueueFailover(t *testing.T) {
 	var services [2]*Service
 	var nodes [2]*hearthtest.Node
 	for i := range nodes {
-		a, svc := New(st, Config{LoginRate: 2, LoginBurst: 1})
+		a, svc := New(st, Config{LoginRate: 2, LoginBurst: 1, NewAccountsPerIP: -1})
 		a.observeQueue = observe
 		services[i] = a
 		nodes[i] = hearthtest.Start(t, hearth.Config{NodeID: fmt.Sprint("auth-", i), NATSURL: hub.NATSURL(), TCPAddr: hearth.Off, WSAddr: hearth.Off,
@@ -249,4 +249,69 @@ func TestLoginQueueFailover(t *testing.T) {
 	defer mu.Unlock()
 	require.Equal(t, enqueued, admitted, "admission order changed across the failover")
 	require.Positive(t, services[1-leader].QueueLength()+len(admitted))
+}
+
+// The login queue held by one address (issue 9f): many connections from one
+// IP queue at most MaxQueuedPerIP logins, the rest get 200 at once, and a
+// login from another address takes the place right behind them — it is
+// admitted next, not after everyone the first address sent.
+func TestLoginQueuePerIP(t *testing.T) {
+	const perIP, attackers = 3, 12
+	st := hearthtest.Store(t, "sqlite")
+	a, svc := New(st, Config{LoginRate: 20, LoginBurst: 1, MaxQueuedPerIP: perIP, NewAccountsPerIP: -1})
+	var mu sync.Mutex
+	var admitted []string
+	a.observeQueue = func(ev queueEvent) {
+		if ev.Event == "admitted" {
+			mu.Lock()
+			admitted = append(admitted, ev.Session)
+			mu.Unlock()
+		}
+	}
+	node := hearthtest.Start(t, hearth.Config{RequireUser: true, Limits: hearth.Limits{ConnRatePerIP: -1}}, svc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clients := make([]*client.Client, attackers)
+	for i := range clients {
+		clients[i] = node.Dial(t, "tcp")
+	}
+	// Once the queue leads, stop admissions while the attack asks, so every
+	// attacking login must queue or be refused.
+	require.NoError(t, node.Dial(t, "tcp").Request(ctx, "auth.guest", &authpb.GuestReq{DeviceId: "primer"}, nil))
+	q := a.queue
+	q.mu.Lock()
+	q.rate, q.tokens = 0, 0
+	q.mu.Unlock()
+
+	results := make(chan error, attackers)
+	for i, c := range clients {
+		go func() {
+			results <- c.Request(ctx, "auth.guest", &authpb.GuestReq{DeviceId: fmt.Sprint("attacker-", i)}, nil)
+		}()
+	}
+	codes := map[wire.Code]int{}
+	for range attackers {
+		var we *wire.Error
+		require.ErrorAs(t, <-results, &we)
+		codes[we.Code]++
+	}
+	require.Equal(t, map[wire.Code]int{wire.CodeQueued: perIP, wire.CodeRateLimited: attackers - perIP}, codes)
+	require.Equal(t, perIP, a.QueueLength())
+
+	// Another address asks: its place is right behind the attacker's cap,
+	// and it is admitted right after those few.
+	resp, err := q.admit(ctx, "victim-session", node.ID(), "192.0.2.7")
+	require.NoError(t, err)
+	require.Equal(t, uint32(perIP+1), resp.Position)
+	q.mu.Lock()
+	q.rate = 20
+	q.mu.Unlock()
+	hearthtest.Eventually(t, 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(admitted, "victim-session")
+	}, "the other address was never admitted")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, perIP, slices.Index(admitted, "victim-session"), "admission order %v", admitted)
 }
