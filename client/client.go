@@ -69,6 +69,10 @@ var (
 	// ErrPushQueueFull ends a client whose push handlers fell more than
 	// Options.PushQueue pushes behind the connection.
 	ErrPushQueueFull = errors.New("hearth client: push queue full (push handlers too slow)")
+	// ErrNilMessage is returned, before anything is sent, by Request and
+	// Decode given a typed nil pointer (a nil *pb.JoinResp) to decode into:
+	// pass a new message, or an untyped nil to ignore the result.
+	ErrNilMessage = errors.New("hearth client: nil message to decode into")
 )
 
 // Options configures Dial. The zero value is a plain JSON session.
@@ -647,6 +651,9 @@ func (c *Client) Encode(msg proto.Message) ([]byte, error) { return c.appendMess
 // Decode decodes a payload (a response or a Push.Payload) with the session
 // codec into msg. An empty payload is an empty message.
 func (c *Client) Decode(payload []byte, msg proto.Message) error {
+	if err := checkTarget(msg); err != nil {
+		return err
+	}
 	if c.json {
 		if len(payload) == 0 {
 			proto.Reset(msg)
@@ -658,7 +665,8 @@ func (c *Client) Decode(payload []byte, msg proto.Message) error {
 }
 
 // Request sends req on route and decodes the result into resp (which may be
-// nil to ignore it; req may be nil for an empty message). A non-zero
+// nil to ignore it, but not a typed nil pointer: that is ErrNilMessage;
+// req may be nil for an empty message). A non-zero
 // response status is returned as *wire.Error{Code: status, Message: the
 // server's message}. If ctx ends first Request returns ctx.Err() (a late
 // response is discarded); if the client ends first, the client's error
@@ -667,6 +675,11 @@ func (c *Client) Decode(payload []byte, msg proto.Message) error {
 // Options.Reconnect a lost connection does not fail the request: it is sent
 // again, with the same seq, once the session is resumed.
 func (c *Client) Request(ctx context.Context, route string, req, resp proto.Message) error {
+	if resp != nil {
+		if err := checkTarget(resp); err != nil {
+			return err
+		}
+	}
 	w, err := c.roundTrip(ctx, route, req, nil, false)
 	if err != nil {
 		return err
@@ -676,6 +689,15 @@ func (c *Client) Request(ctx context.Context, route string, req, resp proto.Mess
 	}
 	putWaiter(w)
 	return err
+}
+
+// checkTarget refuses a typed nil message (a nil *pb.X), which decoding
+// would panic on.
+func checkTarget(msg proto.Message) error {
+	if msg == nil || !msg.ProtoReflect().IsValid() {
+		return fmt.Errorf("%w: %T", ErrNilMessage, msg)
+	}
+	return nil
 }
 
 // RequestRaw is Request with payloads already encoded with the session

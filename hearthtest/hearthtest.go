@@ -5,7 +5,14 @@
 //	c := node.Dial(t, "tcp")
 //
 // Every address defaults to 127.0.0.1:0 and the data directory to
-// t.TempDir(); the node shuts down when the test ends.
+// t.TempDir(); the node shuts down when the test ends. With the auth
+// service (package authtest), clients log in in one more line:
+//
+//	node := authtest.Start(t, hearth.Config{}, mySvc)
+//	alice := node.Login(t, "tcp")
+//
+// State that settles asynchronously is awaited with Eventually, never
+// time.Sleep.
 package hearthtest
 
 import (

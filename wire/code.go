@@ -91,11 +91,19 @@ type Error struct {
 	Message string
 }
 
+// Error reads "hearth: 302 timeout: room did not answer" for a code the
+// protocol names and "hearth: error 1001: not your turn" for the others; a
+// message that only repeats the code's name is not printed twice.
 func (e *Error) Error() string {
-	if e.Message == "" {
-		return "hearth: " + strconv.Itoa(int(e.Code)) + " " + e.Code.String()
+	name, named := codeNames[e.Code]
+	s := "hearth: error " + strconv.Itoa(int(e.Code))
+	if named {
+		s = "hearth: " + strconv.Itoa(int(e.Code)) + " " + name
 	}
-	return "hearth: " + strconv.Itoa(int(e.Code)) + " " + e.Code.String() + ": " + e.Message
+	if e.Message == "" || e.Message == name {
+		return s
+	}
+	return s + ": " + e.Message
 }
 
 // Is makes errors.Is match two *Error values by code alone, so callers can

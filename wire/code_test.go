@@ -63,10 +63,11 @@ func TestErrorError(t *testing.T) {
 	}{
 		{&Error{Code: CodeTimeout}, "hearth: 302 timeout"},
 		{&Error{Code: CodeTimeout, Message: "room did not answer"}, "hearth: 302 timeout: room did not answer"},
-		{NewError(1001, "not your turn"), "hearth: 1001 application error 1001: not your turn"},
-		{NewError(42, ""), "hearth: 42 code 42"},
-		{ErrFrameTooLarge, "hearth: 4 frame too large: frame too large"},
-		{ErrBadRoute, "hearth: 5 bad route: bad route"},
+		{NewError(1001, "not your turn"), "hearth: error 1001: not your turn"},
+		{NewError(1001, ""), "hearth: error 1001"},
+		{NewError(42, ""), "hearth: error 42"},
+		{ErrFrameTooLarge, "hearth: 4 frame too large"},
+		{ErrBadRoute, "hearth: 5 bad route"},
 	}
 	for _, tt := range tests {
 		require.Equal(t, tt.want, tt.err.Error())
