@@ -16,9 +16,9 @@ import (
 const niuniuUsage = `Usage: hearth niuniu sim [--seed S] [--rounds N] [--players P] [--base B] [--balance X]
 
 Plays N rounds of Niu Niu with simulated players (random grabs and bets) and
-prints one JSON line per round. Round r uses the seed S+r-1 (mod 2^64), printed in its
-line: --seed <that seed> --rounds 1 replays it (with the same --players and
---base, and no --balance).
+prints one JSON line per round. Round r uses the seed S+r-1 (mod 2^64),
+printed in its line: --seed <that seed> --rounds 1 replays it (with the same
+--players and --base, and no --balance).
 
 Flags:
 `
