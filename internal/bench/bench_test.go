@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -25,41 +23,20 @@ import (
 	"github.com/hearth-server/hearth/cli"
 	"github.com/hearth-server/hearth/client"
 	"github.com/hearth-server/hearth/hearthtest"
+	"github.com/hearth-server/hearth/internal/testcluster"
 	"github.com/hearth-server/hearth/wire"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// hearthBin is cmd/hearth, built by TestMain: the benches' server child.
+var hearthBin string
 
-// hearthBin builds cmd/hearth once per test run.
-func hearthBin(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "hearth-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "hearth")
-		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/hearth").CombinedOutput()
-		if err != nil {
-			buildErr = err
-			binPath = string(out)
-		}
-	})
-	require.NoError(t, buildErr, binPath)
-	return binPath
-}
+func TestMain(m *testing.M) { os.Exit(testcluster.RunWithBinary(m, "../../cmd/hearth", &hearthBin)) }
 
 // useBenchBinary makes the benches start a built cmd/hearth as their
 // server child (os.Executable is the test binary here).
 func useBenchBinary(t *testing.T) {
-	bin := hearthBin(t)
 	old := benchExecutable
-	benchExecutable = func() (string, error) { return bin, nil }
+	benchExecutable = func() (string, error) { return hearthBin, nil }
 	t.Cleanup(func() { benchExecutable = old })
 }
 
@@ -233,7 +210,7 @@ func TestBenchCommands(t *testing.T) {
 // (CI starts it: nats-server -js -a 127.0.0.1 -p 4222) when there is none.
 func requireNATS(t *testing.T) {
 	t.Helper()
-	require.NoError(t, checkNATS(context.Background(), defaultClusterNATS), "these benches need NATS with JetStream")
+	require.NoError(t, testcluster.CheckNATS(context.Background(), testcluster.SharedNATS))
 }
 
 func TestBenchJSONAndInProcess(t *testing.T) {

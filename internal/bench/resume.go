@@ -412,7 +412,7 @@ func runResume(ctx context.Context, bf *benchFlags, rc resumeConfig, opts option
 	}
 	go func() {
 		select {
-		case <-gateB.exited:
+		case <-gateB.proc.Exited():
 			gateExit.Store(int64(max(1, time.Since(t0))))
 		case <-pctx.Done():
 		}

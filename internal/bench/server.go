@@ -6,17 +6,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -24,6 +20,7 @@ import (
 
 	"github.com/hearth-server/hearth"
 	"github.com/hearth-server/hearth/cli"
+	"github.com/hearth-server/hearth/internal/testcluster"
 )
 
 // The bench service's channel and push route.
@@ -117,7 +114,6 @@ type serverNeeds struct {
 	maxInFlight int      // at least the client's pipeline depth
 	gcSignal    bool     // idle: the child collects garbage on SIGUSR1
 	args        []string // more serve flags (after the defaults, so they override them)
-	noClients   bool     // the child has no client listener (--tcp off --ws off)
 }
 
 // target is the server a benchmark runs against.
@@ -128,15 +124,13 @@ type target struct {
 	pid      int      // the child server's pid; 0 for --addr, --inprocess and a cluster
 	desc     string   // for the report: how the server runs
 	external bool     // --addr
-	logs     *logTail
+	logs     *testcluster.LogTail
 	stop     func() // stops a server the bench started
 
-	nats    string        // a child's NATS: its embedded listener's URL, or the --nats it was given
-	proc    *os.Process   // a child's process
-	exited  chan struct{} // closed when the child has exited
-	members []*target     // a cluster: its processes, whose CPU and memory add up
-	natsPID int           // a cluster on a NATS server of this machine: its pid (0 unknown)
-	names   []string      // a cluster: members' names, for the CPU row
+	proc    *testcluster.Proc // a child's process
+	members []*target         // a cluster: its processes, whose CPU and memory add up
+	natsPID int               // a cluster on a NATS server of this machine: its pid (0 unknown)
+	names   []string          // a cluster: members' names, for the CPU row
 }
 
 // clientURLs are the URLs the bench's clients dial, round-robin.
@@ -200,13 +194,9 @@ func limitArgs(need serverNeeds) []string {
 	}
 }
 
-// startChild runs the server as a separate process: `serve`, or the hidden
-// `bench server` when the bench service or a server profile is needed.
-func startChild(ctx context.Context, bf *benchFlags, need serverNeeds, dir string, opts options) (*target, error) {
-	exe, err := benchExecutable()
-	if err != nil {
-		return nil, fmt.Errorf("cannot find this program to start the server: %w (start one with hearth serve and use --addr)", err)
-	}
+// serverCommand is the child's command line up to serve's flags: this
+// binary's `bench server`, with a CPU profile or a GC signal when asked.
+func serverCommand(bf *benchFlags, need serverNeeds, opts options) []string {
 	args := append(slices.Clone(opts.self), "server")
 	if bf.srvProfile != "" {
 		args = append(args, "--cpuprofile", bf.srvProfile)
@@ -214,115 +204,66 @@ func startChild(ctx context.Context, bf *benchFlags, need serverNeeds, dir strin
 	if need.gcSignal {
 		args = append(args, "--gc-signal")
 	}
-	args = append(args, "--")
-	what := strings.Join(args[:len(args)-1], " ")
-	args = append(args, "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-		"--data", dir, "--log-level", "warn")
-	args = append(args, limitArgs(need)...)
-	args = append(args, need.args...)
-	cmd := exec.Command(exe, args...)
-	cmd.SysProcAttr = childSysProcAttr()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	logs := newLogTail(40)
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start the server (%s %s): %w", exe, strings.Join(args, " "), err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	stop := func() {
-		select {
-		case <-exited:
-			return
-		default:
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}
+	return append(args, "--")
+}
 
-	// serve prints its listeners once it is ready; read them, then drain.
-	type addrs struct{ tcp, ws, admin, nats string }
-	ready := make(chan addrs, 1)
-	go func() {
-		var a addrs
-		sc := bufio.NewScanner(stdout)
-		sent := false
-		for sc.Scan() {
-			f := strings.Fields(sc.Text())
-			if len(f) >= 2 && !sent {
-				switch f[0] {
-				case "tcp":
-					a.tcp = f[1]
-				case "ws":
-					a.ws = f[1]
-				case "admin":
-					a.admin = f[1]
-				case "try:", "nats":
-					if f[0] == "nats" {
-						for _, w := range f[1:] {
-							if strings.HasPrefix(w, "nats://") || strings.HasPrefix(w, "tls://") {
-								a.nats = strings.TrimRight(w, ",")
-								break
-							}
-						}
-					}
-					ready <- a
-					sent = true
-				}
-			}
-		}
-		if !sent {
-			ready <- a
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	var a addrs
-	select {
-	case a = <-ready:
-	case <-ctx.Done():
-		stop()
-		return nil, ctx.Err()
-	case <-time.After(60 * time.Second):
-		stop()
-		return nil, fmt.Errorf("the server did not start within 60s; its log:\n%s", logs.String())
-	}
-	url := a.tcp
-	if bf.transport == "ws" {
-		url = a.ws
-	}
-	if need.noClients {
-		url = "" // a service node: no client listener
-	}
-	if (url == "" && !need.noClients) || a.admin == "" {
-		stop()
-		<-exited
-		return nil, fmt.Errorf("the server did not start (%v); its log:\n%s", waitErr, logs.String())
-	}
+// serverFlags are the serve flags of every server child.
+func serverFlags(need serverNeeds) []string {
+	return append(append([]string{"--log-level", "warn"}, limitArgs(need)...), need.args...)
+}
+
+// stopGrace is how long a child has to exit after SIGTERM before it is
+// killed.
+const stopGrace = 15 * time.Second
+
+// childTarget is a target for a started child process; url is the
+// listener its clients dial ("" for a node without one).
+func childTarget(p *testcluster.Proc, url, desc string) *target {
 	return &target{
 		url:      url,
-		adminURL: a.admin,
-		pid:      cmd.Process.Pid,
-		desc:     fmt.Sprintf("separate process (%s, pid %d)", what, cmd.Process.Pid),
-		logs:     logs,
-		stop:     stop,
-		nats:     a.nats,
-		proc:     cmd.Process,
-		exited:   exited,
-	}, nil
+		adminURL: p.Admin,
+		pid:      p.PID(),
+		desc:     desc,
+		logs:     p.Log,
+		proc:     p,
+		stop:     func() { _ = p.Stop(stopGrace) },
+	}
+}
+
+// transportURL is p's listener for the bench's transport.
+func transportURL(p *testcluster.Proc, transport string) string {
+	if transport == "ws" {
+		return p.WS
+	}
+	return p.TCP
+}
+
+// startChild runs the server as a separate process: this binary's `bench
+// server`.
+func startChild(ctx context.Context, bf *benchFlags, need serverNeeds, dir string, opts options) (*target, error) {
+	exe, err := benchExecutable()
+	if err != nil {
+		return nil, fmt.Errorf("cannot find this program to start the server: %w (start one with hearth bench server and use --addr)", err)
+	}
+	args := serverCommand(bf, need, opts)
+	what := strings.Join(args[:len(args)-1], " ")
+	args = append(args, "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", dir)
+	args = append(args, serverFlags(need)...)
+	p, err := testcluster.StartProc(ctx, testcluster.ProcConfig{Binary: exe, Args: args, ID: "server", LogLines: 40})
+	if err != nil {
+		return nil, fmt.Errorf("the server did not start: %w", err)
+	}
+	url := transportURL(p, bf.transport)
+	if url == "" {
+		_ = p.Stop(stopGrace)
+		return nil, fmt.Errorf("the server printed no %s listener; its log:\n%s", bf.transport, p.Log)
+	}
+	return childTarget(p, url, fmt.Sprintf("separate process (%s, pid %d)", what, p.PID())), nil
 }
 
 // startInProcess runs the server in this process (--inprocess).
 func startInProcess(ctx context.Context, bf *benchFlags, need serverNeeds, dir string, opts options) (*target, error) {
-	logs := newLogTail(40)
+	logs := testcluster.NewLogTail(40)
 	cfg := hearth.Config{
 		TCPAddr:   "127.0.0.1:0",
 		WSAddr:    "127.0.0.1:0",
@@ -459,53 +400,4 @@ func scrapeMetrics(ctx context.Context, adminURL string) (map[string]float64, er
 		}
 	}
 	return m, sc.Err()
-}
-
-// logTail keeps the last lines a server logged, and counts them.
-type logTail struct {
-	mu    sync.Mutex
-	max   int
-	lines []string
-	part  []byte
-	count int
-}
-
-func newLogTail(n int) *logTail { return &logTail{max: n} }
-
-func (l *logTail) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.part = append(l.part, p...)
-	for {
-		i := strings.IndexByte(string(l.part), '\n')
-		if i < 0 {
-			break
-		}
-		l.count++
-		l.lines = append(l.lines, string(l.part[:i]))
-		if len(l.lines) > l.max {
-			l.lines = l.lines[1:]
-		}
-		l.part = l.part[i+1:]
-	}
-	if len(l.part) > 64<<10 {
-		l.part = l.part[:0]
-	}
-	return len(p), nil
-}
-
-// Count is the number of lines logged.
-func (l *logTail) Count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.count
-}
-
-func (l *logTail) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.lines) == 0 && len(l.part) == 0 {
-		return "  (nothing)"
-	}
-	return "  " + strings.Join(append(l.lines, string(l.part)), "\n  ")
 }

@@ -12,12 +12,6 @@ import (
 	"time"
 )
 
-// childSysProcAttr makes the kernel kill the server child if the bench dies
-// without stopping it.
-func childSysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
-
 // raiseFDLimit raises this process's RLIMIT_NOFILE soft limit to need (up to
 // the hard limit); a child started later inherits it. It returns the limit
 // now in force.

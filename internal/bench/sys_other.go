@@ -4,13 +4,10 @@ package bench
 
 import (
 	"errors"
-	"syscall"
 	"time"
 )
 
 var errNoProc = errors.New("reading another process's CPU and memory needs Linux /proc; use --addr with --admin-url")
-
-func childSysProcAttr() *syscall.SysProcAttr { return nil }
 
 func raiseFDLimit(need uint64) (uint64, error) { return need, nil }
 

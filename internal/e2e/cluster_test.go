@@ -17,7 +17,7 @@ func TestDiscovery(t *testing.T) {
 	eachBus(t, func(t *testing.T, b bus) {
 		c := startCluster(t, b, standard...)
 
-		listed := hearthNodes(t, c.nats, c.prefix)
+		listed := hearthNodes(t, c.NATS, c.Prefix)
 		want := map[string]string{"gate-a": "gate", "gate-b": "gate", "svc-1": "acct,count,sys", "svc-2": "acct,count,sys"}
 		if fmt.Sprint(listed) != fmt.Sprint(want) {
 			t.Fatalf("hearth nodes lists %v, want %v", listed, want)
@@ -46,23 +46,23 @@ func TestDiscovery(t *testing.T) {
 			t.Errorf("count.add served by %v, want both service nodes (and only them)", served)
 		}
 
-		for _, p := range c.live() {
+		for _, p := range c.Live() {
 			var last []cluster.NodeInfo
 			eventually(t, 5*time.Second, func() bool {
-				gates, err := adminNodes(p.admin, "/v1/gates")
+				gates, err := adminNodes(p.Admin, "/v1/gates")
 				if err != nil {
-					t.Fatalf("%s: %v", p.id, err)
+					t.Fatalf("%s: %v", p.ID, err)
 				}
 				last = gates
 				return len(gates) == 2 && gates[0].ID == "gate-b" && gates[0].Sessions == 1 &&
 					gates[1].ID == "gate-a" && gates[1].Sessions == 3
 			}, func() string {
-				return fmt.Sprintf("GET %s/v1/gates = %+v, want gate-b (1 session) then gate-a (3)", p.admin, last)
+				return fmt.Sprintf("GET %s/v1/gates = %+v, want gate-b (1 session) then gate-a (3)", p.Admin, last)
 			})
 			for i, g := range last {
 				gp := c.node(g.ID)
-				if g.TCP != gp.tcp || g.WS != gp.ws {
-					t.Errorf("/v1/gates[%d] endpoints %s %s, the gate listens on %s %s", i, g.TCP, g.WS, gp.tcp, gp.ws)
+				if g.TCP != gp.TCP || g.WS != gp.WS {
+					t.Errorf("/v1/gates[%d] endpoints %s %s, the gate listens on %s %s", i, g.TCP, g.WS, gp.TCP, gp.WS)
 				}
 			}
 		}
@@ -75,7 +75,7 @@ func TestDiscovery(t *testing.T) {
 		}
 		players[3].must(t, "sys.gates", map[string]any{}, &gates)
 		if len(gates.Gates) != 2 || gates.Gates[0].ID != "gate-b" || gates.Gates[1].ID != "gate-a" ||
-			gates.Gates[0].TCP != c.node("gate-b").tcp {
+			gates.Gates[0].TCP != c.node("gate-b").TCP {
 			t.Errorf("sys.gates = %+v, want gate-b then gate-a", gates.Gates)
 		}
 	})
@@ -239,7 +239,7 @@ func TestStickyBinding(t *testing.T) {
 		victim, survivor := "svc-1", "svc-2"
 		bound := hosts[victim]
 		other := hosts[survivor]
-		c.node(victim).kill()
+		c.kill(victim)
 		// Gone: out of the registry (3 refresh intervals). A request sent in
 		// the moment before NATS notices the dead connection is lost with
 		// the node and ends 302, like any request in flight to it.

@@ -87,7 +87,7 @@ func TestKillServiceUnderLoad(t *testing.T) {
 
 		victim, survivor := "svc-2", "svc-1"
 		killedAt := time.Now()
-		c.node(victim).kill()
+		c.kill(victim)
 		// Requests the victim held end with 302 after the request timeout;
 		// leave the load running past that, then stop it.
 		time.Sleep(requestTimeout + 1500*time.Millisecond)
@@ -194,7 +194,7 @@ func TestKillGate(t *testing.T) {
 		eventually(t, 5*time.Second, func() bool { return len(ben.pushes.ns("acct.note")) == 1 },
 			func() string { return "ben did not get the push before the kill" })
 
-		c.node("gate-b").kill()
+		c.kill("gate-b")
 		killedAt := time.Now()
 		select {
 		case <-cat.Done():
@@ -214,10 +214,10 @@ func TestKillGate(t *testing.T) {
 		}
 		t.Logf("users of the killed gate offline %s after the kill", time.Since(killedAt).Round(time.Millisecond))
 		eventually(t, within, func() bool {
-			_, listed := hearthNodes(t, c.nats, c.prefix)["gate-b"]
+			_, listed := hearthNodes(t, c.NATS, c.Prefix)["gate-b"]
 			return !listed
 		}, func() string { return "hearth nodes still lists the killed gate-b" })
-		listed := hearthNodes(t, c.nats, c.prefix)
+		listed := hearthNodes(t, c.NATS, c.Prefix)
 		if len(listed) != 3 {
 			t.Errorf("hearth nodes lists %v, want gate-a, svc-1, svc-2", listed)
 		}
@@ -225,7 +225,7 @@ func TestKillGate(t *testing.T) {
 		// The dead gate's entries are purged from the presence bucket, not
 		// only hidden, once its registry entry has stayed gone for a TTL and
 		// the time a live node needs to reconnect (cluster.Registry.Gone).
-		kv := presenceBucket(t, c.nats, c.prefix)
+		kv := presenceBucket(t, c.NATS, c.Prefix)
 		purgeWithin := 2*3*registryInterval + 2*time.Second + 3*time.Second
 		eventually(t, purgeWithin, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -294,12 +294,7 @@ func TestNATSRestart(t *testing.T) {
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 
-	c := &testCluster{t: t, prefix: "e2e", nats: url, nodes: map[string]*proc{}}
-	for _, s := range []nodeSpec{{"gate-1", "gate"}, {"svc-1", "count,acct,sys"}} {
-		c.nodes[s.id] = startProc(t, s.id, s.roles, "--prefix", c.prefix, "--nats", url)
-		c.order = append(c.order, s.id)
-	}
-	c.waitNodes(10*time.Second, c.order...)
+	c := startClusterOn(t, url, "e2e", nodeSpec{"gate-1", "gate"}, nodeSpec{"svc-1", "count,acct,sys"})
 
 	gate := c.node("gate-1")
 	alice := dial(t, gate, "tcp", "alice")
@@ -331,8 +326,8 @@ func TestNATSRestart(t *testing.T) {
 	}
 
 	// The registry is rebuilt by the nodes.
-	c.waitNodes(10*time.Second, c.order...)
-	listed := hearthNodes(t, url, c.prefix)
+	c.waitNodes(10*time.Second, c.ids()...)
+	listed := hearthNodes(t, url, c.Prefix)
 	if len(listed) != 2 || listed["gate-1"] != "gate" || listed["svc-1"] != "acct,count,sys" {
 		t.Errorf("after the restart, hearth nodes lists %v", listed)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,14 +28,7 @@ func TestRollingRestartTwoGates(t *testing.T) {
 		extra := []string{"--drain-timeout", "15s"}
 		specs := []nodeSpec{{"svc-1", "count,acct,sys"}, {"gate-a", "gate"}, {"gate-b", "gate"}}
 		c := startCluster(t, b, specs...)
-		restart := func(id string) {
-			old := c.node(id)
-			old.stop(syscall.SIGTERM, 30*time.Second)
-			args := append([]string{"--prefix", c.prefix, "--nats", c.nats}, extra...)
-			p := startProc(t, id, "gate", args...)
-			c.nodes[id] = p
-			c.waitNodes(10*time.Second, c.order...)
-		}
+		restart := func(id string) { c.restart(nodeSpec{id, "gate"}, extra...) }
 
 		type player struct {
 			c       *client.Client
@@ -51,9 +43,9 @@ func TestRollingRestartTwoGates(t *testing.T) {
 		for i := range players {
 			p := &player{}
 			gate := c.node([]string{"gate-a", "gate-b"}[i%2])
-			addr := gate.tcp
+			addr := gate.TCP
 			if i%4 >= 2 {
-				addr = gate.ws
+				addr = gate.WS
 			}
 			var err error
 			p.c, err = client.Dial(ctx, addr, client.Options{
@@ -156,7 +148,7 @@ func TestRollingRestartTwoGates(t *testing.T) {
 		}
 
 		// The service ran each request exactly once.
-		probe, err := client.Dial(ctx, c.node("gate-a").tcp, client.Options{Codec: wire.CodecJSON, MaxFrame: 16 << 20})
+		probe, err := client.Dial(ctx, c.node("gate-a").TCP, client.Options{Codec: wire.CodecJSON, MaxFrame: 16 << 20})
 		if err != nil {
 			t.Fatal(err)
 		}
