@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,11 +13,47 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// ErrAdminNoToken is returned by New for an admin listener that other
+// machines can reach (not loopback) without Config.AdminToken.
+var ErrAdminNoToken = errors.New("hearth: admin listener reachable from other machines without a token")
+
+// checkAdmin refuses an admin API open to the network: only a loopback
+// address may go without a token.
+func checkAdmin(addr, token string) error {
+	if addr == Off || token != "" || loopbackAddr(addr) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: set a token (hearth serve --admin-token or HEARTH_ADMIN_TOKEN; Config.AdminToken in Go) or bind it to loopback, e.g. 127.0.0.1:7180", ErrAdminNoToken, addr)
+}
+
+// loopbackAddr reports whether host:port listens on loopback only. A host
+// name other than "localhost" counts as not loopback: it could resolve to
+// anything.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // startAdmin serves the operator endpoints:
 //
-//	/healthz  200 while the process runs
-//	/readyz   200 while the node serves, 503 before and while shutting down
-//	/metrics  Prometheus metrics (hearth_*, Go runtime, process)
+//	/healthz    200 while the process runs                      open
+//	/readyz     200 while the node serves, 503 before and while  open
+//	            shutting down
+//	/metrics    Prometheus metrics (hearth_*, Go runtime, process) open
+//	/v1/nodes   the cluster's live nodes                         token, when set
+//	/v1/gates   the live gates, least loaded first               token, when set
+//	/v1/drain   drain and stop this node                         token, always
+//
+// The probes and metrics stay open so load balancers and scrapers need no
+// secret; they carry aggregate counts only. New refuses a non-loopback
+// address without a token, so the /v1 API is never open to the network.
 func (n *Node) startAdmin() error {
 	ln, err := net.Listen("tcp", n.cfg.AdminAddr)
 	if err != nil {

@@ -52,3 +52,65 @@ func TestAdminDrain(t *testing.T) {
 	require.ErrorAs(t, c.Err(), &we)
 	require.Equal(t, wire.CodeShuttingDown, we.Code)
 }
+
+// An admin listener other machines can reach needs a token (issue 9h): New
+// refuses it without one, and says how to set one; loopback needs none.
+func TestAdminAddrNeedsToken(t *testing.T) {
+	for _, tc := range []struct {
+		addr, token string
+		refused     bool
+	}{
+		{addr: "", refused: false}, // the default is loopback
+		{addr: "127.0.0.1:7180"},
+		{addr: "[::1]:0"},
+		{addr: "localhost:0"},
+		{addr: hearth.Off},
+		{addr: ":7180", refused: true},
+		{addr: "0.0.0.0:7180", refused: true},
+		{addr: "[::]:7180", refused: true},
+		{addr: "10.1.2.3:7180", refused: true},
+		{addr: "admin.example:7180", refused: true},
+		{addr: ":7180", token: "s3cret"},
+	} {
+		_, err := hearth.New(hearth.Config{AdminAddr: tc.addr, AdminToken: tc.token, DataDir: t.TempDir()})
+		if !tc.refused {
+			require.NoError(t, err, "admin %q token %q", tc.addr, tc.token)
+			continue
+		}
+		require.ErrorIs(t, err, hearth.ErrAdminNoToken, "admin %q", tc.addr)
+		require.ErrorContains(t, err, "--admin-token")
+		require.ErrorContains(t, err, "HEARTH_ADMIN_TOKEN")
+	}
+}
+
+// Which admin endpoints need the token when one is set: the /v1 API does,
+// the probes and metrics stay open.
+func TestAdminEndpointsToken(t *testing.T) {
+	node := hearthtest.Start(t, hearth.Config{AdminToken: "s3cret"})
+	get := func(path, token string) int {
+		req, err := http.NewRequest(http.MethodGet, node.AdminURL()+path, nil)
+		require.NoError(t, err)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	for _, tc := range []struct {
+		path string
+		open bool
+	}{
+		{"/healthz", true}, {"/readyz", true}, {"/metrics", true},
+		{"/v1/nodes", false}, {"/v1/gates", false},
+	} {
+		want := http.StatusUnauthorized
+		if tc.open {
+			want = http.StatusOK
+		}
+		require.Equal(t, want, get(tc.path, ""), "%s without a token", tc.path)
+		require.Equal(t, want, get(tc.path, "wrong"), "%s with a wrong token", tc.path)
+		require.Equal(t, http.StatusOK, get(tc.path, "s3cret"), "%s with the token", tc.path)
+	}
+}

@@ -12,8 +12,8 @@ import (
 const Off = "off"
 
 // Config configures a Node. The zero value runs a whole cluster in one
-// process: gate on :7100 (TCP) and :7101 (WebSocket), admin on :7180, an
-// embedded NATS server with its data under ./data.
+// process: gate on :7100 (TCP) and :7101 (WebSocket), admin on
+// 127.0.0.1:7180, an embedded NATS server with its data under ./data.
 type Config struct {
 	// NodeID names this node on the bus; it must be unique in the cluster.
 	// Zero: "node-" and 8 random hex digits.
@@ -22,7 +22,10 @@ type Config struct {
 	TCPAddr string
 	// WSAddr is the gate's WebSocket listen address (path /ws). Zero: ":7101". Off disables.
 	WSAddr string
-	// AdminAddr serves /healthz, /readyz and /metrics. Zero: ":7180". Off disables.
+	// AdminAddr serves /healthz, /readyz, /metrics and the admin API
+	// (/v1/…). Zero: "127.0.0.1:7180", loopback only. Off disables. Any
+	// address other machines can reach needs AdminToken: New refuses it
+	// without one.
 	AdminAddr string
 	// DataDir holds the embedded NATS server's JetStream data. Zero: "./data".
 	DataDir string
@@ -58,8 +61,8 @@ type Config struct {
 	// a node silent for three intervals has left. Zero: 1s.
 	RegistryInterval time.Duration
 	// AdminToken, when set, is required as "Authorization: Bearer <token>"
-	// on the admin API (/v1/…). Zero: the admin API needs no token, so bind
-	// AdminAddr to a private interface.
+	// on the admin API (/v1/…). Zero: the read-only admin API needs no
+	// token (allowed on a loopback AdminAddr only) and /v1/drain is refused.
 	AdminToken string
 	// Limits tunes the gate. Its zero value holds production defaults.
 	Limits Limits

@@ -106,7 +106,10 @@ func New(cfg Config) (*Node, error) {
 	}
 	def(&cfg.TCPAddr, ":7100")
 	def(&cfg.WSAddr, ":7101")
-	def(&cfg.AdminAddr, ":7180")
+	def(&cfg.AdminAddr, "127.0.0.1:7180")
+	if err := checkAdmin(cfg.AdminAddr, cfg.AdminToken); err != nil {
+		return nil, err
+	}
 	def(&cfg.DataDir, "./data")
 	if cfg.MaxHandlers <= 0 {
 		cfg.MaxHandlers = 10_000

@@ -30,7 +30,7 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	fs.StringVar(&configF, "config", "", "YAML config file; keys are these flag names (env HEARTH_CONFIG)")
 	fs.StringVar(&cfg.TCPAddr, "tcp", ":7100", "TCP client listener, or off")
 	fs.StringVar(&cfg.WSAddr, "ws", ":7101", "WebSocket client listener (path /ws), or off")
-	fs.StringVar(&cfg.AdminAddr, "admin", ":7180", "admin HTTP listener (/healthz /readyz /metrics), or off")
+	fs.StringVar(&cfg.AdminAddr, "admin", "127.0.0.1:7180", "admin HTTP listener (/healthz /readyz /metrics /v1/...), or off; a non-loopback address needs --admin-token")
 	fs.StringVar(&cfg.DataDir, "data", "./data", "data directory (embedded NATS JetStream)")
 	fs.StringVar(&cfg.NATSURL, "nats", "", "external NATS URL(s), comma-separated; empty runs NATS embedded")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "let other nodes join the embedded NATS on host:port")
