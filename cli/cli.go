@@ -40,7 +40,7 @@ const usage = `hearth — a distributed server for online games and real-time ap
 
 Usage:
   hearth serve [flags]                  run a node (everything in one process by default)
-  hearth call --addr URL ROUTE [JSON]   send one request and print the JSON result
+  hearth call [--guest ID] ROUTE [JSON]...  log in, send requests and print the results
   hearth nodes --nats URL               list the cluster's nodes
   hearth niuniu sim [flags]             play Niu Niu rounds offline, one JSON line each
   hearth version
