@@ -35,8 +35,17 @@ const (
 	CodeTimeout            Code = 302
 	CodeReconnectElsewhere Code = 303
 	CodeSessionLost        Code = 304
-	CodeInvalidPayload     Code = 400
-	CodeInternal           Code = 500
+	// CodeResumedElsewhere (KICK) closes a connection whose session another
+	// connection resumed: the client must not try to resume it.
+	CodeResumedElsewhere Code = 305
+	// CodeResponseGone answers a re-sent request whose first answer is no
+	// longer kept: it ran once and will not run again.
+	CodeResponseGone   Code = 306
+	CodeInvalidPayload Code = 400
+	CodeInternal       Code = 500
+	// CodeResponseTooLarge replaces a response larger than the client's
+	// frame limit (HANDSHAKE max_frame).
+	CodeResponseTooLarge Code = 501
 
 	// CodeApplication is the first code an application may use for its own errors.
 	CodeApplication Code = 1000
@@ -68,8 +77,11 @@ var codeNames = map[Code]string{
 	CodeTimeout:            "timeout",
 	CodeReconnectElsewhere: "reconnect elsewhere",
 	CodeSessionLost:        "session lost",
+	CodeResumedElsewhere:   "resumed elsewhere",
+	CodeResponseGone:       "response gone",
 	CodeInvalidPayload:     "invalid payload",
 	CodeInternal:           "internal error",
+	CodeResponseTooLarge:   "response too large",
 }
 
 // String returns the code's name from PROTOCOL.md, or "code N" for codes it

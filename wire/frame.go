@@ -35,9 +35,13 @@ const (
 	KindPing         Kind = 0x07
 	KindPong         Kind = 0x08
 	KindKick         Kind = 0x09
+	// KindBye (client → server, no fields) ends the session at once: the
+	// client is leaving and will not resume. An extension of version 1; a
+	// server that predates it answers KICK 3, which closes too.
+	KindBye Kind = 0x0A
 )
 
-var kindNames = [...]string{"", "HANDSHAKE", "HANDSHAKE_ACK", "REQUEST", "RESPONSE", "NOTIFY", "PUSH", "PING", "PONG", "KICK"}
+var kindNames = [...]string{"", "HANDSHAKE", "HANDSHAKE_ACK", "REQUEST", "RESPONSE", "NOTIFY", "PUSH", "PING", "PONG", "KICK", "BYE"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) && k != 0 {
@@ -100,7 +104,7 @@ func Decode(body []byte) (Frame, error) {
 	}
 	f.Kind = Kind(body[1])
 	f.Flags = body[2]
-	if f.Kind == 0 || f.Kind > KindKick {
+	if f.Kind == 0 || f.Kind > KindBye {
 		return f, ErrUnknownKind
 	}
 	// Bit 0 has a meaning only for the kinds that carry a route; every
@@ -148,6 +152,10 @@ func Decode(body []byte) (Frame, error) {
 		}
 		f.Status = Code(binary.BigEndian.Uint16(b))
 		f.Payload = b[2:]
+	case KindBye:
+		if len(b) != 0 {
+			return f, ErrBadFrame
+		}
 	default:
 		return f, ErrUnknownKind
 	}
@@ -294,6 +302,9 @@ func AppendPushID(dst []byte, pushSeq uint64, routeID uint16, payload []byte) []
 func AppendPing(dst []byte, clock uint64) []byte {
 	return binary.BigEndian.AppendUint64(header(dst, KindPing, 0), clock)
 }
+
+// AppendBye appends a BYE body: the client ends its session.
+func AppendBye(dst []byte) []byte { return header(dst, KindBye, 0) }
 
 // AppendPong appends a PONG body answering a PING with the given clock.
 func AppendPong(dst []byte, clock uint64) []byte {

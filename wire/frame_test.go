@@ -40,6 +40,8 @@ func reencode(t testing.TB, f Frame) []byte {
 		return AppendPong(nil, f.Clock)
 	case KindKick:
 		return AppendKick(nil, f.Status, string(f.Payload))
+	case KindBye:
+		return AppendBye(nil)
 	}
 	t.Fatalf("reencode: kind %v", f.Kind)
 	return nil
@@ -176,9 +178,10 @@ func TestDecodeErrors(t *testing.T) {
 		{"version 2", []byte{2, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0}, ErrBadVersion, CodeUnsupported},
 		{"version 255", []byte{0xFF, 0xFF, 0xFF}, ErrBadVersion, CodeUnsupported},
 		{"kind 0", hdr(0, 0), ErrUnknownKind, CodeUnknownKind},
-		{"kind 0x0a", hdr(0x0A, 0), ErrUnknownKind, CodeUnknownKind},
+		{"kind 0x0b", hdr(0x0B, 0), ErrUnknownKind, CodeUnknownKind},
+		{"bye with a body", append(hdr(0x0A, 0), 1), ErrBadFrame, CodeBadFrame},
 		{"kind 0xff", hdr(0xFF, 0, 1, 2, 3), ErrUnknownKind, CodeUnknownKind},
-		{"unknown kind wins over flags", hdr(0x0A, 0xFF), ErrUnknownKind, CodeUnknownKind},
+		{"unknown kind wins over flags", hdr(0x0B, 0xFF), ErrUnknownKind, CodeUnknownKind},
 
 		// reserved flag bits
 		{"request flag 0x02", hdr(KindRequest, 0x02, 0, 0, 0, 1, 3, 'a', '.', 'b'), ErrBadFlags, CodeBadFrame},
@@ -348,7 +351,7 @@ func TestKindString(t *testing.T) {
 	names := map[Kind]string{
 		KindHandshake: "HANDSHAKE", KindHandshakeAck: "HANDSHAKE_ACK", KindRequest: "REQUEST",
 		KindResponse: "RESPONSE", KindNotify: "NOTIFY", KindPush: "PUSH", KindPing: "PING",
-		KindPong: "PONG", KindKick: "KICK", 0: "UNKNOWN", 0x0A: "UNKNOWN", 0xFF: "UNKNOWN",
+		KindPong: "PONG", KindKick: "KICK", KindBye: "BYE", 0: "UNKNOWN", 0x0B: "UNKNOWN", 0xFF: "UNKNOWN",
 	}
 	for k, s := range names {
 		require.Equal(t, s, k.String())

@@ -13,6 +13,10 @@ type Handshake struct {
 	Client   string `json:"client,omitempty"`
 	Resume   string `json:"resume,omitempty"`
 	LastPush uint64 `json:"last_push,omitempty"`
+	// MaxFrame is the largest frame body the client accepts (an extension:
+	// absent or 0 means the server's own limit). A response that would be
+	// larger is replaced by status 501.
+	MaxFrame int `json:"max_frame,omitempty"`
 }
 
 // HandshakeAck is the JSON payload of a HANDSHAKE_ACK frame.

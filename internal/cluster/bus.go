@@ -248,11 +248,11 @@ func (b *Bus) Push(gate string, sessions []string, route string, payload, json [
 	return b.PushID(gate, sessions, route, payload, json, "")
 }
 
-// PushID is Push of a channel message that has the id id (Envelope.Trace
+// PushID is Push of a channel message that has the id id (Envelope.MsgID
 // of a publish): a gate forwarding a publish to a session that moved keeps
 // the id, so the session's new gate can drop a copy it got directly.
 func (b *Bus) PushID(gate string, sessions []string, route string, payload, json []byte, id string) error {
-	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePush, Sessions: sessions, Route: route, Payload: payload, JSON: json, Trace: id})
+	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePush, Sessions: sessions, Route: route, Payload: payload, JSON: json, MsgID: id})
 }
 
 // messageID makes the id of one publish.
@@ -268,7 +268,7 @@ func (b *Bus) Publish(channel, route string, payload, json []byte) error {
 	if err := ValidateChannel(channel); err != nil {
 		return err
 	}
-	return b.Send(b.subj.Channel(channel), &Envelope{Type: TypePublish, Channel: channel, Route: route, Payload: payload, JSON: json, Trace: messageID()})
+	return b.Send(b.subj.Channel(channel), &Envelope{Type: TypePublish, Channel: channel, Route: route, Payload: payload, JSON: json, MsgID: messageID()})
 }
 
 // Broadcast sends one push to every session on every gate.

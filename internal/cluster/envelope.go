@@ -30,6 +30,16 @@ const (
 	TypeSetUser
 	// TypeEvent is a session life event on the events subject; Status holds the EventKind.
 	TypeEvent
+	// TypeImport carries a resumed session's state from the gate that held
+	// it to the gate that took it over (Payload: the state, Node: the old
+	// gate). It travels on the new gate's control subject, so everything
+	// the old gate forwards for the session afterwards arrives after it.
+	TypeImport
+	// TypeHandoverReady tells a session's old gate that the new gate has
+	// subscribed to the session's channels; TypeHandoverDone answers that
+	// every channel message the old gate will forward has been sent.
+	TypeHandoverReady
+	TypeHandoverDone
 	typeEnd
 )
 
@@ -65,6 +75,9 @@ type Envelope struct {
 	Channel  string
 	Node     string
 	Reason   string
+	// MsgID identifies one channel publish, so a gate can drop a copy that
+	// reaches a session twice around a hand-over.
+	MsgID    string
 	Sessions []string
 	Bindings []Binding
 	// JSON is the JSON form of a push's payload when Payload holds the
@@ -73,7 +86,7 @@ type Envelope struct {
 	Payload []byte
 }
 
-const envelopeVersion = 1
+const envelopeVersion = 2
 
 // Limits that keep a corrupt or hostile envelope from allocating much.
 const (
@@ -89,7 +102,7 @@ func (e *Envelope) Append(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(e.Status))
 	dst = binary.AppendUvarint(dst, uint64(e.Seq))
 	dst = binary.AppendVarint(dst, e.Deadline)
-	for _, s := range [...]string{e.Gate, e.Session, e.User, e.Route, e.Trace, e.Addr, e.Channel, e.Node, e.Reason} {
+	for _, s := range [...]string{e.Gate, e.Session, e.User, e.Route, e.Trace, e.Addr, e.Channel, e.Node, e.Reason, e.MsgID} {
 		dst = appendString(dst, s)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(e.Sessions)))
@@ -138,7 +151,7 @@ func (e *Envelope) Decode(b []byte) error {
 	}
 	e.Seq = uint32(seq)
 	e.Deadline = d.varint()
-	for _, p := range [...]*string{&e.Gate, &e.Session, &e.User, &e.Route, &e.Trace, &e.Addr, &e.Channel, &e.Node, &e.Reason} {
+	for _, p := range [...]*string{&e.Gate, &e.Session, &e.User, &e.Route, &e.Trace, &e.Addr, &e.Channel, &e.Node, &e.Reason, &e.MsgID} {
 		*p = d.string()
 	}
 	if n := d.count(); n > 0 {
