@@ -311,8 +311,11 @@ func (n *Node) encodeFor(codec string, msg any) (pb, js []byte, err error) {
 }
 
 // bindUser records user's presence for session s and tells its gate. A
-// live earlier session of the same user is kicked with 104.
-func (n *Node) bindUser(ctx context.Context, s *Session, user string) error {
+// live earlier session of the same user is kicked with 104, unless
+// keepOther, when the login is refused with ErrUserOnline instead. The
+// presence entry is written by compare-and-set, so of two logins of one
+// user racing on two nodes exactly one session remains.
+func (n *Node) bindUser(ctx context.Context, s *Session, user string, keepOther bool) error {
 	if n.presence == nil {
 		return ErrNotRunning
 	}
@@ -322,28 +325,37 @@ func (n *Node) bindUser(ctx context.Context, s *Session, user string) error {
 				return err
 			}
 		}
-		return n.bus.SetUser(s.gate, s.id, "")
+		return n.bus.SetUser(s.where(), s.id, "")
 	}
 	if s.user != "" && s.user != user {
 		if err := n.presence.Clear(ctx, s.user, s.id); err != nil {
 			return err
 		}
 	}
-	prev, had, err := n.presence.Set(ctx, user, cluster.Where{Gate: s.gate, Session: s.id, Codec: s.Codec(), Since: time.Now().UTC()})
+	gate := s.where()
+	prev, had, err := n.presence.Claim(ctx, user, cluster.Where{Gate: gate, Session: s.id, Codec: s.Codec(), Since: time.Now().UTC()}, !keepOther)
+	if errors.Is(err, cluster.ErrTaken) {
+		return fmt.Errorf("hearth: user %q: %w", user, ErrUserOnline)
+	}
 	if err != nil {
 		return err
 	}
-	if err := n.bus.SetUser(s.gate, s.id, user); err != nil {
+	if err := n.bus.SetUser(gate, s.id, user); err != nil {
 		return err
 	}
-	if had && prev.Session != s.id {
+	if had {
 		n.log.Info("duplicate login: kicking the earlier session", "user", user, "old_session", prev.Session, "old_gate", prev.Gate, "new_session", s.id)
 		return n.bus.Kick(prev.Gate, prev.Session, uint16(wire.CodeLoggedInElsewhere), "logged in elsewhere")
 	}
 	return nil
 }
 
-// onSessionClosed is the gate's close hook: the user is no longer here.
+// ErrUserOnline is returned by Session.ClaimUser when another live session
+// holds the user.
+var ErrUserOnline = errors.New("hearth: user is online in another session")
+
+// onSessionClosed is the gate's close hook (on a gate hook worker): the
+// user is no longer here.
 func (n *Node) onSessionClosed(session, user string) {
 	if user == "" || n.presence == nil {
 		return
@@ -381,14 +393,14 @@ func (n *Node) PushSession(ctx context.Context, gateID, sessionID, route string,
 }
 
 // onSessionResumed is the gate's resume hook: the user's session now lives
-// on this gate.
-func (n *Node) onSessionResumed(session, user string) {
+// on this gate. The entry moves only if it still names the session.
+func (n *Node) onSessionResumed(session, user, codec string) {
 	if user == "" || n.presence == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(n.baseCtx, 5*time.Second)
 	defer cancel()
-	if _, _, err := n.presence.Set(ctx, user, cluster.Where{Gate: n.id, Session: session, Since: time.Now().UTC()}); err != nil {
+	if err := n.presence.Move(ctx, user, cluster.Where{Gate: n.id, Session: session, Codec: codec, Since: time.Now().UTC()}); err != nil {
 		n.log.Warn("presence not moved after resume", "user", user, "session", session, "err", err)
 	}
 }

@@ -118,14 +118,27 @@ func (s *Session) setBinding(service, node string) {
 // and an earlier live session of the same user is kicked with 104. An
 // empty user unbinds the session (logout).
 func (s *Session) SetUser(ctx context.Context, user string) error {
-	if err := s.node.bindUser(ctx, s, user); err != nil {
+	if err := s.node.bindUser(ctx, s, user, false); err != nil {
 		return err
 	}
 	s.user = user
 	return nil
 }
 
-// Join adds the session to a channel; Node.Publish reaches its members.
+// ClaimUser is SetUser for a policy that keeps the earlier session: when
+// another live session holds user, it changes nothing and returns an error
+// wrapping ErrUserOnline. The check and the claim are one atomic step.
+func (s *Session) ClaimUser(ctx context.Context, user string) error {
+	if err := s.node.bindUser(ctx, s, user, true); err != nil {
+		return err
+	}
+	s.user = user
+	return nil
+}
+
+// Join adds the session to a channel; Node.Publish reaches its members. It
+// returns once the session's gate has added it, so a publish made after
+// Join returns reaches the session.
 //
 // A channel name is 1 to 128 characters of a–z, A–Z, 0–9, '-', '_' and
 // ':', in non-empty parts separated by '.' ("room.42", "guild:7.chat"). A
@@ -137,10 +150,7 @@ func (s *Session) Join(ctx context.Context, channel string) error {
 	if err := checkChannel(channel); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return s.node.bus.Join(s.where(), s.id, channel)
+	return s.node.bus.Join(ctx, s.where(), s.id, channel)
 }
 
 // Leave removes the session from a channel. The name is checked as Join

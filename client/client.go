@@ -536,7 +536,14 @@ func (c *Client) shutdown(err error) bool {
 		w.ch <- struct{}{}
 	}
 	if up { // else the dropped connection is closed already
-		c.cur.Load().tr.close(err == nil)
+		cn := c.cur.Load()
+		if err == nil {
+			// Close ends the session at once rather than leaving it
+			// resumable for the server's grace period.
+			var a [16]byte
+			_ = c.send(cn, cn.finish(wire.AppendBye(a[:cn.prefix])))
+		}
+		cn.tr.close(err == nil)
 	}
 	close(c.done)
 	return true

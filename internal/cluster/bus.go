@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -52,7 +53,13 @@ type Bus struct {
 	log  *slog.Logger
 
 	bufs sync.Pool
+	slow atomic.Pointer[func(*nats.Subscription)]
 }
+
+// OnSlowConsumer sets fn to be called (on the connection's callback
+// goroutine) when the bus drops messages of sub because its consumer fell
+// behind.
+func (b *Bus) OnSlowConsumer(fn func(*nats.Subscription)) { b.slow.Store(&fn) }
 
 // ErrBusClosed is returned by operations on a closed bus.
 var ErrBusClosed = errors.New("cluster: bus closed")
@@ -86,6 +93,9 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 			log.Info("bus reconnected", "server", nc.ConnectedUrlRedacted())
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if fn := b.slow.Load(); fn != nil && sub != nil && errors.Is(err, nats.ErrSlowConsumer) {
+				(*fn)(sub)
+			}
 			subject := ""
 			if sub != nil {
 				subject = sub.Subject
@@ -286,13 +296,34 @@ func (b *Bus) Bind(gate, session, service, node string) error {
 	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypeBind, Session: session, Route: service, Node: node})
 }
 
-// Join adds a session to a channel; Leave removes it.
-func (b *Bus) Join(gate, session, channel string) error {
+// Join adds a session to a channel and returns once its gate has done so
+// (and subscribed to the channel when it is the gate's first member), so a
+// publish made after Join reaches the session. Leave removes it.
+func (b *Bus) Join(ctx context.Context, gate, session, channel string) error {
 	if err := ValidateChannel(channel); err != nil {
 		return err
 	}
-	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypeJoin, Session: session, Channel: channel})
+	buf := (&Envelope{Type: TypeJoin, Session: session, Channel: channel}).Append(nil)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	m, err := b.nc.RequestWithContext(ctx, b.subj.GateControl(gate), buf)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("cluster: join %s: gate %s is gone: %w", channel, gate, ErrSessionGone)
+	case err != nil:
+		return fmt.Errorf("cluster: join %s: %w", channel, err)
+	case len(m.Data) > 0:
+		return fmt.Errorf("cluster: join %s: %s: %w", channel, m.Data, ErrSessionGone)
+	}
+	return nil
 }
+
+// ErrSessionGone is returned for an operation on a session its gate no
+// longer holds.
+var ErrSessionGone = errors.New("cluster: session gone")
 
 func (b *Bus) Leave(gate, session, channel string) error {
 	if err := ValidateChannel(channel); err != nil {

@@ -55,23 +55,82 @@ func presenceKey(user string) string {
 	return "b." + base64.RawURLEncoding.EncodeToString([]byte(user))
 }
 
-// Set records that user is on gate in session, returning where the user was
-// before (ok false when nowhere live).
-func (p *Presence) Set(ctx context.Context, user string, w Where) (prev Where, ok bool, err error) {
+// ErrTaken is returned by Claim when a live session of another holds the
+// user and the caller would not replace it.
+var ErrTaken = errors.New("cluster: user is online in another session")
+
+// Claim records that user is on w.Gate in session w.Session. It is a
+// compare-and-set on the entry's revision: of logins racing on several
+// nodes, each sees the entry the one before it wrote, so exactly one ends
+// up in it. When a live session other than w.Session holds the user,
+// replace decides: true takes the entry over (the caller then kicks prev),
+// false leaves it and returns ErrTaken. prev is the live session replaced,
+// ok false when there was none.
+func (p *Presence) Claim(ctx context.Context, user string, w Where, replace bool) (prev Where, ok bool, err error) {
 	if user == "" {
 		return Where{}, false, errors.New("cluster: empty user id")
 	}
 	key := presenceKey(user)
-	if e, err := p.kv.Get(ctx, key); err == nil {
-		if json.Unmarshal(e.Value(), &prev) == nil && p.live(prev) {
-			ok = true
+	val, _ := json.Marshal(w)
+	for attempt := 0; ; attempt++ {
+		var rev uint64
+		prev, ok = Where{}, false
+		e, err := p.kv.Get(ctx, key)
+		switch {
+		case err == nil:
+			rev = e.Revision()
+			if json.Unmarshal(e.Value(), &prev) == nil && p.live(prev) && prev.Session != w.Session {
+				ok = true
+			}
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return Where{}, false, fmt.Errorf("cluster: presence: %w", err)
+		}
+		if ok && !replace {
+			return prev, true, ErrTaken
+		}
+		if rev == 0 {
+			_, err = p.kv.Create(ctx, key, val)
+		} else {
+			_, err = p.kv.Update(ctx, key, val, rev)
+		}
+		if err == nil {
+			return prev, ok, nil
+		}
+		if !isConflict(err) || attempt >= 16 {
+			return Where{}, false, fmt.Errorf("cluster: set presence: %w", err)
 		}
 	}
+}
+
+// Move points user's entry at session's new gate after a resume, if the
+// entry still names session: a newer login elsewhere is never overwritten.
+func (p *Presence) Move(ctx context.Context, user string, w Where) error {
+	key := presenceKey(user)
 	val, _ := json.Marshal(w)
-	if _, err := p.kv.Put(ctx, key, val); err != nil {
-		return Where{}, false, fmt.Errorf("cluster: set presence: %w", err)
+	for attempt := 0; ; attempt++ {
+		e, err := p.kv.Get(ctx, key)
+		if err != nil {
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				return nil // logged out, or purged with a dead gate
+			}
+			return fmt.Errorf("cluster: presence: %w", err)
+		}
+		var cur Where
+		if json.Unmarshal(e.Value(), &cur) != nil || cur.Session != w.Session {
+			return nil
+		}
+		if _, err = p.kv.Update(ctx, key, val, e.Revision()); err == nil {
+			return nil
+		}
+		if !isConflict(err) || attempt >= 16 {
+			return fmt.Errorf("cluster: move presence: %w", err)
+		}
 	}
-	return prev, ok, nil
+}
+
+// isConflict reports a compare-and-set that lost to another writer.
+func isConflict(err error) bool {
+	return isWrongSequence(err) || errors.Is(err, jetstream.ErrKeyExists)
 }
 
 // Lookup returns where user is, or ErrOffline.

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -140,17 +141,36 @@ func TestPresence(t *testing.T) {
 	_, err = p.Lookup(ctx, "alice")
 	require.ErrorIs(t, err, ErrOffline)
 
-	_, had, err := p.Set(ctx, "alice", Where{Gate: "g1", Session: "s1"})
+	_, had, err := p.Claim(ctx, "alice", Where{Gate: "g1", Session: "s1"}, true)
 	require.NoError(t, err)
 	require.False(t, had)
 	w, err := p.Lookup(ctx, "alice")
 	require.NoError(t, err)
 	require.Equal(t, "s1", w.Session)
 
-	prev, had, err := p.Set(ctx, "alice", Where{Gate: "g1", Session: "s2"})
+	// A policy that keeps the earlier session is refused, changing nothing.
+	prev, had, err := p.Claim(ctx, "alice", Where{Gate: "g1", Session: "s2"}, false)
+	require.ErrorIs(t, err, ErrTaken)
+	require.True(t, had)
+	require.Equal(t, "s1", prev.Session)
+	w, err = p.Lookup(ctx, "alice")
+	require.NoError(t, err)
+	require.Equal(t, "s1", w.Session)
+
+	prev, had, err = p.Claim(ctx, "alice", Where{Gate: "g1", Session: "s2"}, true)
 	require.NoError(t, err)
 	require.True(t, had)
 	require.Equal(t, "s1", prev.Session)
+
+	// A resume of the replaced session does not take the entry back.
+	require.NoError(t, p.Move(ctx, "alice", Where{Gate: "g2", Session: "s1"}))
+	w, err = p.Lookup(ctx, "alice")
+	require.NoError(t, err)
+	require.Equal(t, "s2", w.Session)
+	require.NoError(t, p.Move(ctx, "alice", Where{Gate: "g1", Session: "s2", Codec: "json"}))
+	w, err = p.Lookup(ctx, "alice")
+	require.NoError(t, err)
+	require.Equal(t, "json", w.Codec, "a moved entry keeps the codec")
 
 	// The old session closing does not erase the newer login.
 	require.NoError(t, p.Clear(ctx, "alice", "s1"))
@@ -162,11 +182,63 @@ func TestPresence(t *testing.T) {
 	require.ErrorIs(t, err, ErrOffline)
 
 	// Users on a gate that is not in the registry are offline, and purged.
-	_, _, err = p.Set(ctx, "bob@example.com", Where{Gate: "dead-gate", Session: "s9"})
+	_, _, err = p.Claim(ctx, "bob@example.com", Where{Gate: "dead-gate", Session: "s9"}, true)
 	require.NoError(t, err)
 	_, err = p.Lookup(ctx, "bob@example.com")
 	require.ErrorIs(t, err, ErrOffline)
 	n, err := p.PurgeGate(ctx, "dead-gate")
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
+}
+
+// TestPresenceClaimRace races claims of one user from many writers: every
+// writer but one learns it replaced (or, refused, lost to) another, so the
+// sessions that survive — those not named as a replaced prev — are one.
+func TestPresenceClaimRace(t *testing.T) {
+	hub := connect(t, Config{Name: "hub"})
+	reg := newRegistry(t, hub, "g1", 200*time.Millisecond, nil)
+	require.NoError(t, reg.Join(context.Background()))
+	defer reg.Leave(context.Background())
+	eventually(t, 5*time.Second, func() bool { return reg.Alive("g1") }, "g1 not in its own registry")
+	p, err := NewPresence(context.Background(), hub, reg)
+	require.NoError(t, err)
+	for round := range 20 {
+		for _, replace := range []bool{true, false} {
+			user := fmt.Sprintf("racer-%d-%v", round, replace)
+			const writers = 8
+			type result struct {
+				prev Where
+				had  bool
+				err  error
+			}
+			results := make([]result, writers)
+			var wg sync.WaitGroup
+			for i := range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					prev, had, err := p.Claim(context.Background(), user, Where{Gate: "g1", Session: fmt.Sprint("s", i)}, replace)
+					results[i] = result{prev, had, err}
+				}()
+			}
+			wg.Wait()
+			alive := map[string]bool{}
+			for i, r := range results {
+				if r.err == nil {
+					alive[fmt.Sprint("s", i)] = true
+				} else {
+					require.ErrorIs(t, r.err, ErrTaken)
+				}
+			}
+			for _, r := range results {
+				if r.err == nil && r.had {
+					delete(alive, r.prev.Session) // kicked by its replacer
+				}
+			}
+			require.Len(t, alive, 1, "round %d replace=%v: %v", round, replace, results)
+			w, err := p.Lookup(context.Background(), user)
+			require.NoError(t, err)
+			require.True(t, alive[w.Session], "the entry names the survivor")
+		}
+	}
 }

@@ -311,8 +311,17 @@ func TestPerIPLimits(t *testing.T) {
 				if tc.code != wire.CodeOverloaded {
 					return
 				}
-				// A closed connection frees its slot.
+				// A dropped connection leaves its session detached and
+				// resumable: it keeps its slot, so reconnecting in a loop
+				// cannot pile up sessions past the limit.
 				require.NoError(t, a.conn.Close())
+				hearthtest.Eventually(t, waitLong, func() bool {
+					return scrape(t, node)["hearth_sessions_detached"] == 1
+				}, "the dropped session never detached")
+				dialRaw(t, node, tr).expectKick(tc.code)
+				// A session its client ends (BYE) frees its slot at once.
+				b.send(wire.AppendBye(nil))
+				b.expectClosed()
 				hearthtest.Eventually(t, waitLong, func() bool {
 					c, err := client.Dial(ctx, node.URL(tr), client.Options{})
 					if err != nil {
@@ -320,7 +329,7 @@ func TestPerIPLimits(t *testing.T) {
 					}
 					_ = c.Close()
 					return true
-				}, "no connection admitted after one of the two closed")
+				}, "no connection admitted after a session ended with BYE")
 			})
 		}
 	}

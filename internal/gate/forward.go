@@ -143,6 +143,12 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 		route = s.routes.byID[id] // interned: no allocation
 	} else {
 		route = string(f.Route)
+		if !isReq && g.cfg.Routes != nil {
+			if _, known := g.routes.Load().byName[route]; !known {
+				// Nothing can answer a NOTIFY: an unknown route is fatal.
+				return &wire.Error{Code: wire.CodeBadRoute, Message: "unknown route " + quoteTrunc(route)}
+			}
+		}
 	}
 	now := time.Now().UnixNano()
 	if !s.allowRequest(now) {
@@ -170,15 +176,24 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 	if isReq && g.cfg.ResumeGrace > 0 {
 		// A request re-sent after a resume: answer it from the cache, or
 		// let the first execution's answer come — never run it twice.
-		if r, ok := s.resps.get(f.Seq); ok {
-			s.mu.Unlock()
+		r, cached := s.resps.get(f.Seq)
+		_, waiting := s.waiting[f.Seq]
+		gone := cached && r.Gone || !cached && !waiting && f.Seq <= s.resps.forgotten
+		s.mu.Unlock()
+		switch {
+		case gone:
+			msg := "request " + strconv.FormatUint(uint64(f.Seq), 10) + " already ran and its response is no longer kept; use a new seq"
+			s.warnOnce(now, "re-sent request: response gone", "code", int(wire.CodeResponseGone), "seq", f.Seq)
+			g.m.requestError(wire.CodeResponseGone)
+			s.writeResponse(f.Seq, wire.CodeResponseGone, []byte(msg))
+			return nil
+		case cached:
 			s.writeResponse(r.Seq, r.Status, r.Payload)
 			return nil
-		}
-		if _, ok := s.waiting[f.Seq]; ok {
-			s.mu.Unlock()
+		case waiting:
 			return nil
 		}
+		s.mu.Lock()
 	}
 	env := cluster.Envelope{
 		Type:     cluster.TypeRequest,
@@ -242,7 +257,9 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 func (g *Gate) nextID() uint64 { return g.ids.Add(1) }
 
 // onGateMsg handles everything addressed to this gate: replies to its
-// requests and control messages for its sessions.
+// requests, hand-overs and control messages for its sessions. It runs on the
+// gate's bus goroutine, the owner of the gate's routing state: which
+// session holds an id (sessMap), which moved where (moves).
 func (g *Gate) onGateMsg(m *nats.Msg) {
 	if id, ok := cluster.ParseReplyID(m.Subject, g.replyPrefix); ok {
 		g.onReply(id, m)
@@ -257,62 +274,85 @@ func (g *Gate) onGateMsg(m *nats.Msg) {
 		g.log.Error("bad envelope on gate subject", "subject", m.Subject, "err", err)
 		return
 	}
-	if e.Type != cluster.TypePush && e.Session != "" && g.sessMap.get(e.Session) == nil && g.forwardControl(e.Session, m.Data) {
-		return // the session moved to another gate
+	switch e.Type {
+	case cluster.TypeImport:
+		g.onImport(&e)
+		return
+	case cluster.TypeHandoverReady:
+		g.onHandoverReady(e.Session)
+		return
+	case cluster.TypeHandoverDone:
+		if s := g.sessMap.get(e.Session); s != nil {
+			s.releaseHeld()
+		}
+		return
+	case cluster.TypePush:
+		g.onPush(&e)
+		return
+	}
+	s := g.sessMap.get(e.Session)
+	if s == nil {
+		if !g.forwardControl(e.Session, m) && m.Reply != "" {
+			_ = m.Respond([]byte("no session " + e.Session + " on gate " + g.cfg.ID))
+		}
+		return
 	}
 	switch e.Type {
-	case cluster.TypePush:
-		ids := e.Sessions
-		if len(ids) == 0 {
-			ids = []string{e.Session}
-		}
-		var moved map[string][]string // new gate → sessions
-		for _, id := range ids {
-			if s := g.sessMap.get(id); s != nil {
-				s.push(e.Route, s.payloadFor(&e), e.Trace)
-			} else if to, ok := g.moves.get(id); ok && to != g.cfg.ID {
-				if moved == nil {
-					moved = map[string][]string{}
-				}
-				moved[to] = append(moved[to], id)
-			}
-		}
-		for to, sessions := range moved {
-			if err := g.bus.PushID(to, sessions, e.Route, e.Payload, e.JSON, e.Trace); err != nil {
-				g.log.Warn("push not forwarded", "to", to, "err", err)
-			}
-		}
 	case cluster.TypeResponse:
 		// A response to a request the session made before it moved here.
-		if s := g.sessMap.get(e.Session); s != nil {
-			s.respond(e.Seq, wire.Code(e.Status), e.Payload)
-		}
+		s.respond(e.Seq, wire.Code(e.Status), e.Payload)
 	case cluster.TypeKick:
-		if s := g.sessMap.get(e.Session); s != nil {
-			s.log0().Info("kick", "code", int(e.Status), "reason", e.Reason, "by", "service")
-			s.kick(wire.Code(e.Status), e.Reason, false)
-		}
+		s.log0().Info("kick", "code", int(e.Status), "reason", e.Reason, "by", "service")
+		s.kick(wire.Code(e.Status), e.Reason, false)
 	case cluster.TypeBind:
-		if s := g.sessMap.get(e.Session); s != nil {
-			s.bind(e.Route, e.Node)
-		}
+		s.bind(e.Route, e.Node)
 	case cluster.TypeJoin:
-		if s := g.sessMap.get(e.Session); s != nil {
-			g.chans.join(e.Channel, s)
+		err := g.chans.join(e.Channel, s)
+		if m.Reply != "" {
+			var answer []byte
+			if err != nil {
+				answer = []byte(err.Error())
+			}
+			_ = m.Respond(answer)
 		}
 	case cluster.TypeLeave:
-		if s := g.sessMap.get(e.Session); s != nil {
-			g.chans.leave(e.Channel, s)
-		}
+		g.chans.leave(e.Channel, s)
 	case cluster.TypeSetUser:
-		if s := g.sessMap.get(e.Session); s != nil {
-			s.mu.Lock()
-			s.user = e.User
-			s.mu.Unlock()
-			g.publishEvent(s, cluster.EventUser)
-		}
+		s.mu.Lock()
+		s.user = e.User
+		s.mu.Unlock()
+		g.publishEvent(s, cluster.EventUser)
 	default:
 		g.log.Error("unexpected envelope on gate subject", "type", int(e.Type))
+	}
+}
+
+// onPush delivers a push to the listed sessions, and forwards it for those
+// that moved to another gate: one bus message per gate.
+func (g *Gate) onPush(e *cluster.Envelope) {
+	ids := e.Sessions
+	if len(ids) == 0 {
+		ids = []string{e.Session}
+	}
+	src := fromService
+	if e.MsgID != "" {
+		src = fromStub // a channel message that a session's old gate forwarded
+	}
+	var moved map[string][]string // new gate → sessions
+	for _, id := range ids {
+		if s := g.sessMap.get(id); s != nil {
+			s.push(e.Route, s.payloadFor(e), e.MsgID, src)
+		} else if mv, ok := g.moves.get(id); ok && mv.gate != "" && mv.gate != g.cfg.ID {
+			if moved == nil {
+				moved = map[string][]string{}
+			}
+			moved[mv.gate] = append(moved[mv.gate], id)
+		}
+	}
+	for to, sessions := range moved {
+		if err := g.bus.PushID(to, sessions, e.Route, e.Payload, e.JSON, e.MsgID); err != nil {
+			g.log.Warn("push not forwarded", "to", to, "err", err)
+		}
 	}
 }
 
@@ -413,5 +453,5 @@ func (g *Gate) onBroadcast(m *nats.Msg) {
 		g.log.Error("bad broadcast envelope", "err", err)
 		return
 	}
-	g.sessMap.each(func(s *Session) { s.push(e.Route, s.payloadFor(&e), "") })
+	g.sessMap.each(func(s *Session) { s.push(e.Route, s.payloadFor(&e), "", fromService) })
 }

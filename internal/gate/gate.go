@@ -48,8 +48,9 @@ type Config struct {
 	Limits
 
 	// OnResume, when set, is called for every resumed session (on the gate
-	// that resumed it), with its user.
-	OnResume func(session, user string)
+	// that resumed it), with its user and codec, on the session's
+	// connection goroutine.
+	OnResume func(session, user, codec string)
 
 	// Local, when set, may run a request on the gate's own node instead of
 	// sending it over the bus; it reports whether it took it. The answer
@@ -63,8 +64,9 @@ type Config struct {
 	NodeAlive func(node string) bool
 
 	// OnClose, when set, is called once for every session that closes after
-	// its handshake, with the user it was bound to (or ""). It runs on the
-	// session's goroutine and must not block for long.
+	// its handshake, with the user it was bound to (or ""). It runs on one
+	// of the gate's hook workers, never on a goroutine that serves other
+	// sessions, so it may make bus or store calls.
 	OnClose func(session, user string)
 
 	// Logger receives the gate's logs. Nil: slog.Default().
@@ -121,6 +123,19 @@ type Limits struct {
 	// ResponseCache is how many responses per session are kept, by seq, to
 	// answer a request re-sent after a resume. Zero: 128.
 	ResponseCache int
+	// ResponseCacheBytes bounds the bytes of one session's cached
+	// responses, ResponseCacheItem the largest response cached, and
+	// ResponseCacheGate the bytes cached by the whole gate. A response not
+	// cached is still remembered by seq: its re-send gets 306, never a
+	// second execution. Zero: 64 KiB, 16 KiB, 64 MiB.
+	ResponseCacheBytes int
+	ResponseCacheItem  int
+	ResponseCacheGate  int
+	// ChannelBuffer is how many channel messages a gate queues for fan-out
+	// to its local members. Past it the bus drops messages: the members of
+	// that channel see a gap in their push sequence, and
+	// hearth_channel_drops_total counts it. Zero: 65,536.
+	ChannelBuffer int
 }
 
 func (c *Config) setDefaults() {
@@ -157,6 +172,10 @@ func (c *Config) setDefaults() {
 	defInt(&c.ResumePushes, 256)
 	defInt(&c.ResumeBytes, 256<<10)
 	defInt(&c.ResponseCache, 128)
+	defInt(&c.ResponseCacheBytes, 64<<10)
+	defInt(&c.ResponseCacheItem, 16<<10)
+	defInt(&c.ResponseCacheGate, 64<<20)
+	defInt(&c.ChannelBuffer, 65536)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -189,9 +208,44 @@ type Gate struct {
 	wg        sync.WaitGroup // accept loops and sweepers
 	conns     sync.WaitGroup // session goroutines
 	pre       sync.Map       // *Session not yet handshaken
-	importing sync.Map       // key → *Session taking over a session on this gate
-	moves     moves          // sessions handed to another gate (forwarding)
+	incoming  waiters        // connections waiting for a resumed session's state
+	moves     moves          // sessions that left this gate (forwarding, late resumes)
 	draining  atomic.Bool
+	respBytes atomic.Int64 // bytes of every session's response cache
+	hooks     chan func()  // OnClose calls, for the hook workers
+	hooksWG   sync.WaitGroup
+	hookMu    sync.RWMutex // guards hooksDone against sends on a closed hooks
+	hooksDone bool
+}
+
+// hookWorkers run OnClose hooks, which may wait on the bus or a store.
+const hookWorkers = 4
+
+// runHook runs fn on a hook worker. It never blocks its caller: past the
+// queue's capacity fn gets a goroutine of its own.
+func (g *Gate) runHook(fn func()) {
+	g.hookMu.RLock()
+	defer g.hookMu.RUnlock()
+	if g.hooksDone {
+		go fn()
+		return
+	}
+	select {
+	case g.hooks <- fn:
+	default:
+		g.hooksWG.Add(1)
+		go func() {
+			defer g.hooksWG.Done()
+			fn()
+		}()
+	}
+}
+
+func (g *Gate) hookWorker() {
+	defer g.hooksWG.Done()
+	for fn := range g.hooks {
+		fn()
+	}
 }
 
 // New makes a gate on bus. It does not listen until Start.
@@ -214,7 +268,12 @@ func New(bus *cluster.Bus, cfg Config) (*Gate, error) {
 	g.sessMap.init()
 	g.pending.init()
 	g.ips.init(cfg.ConnRatePerIP, cfg.ConnBurstPerIP, cfg.MaxConnsPerIP)
-	g.chans.init()
+	g.chans.init(cfg.ChannelBuffer)
+	g.hooks = make(chan func(), 4096)
+	g.hooksWG.Add(hookWorkers)
+	for range hookWorkers {
+		go g.hookWorker()
+	}
 	g.replyPrefix = bus.Subjects().GateReplyPrefix(cfg.ID)
 	g.resumeSubject = bus.Subjects().GateResume(cfg.ID)
 	var seed [8]byte
@@ -398,6 +457,19 @@ func (g *Gate) Shutdown(ctx context.Context) error {
 		_ = s.Unsubscribe()
 	}
 	g.chans.stop()
+	// The hooks of the sessions just ended (presence clean-up) run before
+	// the bus goes.
+	g.hookMu.Lock()
+	g.hooksDone = true
+	close(g.hooks)
+	g.hookMu.Unlock()
+	hooksDone := make(chan struct{})
+	go func() { g.hooksWG.Wait(); close(hooksDone) }()
+	select {
+	case <-hooksDone:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
 	return err
 }
 
@@ -414,8 +486,10 @@ func (g *Gate) Drain(ctx context.Context, reason string) error {
 	n := g.sessMap.len()
 	g.log.Info("draining", "sessions", n, "reason", reason)
 	g.sessMap.each(func(s *Session) { s.kick(wire.CodeReconnectElsewhere, reason, false) })
+	// Connections still handshaking are closed: their clients retry, and a
+	// resume among them is answered by whichever gate they reach next.
 	g.pre.Range(func(k, _ any) bool {
-		if s := k.(*Session); s.State() == StateHandshaking && s.id == "" {
+		if s := k.(*Session); s.State() == StateHandshaking {
 			s.closeConn()
 		}
 		return true

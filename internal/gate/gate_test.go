@@ -70,7 +70,8 @@ var malformedCases = []malformed{
 	// Header fields.
 	{name: "bad version", send: sendBody(withByte(wire.AppendPing(nil, 1), 0, 2)), kick: wire.CodeUnsupported},
 	{name: "version zero", send: sendBody(withByte(wire.AppendRequest(nil, 7, "sys.ping", nil), 0, 0)), kick: wire.CodeUnsupported},
-	{name: "unknown kind", send: sendBody([]byte{wire.Version, 0x0a, 0}), kick: wire.CodeUnknownKind},
+	{name: "unknown kind", send: sendBody([]byte{wire.Version, 0x0b, 0}), kick: wire.CodeUnknownKind},
+	{name: "bye with a body", send: sendBody([]byte{wire.Version, byte(wire.KindBye), 0, 1}), kick: wire.CodeBadFrame},
 	{name: "kind zero", send: sendBody([]byte{wire.Version, 0, 0}), kick: wire.CodeUnknownKind},
 	{name: "reserved flag bit on a request", send: sendBody(withByte(wire.AppendRequest(nil, 7, "sys.ping", nil), 2, 0x02)), kick: wire.CodeBadFrame},
 	{name: "high flag bit on a notify", send: sendBody(withByte(wire.AppendNotify(nil, "sys.ping", nil), 2, 0x80)), kick: wire.CodeBadFrame},

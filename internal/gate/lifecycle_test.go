@@ -16,9 +16,9 @@ import (
 
 	"github.com/hearth-server/hearth"
 	"github.com/hearth-server/hearth/client"
+	"github.com/hearth-server/hearth/hearthtest"
 	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/internal/gate"
-	"github.com/hearth-server/hearth/hearthtest"
 	"github.com/hearth-server/hearth/pb/syspb"
 	"github.com/hearth-server/hearth/wire"
 )

@@ -20,6 +20,9 @@ type Metrics struct {
 	kicks     *prometheus.CounterVec
 	detached  prometheus.Gauge
 	resumes   *prometheus.CounterVec
+	// channelDrops counts the times the bus dropped channel messages
+	// because this gate's fan-out fell behind.
+	channelDrops prometheus.Counter
 
 	mu       sync.RWMutex
 	byRoute  map[string]prometheus.Observer
@@ -52,6 +55,9 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hearth_resumes_total", Help: "Resume attempts, by result (ok, lost).",
 		}, []string{"result"}),
+		channelDrops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hearth_channel_drops_total", Help: "Times the bus dropped channel messages because the gate's fan-out fell behind; members see a gap in push_seq.",
+		}),
 		byRoute:  map[string]prometheus.Observer{},
 		byCode:   map[wire.Code]prometheus.Counter{},
 		sessByTr: map[string]prometheus.Gauge{},
@@ -67,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		m.sessByTr[tr] = m.sessions.WithLabelValues(tr)
 	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, frames, m.latency, m.errors, m.kicks, m.detached, m.resumes)
+		reg.MustRegister(m.sessions, frames, m.latency, m.errors, m.kicks, m.detached, m.resumes, m.channelDrops)
 	}
 	return m
 }

@@ -7,8 +7,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,13 +23,27 @@ import (
 // that is kicked with 7 or 303) is detached: it stays in the gate for the
 // resume grace, its pushes kept in order in a bounded buffer and its
 // responses in a cache by seq. A client that reconnects — to this gate or
-// any other — with the session's resume token gets it back: the gate that
-// holds it exports its state over the bus (serialized with everything else
-// that gate does for the session, on its bus goroutine), the new gate
-// imports it, replays the pushes the client missed, and re-sent requests
-// are answered from the cache instead of running twice. The old gate keeps
-// a forwarding stub for the grace period, so responses to requests still
-// in flight and pushes addressed to it reach the session's new home.
+// any other — with the session's resume token gets it back:
+//
+//  1. The new connection registers itself as waiting (Gate.incoming) and
+//     asks the gate named in the token to hand the session over.
+//  2. That gate's bus goroutine checks the token and exports the state: on
+//     the same gate it installs the waiting session in the old one's place
+//     in the same step; to another gate it publishes the state (TypeImport)
+//     on the new gate's control subject, and the old session becomes a stub
+//     that forwards what still reaches it. The import is published before
+//     anything the stub forwards, on the same bus connection and subject,
+//     so the new gate receives it first.
+//  3. The new gate's bus goroutine — the owner of its routing state —
+//     installs the session and joins its channels, then tells the old gate
+//     (TypeHandoverReady). The old gate's fan-out goroutine stops
+//     forwarding channel messages after the ones it already queued and says
+//     so (TypeHandoverDone); until then the new session holds the channel
+//     messages its own subscription delivers, so the two streams merge in
+//     order and each message arrives once.
+//
+// Re-sent requests are answered from the response cache instead of running
+// twice; one whose answer is no longer kept gets 306.
 
 // pushEntry is one push kept for replay. payload is shared with other
 // sessions of a fan-out, never copied.
@@ -35,16 +51,8 @@ type pushEntry struct {
 	Seq     uint64 `json:"seq"`
 	Route   string `json:"route"`
 	Payload []byte `json:"payload"`
-	// ID of a channel message: the new gate of a moved session drops a
-	// copy of it that its own subscription delivers late.
+	// ID of a channel message (Envelope.MsgID), "" for other pushes.
 	ID string `json:"id,omitempty"`
-}
-
-// respEntry is one cached response.
-type respEntry struct {
-	Seq     uint32    `json:"seq"`
-	Status  wire.Code `json:"status"`
-	Payload []byte    `json:"payload"`
 }
 
 // pushRing keeps the most recent pushes of a session, bounded by count and
@@ -52,22 +60,26 @@ type respEntry struct {
 type pushRing struct {
 	items []pushEntry
 	bytes int
+	// overflowed: a push could not be kept while the client was not
+	// connected; the session can no longer be resumed whole.
+	overflowed bool
+	lastGap    uint64 // the last push_seq skipped for a lost channel message
 }
 
 // add appends e. When full, a connected session drops its oldest entries
-// (the client has most likely read them); a detached one reports overflow,
-// since dropping would lose a push the client never saw.
-func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, detached bool) (overflow bool) {
+// (the client has most likely read them); a disconnected one reports
+// overflow, since dropping would lose a push the client never saw.
+func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, disconnected bool) (overflow bool) {
 	size := len(e.Route) + len(e.Payload) + 16
 	for len(r.items) > 0 && (len(r.items)+1 > maxItems || r.bytes+size > maxBytes) {
-		if detached {
+		if disconnected {
 			return true
 		}
 		r.bytes -= len(r.items[0].Route) + len(r.items[0].Payload) + 16
 		r.items[0] = pushEntry{}
 		r.items = r.items[1:]
 	}
-	if size > maxBytes && detached {
+	if size > maxBytes && disconnected {
 		return true
 	}
 	r.items = append(r.items, e)
@@ -75,32 +87,78 @@ func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, detached bool) (over
 	return false
 }
 
-// after returns the entries with Seq > last, or false when some of those
-// are no longer kept.
-func (r *pushRing) after(last, current uint64) ([]pushEntry, bool) {
-	if last == current {
-		return nil, true
-	}
-	if last > current || len(r.items) == 0 || r.items[0].Seq > last+1 {
-		return nil, false
+// gapAt records that push seq was lost.
+func (r *pushRing) gapAt(seq uint64) { r.lastGap = seq }
+
+// after returns the entries with Seq > last, or an error saying why some
+// of those cannot be replayed.
+func (r *pushRing) after(last, current uint64) ([]pushEntry, error) {
+	switch {
+	case last > current:
+		return nil, errors.New("last_push " + strconv.FormatUint(last, 10) + " is beyond the last push this session sent (" + strconv.FormatUint(current, 10) + ")")
+	case r.overflowed:
+		return nil, errors.New("pushes missed beyond what the server kept while disconnected")
+	case r.lastGap > last:
+		return nil, errors.New("a push after last_push was lost (the gate fell behind a channel)")
+	case last == current:
+		return nil, nil
+	case len(r.items) == 0 || r.items[0].Seq > last+1:
+		return nil, errors.New("pushes missed beyond what the server kept")
 	}
 	i := int(last + 1 - r.items[0].Seq)
-	return append([]pushEntry(nil), r.items[i:]...), true
+	return append([]pushEntry(nil), r.items[i:]...), nil
 }
 
-// respCache keeps the last responses of a session by seq.
+// respEntry is one cached response. Gone marks a response that was sent
+// but not kept (too large, or the cache was over its byte budget): a
+// re-send gets 306 rather than a second execution.
+type respEntry struct {
+	Seq     uint32    `json:"seq"`
+	Status  wire.Code `json:"status"`
+	Payload []byte    `json:"payload,omitempty"`
+	Gone    bool      `json:"gone,omitempty"`
+}
+
+// respCache keeps the last responses of a session by seq, bounded by count
+// and by bytes, per session and (through gateBytes) per gate.
 type respCache struct {
 	items []respEntry
 	next  int
+	bytes int
+	// forgotten is the highest seq evicted outright: seqs increase, so a
+	// re-send at or below it ran once already.
+	forgotten uint32
 }
 
-func (c *respCache) add(e respEntry, max int) {
-	if len(c.items) < max {
-		c.items = append(c.items, e)
-		return
+func (c *respCache) add(e respEntry, l *Limits, gateBytes *atomic.Int64) {
+	size := len(e.Payload)
+	if e.Gone || size > l.ResponseCacheItem || gateBytes.Load()+int64(size) > int64(l.ResponseCacheGate) {
+		e.Payload, e.Gone, size = nil, true, 0
 	}
-	c.items[c.next] = e
-	c.next = (c.next + 1) % max
+	for i := 0; c.bytes+size > l.ResponseCacheBytes && i < len(c.items); i++ {
+		old := &c.items[(c.next+i)%len(c.items)]
+		if !old.Gone {
+			c.drop(old, gateBytes)
+		}
+	}
+	if len(c.items) < l.ResponseCache {
+		c.items = append(c.items, e)
+	} else {
+		old := &c.items[c.next]
+		c.drop(old, gateBytes)
+		c.forgotten = max(c.forgotten, old.Seq)
+		c.items[c.next] = e
+		c.next = (c.next + 1) % len(c.items)
+	}
+	c.bytes += size
+	gateBytes.Add(int64(size))
+}
+
+// drop turns e into a tombstone, releasing its bytes.
+func (c *respCache) drop(e *respEntry, gateBytes *atomic.Int64) {
+	c.bytes -= len(e.Payload)
+	gateBytes.Add(-int64(len(e.Payload)))
+	e.Payload, e.Gone = nil, true
 }
 
 func (c *respCache) get(seq uint32) (respEntry, bool) {
@@ -112,17 +170,32 @@ func (c *respCache) get(seq uint32) (respEntry, bool) {
 	return respEntry{}, false
 }
 
+// clear releases the cache's bytes from the gate's budget.
+func (c *respCache) clear(gateBytes *atomic.Int64) {
+	gateBytes.Add(-int64(c.bytes))
+	*c = respCache{}
+}
+
 // sessionState is what moves from one gate to another on resume.
 type sessionState struct {
-	Session  string            `json:"session"`
-	User     string            `json:"user,omitempty"`
-	Codec    cluster.Codec     `json:"codec"`
-	Bindings []cluster.Binding `json:"bindings,omitempty"`
-	Channels []string          `json:"channels,omitempty"`
-	PushSeq  uint64            `json:"push_seq"`
-	Pushes   []pushEntry       `json:"pushes,omitempty"`
-	Resps    []respEntry       `json:"resps,omitempty"`
-	Waiting  []uint32          `json:"waiting,omitempty"`
+	Session    string            `json:"session"`
+	User       string            `json:"user,omitempty"`
+	Codec      cluster.Codec     `json:"codec"`
+	Bindings   []cluster.Binding `json:"bindings,omitempty"`
+	Channels   []string          `json:"channels,omitempty"`
+	PushSeq    uint64            `json:"push_seq"`
+	Pushes     []pushEntry       `json:"pushes,omitempty"`
+	LastGap    uint64            `json:"last_gap,omitempty"`
+	Resps      []respEntry       `json:"resps,omitempty"`
+	Forgotten  uint32            `json:"forgotten,omitempty"`
+	Waiting    []uint32          `json:"waiting,omitempty"`
+	SecretHash []byte            `json:"secret_hash"`
+}
+
+// importMsg is the payload of a TypeImport envelope.
+type importMsg struct {
+	Key   string        `json:"key"`
+	State *sessionState `json:"state"`
 }
 
 // resumeReq asks the gate holding a session to hand it over.
@@ -132,13 +205,15 @@ type resumeReq struct {
 	LastPush uint64 `json:"last_push"`
 	Codec    uint8  `json:"codec"`
 	To       string `json:"to"`
-	Local    string `json:"local,omitempty"` // same-gate: the new connection's key
+	Key      string `json:"key"` // the waiting connection on gate To
 }
 
 type resumeResp struct {
-	State *sessionState `json:"state,omitempty"`
-	Code  wire.Code     `json:"code,omitempty"`
-	Error string        `json:"error,omitempty"`
+	Code  wire.Code `json:"code,omitempty"`
+	Error string    `json:"error,omitempty"`
+	// Redirect names the gate the session moved to, when the resume used a
+	// token from before the move (its client missed the new one).
+	Redirect string `json:"redirect,omitempty"`
 }
 
 // errSessionLost is the answer to every resume that cannot be honoured.
@@ -157,50 +232,167 @@ func newResumeToken(gate, session string) (string, [32]byte) {
 
 func parseResumeToken(tok string) (gate, session, secret string, ok bool) {
 	parts := strings.Split(tok, ".")
-	if len(parts) != 3 || cluster.ValidateNodeID(parts[0]) != nil || parts[1] == "" || len(parts[2]) != 22 {
+	if len(parts) != 3 || cluster.ValidateNodeID(parts[0]) != nil || parts[1] == "" || len(parts[1]) > 64 || len(parts[2]) != 22 {
 		return "", "", "", false
 	}
 	return parts[0], parts[1], parts[2], true
 }
 
-// channelHandover is how long a session's old gate forwards its channel
-// messages after a hand-over, and its new gate drops repeated ones.
-const channelHandover = 3 * time.Second
+// handoverTimeout bounds each step of a hand-over that waits for another
+// gate: a stub forwards channel messages at most this long, a new session
+// holds its direct ones at most this long.
+const handoverTimeout = 3 * time.Second
 
-// moves is a gate's forwarding table: sessions that moved to another gate
-// (or were replaced on this one), kept for the resume grace.
-type moves struct {
-	mu sync.Mutex
-	m  map[string]movedTo
+// importWait is a connection waiting for the session it resumes.
+type importWait struct {
+	s    *Session
+	done chan struct{} // closed once s is installed
 }
 
-type movedTo struct {
-	gate  string
+// waiters are the connections of this gate waiting for a hand-over, by key.
+type waiters struct {
+	mu sync.Mutex
+	m  map[string]*importWait
+}
+
+func (w *waiters) put(key string, iw *importWait) {
+	w.mu.Lock()
+	if w.m == nil {
+		w.m = map[string]*importWait{}
+	}
+	w.m[key] = iw
+	w.mu.Unlock()
+}
+
+// take removes and returns the waiter under key: whoever takes it owns the
+// outcome (the importer installs it; the connection gives up on it).
+func (w *waiters) take(key string) *importWait {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	iw := w.m[key]
+	delete(w.m, key)
+	return iw
+}
+
+// moves is a gate's table of sessions that left it — handed to another
+// gate, replaced on this one, or ended by their client — kept for the
+// resume grace so that late messages are forwarded and late resumes get
+// the right answer.
+type moves struct {
+	mu sync.Mutex
+	m  map[string]departure
+}
+
+type departure struct {
+	gate  string   // where it went; "" when it ended
+	stub  *Session // the session left behind
+	ended string   // why it ended, when it did
 	until int64
 }
 
-func (mv *moves) set(id, gate string, until int64) {
+func (mv *moves) set(id string, e departure) {
 	mv.mu.Lock()
 	if mv.m == nil {
-		mv.m = map[string]movedTo{}
+		mv.m = map[string]departure{}
 	}
-	mv.m[id] = movedTo{gate, until}
+	mv.m[id] = e
 	mv.mu.Unlock()
 }
 
-func (mv *moves) get(id string) (string, bool) {
+func (mv *moves) get(id string) (departure, bool) {
 	mv.mu.Lock()
 	defer mv.mu.Unlock()
-	t, ok := mv.m[id]
-	return t.gate, ok
+	e, ok := mv.m[id]
+	return e, ok
 }
 
-func (mv *moves) sweep(now int64) {
+func (mv *moves) drop(id string) {
+	mv.mu.Lock()
+	delete(mv.m, id)
+	mv.mu.Unlock()
+}
+
+// sweep forgets entries past their time, and returns the stubs still
+// forwarding channel messages past theirs.
+func (mv *moves) sweep(now int64, late []*Session) []*Session {
 	mv.mu.Lock()
 	defer mv.mu.Unlock()
-	for id, t := range mv.m {
-		if now > t.until {
+	for id, e := range mv.m {
+		if now > e.until {
 			delete(mv.m, id)
+		}
+		if e.stub != nil {
+			e.stub.mu.Lock()
+			if e.stub.forwarding && now > e.stub.forwardUntil {
+				late = append(late, e.stub)
+			}
+			e.stub.mu.Unlock()
+		}
+	}
+	return late
+}
+
+// resume takes over the session named by the handshake's resume token,
+// from this gate or the one that holds it. On success s is installed in
+// this gate's table with the session's state.
+func (s *Session) resume(token string, lastPush uint64) *wire.Error {
+	g := s.g
+	gate, id, secret, ok := parseResumeToken(token)
+	if !ok {
+		return errSessionLost("malformed resume token")
+	}
+	s.id = id // s is not shared until the hand-over installs it
+	key := newSessionID()
+	iw := &importWait{s: s, done: make(chan struct{})}
+	g.incoming.put(key, iw)
+	werr := g.requestExport(gate, &resumeReq{Session: id, Secret: secret, LastPush: lastPush, Codec: uint8(s.codec), To: g.cfg.ID, Key: key})
+	if werr == nil {
+		t := time.NewTimer(g.cfg.RequestTimeout)
+		defer t.Stop()
+		select {
+		case <-iw.done:
+			return nil
+		case <-t.C:
+		case <-g.stop:
+		}
+	}
+	if g.incoming.take(key) == nil {
+		// The importer took it meanwhile: it is being installed.
+		<-iw.done
+		return nil
+	}
+	if werr == nil {
+		g.log.Error("resume: the hand-over was accepted but its state never came", "session", id, "from", gate)
+		werr = errSessionLost("hand-over did not complete")
+	}
+	return werr
+}
+
+// requestExport asks the gate named in the token to hand the session over.
+// A gate that is gone answers nobody: the session is lost, at once.
+func (g *Gate) requestExport(gate string, req *resumeReq) *wire.Error {
+	b, _ := json.Marshal(req)
+	for hops := 0; ; hops++ {
+		msg, err := g.bus.Conn().Request(g.bus.Subjects().GateResume(gate), b, g.cfg.RequestTimeout)
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			return errSessionLost("gate " + gate + " holding the session is gone")
+		case err != nil:
+			return errSessionLost("gate " + gate + " did not answer: " + err.Error())
+		}
+		var resp resumeResp
+		if err := json.Unmarshal(msg.Data, &resp); err != nil {
+			return errSessionLost("bad answer from gate " + gate)
+		}
+		switch {
+		case resp.Redirect != "" && hops < 2 && cluster.ValidateNodeID(resp.Redirect) == nil:
+			gate = resp.Redirect
+		case resp.Code != wire.OK:
+			return &wire.Error{Code: resp.Code, Message: resp.Error}
+		case resp.Redirect != "":
+			return errSessionLost("the session moved too often")
+		default:
+			return nil
 		}
 	}
 }
@@ -211,163 +403,173 @@ func (mv *moves) sweep(now int64) {
 func (g *Gate) onResumeReq(m *nats.Msg) {
 	var req resumeReq
 	var resp resumeResp
-	if err := json.Unmarshal(m.Data, &req); err != nil {
-		resp.Code, resp.Error = wire.CodeSessionLost, "bad resume request"
-	} else if st, werr := g.export(&req); werr != nil {
+	if err := json.Unmarshal(m.Data, &req); err != nil || cluster.ValidateNodeID(req.To) != nil {
+		resp.Code, resp.Error = wire.CodeSessionLost, "session lost: bad resume request"
+	} else if to, werr := g.export(&req); werr != nil {
 		resp.Code, resp.Error = werr.Code, werr.Message
 	} else {
-		resp.State = st
+		resp.Redirect = to
 	}
 	b, _ := json.Marshal(&resp)
 	_ = m.Respond(b)
 }
 
-// export detaches session req.Session from this gate and returns its state.
-func (g *Gate) export(req *resumeReq) (*sessionState, *wire.Error) {
+// export hands session req.Session over to gate req.To. Nothing changes
+// unless every check passes: a forged or stale request leaves the session
+// as it was. A session that moved on answers with the gate it went to.
+// Bus goroutine only.
+func (g *Gate) export(req *resumeReq) (redirect string, _ *wire.Error) {
 	old := g.sessMap.get(req.Session)
 	if old == nil {
-		if _, moved := g.moves.get(req.Session); moved {
-			return nil, errSessionLost("already resumed on another connection")
+		if e, ok := g.moves.get(req.Session); ok {
+			switch {
+			case e.ended != "":
+				return "", errSessionLost("the session was " + e.ended)
+			case e.gate != "" && e.gate != g.cfg.ID:
+				return e.gate, nil
+			}
+			return "", errSessionLost("already resumed on another connection")
 		}
-		return nil, errSessionLost("unknown or expired session")
+		return "", errSessionLost("unknown or expired session")
 	}
+	return "", g.exportSession(old, req)
+}
+
+func (g *Gate) exportSession(old *Session, req *resumeReq) *wire.Error {
 	sum := sha256.Sum256([]byte(req.Secret))
 	old.mu.Lock()
-	if old.State() == StateDetached && time.Duration(time.Now().UnixNano()-old.detachedAt) > g.cfg.ResumeGrace {
+	st, werr := old.exportableLocked(req, sum)
+	if werr != nil {
 		old.mu.Unlock()
+		if werr.Message == lostBeyondBuffer {
+			go old.expire("pushes missed beyond the resume buffer")
+		}
+		return werr
+	}
+	var iw *importWait
+	same := req.To == g.cfg.ID
+	if same {
+		if iw = g.incoming.take(req.Key); iw == nil {
+			old.mu.Unlock()
+			return errSessionLost("the resuming connection went away")
+		}
+	}
+	prev := old.State()
+	if prev == StateActive {
+		old.kickLocked(wire.CodeResumedElsewhere, "session resumed on another connection; do not resume it", true)
+	}
+	old.setStateLocked(StateClosing)
+	old.movedTo = req.To
+	old.channels = nil
+	counted, ipHeld := old.counted, old.ipHeld && prev == StateDetached
+	old.counted = false
+	if ipHeld {
+		old.ipHeld = false
+	}
+	old.resps.clear(&g.respBytes)
+	if same {
+		iw.s.importState(st, false)
+		g.sessMap.add(iw.s)
+	} else {
+		g.sessMap.remove(old)
+		if len(st.Channels) > 0 {
+			old.forwarding = true
+			old.forwardUntil = time.Now().Add(handoverTimeout).UnixNano()
+			old.stubChans = st.Channels
+		}
+		// Under old.mu: anything the stub forwards comes after this.
+		b, _ := json.Marshal(&importMsg{Key: req.Key, State: st})
+		if err := g.bus.Send(g.bus.Subjects().GateControl(req.To), &cluster.Envelope{Type: cluster.TypeImport, Session: st.Session, Node: g.cfg.ID, Payload: b}); err != nil {
+			g.log.Error("hand-over state not sent", "session", st.Session, "to", req.To, "err", err)
+		}
+	}
+	old.mu.Unlock()
+
+	g.moves.set(old.id, departure{gate: req.To, stub: old, until: time.Now().Add(g.cfg.ResumeGrace).UnixNano()})
+	if same {
+		for _, ch := range st.Channels {
+			g.chans.replace(ch, old, iw.s)
+		}
+		close(iw.done)
+	}
+	if counted {
+		g.m.sessionClosed(old.transport())
+	}
+	if prev == StateDetached {
+		g.m.detached.Dec()
+	}
+	if ipHeld {
+		g.ips.release(old.ip)
+	}
+	g.log.Info("session handed over", "session", old.id, "to", req.To, "pushes", len(st.Pushes), "waiting", len(st.Waiting))
+	return nil
+}
+
+const lostBeyondBuffer = "session lost: pushes missed beyond what the server kept while disconnected; log in again"
+
+// exportableLocked checks a hand-over request against the session and
+// returns its state; old.mu is held. It changes nothing.
+func (s *Session) exportableLocked(req *resumeReq, secretSum [32]byte) (*sessionState, *wire.Error) {
+	g := s.g
+	switch {
+	case s.movedTo != "":
+		return nil, errSessionLost("already resumed on another connection")
+	case s.State() == StateClosed:
+		return nil, errSessionLost("the session has ended")
+	case s.State() == StateDetached && time.Duration(time.Now().UnixNano()-s.detachedAt) > g.cfg.ResumeGrace:
 		return nil, errSessionLost("not resumed within the grace period")
 	}
-	if subtle.ConstantTimeCompare(sum[:], old.secretHash[:]) != 1 {
-		old.mu.Unlock()
+	if subtle.ConstantTimeCompare(secretSum[:], s.secretHash[:]) != 1 && (!s.hasPrev || subtle.ConstantTimeCompare(secretSum[:], s.prevHash[:]) != 1) {
 		g.log.Warn("resume refused: bad token", "session", req.Session, "to", req.To)
 		return nil, errSessionLost("invalid resume token")
 	}
-	if cluster.Codec(req.Codec) != old.codec {
-		old.mu.Unlock()
+	if cluster.Codec(req.Codec) != s.codec {
 		return nil, errSessionLost("resume with the codec the session was opened with")
 	}
-	pushes, ok := old.pushes.after(req.LastPush, old.pushSeq)
-	if !ok {
-		old.mu.Unlock()
-		g.log.Warn("resume refused: pushes no longer kept", "session", req.Session, "last_push", req.LastPush, "push_seq", old.pushSeq)
-		// The session cannot be made whole anywhere: end it.
-		go old.expire("pushes missed beyond the resume buffer")
-		return nil, errSessionLost("pushes missed beyond what the server kept")
+	if _, err := s.pushes.after(req.LastPush, s.pushSeq); err != nil {
+		g.log.Warn("resume refused", "session", req.Session, "last_push", req.LastPush, "push_seq", s.pushSeq, "reason", err)
+		if s.pushes.overflowed {
+			return nil, &wire.Error{Code: wire.CodeSessionLost, Message: lostBeyondBuffer}
+		}
+		return nil, errSessionLost(err.Error())
 	}
 	// The whole ring goes, not only what the client missed: the new gate
-	// replays from last_push, and learns every recent channel message id.
+	// replays from last_push.
 	st := &sessionState{
-		Session: old.id, User: old.user, Codec: old.codec, Bindings: old.bindings,
-		PushSeq: old.pushSeq, Pushes: append([]pushEntry(nil), old.pushes.items...), Resps: append([]respEntry(nil), old.resps.items...),
+		Session: s.id, User: s.user, Codec: s.codec, Bindings: s.bindings,
+		PushSeq: s.pushSeq, Pushes: append([]pushEntry(nil), s.pushes.items...), LastGap: s.pushes.lastGap,
+		Resps: append([]respEntry(nil), s.resps.items...), Forgotten: s.resps.forgotten,
+		SecretHash: append([]byte(nil), s.secretHash[:]...),
 	}
-	for ch := range old.channels {
+	for ch := range s.channels {
 		st.Channels = append(st.Channels, ch)
 	}
-	for seq := range old.waiting {
+	for seq := range s.waiting {
 		st.Waiting = append(st.Waiting, seq)
 	}
-	wasAttached := old.State() == StateActive
-	old.movedTo = req.To
-	old.channels = nil
-	old.state.Store(uint32(StateClosing))
-	old.mu.Unlock()
-
-	g.moves.set(old.id, req.To, time.Now().Add(g.cfg.ResumeGrace).UnixNano())
-	if req.Local != "" {
-		// Same gate: install the new connection's session in the same step,
-		// so nothing addressed to the session falls between the two.
-		if v, ok := g.importing.LoadAndDelete(req.Local); ok {
-			nu := v.(*Session)
-			nu.importState(st)
-			g.sessMap.add(nu)
-			for _, ch := range st.Channels {
-				g.chans.replace(ch, old, nu)
-			}
-		}
-	} else {
-		g.sessMap.remove(old)
-		// The new gate joins the channels once it has the state; until a
-		// moment after, the stub stays a member and forwards (pushFrame).
-		old.mu.Lock()
-		old.forwardUntil = time.Now().Add(channelHandover).UnixNano()
-		old.mu.Unlock()
-		channels := st.Channels
-		time.AfterFunc(channelHandover, func() {
-			for _, ch := range channels {
-				g.chans.leave(ch, old)
-			}
-		})
-	}
-	if wasAttached {
-		g.m.sessionClosed(old.transport())
-	} else {
-		g.m.detached.Dec()
-	}
-	old.closeConn()
-	g.log.Info("session handed over", "session", old.id, "to", req.To, "pushes", len(pushes), "waiting", len(st.Waiting))
 	return st, nil
 }
 
-// requestExport asks the gate named in the token for the session, over the
-// bus. A gate that is gone answers nobody: the session is lost, at once.
-func (g *Gate) requestExport(gate string, req *resumeReq) (*sessionState, *wire.Error) {
-	b, _ := json.Marshal(req)
-	msg, err := g.bus.Conn().Request(g.bus.Subjects().GateResume(gate), b, 5*time.Second)
-	switch {
-	case errors.Is(err, nats.ErrNoResponders):
-		return nil, errSessionLost("gate " + gate + " holding the session is gone")
-	case err != nil:
-		return nil, errSessionLost("gate " + gate + " did not answer: " + err.Error())
-	}
-	var resp resumeResp
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return nil, errSessionLost("bad answer from gate " + gate)
-	}
-	if resp.State == nil {
-		return nil, &wire.Error{Code: wire.CodeSessionLost, Message: resp.Error}
-	}
-	return resp.State, nil
-}
-
-// importState takes over a session's state; s is the new connection's
-// session, still handshaking, so nothing is written to it yet.
-func (s *Session) importState(st *sessionState) {
+// importState takes over a session's state. s is the resuming connection's
+// session, not yet in the table, so nothing else writes to it; hold starts
+// the channel merge of a hand-over from another gate.
+func (s *Session) importState(st *sessionState, hold bool) {
 	g := s.g
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.id, s.user, s.codec, s.bindings = st.Session, st.User, st.Codec, st.Bindings
-	early := s.pushes.items // forwarded to this gate before the state arrived: not numbered yet
-	s.pushes = pushRing{}
+	s.user, s.bindings = st.User, st.Bindings
 	s.pushSeq = st.PushSeq
+	s.pushes = pushRing{lastGap: st.LastGap}
 	for _, e := range st.Pushes {
 		s.pushes.add(e, g.cfg.ResumePushes, g.cfg.ResumeBytes, false)
-		if e.ID != "" {
-			if s.seen == nil {
-				s.seen = map[string]struct{}{}
-			}
-			s.seen[e.ID] = struct{}{}
-		}
-	}
-	for _, e := range early {
-		s.pushSeq++
-		e.Seq = s.pushSeq
-		s.pushes.add(e, g.cfg.ResumePushes, g.cfg.ResumeBytes, false)
-	}
-	cached := map[uint32]bool{}
-	for _, r := range s.resps.items { // responses forwarded early
-		cached[r.Seq] = true
 	}
 	for _, r := range st.Resps {
-		if !cached[r.Seq] {
-			s.resps.add(r, g.cfg.ResponseCache)
-		}
+		s.resps.add(r, &g.cfg.Limits, &g.respBytes)
 	}
-	for _, r := range s.resps.items {
-		cached[r.Seq] = true
-	}
+	s.resps.forgotten = st.Forgotten
 	deadline := time.Now().Add(g.cfg.RequestTimeout).UnixNano()
 	for _, seq := range st.Waiting {
-		if !cached[seq] {
+		if _, answered := s.resps.get(seq); !answered {
 			if s.waiting == nil {
 				s.waiting = map[uint32]int64{}
 			}
@@ -379,14 +581,108 @@ func (s *Session) importState(st *sessionState) {
 		for _, ch := range st.Channels {
 			s.channels[ch] = struct{}{}
 		}
+		if hold {
+			s.holding = true
+			s.holdUntil = time.Now().Add(handoverTimeout).UnixNano()
+			s.seen = map[string]struct{}{}
+		}
 	}
-	s.imported = true
+	copy(s.secretHash[:], st.SecretHash)
 }
 
-// forwardResponse sends a response for a moved session to its new gate.
+// onImport installs a session handed over by another gate. Bus goroutine
+// only: it owns this gate's routing state, and the old gate's forwarded
+// messages for the session queue behind this one.
+func (g *Gate) onImport(e *cluster.Envelope) {
+	var m importMsg
+	if err := json.Unmarshal(e.Payload, &m); err != nil || m.State == nil || m.State.Session != e.Session {
+		g.log.Error("bad hand-over state", "session", e.Session, "from", e.Node, "err", err)
+		return
+	}
+	iw := g.incoming.take(m.Key)
+	if iw == nil || iw.s.id != m.State.Session {
+		// The connection gave up waiting and told its client 304.
+		g.log.Warn("hand-over state arrived after its connection gave up: session lost", "session", e.Session, "from", e.Node)
+		g.tell(e.Node, cluster.TypeHandoverReady, e.Session)
+		return
+	}
+	s := iw.s
+	s.importState(m.State, true)
+	g.sessMap.add(s)
+	g.moves.drop(s.id)
+	for _, ch := range m.State.Channels {
+		g.chans.join(ch, s)
+	}
+	if len(m.State.Channels) > 0 {
+		// After the joins' subscriptions on the same connection: once the
+		// old gate hears this, every later publish reaches this gate.
+		g.tell(e.Node, cluster.TypeHandoverReady, s.id)
+	}
+	close(iw.done)
+}
+
+// tell sends a hand-over signal about session to gate.
+func (g *Gate) tell(gate string, typ cluster.Type, session string) {
+	if err := g.bus.Send(g.bus.Subjects().GateControl(gate), &cluster.Envelope{Type: typ, Session: session, Node: g.cfg.ID}); err != nil {
+		g.log.Warn("hand-over signal not sent", "session", session, "to", gate, "err", err)
+	}
+}
+
+// onHandoverReady: the new gate has its own channel subscriptions for a
+// session that left. The fan-out goroutine stops the stub's forwarding
+// after the channel messages it has already queued.
+func (g *Gate) onHandoverReady(session string) {
+	if e, ok := g.moves.get(session); ok && e.stub != nil {
+		g.chans.endForwarding(e.stub)
+	}
+}
+
+// stopForwarding ends a stub's channel forwarding: it leaves its channels
+// and tells the new gate that nothing more will come. Fan-out goroutine
+// only, so every channel message queued before it was forwarded first.
+func (g *Gate) stopForwarding(stub *Session) {
+	stub.mu.Lock()
+	if !stub.forwarding {
+		stub.mu.Unlock()
+		return
+	}
+	stub.forwarding = false
+	chans, to := stub.stubChans, stub.movedTo
+	stub.stubChans = nil
+	stub.mu.Unlock()
+	for _, ch := range chans {
+		g.chans.leave(ch, stub)
+	}
+	g.tell(to, cluster.TypeHandoverDone, stub.id)
+}
+
+// releaseHeld ends a session's channel merge: the channel messages its own
+// subscription delivered meanwhile follow the forwarded ones, without the
+// copies already delivered.
+func (s *Session) releaseHeld() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.holding {
+		return
+	}
+	held, seen := s.held, s.seen
+	s.holding, s.held, s.seen = false, nil, nil
+	queued := false
+	for _, e := range held {
+		if _, dup := seen[e.ID]; !dup {
+			s.numberLocked(e, true)
+			queued = true
+		}
+	}
+	if queued && s.State() == StateActive && len(s.out) > 0 {
+		s.startFlushLocked()
+	}
+}
+
+// forwardResponse sends a response for a moved session to its new home.
 func (g *Gate) forwardResponse(to, session string, seq uint32, status wire.Code, payload []byte) {
 	if to == g.cfg.ID {
-		if s := g.sessMap.get(session); s != nil && s.movedTo == "" {
+		if s := g.sessMap.get(session); s != nil {
 			s.respond(seq, status, payload)
 		}
 		return
@@ -399,14 +695,15 @@ func (g *Gate) forwardResponse(to, session string, seq uint32, status wire.Code,
 	}
 }
 
-// forwardControl re-sends a control message for a session that moved.
-func (g *Gate) forwardControl(session string, data []byte) bool {
-	to, ok := g.moves.get(session)
-	if !ok || to == g.cfg.ID {
+// forwardControl re-sends a control message for a session that moved to
+// another gate, keeping its reply subject.
+func (g *Gate) forwardControl(session string, m *nats.Msg) bool {
+	e, ok := g.moves.get(session)
+	if !ok || e.gate == "" || e.gate == g.cfg.ID {
 		return false
 	}
-	if err := g.bus.Conn().Publish(g.bus.Subjects().GateControl(to), data); err != nil {
-		g.log.Warn("control message not forwarded", "session", session, "to", to, "err", err)
+	if err := g.bus.Conn().PublishMsg(&nats.Msg{Subject: g.bus.Subjects().GateControl(e.gate), Reply: m.Reply, Data: m.Data}); err != nil {
+		g.log.Warn("control message not forwarded", "session", session, "to", e.gate, "err", err)
 	}
 	return true
 }

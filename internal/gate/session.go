@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,10 +19,13 @@ import (
 
 // State is a session's place in its life:
 //
-//	handshaking → active ⇄ detached → closing → closed
+//	handshaking → active → closing → detached → closed
+//	                          ╰─────────────────╯
 //
-// A detached session has lost its connection but can be resumed, on this
-// gate or another, until the resume grace passes.
+// A session whose connection is gone is closing until the connection
+// goroutine decides its fate: detached (resumable, on this gate or another,
+// until the resume grace passes) or closed. A resumed session is a new
+// Session value; an old one never becomes active again.
 type State uint32
 
 const (
@@ -39,16 +43,27 @@ func (s State) String() string {
 // kickGrace bounds how long a kicked client has to read its KICK.
 const kickGrace = 2 * time.Second
 
-// Session is one client connection and its protocol state.
+// Session is one client session and, while it has one, its connection.
+//
+// Ownership of its fields (the package doc gives the whole picture):
+//   - fixed: set before the session is shared — added to the gate's table,
+//     to a channel, or handed to another goroutine — and never written after.
+//   - conn goroutine: only the goroutine reading the connection.
+//   - atomic: read anywhere without a lock; state is written only under mu.
+//   - mu: everything else; functions named …Locked expect it held.
 type Session struct {
-	id    string
-	g     *Gate
-	conn  net.Conn
-	ws    bool
-	ip    netip.Addr
-	addr  string
-	codec cluster.Codec
+	// fixed
+	g      *Gate
+	conn   net.Conn
+	ws     bool
+	ip     netip.Addr
+	addr   string
+	id     string
+	codec  cluster.Codec
+	routes *routeTable
+	maxOut int // largest frame body the client takes (HANDSHAKE max_frame)
 
+	// atomic
 	state      atomic.Uint32
 	upgraded   atomic.Bool  // WebSocket handshake done
 	lastRecv   atomic.Int64 // unix nanoseconds
@@ -56,9 +71,8 @@ type Session struct {
 	writeSince atomic.Int64 // when the write in progress began; 0: none
 	stalled    atomic.Bool  // closed by the sweep for a write stalled past WriteTimeout
 	inflight   atomic.Int32
-	routes     *routeTable
 
-	// Used only by the reader goroutine.
+	// conn goroutine
 	hdr      [14]byte
 	rbuf     *[]byte // a borrowed small-frame buffer, while a frame is read
 	tokens   float64
@@ -70,31 +84,43 @@ type Session struct {
 	spare     []byte
 	flushing  bool
 	kicked    bool
-	pushSeq   uint64
+	heldMark  bool // output queued by a fan-out batch, flush pending
 	user      string
-	bindings  []cluster.Binding // copy-on-write
+	bindings  []cluster.Binding // copy-on-write: envelopes share it
 	channels  map[string]struct{}
+	counted   bool // counted in the connected-sessions gauge
+	ipHeld    bool // holds a slot of its IP's session limit
 	closeOnce sync.Once
 
-	// Resume (under mu).
-	secretHash   [32]byte         // of the resume token's secret
-	pushes       pushRing         // recent pushes, for replay
-	resps        respCache        // recent responses, by seq
-	waiting      map[uint32]int64 // seqs forwarded and not answered → deadline
-	kickCode     wire.Code        // why the session was kicked; 0 if it was not
-	detachedAt   int64
-	movedTo      string              // gate the session was handed to; this is a stub
-	imported     bool                // took over a resumed session's state
-	goodbye      bool                // the client closed the session (a WebSocket close frame)
-	heldMark     bool                // output queued by a fan-out batch, flush pending
-	forwardUntil int64               // a stub forwards channel messages until then
-	dedupUntil   int64               // a resumed session drops repeated channel messages until then
-	seen         map[string]struct{} // channel message ids seen before dedupUntil
-	counted      bool                // counted in the connected-sessions gauge
+	// Resume state (mu).
+	pushSeq    uint64
+	secretHash [32]byte // of the resume token's secret
+	// prevHash is the secret hash of the token a resume used: valid until
+	// the client shows it got the new one (its first frame after the ACK).
+	prevHash   [32]byte
+	hasPrev    bool
+	pushes     pushRing         // recent pushes, for replay
+	resps      respCache        // recent responses, by seq
+	waiting    map[uint32]int64 // seqs forwarded and not answered → deadline
+	kickCode   wire.Code        // why the session was kicked; 0 if it was not
+	detachedAt int64
+	goodbye    bool   // the client ended the session (BYE, WebSocket close)
+	movedTo    string // gate the session was handed to; this is a stub
+	// A stub forwards channel messages to the new gate until that gate has
+	// its own subscriptions (forwarding, stubChans); the new session holds
+	// the channel messages it gets directly until the stub says it is done
+	// (holding, held, seen), so the two streams merge in order, once each.
+	forwarding   bool
+	forwardUntil int64 // unix ns; a new gate that never answers stops it
+	stubChans    []string
+	holding      bool
+	holdUntil    int64
+	held         []pushEntry
+	seen         map[string]struct{}
 }
 
 func newSession(g *Gate, conn net.Conn, ws bool) *Session {
-	s := &Session{g: g, conn: conn, ws: ws, addr: conn.RemoteAddr().String()}
+	s := &Session{g: g, conn: conn, ws: ws, addr: conn.RemoteAddr().String(), maxOut: g.cfg.MaxFrame}
 	if ap, err := netip.ParseAddrPort(s.addr); err == nil {
 		s.ip = ap.Addr().Unmap()
 	}
@@ -107,6 +133,9 @@ func (s *Session) ID() string { return s.id }
 
 // State is the session's current state.
 func (s *Session) State() State { return State(s.state.Load()) }
+
+// setStateLocked moves the session to st; s.mu is held.
+func (s *Session) setStateLocked(st State) { s.state.Store(uint32(st)) }
 
 // User is the user id the session is bound to, or "".
 func (s *Session) User() string {
@@ -138,9 +167,11 @@ func (s *Session) open() bool {
 				return false
 			}
 		}
-		s.state.Store(uint32(StateActive)) // lets kick frame it
+		s.mu.Lock()
+		s.setStateLocked(StateActive) // lets kick frame it
+		s.mu.Unlock()
 		s.kick(code, reason, true)
-		_ = s.wait()
+		s.wait()
 		return false
 	}
 	_ = s.conn.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
@@ -155,23 +186,39 @@ func (s *Session) open() bool {
 	}
 	if err := s.handshake(); err != nil {
 		s.fail(err, "handshake")
-		_ = s.wait()
-		s.finish()
-		g.ips.release(s.ip)
+		s.wait()
+		if s.State() != StateDetached {
+			s.finish()
+		}
+		s.releaseIP()
 		return false
 	}
 	_ = s.conn.SetDeadline(time.Time{})
 	return true
 }
 
+// releaseIP gives back the connection's slot of its IP's limit, unless the
+// session keeps it while detached (it then goes back in finish).
+func (s *Session) releaseIP() {
+	s.mu.Lock()
+	keep := s.ipHeld && s.State() == StateDetached
+	s.mu.Unlock()
+	if !keep {
+		s.g.ips.release(s.ip)
+		s.mu.Lock()
+		s.ipHeld = false
+		s.mu.Unlock()
+	}
+}
+
 // serve reads an established session until its connection is gone, then
 // leaves it detached (resumable) or closes it.
 func (s *Session) serve() {
-	defer s.g.ips.release(s.ip)
 	err := s.readLoop()
 	s.fail(err, "read")
-	_ = s.wait()
+	s.wait()
 	s.afterConn()
+	s.releaseIP()
 }
 
 // afterConn decides what becomes of the session once its connection is
@@ -179,22 +226,22 @@ func (s *Session) serve() {
 // dropped or the client was told to come back (7, 303); closed otherwise.
 func (s *Session) afterConn() {
 	s.mu.Lock()
-	moved, code, goodbye := s.movedTo != "", s.kickCode, s.goodbye
+	moved, goodbye, resumable := s.movedTo != "", s.goodbye, s.kickCode == 0 || s.resumableKickLocked()
 	s.mu.Unlock()
 	switch {
 	case moved:
 	case goodbye:
 		s.finish()
-	case s.g.cfg.ResumeGrace > 0 && (code == 0 || code == wire.CodeHeartbeatTimeout || code == wire.CodeReconnectElsewhere):
+	case s.g.cfg.ResumeGrace > 0 && resumable:
 		s.detach()
 	default:
 		s.finish()
 	}
 }
 
-// resumableKick reports whether the session was kicked in a way that
-// leaves it resumable; s.mu is held.
-func (s *Session) resumableKick() bool {
+// resumableKickLocked reports whether the session was kicked in a way
+// that leaves it resumable; s.mu is held.
+func (s *Session) resumableKickLocked() bool {
 	return s.g.cfg.ResumeGrace > 0 && (s.kickCode == wire.CodeHeartbeatTimeout || s.kickCode == wire.CodeReconnectElsewhere)
 }
 
@@ -206,7 +253,7 @@ func (s *Session) detach() {
 		s.mu.Unlock()
 		return
 	}
-	s.state.Store(uint32(StateDetached))
+	s.setStateLocked(StateDetached)
 	s.detachedAt = time.Now().UnixNano()
 	counted, code := s.counted, s.kickCode
 	s.counted = false
@@ -222,18 +269,12 @@ func (s *Session) detach() {
 // expire ends a detached session: its grace passed, or what it must keep
 // for the client outgrew the resume buffer.
 func (s *Session) expire(why string) {
-	s.mu.Lock()
-	detached := s.State() == StateDetached
-	s.mu.Unlock()
-	if detached {
-		s.g.m.detached.Dec()
-	}
 	s.log0().Info("session lost", "reason", why)
 	s.finish()
 }
 
 // wait lets a kicked session's flusher write the KICK, then closes.
-func (s *Session) wait() error {
+func (s *Session) wait() {
 	s.mu.Lock()
 	busy := s.flushing
 	s.mu.Unlock()
@@ -249,7 +290,6 @@ func (s *Session) wait() error {
 		}
 	}
 	s.closeConn()
-	return nil
 }
 
 // fail turns a read-side error into the right KICK (or a quiet close when
@@ -266,6 +306,8 @@ func (s *Session) fail(err error, phase string) {
 	case errors.Is(err, os.ErrDeadlineExceeded) && s.State() == StateHandshaking:
 		s.log0().Info("kick", "code", int(wire.CodeHandshakeRequired), "reason", "handshake timeout")
 		s.kick(wire.CodeHandshakeRequired, "handshake timeout", true)
+	case errors.Is(err, errBye), errors.Is(err, errWSClosed):
+		// The client said goodbye; wait writes what it is owed, then closes.
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
 		s.closeConn()
 	default:
@@ -283,6 +325,18 @@ func (s *Session) log0() *slog.Logger {
 	return s.g.log.With("remote", s.addr)
 }
 
+// handshakeMsg is the HANDSHAKE payload as read: the version is kept raw so
+// that a version of the wrong JSON type is "unsupported" (2), not a bad
+// frame (1).
+type handshakeMsg struct {
+	Version  json.RawMessage `json:"version"`
+	Codec    string          `json:"codec"`
+	Client   string          `json:"client"`
+	Resume   string          `json:"resume"`
+	LastPush uint64          `json:"last_push"`
+	MaxFrame int             `json:"max_frame"`
+}
+
 // handshake reads the first frame, which must be a HANDSHAKE, and answers it.
 func (s *Session) handshake() error {
 	body, err := s.readFrame()
@@ -297,12 +351,12 @@ func (s *Session) handshake() error {
 	if f.Kind != wire.KindHandshake {
 		return &wire.Error{Code: wire.CodeHandshakeRequired, Message: "first frame must be HANDSHAKE, got " + f.Kind.String()}
 	}
-	var hs wire.Handshake
+	var hs handshakeMsg
 	if err := json.Unmarshal(f.Payload, &hs); err != nil {
-		return &wire.Error{Code: wire.CodeBadFrame, Message: "handshake payload is not valid JSON"}
+		return &wire.Error{Code: wire.CodeBadFrame, Message: "handshake payload is not a valid JSON object"}
 	}
-	if hs.Version != wire.Version {
-		return &wire.Error{Code: wire.CodeUnsupported, Message: "unsupported protocol version; this server speaks 1"}
+	if string(hs.Version) != strconv.Itoa(wire.Version) {
+		return &wire.Error{Code: wire.CodeUnsupported, Message: "unsupported protocol version " + quoteTrunc(string(hs.Version)) + "; this server speaks 1 (a JSON number)"}
 	}
 	switch hs.Codec {
 	case wire.CodecJSON:
@@ -312,13 +366,20 @@ func (s *Session) handshake() error {
 	default:
 		return &wire.Error{Code: wire.CodeUnsupported, Message: "unsupported codec " + quoteTrunc(hs.Codec) + "; use json or protobuf"}
 	}
+	switch {
+	case hs.MaxFrame < 0:
+		return &wire.Error{Code: wire.CodeBadFrame, Message: "max_frame must be positive"}
+	case hs.MaxFrame > 0:
+		// Never below what the ACK itself needs.
+		s.maxOut = max(hs.MaxFrame, 4096)
+	}
 	g := s.g
 	resumed := hs.Resume != "" && g.cfg.ResumeGrace > 0
 	if resumed {
-		if err := s.resume(&hs); err != nil {
+		if werr := s.resume(hs.Resume, hs.LastPush); werr != nil {
 			g.m.resumes.WithLabelValues("lost").Inc()
-			g.log.Info("resume refused", "remote", s.addr, "reason", err.Message)
-			return err
+			g.log.Info("resume refused", "remote", s.addr, "reason", werr.Message)
+			return werr
 		}
 		g.m.resumes.WithLabelValues("ok").Inc()
 	} else {
@@ -359,21 +420,24 @@ func (s *Session) handshake() error {
 		}
 		return errKickedInHandshake
 	}
+	if resumed {
+		s.prevHash, s.hasPrev = s.secretHash, true
+	}
 	s.secretHash = hash
+	s.ipHeld = true
 	s.out = s.frameHeader(s.out, 3+len(payload))
 	s.out = wire.AppendHandshakeAck(s.out, payload)
 	g.m.frameOut(wire.KindHandshakeAck)
 	replayed := 0
 	if resumed {
+		// resume checked that these are all kept.
 		missed, _ := s.pushes.after(hs.LastPush, s.pushSeq)
 		for _, e := range missed {
-			s.out = s.frameHeader(s.out, 12+len(e.Route)+len(e.Payload))
-			s.out = wire.AppendPush(s.out, e.Seq, e.Route, e.Payload)
-			g.m.frameOut(wire.KindPush)
+			s.appendPushLocked(e)
 		}
 		replayed = len(missed)
 	}
-	s.state.Store(uint32(StateActive))
+	s.setStateLocked(StateActive)
 	s.counted = true
 	s.startFlushLocked()
 	s.mu.Unlock()
@@ -381,7 +445,7 @@ func (s *Session) handshake() error {
 	if resumed {
 		g.publishEvent(s, cluster.EventResumed)
 		if g.cfg.OnResume != nil {
-			g.cfg.OnResume(s.id, s.User())
+			g.cfg.OnResume(s.id, s.User(), s.Codec())
 		}
 		s.log0().Info("session resumed", "replayed", replayed, "last_push", hs.LastPush, "transport", s.transport())
 	} else {
@@ -396,51 +460,18 @@ func (s *Session) handshake() error {
 	return nil
 }
 
-var errKickedInHandshake = errors.New("gate: kicked during the handshake")
-
-// resume takes over the session named by the handshake's token, from this
-// gate or the one that holds it.
-func (s *Session) resume(hs *wire.Handshake) *wire.Error {
-	g := s.g
-	gate, id, secret, ok := parseResumeToken(hs.Resume)
-	if !ok {
-		return errSessionLost("malformed resume token")
+// Codec is the session's codec name, "json" or "protobuf".
+func (s *Session) Codec() string {
+	if s.codec == cluster.CodecJSON {
+		return wire.CodecJSON
 	}
-	req := resumeReq{Session: id, Secret: secret, LastPush: hs.LastPush, Codec: uint8(s.codec), To: g.cfg.ID}
-	if gate == g.cfg.ID {
-		// The hand-over runs on the gate's bus goroutine, which installs
-		// this session in the old one's place in the same step.
-		req.Local = newSessionID()
-		g.importing.Store(req.Local, s)
-		_, werr := g.requestExport(gate, &req)
-		g.importing.Delete(req.Local)
-		if werr != nil {
-			return werr
-		}
-		if !s.imported {
-			return errSessionLost("hand-over did not complete")
-		}
-		return nil
-	}
-	// Registered under the session id before the hand-over, so that what
-	// the old gate forwards meanwhile finds it.
-	s.id = id
-	s.mu.Lock()
-	s.dedupUntil = time.Now().Add(2 * channelHandover).UnixNano()
-	s.mu.Unlock()
-	g.sessMap.add(s)
-	st, werr := g.requestExport(gate, &req)
-	if werr != nil {
-		g.sessMap.remove(s)
-		s.id = ""
-		return werr
-	}
-	s.importState(st)
-	for _, ch := range st.Channels {
-		g.chans.join(ch, s)
-	}
-	return nil
+	return wire.CodecProtobuf
 }
+
+var (
+	errKickedInHandshake = errors.New("gate: kicked during the handshake")
+	errBye               = errors.New("gate: the client ended the session")
+)
 
 func quoteTrunc(s string) string {
 	if len(s) > 64 {
@@ -451,12 +482,17 @@ func quoteTrunc(s string) string {
 
 // readLoop reads frames until the connection fails or a frame is fatal.
 func (s *Session) readLoop() error {
-	for {
+	for first := true; ; first = false {
 		body, err := s.readFrame()
 		if err != nil {
 			return err
 		}
 		s.lastRecv.Store(time.Now().UnixNano())
+		if first {
+			s.mu.Lock()
+			s.hasPrev = false // the client has the new resume token
+			s.mu.Unlock()
+		}
 		err = s.handleFrame(body)
 		s.releaseFrame(body)
 		if err != nil {
@@ -486,6 +522,15 @@ func (s *Session) handleFrame(body []byte) error {
 			s.end(wire.KindPong)
 		}
 	case wire.KindPong:
+	case wire.KindBye:
+		s.mu.Lock()
+		s.goodbye = true
+		s.mu.Unlock()
+		if s.ws {
+			s.wsControl(opClose, nil)
+		}
+		s.log0().Debug("session ended by the client")
+		return errBye
 	case wire.KindHandshake:
 		return &wire.Error{Code: wire.CodeBadFrame, Message: "HANDSHAKE after the session started"}
 	default:
@@ -494,372 +539,59 @@ func (s *Session) handleFrame(body []byte) error {
 	return nil
 }
 
-// begin reserves room for a frame body of n bytes on the session's output
-// and appends the transport's framing. It never blocks: a session whose
-// output would exceed the queue limit is kicked with 202, its queued output
-// dropped. On true the caller holds s.mu, appends the body to s.out and
-// calls end.
-func (s *Session) begin(n int) bool {
-	s.mu.Lock()
-	if s.kicked || s.State() != StateActive {
-		s.mu.Unlock()
-		return false
-	}
-	if len(s.out)+n > s.g.cfg.SendQueueBytes {
-		queued := len(s.out)
-		s.mu.Unlock()
-		s.log0().Warn("kick", "code", int(wire.CodeSlowConsumer), "reason", "send queue full", "queued_bytes", queued)
-		s.kick(wire.CodeSlowConsumer, "slow consumer: send queue full", true)
-		return false
-	}
-	if s.out == nil {
-		s.out = getBuf(n + 16)
-	}
-	s.out = s.frameHeader(s.out, n)
-	return true
-}
-
-// end finishes a frame started with begin and releases s.mu.
-func (s *Session) end(kind wire.Kind) {
-	s.g.m.frameOut(kind)
-	s.startFlushLocked()
-	s.mu.Unlock()
-}
-
-func (s *Session) startFlushLocked() {
-	if !s.flushing {
-		s.flushing = true
-		go s.flush()
-	}
-}
-
-// frameHeader appends the transport's framing for a body of n bytes.
-func (s *Session) frameHeader(dst []byte, n int) []byte {
-	if !s.ws {
-		return wire.AppendLength(dst, n)
-	}
-	return appendWSHeader(dst, opBinary, n)
-}
-
-// flush writes queued output until none is left. It runs in its own
-// goroutine only while there is output, so an idle session has none.
-func (s *Session) flush() {
-	for {
-		s.mu.Lock()
-		if len(s.out) == 0 {
-			s.flushing = false
-			putBuf(s.out)
-			putBuf(s.spare)
-			s.out, s.spare = nil, nil
-			kicked := s.kicked
-			s.mu.Unlock()
-			if kicked {
-				s.closeConn()
-			}
-			return
-		}
-		buf := s.out
-		s.out = s.spare
-		if s.out != nil {
-			s.out = s.out[:0]
-		}
-		s.spare = nil
-		kicked := s.kicked
-		s.mu.Unlock()
-
-		// A stalled write is caught by the heartbeat sweep (writeSince),
-		// not a deadline per write: that would cost a timer update each.
-		timeout := s.g.cfg.WriteTimeout
-		if kicked {
-			timeout = min(timeout, kickGrace)
-			_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
-		}
-		s.writeSince.Store(time.Now().UnixNano())
-		_, err := s.conn.Write(buf)
-		s.writeSince.Store(0)
-
-		s.mu.Lock()
-		if s.spare == nil {
-			s.spare = buf[:0]
-		} else {
-			putBuf(buf)
-		}
-		if err != nil {
-			s.flushing = false
-			wasKicked := s.kicked
-			s.kicked = true
-			s.out = nil
-			s.mu.Unlock()
-			if (errors.Is(err, os.ErrDeadlineExceeded) || s.stalled.Load()) && !wasKicked {
-				s.log0().Warn("kick", "code", int(wire.CodeSlowConsumer), "reason", "write stalled", "timeout", timeout)
-				s.g.m.kicked(wire.CodeSlowConsumer)
-			}
-			s.closeConn()
-			return
-		}
-		s.mu.Unlock()
-	}
-}
-
-// kick sends KICK code and closes the session. With drop, output not yet
-// written is discarded first (the client is too slow or misbehaving);
-// without, it is delivered before the KICK.
-func (s *Session) kick(code wire.Code, reason string, drop bool) {
-	s.mu.Lock()
-	if s.kicked || s.State() == StateDetached {
-		s.mu.Unlock()
-		return
-	}
-	s.kicked = true
-	s.kickCode = code
-	st := s.State()
-	if st < StateClosing {
-		s.state.Store(uint32(StateClosing))
-	}
-	if st == StateClosed {
-		s.mu.Unlock()
-		return
-	}
-	if drop {
-		s.out = s.out[:0]
-	}
-	if len(reason) > 512 {
-		reason = reason[:512]
-	}
-	n := 5 + len(reason)
-	s.out = s.frameHeader(s.out, n)
-	s.out = wire.AppendKick(s.out, code, reason)
-	if s.ws {
-		s.out = appendWSClose(s.out)
-	}
-	s.g.m.kicked(code)
-	s.g.m.frameOut(wire.KindKick)
-	s.startFlushLocked()
-	s.mu.Unlock()
-	// Bound the wait for a client that does not read.
-	_ = s.conn.SetWriteDeadline(time.Now().Add(kickGrace))
-}
-
-// closeConn closes the connection; the reader notices and finishes.
+// closeConn marks a live session closing and closes its connection; the
+// reader notices and finishes.
 func (s *Session) closeConn() {
-	if s.state.Load() < uint32(StateClosing) {
-		s.state.Store(uint32(StateClosing))
+	s.mu.Lock()
+	if st := s.State(); st == StateHandshaking || st == StateActive {
+		s.setStateLocked(StateClosing)
 	}
+	s.mu.Unlock()
 	_ = s.conn.Close()
 }
 
 // finish ends the session and releases everything it holds. It runs once:
-// on the reader goroutine when the connection closes for good, or when a
-// detached session expires.
+// on the connection goroutine when the connection closes for good, or when
+// a detached session expires.
 func (s *Session) finish() {
 	s.closeOnce.Do(func() {
-		s.closeConn()
+		_ = s.conn.Close()
 		g := s.g
 		s.mu.Lock()
-		s.state.Store(uint32(StateClosed))
-		moved, counted := s.movedTo != "", s.counted
-		s.counted = false
+		wasDetached := s.State() == StateDetached
+		s.setStateLocked(StateClosed)
+		moved, counted, ipHeld := s.movedTo != "", s.counted, s.ipHeld
+		s.counted, s.ipHeld = false, false
+		chans := s.channels
+		s.channels = nil
+		s.resps.clear(&g.respBytes)
 		s.mu.Unlock()
-		if s.id == "" || moved {
+		if wasDetached {
+			g.m.detached.Dec()
+			if ipHeld {
+				g.ips.release(s.ip)
+			}
+		}
+		if s.id == "" || moved || !g.sessMap.remove(s) {
 			return
 		}
-		g.sessMap.remove(s)
 		if counted {
 			g.m.sessionClosed(s.transport())
 		}
-		s.mu.Lock()
-		chans := s.channels
-		s.channels = nil
-		s.mu.Unlock()
 		for ch := range chans {
 			g.chans.leave(ch, s)
 		}
+		s.mu.Lock()
+		user, goodbye := s.user, s.goodbye
+		s.mu.Unlock()
+		if goodbye {
+			// A late resume of it is told why it is gone.
+			g.moves.set(s.id, departure{ended: "ended by its client", until: time.Now().Add(g.cfg.ResumeGrace).UnixNano()})
+		}
 		g.publishEvent(s, cluster.EventClosed)
 		if g.cfg.OnClose != nil {
-			g.cfg.OnClose(s.id, s.User())
+			g.runHook(func() { g.cfg.OnClose(s.id, user) })
 		}
 		s.log0().Debug("session closed")
 	})
-}
-
-// respondError answers a request with a non-zero status.
-func (s *Session) respondError(seq uint32, code wire.Code, msg string) {
-	s.g.m.requestError(code)
-	s.respond(seq, code, []byte(msg))
-}
-
-// respond answers request seq. The response is cached for a re-send after
-// a resume; a detached (or still importing) session only caches it, and a
-// stub forwards it to where the session went.
-func (s *Session) respond(seq uint32, status wire.Code, payload []byte) {
-	g := s.g
-	s.mu.Lock()
-	if to := s.movedTo; to != "" {
-		s.mu.Unlock()
-		g.forwardResponse(to, s.id, seq, status, payload)
-		return
-	}
-	delete(s.waiting, seq)
-	if g.cfg.ResumeGrace > 0 {
-		s.resps.add(respEntry{Seq: seq, Status: status, Payload: payload}, g.cfg.ResponseCache)
-	}
-	s.mu.Unlock()
-	s.writeResponse(seq, status, payload)
-}
-
-func (s *Session) writeResponse(seq uint32, status wire.Code, payload []byte) {
-	if s.begin(9 + len(payload)) {
-		s.out = wire.AppendResponse(s.out, seq, status, payload)
-		s.end(wire.KindResponse)
-	}
-}
-
-// push sends a PUSH with the next push_seq, and keeps it for replay. A
-// detached session only keeps it; one still taking over a resumed session
-// keeps it unnumbered until the state arrives.
-func (s *Session) push(route string, payload []byte, msgID string) {
-	s.pushFrame(route, payload, msgID, false)
-}
-
-// pushFrame queues a push. With hold, it does not start the flush: the
-// caller is queuing a batch and calls flushHeld for each session it
-// reports (true: output is waiting for a flush), so a session that gets
-// several pushes in the batch writes them with one syscall.
-//
-// msgID is the id of a channel message ("" for a push to this session):
-// around a hand-over to another gate a channel message can reach the
-// session twice — forwarded by the old gate and directly — and the id
-// lets the copy be dropped.
-func (s *Session) pushFrame(route string, payload []byte, msgID string, hold bool) (held bool) {
-	g := s.g
-	n := 3 + 8 + 1 + len(route) + len(payload)
-	s.mu.Lock()
-	st := s.State()
-	if st == StateClosing && s.resumableKick() {
-		st = StateDetached // kicked to come back: keep what it will miss
-	}
-	if to := s.movedTo; to != "" {
-		// A stub stays in its channels for a moment after a hand-over to
-		// another gate, which joins them only once it has the state:
-		// channel messages in between are forwarded, not lost.
-		forward := msgID != "" && to != g.cfg.ID && time.Now().UnixNano() < s.forwardUntil
-		s.mu.Unlock()
-		if forward {
-			if err := g.bus.PushID(to, []string{s.id}, route, payload, nil, msgID); err != nil {
-				g.log.Warn("channel message not forwarded", "session", s.id, "to", to, "err", err)
-			}
-		}
-		return false
-	}
-	if st >= StateClosing {
-		s.mu.Unlock()
-		return false
-	}
-	if msgID != "" && s.dedupUntil != 0 {
-		if time.Now().UnixNano() > s.dedupUntil {
-			s.dedupUntil, s.seen = 0, nil
-		} else {
-			if _, dup := s.seen[msgID]; dup {
-				s.mu.Unlock()
-				return false
-			}
-			if s.seen == nil {
-				s.seen = map[string]struct{}{}
-			}
-			s.seen[msgID] = struct{}{}
-		}
-	}
-	var seq uint64
-	if st != StateHandshaking || s.imported {
-		s.pushSeq++
-		seq = s.pushSeq
-	}
-	if g.cfg.ResumeGrace > 0 {
-		if s.pushes.add(pushEntry{Seq: seq, Route: route, Payload: payload, ID: msgID}, g.cfg.ResumePushes, g.cfg.ResumeBytes, st != StateActive) {
-			s.mu.Unlock()
-			// Not here: a channel fan-out calls this holding the channel's
-			// lock, which ending the session (leaving its channels) needs.
-			go s.expire("resume buffer overflow while disconnected")
-			return false
-		}
-	}
-	if st != StateActive || s.kicked {
-		s.mu.Unlock()
-		return false
-	}
-	if len(s.out)+n+10 > g.cfg.SendQueueBytes {
-		queued := len(s.out)
-		s.mu.Unlock()
-		s.log0().Warn("kick", "code", int(wire.CodeSlowConsumer), "reason", "send queue full", "queued_bytes", queued)
-		s.kick(wire.CodeSlowConsumer, "slow consumer: send queue full", true)
-		return false
-	}
-	if s.out == nil {
-		s.out = getBuf(n + 16)
-	}
-	s.out = s.frameHeader(s.out, n)
-	s.out = wire.AppendPush(s.out, seq, route, payload)
-	g.m.frameOut(wire.KindPush)
-	if hold {
-		held = !s.flushing && !s.heldMark
-		s.heldMark = s.heldMark || held
-		s.mu.Unlock()
-		return held
-	}
-	s.startFlushLocked()
-	s.mu.Unlock()
-	return false
-}
-
-// flushHeld starts writing what a batch of pushFrame(…, true) queued.
-func (s *Session) flushHeld() {
-	s.mu.Lock()
-	s.heldMark = false
-	if len(s.out) > 0 {
-		s.startFlushLocked()
-	}
-	s.mu.Unlock()
-}
-
-// ping sends a server PING carrying the server's clock.
-func (s *Session) ping(now time.Time) {
-	if s.begin(11) {
-		s.out = wire.AppendPing(s.out, uint64(now.UnixMilli()))
-		s.end(wire.KindPing)
-	}
-}
-
-// payloadFor picks the encoding of a push this session reads.
-func (s *Session) payloadFor(e *cluster.Envelope) []byte {
-	if s.codec == cluster.CodecJSON && e.JSON != nil {
-		return e.JSON
-	}
-	return e.Payload
-}
-
-// allowRequest applies the per-session token bucket. Only the reader
-// goroutine calls it.
-func (s *Session) allowRequest(now int64) bool {
-	rate := s.g.cfg.RequestRate
-	if rate < 0 {
-		return true
-	}
-	burst := float64(s.g.cfg.RequestBurst)
-	s.tokens = min(burst, s.tokens+float64(now-s.tokensAt)/1e9*rate)
-	s.tokensAt = now
-	if s.tokens < 1 {
-		return false
-	}
-	s.tokens--
-	return true
-}
-
-// warnOnce logs a per-request rejection at most once per 10s per session,
-// so a flood cannot flood the log too.
-func (s *Session) warnOnce(now int64, msg string, args ...any) {
-	if now-s.warnedAt < int64(10*time.Second) {
-		return
-	}
-	s.warnedAt = now
-	s.log0().Warn(msg, args...)
 }

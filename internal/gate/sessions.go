@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"errors"
 	"hash/maphash"
 	"net/netip"
 	"sync"
@@ -93,7 +94,10 @@ func (sm *sessionMap) each(fn func(*Session)) {
 func (g *Gate) Lookup(id string) *Session { return g.sessMap.get(id) }
 
 // heartbeatLoop PINGs sessions the gate has not heard from for a heartbeat
-// and kicks those silent for three (KICK 7).
+// and kicks those silent for three (KICK 7); it also ends detached
+// sessions past their grace and the hand-overs that waited too long. It
+// makes no bus or store call itself: what a session's end needs beyond the
+// gate (session events, the OnClose hook) runs on the hook workers.
 func (g *Gate) heartbeatLoop() {
 	defer g.wg.Done()
 	hb := g.cfg.Heartbeat
@@ -103,46 +107,68 @@ func (g *Gate) heartbeatLoop() {
 	}
 	tick := time.NewTicker(max(every, 5*time.Millisecond))
 	defer tick.Stop()
+	var late []*Session
 	for {
 		select {
 		case <-g.stop:
 			return
 		case now := <-tick.C:
 			n := now.UnixNano()
-			g.sessMap.each(func(s *Session) {
-				switch s.State() {
-				case StateDetached:
-					s.mu.Lock()
-					since := n - s.detachedAt
-					s.mu.Unlock()
-					if time.Duration(since) > g.cfg.ResumeGrace {
-						s.expire("not resumed within the grace period")
-					}
-					return
-				case StateActive:
-					s.expireWaiting(n)
-					if ws := s.writeSince.Load(); ws != 0 && time.Duration(n-ws) > g.cfg.WriteTimeout {
-						// The client stopped reading: a slow consumer.
-						s.stalled.Store(true)
-						s.closeConn()
-						return
-					}
-				default:
-					return
-				}
-				silent := time.Duration(n - s.lastRecv.Load())
-				switch {
-				case silent >= 3*hb:
-					s.log0().Info("kick", "code", int(wire.CodeHeartbeatTimeout), "reason", "heartbeat timeout", "silent", silent.Round(time.Millisecond))
-					s.kick(wire.CodeHeartbeatTimeout, "heartbeat timeout", true)
-				case silent >= hb && time.Duration(n-s.lastPing.Load()) >= hb:
-					s.lastPing.Store(n)
-					s.ping(now)
-				}
-			})
+			g.sessMap.each(func(s *Session) { g.check(s, now, n) })
 			g.ips.sweep(n)
-			g.moves.sweep(n)
+			late = g.moves.sweep(n, late[:0])
+			for i, stub := range late {
+				g.chans.endForwarding(stub)
+				late[i] = nil
+			}
 		}
+	}
+}
+
+// check is one session's share of the heartbeat sweep.
+func (g *Gate) check(s *Session, now time.Time, n int64) {
+	hb := g.cfg.Heartbeat
+	s.mu.Lock()
+	holdOver := s.holding && n > s.holdUntil
+	lost := ""
+	if s.State() == StateDetached {
+		switch {
+		case time.Duration(n-s.detachedAt) > g.cfg.ResumeGrace:
+			lost = "not resumed within the grace period"
+		case s.pushes.overflowed:
+			lost = "pushes missed beyond the resume buffer while disconnected"
+		}
+	}
+	s.mu.Unlock()
+	if holdOver {
+		s.log0().Warn("hand-over: the old gate never finished forwarding; channel messages released")
+		s.releaseHeld()
+	}
+	switch s.State() {
+	case StateDetached:
+		if lost != "" {
+			s.expire(lost)
+		}
+		return
+	case StateActive:
+		s.expireWaiting(n)
+		if ws := s.writeSince.Load(); ws != 0 && time.Duration(n-ws) > g.cfg.WriteTimeout {
+			// The client stopped reading: a slow consumer.
+			s.stalled.Store(true)
+			s.closeConn()
+			return
+		}
+	default:
+		return
+	}
+	silent := time.Duration(n - s.lastRecv.Load())
+	switch {
+	case silent >= 3*hb:
+		s.log0().Info("kick", "code", int(wire.CodeHeartbeatTimeout), "reason", "heartbeat timeout", "silent", silent.Round(time.Millisecond))
+		s.kick(wire.CodeHeartbeatTimeout, "heartbeat timeout", true)
+	case silent >= hb && time.Duration(n-s.lastPing.Load()) >= hb:
+		s.lastPing.Store(n)
+		s.ping(now)
 	}
 }
 
@@ -238,13 +264,22 @@ func (l *ipLimiter) sweep(now int64) {
 }
 
 // channels tracks which local sessions are members of which channels, and
-// subscribes to a channel's subject only while it has a local member.
+// subscribes to a channel's subject only while it has a local member. One
+// goroutine (run) fans every channel message out to the local members, in
+// the order the bus delivered them; the channel subscriptions feed it
+// through msgs, a buffer of Limits.ChannelBuffer messages. When it is full
+// the bus drops messages: every member of that channel then gets a gap in
+// its push sequence (Session.gap) and the drop is counted.
 type channels struct {
-	mu   sync.Mutex
+	mu   sync.Mutex // guards m; changes to a channel's members hold it too
 	m    map[string]*channel
+	subs map[*nats.Subscription]string // → channel name; mu
 	msgs chan *nats.Msg
 	g    *Gate
 	done chan struct{}
+	// stubs whose forwarding ends, keyed by the marker message that run
+	// meets in msgs after every channel message queued before it.
+	markers sync.Map // *nats.Msg → *Session
 }
 
 type channel struct {
@@ -254,14 +289,16 @@ type channel struct {
 	sub  *nats.Subscription
 }
 
-func (c *channels) init() {
+func (c *channels) init(buffer int) {
 	c.m = make(map[string]*channel)
-	c.msgs = make(chan *nats.Msg, 65536)
+	c.subs = make(map[*nats.Subscription]string)
+	c.msgs = make(chan *nats.Msg, buffer)
 	c.done = make(chan struct{})
 }
 
 func (c *channels) start(g *Gate) error {
 	c.g = g
+	g.bus.OnSlowConsumer(c.dropped)
 	go c.run()
 	return nil
 }
@@ -274,6 +311,43 @@ func (c *channels) stop() {
 	}
 	c.mu.Unlock()
 	close(c.done)
+}
+
+// dropped runs when the bus dropped messages of sub because the fan-out
+// fell behind: the members of that channel get a gap they can see.
+func (c *channels) dropped(sub *nats.Subscription) {
+	c.mu.Lock()
+	name, ok := c.subs[sub]
+	ch := c.m[name]
+	c.mu.Unlock()
+	if !ok || ch == nil {
+		return
+	}
+	c.g.m.channelDrops.Inc()
+	ch.mu.Lock()
+	members := len(ch.list)
+	for _, s := range ch.list {
+		s.gap()
+	}
+	ch.mu.Unlock()
+	c.g.log.Error("channel fan-out fell behind: messages dropped; members see a gap in push_seq", "channel", name, "members", members, "buffer", cap(c.msgs))
+}
+
+// endForwarding queues the end of a stub's channel forwarding behind the
+// channel messages already waiting, without blocking the caller.
+func (c *channels) endForwarding(stub *Session) {
+	m := new(nats.Msg)
+	c.markers.Store(m, stub)
+	select {
+	case c.msgs <- m:
+	default:
+		go func() {
+			select {
+			case c.msgs <- m:
+			case <-c.done:
+			}
+		}()
+	}
 }
 
 // run fans channel messages out to local members; one goroutine serves
@@ -300,6 +374,10 @@ func (c *channels) run() {
 			}
 			held = held[:0]
 			for _, m := range batch {
+				if stub, ok := c.markers.LoadAndDelete(m); ok {
+					c.g.stopForwarding(stub.(*Session))
+					continue
+				}
 				held = c.fanout(m, held)
 			}
 			for i, s := range held {
@@ -329,7 +407,7 @@ func (c *channels) fanout(m *nats.Msg, held []*Session) []*Session {
 	}
 	ch.mu.Lock()
 	for _, s := range ch.list {
-		if s.pushFrame(e.Route, s.payloadFor(&e), e.Trace, true) {
+		if s.pushFrame(pushEntry{Route: e.Route, Payload: s.payloadFor(&e), ID: e.MsgID}, fromChannel, true) {
 			held = append(held, s)
 		}
 	}
@@ -337,14 +415,17 @@ func (c *channels) fanout(m *nats.Msg, held []*Session) []*Session {
 	return held
 }
 
-func (c *channels) join(name string, s *Session) {
-	if cluster.ValidateChannel(name) != nil {
-		return
+// join adds s to channel name, subscribing the gate to it if s is its first
+// local member. The subscription is on the wire before join returns, so a
+// reply sent after it reaches the bus after it.
+func (c *channels) join(name string, s *Session) error {
+	if err := cluster.ValidateChannel(name); err != nil {
+		return err
 	}
 	s.mu.Lock()
-	if s.State() >= StateClosing {
+	if st := s.State(); st == StateClosing || st == StateClosed || s.movedTo != "" {
 		s.mu.Unlock()
-		return
+		return errSessionGone
 	}
 	if s.channels == nil {
 		s.channels = make(map[string]struct{})
@@ -359,20 +440,23 @@ func (c *channels) join(name string, s *Session) {
 		sub, err := c.g.bus.Conn().ChanSubscribe(c.g.bus.Subjects().Channel(name), c.msgs)
 		if err != nil {
 			c.g.log.Error("channel subscribe failed", "channel", name, "err", err)
-			return
+			return err
 		}
-		_ = sub.SetPendingLimits(-1, 256<<20)
 		ch = &channel{idx: map[*Session]int{}, sub: sub}
 		c.m[name] = ch
+		c.subs[sub] = name
 	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if _, ok := ch.idx[s]; ok {
-		return
+		return nil
 	}
 	ch.idx[s] = len(ch.list)
 	ch.list = append(ch.list, s)
+	return nil
 }
+
+var errSessionGone = errors.New("session is closing or gone")
 
 func (c *channels) leave(name string, s *Session) {
 	s.mu.Lock()
@@ -398,6 +482,7 @@ func (c *channels) leave(name string, s *Session) {
 	ch.mu.Unlock()
 	if empty {
 		_ = ch.sub.Unsubscribe()
+		delete(c.subs, ch.sub)
 		delete(c.m, name)
 	}
 }

@@ -534,16 +534,14 @@ func (a *Service) createRefused(ctx context.Context, ip string, wait time.Durati
 // chain is the login chain the session continues (auth.token), or "" for
 // a fresh login, which starts its own.
 func (a *Service) complete(ctx context.Context, s *hearth.Session, acct store.Account, created bool, chain string) (*authpb.LoginResp, error) {
-	if a.cfg.Duplicate == RefuseNew && s.UserID() != acct.ID {
-		online, err := s.Node().Online(ctx, acct.ID)
-		if err != nil {
-			return nil, err
-		}
-		if online {
+	bind := s.SetUser
+	if a.cfg.Duplicate == RefuseNew {
+		bind = s.ClaimUser // the check and the claim in one atomic step
+	}
+	if err := bind(ctx, acct.ID); err != nil {
+		if errors.Is(err, hearth.ErrUserOnline) {
 			return nil, hearth.NewError(hearth.CodeLoggedInElsewhere, "already logged in elsewhere; log out there first")
 		}
-	}
-	if err := s.SetUser(ctx, acct.ID); err != nil {
 		return nil, err
 	}
 	nick := acct.Name

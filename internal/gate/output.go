@@ -1,0 +1,401 @@
+package gate
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/hearth-server/hearth/internal/cluster"
+	"github.com/hearth-server/hearth/wire"
+)
+
+// A session's output is one byte queue (out, under mu) bounded by
+// Limits.SendQueueBytes: every frame — responses, pushes, pongs, WebSocket
+// control replies, the KICK — is framed into it and counts against the
+// bound. A flush goroutine exists only while there is output, so an idle
+// session has none.
+
+// begin reserves room for a frame body of n bytes on the session's output
+// and appends the transport's framing. It never blocks: a session whose
+// output would exceed the queue limit is kicked with 202, its queued output
+// dropped. On true the caller holds s.mu, appends the body to s.out and
+// calls end.
+func (s *Session) begin(n int) bool {
+	s.mu.Lock()
+	if s.kicked || s.State() != StateActive {
+		s.mu.Unlock()
+		return false
+	}
+	if !s.roomLocked(n) {
+		s.mu.Unlock()
+		return false
+	}
+	if s.out == nil {
+		s.out = getBuf(n + 16)
+	}
+	s.out = s.frameHeader(s.out, n)
+	return true
+}
+
+// roomLocked reports whether a frame body of n bytes fits in the output
+// queue; when it does not, the session is kicked with 202. s.mu is held.
+func (s *Session) roomLocked(n int) bool {
+	if len(s.out)+n+14 <= s.g.cfg.SendQueueBytes {
+		return true
+	}
+	queued := len(s.out)
+	s.log0().Warn("kick", "code", int(wire.CodeSlowConsumer), "reason", "send queue full", "queued_bytes", queued)
+	s.kickLocked(wire.CodeSlowConsumer, "slow consumer: send queue full", true)
+	return false
+}
+
+// end finishes a frame started with begin and releases s.mu.
+func (s *Session) end(kind wire.Kind) {
+	s.g.m.frameOut(kind)
+	s.startFlushLocked()
+	s.mu.Unlock()
+}
+
+// startFlushLocked starts the flush goroutine if none runs; s.mu is held.
+func (s *Session) startFlushLocked() {
+	if !s.flushing {
+		s.flushing = true
+		go s.flush()
+	}
+}
+
+// frameHeader appends the transport's framing for a body of n bytes.
+func (s *Session) frameHeader(dst []byte, n int) []byte {
+	if !s.ws {
+		return wire.AppendLength(dst, n)
+	}
+	return appendWSHeader(dst, opBinary, n)
+}
+
+// flush writes queued output until none is left.
+func (s *Session) flush() {
+	for {
+		s.mu.Lock()
+		if len(s.out) == 0 {
+			s.flushing = false
+			putBuf(s.out)
+			putBuf(s.spare)
+			s.out, s.spare = nil, nil
+			kicked := s.kicked
+			s.mu.Unlock()
+			if kicked {
+				s.closeConn()
+			}
+			return
+		}
+		buf := s.out
+		s.out = s.spare
+		if s.out != nil {
+			s.out = s.out[:0]
+		}
+		s.spare = nil
+		kicked := s.kicked
+		s.mu.Unlock()
+
+		// A stalled write is caught by the heartbeat sweep (writeSince),
+		// not a deadline per write: that would cost a timer update each.
+		timeout := s.g.cfg.WriteTimeout
+		if kicked {
+			timeout = min(timeout, kickGrace)
+			_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
+		}
+		s.writeSince.Store(time.Now().UnixNano())
+		_, err := s.conn.Write(buf)
+		s.writeSince.Store(0)
+
+		s.mu.Lock()
+		if s.spare == nil {
+			s.spare = buf[:0]
+		} else {
+			putBuf(buf)
+		}
+		if err != nil {
+			s.flushing = false
+			wasKicked := s.kicked
+			s.kicked = true
+			s.out = nil
+			s.mu.Unlock()
+			if (errors.Is(err, os.ErrDeadlineExceeded) || s.stalled.Load()) && !wasKicked {
+				s.log0().Warn("kick", "code", int(wire.CodeSlowConsumer), "reason", "write stalled", "timeout", timeout)
+				s.g.m.kicked(wire.CodeSlowConsumer)
+			}
+			s.closeConn()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+// kick sends KICK code and closes the session. With drop, output not yet
+// written is discarded first (the client is too slow or misbehaving);
+// without, it is delivered before the KICK.
+func (s *Session) kick(code wire.Code, reason string, drop bool) {
+	s.mu.Lock()
+	s.kickLocked(code, reason, drop)
+	s.mu.Unlock()
+}
+
+// kickLocked is kick with s.mu held.
+func (s *Session) kickLocked(code wire.Code, reason string, drop bool) {
+	st := s.State()
+	if s.kicked || st == StateDetached || st == StateClosed {
+		return
+	}
+	s.kicked = true
+	s.kickCode = code
+	if st < StateClosing {
+		s.setStateLocked(StateClosing)
+	}
+	if drop {
+		s.out = s.out[:0]
+	}
+	if len(reason) > 512 {
+		reason = reason[:512]
+	}
+	s.out = s.frameHeader(s.out, 5+len(reason))
+	s.out = wire.AppendKick(s.out, code, reason)
+	if s.ws {
+		s.out = appendWSClose(s.out)
+	}
+	s.g.m.kicked(code)
+	s.g.m.frameOut(wire.KindKick)
+	s.startFlushLocked()
+	// Bound the wait for a client that does not read.
+	_ = s.conn.SetWriteDeadline(time.Now().Add(kickGrace))
+}
+
+// respondError answers a request with a non-zero status.
+func (s *Session) respondError(seq uint32, code wire.Code, msg string) {
+	s.g.m.requestError(code)
+	s.respond(seq, code, []byte(msg))
+}
+
+// respond answers request seq. The response is cached for a re-send after
+// a resume; a detached session only caches it, and a stub forwards it to
+// where the session went.
+func (s *Session) respond(seq uint32, status wire.Code, payload []byte) {
+	g := s.g
+	if len(payload)+9 > s.maxOut {
+		s.log0().Warn("response too large for the client", "seq", seq, "bytes", len(payload), "client_max_frame", s.maxOut)
+		g.m.requestError(wire.CodeResponseTooLarge)
+		status = wire.CodeResponseTooLarge
+		payload = []byte("response of " + strconv.Itoa(len(payload)) + " bytes exceeds the client's frame limit of " + strconv.Itoa(s.maxOut) + " bytes")
+	}
+	s.mu.Lock()
+	if to := s.movedTo; to != "" {
+		s.mu.Unlock()
+		g.forwardResponse(to, s.id, seq, status, payload)
+		return
+	}
+	delete(s.waiting, seq)
+	if g.cfg.ResumeGrace > 0 {
+		s.resps.add(respEntry{Seq: seq, Status: status, Payload: payload}, &g.cfg.Limits, &g.respBytes)
+	}
+	if s.State() != StateActive || s.kicked {
+		s.mu.Unlock()
+		return
+	}
+	if !s.roomLocked(9 + len(payload)) {
+		s.mu.Unlock()
+		return
+	}
+	s.out = s.frameHeader(s.out, 9+len(payload))
+	s.out = wire.AppendResponse(s.out, seq, status, payload)
+	s.end(wire.KindResponse)
+}
+
+// writeResponse writes a response again, from the cache.
+func (s *Session) writeResponse(seq uint32, status wire.Code, payload []byte) {
+	if s.begin(9 + len(payload)) {
+		s.out = wire.AppendResponse(s.out, seq, status, payload)
+		s.end(wire.KindResponse)
+	}
+}
+
+// pushSource says where a push came from, which decides how a session in
+// the middle of a hand-over treats a channel message.
+type pushSource uint8
+
+const (
+	fromService pushSource = iota // to this session (or a list of sessions)
+	fromChannel                   // this gate's own channel subscription
+	fromStub                      // a channel message the session's old gate forwarded
+)
+
+// push sends a PUSH with the next push_seq, and keeps it for replay.
+func (s *Session) push(route string, payload []byte, msgID string, src pushSource) {
+	s.pushFrame(pushEntry{Route: route, Payload: payload, ID: msgID}, src, false)
+}
+
+// pushFrame gives e the session's next push_seq and a slot in its replay
+// buffer, whatever the connection's state, and queues it when the session
+// is connected. A stub forwards it to the session's new home instead.
+//
+// With hold, it does not start the flush: the caller is queuing a batch and
+// calls flushHeld for each session it reports (true: output is waiting for
+// a flush), so a session that gets several pushes in the batch writes them
+// with one syscall.
+func (s *Session) pushFrame(e pushEntry, src pushSource, hold bool) (held bool) {
+	g := s.g
+	s.mu.Lock()
+	if to := s.movedTo; to != "" {
+		forward := src == fromChannel && s.forwarding
+		s.mu.Unlock()
+		switch {
+		case to == g.cfg.ID:
+			// Replaced on this gate: the new session is in the table.
+			if nu := g.sessMap.get(s.id); nu != nil && nu != s {
+				return nu.pushFrame(e, src, hold)
+			}
+		case forward:
+			if err := g.bus.PushID(to, []string{s.id}, e.Route, e.Payload, nil, e.ID); err != nil {
+				g.log.Warn("channel message not forwarded", "session", s.id, "to", to, "err", err)
+			}
+		}
+		return false
+	}
+	if s.State() == StateClosed {
+		s.mu.Unlock()
+		return false
+	}
+	if s.holding && e.ID != "" {
+		// Mid hand-over: the old gate's forwarded copies come first; what
+		// this gate's subscription delivers waits for the end of them.
+		if _, dup := s.seen[e.ID]; dup {
+			s.mu.Unlock()
+			return false
+		}
+		if src == fromChannel {
+			s.held = append(s.held, e)
+			s.mu.Unlock()
+			return false
+		}
+		s.seen[e.ID] = struct{}{}
+	}
+	held = s.numberLocked(e, hold)
+	s.mu.Unlock()
+	return held
+}
+
+// numberLocked gives e the next push_seq, keeps it for replay and queues it
+// for a connected session; s.mu is held.
+func (s *Session) numberLocked(e pushEntry, hold bool) (held bool) {
+	g := s.g
+	s.pushSeq++
+	e.Seq = s.pushSeq
+	st := s.State()
+	if g.cfg.ResumeGrace > 0 {
+		connected := st == StateActive && !s.kicked
+		if s.pushes.add(e, g.cfg.ResumePushes, g.cfg.ResumeBytes, !connected) {
+			// A session that cannot be made whole is lost, not left with a
+			// gap: resume answers 304 once its pushes outgrow the buffer.
+			s.pushes.overflowed = true
+		}
+	}
+	if st != StateActive || s.kicked {
+		return false
+	}
+	if !s.appendPushLocked(e) {
+		return false
+	}
+	if hold {
+		held = !s.flushing && !s.heldMark
+		s.heldMark = s.heldMark || held
+		return held
+	}
+	s.startFlushLocked()
+	return false
+}
+
+// appendPushLocked frames a numbered push onto the output. A push larger
+// than the client's frame limit is replaced by an empty push on route
+// sys.dropped, so the client still sees its number. s.mu is held.
+func (s *Session) appendPushLocked(e pushEntry) bool {
+	route, payload := e.Route, e.Payload
+	if 12+len(route)+len(payload) > s.maxOut {
+		s.log0().Warn("push too large for the client: sent as sys.dropped", "route", route, "bytes", len(payload), "client_max_frame", s.maxOut)
+		route, payload = "sys.dropped", nil
+	}
+	n := 12 + len(route) + len(payload)
+	if !s.roomLocked(n) {
+		return false
+	}
+	if s.out == nil {
+		s.out = getBuf(n + 16)
+	}
+	s.out = s.frameHeader(s.out, n)
+	s.out = wire.AppendPush(s.out, e.Seq, route, payload)
+	s.g.m.frameOut(wire.KindPush)
+	return true
+}
+
+// flushHeld starts writing what a batch of pushFrame(…, true) queued.
+func (s *Session) flushHeld() {
+	s.mu.Lock()
+	s.heldMark = false
+	if len(s.out) > 0 {
+		s.startFlushLocked()
+	}
+	s.mu.Unlock()
+}
+
+// gap records that a channel message for this session was lost (the gate
+// could not keep up with the channel): push_seq skips a number, which a
+// connected client can see, and replay across the gap is refused with 304.
+func (s *Session) gap() {
+	s.mu.Lock()
+	if s.movedTo == "" && s.State() != StateClosed {
+		s.pushSeq++
+		s.pushes.gapAt(s.pushSeq)
+	}
+	s.mu.Unlock()
+}
+
+// ping sends a server PING carrying the server's clock.
+func (s *Session) ping(now time.Time) {
+	if s.begin(11) {
+		s.out = wire.AppendPing(s.out, uint64(now.UnixMilli()))
+		s.end(wire.KindPing)
+	}
+}
+
+// payloadFor picks the encoding of a push this session reads.
+func (s *Session) payloadFor(e *cluster.Envelope) []byte {
+	if s.codec == cluster.CodecJSON && e.JSON != nil {
+		return e.JSON
+	}
+	return e.Payload
+}
+
+// allowRequest applies the per-session token bucket. Only the connection
+// goroutine calls it.
+func (s *Session) allowRequest(now int64) bool {
+	rate := s.g.cfg.RequestRate
+	if rate < 0 {
+		return true
+	}
+	burst := float64(s.g.cfg.RequestBurst)
+	s.tokens = min(burst, s.tokens+float64(now-s.tokensAt)/1e9*rate)
+	s.tokensAt = now
+	if s.tokens < 1 {
+		return false
+	}
+	s.tokens--
+	return true
+}
+
+// warnOnce logs a per-request rejection at most once per 10s per session,
+// so a flood cannot flood the log too. Connection goroutine only.
+func (s *Session) warnOnce(now int64, msg string, args ...any) {
+	if now-s.warnedAt < int64(10*time.Second) {
+		return
+	}
+	s.warnedAt = now
+	s.log0().Warn(msg, args...)
+}
