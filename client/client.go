@@ -362,6 +362,7 @@ func (c *Client) connect(ctx context.Context, addr, token string, lastPush uint6
 		Client:   opts.Name,
 		Resume:   token,
 		LastPush: lastPush,
+		MaxFrame: opts.MaxFrame,
 	})
 	if err != nil {
 		return nil, err

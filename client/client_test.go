@@ -71,9 +71,9 @@ func TestHandshake(t *testing.T) {
 			opts Options
 			want wire.Handshake
 		}{
-			{"defaults", Options{}, wire.Handshake{Version: 1, Codec: "json", Client: DefaultName}},
-			{"protobuf", Options{Codec: "protobuf", Name: "bot/7"}, wire.Handshake{Version: 1, Codec: "protobuf", Client: "bot/7"}},
-			{"resume", Options{Resume: "tok-9", LastPush: 41}, wire.Handshake{Version: 1, Codec: "json", Client: DefaultName, Resume: "tok-9", LastPush: 41}},
+			{"defaults", Options{}, wire.Handshake{Version: 1, Codec: "json", Client: DefaultName, MaxFrame: wire.DefaultMaxFrame}},
+			{"protobuf", Options{Codec: "protobuf", Name: "bot/7", MaxFrame: 1 << 20}, wire.Handshake{Version: 1, Codec: "protobuf", Client: "bot/7", MaxFrame: 1 << 20}},
+			{"resume", Options{Resume: "tok-9", LastPush: 41}, wire.Handshake{Version: 1, Codec: "json", Client: DefaultName, Resume: "tok-9", LastPush: 41, MaxFrame: wire.DefaultMaxFrame}},
 		} {
 			t.Run(kind+"/"+tc.name, func(t *testing.T) {
 				ack := testAck()

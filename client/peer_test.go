@@ -91,12 +91,12 @@ func testTLS(t testing.TB) (server, client *tls.Config) {
 
 // pconn is the peer's side of one connection.
 type pconn struct {
-	t      testing.TB
-	n      int // 1 for the peer's first connection, 2 for the next, …
-	c      net.Conn
-	ws     bool
-	br     *bufio.Reader
-	mu     sync.Mutex  // serialises writes
+	t  testing.TB
+	n  int // 1 for the peer's first connection, 2 for the next, …
+	c  net.Conn
+	ws bool
+	br *bufio.Reader
+	mu sync.Mutex // serialises writes
 }
 
 // peer is a running scripted test peer.

@@ -208,7 +208,7 @@ func TestResumeAfterDrop(t *testing.T) {
 
 				// The second drop: resume with the newest token.
 				r.next(t, Disconnected)
-				require.Equal(t, wire.Handshake{Version: 1, Codec: "json", Client: DefaultName, Resume: "tok-2", LastPush: 10}, recv(t, hs3))
+				require.Equal(t, wire.Handshake{Version: 1, Codec: "json", Client: DefaultName, Resume: "tok-2", LastPush: 10, MaxFrame: wire.DefaultMaxFrame}, recv(t, hs3))
 				r.next(t, Resumed)
 				b, err := c.RequestRaw(ctxT(t), "game.echo", []byte("after"))
 				require.NoError(t, err)
