@@ -156,7 +156,7 @@ func printListeners(w io.Writer, node *hearth.Node, cfg hearth.Config) {
 		fmt.Fprintf(w, "  nats   embedded (in-process), data in %s\n", cfg.DataDir)
 	}
 	if a := node.Addr("tcp"); a != nil {
-		fmt.Fprintf(w, "try:   hearth call --addr tcp://%s sys.time\n", display(a))
+		fmt.Fprintf(w, "try:   %s call --addr tcp://%s sys.time\n", progName(), display(a))
 	}
 }
 
