@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -20,9 +21,18 @@ const Version = "0.1.0"
 
 // Options customise the command line for a game's own binary.
 type Options struct {
+	// Flags declares the game's own settings on the flag set of serve,
+	// beside the built-in ones. Each is also read from the environment
+	// (HEARTH_<NAME>, upper case, dashes as underscores) and from the
+	// config file (key NAME), as the built-in settings are: a flag wins
+	// over the environment, which wins over the file. Nil: none.
+	Flags func(fs *flag.FlagSet)
 	// Services returns the services to register on a node, besides the
-	// built-in ones. Nil: none.
-	Services func() []*hearth.Service
+	// built-in ones. It runs once the flags, environment and config file
+	// are parsed, so the values Flags bound are set; cfg is the node's
+	// Config as parsed, and changes to it (PublicServices, say) apply to
+	// the node. Nil: none.
+	Services func(cfg *hearth.Config) []*hearth.Service
 	// Stdout and Stderr default to os.Stdout and os.Stderr.
 	Stdout, Stderr io.Writer
 	// Commands are commands besides the built-in ones, by name: the hearth

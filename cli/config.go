@@ -27,7 +27,7 @@ func resolve(fs *flag.FlagSet, configPath string) error {
 		}
 		for k := range file {
 			if fs.Lookup(k) == nil || k == "config" {
-				return fmt.Errorf("config file %s: unknown key %q (keys are the flag names of 'hearth serve -h')", configPath, k)
+				return fmt.Errorf("config file %s: unknown key %q (keys are the flag names of '%s serve -h')", configPath, k, progName())
 			}
 		}
 	}

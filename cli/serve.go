@@ -63,6 +63,9 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	fs.DurationVar(&cfg.RegistryInterval, "registry-interval", time.Second, "registry refresh; a node silent for 3 intervals has left")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	if opts.Flags != nil {
+		opts.Flags(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -91,6 +94,10 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	cfg.Logger = log
 
 	cfg.RequireUser = builtin.requireLogin
+	var game []*hearth.Service
+	if opts.Services != nil {
+		game = opts.Services(&cfg)
+	}
 	node, err := hearth.New(cfg)
 	if err != nil {
 		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
@@ -106,11 +113,9 @@ func serve(ctx context.Context, args []string, opts Options) int {
 		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
 		return 1
 	}
-	if opts.Services != nil {
-		if err := node.Register(opts.Services()...); err != nil {
-			fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
-			return 1
-		}
+	if err := node.Register(game...); err != nil {
+		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+		return 1
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- node.Run(ctx) }()

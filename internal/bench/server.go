@@ -97,10 +97,10 @@ func benchServe(ctx context.Context, args []string, opts options) int {
 	}
 	co := opts.Options
 	services := co.Services
-	co.Services = func() []*hearth.Service {
+	co.Services = func(cfg *hearth.Config) []*hearth.Service {
 		var svcs []*hearth.Service
 		if services != nil {
-			svcs = services()
+			svcs = services(cfg)
 		}
 		return append(svcs, benchService())
 	}
@@ -282,7 +282,7 @@ func startInProcess(ctx context.Context, bf *benchFlags, need serverNeeds, dir s
 		err = node.Register(benchService())
 	}
 	if err == nil && opts.Services != nil {
-		err = node.Register(opts.Services()...)
+		err = node.Register(opts.Services(&cfg)...)
 	}
 	if err != nil {
 		return nil, err

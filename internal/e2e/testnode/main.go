@@ -37,7 +37,7 @@ const CodeOffline hearth.Code = 1001
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, os.Args[1:], cli.Options{Services: func() []*hearth.Service {
+	code := cli.Main(ctx, os.Args[1:], cli.Options{Services: func(*hearth.Config) []*hearth.Service {
 		node := &nodeRef{}
 		return []*hearth.Service{countService(node), acctService(node)}
 	}})
