@@ -29,7 +29,7 @@ import (
 type queue struct {
 	node  *hearth.Node
 	log   *slog.Logger
-	rate  float64
+	rate  float64 // guarded by mu: tests change it
 	burst float64
 	perIP int // most waiters from one address; <= 0: no cap
 	self  string
@@ -142,7 +142,10 @@ func (q *queue) admit(ctx context.Context, session, gate, ip string) (admitResp,
 
 // lead runs the queue while this node holds the lease.
 func (q *queue) lead(ctx context.Context) {
-	q.log.Info("login queue: leading", "rate", q.rate, "burst", q.burst)
+	q.mu.Lock()
+	rate := q.rate
+	q.mu.Unlock()
+	q.log.Info("login queue: leading", "rate", rate, "burst", q.burst)
 	if err := q.load(ctx); err != nil {
 		q.log.Warn("login queue: could not load the waiting list", "err", err)
 	}
