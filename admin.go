@@ -23,7 +23,7 @@ func checkAdmin(addr, token string) error {
 	if addr == Off || token != "" || loopbackAddr(addr) {
 		return nil
 	}
-	return fmt.Errorf("%w: %s: set a token (hearth serve --admin-token or HEARTH_ADMIN_TOKEN; Config.AdminToken in Go) or bind it to loopback, e.g. 127.0.0.1:7180", ErrAdminNoToken, addr)
+	return fmt.Errorf("%w: %s: set Config.AdminToken, or bind Config.AdminAddr to loopback, e.g. 127.0.0.1:7180", ErrAdminNoToken, addr)
 }
 
 // loopbackAddr reports whether host:port listens on loopback only. A host
@@ -57,7 +57,7 @@ func loopbackAddr(addr string) bool {
 func (n *Node) startAdmin() error {
 	ln, err := net.Listen("tcp", n.cfg.AdminAddr)
 	if err != nil {
-		return fmt.Errorf("hearth: admin listener on %s: %w (is the port in use? pick another with --admin)", n.cfg.AdminAddr, err)
+		return fmt.Errorf("hearth: admin listener on %s: %w (is the port in use? set another Config.AdminAddr)", n.cfg.AdminAddr, err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -78,7 +78,7 @@ func (n *Node) startAdmin() error {
 	}))
 	mux.Handle("POST /v1/drain", n.adminAuth(func(w http.ResponseWriter, _ *http.Request) {
 		if n.cfg.AdminToken == "" {
-			http.Error(w, "drain needs --admin-token: refusing an unauthenticated shutdown", http.StatusForbidden)
+			http.Error(w, "drain needs an admin token (Config.AdminToken): refusing an unauthenticated shutdown", http.StatusForbidden)
 			return
 		}
 		sessions := 0

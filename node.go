@@ -1,15 +1,3 @@
-// Package hearth is the SDK a game developer imports to run a hearth node:
-// a gate that holds players' connections, the services that own the game's
-// logic, and the NATS bus between them — in one process or across many.
-//
-//	node, err := hearth.New(hearth.Config{})
-//	svc := hearth.NewService("room")
-//	hearth.Handle(svc, "join", func(ctx context.Context, s *hearth.Session, req *pb.JoinReq) (*pb.JoinResp, error) { … })
-//	node.Register(svc)
-//	err = node.Run(ctx)
-//
-// Every request travels as an envelope over NATS subjects, even in one
-// process, so a node behaves the same alone and in a cluster.
 package hearth
 
 import (
@@ -141,7 +129,7 @@ func New(cfg Config) (*Node, error) {
 	if n.tls == nil && (cfg.TLSCertFile != "" || cfg.TLSKeyFile != "") {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("hearth: load TLS key pair (--tls-cert %q, --tls-key %q): %w", cfg.TLSCertFile, cfg.TLSKeyFile, err)
+			return nil, fmt.Errorf("hearth: load TLS key pair (Config.TLSCertFile %q, Config.TLSKeyFile %q): %w", cfg.TLSCertFile, cfg.TLSKeyFile, err)
 		}
 		n.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}

@@ -107,3 +107,12 @@ func (w *readyWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// Library errors name Config fields; serve names the flags instead.
+func TestServeErrorsNameFlags(t *testing.T) {
+	var errb bytes.Buffer
+	code := Main(context.Background(), []string{"serve", "--admin", "0.0.0.0:0", "--data", t.TempDir()}, Options{Stdout: &bytes.Buffer{}, Stderr: &errb})
+	require.Equal(t, 1, code)
+	require.Contains(t, errb.String(), "set --admin-token (or HEARTH_ADMIN_TOKEN), or bind --admin to loopback")
+	require.NotContains(t, errb.String(), "Config.")
+}

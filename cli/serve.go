@@ -76,7 +76,7 @@ func serve(ctx context.Context, args []string, opts Options) int {
 		configF = os.Getenv("HEARTH_CONFIG")
 	}
 	if err := resolve(fs, configF); err != nil {
-		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+		fmt.Fprintf(opts.Stderr, "hearth serve: %s\n", flagNames.Replace(err.Error()))
 		return 2
 	}
 	if roles != "" {
@@ -88,7 +88,7 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	}
 	log, err := newLogger(opts.Stderr, logLevel, logFormat)
 	if err != nil {
-		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+		fmt.Fprintf(opts.Stderr, "hearth serve: %s\n", flagNames.Replace(err.Error()))
 		return 2
 	}
 	cfg.Logger = log
@@ -100,21 +100,21 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	}
 	node, err := hearth.New(cfg)
 	if err != nil {
-		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+		fmt.Fprintf(opts.Stderr, "hearth serve: %s\n", flagNames.Replace(err.Error()))
 		return 1
 	}
 	svcs, closeStore, err := builtin.builtins(ctx, &cfg)
 	defer closeStore()
 	if err != nil {
-		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+		fmt.Fprintf(opts.Stderr, "hearth serve: %s\n", flagNames.Replace(err.Error()))
 		return 1
 	}
 	if err := node.Register(svcs...); err != nil {
-		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+		fmt.Fprintf(opts.Stderr, "hearth serve: %s\n", flagNames.Replace(err.Error()))
 		return 1
 	}
 	if err := node.Register(game...); err != nil {
-		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+		fmt.Fprintf(opts.Stderr, "hearth serve: %s\n", flagNames.Replace(err.Error()))
 		return 1
 	}
 	errc := make(chan error, 1)
@@ -123,7 +123,7 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	case <-node.Ready():
 		printListeners(opts.Stdout, node, cfg)
 	case err := <-errc:
-		fmt.Fprintf(opts.Stderr, "hearth serve: %v\n", err)
+		fmt.Fprintf(opts.Stderr, "hearth serve: %s\n", flagNames.Replace(err.Error()))
 		return 1
 	}
 	if err := <-errc; err != nil {
@@ -132,6 +132,18 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	}
 	return 0
 }
+
+// flagNames rewrites the Config fields that the library's errors name into
+// the flags that set them.
+var flagNames = strings.NewReplacer(
+	"Config.AdminAddr", "--admin",
+	"Config.AdminToken", "--admin-token (or HEARTH_ADMIN_TOKEN)",
+	"Config.TLSCertFile", "--tls-cert",
+	"Config.TLSKeyFile", "--tls-key",
+	"Config.NATSURL", "--nats",
+	"Config.NATSListen", "--nats-listen",
+	"Config.NodeID", "--node-id",
+)
 
 func printListeners(w io.Writer, node *hearth.Node, cfg hearth.Config) {
 	fmt.Fprintf(w, "hearth %s  node %s  roles %s\n", Version, node.ID(), strings.Join(rolesOrAll(cfg.Roles), ","))
