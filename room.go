@@ -417,6 +417,10 @@ func (r *Room) Type() string { return r.typ.name }
 // Seats are the room's seats, in order.
 func (r *Room) Seats() []*Seat { return r.seats }
 
+// Handler is the room's handler, for HandleRoom functions to reach the
+// game's state: r.Handler().(*myGame).
+func (r *Room) Handler() RoomHandler { return r.handler }
+
 // Players counts the seats taken.
 func (r *Room) Players() int {
 	n := 0

@@ -37,6 +37,8 @@ type roomHost struct {
 	empty    chan struct{} // closed when the last room closes during a drain
 	sub      *nats.Subscription
 	wake     chan struct{} // cap 1: pending is not empty
+	urgent   chan struct{} // cap 1: someone waits for the next flush
+	flushed  chan struct{} // closed when the next flush pass has written
 	stop     chan struct{}
 	done     chan struct{} // the writer has finished
 }
@@ -60,6 +62,8 @@ func (h *roomHost) attach(ctx context.Context, n *Node, rt *RoomType) error {
 		h.pending = map[string]*RoomInfo{}
 		h.timers = newTimerQueue()
 		h.wake = make(chan struct{}, 1)
+		h.urgent = make(chan struct{}, 1)
+		h.flushed = make(chan struct{})
 		h.stop = make(chan struct{})
 		h.done = make(chan struct{})
 		h.sub, err = n.bus.Conn().Subscribe(roomCtlSubject(n, n.id), h.control)
@@ -70,9 +74,22 @@ func (h *roomHost) attach(ctx context.Context, n *Node, rt *RoomType) error {
 		go h.write()
 	}
 	h.types[rt.name] = rt
-	h.nodeRec = true
-	h.signal()
+	// Written before the type takes requests, so the match service knows
+	// the node as soon as it can serve.
+	if _, err := h.kv.Put(ctx, nodeKey(n.id), h.nodeRecord()); err != nil {
+		return fmt.Errorf("hearth: register room node: %w", err)
+	}
 	return nil
+}
+
+// nodeRecord is the node's entry in the room registry; h.mu is held.
+func (h *roomHost) nodeRecord() []byte {
+	rec := nodeRecord{ID: h.node.id, Draining: h.draining, Capacity: map[string]int{}}
+	for name, rt := range h.types {
+		rec.Capacity[name] = rt.cfg.MaxRooms
+	}
+	b, _ := json.Marshal(rec)
+	return b
 }
 
 func openRoomsKV(ctx context.Context, n *Node) (jetstream.KeyValue, error) {
@@ -126,20 +143,27 @@ func (h *roomHost) roomCount() int {
 }
 
 // write is the registry writer's goroutine: it coalesces a room's changes
-// into one write per flushInterval at most.
+// into one write per flushInterval at most, unless a seat is waiting to be
+// acknowledged (awaitFlush).
 func (h *roomHost) write() {
 	defer close(h.done)
 	const flushInterval = 50 * time.Millisecond
+	pause := time.NewTimer(flushInterval)
+	defer pause.Stop()
 	for {
 		select {
 		case <-h.wake:
+		case <-h.urgent:
 		case <-h.stop:
 			h.flush()
 			return
 		}
 		h.flush()
+		pause.Reset(flushInterval)
 		select {
-		case <-time.After(flushInterval):
+		case <-pause.C:
+		case <-h.urgent:
+			h.signal() // flush again at once
 		case <-h.stop:
 			h.flush()
 			return
@@ -147,24 +171,41 @@ func (h *roomHost) write() {
 	}
 }
 
+// awaitFlush waits until what is pending now is in the registry, so that a
+// player told of a seat is also in the registry's list of the room's
+// players (whom a lost node's rooms are reported to).
+func (h *roomHost) awaitFlush(ctx context.Context) {
+	h.mu.Lock()
+	ch := h.flushed
+	h.mu.Unlock()
+	select {
+	case h.urgent <- struct{}{}:
+	default:
+	}
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	case <-h.done:
+	}
+}
+
 func (h *roomHost) flush() {
 	h.mu.Lock()
 	batch := h.pending
 	h.pending = map[string]*RoomInfo{}
-	var rec *nodeRecord
+	flushed := h.flushed
+	h.flushed = make(chan struct{})
+	defer close(flushed)
+	var rec []byte
 	if h.nodeRec {
 		h.nodeRec = false
-		rec = &nodeRecord{ID: h.node.id, Draining: h.draining, Capacity: map[string]int{}}
-		for name, rt := range h.types {
-			rec.Capacity[name] = rt.cfg.MaxRooms
-		}
+		rec = h.nodeRecord()
 	}
 	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if rec != nil {
-		b, _ := json.Marshal(rec)
-		if _, err := h.kv.Put(ctx, nodeKey(rec.ID), b); err != nil {
+		if _, err := h.kv.Put(ctx, nodeKey(h.node.id), rec); err != nil {
 			h.log.Warn("room node record not written", "err", err)
 		}
 	}
@@ -264,6 +305,11 @@ func (h *roomHost) serveControl(data []byte) roomCtlResp {
 		info, seat, err = h.join(c)
 	case "leave":
 		err = h.leave(c)
+	}
+	if err == nil && c.Op != "leave" {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		h.awaitFlush(ctx)
+		cancel()
 	}
 	if err != nil {
 		var we *Error

@@ -329,25 +329,71 @@ func (n *Node) RoomByID(ctx context.Context, id string) (RoomInfo, bool, error) 
 		return RoomInfo{}, false, err
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	r, ok := d.rooms[id]
-	return r.info, ok, nil
+	kv := d.kv
+	d.mu.Unlock()
+	if ok {
+		return r.info, true, nil
+	}
+	// The watch may not have delivered a room made a moment ago.
+	e, err := kv.Get(ctx, roomKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		return RoomInfo{}, false, nil
+	}
+	if err != nil {
+		return RoomInfo{}, false, fmt.Errorf("hearth: room registry: %w", err)
+	}
+	var info RoomInfo
+	if err := json.Unmarshal(e.Value(), &info); err != nil {
+		return RoomInfo{}, false, fmt.Errorf("hearth: room registry entry %s: %w", id, err)
+	}
+	return info, true, nil
 }
 
-// RoomOf returns the room of roomType where user holds a seat.
-func (n *Node) RoomOf(ctx context.Context, roomType, user string) (RoomInfo, bool, error) {
-	d, err := n.directory(ctx)
+// RoomOf returns the room of roomType where the session's player holds a
+// seat.
+func (s *Session) RoomOf(ctx context.Context, roomType string) (RoomInfo, bool, error) {
+	d, err := s.node.directory(ctx)
 	if err != nil {
 		return RoomInfo{}, false, err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	id, ok := d.byUser[roomType+"\x00"+user]
+	id, ok := d.byUser[roomType+"\x00"+seatKey(s.user, s.id)]
 	if !ok {
 		return RoomInfo{}, false, nil
 	}
 	r, ok := d.rooms[id]
 	return r.info, ok, nil
+}
+
+// SeatedIn reports whether the session's player holds a seat in room, as
+// the listing has it.
+func (s *Session) SeatedIn(room RoomInfo) bool {
+	key := seatKey(s.user, s.id)
+	return slices.ContainsFunc(room.Users, func(u RoomUser) bool { return u.User == key })
+}
+
+// SeatedRooms lists the rooms of every type where the session's player
+// holds a seat.
+func (s *Session) SeatedRooms(ctx context.Context) ([]RoomInfo, error) {
+	d, err := s.node.directory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	suffix := "\x00" + seatKey(s.user, s.id)
+	d.mu.Lock()
+	var out []RoomInfo
+	for k, id := range d.byUser {
+		if strings.HasSuffix(k, suffix) {
+			if r, ok := d.rooms[id]; ok {
+				out = append(out, r.info)
+			}
+		}
+	}
+	d.mu.Unlock()
+	slices.SortFunc(out, func(a, b RoomInfo) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
 }
 
 // RoomNodes lists the live nodes that host rooms, with their load, sorted
@@ -400,30 +446,16 @@ func (s *Session) CreateRoom(ctx context.Context, node, roomType string, private
 	return s.roomControl(ctx, node, roomCtl{Op: "create", Type: roomType, Private: private, Params: params})
 }
 
-// JoinRoom seats the session's player in room id, on whichever node hosts
-// it; a player already seated there is seated again (same seat, fresh
-// binding and snapshot).
-func (s *Session) JoinRoom(ctx context.Context, id string) (RoomSeat, error) {
-	info, ok, err := s.node.RoomByID(ctx, id)
-	if err != nil {
-		return RoomSeat{}, err
-	}
-	if !ok {
-		return RoomSeat{}, Errorf(CodeRoomNotFound, "no room %q", id)
-	}
-	return s.roomControl(ctx, info.Node, roomCtl{Op: "join", Room: id})
+// JoinRoom seats the session's player in room (found with RoomByID or
+// Rooms), on the node hosting it; a player already seated there is seated
+// again (same seat, fresh binding and snapshot).
+func (s *Session) JoinRoom(ctx context.Context, room RoomInfo) (RoomSeat, error) {
+	return s.roomControl(ctx, room.Node, roomCtl{Op: "join", Room: room.ID})
 }
 
-// LeaveRoom gives up the session's player's seat in room id.
-func (s *Session) LeaveRoom(ctx context.Context, id string) error {
-	info, ok, err := s.node.RoomByID(ctx, id)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return Errorf(CodeRoomNotFound, "no room %q", id)
-	}
-	_, err = s.roomControl(ctx, info.Node, roomCtl{Op: "leave", Room: id})
+// LeaveRoom gives up the session's player's seat in room.
+func (s *Session) LeaveRoom(ctx context.Context, room RoomInfo) error {
+	_, err := s.roomControl(ctx, room.Node, roomCtl{Op: "leave", Room: room.ID})
 	return err
 }
 

@@ -263,3 +263,28 @@ func TestThousandRoomsEachWithTimers(t *testing.T) {
 	}
 	require.Empty(t, bad)
 }
+
+// FuzzRoomControl: a control request from the bus is parsed without
+// panicking, and one that is accepted names an op, a session and what the
+// op needs.
+func FuzzRoomControl(f *testing.F) {
+	f.Add([]byte(`{"op":"create","type":"cards","session":{"id":"s1","gate":"g1"}}`))
+	f.Add([]byte(`{"op":"join","room":"abc","session":{"id":"s1","gate":"g1","user":"u","codec":1}}`))
+	f.Add([]byte(`{"op":"leave"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := decodeRoomCtl(b)
+		if err != nil {
+			return
+		}
+		if c.Session.ID == "" || c.Session.Gate == "" {
+			t.Fatalf("accepted without a session: %+v", c)
+		}
+		if c.Op == "create" && c.Type == "" {
+			t.Fatalf("create without a type: %+v", c)
+		}
+		if c.Op != "create" && c.Room == "" {
+			t.Fatalf("%s without a room: %+v", c.Op, c)
+		}
+	})
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/hearth-server/hearth"
 	"github.com/hearth-server/hearth/services/auth"
 	"github.com/hearth-server/hearth/services/lobby"
+	"github.com/hearth-server/hearth/services/match"
 	"github.com/hearth-server/hearth/store"
 )
 
@@ -37,6 +38,7 @@ type builtinFlags struct {
 	providerIss  string
 	providerAud  string
 	requireLogin bool
+	matchPolicy  string
 }
 
 func (b *builtinFlags) register(fs *flag.FlagSet) {
@@ -58,6 +60,7 @@ func (b *builtinFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.providerHMAC, "provider-secret", "", "HMAC secret of the provider (HS256)")
 	fs.StringVar(&b.providerIss, "provider-issuer", "", "required iss of provider tokens")
 	fs.StringVar(&b.providerAud, "provider-audience", "", "required aud of provider tokens")
+	fs.StringVar(&b.matchPolicy, "match-policy", "pack", "where match.join seats players: pack (fullest room first) or least-loaded (emptiest node first)")
 }
 
 func parseLimit(s, flagName string) (int, time.Duration, error) {
@@ -78,8 +81,20 @@ func parseLimit(s, flagName string) (int, time.Duration, error) {
 func (b *builtinFlags) builtins(ctx context.Context, cfg *hearth.Config) (svcs []*hearth.Service, closeFn func(), err error) {
 	closeFn = func() {}
 	runs := func(role string) bool { return len(cfg.Roles) == 0 || slices.Contains(cfg.Roles, role) }
+	if runs("match") {
+		var policy match.Policy
+		switch b.matchPolicy {
+		case "pack":
+			policy = match.Pack{}
+		case "least-loaded":
+			policy = match.LeastLoaded{}
+		default:
+			return nil, closeFn, fmt.Errorf("--match-policy %q: use pack or least-loaded", b.matchPolicy)
+		}
+		svcs = append(svcs, match.New(match.Config{Policy: policy}))
+	}
 	if !runs("auth") && !runs("lobby") {
-		return nil, closeFn, nil
+		return svcs, closeFn, nil
 	}
 	dsn := b.db
 	if dsn == "" {

@@ -1,7 +1,10 @@
 // Package lobby is hearth's built-in lobby service (the seeds' hall): the
-// player's profile — nickname, avatar and currency balance.
+// player's profile — nickname, avatar and currency balance — and what there
+// is to play.
 //
 //	lobby.profile {"nickname"?, "avatar"?} → Profile
+//	lobby.games {}                         → Games   room types, live counts
+//	lobby.rooms {"type"}                   → Rooms   open rooms of a type
 //
 // Without fields it reads the profile; with them it updates those fields.
 // The balance is read-only here: currency moves only through the store's
@@ -11,6 +14,7 @@ package lobby
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -60,7 +64,83 @@ func New(st *store.Store) *hearth.Service {
 		}
 		return &lobbypb.Profile{UserId: p.AccountID, Nickname: p.Nickname, Avatar: p.Avatar, Balance: p.Balance}, nil
 	})
+	var node *hearth.Node // set before the first request
+	svc.OnStart(func(ctx context.Context, n *hearth.Node) error {
+		node = n
+		_, err := n.RoomNodes(ctx) // load the room registry now
+		return err
+	})
+	hearth.Handle(svc, "games", func(ctx context.Context, _ *hearth.Session, _ *lobbypb.GamesReq) (*lobbypb.Games, error) {
+		return games(ctx, node)
+	})
+	hearth.Handle(svc, "rooms", func(ctx context.Context, _ *hearth.Session, req *lobbypb.RoomsReq) (*lobbypb.Rooms, error) {
+		if req.Type == "" {
+			return nil, hearth.NewError(hearth.CodeInvalidPayload, "type is required")
+		}
+		rooms, err := node.Rooms(ctx, req.Type)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := node.RoomNodes(ctx)
+		if err != nil {
+			return nil, err
+		}
+		serving := map[string]bool{}
+		for _, n := range nodes {
+			serving[n.ID] = !n.Draining
+		}
+		resp := &lobbypb.Rooms{}
+		for _, r := range rooms {
+			if r.Open() && serving[r.Node] {
+				resp.Rooms = append(resp.Rooms, &lobbypb.RoomListing{
+					Id: r.ID, Type: r.Type, Seats: uint32(r.Seats), Players: uint32(r.Players), State: r.State, Meta: r.Meta,
+				})
+			}
+		}
+		return resp, nil
+	})
 	return svc
+}
+
+// games counts rooms and players per room type, over every type a live
+// room node serves or a room still has.
+func games(ctx context.Context, node *hearth.Node) (*lobbypb.Games, error) {
+	nodes, err := node.RoomNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rooms, err := node.Rooms(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	byType := map[string]*lobbypb.Game{}
+	game := func(t string) *lobbypb.Game {
+		g := byType[t]
+		if g == nil {
+			g = &lobbypb.Game{Type: t}
+			byType[t] = g
+		}
+		return g
+	}
+	for _, n := range nodes {
+		for _, t := range n.Types {
+			g := game(t)
+			if !n.Draining {
+				g.Nodes++
+			}
+		}
+	}
+	for _, r := range rooms {
+		g := game(r.Type)
+		g.Rooms++
+		g.Players += uint32(r.Players)
+	}
+	resp := &lobbypb.Games{}
+	for _, g := range byType {
+		resp.Games = append(resp.Games, g)
+	}
+	slices.SortFunc(resp.Games, func(a, b *lobbypb.Game) int { return strings.Compare(a.Type, b.Type) })
+	return resp, nil
 }
 
 func profileErr(err error) error {

@@ -11,6 +11,7 @@
 //	acct.sit    {}                     binds the session's count requests to this node
 //	acct.push   {"user":"u","n":1}     Node.Push(user, "acct.note", Tick{n}); 1001 when offline
 //	acct.publish {"channel":"c","n":1} Node.Publish(channel, "acct.news", Tick{n})
+//	table.where {}                     a 4-seat room type (table.go)
 //
 // Payloads are JSON: the tests use JSON sessions.
 package main
@@ -39,7 +40,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Main(ctx, os.Args[1:], cli.Options{Services: func(*hearth.Config) []*hearth.Service {
 		node := &nodeRef{}
-		return []*hearth.Service{countService(node), acctService(node)}
+		return []*hearth.Service{countService(node), acctService(node), tableService()}
 	}})
 	stop()
 	os.Exit(code)

@@ -1,0 +1,176 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hearth-server/hearth/wire"
+)
+
+// roomCluster is 1 gate, 2 room nodes, each running the table room type,
+// the match service and the test's login, and a node running only match:
+// the one left to tell players when both room nodes are gone.
+var roomCluster = []nodeSpec{
+	{"gate-a", "gate"},
+	{"room-1", "table,match,acct,sys"},
+	{"room-2", "table,match,acct,sys"},
+	{"match-1", "match,acct,sys"},
+}
+
+type seatResp struct {
+	RoomID string `json:"room_id"`
+	Seat   int    `json:"seat"`
+}
+
+type roomEvent struct {
+	RoomID string `json:"room_id"`
+	Reason string `json:"reason"`
+}
+
+// closedPushes returns the table.closed pushes p received.
+func closedPushes(p *player) []roomEvent {
+	p.pushes.mu.Lock()
+	defer p.pushes.mu.Unlock()
+	var out []roomEvent
+	for _, pu := range p.pushes.pushes {
+		if pu.Route == "table.closed" {
+			var ev roomEvent
+			_ = json.Unmarshal(pu.Payload, &ev)
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func hasClosed(p *player, room, reason string) bool {
+	for _, ev := range closedPushes(p) {
+		if ev.RoomID == room && ev.Reason == reason {
+			return true
+		}
+	}
+	return false
+}
+
+// TestRooms: on 1 gate and 2 room nodes, four players are matched into
+// one room and reach it through the gate's binding; a private room is
+// joined by id; the room node that drains gets no new players and closes
+// its room, telling its players; the room node that is killed is reported
+// to its players by a push, their next room call gets 301, and its room
+// leaves the registry.
+func TestRooms(t *testing.T) {
+	eachBus(t, func(t *testing.T, b bus) {
+		c := startCluster(t, b, roomCluster...)
+		gate := c.node("gate-a")
+		players := make([]*player, 6)
+		for i := range players {
+			players[i] = dial(t, gate, "tcp", fmt.Sprintf("p%d", i))
+			players[i].login(t)
+		}
+
+		// Four players, one room; every one of them reaches it.
+		var room string
+		var host string
+		seats := map[int]bool{}
+		for _, p := range players[:4] {
+			var s seatResp
+			p.must(t, "match.join", map[string]any{"room_type": "table"}, &s)
+			if room == "" {
+				room = s.RoomID
+			}
+			if s.RoomID != room {
+				t.Fatalf("%s seated in %s, the others in %s", p.name, s.RoomID, room)
+			}
+			seats[s.Seat] = true
+			var w tableWhere
+			p.must(t, "table.where", struct{}{}, &w)
+			if w.Room != room || w.Seat != s.Seat {
+				t.Fatalf("%s: table.where %+v, seated %+v", p.name, w, s)
+			}
+			host = w.Node
+		}
+		if len(seats) != 4 {
+			t.Fatalf("seats %v, want 4 different", seats)
+		}
+
+		// A private room, joined by id; match.join does not fill it.
+		var priv, friend, other seatResp
+		players[4].must(t, "match.create", map[string]any{"room_type": "table"}, &priv)
+		players[5].must(t, "match.join_by_id", map[string]any{"room_id": priv.RoomID}, &friend)
+		if friend.RoomID != priv.RoomID {
+			t.Fatalf("join_by_id seated in %s, want %s", friend.RoomID, priv.RoomID)
+		}
+		latecomer := dial(t, gate, "tcp", "p6")
+		latecomer.login(t)
+		latecomer.must(t, "match.join", map[string]any{"room_type": "table"}, &other)
+		if other.RoomID == priv.RoomID || other.RoomID == room {
+			t.Fatalf("latecomer seated in %s (private %s, full %s)", other.RoomID, priv.RoomID, room)
+		}
+
+		// Drain the node hosting the four: while its room finishes its
+		// hand, new players go to the other node; then its players are
+		// told the room closed.
+		survivor := "room-1"
+		if host == "room-1" {
+			survivor = "room-2"
+		}
+		drained := c.node(host)
+		_ = drained.cmd.Process.Signal(syscall.SIGTERM)
+		newcomers := []*player{}
+		eventually(t, 10*time.Second, func() bool {
+			p := dial(t, gate, "tcp", fmt.Sprintf("n%d", len(newcomers)))
+			p.login(t)
+			newcomers = append(newcomers, p)
+			var s seatResp
+			if err := p.call("match.join", map[string]any{"room_type": "table"}, &s); err != nil {
+				return false
+			}
+			var w tableWhere
+			if err := p.call("table.where", struct{}{}, &w); err != nil {
+				return false
+			}
+			return w.Node == survivor
+		}, func() string { return "no newcomer seated on " + survivor })
+		for _, p := range players[:4] {
+			eventually(t, 10*time.Second, func() bool { return hasClosed(p, room, "drain") },
+				func() string {
+					return fmt.Sprintf("%s not told its room closed for the drain: %v", p.name, closedPushes(p))
+				})
+		}
+		<-drained.exited
+
+		// The four join again, on the survivor; then it is killed.
+		// They may fill the newcomers' rooms: each has its own.
+		again := map[*player]seatResp{}
+		for _, p := range players[:4] {
+			var s seatResp
+			p.must(t, "match.join", map[string]any{"room_type": "table"}, &s)
+			again[p] = s
+			var w tableWhere
+			p.must(t, "table.where", struct{}{}, &w)
+			if w.Node != survivor {
+				t.Fatalf("%s seated on %s after the drain", p.name, w.Node)
+			}
+		}
+		c.node(survivor).kill()
+		for _, p := range players[:4] {
+			eventually(t, 10*time.Second, func() bool { return hasClosed(p, again[p].RoomID, "node_lost") },
+				func() string { return fmt.Sprintf("%s not told its room's node was lost: %v", p.name, closedPushes(p)) })
+		}
+		err := players[0].call("table.where", struct{}{}, nil)
+		if codeOf(err) != wire.CodeUnavailable {
+			t.Fatalf("room call after the node died: %v, want 301", err)
+		}
+		eventually(t, 10*time.Second, func() bool {
+			return codeOf(players[0].call("match.join_by_id", map[string]any{"room_id": again[players[0]].RoomID}, nil)) == 1100
+		}, func() string { return "the lost room is still in the registry" })
+	})
+}
+
+type tableWhere struct {
+	Node string `json:"node"`
+	Room string `json:"room"`
+	Seat int    `json:"seat"`
+}

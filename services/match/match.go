@@ -1,0 +1,378 @@
+// Package match is hearth's built-in matchmaker (the seeds' locator): it
+// seats players in rooms of the room types that room nodes serve.
+//
+//	match.join {"room_type", "params"?}   → Seat   an open room, else a new one
+//	match.create {"room_type", "params"?} → Seat   a new private room
+//	match.join_by_id {"room_id"}          → Seat   that room, private or not
+//	match.leave {"room_id"?}              → LeaveResp
+//
+// After a Seat answer the session's "<room_type>.*" requests reach the
+// room's node, and the room pushes its snapshot on "<room_type>.snapshot".
+//
+// The service keeps no state of its own beyond a moment's cache: rooms,
+// seats and room nodes are in the cluster's room registry (a KV bucket), so
+// any instance answers and a restarted one carries on where it stopped.
+// Which room or node a player goes to is a Policy: Pack (the default) or
+// LeastLoaded.
+package match
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/pb/matchpb"
+)
+
+// Policy chooses where players go. Both methods get only candidates that
+// can take the player: open rooms of the type on serving, non-draining
+// nodes; nodes that serve the type, are not draining and have headroom.
+// The match service tries the answers in order until one seats the player.
+type Policy interface {
+	// Rooms orders the open rooms to try, best first; rooms left out are
+	// not tried. nodes has the candidate rooms' nodes.
+	Rooms(rooms []hearth.RoomInfo, nodes map[string]hearth.RoomNode) []hearth.RoomInfo
+	// Nodes orders the nodes to create a room on, best first.
+	Nodes(nodes []hearth.RoomNode) []hearth.RoomNode
+}
+
+// Pack fills the fullest open room anywhere (the oldest among equals), and
+// opens a new room on the node with the most headroom.
+type Pack struct{}
+
+func (Pack) Rooms(rooms []hearth.RoomInfo, _ map[string]hearth.RoomNode) []hearth.RoomInfo {
+	slices.SortStableFunc(rooms, func(a, b hearth.RoomInfo) int {
+		return cmp.Or(cmp.Compare(b.Players, a.Players), a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID))
+	})
+	return rooms
+}
+
+func (Pack) Nodes(nodes []hearth.RoomNode) []hearth.RoomNode {
+	slices.SortStableFunc(nodes, func(a, b hearth.RoomNode) int {
+		return cmp.Or(cmp.Compare(b.Headroom(), a.Headroom()), cmp.Compare(a.Players, b.Players), cmp.Compare(a.ID, b.ID))
+	})
+	return nodes
+}
+
+// LeastLoaded spreads players over nodes: it fills the fullest open room
+// of the node with the fewest players, and opens new rooms there.
+type LeastLoaded struct{}
+
+func (LeastLoaded) Rooms(rooms []hearth.RoomInfo, nodes map[string]hearth.RoomNode) []hearth.RoomInfo {
+	slices.SortStableFunc(rooms, func(a, b hearth.RoomInfo) int {
+		return cmp.Or(cmp.Compare(nodes[a.Node].Players, nodes[b.Node].Players),
+			cmp.Compare(b.Players, a.Players), a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID))
+	})
+	return rooms
+}
+
+func (LeastLoaded) Nodes(nodes []hearth.RoomNode) []hearth.RoomNode {
+	slices.SortStableFunc(nodes, func(a, b hearth.RoomNode) int {
+		return cmp.Or(cmp.Compare(a.Players, b.Players), cmp.Compare(b.Headroom(), a.Headroom()), cmp.Compare(a.ID, b.ID))
+	})
+	return nodes
+}
+
+// Config configures the match service.
+type Config struct {
+	// Policy chooses rooms and nodes. Zero: Pack.
+	Policy Policy
+}
+
+// maxTries bounds the rooms, then the nodes, one join tries: each try that
+// fails lost a race for a seat or met a node going away.
+const maxTries = 4
+
+// recentTTL is how long the service trusts its own placements over the
+// registry, which shows a change a moment later.
+const recentTTL = 2 * time.Second
+
+type service struct {
+	node   *hearth.Node
+	policy Policy
+
+	// mu serialises this instance's placements, so that players joining at
+	// once fill one room rather than each opening their own; it also
+	// guards recent.
+	mu     sync.Mutex
+	recent map[string]recentRoom // room id → what a placement here last saw
+}
+
+type recentRoom struct {
+	info hearth.RoomInfo
+	at   time.Time
+}
+
+// New returns the match service.
+func New(cfg Config) *hearth.Service {
+	if cfg.Policy == nil {
+		cfg.Policy = Pack{}
+	}
+	m := &service{policy: cfg.Policy, recent: map[string]recentRoom{}}
+	svc := hearth.NewService("match")
+	svc.OnStart(func(ctx context.Context, n *hearth.Node) error {
+		m.node = n
+		// Load the registry now, so the first join does not wait for it.
+		_, err := n.RoomNodes(ctx)
+		return err
+	})
+	hearth.Handle(svc, "join", m.join)
+	hearth.Handle(svc, "create", m.create)
+	hearth.Handle(svc, "join_by_id", func(ctx context.Context, s *hearth.Session, req *matchpb.JoinByIdReq) (*matchpb.Seat, error) {
+		if req.RoomId == "" {
+			return nil, hearth.NewError(hearth.CodeInvalidPayload, "room_id is required")
+		}
+		room, err := m.find(ctx, req.RoomId)
+		if err != nil {
+			return nil, err
+		}
+		seat, err := s.JoinRoom(ctx, room)
+		if err != nil {
+			return nil, err
+		}
+		m.remember(seat.Room)
+		return seatResp(seat), nil
+	})
+	hearth.Handle(svc, "leave", m.leave)
+	return svc
+}
+
+func seatResp(s hearth.RoomSeat) *matchpb.Seat {
+	return &matchpb.Seat{RoomId: s.Room.ID, RoomType: s.Room.Type, Seat: uint32(s.Seat), Seats: uint32(s.Room.Seats), Players: uint32(s.Room.Players)}
+}
+
+// retryable reports whether a failed placement should try the next
+// candidate: the room filled, closed or went away, or its node is leaving.
+func retryable(err error) bool {
+	var he *hearth.Error
+	if !errors.As(err, &he) {
+		return false
+	}
+	switch he.Code {
+	case hearth.CodeRoomFull, hearth.CodeRoomClosed, hearth.CodeRoomNotFound, hearth.CodeUnavailable, hearth.CodeNoRoomNode:
+		return true
+	}
+	return false
+}
+
+func (m *service) join(ctx context.Context, s *hearth.Session, req *matchpb.JoinReq) (*matchpb.Seat, error) {
+	if req.RoomType == "" {
+		return nil, hearth.NewError(hearth.CodeInvalidPayload, "room_type is required")
+	}
+	// A player already seated in a room of the type goes back to it: the
+	// answer to a join whose response was lost, or a new session's.
+	if cur, ok, err := m.seated(ctx, s, req.RoomType); err != nil {
+		return nil, err
+	} else if ok {
+		seat, err := s.JoinRoom(ctx, cur)
+		if err == nil || !retryable(err) {
+			if err != nil {
+				return nil, err
+			}
+			return seatResp(seat), nil
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rooms, nodes, err := m.candidates(ctx, req.RoomType)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]hearth.RoomNode{}
+	for _, n := range nodes {
+		byID[n.ID] = n
+	}
+	var open []hearth.RoomInfo
+	for _, r := range rooms {
+		if n, ok := byID[r.Node]; ok && !n.Draining && r.Open() {
+			open = append(open, r)
+		}
+	}
+	for i, r := range m.policy.Rooms(open, byID) {
+		if i == maxTries {
+			break
+		}
+		seat, err := s.JoinRoom(ctx, r)
+		if err == nil {
+			m.rememberLocked(seat.Room)
+			return seatResp(seat), nil
+		}
+		if !retryable(err) {
+			return nil, err
+		}
+		m.forgetLocked(r.ID)
+	}
+	return m.open(ctx, s, req.RoomType, false, req.Params, nodes)
+}
+
+func (m *service) create(ctx context.Context, s *hearth.Session, req *matchpb.JoinReq) (*matchpb.Seat, error) {
+	if req.RoomType == "" {
+		return nil, hearth.NewError(hearth.CodeInvalidPayload, "room_type is required")
+	}
+	if cur, ok, err := m.seated(ctx, s, req.RoomType); err != nil {
+		return nil, err
+	} else if ok {
+		return nil, hearth.Errorf(hearth.CodeInRoom, "already seated in %s room %s: leave it first", req.RoomType, cur.ID)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, nodes, err := m.candidates(ctx, req.RoomType)
+	if err != nil {
+		return nil, err
+	}
+	return m.open(ctx, s, req.RoomType, true, req.Params, nodes)
+}
+
+// open creates a room on the best node that takes one; m.mu is held.
+func (m *service) open(ctx context.Context, s *hearth.Session, roomType string, private bool, params map[string]string, nodes []hearth.RoomNode) (*matchpb.Seat, error) {
+	var fit []hearth.RoomNode
+	for _, n := range nodes {
+		if !n.Draining && n.Headroom() > 0 {
+			fit = append(fit, n)
+		}
+	}
+	if len(fit) == 0 {
+		return nil, hearth.Errorf(hearth.CodeNoRoomNode, "no room node can open a %s room now", roomType)
+	}
+	var last error
+	for i, n := range m.policy.Nodes(fit) {
+		if i == maxTries {
+			break
+		}
+		seat, err := s.CreateRoom(ctx, n.ID, roomType, private, params)
+		if err == nil {
+			m.rememberLocked(seat.Room)
+			return seatResp(seat), nil
+		}
+		if !retryable(err) {
+			return nil, err
+		}
+		last = err
+	}
+	return nil, last
+}
+
+// candidates returns the rooms of roomType (the registry's, overlaid with
+// this instance's newer placements) and the live nodes serving it; m.mu
+// is held.
+func (m *service) candidates(ctx context.Context, roomType string) ([]hearth.RoomInfo, []hearth.RoomNode, error) {
+	all, err := m.node.RoomNodes(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var nodes []hearth.RoomNode
+	for _, n := range all {
+		if n.Serves(roomType) {
+			nodes = append(nodes, n)
+		}
+	}
+	if len(nodes) == 0 {
+		return nil, nil, hearth.Errorf(hearth.CodeUnknownRoomType, "no room node serves %q", roomType)
+	}
+	rooms, err := m.node.Rooms(ctx, roomType)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	seen := map[string]bool{}
+	for i, r := range rooms {
+		seen[r.ID] = true
+		if rec, ok := m.recent[r.ID]; ok && now.Sub(rec.at) < recentTTL && rec.info.Players > r.Players {
+			rooms[i] = rec.info
+		}
+	}
+	for id, rec := range m.recent {
+		switch {
+		case now.Sub(rec.at) >= recentTTL:
+			delete(m.recent, id)
+		case !seen[id] && rec.info.Type == roomType:
+			rooms = append(rooms, rec.info)
+		}
+	}
+	return rooms, nodes, nil
+}
+
+// seated finds the room of roomType where the session's player sits: in
+// this instance's placements, which the registry may not show yet, else in
+// the registry.
+func (m *service) seated(ctx context.Context, s *hearth.Session, roomType string) (hearth.RoomInfo, bool, error) {
+	m.mu.Lock()
+	for _, rec := range m.recent {
+		if rec.info.Type == roomType && time.Since(rec.at) < recentTTL && s.SeatedIn(rec.info) {
+			m.mu.Unlock()
+			return rec.info, true, nil
+		}
+	}
+	m.mu.Unlock()
+	return s.RoomOf(ctx, roomType)
+}
+
+// find looks a room up: in this instance's placements, which the registry
+// may not show yet, else in the registry.
+func (m *service) find(ctx context.Context, id string) (hearth.RoomInfo, error) {
+	m.mu.Lock()
+	rec, ok := m.recent[id]
+	m.mu.Unlock()
+	if ok && time.Since(rec.at) < recentTTL {
+		return rec.info, nil
+	}
+	room, ok, err := m.node.RoomByID(ctx, id)
+	if err != nil {
+		return hearth.RoomInfo{}, err
+	}
+	if !ok {
+		return hearth.RoomInfo{}, hearth.Errorf(hearth.CodeRoomNotFound, "no room %q", id)
+	}
+	return room, nil
+}
+
+func (m *service) remember(info hearth.RoomInfo) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rememberLocked(info)
+}
+
+func (m *service) rememberLocked(info hearth.RoomInfo) {
+	m.recent[info.ID] = recentRoom{info: info, at: time.Now()}
+}
+
+// forget drops this instance's view of a room after a change it did not
+// see the result of (a leave): the registry is the better source then.
+func (m *service) forget(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.forgetLocked(id)
+}
+
+func (m *service) forgetLocked(id string) { delete(m.recent, id) }
+
+func (m *service) leave(ctx context.Context, s *hearth.Session, req *matchpb.LeaveReq) (*matchpb.LeaveResp, error) {
+	if req.RoomId != "" {
+		room, err := m.find(ctx, req.RoomId)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.LeaveRoom(ctx, room); err != nil {
+			return nil, err
+		}
+		m.forget(room.ID)
+		return &matchpb.LeaveResp{Left: 1}, nil
+	}
+	rooms, err := s.SeatedRooms(ctx)
+	if err != nil {
+		return nil, err
+	}
+	left := uint32(0)
+	for _, r := range rooms {
+		if err := s.LeaveRoom(ctx, r); err != nil {
+			return nil, err
+		}
+		m.forget(r.ID)
+		left++
+	}
+	return &matchpb.LeaveResp{Left: left}, nil
+}

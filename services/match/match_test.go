@@ -1,0 +1,404 @@
+package match_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/client"
+	"github.com/hearth-server/hearth/hearthtest"
+	"github.com/hearth-server/hearth/pb/matchpb"
+	"github.com/hearth-server/hearth/services/match"
+)
+
+// login is a test account service: "acct.login" binds the session to the
+// user named by the JSON string payload.
+func login() *hearth.Service {
+	svc := hearth.NewService("acct")
+	hearth.HandleRaw(svc, "login", func(ctx context.Context, s *hearth.Session, payload []byte) ([]byte, error) {
+		var user string
+		if err := json.Unmarshal(payload, &user); err != nil || user == "" {
+			return nil, hearth.NewError(hearth.CodeInvalidPayload, "payload must be a JSON string")
+		}
+		return []byte(`{}`), s.SetUser(ctx, user)
+	})
+	return svc
+}
+
+// cardsSnapshot is what the test room type shows a seat.
+type cardsSnapshot struct {
+	Room    string   `json:"room"`
+	Seat    int      `json:"seat"`
+	Players []string `json:"players"`
+	Hand    string   `json:"hand"` // private: only this seat's
+	Moves   int      `json:"moves"`
+}
+
+type cardsRoom struct {
+	hearth.BaseRoom
+	moves int
+	mu    *sync.Mutex // guards events
+	ev    *[]string   // what the handler saw, for the test
+}
+
+func (c *cardsRoom) note(e string) {
+	c.mu.Lock()
+	*c.ev = append(*c.ev, e)
+	c.mu.Unlock()
+}
+
+func (c *cardsRoom) Offline(r *hearth.Room, s *hearth.Seat) { c.note("offline " + s.User) }
+func (c *cardsRoom) Resume(r *hearth.Room, s *hearth.Seat)  { c.note("resume " + s.User) }
+
+func (c *cardsRoom) Snapshot(r *hearth.Room, s *hearth.Seat) any {
+	snap := cardsSnapshot{Room: r.ID(), Seat: s.Index, Hand: "hand-of-" + s.User, Moves: c.moves}
+	for _, o := range r.Seats() {
+		if o.State != hearth.SeatEmpty {
+			snap.Players = append(snap.Players, o.User)
+		}
+	}
+	return snap
+}
+
+type moveReq struct{}
+type moveResp struct {
+	Moves int `json:"moves"`
+}
+
+// cards is a 4-seat room type; events collects its handlers' calls.
+func cards() (*hearth.RoomType, func() []string) {
+	var mu sync.Mutex
+	var events []string
+	rt := hearth.NewRoomType("cards", hearth.RoomConfig{Seats: 4}, func() hearth.RoomHandler {
+		return &cardsRoom{mu: &mu, ev: &events}
+	})
+	hearth.HandleRoomJSON(rt, "move", func(r *hearth.Room, s *hearth.Seat, _ moveReq) (moveResp, error) {
+		h := r.Handler().(*cardsRoom)
+		h.moves++
+		return moveResp{Moves: h.moves}, nil
+	})
+	return rt, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), events...)
+	}
+}
+
+// player is a logged-in client that records its pushes.
+type player struct {
+	c      *client.Client
+	mu     sync.Mutex // guards pushes
+	pushes []client.Push
+}
+
+func (p *player) onPush(pu client.Push) {
+	p.mu.Lock()
+	p.pushes = append(p.pushes, pu)
+	p.mu.Unlock()
+}
+
+// last returns the payload of the newest push on route, if any.
+func (p *player) last(route string) ([]byte, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := len(p.pushes) - 1; i >= 0; i-- {
+		if p.pushes[i].Route == route {
+			return p.pushes[i].Payload, true
+		}
+	}
+	return nil, false
+}
+
+func dialPlayer(t *testing.T, url, user string, opts client.Options) *player {
+	t.Helper()
+	p := &player{}
+	opts.OnPush = p.onPush
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, url, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	p.c = c
+	if opts.Resume == "" {
+		_, err = c.RequestRaw(ctx, "acct.login", []byte(`"`+user+`"`))
+		require.NoError(t, err)
+	}
+	return p
+}
+
+func call[Resp any](t *testing.T, p *player, route string, req any) (Resp, error) {
+	t.Helper()
+	var resp Resp
+	b, err := json.Marshal(req)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := p.c.RequestRaw(ctx, route, b)
+	if err != nil {
+		return resp, err
+	}
+	require.NoError(t, json.Unmarshal(out, &resp))
+	return resp, nil
+}
+
+// seat is matchpb.Seat as JSON.
+type seat struct {
+	RoomID   string `json:"room_id"`
+	RoomType string `json:"room_type"`
+	Seat     uint32 `json:"seat"`
+	Seats    uint32 `json:"seats"`
+}
+
+func codeOf(err error) hearth.Code {
+	var he *hearth.Error
+	if errors.As(err, &he) {
+		return he.Code
+	}
+	return 0
+}
+
+func TestFourPlayersShareOneRoom(t *testing.T) {
+	rt, _ := cards()
+	node := hearthtest.Start(t, hearth.Config{}, login(), match.New(match.Config{}), rt.Service())
+	url := node.URL("tcp")
+	players := make([]*player, 5)
+	for i := range players {
+		players[i] = dialPlayer(t, url, fmt.Sprintf("p%d", i), client.Options{})
+	}
+	// Four at once: the match service packs them into one room.
+	type res struct {
+		s   seat
+		err error
+	}
+	results := make(chan res, 4)
+	for _, p := range players[:4] {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			out, err := p.c.RequestRaw(ctx, "match.join", []byte(`{"room_type":"cards"}`))
+			var s seat
+			if err == nil {
+				err = json.Unmarshal(out, &s)
+			}
+			results <- res{s, err}
+		}()
+	}
+	rooms, seats := map[string]bool{}, map[uint32]bool{}
+	for range 4 {
+		r := <-results
+		require.NoError(t, r.err)
+		rooms[r.s.RoomID] = true
+		seats[r.s.Seat] = true
+		require.Equal(t, "cards", r.s.RoomType)
+		require.EqualValues(t, 4, r.s.Seats)
+	}
+	require.Len(t, rooms, 1, "all four in one room")
+	require.Len(t, seats, 4, "four different seats")
+	var roomID string
+	for id := range rooms {
+		roomID = id
+	}
+	// Each got its own snapshot: its own hand, nobody else's.
+	for i, p := range players[:4] {
+		hearthtest.Eventually(t, 5*time.Second, func() error {
+			b, ok := p.last("cards.snapshot")
+			if !ok {
+				return fmt.Errorf("player %d: no snapshot pushed", i)
+			}
+			var snap cardsSnapshot
+			if err := json.Unmarshal(b, &snap); err != nil {
+				return err
+			}
+			if snap.Room != roomID || snap.Hand != fmt.Sprintf("hand-of-p%d", i) {
+				return fmt.Errorf("player %d: snapshot %+v", i, snap)
+			}
+			return nil
+		})
+	}
+	// Room routes reach the room; the fifth player gets a new room.
+	mv, err := call[moveResp](t, players[0], "cards.move", moveReq{})
+	require.NoError(t, err)
+	require.Equal(t, 1, mv.Moves)
+	fifth, err := call[seat](t, players[4], "match.join", matchpb.JoinReq{RoomType: "cards"})
+	require.NoError(t, err)
+	require.NotEqual(t, roomID, fifth.RoomID)
+	// A player not seated gets 1102 from a room route.
+	outsider := dialPlayer(t, url, "p9", client.Options{})
+	_, err = call[moveResp](t, outsider, "cards.move", moveReq{})
+	require.Equal(t, hearth.CodeNotInRoom, codeOf(err), "err %v", err)
+	// Joining again answers the same seat.
+	again, err := call[seat](t, players[2], "match.join", matchpb.JoinReq{RoomType: "cards"})
+	require.NoError(t, err)
+	require.Equal(t, roomID, again.RoomID)
+}
+
+func TestPrivateRoomByID(t *testing.T) {
+	rt, _ := cards()
+	node := hearthtest.Start(t, hearth.Config{}, login(), match.New(match.Config{}), rt.Service())
+	url := node.URL("tcp")
+	a, b, c := dialPlayer(t, url, "a", client.Options{}), dialPlayer(t, url, "b", client.Options{}), dialPlayer(t, url, "c", client.Options{})
+	priv, err := call[seat](t, a, "match.create", matchpb.JoinReq{RoomType: "cards"})
+	require.NoError(t, err)
+	byID, err := call[seat](t, b, "match.join_by_id", matchpb.JoinByIdReq{RoomId: priv.RoomID})
+	require.NoError(t, err)
+	require.Equal(t, priv.RoomID, byID.RoomID)
+	require.NotEqual(t, priv.Seat, byID.Seat)
+	// match.join does not fill a private room.
+	pub, err := call[seat](t, c, "match.join", matchpb.JoinReq{RoomType: "cards"})
+	require.NoError(t, err)
+	require.NotEqual(t, priv.RoomID, pub.RoomID)
+	// Unknown ids and types are app codes.
+	_, err = call[seat](t, c, "match.join_by_id", matchpb.JoinByIdReq{RoomId: "nosuchroom"})
+	require.Equal(t, hearth.CodeRoomNotFound, codeOf(err), "err %v", err)
+	_, err = call[seat](t, c, "match.join", matchpb.JoinReq{RoomType: "chess"})
+	require.Equal(t, hearth.CodeUnknownRoomType, codeOf(err), "err %v", err)
+	_, err = call[seat](t, c, "match.join", matchpb.JoinReq{})
+	require.Equal(t, hearth.CodeInvalidPayload, codeOf(err), "err %v", err)
+}
+
+func TestLeaveClosesTheEmptyRoom(t *testing.T) {
+	rt, _ := cards()
+	node := hearthtest.Start(t, hearth.Config{}, login(), match.New(match.Config{}), rt.Service())
+	url := node.URL("tcp")
+	a, b := dialPlayer(t, url, "a", client.Options{}), dialPlayer(t, url, "b", client.Options{})
+	s, err := call[seat](t, a, "match.join", matchpb.JoinReq{RoomType: "cards"})
+	require.NoError(t, err)
+	_, err = call[seat](t, b, "match.join", matchpb.JoinReq{RoomType: "cards"})
+	require.NoError(t, err)
+	left, err := call[matchpb.LeaveResp](t, a, "match.leave", matchpb.LeaveReq{RoomId: s.RoomID})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, left.Left)
+	hearthtest.Eventually(t, 5*time.Second, func() bool { _, ok := a.last("cards.left"); return ok }, "no cards.left push")
+	_, err = call[moveResp](t, a, "cards.move", moveReq{})
+	require.Equal(t, hearth.CodeNotInRoom, codeOf(err), "err %v", err)
+	// The last player leaves with the room's own route: the room closes
+	// and leaves the registry.
+	_, err = b.c.RequestRaw(context.Background(), "cards.leave", nil)
+	require.NoError(t, err)
+	hearthtest.Eventually(t, 5*time.Second, func() error {
+		rooms, err := node.Rooms(context.Background(), "cards")
+		if err != nil || len(rooms) != 0 {
+			return fmt.Errorf("rooms %v, err %v", rooms, err)
+		}
+		return nil
+	})
+}
+
+// TestResumeKeepsTheSeat drops a player's connection mid-game: the room
+// sees it go offline and come back, and the client, resumed, gets the
+// current snapshot.
+func TestResumeKeepsTheSeat(t *testing.T) {
+	rt, events := cards()
+	node := hearthtest.Start(t, hearth.Config{}, login(), match.New(match.Config{}), rt.Service())
+	proxy := newProxy(t, node.Addr("tcp").String())
+	a := dialPlayer(t, "tcp://"+proxy.addr(), "a", client.Options{Reconnect: true})
+	b := dialPlayer(t, node.URL("tcp"), "b", client.Options{})
+	s, err := call[seat](t, a, "match.join", matchpb.JoinReq{RoomType: "cards"})
+	require.NoError(t, err)
+	_, err = call[seat](t, b, "match.join", matchpb.JoinReq{RoomType: "cards"})
+	require.NoError(t, err)
+	proxy.cut() // and refuse reconnects until open
+	hearthtest.Eventually(t, 5*time.Second, func() bool { return contains(events(), "offline a") }, "room never saw a go offline")
+	// The game goes on without a.
+	mv, err := call[moveResp](t, b, "cards.move", moveReq{})
+	require.NoError(t, err)
+	require.Equal(t, 1, mv.Moves)
+	proxy.open()
+	hearthtest.Eventually(t, 10*time.Second, func() bool { return contains(events(), "resume a") }, "room never saw a resume")
+	hearthtest.Eventually(t, 5*time.Second, func() error {
+		raw, ok := a.last("cards.snapshot")
+		if !ok {
+			return fmt.Errorf("no snapshot")
+		}
+		var snap cardsSnapshot
+		if err := json.Unmarshal(raw, &snap); err != nil {
+			return err
+		}
+		if snap.Room != s.RoomID || snap.Seat != int(s.Seat) || snap.Moves != 1 || len(snap.Players) != 2 {
+			return fmt.Errorf("snapshot %+v", snap)
+		}
+		return nil
+	})
+	mv, err = call[moveResp](t, a, "cards.move", moveReq{})
+	require.NoError(t, err)
+	require.Equal(t, 2, mv.Moves)
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+// proxy forwards TCP connections to a gate, and can cut them abruptly, as
+// a lost network would, refusing new ones until opened again.
+type proxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex // guards conns, closed
+	conns  []net.Conn
+	closed bool
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &proxy{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			closed := p.closed
+			p.mu.Unlock()
+			if closed {
+				c.Close()
+				continue
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(s, c); s.Close() }()
+			go func() { _, _ = io.Copy(c, s); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) open() {
+	p.mu.Lock()
+	p.closed = false
+	p.mu.Unlock()
+}
+
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
