@@ -117,7 +117,9 @@ func TestRooms(t *testing.T) {
 			survivor = "room-2"
 		}
 		drained := c.node(host)
-		_ = drained.cmd.Process.Signal(syscall.SIGTERM)
+		if err := drained.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
 		newcomers := []*player{}
 		eventually(t, 10*time.Second, func() bool {
 			p := dial(t, gate, "tcp", fmt.Sprintf("n%d", len(newcomers)))
@@ -139,7 +141,7 @@ func TestRooms(t *testing.T) {
 					return fmt.Sprintf("%s not told its room closed for the drain: %v", p.name, closedPushes(p))
 				})
 		}
-		<-drained.exited
+		<-drained.Exited()
 
 		// The four join again, on the survivor; then it is killed.
 		// They may fill the newcomers' rooms: each has its own.
@@ -154,7 +156,7 @@ func TestRooms(t *testing.T) {
 				t.Fatalf("%s seated on %s after the drain", p.name, w.Node)
 			}
 		}
-		c.node(survivor).kill()
+		c.kill(survivor)
 		for _, p := range players[:4] {
 			eventually(t, 10*time.Second, func() bool { return hasClosed(p, again[p].RoomID, "node_lost") },
 				func() string { return fmt.Sprintf("%s not told its room's node was lost: %v", p.name, closedPushes(p)) })
