@@ -56,6 +56,9 @@ func TestKV(t *testing.T) {
 
 			_, err = kv.Get(ctx, "a")
 			require.ErrorIs(t, err, hearth.ErrKeyNotFound)
+			keys, err := kv.Keys(ctx)
+			require.NoError(t, err)
+			require.Empty(t, keys)
 
 			r1, err := kv.Create(ctx, "a", []byte("1"))
 			require.NoError(t, err)
@@ -80,7 +83,7 @@ func TestKV(t *testing.T) {
 
 			_, err = kv.Put(ctx, "b.x", []byte("bx"))
 			require.NoError(t, err)
-			keys, err := kv.Keys(ctx)
+			keys, err = kv.Keys(ctx)
 			require.NoError(t, err)
 			require.ElementsMatch(t, []string{"a", "b.x"}, keys)
 
