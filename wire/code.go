@@ -1,6 +1,9 @@
 package wire
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Code is a status or close code (PROTOCOL.md, "Status and close codes").
 // The ranges are reserved: 1–99 protocol, 100–199 auth, 200–299 flow control,
@@ -105,17 +108,23 @@ type Error struct {
 
 // Error reads "hearth: 302 timeout: room did not answer" for a code the
 // protocol names and "hearth: error 1001: not your turn" for the others; a
-// message that only repeats the code's name is not printed twice.
+// message that starts with the code's name does not print it twice.
 func (e *Error) Error() string {
 	name, named := codeNames[e.Code]
 	s := "hearth: error " + strconv.Itoa(int(e.Code))
 	if named {
 		s = "hearth: " + strconv.Itoa(int(e.Code)) + " " + name
 	}
-	if e.Message == "" || e.Message == name {
+	msg := e.Message
+	if named && msg == name {
+		msg = ""
+	} else if named {
+		msg = strings.TrimPrefix(msg, name+": ")
+	}
+	if msg == "" {
 		return s
 	}
-	return s + ": " + e.Message
+	return s + ": " + msg
 }
 
 // Is makes errors.Is match two *Error values by code alone, so callers can

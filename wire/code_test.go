@@ -68,6 +68,8 @@ func TestErrorError(t *testing.T) {
 		{NewError(42, ""), "hearth: error 42"},
 		{ErrFrameTooLarge, "hearth: 4 frame too large"},
 		{ErrBadRoute, "hearth: 5 bad route"},
+		{NewError(CodeInvalidPayload, "invalid payload: field \"seat\""), "hearth: 400 invalid payload: field \"seat\""},
+		{NewError(CodeInvalidPayload, "invalid payloads"), "hearth: 400 invalid payload: invalid payloads"},
 	}
 	for _, tt := range tests {
 		require.Equal(t, tt.want, tt.err.Error())
