@@ -1,11 +1,12 @@
 # hearth — the two commands: `make serve` runs a whole cluster in one
 # process; `make test` runs every test (race detector on) and every fuzz
-# target for FUZZTIME each.
+# target for FUZZTIME each. `make lint` runs gofmt, staticcheck and
+# errcheck at pinned versions (scripts/lint.sh installs them).
 
 GO       ?= go
 FUZZTIME ?= 10s
 
-.PHONY: serve test unit fuzz bench build generate
+.PHONY: serve test unit fuzz lint bench build generate
 
 serve:
 	$(GO) run ./cmd/hearth serve
@@ -18,6 +19,9 @@ unit:
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+lint:
+	GO=$(GO) bash scripts/lint.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./wire ./internal/cluster ./internal/gate

@@ -38,7 +38,9 @@ func startRoomNode(t testing.TB, types ...*RoomType) *Node {
 		defer scancel()
 		_ = n.Shutdown(sctx)
 		cancel()
-		<-errc
+		if err := <-errc; err != nil {
+			t.Logf("node stopped: %v", err)
+		}
 	})
 	return n
 }

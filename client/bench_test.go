@@ -62,7 +62,7 @@ func startEchoPeer(b *testing.B, kind string) string {
 				}
 				write := func(body []byte) {
 					if isWS {
-						wsutil.WriteServerMessage(bw, ws.OpBinary, body)
+						_ = wsutil.WriteServerMessage(bw, ws.OpBinary, body)
 						return
 					}
 					bw.Write(wire.AppendLength(out[len(body):len(body)], len(body)))

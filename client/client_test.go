@@ -667,7 +667,7 @@ func TestWebSocketTextMessage(t *testing.T) {
 	addr := startPeer(t, "ws", func(pc *pconn) {
 		pc.handshake(testAck())
 		pc.mu.Lock()
-		wsutil.WriteServerMessage(pc.c, ws.OpText, []byte("hello"))
+		_ = wsutil.WriteServerMessage(pc.c, ws.OpText, []byte("hello"))
 		pc.mu.Unlock()
 	})
 	c := dial(t, addr, Options{})

@@ -311,7 +311,7 @@ func (p *pconn) push(seq uint64) {
 // reset closes the connection with a TCP RST.
 func (p *pconn) reset() {
 	if tc, ok := p.c.(*net.TCPConn); ok {
-		tc.SetLinger(0)
+		_ = tc.SetLinger(0)
 	} else {
 		p.t.Errorf("peer: cannot reset a %T", p.c)
 	}

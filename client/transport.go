@@ -125,9 +125,9 @@ func (t *tcpTransport) read() ([]byte, error) {
 
 func (t *tcpTransport) exchange(ctx context.Context, frame []byte) ([]byte, error) {
 	if dl, ok := ctx.Deadline(); ok {
-		t.conn.SetDeadline(dl)
+		_ = t.conn.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { t.conn.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = t.conn.SetDeadline(time.Unix(1, 0)) })
 	_, err := t.conn.Write(frame)
 	var body []byte
 	if err == nil {
@@ -136,7 +136,7 @@ func (t *tcpTransport) exchange(ctx context.Context, frame []byte) ([]byte, erro
 	if !stop() {
 		return nil, ctx.Err() // the deadline may be poisoned: the caller closes
 	}
-	t.conn.SetDeadline(time.Time{})
+	_ = t.conn.SetDeadline(time.Time{})
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		// The only deadline set is ctx's, which may pass a moment before
 		// ctx notices.
@@ -203,8 +203,8 @@ func (t *wsTransport) exchange(ctx context.Context, frame []byte) ([]byte, error
 
 func (t *wsTransport) close(graceful bool) {
 	if graceful {
-		t.conn.Close(websocket.StatusNormalClosure, "")
+		_ = t.conn.Close(websocket.StatusNormalClosure, "")
 	} else {
-		t.conn.CloseNow()
+		_ = t.conn.CloseNow()
 	}
 }

@@ -81,7 +81,9 @@ func Start(t testing.TB, cfg hearth.Config, svcs ...*hearth.Service) *Node {
 		defer scancel()
 		_ = n.Shutdown(sctx)
 		cancel()
-		<-errc
+		if err := <-errc; err != nil {
+			t.Logf("hearthtest: node stopped: %v", err)
+		}
 	})
 	return &Node{Node: n, t: t}
 }

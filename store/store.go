@@ -128,7 +128,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	if err := s.migrate(ctx, o.log); err != nil {
-		s.Close()
+		_ = s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -209,10 +209,11 @@ func openSQLite(ctx context.Context, path string, o options) (*Store, error) {
 
 // Close closes the connection pools.
 func (s *Store) Close() error {
+	var rerr error
 	if s.r != s.w {
-		s.r.Close()
+		rerr = s.r.Close()
 	}
-	return s.w.Close()
+	return errors.Join(rerr, s.w.Close())
 }
 
 // Ping checks that the database answers, for readiness probes.

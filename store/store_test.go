@@ -111,7 +111,7 @@ func open(t testing.TB, dsn string, opts ...Option) *Store {
 	opts = append([]Option{WithLogger(slog.New(slog.DiscardHandler))}, opts...)
 	s, err := Open(context.Background(), dsn, opts...)
 	require.NoError(t, err)
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
@@ -178,7 +178,7 @@ func testMigrations(t *testing.T, s *Store, dsn string) {
 		if err != nil {
 			return err
 		}
-		defer s2.Close()
+		defer func() { _ = s2.Close() }()
 		got, err := s2.AccountByID(ctx, a.ID)
 		if err == nil && got.Name != "kept" {
 			err = fmt.Errorf("account %+v after reopening", got)
@@ -584,7 +584,7 @@ func lockFromOutside(t *testing.T, s *Store, dsn, accountID string) (unlock func
 	}
 	// A test that fails while holding the lock must not leave the store's
 	// connections waiting on it forever.
-	t.Cleanup(func() { release("ROLLBACK") })
+	t.Cleanup(func() { _ = release("ROLLBACK") })
 	return func() { require.NoError(t, release("COMMIT")) }
 }
 

@@ -203,10 +203,15 @@ func (bf *benchFlags) startCPUProfile() (func(), error) {
 		return nil, fmt.Errorf("--cpuprofile: %w", err)
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("--cpuprofile: %w", err)
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "hearth bench: --cpuprofile: %v\n", err)
+		}
+	}, nil
 }
 
 // report is what a benchmark prints: a table, or with --json the result.

@@ -88,7 +88,11 @@ func benchServe(ctx context.Context, args []string, opts options) int {
 			fmt.Fprintf(opts.Stderr, "hearth bench server: --cpuprofile: %v\n", err)
 			return 1
 		}
-		defer f.Close()
+		defer func() {
+			if err := f.Close(); err != nil {
+				fmt.Fprintf(opts.Stderr, "hearth bench server: --cpuprofile: %v\n", err)
+			}
+		}()
 		if err := pprof.StartCPUProfile(f); err != nil {
 			fmt.Fprintf(opts.Stderr, "hearth bench server: --cpuprofile: %v\n", err)
 			return 1
@@ -175,12 +179,14 @@ func startTarget(ctx context.Context, bf *benchFlags, need serverNeeds, opts opt
 	} else {
 		t, err = startChild(ctx, bf, need, dir, opts)
 	}
+	// The data directory is the bench's scratch space: removing it is best
+	// effort.
 	if err != nil {
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	stop := t.stop
-	t.stop = func() { stop(); os.RemoveAll(dir) }
+	t.stop = func() { stop(); _ = os.RemoveAll(dir) }
 	return t, nil
 }
 
@@ -310,7 +316,10 @@ func startInProcess(ctx context.Context, bf *benchFlags, need serverNeeds, dir s
 			// A child is killed when it does not stop; here the bench can
 			// only stop waiting, and say so.
 			select {
-			case <-errc:
+			case err := <-errc:
+				if err != nil {
+					fmt.Fprintf(opts.Stderr, "hearth bench: the in-process server: %v\n", err)
+				}
 			case <-time.After(15 * time.Second):
 				fmt.Fprintln(opts.Stderr, "hearth bench: the in-process server did not stop within 15s; leaving it")
 			}

@@ -207,13 +207,17 @@ func RunWithBinary(m interface{ Run() int }, pkg string, bin *string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	code := 1
 	*bin = filepath.Join(dir, filepath.Base(pkg))
 	if err := Build(pkg, *bin); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
+	} else {
+		code = m.Run()
 	}
-	return m.Run()
+	if err := os.RemoveAll(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	return code
 }
 
 // Build compiles the main package pkg (a path go build understands) to the

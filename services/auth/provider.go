@@ -192,7 +192,21 @@ func (k jwk) publicKey() (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &ecdsa.PublicKey{Curve: curve, X: x, Y: y}, nil
+		// The uncompressed point 0x04 || X || Y, each coordinate padded to
+		// the curve's size; parsing it also checks the point is on the curve.
+		size := (curve.Params().BitSize + 7) / 8
+		if len(x.Bytes()) > size || len(y.Bytes()) > size {
+			return nil, errors.New("coordinate larger than the curve")
+		}
+		point := make([]byte, 1+2*size)
+		point[0] = 4
+		x.FillBytes(point[1 : 1+size])
+		y.FillBytes(point[1+size:])
+		key, err := ecdsa.ParseUncompressedPublicKey(curve, point)
+		if err != nil {
+			return nil, fmt.Errorf("bad EC key: %w", err)
+		}
+		return key, nil
 	}
 	return nil, fmt.Errorf("unsupported key type %q", k.Kty)
 }
