@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -15,9 +16,15 @@ import (
 )
 
 // callNode runs an in-process node with auth and a "me" service for the
-// call tests.
-func callNode(t *testing.T) string {
+// call tests; closed receives the user of every session that ends.
+func callNode(t *testing.T) (addr string, closed <-chan string) {
+	ended := make(chan string, 64)
 	svc := hearth.NewService("me")
+	svc.OnSessionEvent(func(_ context.Context, ev hearth.SessionEvent) {
+		if ev.Kind == "closed" {
+			ended <- ev.User
+		}
+	})
 	hearth.HandleJSON(svc, "who", func(ctx context.Context, s *hearth.Session, _ struct{}) (map[string]string, error) {
 		return map[string]string{"user": s.UserID()}, nil
 	})
@@ -28,13 +35,13 @@ func callNode(t *testing.T) string {
 		return struct{}{}, hearth.NewError(1001, "not your turn")
 	})
 	node := authtest.Start(t, hearth.Config{}, svc)
-	return node.URL("tcp")
+	return node.URL("tcp"), ended
 }
 
 func lines(s string) []string { return strings.Split(strings.TrimSuffix(s, "\n"), "\n") }
 
 func TestCallSession(t *testing.T) {
-	addr := callNode(t)
+	addr, closed := callNode(t)
 
 	// Several calls in one logged-in session, then pushes until --pushes.
 	out, errOut, code := runCall(t, "--addr", addr, "--guest", "dev-1", "--listen", "30s", "--pushes", "2",
@@ -57,6 +64,13 @@ func TestCallSession(t *testing.T) {
 	require.JSONEq(t, `{"n":1}`, got[1])
 	require.JSONEq(t, `{"count":2}`, got[2])
 	require.Equal(t, []string{`push sys.tick {"n":1}`, `push sys.tick {"n":2}`}, pushes)
+	// The session ended with the command, not after the resume grace.
+	select {
+	case user := <-closed:
+		require.Equal(t, who["user"], user)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call's session did not end")
+	}
 
 	// The same user by token, and a password account by --user.
 	out, errOut, code = runCall(t, "--addr", addr, "auth.guest", `{"device_id":"dev-1"}`)

@@ -46,25 +46,33 @@ type Options struct {
 // the process exit code.
 type Command func(ctx context.Context, args []string, opts Options) int
 
-const usage = `hearth — a distributed server for online games and real-time apps
+// commands are the built-in commands for the usage text: synopsis (after
+// the program name) and what it does.
+var commands = [][2]string{
+	{"serve [flags]", "run a node (everything in one process by default)"},
+	{"call [flags] ROUTE [JSON]...", "one session: log in, send requests, print results and pushes"},
+	{"nodes --nats URL", "list the cluster's nodes"},
+	{"niuniu sim [flags]", "play Niu Niu rounds offline, one JSON line each"},
+	{"version", ""},
+}
 
-Usage:
-  hearth serve [flags]                  run a node (everything in one process by default)
-  hearth call [--guest ID] ROUTE [JSON]...  log in, send requests and print the results
-  hearth nodes --nats URL               list the cluster's nodes
-  hearth niuniu sim [flags]             play Niu Niu rounds offline, one JSON line each
-  hearth version
-%s
-Run 'hearth COMMAND -h' for a command's flags.
-`
-
-// usageText is usage with the added commands listed.
+// usageText lists the commands, the added ones too, under the running
+// binary's name: a game's own binary is not called hearth.
 func usageText(opts Options) string {
-	var more strings.Builder
-	for _, name := range slices.Sorted(maps.Keys(opts.Commands)) {
-		fmt.Fprintf(&more, "  %-37s see 'hearth %s -h'\n", "hearth "+name+" …", name)
+	name := progName()
+	var b strings.Builder
+	b.WriteString("hearth — a distributed server for online games and real-time apps\n\nUsage:\n")
+	line := func(synopsis, what string) {
+		fmt.Fprintf(&b, "  %s\n", strings.TrimRight(fmt.Sprintf("%-37s %s", name+" "+synopsis, what), " "))
 	}
-	return fmt.Sprintf(usage, more.String())
+	for _, c := range commands {
+		line(c[0], c[1])
+	}
+	for _, cmd := range slices.Sorted(maps.Keys(opts.Commands)) {
+		line(cmd+" …", fmt.Sprintf("see '%s %s -h'", name, cmd))
+	}
+	fmt.Fprintf(&b, "\nRun '%s COMMAND -h' for a command's flags.\n", name)
+	return b.String()
 }
 
 // Main runs the command in args (without the program name) and returns the
@@ -99,6 +107,6 @@ func Main(ctx context.Context, args []string, opts Options) int {
 	if cmd, ok := opts.Commands[args[0]]; ok {
 		return cmd(ctx, args[1:], opts)
 	}
-	fmt.Fprintf(opts.Stderr, "hearth: unknown command %q\n\n%s", args[0], usageText(opts))
+	fmt.Fprintf(opts.Stderr, "%s: unknown command %q\n\n%s", progName(), args[0], usageText(opts))
 	return 2
 }

@@ -116,3 +116,16 @@ func TestServeErrorsNameFlags(t *testing.T) {
 	require.Contains(t, errb.String(), "set --admin-token (or HEARTH_ADMIN_TOKEN), or bind --admin to loopback")
 	require.NotContains(t, errb.String(), "Config.")
 }
+
+// In a game's own binary the usage names that binary.
+func TestUsageNamesTheBinary(t *testing.T) {
+	name := filepath.Base(os.Args[0])
+	var out, errb bytes.Buffer
+	opts := Options{Stdout: &out, Stderr: &errb, Commands: map[string]Command{"tables": nil}}
+	require.Equal(t, 0, Main(context.Background(), []string{"help"}, opts))
+	require.Contains(t, out.String(), "  "+name+" serve [flags] ")
+	require.Contains(t, out.String(), "see '"+name+" tables -h'")
+	require.NotContains(t, out.String(), "hearth serve")
+	require.Equal(t, 2, Main(context.Background(), []string{"nope"}, opts))
+	require.Contains(t, errb.String(), name+`: unknown command "nope"`)
+}
