@@ -214,10 +214,14 @@ func TestHashConcurrencyCap(t *testing.T) {
 		clients[i] = node.Dial(t, "tcp")
 	}
 	run := func(route string) {
+		// As long as the gate waits: 200 hashes, 3 at a time, take a while
+		// under -race on a busy machine.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
 		errs := make(chan error, n)
 		for i, c := range clients {
 			go func() {
-				errs <- req(t, c, route, &authpb.PasswordReq{Account: fmt.Sprintf("crowd%03d", i), Password: "crowd password"}, &authpb.LoginResp{})
+				errs <- c.Request(ctx, route, &authpb.PasswordReq{Account: fmt.Sprintf("crowd%03d", i), Password: "crowd password"}, &authpb.LoginResp{})
 			}()
 		}
 		for range n {
