@@ -222,3 +222,24 @@ func TestJoinBadChannel(t *testing.T) {
 	_, err := request(t, c, "room.join", `{"room":"lobby-1:a.b"}`)
 	require.NoError(t, err)
 }
+
+// sys.time takes the empty request and answers 400 to anything else, like
+// every typed route.
+func TestSysTimePayload(t *testing.T) {
+	node := hearthtest.Start(t, hearth.Config{})
+	for _, codec := range []string{wire.CodecJSON, wire.CodecProtobuf} {
+		c := node.Dial(t, "tcp", client.Options{Codec: codec})
+		good, bad := []string{"", "{}"}, []string{"garbage", `{"x":1}`}
+		if codec == wire.CodecProtobuf {
+			good, bad = []string{""}, []string{"\xff\xff"}
+		}
+		for _, p := range good {
+			_, err := request(t, c, "sys.time", p)
+			require.NoError(t, err, "%s %q", codec, p)
+		}
+		for _, p := range bad {
+			_, err := request(t, c, "sys.time", p)
+			requireCode(t, err, hearth.CodeInvalidPayload, "sys.time takes an empty request")
+		}
+	}
+}

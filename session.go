@@ -12,6 +12,12 @@ import (
 // Session is the service-side view of a client session for the request
 // being handled: who sent it, on which gate, and what it is bound to. Its
 // methods act on the real session wherever its gate is, over the bus.
+//
+// A *Session belongs to the goroutine of the handler it was given to. Kept
+// after the handler returns, its getters and Push, PushRaw, Join, Leave
+// and Kick may be called from another goroutine, as long as nothing calls
+// SetUser, ClaimUser, Bind, Unbind or AfterReply on it at the same time
+// (package doc, "Concurrency").
 type Session struct {
 	node     *Node
 	id       string

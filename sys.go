@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"time"
 
+	"google.golang.org/protobuf/types/known/emptypb"
+
 	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/pb/syspb"
 )
@@ -19,7 +21,12 @@ func (n *Node) sysService() *Service {
 	HandleRaw(svc, "ping", func(_ context.Context, _ *Session, payload []byte) ([]byte, error) {
 		return payload, nil
 	})
-	HandleRaw(svc, "time", func(_ context.Context, s *Session, _ []byte) ([]byte, error) {
+	HandleRaw(svc, "time", func(_ context.Context, s *Session, payload []byte) ([]byte, error) {
+		// The request is the empty message: anything else is 400, as on
+		// every other route.
+		if err := unmarshal(s.codec, payload, &emptypb.Empty{}); err != nil {
+			return nil, NewError(CodeInvalidPayload, "invalid payload: sys.time takes an empty request: "+err.Error())
+		}
 		now := time.Now().UnixMilli()
 		if s.codec == cluster.CodecJSON {
 			// A JSON number, as PROTOCOL.md shows (protojson would quote an int64).
