@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -15,96 +14,33 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/hearth-server/hearth/internal/testcluster"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// hearthBin is cmd/hearth, built by TestMain.
+var hearthBin string
 
-// hearthBin builds cmd/hearth once per test run.
-func hearthBin(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "hearth-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "hearth")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/hearth").CombinedOutput()
-		if err != nil {
-			buildErr = err
-			binPath = string(out)
-		}
-	})
-	require.NoError(t, buildErr, binPath)
-	return binPath
-}
+func TestMain(m *testing.M) { os.Exit(testcluster.RunWithBinary(m, "../cmd/hearth", &hearthBin)) }
 
-// startServe runs `hearth serve` as a separate process and returns the
-// listener URLs it printed.
+// startServe runs `hearth serve` as a separate process, stopped when the
+// test ends, and returns the listener URLs it printed by name (tcp, ws,
+// admin).
 func startServe(t *testing.T, env []string, args ...string) map[string]string {
 	t.Helper()
 	base := []string{"serve", "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", t.TempDir(), "--log-level", "warn"}
-	cmd := exec.Command(hearthBin(t), append(base, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+	p, err := testcluster.StartProc(context.Background(), testcluster.ProcConfig{
+		Binary: hearthBin, Args: append(base, args...), Env: env, ReadyTimeout: 15 * time.Second,
 	})
-	urls := map[string]string{}
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	deadline := time.After(15 * time.Second)
-	for {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				t.Fatalf("hearth serve exited early: %s", stderr.String())
-			}
-			f := strings.Fields(line)
-			if len(f) >= 2 && (f[0] == "tcp" || f[0] == "ws" || f[0] == "admin" || f[0] == "nats") {
-				urls[f[0]] = f[1]
-			}
-			if strings.HasPrefix(line, "try:") {
-				go func() {
-					for range lines { // keep the pipe drained
-					}
-				}()
-				return urls
-			}
-		case <-deadline:
-			t.Fatalf("hearth serve not ready after 15s: %s", stderr.String())
-		}
-	}
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, p.Stop(10*time.Second)) })
+	return map[string]string{"tcp": p.TCP, "ws": p.WS, "admin": p.Admin}
 }
 
 func runCall(t *testing.T, args ...string) (stdout, stderr string, code int) {

@@ -112,10 +112,16 @@ type benchFlags struct {
 	natsURL    string // --cluster's NATS; resume's
 }
 
-func newBenchFlagSet(name string, opts options, bf *benchFlags, defCodec string) *flag.FlagSet {
+// newBenchFlagSet is the flag set of benchmark name: the common flags, and
+// -h prints usage (the synopsis) before the flags.
+func newBenchFlagSet(name, usage string, opts options, bf *benchFlags, defCodec string) *flag.FlagSet {
 	bf.name = name
 	fs := flag.NewFlagSet("hearth bench "+name, flag.ContinueOnError)
 	fs.SetOutput(opts.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(opts.Stderr, "Usage: hearth bench "+name+" "+usage)
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&bf.addr, "addr", "", "benchmark a running server at this URL (tcp://, tls://, ws://…/ws, wss://…/ws) instead of starting one")
 	fs.StringVar(&bf.adminURL, "admin-url", "", "with --addr: the server's admin listener (http://host:7180), to read its CPU and memory from /metrics")
 	fs.StringVar(&bf.transport, "transport", "tcp", "tcp or ws (without --addr)")

@@ -49,7 +49,7 @@ type fanoutConfig struct {
 func benchFanout(ctx context.Context, args []string, opts options) int {
 	var bf benchFlags
 	var fc fanoutConfig
-	fs := newBenchFlagSet("fanout", opts, &bf, "protobuf")
+	fs := newBenchFlagSet("fanout", "[--sessions N] [--duration 10s] [--payload 32] [--window 4] [--transport tcp|ws] [--addr URL | --cluster [--nats URL]] [--json]", opts, &bf, "protobuf")
 	bf.clusterFlags(fs)
 	fs.IntVar(&fc.sessions, "sessions", 1000, "sessions in the channel")
 	fs.IntVar(&fc.payload, "payload", 32, "published payload size in bytes (at least 16: the send time and round are stamped in it)")
@@ -58,10 +58,6 @@ func benchFanout(ctx context.Context, args []string, opts options) int {
 	fs.DurationVar(&fc.warmup, "warmup", 2*time.Second, "time run before measuring")
 	fs.IntVar(&fc.probes, "latency-sessions", 100, "sessions that time each delivery (spread over the channel); the others only count theirs, which costs the load generator less; 0: all")
 	fs.DurationVar(&fc.stall, "stall-timeout", 15*time.Second, "give up when deliveries stop for this long")
-	fs.Usage = func() {
-		fmt.Fprintln(opts.Stderr, "Usage: hearth bench fanout [--sessions N] [--duration 10s] [--payload 32] [--window 4] [--transport tcp|ws] [--addr URL | --cluster [--nats URL]] [--json]")
-		fs.PrintDefaults()
-	}
 	if code, ok := bf.parse(fs, args, opts); !ok {
 		return code
 	}

@@ -57,13 +57,9 @@ type idleConfig struct {
 func benchIdle(ctx context.Context, args []string, opts options) int {
 	var bf benchFlags
 	var ic idleConfig
-	fs := newBenchFlagSet("idle", opts, &bf, "json")
+	fs := newBenchFlagSet("idle", "[--sessions N] [--transport tcp|ws] [--settle 5s] [--addr URL --admin-url http://HOST:7180] [--json]", opts, &bf, "json")
 	fs.IntVar(&ic.sessions, "sessions", 1000, "idle sessions to open")
 	fs.DurationVar(&ic.settle, "settle", 5*time.Second, "wait this long after connecting (each half) before reading the server's memory")
-	fs.Usage = func() {
-		fmt.Fprintln(opts.Stderr, "Usage: hearth bench idle [--sessions N] [--transport tcp|ws] [--settle 5s] [--addr URL --admin-url http://HOST:7180] [--json]")
-		fs.PrintDefaults()
-	}
 	if code, ok := bf.parse(fs, args, opts); !ok {
 		return code
 	}

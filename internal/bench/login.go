@@ -81,17 +81,13 @@ type loginConfig struct {
 func benchLogin(ctx context.Context, args []string, opts options) int {
 	var bf benchFlags
 	var lc loginConfig
-	fs := newBenchFlagSet("login", opts, &bf, "json")
+	fs := newBenchFlagSet("login", "[--clients N] [--mode guest|password] [--duration 10s] [--login-rate R] [--transport tcp|ws] [--addr URL] [--json]", opts, &bf, "json")
 	fs.IntVar(&lc.clients, "clients", 64, "concurrent clients (connections), each logging in as its own user")
 	fs.StringVar(&lc.mode, "mode", "guest", "guest (auth.guest with a device id) or password (auth.login; the accounts are registered first, outside the measured time)")
 	fs.DurationVar(&lc.duration, "duration", 10*time.Second, "measured time (not for a queue run)")
 	fs.DurationVar(&lc.warmup, "warmup", 2*time.Second, "time run before measuring (not for a queue run)")
 	fs.Float64Var(&lc.loginRate, "login-rate", -1, "the server's --login-rate: -1 no queue (a throughput run); R > 0: a queue run, every client logs in once, all at the same moment (with --addr: the server's own setting)")
 	fs.DurationVar(&lc.timeout, "queue-timeout", 0, "queue run: give up on logins not done after this (default: 3 × clients ÷ rate + 30s)")
-	fs.Usage = func() {
-		fmt.Fprintln(opts.Stderr, "Usage: hearth bench login [--clients N] [--mode guest|password] [--duration 10s] [--login-rate R] [--transport tcp|ws] [--addr URL] [--json]")
-		fs.PrintDefaults()
-	}
 	if code, ok := bf.parse(fs, args, opts); !ok {
 		return code
 	}

@@ -77,7 +77,7 @@ type resumeConfig struct {
 func benchResume(ctx context.Context, args []string, opts options) int {
 	var bf benchFlags
 	var rc resumeConfig
-	fs := newBenchFlagSet("resume", opts, &bf, "protobuf")
+	fs := newBenchFlagSet("resume", "[--sessions N] [--kill] [--transport tcp|ws] [--nats URL] [--push-interval 500ms] [--publish-interval 1s] [--json]", opts, &bf, "protobuf")
 	fs.IntVar(&rc.sessions, "sessions", 1000, "sessions, all on gate B")
 	fs.BoolVar(&rc.kill, "kill", false, "SIGKILL gate B instead of SIGTERM: the sessions are lost (304), and the bench times how fast every client learns it")
 	fs.StringVar(&bf.natsURL, "nats", "", "NATS URL both gates use (under a random --prefix; its buckets are deleted at the end); empty: gate A's embedded NATS, listening on 127.0.0.1 for gate B")
@@ -87,10 +87,6 @@ func benchResume(ctx context.Context, args []string, opts options) int {
 	fs.DurationVar(&rc.settle, "settle", 2*time.Second, "after the last resume, keep the pushes flowing this long before checking them")
 	fs.DurationVar(&rc.timeout, "timeout", 2*time.Minute, "give up on sessions neither resumed nor lost after this")
 	fs.DurationVar(&rc.drainTimeout, "drain-timeout", 5*time.Minute, "gate B's --drain-timeout")
-	fs.Usage = func() {
-		fmt.Fprintln(opts.Stderr, "Usage: hearth bench resume [--sessions N] [--kill] [--transport tcp|ws] [--nats URL] [--push-interval 500ms] [--publish-interval 1s] [--json]")
-		fs.PrintDefaults()
-	}
 	if code, ok := bf.parse(fs, args, opts); !ok {
 		return code
 	}

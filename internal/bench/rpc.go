@@ -42,17 +42,13 @@ type rpcConfig struct {
 func benchRPC(ctx context.Context, args []string, opts options) int {
 	var bf benchFlags
 	var rc rpcConfig
-	fs := newBenchFlagSet("rpc", opts, &bf, "json")
+	fs := newBenchFlagSet("rpc", "[--clients N] [--duration 10s] [--transport tcp|ws] [--codec json|protobuf] [--payload 40] [--pipeline 1] [--addr URL | --cluster [--nats URL]] [--json]", opts, &bf, "json")
 	bf.clusterFlags(fs)
 	fs.IntVar(&rc.clients, "clients", 64, "concurrent clients (connections)")
 	fs.IntVar(&rc.pipeline, "pipeline", 1, "requests each client keeps outstanding")
 	fs.IntVar(&rc.payload, "payload", 40, "request payload size in bytes (echoed back by sys.ping)")
 	fs.DurationVar(&rc.duration, "duration", 10*time.Second, "measured time")
 	fs.DurationVar(&rc.warmup, "warmup", 2*time.Second, "time run before measuring")
-	fs.Usage = func() {
-		fmt.Fprintln(opts.Stderr, "Usage: hearth bench rpc [--clients N] [--duration 10s] [--transport tcp|ws] [--codec json|protobuf] [--payload 40] [--pipeline 1] [--addr URL | --cluster [--nats URL]] [--json]")
-		fs.PrintDefaults()
-	}
 	if code, ok := bf.parse(fs, args, opts); !ok {
 		return code
 	}
