@@ -20,6 +20,12 @@
 // NOTIFY frames. Request payloads are decoded strictly: an unknown field or a
 // value of the wrong type is answered 400 before the handler runs.
 //
+// The handler's *Session says who sent the request: s.UserID() is the
+// logged-in user ("" before login; SetUser logs in), s.ID() the session,
+// s.Gate() its gate. Services learn of sessions opening, logging in,
+// dropping their connection, resuming and closing anywhere in the cluster
+// with Service.OnSessionEvent.
+//
 // A handler returns an *Error to answer with its code (NewError, Errorf;
 // application codes start at CodeApplication). Any other error, or a
 // panic, is answered 500 with the request's trace id, and logged, never

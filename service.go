@@ -93,8 +93,10 @@ func (svc *Service) add(method string, h handler) {
 
 // Handle registers a typed request handler for route "<service>.<method>".
 // The request is decoded from the session's codec (protobuf or JSON) into a
-// new Req; the response is encoded the same way. Return an *Error to send
-// its code; any other error is answered with 500.
+// new Req (protojson for JSON sessions, which answers 400 to an unknown
+// field or a wrong type: docs/protocol.md, "Codecs"); the response is
+// encoded the same way. Return an *Error to send its code; any other error
+// is answered with 500. For plain Go types, without protoc, see HandleJSON.
 func Handle[Req, Resp proto.Message](svc *Service, method string, fn func(ctx context.Context, s *Session, req Req) (Resp, error)) {
 	newReq := newMessage[Req]()
 	svc.add(method, handler{fn: func(ctx context.Context, s *Session, codec cluster.Codec, payload []byte) ([]byte, error) {
