@@ -245,7 +245,7 @@ func (n *Node) Push(ctx context.Context, user, route string, msg any) error {
 	if err != nil {
 		return err
 	}
-	return n.bus.Push(w.Gate, []string{w.Session}, route, pb, js)
+	return n.bus.Push(n.gateOf(w), []string{w.Session}, route, pb, js)
 }
 
 // Online reports whether user has a live session anywhere in the cluster.
@@ -280,7 +280,8 @@ func (n *Node) PushUsers(ctx context.Context, users []string, route string, msg 
 		if err != nil {
 			return online, err
 		}
-		byGate[w.Gate] = append(byGate[w.Gate], w.Session)
+		gate := n.gateOf(w)
+		byGate[gate] = append(byGate[gate], w.Session)
 		online++
 	}
 	if online == 0 {
@@ -443,55 +444,96 @@ func (n *Node) gateRef() *gate.Gate {
 }
 
 // resumed tracks sessions resumed on another gate than the one a handler
-// saw, from the session events, so Session methods reach them there. Entries
-// live for the longest resume grace a gate could keep a stub forwarding.
+// saw, from the session events, so Session methods reach them there.
+// Entries live for the longest resume grace a gate could keep a stub
+// forwarding.
+//
+// The switch to the new gate is fenced: until the old gate has answered a
+// fence (so it has forwarded everything this node sent it before), pushes
+// still go to the old gate, which forwards them in order; only then do
+// they go straight to the new one. Without it a push sent straight could
+// overtake one still being forwarded.
 type resumed struct {
 	mu sync.Mutex
-	m  map[string]resumedAt
+	m  map[string]*resumedAt
 }
 
 type resumedAt struct {
-	gate string
-	at   time.Time
+	gate   string // where the session is now
+	from   string // where it was; pushes go there until fenced
+	fenced bool
+	at     time.Time
 }
 
 const resumedTTL = 10 * time.Minute
 
-func (r *resumed) set(session, gate string, now time.Time) {
+func (n *Node) resumedAt(session string) (string, bool) {
+	r := &n.resumed
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = map[string]resumedAt{}
+	e, ok := r.m[session]
+	if !ok {
+		return "", false
 	}
-	r.m[session] = resumedAt{gate, now}
-	if len(r.m)%1024 == 0 {
-		for id, e := range r.m {
-			if now.Sub(e.at) > resumedTTL {
-				delete(r.m, id)
-			}
-		}
+	if !e.fenced {
+		return e.from, true
 	}
+	return e.gate, true
 }
 
-func (r *resumed) drop(session string) {
-	r.mu.Lock()
-	delete(r.m, session)
-	r.mu.Unlock()
-}
-
-func (n *Node) resumedAt(session string) (string, bool) {
-	n.resumed.mu.Lock()
-	defer n.resumed.mu.Unlock()
-	e, ok := n.resumed.m[session]
-	return e.gate, ok
+// gateOf is where to send a push for the session presence names: the gate
+// this node routes it to since a resume, if it saw one (the presence entry
+// may have moved before the fence let this node's pushes follow).
+func (n *Node) gateOf(w cluster.Where) string {
+	if g, ok := n.resumedAt(w.Session); ok {
+		return g
+	}
+	return w.Gate
 }
 
 // trackSession follows the session events that move or end sessions.
-func (n *Node) trackSession(kind cluster.EventKind, session, gate string) {
+func (n *Node) trackSession(kind cluster.EventKind, session, gate, from string) {
+	r := &n.resumed
 	switch kind {
 	case cluster.EventResumed:
-		n.resumed.set(session, gate, time.Now())
+		now := time.Now()
+		r.mu.Lock()
+		if r.m == nil {
+			r.m = map[string]*resumedAt{}
+		}
+		if prev, ok := r.m[session]; ok && !prev.fenced {
+			from = prev.from // still fencing the gate before: keep using it
+		}
+		e := &resumedAt{gate: gate, from: from, fenced: from == "" || from == gate, at: now}
+		r.m[session] = e
+		if len(r.m)%1024 == 0 {
+			for id, old := range r.m {
+				if now.Sub(old.at) > resumedTTL {
+					delete(r.m, id)
+				}
+			}
+		}
+		r.mu.Unlock()
+		if !e.fenced {
+			go n.fence(session, e)
+		}
 	case cluster.EventClosed:
-		n.resumed.drop(session)
+		r.mu.Lock()
+		delete(r.m, session)
+		r.mu.Unlock()
 	}
+}
+
+// fence waits for e.from to have handled what this node sent it, then
+// points the session's pushes at its new gate. A gate that is gone cannot
+// forward anything either: the switch happens at once.
+func (n *Node) fence(session string, e *resumedAt) {
+	ctx, cancel := context.WithTimeout(n.baseCtx, 2*time.Second)
+	defer cancel()
+	if err := n.bus.Fence(ctx, e.from); err != nil {
+		n.log.Debug("fence not answered; switching anyway", "session", session, "gate", e.from, "err", err)
+	}
+	n.resumed.mu.Lock()
+	e.fenced = true
+	n.resumed.mu.Unlock()
 }

@@ -437,7 +437,7 @@ func (n *Node) subscribeEvents() error {
 		if e.Decode(m.Data) != nil || e.Type != cluster.TypeEvent {
 			return
 		}
-		n.trackSession(cluster.EventKind(e.Status), e.Session, e.Gate)
+		n.trackSession(cluster.EventKind(e.Status), e.Session, e.Gate, e.Node)
 		if len(fns) == 0 {
 			return
 		}

@@ -321,6 +321,13 @@ func (b *Bus) Join(ctx context.Context, gate, session, channel string) error {
 	return nil
 }
 
+// Fence returns once gate has handled every message this bus sent it
+// before (see TypeFence).
+func (b *Bus) Fence(ctx context.Context, gate string) error {
+	_, err := b.nc.RequestWithContext(ctx, b.subj.GateControl(gate), (&Envelope{Type: TypeFence}).Append(nil))
+	return err
+}
+
 // ErrSessionGone is returned for an operation on a session its gate no
 // longer holds.
 var ErrSessionGone = errors.New("cluster: session gone")

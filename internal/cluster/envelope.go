@@ -40,6 +40,12 @@ const (
 	// every channel message the old gate will forward has been sent.
 	TypeHandoverReady
 	TypeHandoverDone
+	// TypeFence is a request to a gate that it answers at once: since a
+	// gate handles its control subject in order, the answer means every
+	// message the requester sent it before has been handled (forwarded,
+	// for a session that moved). A node switching a session's pushes to
+	// its new gate fences the old one first, so they arrive in order.
+	TypeFence
 	typeEnd
 )
 

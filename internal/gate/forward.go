@@ -289,6 +289,9 @@ func (g *Gate) onGateMsg(m *nats.Msg) {
 	case cluster.TypePush:
 		g.onPush(&e)
 		return
+	case cluster.TypeFence:
+		_ = m.Respond(nil)
+		return
 	}
 	s := g.sessMap.get(e.Session)
 	if s == nil {
@@ -438,8 +441,9 @@ func (g *Gate) publishEvent(s *Session, kind cluster.EventKind) {
 	s.mu.Lock()
 	user := s.user
 	s.mu.Unlock()
+	// Node: for a resume, the gate the session came from.
 	err := g.bus.Send(g.bus.Subjects().Events(), &cluster.Envelope{
-		Type: cluster.TypeEvent, Status: uint16(kind), Gate: g.cfg.ID, Session: s.id, User: user, Addr: s.addr,
+		Type: cluster.TypeEvent, Status: uint16(kind), Gate: g.cfg.ID, Session: s.id, User: user, Addr: s.addr, Node: s.from,
 	})
 	if err != nil && !g.closing.Load() {
 		g.log.Warn("session event not published", "session", s.id, "event", kind.String(), "err", err)

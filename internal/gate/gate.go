@@ -5,6 +5,34 @@
 // broadcasts back, fanning each bus message out to its local sessions.
 //
 // A gate never decodes payloads and runs no game logic.
+//
+// # Who owns what
+//
+// Goroutines of a gate:
+//   - a connection goroutine per session: reads frames, runs the handshake
+//     (including a resume's wait for its state), forwards requests. It
+//     serves one session, so it may block on the bus (a resume) or a hook.
+//   - a flush goroutine per session, only while it has output to write.
+//   - the bus goroutine (onGateMsg): replies, pushes, control messages and
+//     hand-overs for this gate's sessions. It owns routing state: which
+//     session holds an id (sessMap writes after the handshake), which moved
+//     where (moves), and installing a session handed over from another gate.
+//   - the broadcast goroutine (onBroadcast) and the fan-out goroutine
+//     (channels.run), which serves every channel; the heartbeat sweep and
+//     the timeout sweep.
+//   - hook workers, which run Config.OnClose (it may wait on a store or the
+//     bus). No goroutine that serves many sessions — bus, fan-out, sweeps,
+//     Shutdown — makes a bus request or store call of its own.
+//
+// Session fields (see Session): a few are fixed before the session is
+// shared and never written after (id, codec, conn, …); the connection
+// goroutine alone uses its read state; every other field is guarded by
+// Session.mu, and the state atomic is only written under it. Lock order:
+// channels.mu → channel.mu → Session.mu; a stub's mu → its successor's mu
+// (a same-gate resume). Functions named …Locked expect Session.mu held.
+// Tables have their own locks: sessionMap shards, pendingTable shards,
+// ipLimiter.mu, moves.mu, waiters.mu; none is held while a Session.mu is
+// taken, except moves.mu around the sweep's look at a stub.
 package gate
 
 import (

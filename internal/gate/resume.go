@@ -468,6 +468,7 @@ func (g *Gate) exportSession(old *Session, req *resumeReq) *wire.Error {
 	}
 	old.resps.clear(&g.respBytes)
 	if same {
+		iw.s.from = g.cfg.ID
 		iw.s.importState(st, false)
 		g.sessMap.add(iw.s)
 	} else {
@@ -607,6 +608,7 @@ func (g *Gate) onImport(e *cluster.Envelope) {
 		return
 	}
 	s := iw.s
+	s.from = e.Node // before s is shared; its connection goroutine waits on done
 	s.importState(m.State, true)
 	g.sessMap.add(s)
 	g.moves.drop(s.id)

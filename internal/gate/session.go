@@ -61,7 +61,8 @@ type Session struct {
 	id     string
 	codec  cluster.Codec
 	routes *routeTable
-	maxOut int // largest frame body the client takes (HANDSHAKE max_frame)
+	maxOut int    // largest frame body the client takes (HANDSHAKE max_frame)
+	from   string // for a resumed session, the gate it came from
 
 	// atomic
 	state      atomic.Uint32

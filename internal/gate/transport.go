@@ -216,7 +216,9 @@ func (s *Session) readWSHeader() (fin bool, op byte, n uint64, mask [4]byte, err
 	return
 }
 
-// wsControl queues a WebSocket control frame (pong or close).
+// wsControl queues a WebSocket control frame (pong or close). A pong counts
+// against the output bound like any frame: a client that pings without
+// reading is a slow consumer (202), before its handshake as after.
 func (s *Session) wsControl(op byte, payload []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -227,6 +229,9 @@ func (s *Session) wsControl(op byte, payload []byte) {
 		s.kicked = true
 		s.out = appendWSClose(s.out[:0])
 	} else {
+		if !s.roomLocked(len(payload)) {
+			return
+		}
 		s.out = append(appendWSHeader(s.out, op, len(payload)), payload...)
 	}
 	s.startFlushLocked()
