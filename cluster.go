@@ -446,23 +446,16 @@ func (n *Node) gateRef() *gate.Gate {
 // resumed tracks sessions resumed on another gate than the one a handler
 // saw, from the session events, so Session methods reach them there.
 // Entries live for the longest resume grace a gate could keep a stub
-// forwarding.
-//
-// The switch to the new gate is fenced: until the old gate has answered a
-// fence (so it has forwarded everything this node sent it before), pushes
-// still go to the old gate, which forwards them in order; only then do
-// they go straight to the new one. Without it a push sent straight could
-// overtake one still being forwarded.
+// forwarding. Pushes sent to the old gate meanwhile are forwarded; the new
+// gate puts them back in order by their origin count (cluster.Bus.Push).
 type resumed struct {
 	mu sync.Mutex
-	m  map[string]*resumedAt
+	m  map[string]resumedAt
 }
 
 type resumedAt struct {
-	gate   string // where the session is now
-	from   string // where it was; pushes go there until fenced
-	fenced bool
-	at     time.Time
+	gate string
+	at   time.Time
 }
 
 const resumedTTL = 10 * time.Minute
@@ -472,18 +465,11 @@ func (n *Node) resumedAt(session string) (string, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.m[session]
-	if !ok {
-		return "", false
-	}
-	if !e.fenced {
-		return e.from, true
-	}
-	return e.gate, true
+	return e.gate, ok
 }
 
 // gateOf is where to send a push for the session presence names: the gate
-// this node routes it to since a resume, if it saw one (the presence entry
-// may have moved before the fence let this node's pushes follow).
+// it was resumed on, if this node saw that before presence moved.
 func (n *Node) gateOf(w cluster.Where) string {
 	if g, ok := n.resumedAt(w.Session); ok {
 		return g
@@ -492,20 +478,16 @@ func (n *Node) gateOf(w cluster.Where) string {
 }
 
 // trackSession follows the session events that move or end sessions.
-func (n *Node) trackSession(kind cluster.EventKind, session, gate, from string) {
+func (n *Node) trackSession(kind cluster.EventKind, session, gate string) {
 	r := &n.resumed
 	switch kind {
 	case cluster.EventResumed:
 		now := time.Now()
 		r.mu.Lock()
 		if r.m == nil {
-			r.m = map[string]*resumedAt{}
+			r.m = map[string]resumedAt{}
 		}
-		if prev, ok := r.m[session]; ok && !prev.fenced {
-			from = prev.from // still fencing the gate before: keep using it
-		}
-		e := &resumedAt{gate: gate, from: from, fenced: from == "" || from == gate, at: now}
-		r.m[session] = e
+		r.m[session] = resumedAt{gate, now}
 		if len(r.m)%1024 == 0 {
 			for id, old := range r.m {
 				if now.Sub(old.at) > resumedTTL {
@@ -514,26 +496,10 @@ func (n *Node) trackSession(kind cluster.EventKind, session, gate, from string) 
 			}
 		}
 		r.mu.Unlock()
-		if !e.fenced {
-			go n.fence(session, e)
-		}
 	case cluster.EventClosed:
 		r.mu.Lock()
 		delete(r.m, session)
 		r.mu.Unlock()
+		n.bus.ForgetSession(session)
 	}
-}
-
-// fence waits for e.from to have handled what this node sent it, then
-// points the session's pushes at its new gate. A gate that is gone cannot
-// forward anything either: the switch happens at once.
-func (n *Node) fence(session string, e *resumedAt) {
-	ctx, cancel := context.WithTimeout(n.baseCtx, 2*time.Second)
-	defer cancel()
-	if err := n.bus.Fence(ctx, e.from); err != nil {
-		n.log.Debug("fence not answered; switching anyway", "session", session, "gate", e.from, "err", err)
-	}
-	n.resumed.mu.Lock()
-	e.fenced = true
-	n.resumed.mu.Unlock()
 }

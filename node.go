@@ -437,7 +437,7 @@ func (n *Node) subscribeEvents() error {
 		if e.Decode(m.Data) != nil || e.Type != cluster.TypeEvent {
 			return
 		}
-		n.trackSession(cluster.EventKind(e.Status), e.Session, e.Gate, e.Node)
+		n.trackSession(cluster.EventKind(e.Status), e.Session, e.Gate)
 		if len(fns) == 0 {
 			return
 		}

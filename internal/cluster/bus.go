@@ -54,6 +54,35 @@ type Bus struct {
 
 	bufs sync.Pool
 	slow atomic.Pointer[func(*nats.Subscription)]
+
+	origin string // this connection's push origin (Envelope.Origin)
+	mu     sync.Mutex
+	counts map[string]uint64 // session → pushes sent to it; mu
+}
+
+// nextCounts numbers one push to each of sessions.
+func (b *Bus) nextCounts(sessions []string) []uint64 {
+	counts := make([]uint64, len(sessions))
+	b.mu.Lock()
+	for i, s := range sessions {
+		b.counts[s]++
+		counts[i] = b.counts[s]
+	}
+	b.mu.Unlock()
+	return counts
+}
+
+// ForgetSession drops the push count of a session that ended.
+func (b *Bus) ForgetSession(session string) {
+	b.mu.Lock()
+	delete(b.counts, session)
+	b.mu.Unlock()
+}
+
+// ForwardPush re-sends a push envelope to another gate as it is: a gate
+// forwarding pushes for sessions that moved keeps their origin and counts.
+func (b *Bus) ForwardPush(gate string, e *Envelope) error {
+	return b.Send(b.subj.GateControl(gate), e)
 }
 
 // OnSlowConsumer sets fn to be called (on the connection's callback
@@ -76,7 +105,7 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	b := &Bus{subj: Subjects{Prefix: cfg.Prefix}, log: log}
+	b := &Bus{subj: Subjects{Prefix: cfg.Prefix}, log: log, origin: cfg.Name + "." + messageID(), counts: map[string]uint64{}}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
@@ -254,8 +283,10 @@ func (b *Bus) Forward(service, reply string, e *Envelope) error {
 
 // Push sends one push to sessions of one gate. payload is the protobuf form
 // and json the JSON form; either may be empty when no session needs it.
+// Each session's pushes from this bus are numbered (Envelope.Counts), so
+// they reach it in the order sent even when it moves between gates.
 func (b *Bus) Push(gate string, sessions []string, route string, payload, json []byte) error {
-	return b.PushID(gate, sessions, route, payload, json, "")
+	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePush, Sessions: sessions, Route: route, Payload: payload, JSON: json, Origin: b.origin, Counts: b.nextCounts(sessions)})
 }
 
 // PushID is Push of a channel message that has the id id (Envelope.MsgID
@@ -319,13 +350,6 @@ func (b *Bus) Join(ctx context.Context, gate, session, channel string) error {
 		return fmt.Errorf("cluster: join %s: %s: %w", channel, m.Data, ErrSessionGone)
 	}
 	return nil
-}
-
-// Fence returns once gate has handled every message this bus sent it
-// before (see TypeFence).
-func (b *Bus) Fence(ctx context.Context, gate string) error {
-	_, err := b.nc.RequestWithContext(ctx, b.subj.GateControl(gate), (&Envelope{Type: TypeFence}).Append(nil))
-	return err
 }
 
 // ErrSessionGone is returned for an operation on a session its gate no

@@ -40,12 +40,6 @@ const (
 	// every channel message the old gate will forward has been sent.
 	TypeHandoverReady
 	TypeHandoverDone
-	// TypeFence is a request to a gate that it answers at once: since a
-	// gate handles its control subject in order, the answer means every
-	// message the requester sent it before has been handled (forwarded,
-	// for a session that moved). A node switching a session's pushes to
-	// its new gate fences the old one first, so they arrive in order.
-	TypeFence
 	typeEnd
 )
 
@@ -83,7 +77,13 @@ type Envelope struct {
 	Reason   string
 	// MsgID identifies one channel publish, so a gate can drop a copy that
 	// reaches a session twice around a hand-over.
-	MsgID    string
+	MsgID string
+	// Origin names the bus connection that sent a push (node id and a
+	// per-process nonce); Counts, parallel to Sessions, numbers its pushes
+	// to each session from 1. A gate delivers each origin's pushes to a
+	// session in that order, once, whatever path they took.
+	Origin   string
+	Counts   []uint64
 	Sessions []string
 	Bindings []Binding
 	// JSON is the JSON form of a push's payload when Payload holds the
@@ -108,12 +108,16 @@ func (e *Envelope) Append(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(e.Status))
 	dst = binary.AppendUvarint(dst, uint64(e.Seq))
 	dst = binary.AppendVarint(dst, e.Deadline)
-	for _, s := range [...]string{e.Gate, e.Session, e.User, e.Route, e.Trace, e.Addr, e.Channel, e.Node, e.Reason, e.MsgID} {
+	for _, s := range [...]string{e.Gate, e.Session, e.User, e.Route, e.Trace, e.Addr, e.Channel, e.Node, e.Reason, e.MsgID, e.Origin} {
 		dst = appendString(dst, s)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(e.Sessions)))
 	for _, s := range e.Sessions {
 		dst = appendString(dst, s)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(e.Counts)))
+	for _, c := range e.Counts {
+		dst = binary.AppendUvarint(dst, c)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(e.Bindings)))
 	for _, b := range e.Bindings {
@@ -157,13 +161,19 @@ func (e *Envelope) Decode(b []byte) error {
 	}
 	e.Seq = uint32(seq)
 	e.Deadline = d.varint()
-	for _, p := range [...]*string{&e.Gate, &e.Session, &e.User, &e.Route, &e.Trace, &e.Addr, &e.Channel, &e.Node, &e.Reason, &e.MsgID} {
+	for _, p := range [...]*string{&e.Gate, &e.Session, &e.User, &e.Route, &e.Trace, &e.Addr, &e.Channel, &e.Node, &e.Reason, &e.MsgID, &e.Origin} {
 		*p = d.string()
 	}
 	if n := d.count(); n > 0 {
 		e.Sessions = make([]string, n)
 		for i := range e.Sessions {
 			e.Sessions[i] = d.string()
+		}
+	}
+	if n := d.count(); n > 0 {
+		e.Counts = make([]uint64, n)
+		for i := range e.Counts {
+			e.Counts[i] = d.uvarint()
 		}
 	}
 	if n := d.count(); n > 0 {

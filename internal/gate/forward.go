@@ -176,11 +176,27 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 	if isReq && g.cfg.ResumeGrace > 0 {
 		// A request re-sent after a resume: answer it from the cache, or
 		// let the first execution's answer come — never run it twice.
-		r, cached := s.resps.get(f.Seq)
+		var r respEntry
+		e := s.resps.find(f.Seq)
+		cached := e != nil
+		crossed, reused := false, false
+		if cached {
+			r = *e
+			crossed = e.Prev && e.Sent // its answer is on this connection already
+			reused = !e.Prev           // asked and answered on this connection
+			e.Sent = true
+		}
 		_, waiting := s.waiting[f.Seq]
 		gone := cached && r.Gone || !cached && !waiting && f.Seq <= s.resps.forgotten
 		s.mu.Unlock()
 		switch {
+		case crossed:
+			return nil
+		case reused:
+			s.warnOnce(now, "request seq reused", "code", int(wire.CodeInvalidPayload), "seq", f.Seq)
+			g.m.requestError(wire.CodeInvalidPayload)
+			s.writeResponse(f.Seq, wire.CodeInvalidPayload, []byte("seq "+strconv.FormatUint(uint64(f.Seq), 10)+" was already used on this connection; every request needs a new seq"))
+			return nil
 		case gone:
 			msg := "request " + strconv.FormatUint(uint64(f.Seq), 10) + " already ran and its response is no longer kept; use a new seq"
 			s.warnOnce(now, "re-sent request: response gone", "code", int(wire.CodeResponseGone), "seq", f.Seq)
@@ -283,14 +299,11 @@ func (g *Gate) onGateMsg(m *nats.Msg) {
 		return
 	case cluster.TypeHandoverDone:
 		if s := g.sessMap.get(e.Session); s != nil {
-			s.releaseHeld()
+			g.chans.endHolding(s)
 		}
 		return
 	case cluster.TypePush:
 		g.onPush(&e)
-		return
-	case cluster.TypeFence:
-		_ = m.Respond(nil)
 		return
 	}
 	s := g.sessMap.get(e.Session)
@@ -331,29 +344,44 @@ func (g *Gate) onGateMsg(m *nats.Msg) {
 }
 
 // onPush delivers a push to the listed sessions, and forwards it for those
-// that moved to another gate: one bus message per gate.
+// that moved to another gate, keeping each one's origin count: one bus
+// message per gate.
 func (g *Gate) onPush(e *cluster.Envelope) {
 	ids := e.Sessions
 	if len(ids) == 0 {
 		ids = []string{e.Session}
 	}
+	counted := len(e.Counts) == len(ids) && e.Origin != ""
 	src := fromService
 	if e.MsgID != "" {
 		src = fromStub // a channel message that a session's old gate forwarded
 	}
-	var moved map[string][]string // new gate → sessions
-	for _, id := range ids {
+	var moved map[string]*cluster.Envelope // new gate → what to forward there
+	for i, id := range ids {
+		p := pushEntry{Route: e.Route, ID: e.MsgID}
+		if counted {
+			p.Origin, p.Count = e.Origin, e.Counts[i]
+		}
 		if s := g.sessMap.get(id); s != nil {
-			s.push(e.Route, s.payloadFor(e), e.MsgID, src)
+			p.Payload = s.payloadFor(e)
+			s.pushFrame(p, src, false)
 		} else if mv, ok := g.moves.get(id); ok && mv.gate != "" && mv.gate != g.cfg.ID {
 			if moved == nil {
-				moved = map[string][]string{}
+				moved = map[string]*cluster.Envelope{}
 			}
-			moved[mv.gate] = append(moved[mv.gate], id)
+			f := moved[mv.gate]
+			if f == nil {
+				f = &cluster.Envelope{Type: cluster.TypePush, Route: e.Route, Payload: e.Payload, JSON: e.JSON, MsgID: e.MsgID, Origin: e.Origin}
+				moved[mv.gate] = f
+			}
+			f.Sessions = append(f.Sessions, id)
+			if counted {
+				f.Counts = append(f.Counts, p.Count)
+			}
 		}
 	}
-	for to, sessions := range moved {
-		if err := g.bus.PushID(to, sessions, e.Route, e.Payload, e.JSON, e.MsgID); err != nil {
+	for to, f := range moved {
+		if err := g.bus.ForwardPush(to, f); err != nil {
 			g.log.Warn("push not forwarded", "to", to, "err", err)
 		}
 	}

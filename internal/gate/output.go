@@ -1,9 +1,13 @@
 package gate
 
 import (
+	"cmp"
 	"errors"
+	"math"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hearth-server/hearth/internal/cluster"
@@ -96,6 +100,7 @@ func (s *Session) flush() {
 		}
 		s.spare = nil
 		kicked := s.kicked
+		upTo := s.queuedSeq
 		s.mu.Unlock()
 
 		// A stalled write is caught by the heartbeat sweep (writeSince),
@@ -114,6 +119,9 @@ func (s *Session) flush() {
 			s.spare = buf[:0]
 		} else {
 			putBuf(buf)
+		}
+		if err == nil {
+			s.writtenSeq = upTo
 		}
 		if err != nil {
 			s.flushing = false
@@ -194,14 +202,13 @@ func (s *Session) respond(seq uint32, status wire.Code, payload []byte) {
 		return
 	}
 	delete(s.waiting, seq)
+	_, prev := s.prevWaiting[seq]
+	delete(s.prevWaiting, seq)
+	sent := s.State() == StateActive && !s.kicked
 	if g.cfg.ResumeGrace > 0 {
-		s.resps.add(respEntry{Seq: seq, Status: status, Payload: payload}, &g.cfg.Limits, &g.respBytes)
+		s.resps.add(respEntry{Seq: seq, Status: status, Payload: payload, Prev: prev, Sent: sent}, &g.cfg.Limits, &g.respBytes)
 	}
-	if s.State() != StateActive || s.kicked {
-		s.mu.Unlock()
-		return
-	}
-	if !s.roomLocked(9 + len(payload)) {
+	if !sent || !s.roomLocked(9+len(payload)) {
 		s.mu.Unlock()
 		return
 	}
@@ -264,6 +271,11 @@ func (s *Session) pushFrame(e pushEntry, src pushSource, hold bool) (held bool) 
 		s.mu.Unlock()
 		return false
 	}
+	if src == fromStub && s.pushes.has(e.ID) {
+		// A late copy from a stub further back: already delivered.
+		s.mu.Unlock()
+		return false
+	}
 	if s.holding && e.ID != "" {
 		// Mid hand-over: the old gate's forwarded copies come first; what
 		// this gate's subscription delivers waits for the end of them.
@@ -278,9 +290,89 @@ func (s *Session) pushFrame(e pushEntry, src pushSource, hold bool) (held bool) 
 		}
 		s.seen[e.ID] = struct{}{}
 	}
-	held = s.numberLocked(e, hold)
+	if e.Origin != "" {
+		held = s.orderedLocked(e, hold)
+	} else {
+		held = s.numberLocked(e, hold)
+	}
 	s.mu.Unlock()
 	return held
+}
+
+// maxEarly bounds the pushes a session holds for an origin's gap.
+const maxEarly = 256
+
+// orderedLocked delivers a push of a service in its origin's order: a
+// repeat is dropped, one ahead of a missing one waits in early until the
+// gap fills, or until earlyUntil, when the sweep releases it (with a gap
+// the client can see). s.mu is held.
+func (s *Session) orderedLocked(e pushEntry, hold bool) (held bool) {
+	last := s.origins[e.Origin]
+	switch {
+	case e.Count <= last:
+		return false
+	case e.Count > last+1:
+		if len(s.early) == 0 {
+			s.earlyUntil = time.Now().Add(handoverTimeout).UnixNano()
+		}
+		s.early = append(s.early, e)
+		if len(s.early) > maxEarly {
+			s.releaseEarlyLocked()
+		}
+		return false
+	}
+	if s.origins == nil {
+		s.origins = map[string]uint64{}
+	}
+	s.origins[e.Origin] = e.Count
+	held = s.numberLocked(e, hold)
+	// Whatever waited for this one follows it.
+	for i := 0; i < len(s.early); {
+		x := s.early[i]
+		if x.Origin == e.Origin && x.Count == s.origins[x.Origin]+1 {
+			s.origins[x.Origin] = x.Count
+			held = s.numberLocked(x, hold) || held
+			s.early = append(s.early[:i], s.early[i+1:]...)
+			i = 0
+			continue
+		}
+		if x.Origin == e.Origin && x.Count <= s.origins[x.Origin] {
+			s.early = append(s.early[:i], s.early[i+1:]...)
+			continue
+		}
+		i++
+	}
+	return held
+}
+
+// releaseEarlyLocked gives up waiting for missing pushes: what waits is
+// delivered in order, after a gap in push_seq for each push that never came.
+// s.mu is held.
+func (s *Session) releaseEarlyLocked() {
+	early := s.early
+	s.early, s.earlyUntil = nil, 0
+	slices.SortFunc(early, func(a, b pushEntry) int {
+		if c := strings.Compare(a.Origin, b.Origin); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Count, b.Count)
+	})
+	if s.origins == nil {
+		s.origins = map[string]uint64{}
+	}
+	for _, e := range early {
+		last := s.origins[e.Origin]
+		if e.Count <= last {
+			continue
+		}
+		if e.Count > last+1 {
+			s.log0().Warn("pushes lost on their way to the session: delivered the rest after a gap", "origin", e.Origin, "missing", e.Count-last-1)
+			s.pushSeq += e.Count - last - 1
+			s.pushes.gapAt(s.pushSeq)
+		}
+		s.origins[e.Origin] = e.Count
+		s.numberLocked(e, false)
+	}
 }
 
 // numberLocked gives e the next push_seq, keeps it for replay and queues it
@@ -291,8 +383,16 @@ func (s *Session) numberLocked(e pushEntry, hold bool) (held bool) {
 	e.Seq = s.pushSeq
 	st := s.State()
 	if g.cfg.ResumeGrace > 0 {
-		connected := st == StateActive && !s.kicked
-		if s.pushes.add(e, g.cfg.ResumePushes, g.cfg.ResumeBytes, !connected) {
+		// Without a connection, the oldest pushes may go only as far as
+		// what was written to it: those after must be replayed.
+		floor := s.writtenSeq
+		switch {
+		case st == StateActive && !s.kicked:
+			floor = math.MaxUint64
+		case st == StateHandshaking:
+			floor = s.replayFrom
+		}
+		if s.pushes.add(e, g.cfg.ResumePushes, g.cfg.ResumeBytes, floor) {
 			// A session that cannot be made whole is lost, not left with a
 			// gap: resume answers 304 once its pushes outgrow the buffer.
 			s.pushes.overflowed = true
@@ -331,6 +431,7 @@ func (s *Session) appendPushLocked(e pushEntry) bool {
 	}
 	s.out = s.frameHeader(s.out, n)
 	s.out = wire.AppendPush(s.out, e.Seq, route, payload)
+	s.queuedSeq = e.Seq
 	s.g.m.frameOut(wire.KindPush)
 	return true
 }

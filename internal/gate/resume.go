@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +54,9 @@ type pushEntry struct {
 	Payload []byte `json:"payload"`
 	// ID of a channel message (Envelope.MsgID), "" for other pushes.
 	ID string `json:"id,omitempty"`
+	// Origin and Count order a service's pushes (Envelope.Origin/Counts).
+	Origin string `json:"origin,omitempty"`
+	Count  uint64 `json:"count,omitempty"`
 }
 
 // pushRing keeps the most recent pushes of a session, bounded by count and
@@ -66,13 +70,16 @@ type pushRing struct {
 	lastGap    uint64 // the last push_seq skipped for a lost channel message
 }
 
-// add appends e. When full, a connected session drops its oldest entries
-// (the client has most likely read them); a disconnected one reports
-// overflow, since dropping would lose a push the client never saw.
-func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, disconnected bool) (overflow bool) {
+// add appends e. When full it drops its oldest entries as far as floor:
+// a connected session's client has most likely read them all (floor: the
+// maximum), a resuming one has read up to its last_push, a detached one
+// may have read none (floor 0). Past the floor it reports overflow, since
+// dropping would lose a push the client never saw.
+func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, floor uint64) (overflow bool) {
 	size := len(e.Route) + len(e.Payload) + 16
+	disconnected := floor == 0
 	for len(r.items) > 0 && (len(r.items)+1 > maxItems || r.bytes+size > maxBytes) {
-		if disconnected {
+		if r.items[0].Seq > floor {
 			return true
 		}
 		r.bytes -= len(r.items[0].Route) + len(r.items[0].Payload) + 16
@@ -84,6 +91,16 @@ func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, disconnected bool) (
 	}
 	r.items = append(r.items, e)
 	r.bytes += size
+	return false
+}
+
+// has reports whether the channel message id is among the kept pushes.
+func (r *pushRing) has(id string) bool {
+	for i := len(r.items) - 1; i >= 0; i-- {
+		if r.items[i].ID == id {
+			return true
+		}
+	}
 	return false
 }
 
@@ -117,6 +134,12 @@ type respEntry struct {
 	Status  wire.Code `json:"status"`
 	Payload []byte    `json:"payload,omitempty"`
 	Gone    bool      `json:"gone,omitempty"`
+	// Prev: the request came on an earlier connection of the session.
+	// Sent: the response was written to the current connection. A re-send
+	// of a Prev request whose answer was Sent crossed that answer and gets
+	// nothing more: every request is answered once.
+	Prev bool `json:"-"`
+	Sent bool `json:"-"`
 }
 
 // respCache keeps the last responses of a session by seq, bounded by count
@@ -162,12 +185,19 @@ func (c *respCache) drop(e *respEntry, gateBytes *atomic.Int64) {
 }
 
 func (c *respCache) get(seq uint32) (respEntry, bool) {
-	for i := range c.items {
-		if c.items[i].Seq == seq {
-			return c.items[i], true
-		}
+	if e := c.find(seq); e != nil {
+		return *e, true
 	}
 	return respEntry{}, false
+}
+
+func (c *respCache) find(seq uint32) *respEntry {
+	for i := range c.items {
+		if c.items[i].Seq == seq {
+			return &c.items[i]
+		}
+	}
+	return nil
 }
 
 // clear releases the cache's bytes from the gate's budget.
@@ -190,12 +220,15 @@ type sessionState struct {
 	Forgotten  uint32            `json:"forgotten,omitempty"`
 	Waiting    []uint32          `json:"waiting,omitempty"`
 	SecretHash []byte            `json:"secret_hash"`
+	Origins    map[string]uint64 `json:"origins,omitempty"`
+	Early      []pushEntry       `json:"early,omitempty"`
 }
 
 // importMsg is the payload of a TypeImport envelope.
 type importMsg struct {
-	Key   string        `json:"key"`
-	State *sessionState `json:"state"`
+	Key      string        `json:"key"`
+	LastPush uint64        `json:"last_push"`
+	State    *sessionState `json:"state"`
 }
 
 // resumeReq asks the gate holding a session to hand it over.
@@ -351,6 +384,16 @@ func (s *Session) resume(token string, lastPush uint64) *wire.Error {
 		defer t.Stop()
 		select {
 		case <-iw.done:
+			// The ACK waits for the channel merge, so the client cannot
+			// move the session again in the middle of it.
+			if m := s.mergedChan(); m != nil {
+				select {
+				case <-m:
+				case <-t.C:
+					s.releaseHeld()
+				case <-g.stop:
+				}
+			}
 			return nil
 		case <-t.C:
 		case <-g.stop:
@@ -438,6 +481,13 @@ func (g *Gate) export(req *resumeReq) (redirect string, _ *wire.Error) {
 func (g *Gate) exportSession(old *Session, req *resumeReq) *wire.Error {
 	sum := sha256.Sum256([]byte(req.Secret))
 	old.mu.Lock()
+	if old.holding {
+		// Resumed again (with its old token) before its last hand-over's
+		// channel merge ended: what it holds is delivered first.
+		old.mu.Unlock()
+		old.releaseHeld()
+		old.mu.Lock()
+	}
 	st, werr := old.exportableLocked(req, sum)
 	if werr != nil {
 		old.mu.Unlock()
@@ -469,7 +519,7 @@ func (g *Gate) exportSession(old *Session, req *resumeReq) *wire.Error {
 	old.resps.clear(&g.respBytes)
 	if same {
 		iw.s.from = g.cfg.ID
-		iw.s.importState(st, false)
+		iw.s.importState(st, req.LastPush, false)
 		g.sessMap.add(iw.s)
 	} else {
 		g.sessMap.remove(old)
@@ -479,7 +529,7 @@ func (g *Gate) exportSession(old *Session, req *resumeReq) *wire.Error {
 			old.stubChans = st.Channels
 		}
 		// Under old.mu: anything the stub forwards comes after this.
-		b, _ := json.Marshal(&importMsg{Key: req.Key, State: st})
+		b, _ := json.Marshal(&importMsg{Key: req.Key, LastPush: req.LastPush, State: st})
 		if err := g.bus.Send(g.bus.Subjects().GateControl(req.To), &cluster.Envelope{Type: cluster.TypeImport, Session: st.Session, Node: g.cfg.ID, Payload: b}); err != nil {
 			g.log.Error("hand-over state not sent", "session", st.Session, "to", req.To, "err", err)
 		}
@@ -541,6 +591,7 @@ func (s *Session) exportableLocked(req *resumeReq, secretSum [32]byte) (*session
 		PushSeq: s.pushSeq, Pushes: append([]pushEntry(nil), s.pushes.items...), LastGap: s.pushes.lastGap,
 		Resps: append([]respEntry(nil), s.resps.items...), Forgotten: s.resps.forgotten,
 		SecretHash: append([]byte(nil), s.secretHash[:]...),
+		Origins:    s.origins, Early: s.early,
 	}
 	for ch := range s.channels {
 		st.Channels = append(st.Channels, ch)
@@ -554,17 +605,19 @@ func (s *Session) exportableLocked(req *resumeReq, secretSum [32]byte) (*session
 // importState takes over a session's state. s is the resuming connection's
 // session, not yet in the table, so nothing else writes to it; hold starts
 // the channel merge of a hand-over from another gate.
-func (s *Session) importState(st *sessionState, hold bool) {
+func (s *Session) importState(st *sessionState, lastPush uint64, hold bool) {
 	g := s.g
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.replayFrom = lastPush
 	s.user, s.bindings = st.User, st.Bindings
 	s.pushSeq = st.PushSeq
 	s.pushes = pushRing{lastGap: st.LastGap}
 	for _, e := range st.Pushes {
-		s.pushes.add(e, g.cfg.ResumePushes, g.cfg.ResumeBytes, false)
+		s.pushes.add(e, g.cfg.ResumePushes, g.cfg.ResumeBytes, math.MaxUint64)
 	}
 	for _, r := range st.Resps {
+		r.Prev, r.Sent = true, false
 		s.resps.add(r, &g.cfg.Limits, &g.respBytes)
 	}
 	s.resps.forgotten = st.Forgotten
@@ -573,8 +626,10 @@ func (s *Session) importState(st *sessionState, hold bool) {
 		if _, answered := s.resps.get(seq); !answered {
 			if s.waiting == nil {
 				s.waiting = map[uint32]int64{}
+				s.prevWaiting = map[uint32]struct{}{}
 			}
 			s.waiting[seq] = deadline
+			s.prevWaiting[seq] = struct{}{}
 		}
 	}
 	if len(st.Channels) > 0 {
@@ -585,10 +640,22 @@ func (s *Session) importState(st *sessionState, hold bool) {
 		if hold {
 			s.holding = true
 			s.holdUntil = time.Now().Add(handoverTimeout).UnixNano()
+			s.merged = make(chan struct{})
+			// What the old gate delivered may still come through this
+			// gate's own subscription: those copies are dropped.
 			s.seen = map[string]struct{}{}
+			for _, e := range s.pushes.items {
+				if e.ID != "" {
+					s.seen[e.ID] = struct{}{}
+				}
+			}
 		}
 	}
 	copy(s.secretHash[:], st.SecretHash)
+	s.origins, s.early = st.Origins, st.Early
+	if len(s.early) > 0 {
+		s.earlyUntil = time.Now().Add(handoverTimeout).UnixNano()
+	}
 }
 
 // onImport installs a session handed over by another gate. Bus goroutine
@@ -607,9 +674,14 @@ func (g *Gate) onImport(e *cluster.Envelope) {
 		g.tell(e.Node, cluster.TypeHandoverReady, e.Session)
 		return
 	}
+	if mv, ok := g.moves.get(e.Session); ok && mv.stub != nil {
+		// The session left this gate before and comes back: its stub here
+		// stops forwarding it elsewhere at once.
+		g.chans.endForwarding(mv.stub)
+	}
 	s := iw.s
 	s.from = e.Node // before s is shared; its connection goroutine waits on done
-	s.importState(m.State, true)
+	s.importState(m.State, m.LastPush, true)
 	g.sessMap.add(s)
 	g.moves.drop(s.id)
 	for _, ch := range m.State.Channels {
@@ -669,6 +741,7 @@ func (s *Session) releaseHeld() {
 	}
 	held, seen := s.held, s.seen
 	s.holding, s.held, s.seen = false, nil, nil
+	close(s.merged)
 	queued := false
 	for _, e := range held {
 		if _, dup := seen[e.ID]; !dup {
@@ -708,4 +781,12 @@ func (g *Gate) forwardControl(session string, m *nats.Msg) bool {
 		g.log.Warn("control message not forwarded", "session", session, "to", e.gate, "err", err)
 	}
 	return true
+}
+
+// mergedChan is closed when the session's channel merge ends; nil when it
+// has none.
+func (s *Session) mergedChan() chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.merged
 }

@@ -95,18 +95,22 @@ type Session struct {
 
 	// Resume state (mu).
 	pushSeq    uint64
+	queuedSeq  uint64   // last push framed onto out
+	writtenSeq uint64   // last push written to the connection
 	secretHash [32]byte // of the resume token's secret
 	// prevHash is the secret hash of the token a resume used: valid until
 	// the client shows it got the new one (its first frame after the ACK).
-	prevHash   [32]byte
-	hasPrev    bool
-	pushes     pushRing         // recent pushes, for replay
-	resps      respCache        // recent responses, by seq
-	waiting    map[uint32]int64 // seqs forwarded and not answered → deadline
-	kickCode   wire.Code        // why the session was kicked; 0 if it was not
-	detachedAt int64
-	goodbye    bool   // the client ended the session (BYE, WebSocket close)
-	movedTo    string // gate the session was handed to; this is a stub
+	prevHash [32]byte
+	hasPrev  bool
+	pushes   pushRing         // recent pushes, for replay
+	resps    respCache        // recent responses, by seq
+	waiting  map[uint32]int64 // seqs forwarded and not answered → deadline
+	// prevWaiting are the waiting seqs that came on an earlier connection.
+	prevWaiting map[uint32]struct{}
+	kickCode    wire.Code // why the session was kicked; 0 if it was not
+	detachedAt  int64
+	goodbye     bool   // the client ended the session (BYE, WebSocket close)
+	movedTo     string // gate the session was handed to; this is a stub
 	// A stub forwards channel messages to the new gate until that gate has
 	// its own subscriptions (forwarding, stubChans); the new session holds
 	// the channel messages it gets directly until the stub says it is done
@@ -116,8 +120,17 @@ type Session struct {
 	stubChans    []string
 	holding      bool
 	holdUntil    int64
+	merged       chan struct{} // closed when holding ends
+	replayFrom   uint64        // a resuming session's last_push: older pushes may go
 	held         []pushEntry
 	seen         map[string]struct{}
+	// Pushes from services are delivered in each origin's order: origins
+	// holds the last count delivered per origin, early the pushes that
+	// arrived ahead of one still on its way (bounded; released with a gap
+	// at earlyUntil).
+	origins    map[string]uint64
+	early      []pushEntry
+	earlyUntil int64
 }
 
 func newSession(g *Gate, conn net.Conn, ws bool) *Session {
@@ -431,8 +444,12 @@ func (s *Session) handshake() error {
 	g.m.frameOut(wire.KindHandshakeAck)
 	replayed := 0
 	if resumed {
-		// resume checked that these are all kept.
-		missed, _ := s.pushes.after(hs.LastPush, s.pushSeq)
+		missed, err := s.pushes.after(hs.LastPush, s.pushSeq)
+		if err != nil {
+			// Pushes that came during the hand-over outgrew what it keeps.
+			s.mu.Unlock()
+			return errSessionLost(err.Error())
+		}
 		for _, e := range missed {
 			s.appendPushLocked(e)
 		}

@@ -130,6 +130,10 @@ func (g *Gate) check(s *Session, now time.Time, n int64) {
 	hb := g.cfg.Heartbeat
 	s.mu.Lock()
 	holdOver := s.holding && n > s.holdUntil
+	if len(s.early) > 0 && n > s.earlyUntil {
+		s.log0().Warn("pushes ahead of a missing one waited too long; released")
+		s.releaseEarlyLocked()
+	}
 	lost := ""
 	if s.State() == StateDetached {
 		switch {
@@ -277,9 +281,9 @@ type channels struct {
 	msgs chan *nats.Msg
 	g    *Gate
 	done chan struct{}
-	// stubs whose forwarding ends, keyed by the marker message that run
-	// meets in msgs after every channel message queued before it.
-	markers sync.Map // *nats.Msg → *Session
+	// steps of a hand-over that must follow every channel message already
+	// queued, keyed by the marker message that run meets in msgs after them.
+	markers sync.Map // *nats.Msg → func()
 }
 
 type channel struct {
@@ -334,10 +338,23 @@ func (c *channels) dropped(sub *nats.Subscription) {
 }
 
 // endForwarding queues the end of a stub's channel forwarding behind the
-// channel messages already waiting, without blocking the caller.
+// channel messages already waiting.
 func (c *channels) endForwarding(stub *Session) {
+	c.afterQueued(func() { c.g.stopForwarding(stub) })
+}
+
+// endHolding queues the end of a session's channel merge behind the
+// channel messages already waiting: their copies of what the old gate
+// forwarded are dropped, not delivered after the merge.
+func (c *channels) endHolding(s *Session) {
+	c.afterQueued(s.releaseHeld)
+}
+
+// afterQueued runs fn on the fan-out goroutine after the channel messages
+// queued so far, without blocking the caller.
+func (c *channels) afterQueued(fn func()) {
 	m := new(nats.Msg)
-	c.markers.Store(m, stub)
+	c.markers.Store(m, fn)
 	select {
 	case c.msgs <- m:
 	default:
@@ -374,8 +391,8 @@ func (c *channels) run() {
 			}
 			held = held[:0]
 			for _, m := range batch {
-				if stub, ok := c.markers.LoadAndDelete(m); ok {
-					c.g.stopForwarding(stub.(*Session))
+				if fn, ok := c.markers.LoadAndDelete(m); ok {
+					fn.(func())()
 					continue
 				}
 				held = c.fanout(m, held)
