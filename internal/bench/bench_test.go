@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -321,18 +322,62 @@ func TestBenchServerGone(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- node.Run(ctx) }()
 	<-node.Ready()
-	go func() {
-		time.Sleep(700 * time.Millisecond)
-		cancel()
-	}()
+
+	bctx, bcancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer bcancel()
+	stderr := newWatchWriter("measuring")
+	done := make(chan int, 1)
 	start := time.Now()
-	_, errOut, code := runBench(t, "rpc", "--addr", "tcp://"+node.Addr("tcp").String(), "--clients", "3", "--pipeline", "2", "--warmup", "200ms", "--duration", "30s")
+	go func() {
+		args := []string{"rpc", "--addr", "tcp://" + node.Addr("tcp").String(), "--clients", "3", "--pipeline", "2", "--warmup", "200ms", "--duration", "30s"}
+		done <- Main(bctx, args, cli.Options{Stdout: io.Discard, Stderr: stderr})
+	}()
+	// The server goes once the bench measures.
+	select {
+	case <-stderr.seen:
+	case code := <-done:
+		t.Fatalf("the bench ended (%d) before measuring:\n%s", code, stderr)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the bench did not start measuring within 30s:\n%s", stderr)
+	}
+	cancel()
+	code := <-done
 	if err := <-errc; err != nil {
 		t.Logf("node stopped: %v", err) // its own shutdown is not under test
 	}
 	require.Equal(t, 1, code)
 	require.Less(t, time.Since(start), 20*time.Second, "the bench waited out --duration")
-	require.Contains(t, errOut, "every connection was lost; the first ended with: hearth: 8 server shutting down")
+	require.Contains(t, stderr.String(), "every connection was lost; the first ended with: hearth: 8 server shutting down")
+}
+
+// watchWriter collects what is written to it and closes seen once word
+// has been written. mu guards buf.
+type watchWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	word string
+	seen chan struct{}
+	once sync.Once
+}
+
+func newWatchWriter(word string) *watchWriter {
+	return &watchWriter{word: word, seen: make(chan struct{})}
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.word) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(p), nil
+}
+
+func (w *watchWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 func TestBenchPayloads(t *testing.T) {
