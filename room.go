@@ -226,6 +226,23 @@ func NewRoomType(name string, cfg RoomConfig, newHandler func() RoomHandler) *Ro
 	return rt
 }
 
+// Create opens a room of the type on the node running it, with no player
+// yet: a table the server sets up (a tournament's, a lobby's). It is
+// listed once Create returns, and closes like any other room when its
+// last player leaves.
+func (rt *RoomType) Create(ctx context.Context, private bool, params map[string]string) (RoomInfo, error) {
+	h := rt.host.Load()
+	if h == nil {
+		return RoomInfo{}, ErrNotRunning
+	}
+	info, _, err := h.create(roomCtl{Op: "create", Type: rt.name, Private: private, Params: params})
+	if err != nil {
+		return RoomInfo{}, err
+	}
+	h.awaitFlush(ctx)
+	return info, nil
+}
+
 // Name is the room type's name, also its service's.
 func (rt *RoomType) Name() string { return rt.name }
 

@@ -334,7 +334,7 @@ func newRoomID() string {
 	return string(b[:])
 }
 
-// create makes a room and seats c.Session's player in it.
+// create makes a room and seats c.Session's player in it, if any.
 func (h *roomHost) create(c roomCtl) (RoomInfo, int, error) {
 	h.mu.Lock()
 	rt := h.types[c.Type]
@@ -369,9 +369,13 @@ func (h *roomHost) create(c roomCtl) (RoomInfo, int, error) {
 			r.lastTick = time.Now()
 			r.startTimer(rt.cfg.Tick, rt.cfg.Tick, "tick", true)
 		}
-		seat, err = r.join(c.Session)
-		if err != nil && !r.closed && r.Players() == 0 && !rt.cfg.KeepEmpty {
-			r.Close("empty")
+		if c.Session.ID != "" {
+			seat, err = r.join(c.Session)
+			if err != nil && !r.closed && r.Players() == 0 && !rt.cfg.KeepEmpty {
+				r.Close("empty")
+			}
+		} else {
+			r.changed() // a room the server made: listed with no players
 		}
 		info = r.info()
 	})
@@ -439,7 +443,17 @@ func (h *roomHost) onRoom(id string, fn func(r *Room)) error {
 	return nil
 }
 
+// join seats c.Session's player in room c.Room; a player who already sits
+// in another room of the type on this node is answered with that seat
+// instead (one room per type and player: the answer says which).
 func (h *roomHost) join(c roomCtl) (info RoomInfo, seat int, err error) {
+	if r := h.room(c.Room); r != nil {
+		h.mu.Lock()
+		if cur := r.typ.players[seatKey(c.Session.User, c.Session.ID)]; cur != nil {
+			c.Room = cur.id
+		}
+		h.mu.Unlock()
+	}
 	rerr := h.onRoom(c.Room, func(r *Room) {
 		seat, err = r.join(c.Session)
 		info = r.info()

@@ -448,7 +448,9 @@ func (s *Session) CreateRoom(ctx context.Context, node, roomType string, private
 
 // JoinRoom seats the session's player in room (found with RoomByID or
 // Rooms), on the node hosting it; a player already seated there is seated
-// again (same seat, fresh binding and snapshot).
+// again (same seat, fresh binding and snapshot). A player holds one seat
+// per room type: one seated in another room of the type on that node gets
+// that seat back instead, and RoomSeat.Room says which room it is.
 func (s *Session) JoinRoom(ctx context.Context, room RoomInfo) (RoomSeat, error) {
 	return s.roomControl(ctx, room.Node, roomCtl{Op: "join", Room: room.ID})
 }

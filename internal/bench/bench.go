@@ -23,7 +23,7 @@ import (
 	"github.com/hearth-server/hearth/wire"
 )
 
-const benchUsage = `Usage: hearth bench rpc|fanout|idle|login|resume|server [flags]
+const benchUsage = `Usage: hearth bench rpc|fanout|idle|login|resume|rooms|server [flags]
 
   rpc     N clients doing sys.ping round trips back to back: req/s and latency
   fanout  N sessions in one channel, one publisher: deliveries/s and latency
@@ -32,6 +32,9 @@ const benchUsage = `Usage: hearth bench rpc|fanout|idle|login|resume|server [fla
           with --login-rate R, N clients at once through the login queue
   resume  N sessions on gate B of a 2-gate cluster; B drains (or --kill):
           time until every session has resumed on gate A (or learnt 304)
+  rooms   the room SDK on one node, in this process: rooms opened/s, timer
+          events/s and timer lateness with a repeating timer in every room,
+          match.join/s
   server  'hearth serve' with the bench service that fanout and resume
           need, for a bench run with --addr against it
 
@@ -85,6 +88,8 @@ func run(ctx context.Context, args []string, opts options) int {
 		return benchLogin(ctx, args[1:], opts)
 	case "resume":
 		return benchResume(ctx, args[1:], opts)
+	case "rooms":
+		return benchRooms(ctx, args[1:], opts)
 	case "server":
 		return benchServe(ctx, args[1:], opts)
 	case "help", "-h", "--help":

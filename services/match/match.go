@@ -366,12 +366,26 @@ func (m *service) leave(ctx context.Context, s *hearth.Session, req *matchpb.Lea
 	if err != nil {
 		return nil, err
 	}
+	// Add the placements the registry may not show yet.
+	m.mu.Lock()
+	for _, rec := range m.recent {
+		if time.Since(rec.at) < recentTTL && s.SeatedIn(rec.info) &&
+			!slices.ContainsFunc(rooms, func(r hearth.RoomInfo) bool { return r.ID == rec.info.ID }) {
+			rooms = append(rooms, rec.info)
+		}
+	}
+	m.mu.Unlock()
 	left := uint32(0)
 	for _, r := range rooms {
-		if err := s.LeaveRoom(ctx, r); err != nil {
+		err := s.LeaveRoom(ctx, r)
+		m.forget(r.ID)
+		var he *hearth.Error
+		if errors.As(err, &he) && (he.Code == hearth.CodeNotInRoom || he.Code == hearth.CodeRoomNotFound) {
+			continue // gone already
+		}
+		if err != nil {
 			return nil, err
 		}
-		m.forget(r.ID)
 		left++
 	}
 	return &matchpb.LeaveResp{Left: left}, nil
