@@ -44,12 +44,12 @@ type state struct {
 // game is one room's state; the room's goroutine owns it.
 type game struct {
 	hearth.BaseRoom
-	turn    time.Duration
-	board   [9]byte
-	next    int // seat to move, -1 when not playing
-	winner  int
-	over    string
-	clock   *hearth.Timer
+	turn   time.Duration
+	board  [9]byte
+	next   int // seat to move, -1 when not playing
+	winner int
+	over   string
+	clock  *hearth.Timer
 }
 
 func (g *game) Create(r *hearth.Room, _ map[string]string) error {

@@ -21,19 +21,19 @@ import (
 
 // RoomsResult is the result of `hearth bench rooms` (--json prints it).
 type RoomsResult struct {
-	Bench         string  `json:"bench"`
-	Rooms         int     `json:"rooms"`
-	CreateSeconds float64 `json:"create_s"`
-	RoomsPerSec   float64 `json:"rooms_per_s"`
-	Timer         string  `json:"timer"`
-	TimerSeconds  float64 `json:"timer_s"`
-	TimerEvents   int64   `json:"timer_events"`
-	EventsPerSec  float64 `json:"timer_events_per_s"`
-	Lateness      Latency `json:"timer_lateness"`
-	JoinClients   int     `json:"join_clients"`
-	Joins         int64   `json:"joins"`
-	JoinsPerSec   float64 `json:"joins_per_s"`
-	JoinLatency   Latency `json:"join_latency"`
+	Bench         string           `json:"bench"`
+	Rooms         int              `json:"rooms"`
+	CreateSeconds float64          `json:"create_s"`
+	RoomsPerSec   float64          `json:"rooms_per_s"`
+	Timer         string           `json:"timer"`
+	TimerSeconds  float64          `json:"timer_s"`
+	TimerEvents   int64            `json:"timer_events"`
+	EventsPerSec  float64          `json:"timer_events_per_s"`
+	Lateness      Latency          `json:"timer_lateness"`
+	JoinClients   int              `json:"join_clients"`
+	Joins         int64            `json:"joins"`
+	JoinsPerSec   float64          `json:"joins_per_s"`
+	JoinLatency   Latency          `json:"join_latency"`
 	JoinErrors    map[string]int64 `json:"join_errors,omitempty"`
 }
 
@@ -51,16 +51,12 @@ type roomsConfig struct {
 func benchRooms(ctx context.Context, args []string, opts options) int {
 	var bf benchFlags
 	var rc roomsConfig
-	fs := newBenchFlagSet("rooms", opts, &bf, "json")
+	fs := newBenchFlagSet("rooms", "[--rooms 10000] [--timer 100ms] [--duration 10s] [--join-clients 64] [--join-duration 5s] [--json]", opts, &bf, "json")
 	fs.IntVar(&rc.rooms, "rooms", 10_000, "rooms to open, each with its own repeating timer")
 	fs.DurationVar(&rc.timer, "timer", 100*time.Millisecond, "each room's timer interval")
 	fs.DurationVar(&rc.duration, "duration", 10*time.Second, "how long to measure the timers")
 	fs.IntVar(&rc.joinClients, "join-clients", 64, "clients calling match.join and leaving again, back to back")
 	fs.DurationVar(&rc.joinFor, "join-duration", 5*time.Second, "how long to measure match.join")
-	fs.Usage = func() {
-		fmt.Fprintln(opts.Stderr, "Usage: hearth bench rooms [--rooms 10000] [--timer 100ms] [--duration 10s] [--join-clients 64] [--join-duration 5s] [--json]")
-		fs.PrintDefaults()
-	}
 	if code, ok := bf.parse(fs, args, opts); !ok {
 		return code
 	}
