@@ -90,7 +90,7 @@ func call(ctx context.Context, args []string, opts Options) int {
 		tlsCfg = &tls.Config{InsecureSkipVerify: *insecure} //nolint:gosec // the user asked for it
 	}
 	out := &lockedWriter{w: opts.Stdout}
-	pushes := make(chan client.Push, 16)
+	admitted := make(chan client.Push, 1)
 	enough := make(chan struct{}) // closed at the --pushes'th push
 	printed := 0                  // owned by the push goroutine
 	dctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -99,8 +99,8 @@ func call(ctx context.Context, args []string, opts Options) int {
 		OnPush: func(p client.Push) {
 			if p.Route == "auth.admitted" {
 				select {
-				case pushes <- p:
-				default:
+				case admitted <- p:
+				default: // one is enough to send the login again
 				}
 			}
 			fmt.Fprintf(out, "push %s %s\n", p.Route, p.Payload)
@@ -120,7 +120,7 @@ func call(ctx context.Context, args []string, opts Options) int {
 	}()
 
 	if login != nil {
-		resp, err := loginQueued(ctx, c, *login, *timeout, pushes)
+		resp, err := loginQueued(ctx, c, *login, *timeout, admitted)
 		if err != nil {
 			printCallError(opts.Stderr, login.route, err)
 			return 1
@@ -181,10 +181,8 @@ func parseSteps(args []string) ([]callStep, error) {
 // loginStep is the auth request the login flags ask for, or nil.
 func loginStep(guest, token, user, password string) (*callStep, error) {
 	var steps []callStep
-	var err error
-	add := func(route string, msg any) {
-		b, e := json.Marshal(msg)
-		err = errors.Join(err, e)
+	add := func(route string, fields map[string]string) {
+		b, _ := json.Marshal(fields) // a map of strings always encodes
 		steps = append(steps, callStep{route: route, payload: b})
 	}
 	if guest != "" {
@@ -202,15 +200,13 @@ func loginStep(guest, token, user, password string) (*callStep, error) {
 		}
 		add("auth.login", map[string]string{"account": user, "password": password})
 	}
-	switch {
-	case err != nil:
-		return nil, err
-	case len(steps) > 1:
-		return nil, errors.New("give at most one of --guest, --token and --user")
-	case len(steps) == 1:
+	switch len(steps) {
+	case 0:
+		return nil, nil
+	case 1:
 		return &steps[0], nil
 	}
-	return nil, nil
+	return nil, errors.New("give at most one of --guest, --token and --user")
 }
 
 // loginQueued sends the login, and when the login queue answers 204 waits
