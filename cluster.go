@@ -501,5 +501,6 @@ func (n *Node) trackSession(kind cluster.EventKind, session, gate string) {
 		delete(r.m, session)
 		r.mu.Unlock()
 		n.bus.ForgetSession(session)
+		n.sysStreams.end(session)
 	}
 }

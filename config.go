@@ -141,28 +141,22 @@ type Limits struct {
 	// ResponseCache is how many responses per session are kept, by seq, to
 	// answer a request re-sent after a resume. Zero: 128.
 	ResponseCache int
+	// ResponseCacheBytes bounds the bytes of one session's cached
+	// responses, ResponseCacheItem the largest response cached, and
+	// ResponseCacheGate the bytes cached by the whole gate. A response not
+	// cached is still remembered by seq: its re-send gets 306, never a
+	// second execution. Zero: 64 KiB, 16 KiB, 64 MiB.
+	ResponseCacheBytes int
+	ResponseCacheItem  int
+	ResponseCacheGate  int
+	// ChannelBuffer is how many channel messages a gate queues for fan-out
+	// to its local members. Past it messages are dropped: the members of
+	// that channel see a gap in their push sequence, and
+	// hearth_channel_drops_total counts it. Zero: 65,536.
+	ChannelBuffer int
 }
 
 // gate converts the limits to the gate's own type, which applies the
-// defaults.
-func (l Limits) gate() gate.Limits {
-	return gate.Limits{
-		MaxFrame:         l.MaxFrame,
-		HandshakeTimeout: l.HandshakeTimeout,
-		Heartbeat:        l.Heartbeat,
-		RequestTimeout:   l.RequestTimeout,
-		SendQueueBytes:   l.SendQueueBytes,
-		WriteTimeout:     l.WriteTimeout,
-		MaxSessions:      l.MaxSessions,
-		MaxConnsPerIP:    l.MaxConnsPerIP,
-		ConnRatePerIP:    l.ConnRatePerIP,
-		ConnBurstPerIP:   l.ConnBurstPerIP,
-		RequestRate:      l.RequestRate,
-		RequestBurst:     l.RequestBurst,
-		MaxInFlight:      l.MaxInFlight,
-		ResumeGrace:      l.ResumeGrace,
-		ResumePushes:     l.ResumePushes,
-		ResumeBytes:      l.ResumeBytes,
-		ResponseCache:    l.ResponseCache,
-	}
-}
+// defaults. The two types have the same fields, so a field added to one
+// and not the other fails to compile here.
+func (l Limits) gate() gate.Limits { return gate.Limits(l) }

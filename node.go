@@ -57,8 +57,9 @@ type Node struct {
 	rooms     roomHost     // the room SDK's rooms, timers and registry view
 	startedAt time.Time
 
-	handlers  chan struct{} // semaphore of running handlers
-	sysPushes atomic.Int32
+	handlers   chan struct{} // semaphore of running handlers
+	sysPushes  atomic.Int32
+	sysStreams sysStreams
 
 	running  atomic.Bool
 	started  chan struct{} // start finished, well or not

@@ -51,6 +51,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/wire"
@@ -292,6 +293,11 @@ func New(bus *cluster.Bus, cfg Config) (*Gate, error) {
 	}
 	if g.m == nil {
 		g.m = newMetrics(nil)
+	}
+	if g.m.reg != nil {
+		g.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hearth_response_cache_bytes", Help: "Bytes of responses the gate keeps for re-sends after a resume (bounded by Limits.ResponseCacheGate).",
+		}, func() float64 { return float64(g.respBytes.Load()) }))
 	}
 	g.sessMap.init()
 	g.pending.init()

@@ -24,6 +24,8 @@ type Metrics struct {
 	// because this gate's fan-out fell behind.
 	channelDrops prometheus.Counter
 
+	reg prometheus.Registerer // nil: no registry
+
 	mu       sync.RWMutex
 	byRoute  map[string]prometheus.Observer
 	byCode   map[wire.Code]prometheus.Counter
@@ -72,6 +74,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 	for _, tr := range []string{"tcp", "ws"} {
 		m.sessByTr[tr] = m.sessions.WithLabelValues(tr)
 	}
+	m.reg = reg
 	if reg != nil {
 		reg.MustRegister(m.sessions, frames, m.latency, m.errors, m.kicks, m.detached, m.resumes, m.channelDrops)
 	}
