@@ -123,8 +123,13 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 
 // StartNode starts node n, or starts it again when a node of that id was
 // started before (stop or kill the old one first), and returns once it
-// serves. It does not wait for the others to see it (WaitServing).
+// serves. It does not wait for the others to see it (WaitServing). The
+// first node of a cluster on its embedded NATS cannot start again: the
+// bus went with it.
 func (c *Cluster) StartNode(ctx context.Context, n Node) (*Proc, error) {
+	if c.cfg.NATS == "" && len(c.all) > 0 && n.ID == c.all[0].ID {
+		return nil, fmt.Errorf("node %s held the cluster's embedded NATS: it cannot start again", n.ID)
+	}
 	data := filepath.Join(c.dir, fmt.Sprintf("%s-%d", n.ID, len(c.all)))
 	args := append(slices.Clone(c.cfg.Serve),
 		"--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--admin", "127.0.0.1:0",

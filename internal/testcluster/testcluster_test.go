@@ -87,6 +87,9 @@ func TestClusterEmbedded(t *testing.T) {
 	require.NoError(t, c.WaitServing(ctx, 10*time.Second, "svc", "gate"))
 	require.Contains(t, c.Logs(), "--- gate (pid ")
 
+	_, err = c.StartNode(ctx, Node{ID: "svc"})
+	require.ErrorContains(t, err, "embedded NATS")
+
 	stopped = true
 	require.NoError(t, c.Stop())
 	for _, p := range []*Proc{svc, gate, again} {
