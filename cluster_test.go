@@ -3,6 +3,7 @@ package hearth_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -75,7 +76,12 @@ func startCluster(t *testing.T, hub hearth.Config, hubSvcs []*hearth.Service, ot
 	}
 	// Every node sees every other.
 	for _, n := range nodes {
-		hearthtest.Eventually(t, 10*time.Second, func() bool { return len(n.Nodes()) == len(nodes) }, "node %s sees %d nodes, want %d", n.ID(), len(n.Nodes()), len(nodes))
+		hearthtest.Eventually(t, 10*time.Second, func() error {
+			if got := len(n.Nodes()); got != len(nodes) {
+				return fmt.Errorf("node %s sees %d nodes, want %d", n.ID(), got, len(nodes))
+			}
+			return nil
+		})
 	}
 	return nodes
 }
@@ -102,10 +108,12 @@ func TestClusterRegistryAndGates(t *testing.T) {
 	for range 3 {
 		a.Dial(t, "tcp")
 	}
-	hearthtest.Eventually(t, 5*time.Second, func() bool {
-		g := b.Gates()
-		return len(g) == 2 && g[0].ID == "gate-b" && g[1].Sessions == 3
-	}, "gates not ordered by load: %+v", b.Gates())
+	hearthtest.Eventually(t, 5*time.Second, func() error {
+		if g := b.Gates(); len(g) != 2 || g[0].ID != "gate-b" || g[1].Sessions != 3 {
+			return fmt.Errorf("gates not ordered by load: %+v", g)
+		}
+		return nil
+	})
 
 	c := b.Dial(t, "ws")
 	var resp syspb.GatesResp
@@ -222,30 +230,52 @@ func TestClusterPushAcrossGates(t *testing.T) {
 func TestClusterChannelAcrossGates(t *testing.T) {
 	nodes := startCluster(t, hearth.Config{NodeID: "c1"}, []*hearth.Service{accountService()},
 		joined("c2", accountService()), joined("c3", accountService()))
-	var counts [4]atomic.Int32 // 3 members, 1 non-member
-	for i := range counts {
-		n := nodes[i%3]
-		c := n.Dial(t, hearthtest.Transports[i%2], client.Options{OnPush: func(p client.Push) {
-			if p.Route == "acct.news" {
-				counts[i].Add(1)
+	var (
+		mu  sync.Mutex
+		got [4][]uint32 // ticks each client received: 3 members, then a non-member
+	)
+	clients := make([]*client.Client, len(got))
+	for i := range got {
+		n := nodes[i%3] // the non-member shares c1's gate with member 0
+		clients[i] = n.Dial(t, hearthtest.Transports[i%2], client.Options{OnPush: func(p client.Push) {
+			var tick struct{ N uint32 }
+			if p.Route == "acct.news" && json.Unmarshal(p.Payload, &tick) == nil {
+				mu.Lock()
+				got[i] = append(got[i], tick.N)
+				mu.Unlock()
 			}
 		}})
 		if i < 3 {
-			_, err := call(t, c, "acct.join", `"news"`)
+			_, err := call(t, clients[i], "acct.join", `"news"`)
 			require.NoError(t, err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// Two publishes from one node arrive in order: once a member has the
+	// second, a duplicate of the first would have come before it.
 	require.NoError(t, nodes[1].Publish(ctx, "news", "acct.news", &syspb.Tick{N: 1}))
-	hearthtest.Eventually(t, 5*time.Second, func() bool {
-		return counts[0].Load() == 1 && counts[1].Load() == 1 && counts[2].Load() == 1
-	}, "members on 3 gates did not each get the publish once")
-	time.Sleep(200 * time.Millisecond) // a duplicate would arrive by now
+	require.NoError(t, nodes[1].Publish(ctx, "news", "acct.news", &syspb.Tick{N: 2}))
+	hearthtest.Eventually(t, 5*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range 3 {
+			if len(got[i]) < 2 {
+				return fmt.Errorf("member %d got %v so far", i, got[i])
+			}
+		}
+		return nil
+	})
+	// c1's gate has fanned both out; an answer to the non-member now
+	// follows anything that fan-out queued for it.
+	_, err := call(t, clients[3], "sys.ping", `{}`)
+	require.NoError(t, err)
+	mu.Lock()
+	defer mu.Unlock()
 	for i := range 3 {
-		require.EqualValues(t, 1, counts[i].Load(), "member %d", i)
+		require.Equal(t, []uint32{1, 2}, got[i], "member %d", i)
 	}
-	require.EqualValues(t, 0, counts[3].Load(), "non-member got the publish")
+	require.Empty(t, got[3], "non-member got the publish")
 }
 
 func TestClusterStickyBinding(t *testing.T) {
