@@ -290,3 +290,47 @@ func FuzzRoomControl(f *testing.F) {
 		}
 	})
 }
+
+// TestSlowRoomDelaysNoOther: a room stuck in its handler holds only its
+// own messages; another room's timers keep firing, and players' requests
+// to the stuck room past its mailbox bound are refused at once.
+func TestSlowRoomDelaysNoOther(t *testing.T) {
+	release, blocked := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex // guards fires
+	fires := 0
+	slow := NewRoomType("slow", RoomConfig{Mailbox: 4, KeepEmpty: true}, func() RoomHandler {
+		return &scriptRoom{
+			create: func(r *Room) { r.After(0, "block") },
+			timer: func(*Room, *Timer) {
+				close(blocked)
+				<-release
+			},
+		}
+	})
+	fast := NewRoomType("fast", RoomConfig{KeepEmpty: true}, func() RoomHandler {
+		return &scriptRoom{
+			create: func(r *Room) { r.Every(2*time.Millisecond, "tick") },
+			timer: func(*Room, *Timer) {
+				mu.Lock()
+				fires++
+				mu.Unlock()
+			},
+		}
+	})
+	n := startRoomNode(t, slow, fast)
+	t.Cleanup(func() { close(release) })
+	info := createRoom(t, n, "slow", 1)
+	<-blocked
+	createRoom(t, n, "fast", 2)
+	waitFor(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return fires >= 20 }, "the fast room's timers stalled behind the slow room")
+
+	r := n.rooms.room(info.ID)
+	require.NotNil(t, r)
+	results := map[mailResult]int{}
+	for range 10 {
+		results[r.post(true, func() {})]++
+	}
+	require.Equal(t, map[mailResult]int{mailOK: 4, mailFull: 6}, results)
+	// The SDK's own messages still get in.
+	require.Equal(t, mailOK, r.post(false, func() {}))
+}

@@ -15,10 +15,12 @@ type Timer struct {
 	every time.Duration // 0 for a one-shot timer
 	tick  bool          // the room type's fixed tick, not a handler timer
 
-	// at and index are written under the node's timerQueue.mu; at is only
-	// written by the room's goroutine, which may read it without the lock.
+	// at, when and index are written under the node's timerQueue.mu; at
+	// is only written by the room's goroutine, which may read it without
+	// the lock.
 	at    time.Time
-	index int // in the heap; -1 when not queued
+	when  int64 // at on the monotonic clock, since timerEpoch: the heap's key
+	index int   // in the heap; -1 when not queued
 
 	live bool // owned by the room's goroutine
 }
@@ -60,10 +62,15 @@ func newTimerQueue() *timerQueue {
 	return &timerQueue{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-// add queues t for t.at (set by the caller, the room's goroutine).
+// timerEpoch is the origin of Timer.when: integer deadlines compare
+// faster than time.Time's in the heap.
+var timerEpoch = time.Now()
+
+// add queues t for at (called from t's room's goroutine).
 func (q *timerQueue) add(t *Timer, at time.Time) {
 	q.mu.Lock()
 	t.at = at
+	t.when = int64(at.Sub(timerEpoch))
 	if t.index >= 0 {
 		heap.Fix(&q.h, t.index)
 	} else {
@@ -102,13 +109,13 @@ func (q *timerQueue) run() {
 	var due []*Timer
 	for {
 		q.mu.Lock()
-		now := time.Now()
-		for len(q.h) > 0 && !q.h[0].at.After(now) {
+		now := int64(time.Since(timerEpoch))
+		for len(q.h) > 0 && q.h[0].when <= now {
 			due = append(due, heap.Pop(&q.h).(*Timer))
 		}
 		wait := time.Hour
 		if len(q.h) > 0 {
-			wait = q.h[0].at.Sub(now)
+			wait = time.Duration(q.h[0].when - now)
 		}
 		q.mu.Unlock()
 		for i, t := range due {
@@ -141,7 +148,7 @@ func (q *timerQueue) close() {
 type timerHeap []*Timer
 
 func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timerHeap) Less(i, j int) bool { return h[i].when < h[j].when }
 func (h timerHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].index = i

@@ -402,3 +402,24 @@ func (p *proxy) cut() {
 	}
 	p.conns = nil
 }
+
+// TestClosedSessionLeaves: a client that closes cleanly ends its session,
+// and with it its seat.
+func TestClosedSessionLeaves(t *testing.T) {
+	rt, _ := cards()
+	node := hearthtest.Start(t, hearth.Config{}, login(), match.New(match.Config{}), rt.Service())
+	url := node.URL("tcp")
+	a, b := dialPlayer(t, url, "a", client.Options{}), dialPlayer(t, url, "b", client.Options{})
+	s, err := call[seat](t, a, "match.join", matchpb.JoinReq{RoomType: "cards"})
+	require.NoError(t, err)
+	_, err = call[seat](t, b, "match.join", matchpb.JoinReq{RoomType: "cards"})
+	require.NoError(t, err)
+	require.NoError(t, a.c.Close())
+	hearthtest.Eventually(t, 5*time.Second, func() error {
+		room, ok, err := node.RoomByID(context.Background(), s.RoomID)
+		if err != nil || !ok || room.Players != 1 || room.Users[0].User != "b" {
+			return fmt.Errorf("room %+v (found %v, err %v), want only b", room, ok, err)
+		}
+		return nil
+	})
+}
