@@ -21,7 +21,12 @@ func TestSysPushPerSession(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- n.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-errc })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Logf("node stopped: %v", err)
+		}
+	})
 	<-n.Ready()
 
 	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)

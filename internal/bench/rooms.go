@@ -155,7 +155,7 @@ func runRooms(ctx context.Context, rc roomsConfig, progress io.Writer) (RoomsRes
 	if err != nil {
 		return res, err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }() // scratch space: best effort
 	lat := newShardedHist()
 	var fired atomic.Int64
 	ticks := hearth.NewRoomType("ticks", hearth.RoomConfig{MaxRooms: rc.rooms}, func() hearth.RoomHandler {
