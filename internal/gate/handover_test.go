@@ -168,7 +168,10 @@ func (m *mover) move() error {
 // gap, each stream's numbers 1, 2, 3, ….
 func TestHandoverStress(t *testing.T) {
 	t.Parallel()
-	c := startResumeCluster(t, hearth.Limits{RequestRate: -1})
+	// The replay buffer is sized for the stream: this test is about order
+	// and exactly-once, not about a client too slow for its buffer (a
+	// session that outgrows it is told 304, tested in TestResumeLost).
+	c := startResumeCluster(t, hearth.Limits{RequestRate: -1, ResumePushes: 8192, ResumeBytes: 8 << 20})
 	gates := []string{c.a.Addr("tcp").String(), c.b.Addr("tcp").String()}
 	const sessions, ticks, said = 8, 300, 1000
 	seed := uint64(time.Now().UnixNano())
