@@ -158,8 +158,10 @@ func TestResume(t *testing.T) {
 					last = seq
 				}
 				first.send(wire.AppendRequest(nil, 3, "count.add", []byte(`{"key":"slow-`+key+`","ms":400}`)))
+				away := detached(t, c.a)
 				require.NoError(t, first.conn.Close())
-				time.Sleep(150 * time.Millisecond) // pushes keep coming while it is away
+				// Pushes keep coming while it is away.
+				hearthtest.Eventually(t, waitLong, func() bool { return detached(t, c.a) > away }, "the session never detached")
 
 				gate := c.a
 				if where == "other gate" {
@@ -214,6 +216,10 @@ func TestResumeLost(t *testing.T) {
 		rc := dialRaw(t, c.a, tr)
 		return rc, rc.handshake(wire.CodecJSON)
 	}
+	gone := func(tr, token string) bool {
+		f := dialRaw(t, c.b, tr).resumeHandshake(wire.CodecJSON, token, 0)
+		return f.Kind == wire.KindKick && f.Status == wire.CodeSessionLost
+	}
 	lost := func(tr, codec, token string, last uint64) {
 		t.Helper()
 		rc := dialRaw(t, c.b, tr)
@@ -239,24 +245,31 @@ func TestResumeLost(t *testing.T) {
 				rc, ack = open(tr)
 				rc.writeWSFrame(ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye"))))
 				_, _ = rc.read()
-				time.Sleep(100 * time.Millisecond)
-				lost(tr, wire.CodecJSON, ack.Resume, 0)
+				hearthtest.Eventually(t, waitLong, func() bool { return gone(tr, ack.Resume) }, "a resume after a close frame was not refused")
 			}
 
 			// Grace: after it, even the right token is lost.
+			// Sessions of the steps above expire first (grace 400 ms), so
+			// the gauge counts only this one.
+			hearthtest.Eventually(t, waitLong, func() bool { return detached(t, c.a) == 0 }, "earlier sessions outlived their grace")
+			before := detached(t, c.a)
 			rc, ack = open(tr)
 			require.NoError(t, rc.conn.Close())
-			time.Sleep(time.Second)
+			hearthtest.Eventually(t, waitLong, func() bool { return detached(t, c.a) > before }, "the session never detached")
+			hearthtest.Eventually(t, waitLong, func() bool { return detached(t, c.a) == before }, "the session outlived its grace")
 			lost(tr, wire.CodecJSON, ack.Resume, 0)
 
 			// Overflow: 50 pushes, while it is away, for a session that keeps 10.
+			hearthtest.Eventually(t, waitLong, func() bool { return detached(t, c.a) == 0 }, "earlier sessions outlived their grace")
+			before = detached(t, c.a)
 			rc, ack = open(tr)
 			require.NoError(t, rc.conn.Close())
-			time.Sleep(100 * time.Millisecond) // detached
+			hearthtest.Eventually(t, waitLong, func() bool { return detached(t, c.a) > before }, "the session never detached")
 			other, _ := open(tr)
 			other.send(wire.AppendRequest(nil, 1, "count.flood", []byte(fmt.Sprintf(`{"gate":%q,"session":%q,"n":50}`, ack.Node, ack.Session))))
 			require.Equal(t, wire.OK, other.response(1).Status)
-			time.Sleep(100 * time.Millisecond) // the pushes reach the gate
+			// The overflow ends it (the sweep sees it), well before its grace.
+			hearthtest.Eventually(t, waitLong, func() bool { return detached(t, c.a) == before }, "the overflowing session was not ended")
 			lost(tr, wire.CodecJSON, ack.Resume, 0)
 		})
 	}
@@ -339,7 +352,7 @@ func TestResumeOverflowInChannel(t *testing.T) {
 	stay.send(wire.AppendRequest(nil, 1, "count.join", []byte(`{}`)))
 	require.Equal(t, wire.OK, stay.response(1).Status)
 	require.NoError(t, away.conn.Close())
-	time.Sleep(100 * time.Millisecond) // detached
+	hearthtest.Eventually(t, waitLong, func() bool { return detached(t, c.a) == 1 }, "the session never detached")
 
 	for n := 1; n <= 30; n++ {
 		stay.send(wire.AppendRequest(nil, uint32(1+n), "count.say", []byte(fmt.Sprintf(`{"n":%d}`, n))))
@@ -415,4 +428,9 @@ func TestResumeChannelHandover(t *testing.T) {
 			require.Equal(t, 1, got[n], "round %d: message %d delivered %d times (pushes %v)", round, n, got[n], trace)
 		}
 	}
+}
+
+// detached is the gate's count of sessions without a connection.
+func detached(t testing.TB, node *hearthtest.Node) float64 {
+	return scrape(t, node)["hearth_sessions_detached"]
 }
