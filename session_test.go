@@ -233,3 +233,24 @@ func TestNodeKickAndSessionEvents(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, node.Kick(ctx, node.ID(), "whatever", 1001, "x"), context.Canceled)
 }
+
+// Methods that take a ctx do nothing once it has ended.
+func TestEndedContext(t *testing.T) {
+	node := hearthtest.Start(t, hearth.Config{})
+	c := node.Dial(t, "tcp")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	msg := struct{}{}
+	for name, err := range map[string]error{
+		"Publish":     node.Publish(ctx, "news", "x.y", msg),
+		"Broadcast":   node.Broadcast(ctx, "x.y", msg),
+		"PushSession": node.PushSession(ctx, node.ID(), c.SessionID(), "x.y", msg),
+		"Push":        node.Push(ctx, "ann", "x.y", msg),
+		"Kick":        node.Kick(ctx, node.ID(), c.SessionID(), 1001, "x"),
+	} {
+		require.ErrorIs(t, err, context.Canceled, name)
+	}
+	// A kick sent before would reach the gate before this request's answer.
+	_, err := request(t, c, "sys.ping", "{}")
+	require.NoError(t, err, "the session was left alone")
+}
