@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -502,4 +503,16 @@ func BenchmarkFanout(b *testing.B) {
 	}
 	mu.Unlock()
 	b.ReportMetric(float64(b.N)*nsessions/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+// A game's binary built on cli.Main does not link the benches: only
+// cmd/hearth plugs them in.
+func TestCLIDoesNotLinkBench(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/hearth-server/hearth/cli").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	deps := strings.Fields(string(out))
+	require.Contains(t, deps, "github.com/hearth-server/hearth", "go list printed no dependencies")
+	for _, p := range []string{"github.com/hearth-server/hearth/internal/bench", "github.com/hearth-server/hearth/internal/testcluster"} {
+		require.NotContains(t, deps, p)
+	}
 }
