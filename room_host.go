@@ -72,6 +72,11 @@ func (h *roomHost) attach(ctx context.Context, n *Node, rt *RoomType) error {
 		}
 		go h.timers.run()
 		go h.write()
+		// A room node keeps a registry copy too, so that it reports the
+		// rooms of a room node that dies even where no match service runs.
+		if _, err := n.directory(ctx); err != nil {
+			return err
+		}
 	}
 	h.types[rt.name] = rt
 	// Written before the type takes requests, so the match service knows

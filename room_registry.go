@@ -461,9 +461,6 @@ func (s *Session) LeaveRoom(ctx context.Context, room RoomInfo) error {
 	return err
 }
 
-// errNoAnswer is a room node that did not answer a control request.
-var errNoAnswer = errors.New("hearth: room node did not answer")
-
 func (s *Session) roomControl(ctx context.Context, node string, c roomCtl) (RoomSeat, error) {
 	if err := cluster.ValidateNodeID(node); err != nil {
 		return RoomSeat{}, fmt.Errorf("hearth: room node %q: %w", node, err)
@@ -481,7 +478,7 @@ func (s *Session) roomControl(ctx context.Context, node string, c roomCtl) (Room
 	m, err := s.node.bus.Conn().RequestWithContext(ctx, roomCtlSubject(s.node, node), b)
 	if err != nil {
 		s.Logger().Warn("room control request failed", "op", c.Op, "room_node", node, "err", err)
-		return RoomSeat{}, NewError(CodeUnavailable, errNoAnswer.Error())
+		return RoomSeat{}, NewError(CodeUnavailable, "the room's node did not answer")
 	}
 	var resp roomCtlResp
 	if err := json.Unmarshal(m.Data, &resp); err != nil {
