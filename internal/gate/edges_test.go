@@ -270,3 +270,52 @@ func TestJoinThenPublish(t *testing.T) {
 		require.NoError(t, rc.conn.Close())
 	}
 }
+
+// A gate that cannot keep up with a channel says so: the drop is counted,
+// and the members see a gap in push_seq (a number skipped before the next
+// push), so nothing is lost silently; a resume across the gap is 304.
+func TestChannelOverflowIsVisible(t *testing.T) {
+	t.Parallel()
+	c := startResumeCluster(t, hearth.Limits{ChannelBuffer: 1})
+	member := dialRaw(t, c.a, "tcp")
+	ack := member.handshake(wire.CodecJSON)
+	member.send(wire.AppendRequest(nil, 1, "count.join", []byte(`{}`)))
+	require.Equal(t, wire.OK, member.response(1).Status)
+	speaker := dialRaw(t, c.a, "tcp")
+	speaker.handshake(wire.CodecJSON)
+	var seq uint32 = 1
+	hearthtest.Eventually(t, 4*waitLong, func() bool {
+		seq++
+		speaker.send(wire.AppendRequest(nil, seq, "count.burst", []byte(`{"n":3000}`)))
+		require.Equal(t, wire.OK, speaker.response(seq).Status)
+		return scrape(t, c.a)["hearth_channel_drops_total"] >= 1
+	}, "a one-message channel buffer never overflowed")
+	// A marker after the drop: its push_seq is beyond the pushes received.
+	seq++
+	speaker.send(wire.AppendRequest(nil, seq, "count.say", []byte(`{"n":424242}`)))
+	require.Equal(t, wire.OK, speaker.response(seq).Status)
+	var received, last, before uint64
+	for {
+		f := member.next()
+		if f.Kind != wire.KindPush {
+			continue
+		}
+		received++
+		require.Greater(t, f.PushSeq, last, "push_seq goes up")
+		if f.PushSeq > last+1 && before == 0 {
+			before = last // the last push before the first gap
+		}
+		last = f.PushSeq
+		if string(f.Route) == "count.said" {
+			break
+		}
+	}
+	require.Greater(t, last, received, "the member sees a gap: %d pushes received, the last numbered %d", received, last)
+	require.NoError(t, member.conn.Close())
+	f := dialRaw(t, c.b, "tcp").resumeHandshake(wire.CodecJSON, ack.Resume, before)
+	require.Equal(t, wire.KindKick, f.Kind)
+	require.Equal(t, wire.CodeSessionLost, f.Status, "a resume across the gap: %q", f.Payload)
+	// From after the gap, the session goes on.
+	again := dialRaw(t, c.b, "tcp")
+	require.True(t, ackOf(t, again.resumeHandshake(wire.CodecJSON, ack.Resume, last)).Resumed)
+}

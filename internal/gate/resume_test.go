@@ -57,6 +57,19 @@ func (c *counter) service() *hearth.Service {
 		}
 		return []byte(`{}`), s.Node().Publish(ctx, "room", "count.said", &syspb.Tick{N: req.N})
 	})
+	// count.burst publishes n messages to the channel as fast as it can.
+	hearth.HandleRaw(svc, "burst", func(ctx context.Context, s *hearth.Session, payload []byte) ([]byte, error) {
+		var req struct{ N uint32 }
+		if err := json.Unmarshal(payload, &req); err != nil {
+			return nil, hearth.NewError(hearth.CodeInvalidPayload, err.Error())
+		}
+		for i := uint32(1); i <= req.N; i++ {
+			if err := s.Node().Publish(ctx, "room", "count.burst", &syspb.Tick{N: i}); err != nil {
+				return nil, err
+			}
+		}
+		return []byte(`{}`), nil
+	})
 	// count.flood pushes n messages to another session, for filling a
 	// detached session's buffer.
 	hearth.HandleRaw(svc, "flood", func(ctx context.Context, s *hearth.Session, payload []byte) ([]byte, error) {
