@@ -263,7 +263,10 @@ type roomCtlResp struct {
 	Seat    int      `json:"seat"`
 }
 
-var errBadControl = errors.New("hearth: bad room control request")
+var (
+	errBadControl = errors.New("hearth: bad room control request")
+	errRoomType   = errors.New("hearth: room type misconfigured")
+)
 
 // decodeRoomCtl parses and checks a control request.
 func decodeRoomCtl(b []byte) (roomCtl, error) {
@@ -354,7 +357,12 @@ func (h *roomHost) create(c roomCtl) (RoomInfo, int, error) {
 		h.mu.Unlock()
 		return RoomInfo{}, 0, NewError(CodeNoRoomNode, "room node full")
 	}
-	r := h.newRoom(rt, c.Private, c.Params)
+	handler := rt.newHandler()
+	if _, ok := handler.(RoomTicker); rt.cfg.Tick > 0 && !ok {
+		h.mu.Unlock()
+		return RoomInfo{}, 0, fmt.Errorf("%w: room type %s has a Tick but its handler no Tick method", errRoomType, rt.name)
+	}
+	r := h.newRoom(rt, handler, c.Private, c.Params)
 	h.mu.Unlock()
 	go r.run()
 	var (
@@ -392,16 +400,13 @@ func (h *roomHost) create(c roomCtl) (RoomInfo, int, error) {
 }
 
 // newRoom registers a room of rt; h.mu is held.
-func (h *roomHost) newRoom(rt *RoomType, private bool, params map[string]string) *Room {
+func (h *roomHost) newRoom(rt *RoomType, handler RoomHandler, private bool, params map[string]string) *Room {
 	ctx, cancel := context.WithCancel(h.node.baseCtx)
 	r := &Room{
-		id: newRoomID(), typ: rt, host: h, handler: rt.newHandler(),
+		id: newRoomID(), typ: rt, host: h, handler: handler,
 		ctx: ctx, cancel: cancel, mb: mailbox{wake: make(chan struct{}, 1)},
 		meta: map[string]string{}, params: maps.Clone(params), private: private,
 		created: time.Now().UTC(), timers: map[*Timer]struct{}{}, draining: h.draining,
-	}
-	if _, ok := r.handler.(RoomTicker); rt.cfg.Tick > 0 && !ok {
-		panic(fmt.Sprintf("hearth: room type %s has a Tick but its handler has no Tick method", rt.name))
 	}
 	r.log = h.log.With("room", r.id, "room_type", rt.name)
 	r.seats = make([]*Seat, rt.cfg.Seats)

@@ -334,3 +334,37 @@ func TestSlowRoomDelaysNoOther(t *testing.T) {
 	// The SDK's own messages still get in.
 	require.Equal(t, mailOK, r.post(false, func() {}))
 }
+
+type tickRoom struct {
+	BaseRoom
+	mu    *sync.Mutex // guards ticks, bad
+	ticks *int
+	bad   *bool
+}
+
+func (tr *tickRoom) Tick(_ *Room, dt time.Duration) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	*tr.ticks++
+	if dt <= 0 {
+		*tr.bad = true
+	}
+}
+
+func TestRoomTick(t *testing.T) {
+	var mu sync.Mutex
+	ticks, bad := 0, false
+	ticking := NewRoomType("ticking", RoomConfig{Tick: 2 * time.Millisecond}, func() RoomHandler {
+		return &tickRoom{mu: &mu, ticks: &ticks, bad: &bad}
+	})
+	// A Tick with a handler that cannot tick is refused, not a crash.
+	broken := NewRoomType("broken", RoomConfig{Tick: time.Millisecond}, func() RoomHandler { return BaseRoom{} })
+	n := startRoomNode(t, ticking, broken)
+	createRoom(t, n, "ticking", 1)
+	waitFor(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return ticks >= 10 }, "the room did not tick")
+	mu.Lock()
+	require.False(t, bad, "a tick with dt ≤ 0")
+	mu.Unlock()
+	resp := n.rooms.serveControl(mustJSON(t, roomCtl{Op: "create", Type: "broken", Session: testPlayer(2)}))
+	require.Equal(t, CodeInternal, resp.Code)
+}
