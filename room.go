@@ -726,7 +726,7 @@ func (r *Room) changed() {
 func (r *Room) info() RoomInfo {
 	in := RoomInfo{
 		ID: r.id, Type: r.typ.name, Node: r.host.node.id, Seats: len(r.seats), State: r.state,
-		Private: r.private, Meta: maps.Clone(r.meta), Created: r.created,
+		Private: r.private, Params: r.params, Meta: maps.Clone(r.meta), Created: r.created,
 	}
 	for _, s := range r.seats {
 		if s.State != SeatEmpty {

@@ -24,13 +24,16 @@ import (
 
 // RoomInfo is a room's entry in the cluster's room registry.
 type RoomInfo struct {
-	ID      string            `json:"id"`
-	Type    string            `json:"type"`
-	Node    string            `json:"node"`
-	Seats   int               `json:"seats"`
-	Players int               `json:"players"`
-	State   string            `json:"state,omitempty"`
-	Private bool              `json:"private,omitempty"`
+	ID      string `json:"id"`
+	Type    string `json:"type"`
+	Node    string `json:"node"`
+	Seats   int    `json:"seats"`
+	Players int    `json:"players"`
+	State   string `json:"state,omitempty"`
+	Private bool   `json:"private,omitempty"`
+	// Params are the room's creation parameters (match.join/create
+	// "params"): match.join fills only rooms made with the same ones.
+	Params  map[string]string `json:"params,omitempty"`
 	Meta    map[string]string `json:"meta,omitempty"`
 	Users   []RoomUser        `json:"users,omitempty"`
 	Created time.Time         `json:"created"`

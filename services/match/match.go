@@ -1,7 +1,7 @@
 // Package match is hearth's built-in matchmaker (the seeds' locator): it
 // seats players in rooms of the room types that room nodes serve.
 //
-//	match.join {"room_type", "params"?}   → Seat   an open room, else a new one
+//	match.join {"room_type", "params"?}   → Seat   an open room made with the same params, else a new one
 //	match.create {"room_type", "params"?} → Seat   a new private room
 //	match.join_by_id {"room_id"}          → Seat   that room, private or not
 //	match.leave {"room_id"?}              → LeaveResp
@@ -20,6 +20,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -188,7 +189,7 @@ func (m *service) join(ctx context.Context, s *hearth.Session, req *matchpb.Join
 	}
 	var open []hearth.RoomInfo
 	for _, r := range rooms {
-		if n, ok := byID[r.Node]; ok && !n.Draining && r.Open() {
+		if n, ok := byID[r.Node]; ok && !n.Draining && r.Open() && maps.Equal(r.Params, req.Params) {
 			open = append(open, r)
 		}
 	}

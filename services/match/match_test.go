@@ -423,3 +423,28 @@ func TestClosedSessionLeaves(t *testing.T) {
 		return nil
 	})
 }
+
+// TestParamsSplitRooms: match.join fills only rooms made with the same
+// params (a table's stake, say), and the room sees them.
+func TestParamsSplitRooms(t *testing.T) {
+	rt, _ := cards()
+	node := hearthtest.Start(t, hearth.Config{}, login(), match.New(match.Config{}), rt.Service())
+	url := node.URL("tcp")
+	join := func(user string, params map[string]string) seat {
+		s, err := call[seat](t, dialPlayer(t, url, user, client.Options{}), "match.join", matchpb.JoinReq{RoomType: "cards", Params: params})
+		require.NoError(t, err)
+		return s
+	}
+	low1 := join("a", map[string]string{"stake": "100"})
+	high := join("b", map[string]string{"stake": "500"})
+	low2 := join("c", map[string]string{"stake": "100"})
+	plain := join("d", nil)
+	require.Equal(t, low1.RoomID, low2.RoomID)
+	require.NotEqual(t, low1.RoomID, high.RoomID)
+	require.NotEqual(t, low1.RoomID, plain.RoomID)
+	require.NotEqual(t, high.RoomID, plain.RoomID)
+	room, ok, err := node.RoomByID(context.Background(), high.RoomID)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, map[string]string{"stake": "500"}, room.Params)
+}
