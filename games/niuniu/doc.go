@@ -1,5 +1,7 @@
-// Package niuniu is the rules of Niu Niu (grab the banker), the sample card
-// game of hearth, as pure functions: no I/O, no clock, no global state.
+// Package niuniu is Niu Niu (grab the banker), the sample card game of
+// hearth: the rules as pure functions (no I/O, no clock, no global state),
+// and, in room.go only, [NewRoomType], the tables that play them on the
+// room SDK and settle into the store's ledger.
 // Every rule of the game that is a default (hand multipliers, which special
 // hands count, grab and bet ranges, seats, countdowns) is a field of
 // [Rules], whose zero value is the standard game.
