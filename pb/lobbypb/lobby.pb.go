@@ -386,13 +386,15 @@ func (x *Rooms) GetRooms() []*RoomListing {
 }
 
 type RoomListing struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
-	Seats         uint32                 `protobuf:"varint,3,opt,name=seats,proto3" json:"seats,omitempty"`
-	Players       uint32                 `protobuf:"varint,4,opt,name=players,proto3" json:"players,omitempty"`
-	State         string                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
-	Meta          map[string]string      `protobuf:"bytes,6,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Type    string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Seats   uint32                 `protobuf:"varint,3,opt,name=seats,proto3" json:"seats,omitempty"`
+	Players uint32                 `protobuf:"varint,4,opt,name=players,proto3" json:"players,omitempty"`
+	State   string                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	Meta    map[string]string      `protobuf:"bytes,6,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The params the room was made with (match.join fills rooms by them).
+	Params        map[string]string `protobuf:"bytes,7,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -469,6 +471,13 @@ func (x *RoomListing) GetMeta() map[string]string {
 	return nil
 }
 
+func (x *RoomListing) GetParams() map[string]string {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
 var File_hearth_lobby_v1_lobby_proto protoreflect.FileDescriptor
 
 const file_hearth_lobby_v1_lobby_proto_rawDesc = "" +
@@ -497,15 +506,19 @@ const file_hearth_lobby_v1_lobby_proto_rawDesc = "" +
 	"\bRoomsReq\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\";\n" +
 	"\x05Rooms\x122\n" +
-	"\x05rooms\x18\x01 \x03(\v2\x1c.hearth.lobby.v1.RoomListingR\x05rooms\"\xec\x01\n" +
+	"\x05rooms\x18\x01 \x03(\v2\x1c.hearth.lobby.v1.RoomListingR\x05rooms\"\xe9\x02\n" +
 	"\vRoomListing\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x14\n" +
 	"\x05seats\x18\x03 \x01(\rR\x05seats\x12\x18\n" +
 	"\aplayers\x18\x04 \x01(\rR\aplayers\x12\x14\n" +
 	"\x05state\x18\x05 \x01(\tR\x05state\x12:\n" +
-	"\x04meta\x18\x06 \x03(\v2&.hearth.lobby.v1.RoomListing.MetaEntryR\x04meta\x1a7\n" +
+	"\x04meta\x18\x06 \x03(\v2&.hearth.lobby.v1.RoomListing.MetaEntryR\x04meta\x12@\n" +
+	"\x06params\x18\a \x03(\v2(.hearth.lobby.v1.RoomListing.ParamsEntryR\x06params\x1a7\n" +
 	"\tMetaEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B,Z*github.com/hearth-server/hearth/pb/lobbypbb\x06proto3"
 
@@ -521,7 +534,7 @@ func file_hearth_lobby_v1_lobby_proto_rawDescGZIP() []byte {
 	return file_hearth_lobby_v1_lobby_proto_rawDescData
 }
 
-var file_hearth_lobby_v1_lobby_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_hearth_lobby_v1_lobby_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_hearth_lobby_v1_lobby_proto_goTypes = []any{
 	(*ProfileReq)(nil),  // 0: hearth.lobby.v1.ProfileReq
 	(*Profile)(nil),     // 1: hearth.lobby.v1.Profile
@@ -532,16 +545,18 @@ var file_hearth_lobby_v1_lobby_proto_goTypes = []any{
 	(*Rooms)(nil),       // 6: hearth.lobby.v1.Rooms
 	(*RoomListing)(nil), // 7: hearth.lobby.v1.RoomListing
 	nil,                 // 8: hearth.lobby.v1.RoomListing.MetaEntry
+	nil,                 // 9: hearth.lobby.v1.RoomListing.ParamsEntry
 }
 var file_hearth_lobby_v1_lobby_proto_depIdxs = []int32{
 	4, // 0: hearth.lobby.v1.Games.games:type_name -> hearth.lobby.v1.Game
 	7, // 1: hearth.lobby.v1.Rooms.rooms:type_name -> hearth.lobby.v1.RoomListing
 	8, // 2: hearth.lobby.v1.RoomListing.meta:type_name -> hearth.lobby.v1.RoomListing.MetaEntry
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	9, // 3: hearth.lobby.v1.RoomListing.params:type_name -> hearth.lobby.v1.RoomListing.ParamsEntry
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_hearth_lobby_v1_lobby_proto_init() }
@@ -556,7 +571,7 @@ func file_hearth_lobby_v1_lobby_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hearth_lobby_v1_lobby_proto_rawDesc), len(file_hearth_lobby_v1_lobby_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -93,7 +93,7 @@ func New(st *store.Store) *hearth.Service {
 		for _, r := range rooms {
 			if r.Open() && serving[r.Node] {
 				resp.Rooms = append(resp.Rooms, &lobbypb.RoomListing{
-					Id: r.ID, Type: r.Type, Seats: uint32(r.Seats), Players: uint32(r.Players), State: r.State, Meta: r.Meta,
+					Id: r.ID, Type: r.Type, Seats: uint32(r.Seats), Players: uint32(r.Players), State: r.State, Meta: r.Meta, Params: r.Params,
 				})
 			}
 		}
