@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/games/niuniu"
 	"github.com/hearth-server/hearth/services/auth"
 	"github.com/hearth-server/hearth/services/lobby"
 	"github.com/hearth-server/hearth/services/match"
@@ -39,6 +40,7 @@ type builtinFlags struct {
 	providerAud  string
 	requireLogin bool
 	matchPolicy  string
+	niuniuGrant  int64
 }
 
 func (b *builtinFlags) register(fs *flag.FlagSet) {
@@ -60,6 +62,7 @@ func (b *builtinFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.providerHMAC, "provider-secret", "", "HMAC secret of the provider (HS256)")
 	fs.StringVar(&b.providerIss, "provider-issuer", "", "required iss of provider tokens")
 	fs.StringVar(&b.providerAud, "provider-audience", "", "required aud of provider tokens")
+	fs.Int64Var(&b.niuniuGrant, "niuniu-grant", 10_000, "currency an account gets the first time it sits at a Niu Niu table (niuniu_100: base 100, minimum 100); 0 none")
 	fs.StringVar(&b.matchPolicy, "match-policy", "pack", "where match.join seats players: pack (fullest room first) or least-loaded (emptiest node first)")
 }
 
@@ -93,7 +96,7 @@ func (b *builtinFlags) builtins(ctx context.Context, cfg *hearth.Config) (svcs [
 		}
 		svcs = append(svcs, match.New(match.Config{Policy: policy}))
 	}
-	if !runs("auth") && !runs("lobby") {
+	if !runs("auth") && !runs("lobby") && !runs(niuniuTable) {
 		return svcs, closeFn, nil
 	}
 	dsn := b.db
@@ -156,5 +159,16 @@ func (b *builtinFlags) builtins(ctx context.Context, cfg *hearth.Config) (svcs [
 	if runs("lobby") {
 		svcs = append(svcs, lobby.New(st))
 	}
+	if runs(niuniuTable) {
+		rt, err := niuniu.NewRoomType(niuniuTable, niuniu.TableConfig{Base: 100, Grant: b.niuniuGrant}, st)
+		if err != nil {
+			return nil, closeFn, fmt.Errorf("--niuniu-grant: %w", err)
+		}
+		svcs = append(svcs, rt.Service())
+	}
 	return svcs, closeFn, nil
 }
+
+// niuniuTable is the Niu Niu room type `hearth serve` runs: a 5-seat table
+// with a stake of 100.
+const niuniuTable = "niuniu_100"
