@@ -549,3 +549,30 @@ func TestBadConfig(t *testing.T) {
 	_, err := niuniu.NewRoomType("nn", niuniu.TableConfig{}, nil)
 	require.ErrorIs(t, err, niuniu.ErrBadConfig, "no store")
 }
+
+// A player who drops and never comes back plays the round on defaults and
+// is removed when it ends.
+func TestOfflinePlayerPlaysDefaultsThenLeaves(t *testing.T) {
+	cfg := niuniu.TableConfig{
+		Rules: niuniu.Rules{Seats: 2, GrabCountdown: time.Millisecond, BetCountdown: time.Millisecond, OpenCountdown: time.Millisecond, EndPause: time.Millisecond},
+		Base:  2, Grant: 1000,
+	}
+	srv := start(t, cfg)
+	px := newProxy(t, strings.TrimPrefix(srv.URL("tcp"), "tcp://"))
+	a := login(t, srv.URL("ws"), client.Options{})
+	b := login(t, "tcp://"+px.ln.Addr().String(), client.Options{})
+	a.join(t)
+	b.join(t)
+	require.NoError(t, b.do(roomType+".ready", `{}`))
+	px.cut()
+	a.await(t, "b offline", func(v niuniu.View) bool { return !v.Seats[1].Online && v.Seats[1].Ready })
+	require.NoError(t, a.do(roomType+".ready", `{}`))
+
+	end := a.awaitEnd(t, "")
+	require.True(t, end.Seats[1].Playing, "an offline player keeps its seat in the round")
+	require.Zero(t, end.Seats[1].Grab)
+	replay(t, cfg.Rules, end, map[int]int64{0: 1000, 1: 1000})
+	v := a.await(t, "b removed", func(v niuniu.View) bool { return v.Phase == niuniu.PhaseReady && v.Seats[1].User == "" })
+	require.Equal(t, end.Round, v.Round)
+	require.Equal(t, 1000+end.Seats[1].Delta, srv.ledgerSum(t, b.user), "the absent player's round is settled")
+}
