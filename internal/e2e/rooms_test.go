@@ -1,20 +1,27 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hearth-server/hearth/client"
 	"github.com/hearth-server/hearth/wire"
 )
 
-// roomCluster is 1 gate, 2 room nodes, each running the table room type,
+// roomCluster is 2 gates, 2 room nodes, each running the table room type,
 // the match service and the test's login, and a node running only match:
 // the one left to tell players when both room nodes are gone.
 var roomCluster = []nodeSpec{
 	{"gate-a", "gate"},
+	{"gate-b", "gate"},
 	{"room-1", "table,match,acct,sys"},
 	{"room-2", "table,match,acct,sys"},
 	{"match-1", "match,acct,sys"},
@@ -65,8 +72,24 @@ func TestRooms(t *testing.T) {
 		c := startCluster(t, b, roomCluster...)
 		gate := c.node("gate-a")
 		players := make([]*player, 6)
+		// p0 reaches gate-a through a proxy the test cuts, and reconnects
+		// to gate-b then.
+		proxy := newCutProxy(t, strings.TrimPrefix(gate.TCP, "tcp://"))
+		p0 := &player{name: "p0", pushes: &pushLog{}}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c0, err := client.Dial(ctx, "tcp://"+proxy.addr(), client.Options{Codec: wire.CodecJSON, Name: "e2e/p0",
+			OnPush: p0.pushes.add, Reconnect: true, Addrs: []string{c.node("gate-b").TCP}})
+		cancel()
+		if err != nil {
+			t.Fatalf("dial p0: %v", err)
+		}
+		t.Cleanup(func() { _ = c0.Close() })
+		p0.Client = c0
+		players[0] = p0
 		for i := range players {
-			players[i] = dial(t, gate, "tcp", fmt.Sprintf("p%d", i))
+			if i > 0 {
+				players[i] = dial(t, gate, "tcp", fmt.Sprintf("p%d", i))
+			}
 			players[i].login(t)
 		}
 
@@ -93,6 +116,25 @@ func TestRooms(t *testing.T) {
 		}
 		if len(seats) != 4 {
 			t.Fatalf("seats %v, want 4 different", seats)
+		}
+		lastBeforeCut := players[0].LastPush()
+
+		// p0's connection to gate-a is cut: its client resumes the session
+		// on gate-b, the room follows it there (the snapshot comes after
+		// the resume), and its room calls still reach the room.
+		proxy.cut()
+		eventually(t, 10*time.Second, func() bool {
+			for _, pu := range players[0].pushes.snapshot() {
+				if pu.Route == "table.snapshot" && pu.Seq > lastBeforeCut {
+					return true
+				}
+			}
+			return false
+		}, func() string { return "no snapshot for p0 after its resume on gate-b" })
+		var w tableWhere
+		players[0].must(t, "table.where", struct{}{}, &w)
+		if w.Room != room {
+			t.Fatalf("after the move p0 reaches %+v, want room %s", w, room)
 		}
 
 		// A private room, joined by id; match.join does not fill it.
@@ -161,7 +203,7 @@ func TestRooms(t *testing.T) {
 			eventually(t, 10*time.Second, func() bool { return hasClosed(p, again[p].RoomID, "node_lost") },
 				func() string { return fmt.Sprintf("%s not told its room's node was lost: %v", p.name, closedPushes(p)) })
 		}
-		err := players[0].call("table.where", struct{}{}, nil)
+		err = players[0].call("table.where", struct{}{}, nil)
 		if codeOf(err) != wire.CodeUnavailable {
 			t.Fatalf("room call after the node died: %v, want 301", err)
 		}
@@ -175,4 +217,59 @@ type tableWhere struct {
 	Node string `json:"node"`
 	Room string `json:"room"`
 	Seat int    `json:"seat"`
+}
+
+// snapshot copies the pushes received so far.
+func (l *pushLog) snapshot() []client.Push {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]client.Push(nil), l.pushes...)
+}
+
+// cutProxy forwards TCP connections to a gate until cut: then it closes
+// them abruptly, as a lost network would, and accepts no more.
+type cutProxy struct {
+	ln    net.Listener
+	mu    sync.Mutex // guards conns
+	conns []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln}
+	t.Cleanup(p.cut)
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *cutProxy) cut() {
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }
