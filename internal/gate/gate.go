@@ -576,7 +576,6 @@ func (g *Gate) traceID(dst []byte) []byte {
 type routeTable struct {
 	byName map[string]uint16
 	byID   []string // index = id; 0 unused
-	json   []byte   // the "routes" object, pre-encoded
 }
 
 func newRouteTable(names []string) *routeTable {

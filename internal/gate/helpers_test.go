@@ -121,11 +121,18 @@ func (rc *rawClient) read() (wire.Frame, error) {
 	_ = rc.conn.SetReadDeadline(time.Now().Add(waitLong))
 	var body []byte
 	if rc.tr == "ws" {
-		f, err := ws.ReadFrame(rc.br)
+		h, err := ws.ReadHeader(rc.br)
 		if err != nil {
 			return wire.Frame{}, err
 		}
-		h := f.Header
+		if h.Length > 1<<20 {
+			return wire.Frame{}, fmt.Errorf("websocket frame of %d bytes from the gate", h.Length)
+		}
+		payload := make([]byte, h.Length)
+		if _, err := io.ReadFull(rc.br, payload); err != nil {
+			return wire.Frame{}, err
+		}
+		f := ws.Frame{Header: h, Payload: payload}
 		switch {
 		case h.OpCode == ws.OpClose:
 			return wire.Frame{}, errCloseFrame

@@ -685,7 +685,9 @@ func (g *Gate) onImport(e *cluster.Envelope) {
 	g.sessMap.add(s)
 	g.moves.drop(s.id)
 	for _, ch := range m.State.Channels {
-		g.chans.join(ch, s)
+		if err := g.chans.join(ch, s); err != nil {
+			g.log.Error("hand-over: channel not joined", "session", s.id, "channel", ch, "err", err)
+		}
 	}
 	if len(m.State.Channels) > 0 {
 		// After the joins' subscriptions on the same connection: once the
