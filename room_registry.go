@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -188,8 +189,12 @@ func (d *roomDirectory) close() {
 }
 
 func (d *roomDirectory) apply(n *Node, e jetstream.KeyValueEntry) {
-	key := e.Key()
-	del := e.Operation() != jetstream.KeyValuePut
+	d.applyEntry(n.log, e.Key(), e.Value(), e.Revision(), e.Operation() != jetstream.KeyValuePut)
+}
+
+// applyEntry takes in one registry change: a put of value under key, or
+// its deletion. A malformed entry is logged and ignored.
+func (d *roomDirectory) applyEntry(log *slog.Logger, key string, value []byte, rev uint64, del bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
@@ -207,11 +212,11 @@ func (d *roomDirectory) apply(n *Node, e jetstream.KeyValueEntry) {
 			return
 		}
 		var info RoomInfo
-		if err := json.Unmarshal(e.Value(), &info); err != nil || info.ID != id {
-			n.log.Warn("bad room registry entry", "key", key, "err", err)
+		if err := json.Unmarshal(value, &info); err != nil || info.ID != id {
+			log.Warn("bad room registry entry", "key", key, "err", err)
 			return
 		}
-		d.rooms[id] = dirRoom{info: info, rev: e.Revision()}
+		d.rooms[id] = dirRoom{info: info, rev: rev}
 		for _, u := range info.Users {
 			d.byUser[info.Type+"\x00"+u.User] = id
 		}
@@ -222,11 +227,11 @@ func (d *roomDirectory) apply(n *Node, e jetstream.KeyValueEntry) {
 			return
 		}
 		var rec nodeRecord
-		if err := json.Unmarshal(e.Value(), &rec); err != nil || rec.ID != id {
-			n.log.Warn("bad room registry entry", "key", key, "err", err)
+		if err := json.Unmarshal(value, &rec); err != nil || rec.ID != id {
+			log.Warn("bad room registry entry", "key", key, "err", err)
 			return
 		}
-		d.nodes[id] = dirNode{rec: rec, rev: e.Revision()}
+		d.nodes[id] = dirNode{rec: rec, rev: rev}
 	}
 }
 

@@ -368,3 +368,34 @@ func TestRoomTick(t *testing.T) {
 	resp := n.rooms.serveControl(mustJSON(t, roomCtl{Op: "create", Type: "broken", Session: testPlayer(2)}))
 	require.Equal(t, CodeInternal, resp.Code)
 }
+
+// FuzzRoomRegistryEntry: any registry entry, well-formed or not, leaves
+// the directory consistent: every seated user points at a room that lists
+// that user.
+func FuzzRoomRegistryEntry(f *testing.F) {
+	f.Add("r.abc", []byte(`{"id":"abc","type":"cards","node":"n1","seats":4,"players":1,"users":[{"user":"u1"}]}`), false)
+	f.Add("n.n1", []byte(`{"id":"n1","capacity":{"cards":10}}`), false)
+	f.Add("r.abc", []byte(`{"id":"abd"}`), false)
+	f.Add("r.abc", []byte(nil), true)
+	f.Add("x", []byte(`[]`), false)
+	f.Fuzz(func(t *testing.T, key string, value []byte, del bool) {
+		d := &roomDirectory{rooms: map[string]dirRoom{}, nodes: map[string]dirNode{}, byUser: map[string]string{}}
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		seed := []byte(`{"id":"abc","type":"cards","node":"n1","seats":4,"players":1,"users":[{"user":"u1"}]}`)
+		d.applyEntry(log, "r.abc", seed, 1, false)
+		d.applyEntry(log, key, value, 2, del)
+		for k, id := range d.byUser {
+			r, ok := d.rooms[id]
+			if !ok {
+				t.Fatalf("user %q points at a room not in the directory", k)
+			}
+			found := false
+			for _, u := range r.info.Users {
+				found = found || r.info.Type+"\x00"+u.User == k
+			}
+			if !found {
+				t.Fatalf("user %q points at room %s, which does not list it", k, id)
+			}
+		}
+	})
+}
