@@ -61,6 +61,10 @@ type TableConfig struct {
 	// first time it sits at a table of any Niu Niu room type, so that a
 	// fresh guest can play. Zero means no grant.
 	Grant int64
+	// TopUp is credited when a player below MinBalance tries to sit, at
+	// most once per account per UTC day (ledger key
+	// "topup/<user>/<yyyy-mm-dd>"). Zero means no top-up.
+	TopUp int64
 	// LedgerTimeout bounds each ledger call a room makes. Zero means 5 s.
 	LedgerTimeout time.Duration
 }
@@ -90,8 +94,8 @@ func NewRoomType(name string, cfg TableConfig, st *store.Store) (*hearth.RoomTyp
 	switch {
 	case cfg.Rules.Seats > 5:
 		return nil, fmt.Errorf("%w: %d seats, want 2 to 5", ErrBadConfig, cfg.Rules.Seats)
-	case cfg.Base < 1 || cfg.MinBalance < 0 || cfg.Grant < 0 || cfg.LedgerTimeout < 0:
-		return nil, fmt.Errorf("%w: negative base, minimum, grant or timeout", ErrBadConfig)
+	case cfg.Base < 1 || cfg.MinBalance < 0 || cfg.Grant < 0 || cfg.TopUp < 0 || cfg.LedgerTimeout < 0:
+		return nil, fmt.Errorf("%w: negative base, minimum, grant, top-up or timeout", ErrBadConfig)
 	case st == nil:
 		return nil, fmt.Errorf("%w: no store", ErrBadConfig)
 	}
@@ -198,8 +202,9 @@ func (t *table) Create(r *hearth.Room, _ map[string]string) error {
 	return nil
 }
 
-// Join credits the starting grant once per account and admits players
-// whose balance reaches the minimum.
+// Join credits the starting grant once per account (and the day's top-up
+// to a player below the minimum) and admits players whose balance reaches
+// the minimum.
 func (t *table) Join(r *hearth.Room, s *hearth.Seat) error {
 	ctx, cancel := context.WithTimeout(r.Context(), t.cfg.LedgerTimeout)
 	defer cancel()
@@ -207,15 +212,25 @@ func (t *table) Join(r *hearth.Room, s *hearth.Seat) error {
 	if err != nil {
 		return err
 	}
-	if t.cfg.Grant > 0 {
-		b, applied, err := t.st.ApplyLedger(ctx, store.LedgerEntry{
-			AccountID: s.User, Delta: t.cfg.Grant, Reason: "niuniu starting grant", Key: "grant/" + s.User,
-		})
+	credit := func(amount int64, reason, key string) error {
+		b, applied, err := t.st.ApplyLedger(ctx, store.LedgerEntry{AccountID: s.User, Delta: amount, Reason: reason, Key: key})
 		if err != nil {
-			return fmt.Errorf("niuniu: starting grant: %w", err)
+			return fmt.Errorf("niuniu: %s: %w", reason, err)
 		}
 		if applied {
 			bal = b
+		}
+		return nil
+	}
+	if t.cfg.Grant > 0 {
+		if err := credit(t.cfg.Grant, "niuniu starting grant", "grant/"+s.User); err != nil {
+			return err
+		}
+	}
+	if bal < t.cfg.MinBalance && t.cfg.TopUp > 0 {
+		day := time.Now().UTC().Format(time.DateOnly)
+		if err := credit(t.cfg.TopUp, "niuniu daily top-up", "topup/"+s.User+"/"+day); err != nil {
+			return err
 		}
 	}
 	if bal < t.cfg.MinBalance {
@@ -250,6 +265,23 @@ func (t *table) Leave(r *hearth.Room, s *hearth.Seat, why hearth.LeaveReason) er
 func (t *table) Offline(r *hearth.Room, _ *hearth.Seat) { t.pushAll(r) }
 func (t *table) Resume(r *hearth.Room, _ *hearth.Seat)  { t.pushAll(r) }
 
+// Drain finishes a running round as if every countdown had ended, so the
+// node's shutdown settles it instead of dropping it, then closes the room.
+func (t *table) Drain(r *hearth.Room) {
+	switch t.phase {
+	case PhaseGrab:
+		t.defaultGrabs()
+		t.pickBanker()
+		fallthrough
+	case PhaseBet:
+		t.defaultBets()
+		fallthrough
+	case PhaseOpen:
+		t.settle(r)
+	}
+	r.Close("drain")
+}
+
 func (t *table) Snapshot(r *hearth.Room, s *hearth.Seat) any { return t.view(r, s.Index) }
 
 // Timer ends the phase whose countdown ran out; players who did not choose
@@ -263,18 +295,10 @@ func (t *table) Timer(r *hearth.Room, tm *hearth.Timer) {
 	case PhaseReady:
 		t.startRound(r)
 	case PhaseGrab:
-		for _, p := range t.players {
-			if p != nil && p.grab < 0 {
-				p.grab = t.cfg.Rules.DefaultGrab
-			}
-		}
+		t.defaultGrabs()
 		t.endGrab(r)
 	case PhaseBet:
-		for i, p := range t.players {
-			if p != nil && i != t.banker && p.bet == 0 {
-				p.bet = t.cfg.Rules.DefaultBet
-			}
-		}
+		t.defaultBets()
 		t.setPhase(r, PhaseOpen, t.cfg.Rules.OpenCountdown)
 	case PhaseOpen:
 		t.settle(r)
@@ -394,9 +418,32 @@ func (t *table) grab(r *hearth.Room, s *hearth.Seat, m int) error {
 	return nil
 }
 
-// endGrab picks the banker from the round's RNG, right after the deal, as
-// the package doc specifies, so the seed and the grabs replay it.
+// defaultGrabs and defaultBets give the players who did not choose in time
+// the rules' defaults.
+func (t *table) defaultGrabs() {
+	for _, p := range t.players {
+		if p != nil && p.grab < 0 {
+			p.grab = t.cfg.Rules.DefaultGrab
+		}
+	}
+}
+
+func (t *table) defaultBets() {
+	for i, p := range t.players {
+		if p != nil && i != t.banker && p.bet == 0 {
+			p.bet = t.cfg.Rules.DefaultBet
+		}
+	}
+}
+
 func (t *table) endGrab(r *hearth.Room) {
+	t.pickBanker()
+	t.setPhase(r, PhaseBet, t.cfg.Rules.BetCountdown)
+}
+
+// pickBanker picks the banker from the round's RNG, right after the deal,
+// as the package doc specifies, so the seed and the grabs replay it.
+func (t *table) pickBanker() {
 	var seats []int
 	var grabs []int
 	for i, p := range t.players {
@@ -410,7 +457,6 @@ func (t *table) endGrab(r *hearth.Room) {
 		panic(err)
 	}
 	t.banker, t.bgrab = seats[k], g
-	t.setPhase(r, PhaseBet, t.cfg.Rules.BetCountdown)
 }
 
 func (t *table) bet(r *hearth.Room, s *hearth.Seat, m int) error {

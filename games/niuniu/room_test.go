@@ -540,6 +540,7 @@ func TestBadConfig(t *testing.T) {
 		{Rules: niuniu.Rules{Seats: 6}},
 		{Rules: niuniu.Rules{Seats: 1}},
 		{Base: -1},
+		{TopUp: -1},
 		{Grant: -5},
 		{Base: math.MaxInt64 / 10},
 	} {
@@ -575,4 +576,61 @@ func TestOfflinePlayerPlaysDefaultsThenLeaves(t *testing.T) {
 	v := a.await(t, "b removed", func(v niuniu.View) bool { return v.Phase == niuniu.PhaseReady && v.Seats[1].User == "" })
 	require.Equal(t, end.Round, v.Round)
 	require.Equal(t, 1000+end.Seats[1].Delta, srv.ledgerSum(t, b.user), "the absent player's round is settled")
+}
+
+func TestDailyTopUp(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		topUp int64
+		sits  bool
+		want  int64
+	}{
+		{"reaches the minimum", 100, true, 140},
+		{"falls short, once a day", 5, false, 45},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := start(t, niuniu.TableConfig{Base: 10, MinBalance: 50, Grant: 40, TopUp: tc.topUp})
+			p := login(t, srv.URL("tcp"), client.Options{})
+			for range 2 {
+				err := p.do("match.join", `{"room_type":"`+roomType+`"}`)
+				if tc.sits {
+					require.NoError(t, err)
+					require.NoError(t, p.do(roomType+".leave", `{}`))
+				} else {
+					require.Equal(t, niuniu.CodeLowBalance, codeOf(err), "%v", err)
+				}
+				require.Equal(t, tc.want, srv.ledgerSum(t, p.user), "grant and top-up are paid once")
+			}
+		})
+	}
+}
+
+// A node shutting down mid-round settles the round with the defaults
+// before the room closes.
+func TestDrainSettlesRound(t *testing.T) {
+	const grant = 1000
+	cfg := niuniu.TableConfig{
+		Rules: niuniu.Rules{Seats: 2, GrabCountdown: forever, BetCountdown: forever, OpenCountdown: forever, EndPause: forever},
+		Base:  3, Grant: grant,
+	}
+	srv := start(t, cfg)
+	a, b := login(t, srv.URL("tcp"), client.Options{}), login(t, srv.URL("ws"), client.Options{})
+	a.join(t)
+	b.join(t)
+	require.NoError(t, a.do(roomType+".ready", `{}`))
+	require.NoError(t, b.do(roomType+".ready", `{}`))
+	require.NoError(t, a.act("grab", 2))
+	v := a.await(t, "a's grab", func(v niuniu.View) bool { return v.Seats[0].Grab == 2 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	require.NoError(t, srv.Shutdown(ctx))
+	entries, err := srv.st.Ledger(context.Background(), a.user, 10)
+	require.NoError(t, err)
+	require.Len(t, entries, 2, "the grant and the round")
+	require.Equal(t, v.Round+"/0", entries[0].Key)
+	d := entries[0].Delta
+	require.NotZero(t, d, "banker at 2, bet 1: someone pays")
+	require.Equal(t, grant+d, srv.ledgerSum(t, a.user))
+	require.Equal(t, grant-d, srv.ledgerSum(t, b.user))
 }
