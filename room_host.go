@@ -74,9 +74,13 @@ func (h *roomHost) attach(ctx context.Context, n *Node, rt *RoomType) error {
 		go h.write()
 		// A room node keeps a registry copy too, so that it reports the
 		// rooms of a room node that dies even where no match service runs.
-		if _, err := n.directory(ctx); err != nil {
+		d, err := n.directory(ctx)
+		if err != nil {
 			return err
 		}
+		// Rooms listed under this node id belong to an earlier process
+		// with the same id that died: they are gone.
+		d.reapRooms(ctx, n, n.id, false)
 	}
 	h.types[rt.name] = rt
 	// Written before the type takes requests, so the match service knows

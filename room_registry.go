@@ -269,6 +269,12 @@ func (d *roomDirectory) reap(n *Node, node string) {
 	if err != nil || slices.ContainsFunc(live, func(i cluster.NodeInfo) bool { return i.ID == node }) {
 		return
 	}
+	d.reapRooms(ctx, n, node, true)
+}
+
+// reapRooms removes node's rooms from the registry, telling their players,
+// and with forget also the node's record.
+func (d *roomDirectory) reapRooms(ctx context.Context, n *Node, node string, forget bool) {
 	d.mu.Lock()
 	var rooms []dirRoom
 	for _, r := range d.rooms {
@@ -286,7 +292,7 @@ func (d *roomDirectory) reap(n *Node, node string) {
 		n.log.Warn("room lost with its node", "room", r.info.ID, "room_type", r.info.Type, "room_node", node, "players", r.info.Players)
 		tellLost(ctx, n, r.info)
 	}
-	if hasRec {
+	if hasRec && forget {
 		_ = kv.Delete(ctx, nodeKey(node), jetstream.LastRevision(rec.rev))
 	}
 }

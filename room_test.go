@@ -16,10 +16,14 @@ import (
 // startRoomNode runs a single-process node (embedded NATS) serving types.
 func startRoomNode(t testing.TB, types ...*RoomType) *Node {
 	t.Helper()
-	n, err := New(Config{
-		TCPAddr: Off, WSAddr: Off, AdminAddr: Off, DataDir: t.TempDir(),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	return startRoomNodeIn(t, Config{DataDir: t.TempDir()}, types...)
+}
+
+func startRoomNodeIn(t testing.TB, cfg Config, types ...*RoomType) *Node {
+	t.Helper()
+	cfg.TCPAddr, cfg.WSAddr, cfg.AdminAddr = Off, Off, Off
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	n, err := New(cfg)
 	require.NoError(t, err)
 	for _, rt := range types {
 		require.NoError(t, n.Register(rt.Service()))
@@ -398,4 +402,24 @@ func FuzzRoomRegistryEntry(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRestartedNodeDropsItsOldRooms: rooms listed under a node id whose
+// process died are removed when a node with that id starts again.
+func TestRestartedNodeDropsItsOldRooms(t *testing.T) {
+	cfg := Config{DataDir: t.TempDir(), NodeID: "room-x"}
+	newType := func() *RoomType { return NewRoomType("cards", RoomConfig{}, func() RoomHandler { return BaseRoom{} }) }
+	first := startRoomNodeIn(t, cfg, newType())
+	ghost, err := json.Marshal(RoomInfo{ID: "ghost", Type: "cards", Node: "room-x", Seats: 2})
+	require.NoError(t, err)
+	_, err = first.rooms.kv.Put(context.Background(), roomKey("ghost"), ghost)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, first.Shutdown(ctx))
+
+	second := startRoomNodeIn(t, cfg, newType())
+	_, ok, err := second.RoomByID(ctx, "ghost")
+	require.NoError(t, err)
+	require.False(t, ok, "the dead process's room is still listed")
 }
