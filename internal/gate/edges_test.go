@@ -218,6 +218,7 @@ func TestWebSocketPingFlood(t *testing.T) {
 	node := hearthtest.Start(t, hearth.Config{Limits: hearth.Limits{SendQueueBytes: 64 << 10}})
 	for _, handshake := range []bool{false, true} {
 		t.Run(fmt.Sprint("handshake=", handshake), func(t *testing.T) {
+			kicks := scrape(t, node)[`hearth_kicks_total{code="202"}`]
 			rc := dialRaw(t, node, "ws")
 			if handshake {
 				rc.handshake(wire.CodecJSON)
@@ -235,8 +236,9 @@ func TestWebSocketPingFlood(t *testing.T) {
 				}
 			}
 			hearthtest.Eventually(t, waitLong, func() bool {
-				return scrape(t, node)[`hearth_kicks_total{code="202"}`] >= 1
+				return scrape(t, node)[`hearth_kicks_total{code="202"}`] > kicks
 			}, "the ping flood was never kicked with 202")
+			require.LessOrEqual(t, scrape(t, node)["hearth_send_queue_peak_bytes"], float64(64<<10), "the gate's queue for the flood stayed within its bound")
 			other, err := client.Dial(context.Background(), node.URL("tcp"), client.Options{})
 			require.NoError(t, err)
 			defer other.Close()

@@ -241,6 +241,7 @@ type Gate struct {
 	moves     moves          // sessions that left this gate (forwarding, late resumes)
 	draining  atomic.Bool
 	respBytes atomic.Int64 // bytes of every session's response cache
+	outPeak   atomic.Int64 // the largest output queue any session reached
 	hooks     chan func()  // OnClose calls, for the hook workers
 	hooksWG   sync.WaitGroup
 	hookMu    sync.RWMutex // guards hooksDone against sends on a closed hooks
@@ -298,6 +299,9 @@ func New(bus *cluster.Bus, cfg Config) (*Gate, error) {
 		g.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "hearth_response_cache_bytes", Help: "Bytes of responses the gate keeps for re-sends after a resume (bounded by Limits.ResponseCacheGate).",
 		}, func() float64 { return float64(g.respBytes.Load()) }))
+		g.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hearth_send_queue_peak_bytes", Help: "The largest unsent output any session of this gate reached (bounded by Limits.SendQueueBytes).",
+		}, func() float64 { return float64(g.outPeak.Load()) }))
 	}
 	g.sessMap.init()
 	g.pending.init()

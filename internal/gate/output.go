@@ -45,7 +45,9 @@ func (s *Session) begin(n int) bool {
 // roomLocked reports whether a frame body of n bytes fits in the output
 // queue; when it does not, the session is kicked with 202. s.mu is held.
 func (s *Session) roomLocked(n int) bool {
-	if len(s.out)+n+14 <= s.g.cfg.SendQueueBytes {
+	if q := int64(len(s.out) + n + 14); q <= int64(s.g.cfg.SendQueueBytes) {
+		for peak := s.g.outPeak.Load(); q > peak && !s.g.outPeak.CompareAndSwap(peak, q); peak = s.g.outPeak.Load() {
+		}
 		return true
 	}
 	queued := len(s.out)
