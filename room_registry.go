@@ -289,6 +289,7 @@ func (d *roomDirectory) reapRooms(ctx context.Context, n *Node, node string, for
 		if err := kv.Delete(ctx, roomKey(r.info.ID), jetstream.LastRevision(r.rev)); err != nil {
 			continue // another node reaped it, or it changed
 		}
+		d.applyEntry(n.log, roomKey(r.info.ID), nil, 0, true) // before the watch says so
 		n.log.Warn("room lost with its node", "room", r.info.ID, "room_type", r.info.Type, "room_node", node, "players", r.info.Players)
 		tellLost(ctx, n, r.info)
 	}
