@@ -1,7 +1,8 @@
 # hearth — the two commands: `make serve` runs a whole cluster in one
-# process; `make test` runs every test (race detector on) and every fuzz
-# target for FUZZTIME each. `make lint` runs gofmt, staticcheck and
-# errcheck at pinned versions (scripts/lint.sh installs them).
+# process; `make test` runs the linters, then every test (race detector
+# on) and every fuzz target for FUZZTIME each. `make lint` runs gofmt,
+# staticcheck and errcheck at pinned versions (scripts/lint.sh installs
+# them).
 
 GO       ?= go
 FUZZTIME ?= 10s
@@ -11,7 +12,7 @@ FUZZTIME ?= 10s
 serve:
 	$(GO) run ./cmd/hearth serve
 
-test: unit fuzz
+test: lint unit fuzz
 
 unit:
 	$(GO) vet ./...
