@@ -271,10 +271,16 @@ func parseResumeToken(tok string) (gate, session, secret string, ok bool) {
 	return parts[0], parts[1], parts[2], true
 }
 
-// handoverTimeout bounds each step of a hand-over that waits for another
-// gate: a stub forwards channel messages at most this long, a new session
-// holds its direct ones at most this long.
-const handoverTimeout = 3 * time.Second
+// handoverTimeout bounds how long a session waits for something only
+// another gate can end: a new session holds the channel messages its own
+// subscription delivers at most this long, and pushes ahead of a missing
+// one wait at most this long. Both end early in the normal course; the
+// bound is for a gate that died, so it is generous — under load a gate's
+// bus may lag by seconds, and ending a wait early delivers out of order.
+// (A stub forwards channel messages until the new gate says it has its own
+// subscriptions, at most for the resume grace: stopping early would lose
+// messages.)
+const handoverTimeout = 10 * time.Second
 
 // importWait is a connection waiting for the session it resumes.
 type importWait struct {
@@ -386,11 +392,12 @@ func (s *Session) resume(token string, lastPush uint64) *wire.Error {
 		case <-iw.done:
 			// The ACK waits for the channel merge, so the client cannot
 			// move the session again in the middle of it.
+			// Past the request timeout the ACK goes anyway (the handshake
+			// has a deadline too); the merge goes on after it.
 			if m := s.mergedChan(); m != nil {
 				select {
 				case <-m:
 				case <-t.C:
-					s.releaseHeld()
 				case <-g.stop:
 				}
 			}
@@ -525,7 +532,7 @@ func (g *Gate) exportSession(old *Session, req *resumeReq) *wire.Error {
 		g.sessMap.remove(old)
 		if len(st.Channels) > 0 {
 			old.forwarding = true
-			old.forwardUntil = time.Now().Add(handoverTimeout).UnixNano()
+			old.forwardUntil = time.Now().Add(g.cfg.ResumeGrace).UnixNano()
 			old.stubChans = st.Channels
 		}
 		// Under old.mu: anything the stub forwards comes after this.
