@@ -421,10 +421,13 @@ func (n *Node) RoomNodes(ctx context.Context) ([]RoomNode, error) {
 	d.mu.Lock()
 	byID := map[string]*RoomNode{}
 	for id, dn := range d.nodes {
-		info, alive := n.reg.Node(id)
-		if !alive {
+		// A node the registry saw leave is out; one it has not seen yet
+		// (this node itself, just started) is in, until the sweep finds it
+		// gone from the bucket.
+		if n.reg.Left(id) {
 			continue
 		}
+		info, _ := n.reg.Node(id)
 		rn := &RoomNode{ID: id, Draining: dn.rec.Draining || info.State == cluster.StateDraining}
 		for t, c := range dn.rec.Capacity {
 			rn.Types = append(rn.Types, t)
