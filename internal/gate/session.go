@@ -320,8 +320,9 @@ func (s *Session) fail(err error, phase string) {
 	case errors.Is(err, os.ErrDeadlineExceeded) && s.State() == StateHandshaking:
 		s.log0().Info("kick", "code", int(wire.CodeHandshakeRequired), "reason", "handshake timeout")
 		s.kick(wire.CodeHandshakeRequired, "handshake timeout", true)
-	case errors.Is(err, errBye), errors.Is(err, errWSClosed):
-		// The client said goodbye; wait writes what it is owed, then closes.
+	case errors.Is(err, errBye), errors.Is(err, errWSClosed), errors.Is(err, errKickedInHandshake):
+		// The client said goodbye, or a KICK is on its way: wait lets the
+		// flusher write what is queued, then closes.
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
 		s.closeConn()
 	default:
