@@ -153,7 +153,7 @@ func TestLoginQueue(t *testing.T) {
 			require.GreaterOrEqual(t, evs[j].WaitMS, evs[j-1].WaitMS, "at %s: position %d estimated %d ms, position %d %d ms", at, evs[j].Position, evs[j].WaitMS, evs[j-1].Position, evs[j-1].WaitMS)
 		}
 	}
-	require.Greater(t, checked, n/2, "too few clients waited long enough to check their estimate")
+	require.GreaterOrEqual(t, checked, 20, "too few clients waited a second or more to check the rate on them")
 	require.Equal(t, 0, a.QueueLength())
 }
 
