@@ -83,11 +83,14 @@ func (h *roomHost) attach(ctx context.Context, n *Node, rt *RoomType) error {
 		d.reapRooms(ctx, n, n.id, false)
 	}
 	h.types[rt.name] = rt
-	// Written before the type takes requests, so the match service knows
-	// the node as soon as it can serve.
-	if _, err := h.kv.Put(ctx, nodeKey(n.id), h.nodeRecord()); err != nil {
+	// Written before the type takes requests, and into this node's copy at
+	// once, so the match service knows the node as soon as it can serve.
+	rec := h.nodeRecord()
+	rev, err := h.kv.Put(ctx, nodeKey(n.id), rec)
+	if err != nil {
 		return fmt.Errorf("hearth: register room node: %w", err)
 	}
+	h.dir.applyEntry(h.log, nodeKey(n.id), rec, rev, false)
 	return nil
 }
 
