@@ -574,6 +574,8 @@ func (s *Session) exportableLocked(req *resumeReq, secretSum [32]byte) (*session
 		return nil, errSessionLost("already resumed on another connection")
 	case s.State() == StateClosed:
 		return nil, errSessionLost("the session has ended")
+	case s.goodbye:
+		return nil, errSessionLost("the session was ended by its client")
 	case s.State() == StateDetached && time.Duration(time.Now().UnixNano()-s.detachedAt) > g.cfg.ResumeGrace:
 		return nil, errSessionLost("not resumed within the grace period")
 	}
