@@ -342,7 +342,7 @@ func (a *Service) register(ctx context.Context, s *hearth.Session, req *authpb.P
 	if err != nil {
 		return nil, err
 	}
-	hearth.Logger(ctx).Info("account registered", "user", acct.ID, "account", acct.Name)
+	hearth.Logger(ctx).Info("account registered", "user_id", acct.ID, "account", acct.Name)
 	return a.complete(ctx, s, acct, true, "")
 }
 
@@ -558,7 +558,7 @@ func (a *Service) complete(ctx context.Context, s *hearth.Session, acct store.Ac
 	if err != nil {
 		return nil, err
 	}
-	hearth.Logger(ctx).Info("logged in", "user", acct.ID, "kind", string(acct.Kind), "created", created)
+	hearth.Logger(ctx).Info("logged in", "user_id", acct.ID, "kind", string(acct.Kind), "created", created)
 	return &authpb.LoginResp{
 		UserId: acct.ID, Account: acct.Name, Kind: string(acct.Kind),
 		Token: tok, TokenExpiresMs: exp.UnixMilli(), Created: created,
