@@ -348,7 +348,12 @@ func TestBenchServerGone(t *testing.T) {
 	}
 	require.Equal(t, 1, code)
 	require.Less(t, time.Since(start), 20*time.Second, "the bench waited out --duration")
-	require.Contains(t, stderr.String(), "every connection was lost; the first ended with: hearth: 8 server shutting down")
+	// Each connection ends with the server's KICK 8 — or, for a client
+	// caught writing as the server closed, with that write's error.
+	out := stderr.String()
+	require.Contains(t, out, "every connection was lost; the first ended with: ")
+	require.True(t, strings.Contains(out, "hearth: 8 server shutting down") || strings.Contains(out, "broken pipe") || strings.Contains(out, "connection reset"),
+		"the bench says why the connections were lost: %s", out)
 }
 
 // watchWriter collects what is written to it and closes seen once word
