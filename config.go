@@ -58,7 +58,7 @@ type Config struct {
 	// host, or the machine's hostname when listening on all interfaces.
 	Advertise string
 	// RegistryInterval is how often the node refreshes its registry entry;
-	// a node silent for three intervals has left. Zero: 1s.
+	// a node silent for three intervals has left. Zero: 500ms.
 	RegistryInterval time.Duration
 	// AdminToken, when set, is required as "Authorization: Bearer <token>"
 	// on the admin API (/v1/…). Zero: the read-only admin API needs no

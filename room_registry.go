@@ -263,10 +263,9 @@ func (d *roomDirectory) reap(n *Node, node string) {
 	}()
 	ctx, cancel := context.WithTimeout(n.baseCtx, 10*time.Second)
 	defer cancel()
-	// The local view may only have lost the bus: reap a node only once it
-	// is out of the registry bucket too.
-	live, err := cluster.ListNodes(ctx, n.bus)
-	if err != nil || slices.ContainsFunc(live, func(i cluster.NodeInfo) bool { return i.ID == node }) {
+	// The local view may only have lost the bus or lagged: reap a node
+	// only once the bucket agrees that it stopped refreshing.
+	if dead, err := n.reg.Dead(ctx, node); err != nil || !dead {
 		return
 	}
 	d.reapRooms(ctx, n, node, true)

@@ -65,7 +65,7 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	fs.BoolVar(&cfg.DisableSysPush, "disable-sys-push", false, "turn off the sys.push diagnostic route")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "host clients use to reach this gate, published in the registry (default: listen host or hostname)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token required on the admin API /v1/... (env HEARTH_ADMIN_TOKEN)")
-	fs.DurationVar(&cfg.RegistryInterval, "registry-interval", time.Second, "registry refresh; a node silent for 3 intervals has left")
+	fs.DurationVar(&cfg.RegistryInterval, "registry-interval", 500*time.Millisecond, "registry refresh; a node silent for 3 intervals has left")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if opts.Flags != nil {

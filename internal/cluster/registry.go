@@ -76,8 +76,10 @@ type RegistryEvent struct {
 var ErrNodeIDTaken = errors.New("cluster: node id is in use by a live node")
 
 // DefaultRefresh is how often a node refreshes its registry entry; a node
-// not refreshed for three intervals is gone.
-const DefaultRefresh = time.Second
+// not refreshed for three intervals is gone. At 500 ms a dead node is
+// noticed 1.5–2 s after its last refresh, so its players hear of it within
+// the 3 s a player waits.
+const DefaultRefresh = 500 * time.Millisecond
 
 // Registry keeps this node's entry in the cluster's node bucket fresh and
 // maintains a local view of every other node.
@@ -89,7 +91,7 @@ type Registry struct {
 
 	mu       sync.Mutex
 	nodes    map[string]*seenNode
-	left     map[string]time.Time // nodes seen leaving, until they rejoin
+	left     map[string]leftNode // nodes seen leaving, until they rejoin
 	watchers map[int]func(RegistryEvent)
 	nextW    int
 	started  time.Time
@@ -104,6 +106,14 @@ type Registry struct {
 type seenNode struct {
 	info NodeInfo
 	seen time.Time // local clock, so clock skew between nodes does not matter
+	rev  uint64    // the bucket revision of the entry last seen
+}
+
+// leftNode is a node seen leaving: when, and the revision of its last
+// entry seen (0 when it was deleted).
+type leftNode struct {
+	at  time.Time
+	rev uint64
 }
 
 func (b *Bus) nodesBucket() string { return bucketName(b.subj.Prefix, "nodes") }
@@ -153,7 +163,7 @@ func NewRegistry(ctx context.Context, b *Bus, interval time.Duration, info func(
 	}
 	return &Registry{
 		bus: b, kv: kv, interval: interval, info: info,
-		nodes: map[string]*seenNode{}, left: map[string]time.Time{}, watchers: map[int]func(RegistryEvent){},
+		nodes: map[string]*seenNode{}, left: map[string]leftNode{}, watchers: map[int]func(RegistryEvent){},
 		stop: make(chan struct{}), started: time.Now(),
 	}, nil
 }
@@ -359,7 +369,7 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 		r.selfSeen = time.Now()
 	}
 	old, existed := r.nodes[info.ID]
-	r.nodes[info.ID] = &seenNode{info: info, seen: time.Now()}
+	r.nodes[info.ID] = &seenNode{info: info, seen: time.Now(), rev: e.Revision()}
 	delete(r.left, info.ID)
 	kind := NodeJoined
 	if existed {
@@ -380,7 +390,7 @@ func (r *Registry) remove(id string) {
 	n, ok := r.nodes[id]
 	delete(r.nodes, id)
 	if ok {
-		r.markLeft(id, time.Now())
+		r.markLeft(id, leftNode{at: time.Now()})
 	}
 	r.mu.Unlock()
 	if ok {
@@ -395,7 +405,7 @@ func (r *Registry) expire(now time.Time) {
 		if now.Sub(n.seen) > 3*r.interval {
 			gone = append(gone, n.info)
 			delete(r.nodes, id)
-			r.markLeft(id, now)
+			r.markLeft(id, leftNode{at: now, rev: n.rev})
 		}
 	}
 	r.mu.Unlock()
@@ -503,15 +513,38 @@ func (r *Registry) Gone(ctx context.Context, id string) (bool, error) {
 
 // markLeft remembers that id left; r.mu is held. Old entries are dropped
 // so that a cluster with churning node ids does not grow the map forever.
-func (r *Registry) markLeft(id string, now time.Time) {
-	r.left[id] = now
+func (r *Registry) markLeft(id string, l leftNode) {
+	r.left[id] = l
 	if len(r.left) > 1024 {
-		for k, t := range r.left {
-			if now.Sub(t) > time.Hour {
+		for k, o := range r.left {
+			if l.at.Sub(o.at) > time.Hour {
 				delete(r.left, k)
 			}
 		}
 	}
+}
+
+// Dead reports whether node id, which this node's view has seen leave, is
+// gone from the bucket too: its entry deleted or expired, or still the very
+// entry that went silent. A newer revision means only this view missed the
+// refreshes (its watch lagged): the node is alive. Unlike waiting for the
+// bucket's TTL, this does not depend on the interval the bucket was
+// created with.
+func (r *Registry) Dead(ctx context.Context, id string) (bool, error) {
+	e, err := r.kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, alive := r.nodes[id]; alive {
+		return false, nil
+	}
+	l, ok := r.left[id]
+	return ok && l.rev == e.Revision(), nil
 }
 
 // Left reports whether node id was seen leaving (and has not come back).

@@ -242,3 +242,54 @@ func TestPresenceClaimRace(t *testing.T) {
 		}
 	}
 }
+
+// Dead trusts the bucket's revision, not its TTL: a node that went silent
+// is dead while its last entry still sits in a bucket created with a long
+// TTL, and a node this view merely missed refreshes of is not.
+func TestRegistryDead(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	ctx := context.Background()
+	hub := connect(t, Config{Name: "hub", Listen: "127.0.0.1:0"})
+	// The first registry creates the bucket: its TTL is 3 × 5 s.
+	slow := newRegistry(t, hub, "n0", 5*time.Second, nil)
+	require.NoError(t, slow.Join(ctx))
+	defer slow.Leave(ctx)
+	a := newRegistry(t, hub, "n1", interval, nil)
+	require.NoError(t, a.Join(ctx))
+	defer a.Leave(ctx)
+
+	dying := connect(t, Config{Name: "n3", URL: hub.ClientURL()})
+	d := newRegistry(t, dying, "n3", interval, nil)
+	require.NoError(t, d.Join(ctx))
+	live := newRegistry(t, dying, "n4", interval, nil)
+	require.NoError(t, live.Join(ctx))
+	defer live.Leave(ctx)
+	eventually(t, 5*time.Second, func() bool { return a.Alive("n3") && a.Alive("n4") }, "n3 and n4 never joined")
+
+	dead, err := a.Dead(ctx, "n3")
+	require.NoError(t, err)
+	require.False(t, dead, "a refreshing node reported dead")
+
+	close(d.stop) // stop refreshing without deleting: a SIGKILL
+	d.done.Wait()
+	eventually(t, 5*time.Second, func() bool { return a.Left("n3") }, "n3 never left a's view")
+	_, err = a.kv.Get(ctx, "n3")
+	require.NoError(t, err, "the test needs n3's entry still in the bucket (its TTL is 15 s)")
+	dead, err = a.Dead(ctx, "n3")
+	require.NoError(t, err)
+	require.True(t, dead, "a silent node's last entry is still the one seen: dead")
+
+	// A view that lagged behind n4's refreshes: the bucket holds a newer
+	// entry than the one it last saw, so n4 is alive.
+	a.mu.Lock()
+	delete(a.nodes, "n4")
+	a.markLeft("n4", leftNode{at: time.Now(), rev: 1})
+	a.mu.Unlock()
+	dead, err = a.Dead(ctx, "n4")
+	require.NoError(t, err)
+	require.False(t, dead, "a node refreshing in the bucket reported dead")
+
+	dead, err = a.Dead(ctx, "never-there")
+	require.NoError(t, err)
+	require.True(t, dead, "a node with no entry at all is gone")
+}

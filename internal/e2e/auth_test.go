@@ -13,7 +13,7 @@ import (
 // a new session in with no password, skipping the queue.
 func TestDuplicateLoginAcrossGates(t *testing.T) {
 	eachBus(t, func(t *testing.T, b bus) {
-		c := startCluster(t, b, nodeSpec{"gate-a", "gate"}, nodeSpec{"gate-b", "gate"}, nodeSpec{"auth-1", "auth,lobby,sys"})
+		c := startCluster(t, b, nodeSpec{id: "gate-a", roles: "gate"}, nodeSpec{id: "gate-b", roles: "gate"}, nodeSpec{id: "auth-1", roles: "auth,lobby,sys"})
 		first := dial(t, c.node("gate-a"), "tcp", "first")
 		var login struct {
 			UserID string `json:"user_id"`

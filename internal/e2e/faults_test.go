@@ -294,7 +294,7 @@ func TestNATSRestart(t *testing.T) {
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 
-	c := startClusterOn(t, url, "e2e", nodeSpec{"gate-1", "gate"}, nodeSpec{"svc-1", "count,acct,sys"})
+	c := startClusterOn(t, url, "e2e", nodeSpec{id: "gate-1", roles: "gate"}, nodeSpec{id: "svc-1", roles: "count,acct,sys"})
 
 	gate := c.node("gate-1")
 	alice := dial(t, gate, "tcp", "alice")

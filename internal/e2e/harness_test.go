@@ -78,19 +78,22 @@ type testCluster struct {
 	t *testing.T
 }
 
-// nodeSpec is one node to start: id and --roles.
-type nodeSpec struct{ id, roles string }
+// nodeSpec is one node to start: id, --roles and flags of its own.
+type nodeSpec struct {
+	id, roles string
+	args      []string
+}
 
 func (s nodeSpec) node() testcluster.Node {
-	return testcluster.Node{ID: s.id, Args: []string{"--roles", s.roles}}
+	return testcluster.Node{ID: s.id, Args: append([]string{"--roles", s.roles}, s.args...)}
 }
 
 // standard is the cluster most tests use: 2 gates and 2 service nodes.
 var standard = []nodeSpec{
-	{"gate-a", "gate"},
-	{"gate-b", "gate"},
-	{"svc-1", "count,acct,sys"},
-	{"svc-2", "count,acct,sys"},
+	{id: "gate-a", roles: "gate"},
+	{id: "gate-b", roles: "gate"},
+	{id: "svc-1", roles: "count,acct,sys"},
+	{id: "svc-2", roles: "count,acct,sys"},
 }
 
 // startCluster starts the nodes in order on bus b and waits until every

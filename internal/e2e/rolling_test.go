@@ -26,9 +26,9 @@ func TestRollingRestartTwoGates(t *testing.T) {
 			interval = 100 * time.Millisecond
 		)
 		extra := []string{"--drain-timeout", "15s"}
-		specs := []nodeSpec{{"svc-1", "count,acct,sys"}, {"gate-a", "gate"}, {"gate-b", "gate"}}
+		specs := []nodeSpec{{id: "svc-1", roles: "count,acct,sys"}, {id: "gate-a", roles: "gate"}, {id: "gate-b", roles: "gate"}}
 		c := startCluster(t, b, specs...)
-		restart := func(id string) { c.restart(nodeSpec{id, "gate"}, extra...) }
+		restart := func(id string) { c.restart(nodeSpec{id: id, roles: "gate"}, extra...) }
 
 		type player struct {
 			c       *client.Client

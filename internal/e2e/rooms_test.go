@@ -19,13 +19,23 @@ import (
 // roomCluster is 2 gates, 2 room nodes, each running the table room type,
 // the match service and the test's login, and a node running only match:
 // the one left to tell players when both room nodes are gone.
+//
+// They run at the default --registry-interval ("0" overrides the faster
+// one of the other tests): a killed room node must be reported to its
+// players within 3 s as deployed, not only with a test's tuning.
 var roomCluster = []nodeSpec{
-	{"gate-a", "gate"},
-	{"gate-b", "gate"},
-	{"room-1", "table,match,acct,sys"},
-	{"room-2", "table,match,acct,sys"},
-	{"match-1", "match,acct,sys"},
+	{id: "gate-a", roles: "gate", args: defaultInterval},
+	{id: "gate-b", roles: "gate", args: defaultInterval},
+	{id: "room-1", roles: "table,match,acct,sys", args: defaultInterval},
+	{id: "room-2", roles: "table,match,acct,sys", args: defaultInterval},
+	{id: "match-1", roles: "match,acct,sys", args: defaultInterval},
 }
+
+var defaultInterval = []string{"--registry-interval", "0"}
+
+// nodeLostWithin is how soon the players of a killed room node must hear
+// of it (issue 10).
+const nodeLostWithin = 3 * time.Second
 
 type seatResp struct {
 	RoomID string `json:"room_id"`
@@ -199,9 +209,15 @@ func TestRooms(t *testing.T) {
 			}
 		}
 		c.kill(survivor)
+		killed := time.Now()
 		for _, p := range players[:4] {
 			eventually(t, 10*time.Second, func() bool { return hasClosed(p, again[p].RoomID, "node_lost") },
 				func() string { return fmt.Sprintf("%s not told its room's node was lost: %v", p.name, closedPushes(p)) })
+		}
+		if took := time.Since(killed); took > nodeLostWithin {
+			t.Errorf("players told of the killed room node after %s, want within %s", took.Round(time.Millisecond), nodeLostWithin)
+		} else {
+			t.Logf("players told of the killed room node after %s", took.Round(time.Millisecond))
 		}
 		err = players[0].call("table.where", struct{}{}, nil)
 		if codeOf(err) != wire.CodeUnavailable {
