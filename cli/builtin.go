@@ -40,7 +40,7 @@ type builtinFlags struct {
 	providerAud  string
 	requireLogin bool
 	matchPolicy  string
-	niuniuGrant  int64
+	grant        int64
 }
 
 func (b *builtinFlags) register(fs *flag.FlagSet) {
@@ -62,7 +62,7 @@ func (b *builtinFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.providerHMAC, "provider-secret", "", "HMAC secret of the provider (HS256)")
 	fs.StringVar(&b.providerIss, "provider-issuer", "", "required iss of provider tokens")
 	fs.StringVar(&b.providerAud, "provider-audience", "", "required aud of provider tokens")
-	fs.Int64Var(&b.niuniuGrant, "niuniu-grant", 10_000, "currency an account gets the first time it sits at a Niu Niu table (niuniu_100: base 100, minimum 100); 0 none")
+	fs.Int64Var(&b.grant, "starting-grant", 10_000, "currency every account gets once through the ledger, at creation (guests included) or its first sit at a Niu Niu table; 0 none")
 	fs.StringVar(&b.matchPolicy, "match-policy", "pack", "where match.join seats players: pack (fullest room first) or least-loaded (emptiest node first)")
 }
 
@@ -129,7 +129,7 @@ func (b *builtinFlags) builtins(ctx context.Context, cfg *hearth.Config) (svcs [
 		LoginRate: b.loginRate, LoginBurst: b.loginBurst, MaxHashes: b.maxHashes,
 		AccountFailures: accN, AccountWindow: accW, IPFailures: ipN, IPWindow: ipW,
 		NewAccountsPerIP: newN, NewAccountsWindow: newW, MaxQueuedPerIP: b.queuePerIP,
-		Logger: cfg.Logger,
+		StartingGrant: b.grant, Logger: cfg.Logger,
 	}
 	switch b.duplicate {
 	case "kick":
@@ -160,9 +160,9 @@ func (b *builtinFlags) builtins(ctx context.Context, cfg *hearth.Config) (svcs [
 		svcs = append(svcs, lobby.New(st))
 	}
 	if runs(niuniuTable) {
-		rt, err := niuniu.NewRoomType(niuniuTable, niuniu.TableConfig{Base: 100, Grant: b.niuniuGrant}, st)
+		rt, err := niuniu.NewRoomType(niuniuTable, niuniu.TableConfig{Base: 100, Grant: b.grant}, st)
 		if err != nil {
-			return nil, closeFn, fmt.Errorf("--niuniu-grant: %w", err)
+			return nil, closeFn, fmt.Errorf("--starting-grant: %w", err)
 		}
 		svcs = append(svcs, rt.Service())
 	}

@@ -59,7 +59,9 @@ type TableConfig struct {
 	MinBalance int64
 	// Grant is credited once per account (ledger key "grant/<user>") the
 	// first time it sits at a table of any Niu Niu room type, so that a
-	// fresh guest can play. Zero means no grant.
+	// fresh guest can play. The key is the auth service's starting grant's
+	// (auth.Config.StartingGrant): an account granted there, with whatever
+	// amount, gets nothing more here. Zero means no grant.
 	Grant int64
 	// TopUp is credited when a player below MinBalance tries to sit, at
 	// most once per account per UTC day (ledger key
@@ -223,7 +225,11 @@ func (t *table) Join(r *hearth.Room, s *hearth.Seat) error {
 		return nil
 	}
 	if t.cfg.Grant > 0 {
-		if err := credit(t.cfg.Grant, "niuniu starting grant", "grant/"+s.User); err != nil {
+		// The auth service's starting grant uses the same key: whichever
+		// pays first, the account is granted once. A conflict is a grant
+		// paid before with another amount.
+		err := credit(t.cfg.Grant, "niuniu starting grant", "grant/"+s.User)
+		if err != nil && !errors.Is(err, store.ErrKeyConflict) {
 			return err
 		}
 	}

@@ -79,6 +79,15 @@ type Config struct {
 	// one address cannot lengthen everyone else's wait. Zero: 10.
 	// Negative: no cap.
 	MaxQueuedPerIP int
+	// StartingGrant is currency credited once to every account through the
+	// ledger (key "grant/<user id>"), so a new player, a guest included, can
+	// play at once: at creation, or at the first password, guest or
+	// provider login after the grant was configured for an account made
+	// before. The key makes it once per account whatever the number of
+	// logins or auth nodes; a grant already paid under the key (by a game's
+	// own grant, or another amount configured earlier) is left as it is.
+	// Zero: none.
+	StartingGrant int64
 	// Duplicate is the policy for a second login of an online user.
 	Duplicate DuplicatePolicy
 	// Providers verify auth.provider tokens, by name.
@@ -552,6 +561,7 @@ func (a *Service) complete(ctx context.Context, s *hearth.Session, acct store.Ac
 		return nil, err
 	}
 	if chain == "" {
+		a.grant(ctx, acct.ID, created)
 		chain = s.ID()
 	}
 	tok, exp, err := a.tokens.issue(acct.ID, s.ID(), chain, time.Now())
@@ -563,6 +573,33 @@ func (a *Service) complete(ctx context.Context, s *hearth.Session, acct store.Ac
 		UserId: acct.ID, Account: acct.Name, Kind: string(acct.Kind),
 		Token: tok, TokenExpiresMs: exp.UnixMilli(), Created: created,
 	}, nil
+}
+
+// GrantKey is the ledger key of an account's starting grant. A game that
+// grants its own starting currency should use it too, so an account is
+// granted once whichever pays first.
+func GrantKey(userID string) string { return "grant/" + userID }
+
+// grant pays the starting grant on a fresh login (token logins continue
+// one). It runs on every such login rather than only at creation, so a
+// grant lost to a failure between creating the account and writing the
+// ledger is paid at the next login; the ledger key makes repeats no-ops.
+// A failure is logged and does not refuse the login.
+func (a *Service) grant(ctx context.Context, user string, created bool) {
+	if a.cfg.StartingGrant <= 0 {
+		return
+	}
+	bal, applied, err := a.store.ApplyLedger(ctx, store.LedgerEntry{
+		AccountID: user, Delta: a.cfg.StartingGrant, Reason: "starting grant", Key: GrantKey(user),
+	})
+	switch {
+	case errors.Is(err, store.ErrKeyConflict):
+		// Granted before, with another amount: once per account stands.
+	case err != nil:
+		hearth.Logger(ctx).Warn("starting grant not paid; retried at the next login", "user_id", user, "err", err)
+	case applied:
+		hearth.Logger(ctx).Info("starting grant paid", "user_id", user, "amount", a.cfg.StartingGrant, "balance", bal, "new_account", created)
+	}
 }
 
 func truncate(s string, n int) string {
