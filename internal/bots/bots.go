@@ -1,0 +1,850 @@
+// Package bots is `hearth bots`: N bot players, each its own client
+// session over a real socket, that log in as guests, take a seat through
+// match.join and play a game's rounds as people would (a think time before
+// each move), for load tests that look like players rather than RPCs. It
+// prints a progress line a second and a summary: rounds/s, action latency,
+// how late the server's countdowns fire as clients see them, errors by
+// code, and the server's CPU and memory.
+//
+// Without --addr it starts its own server, a child process of this binary
+// (`hearth bots server`, i.e. `hearth serve` with the per-address limits
+// lifted); for more bots than one process may hold sockets for (perGate),
+// a cluster: a node running the tables, match, auth and lobby on its
+// embedded NATS, and gate-only nodes that the bots are spread across. The
+// bots themselves run in this process, or for more than perProc of them
+// in worker processes (`hearth bots worker`, --procs) that print a JSON
+// Snapshot line a second to the parent, which adds them up.
+//
+// The game is Niu Niu (niuniu.go); only the hearth binary links this
+// package (cmd/hearth adds it to cli.Options.Commands).
+package bots
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hearth-server/hearth/cli"
+	"github.com/hearth-server/hearth/client"
+	"github.com/hearth-server/hearth/internal/testcluster"
+)
+
+// perProc is the most bots one process runs: a process may hold at most
+// 20,000 open files on the machines this was written for.
+const perProc = 15_000
+
+const usageText = `Usage: hearth bots --players N [--game niuniu] [flags]
+
+N bot players, each its own session: guest login, match.join, then rounds
+of the game, moving after a think time as the table's pushes come. Prints a
+progress line each second (stderr) and a summary (stdout).
+
+Without --addr the bots start their own server (this binary's 'bots server':
+'hearth serve' with the per-IP limits lifted), a cluster with one gate per
+15,000 bots when there are more; the bots run in worker processes of 15,000
+at most (--procs). Flags:
+`
+
+// config is the command's flags.
+type config struct {
+	players    int
+	game       string
+	roomType   string
+	addr       string
+	adminURL   string
+	transport  string
+	duration   time.Duration
+	think      string
+	thinkMin   time.Duration
+	thinkMax   time.Duration
+	ramp       float64
+	procs      int
+	gates      int
+	drain      time.Duration
+	jsonOut    bool
+	insecure   bool
+	srvProfile string
+	seed       uint64
+	serverArgs []string // after "--": more serve flags for the own server
+}
+
+// Main is `hearth bots`: cmd/hearth plugs it into cli.Main as the command
+// "bots", so that a game's own binary does not link it.
+func Main(ctx context.Context, args []string, opts cli.Options) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "worker":
+			return workerCmd(ctx, args[1:], opts)
+		case "server":
+			return serveCmd(ctx, args[1:], opts)
+		}
+	}
+	cf, code, ok := parseFlags(args, opts)
+	if !ok {
+		return code
+	}
+	res, err := run(ctx, cf, opts, []string{"bots"})
+	if res != nil {
+		emit(opts.Stdout, cf, res)
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintln(opts.Stderr, "hearth bots: interrupted")
+			return 130
+		}
+		fmt.Fprintf(opts.Stderr, "hearth bots: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string, opts cli.Options) (*config, int, bool) {
+	cf := &config{}
+	fs := flag.NewFlagSet("hearth bots", flag.ContinueOnError)
+	fs.SetOutput(opts.Stderr)
+	fs.Usage = func() {
+		fmt.Fprint(opts.Stderr, usageText)
+		fs.PrintDefaults()
+	}
+	fs.IntVar(&cf.players, "players", 100, "bot players, each its own connection and guest account")
+	fs.StringVar(&cf.game, "game", "niuniu", "the game the bots play: niuniu")
+	fs.StringVar(&cf.roomType, "room-type", "niuniu_100", "the room type they join (match.join)")
+	fs.StringVar(&cf.addr, "addr", "", "play on a running server: its client URL (tcp://, tls://, ws://…/ws, wss://…/ws), or several gates' URLs, comma-separated; default: start one")
+	fs.StringVar(&cf.adminURL, "admin-url", "", "with --addr: the server's admin listener(s), comma-separated, whose /metrics give its CPU and memory")
+	fs.StringVar(&cf.transport, "transport", "tcp", "tcp or ws (without --addr)")
+	fs.DurationVar(&cf.duration, "duration", 60*time.Second, "how long the bots play once all have started")
+	fs.StringVar(&cf.think, "think", "200ms-1s", "think time before each move, uniformly random in MIN-MAX (or one fixed duration)")
+	fs.Float64Var(&cf.ramp, "ramp", 200, "bots started per second (each connects and logs in)")
+	fs.IntVar(&cf.procs, "procs", 0, "processes the bots run in (0: one per 15,000 bots; more than one: worker processes of this binary)")
+	fs.IntVar(&cf.gates, "gates", 0, "without --addr: gate processes of the own server (0: one per 15,000 bots; more than one: a cluster)")
+	fs.DurationVar(&cf.drain, "drain", 60*time.Second, "at the end, how long the bots have to finish their rounds before they are abandoned")
+	fs.BoolVar(&cf.jsonOut, "json", false, "print the summary as JSON")
+	fs.BoolVar(&cf.insecure, "insecure", false, "with tls:// or wss://, do not verify the server's certificate")
+	fs.StringVar(&cf.srvProfile, "server-cpuprofile", "", "write the own server's CPU profile to this file (a cluster: FILE with each node's id before the extension)")
+	fs.Uint64Var(&cf.seed, "seed", 0, "seed of the bots' choices and think times (0: random)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, 0, false
+		}
+		return nil, 2, false
+	}
+	fail := func(format string, a ...any) (*config, int, bool) {
+		fmt.Fprintf(opts.Stderr, "hearth bots: "+format+"\n", a...)
+		return nil, 2, false
+	}
+	if rest := fs.Args(); len(rest) > 0 {
+		if i := len(args) - len(rest) - 1; i < 0 || args[i] != "--" {
+			return fail("unexpected argument %q (flags start with --; serve flags for the own server go after --)", rest[0])
+		}
+		cf.serverArgs = rest
+	}
+	var err error
+	if cf.thinkMin, cf.thinkMax, err = parseThink(cf.think); err != nil {
+		return fail("--think %q: %v", cf.think, err)
+	}
+	switch {
+	case cf.players < 1:
+		return fail("--players must be at least 1")
+	case cf.game != "niuniu":
+		return fail("--game %q: the bots play niuniu", cf.game)
+	case cf.roomType == "":
+		return fail("--room-type is empty")
+	case cf.transport != "tcp" && cf.transport != "ws":
+		return fail("--transport %q: use tcp or ws", cf.transport)
+	case cf.duration <= 0:
+		return fail("--duration must be positive")
+	case cf.ramp <= 0:
+		return fail("--ramp must be positive (bots started per second)")
+	case cf.procs < 0 || cf.gates < 0:
+		return fail("--procs and --gates must not be negative (0: automatic)")
+	case cf.drain <= 0:
+		return fail("--drain must be positive")
+	}
+	if cf.procs == 0 {
+		cf.procs = (cf.players + perProc - 1) / perProc
+	}
+	if cf.procs > cf.players {
+		return fail("--procs %d is more than --players %d", cf.procs, cf.players)
+	}
+	if cf.addr != "" {
+		var urls []string
+		for _, u := range strings.Split(cf.addr, ",") {
+			u = strings.TrimSpace(u)
+			scheme, _, ok := strings.Cut(u, "://")
+			if !ok {
+				u, scheme = "tcp://"+u, "tcp"
+			}
+			switch scheme {
+			case "tcp", "tls":
+			case "ws", "wss":
+			default:
+				return fail("--addr %q: the scheme must be tcp, tls, ws or wss", u)
+			}
+			urls = append(urls, u)
+		}
+		cf.addr = strings.Join(urls, ",")
+		switch {
+		case cf.srvProfile != "":
+			return fail("--server-cpuprofile needs the bots' own server (no --addr); profile your server yourself")
+		case cf.gates != 0:
+			return fail("--gates is for the bots' own server (no --addr)")
+		case len(cf.serverArgs) > 0:
+			return fail("serve flags after -- are for the bots' own server (no --addr)")
+		}
+	} else if cf.adminURL != "" {
+		return fail("--admin-url is for --addr; the bots read their own server's metrics")
+	}
+	if cf.seed == 0 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		cf.seed = binary.LittleEndian.Uint64(b[:])
+	}
+	return cf, 0, true
+}
+
+// parseThink parses "MIN-MAX" or one duration.
+func parseThink(s string) (lo, hi time.Duration, err error) {
+	a, b, ranged := strings.Cut(s, "-")
+	if lo, err = time.ParseDuration(strings.TrimSpace(a)); err != nil {
+		return 0, 0, fmt.Errorf("want MIN-MAX, e.g. 200ms-1s: %w", err)
+	}
+	hi = lo
+	if ranged {
+		if hi, err = time.ParseDuration(strings.TrimSpace(b)); err != nil {
+			return 0, 0, fmt.Errorf("want MIN-MAX, e.g. 200ms-1s: %w", err)
+		}
+	}
+	if lo < 0 || hi < lo {
+		return 0, 0, errors.New("want 0 ≤ MIN ≤ MAX")
+	}
+	return lo, hi, nil
+}
+
+// clientOptions are every bot's client options.
+func clientOptions(insecure bool, urls []string) client.Options {
+	o := client.Options{Codec: "json", Name: "hearth-bots/" + cli.Version, HandshakeTimeout: 30 * time.Second}
+	for _, u := range urls {
+		if strings.HasPrefix(u, "tls://") || strings.HasPrefix(u, "wss://") {
+			o.TLS = &tls.Config{InsecureSkipVerify: insecure} //nolint:gosec // the user asked for it
+		}
+	}
+	return o
+}
+
+// source is one process's bots as the parent sees them.
+type source struct {
+	stop  func()               // tell the bots to stop playing
+	final chan struct{}        // closed once the final snapshot is in
+	logs  *testcluster.LogTail // a worker's stderr; nil in-process
+}
+
+// Result is the summary of a run (--json prints it).
+type Result struct {
+	Game       string           `json:"game"`
+	RoomType   string           `json:"room_type"`
+	Transport  string           `json:"transport"`
+	Server     string           `json:"server"`
+	Players    int              `json:"players"`
+	Procs      int              `json:"bot_processes"`
+	Think      string           `json:"think"`
+	Ramp       float64          `json:"ramp_per_s"`
+	RampS      float64          `json:"ramp_s"`     // from the start until every bot had started
+	DurationS  float64          `json:"duration_s"` // the measured window: every bot started until stop
+	Seated     int64            `json:"seated"`     // at the end of the window
+	EverSeated int64            `json:"ever_seated"`
+	Failed     int64            `json:"failed"` // bots that could not play on
+	Tables     float64          `json:"tables"` // seated ÷ seats per table
+	Rounds     int64            `json:"rounds"` // completed, in all
+	RoundsWin  int64            `json:"rounds_in_window"`
+	RoundsPerS float64          `json:"rounds_per_s"` // in the window
+	Actions    int64            `json:"actions"`
+	LateMoves  int64            `json:"late_moves"` // refused: the phase's countdown ended while the move was on its way
+	Action     Latency          `json:"action_latency"`
+	Countdowns int64            `json:"countdowns_observed"`
+	Lateness   Latency          `json:"countdown_lateness"`
+	Late       int64            `json:"countdowns_late"` // observed more than 50 ms late
+	Errors     map[string]int64 `json:"errors"`
+	Checked    int64            `json:"balances_checked"`
+	Mismatched int64            `json:"balance_mismatches"`
+	Broke      int64            `json:"broke"`
+	Undrained  int64            `json:"undrained"`
+	ServerCPU  *float64         `json:"server_cpu_cores,omitempty"` // in the window
+	CPUPerTbl  *float64         `json:"server_cpu_ms_per_s_per_table,omitempty"`
+	CPUPerRnd  *float64         `json:"server_cpu_ms_per_round,omitempty"`
+	ServerRSS  int64            `json:"server_rss_bytes,omitempty"`
+	BotsMem    int64            `json:"bots_mem_bytes"`
+	LoadStart  string           `json:"load_average_start,omitempty"`
+	LoadEnd    string           `json:"load_average_end,omitempty"`
+	Notes      []string         `json:"notes,omitempty"`
+}
+
+// run runs the bots; self are the arguments that run this command in this
+// binary (workers are self + "worker", the server self + "server"). On an
+// error after the bots started it returns what it measured too.
+func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Result, error) {
+	limit, err := raiseFDLimit()
+	if err != nil {
+		return nil, fmt.Errorf("raise the open-file limit: %w", err)
+	}
+	perProcess := (cf.players + cf.procs - 1) / cf.procs
+	if uint64(perProcess)+200 > limit {
+		return nil, fmt.Errorf("%d bots in one process need about %d open files but the limit is %d: use --procs %d or more", perProcess, perProcess+200, limit, (cf.players+int(limit)-201)/max(1, int(limit)-200))
+	}
+	res := &Result{
+		Game: cf.game, RoomType: cf.roomType, Transport: cf.transport, Players: cf.players, Procs: cf.procs,
+		Think: cf.think, Ramp: cf.ramp, LoadStart: loadAverage(),
+	}
+	var srv *server
+	if cf.addr != "" {
+		srv = &server{urls: strings.Split(cf.addr, ","), desc: "external " + cf.addr, stop: func() {}}
+		if cf.adminURL != "" {
+			srv.admins = strings.Split(cf.adminURL, ",")
+		}
+		if strings.HasPrefix(srv.urls[0], "ws") {
+			res.Transport = "ws"
+		}
+	} else {
+		if n := (cf.players + perGate - 1) / perGate; n > 1 && cf.gates == 0 || cf.gates > 1 {
+			fmt.Fprintf(opts.Stderr, "bots  starting a server cluster: %d gates and a node for the tables\n", max(n, cf.gates))
+		}
+		if srv, err = startServer(ctx, cf.players, cf, self); err != nil {
+			return nil, err
+		}
+	}
+	defer srv.stop()
+	res.Server = srv.desc
+
+	tot := newTotal(cf.procs)
+	var totMu sync.Mutex // guards tot: sources add to it, the loop below reads it
+	add := func(i int, sn Snapshot) {
+		totMu.Lock()
+		tot.add(i, sn)
+		totMu.Unlock()
+	}
+	runID := make([]byte, 4)
+	_, _ = rand.Read(runID)
+	rc := runConfig{
+		urls: srv.urls, game: cf.game, roomType: cf.roomType, runID: hex.EncodeToString(runID),
+		thinkMin: cf.thinkMin, thinkMax: cf.thinkMax, drain: cf.drain, seed: cf.seed,
+		client: clientOptions(cf.insecure, srv.urls),
+	}
+	var sources []*source
+	for i := range cf.procs {
+		first := i * perProcess
+		n := min(perProcess, cf.players-first)
+		if n <= 0 {
+			break
+		}
+		pc := rc
+		pc.first, pc.players = first, n
+		pc.ramp = cf.ramp * float64(n) / float64(cf.players)
+		var s *source
+		if cf.procs == 1 {
+			s = startLocal(ctx, pc, func(sn Snapshot) { add(i, sn) })
+		} else if s, err = startWorker(ctx, pc, cf.insecure, self, func(sn Snapshot) { add(i, sn) }); err != nil {
+			for _, s := range sources {
+				s.stop()
+			}
+			return nil, err
+		}
+		sources = append(sources, s)
+	}
+	stopAll := func() {
+		for _, s := range sources {
+			s.stop()
+		}
+	}
+	defer stopAll()
+
+	pr := newProgress(opts.Stderr)
+	t0 := time.Now()
+	var (
+		rampedAt, stoppedAt time.Time
+		atRamp, atStop      Snapshot
+		cpuRamp, cpuStop    usage
+		lastRounds          int64
+		lastT               = t0
+		failure             error
+	)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	allFinal := make(chan struct{})
+	go func() {
+		for _, s := range sources {
+			<-s.final
+		}
+		close(allFinal)
+	}()
+	finished := false
+	for !finished {
+		select {
+		case <-ctx.Done():
+			failure = ctx.Err()
+			finished = true
+			continue
+		case <-allFinal:
+			finished = true
+		case <-tick.C:
+		}
+		now := time.Now()
+		totMu.Lock()
+		sum := tot.sum()
+		window := summarize(tot.window)
+		tot.window.Reset()
+		totMu.Unlock()
+		state := ""
+		switch {
+		case rampedAt.IsZero() && sum.Started >= int64(cf.players):
+			rampedAt, atRamp, cpuRamp = now, sum, srv.usage(ctx)
+			state = "playing"
+		case rampedAt.IsZero():
+			state = "starting"
+			if sum.Failed >= int64(min(cf.players, 20)) && sum.EverSeated == 0 {
+				failure = fmt.Errorf("no bot could sit down: %s", explain(sum, cf.addr != ""))
+				stopAll()
+			}
+		case stoppedAt.IsZero() && now.Sub(rampedAt) >= cf.duration:
+			stoppedAt, atStop, cpuStop = now, sum, srv.usage(ctx)
+			stopAll()
+			state = "stopping"
+		case stoppedAt.IsZero():
+			state = fmt.Sprintf("playing %s/%s", now.Sub(rampedAt).Truncate(time.Second), cf.duration)
+		default:
+			state = "finishing rounds"
+		}
+		if failure != nil || finished {
+			break // the last tick's rate would be over a moment
+		}
+		rps := float64(sum.Rounds-lastRounds) / now.Sub(lastT).Seconds()
+		lastRounds, lastT = sum.Rounds, now
+		pr.line(fmt.Sprintf("bots  seated %s/%s  rounds/s %.1f  action p99 %s  late>50ms %d  errors %d  %s  %.0fs",
+			fmtInt(sum.Seated), fmtInt(int64(cf.players)), rps, fmtMS(window.P99), sum.Late, sum.errorCount(), state, now.Sub(t0).Seconds()))
+	}
+	pr.end()
+	if failure != nil && !errors.Is(failure, context.Canceled) {
+		stopAll()
+		waitFinal(sources, 5*time.Second)
+	}
+
+	totMu.Lock()
+	sum := tot.sum()
+	res.Action = summarize(tot.action)
+	res.Lateness = summarize(tot.lag)
+	totMu.Unlock()
+	if stoppedAt.IsZero() {
+		stoppedAt, atStop, cpuStop = time.Now(), sum, srv.usage(ctx)
+	}
+	if !rampedAt.IsZero() {
+		res.RampS = round2(rampedAt.Sub(t0).Seconds())
+		res.DurationS = round2(stoppedAt.Sub(rampedAt).Seconds())
+		res.RoundsWin = atStop.Rounds - atRamp.Rounds
+		if res.DurationS > 0 {
+			res.RoundsPerS = round2(float64(res.RoundsWin) / res.DurationS)
+		}
+		if cpuRamp.ok && cpuStop.ok && res.DurationS > 0 {
+			cores := round2((cpuStop.cpu - cpuRamp.cpu).Seconds() / res.DurationS)
+			res.ServerCPU = &cores
+			if atStop.Seated > 0 && sum.Seats > 0 {
+				v := round2(cores * 1000 / (float64(atStop.Seated) / float64(sum.Seats)))
+				res.CPUPerTbl = &v
+			}
+			if res.RoundsWin > 0 {
+				v := round2((cpuStop.cpu - cpuRamp.cpu).Seconds() * 1000 / float64(res.RoundsWin))
+				res.CPUPerRnd = &v
+			}
+		}
+	}
+	res.Seated, res.EverSeated, res.Failed = atStop.Seated, sum.EverSeated, sum.Failed
+	if sum.Seats > 0 {
+		res.Tables = round2(float64(atStop.Seated) / float64(sum.Seats))
+	}
+	res.Rounds, res.Actions, res.LateMoves = sum.Rounds, sum.Actions, sum.LateMoves
+	res.Countdowns, res.Late = sum.Countdowns, sum.Late
+	res.Errors = sum.Errors
+	res.Checked, res.Mismatched, res.Broke, res.Undrained = sum.Checked, sum.Mismatched, sum.Broke, sum.Undrained
+	res.ServerRSS = cpuStop.rss
+	res.BotsMem = int64(sum.MemBytes)
+	res.LoadEnd = loadAverage()
+	if len(sum.Errors) > 0 {
+		res.Notes = append(res.Notes, "first error of each kind:")
+		for _, k := range slices.Sorted(maps.Keys(sum.Why)) {
+			res.Notes = append(res.Notes, "  "+k+": "+sum.Why[k])
+		}
+		if hint := hints(sum, cf.addr != ""); hint != "" {
+			res.Notes = append(res.Notes, hint)
+		}
+	}
+	for i, s := range sources {
+		if s.logs != nil && s.logs.Count() > 0 {
+			res.Notes = append(res.Notes, fmt.Sprintf("bot process %d wrote to stderr:\n%s", i+1, s.logs))
+		}
+	}
+	for i, l := range srv.logs {
+		if l.Count() > 0 {
+			res.Notes = append(res.Notes, fmt.Sprintf("%s logged %d warnings or errors; the last ones:\n%s", srv.names[i], l.Count(), l))
+		}
+	}
+	return res, failure
+}
+
+// waitFinal waits up to d for every source's final snapshot.
+func waitFinal(sources []*source, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for _, s := range sources {
+		select {
+		case <-s.final:
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// explain is the most frequent error so far and what to do about it.
+func explain(sum Snapshot, external bool) string {
+	top, n := "", int64(0)
+	for k, v := range sum.Errors {
+		if v > n || v == n && k < top {
+			top, n = k, v
+		}
+	}
+	if top == "" {
+		return "no error was counted"
+	}
+	msg := fmt.Sprintf("%s (%d times): %s", top, n, sum.Why[top])
+	if h := hints(Snapshot{Errors: map[string]int64{top: n}}, external); h != "" {
+		msg += "; " + h
+	}
+	return msg
+}
+
+// hints says which server flags the errors call for.
+func hints(sum Snapshot, external bool) string {
+	var out []string
+	has := func(prefix string) bool {
+		for k := range sum.Errors {
+			if strings.HasPrefix(k, prefix) {
+				return true
+			}
+		}
+		return false
+	}
+	server := "the server"
+	if !external {
+		server = "the bots' own server (serve flags after --)"
+	}
+	switch {
+	case has("connect 203"), has("connect 200"):
+		out = append(out, "connections from one address were refused: start "+server+" with --max-conns-per-ip -1 --conn-rate-per-ip -1 (and --max-sessions above the bot count)")
+	case has("connect too many open files"):
+		out = append(out, "out of file descriptors: raise ulimit -n, or spread the bots over more processes with --procs")
+	case has("connect out of local ports"):
+		out = append(out, "out of local ports: use several gates (--gates, or --addr with several URLs) or widen net.ipv4.ip_local_port_range")
+	case has("connect refused"):
+		out = append(out, "nothing listens at the address: is the server running? (--addr)")
+	}
+	if has("login 200") {
+		out = append(out, "guest logins were refused per address: start "+server+" with --new-accounts-per-ip -1/1m --login-queue-per-ip -1")
+	}
+	if has("login 203") {
+		out = append(out, "the server refused sessions as overloaded: raise its --max-sessions, or slow down with --ramp")
+	}
+	if has("join 1004") {
+		out = append(out, "bots' balances were below the table's minimum: give new accounts more with the server's --niuniu-grant")
+	}
+	if has("join 300") || has("join 301") {
+		out = append(out, "no node serves the room type: check --room-type and the server's --roles")
+	}
+	if has("connection lost") {
+		out = append(out, "connections were lost: see the server's log for KICKs (202 slow consumer: the bots' machine is too busy to read)")
+	}
+	return strings.Join(out, "; ")
+}
+
+// startLocal runs the bots in this process; report gets a snapshot a
+// second and the final one.
+func startLocal(ctx context.Context, rc runConfig, report func(Snapshot)) *source {
+	st := newStats()
+	r := startRunner(ctx, rc, st)
+	s := &source{stop: r.stop, final: make(chan struct{})}
+	go func() {
+		defer close(s.final)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				report(st.snapshot())
+				continue
+			case <-r.done:
+			}
+			break
+		}
+		sn := st.snapshot()
+		sn.Final = true
+		report(sn)
+	}()
+	return s
+}
+
+// startWorker runs the bots in a worker process, `hearth bots worker`,
+// which prints a Snapshot line a second on stdout and stops the bots when
+// its stdin says "stop" or closes.
+func startWorker(ctx context.Context, rc runConfig, insecure bool, self []string, report func(Snapshot)) (*source, error) {
+	exe, err := executable()
+	if err != nil {
+		return nil, fmt.Errorf("cannot find this program to start the bot processes: %w", err)
+	}
+	args := append(append([]string{}, self...), "worker",
+		"--urls", strings.Join(rc.urls, ","), "--players", strconv.Itoa(rc.players), "--first", strconv.Itoa(rc.first),
+		"--run", rc.runID, "--room-type", rc.roomType, "--think", rc.thinkMin.String()+"-"+rc.thinkMax.String(),
+		"--ramp", strconv.FormatFloat(rc.ramp, 'f', -1, 64), "--drain", rc.drain.String(),
+		"--seed", strconv.FormatUint(rc.seed, 10), "--insecure="+strconv.FormatBool(insecure))
+	cmd := exec.Command(exe, args...)
+	logs := testcluster.NewLogTail(20)
+	cmd.Stderr = logs
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start a bot process: %w", err)
+	}
+	var once sync.Once
+	s := &source{logs: logs, final: make(chan struct{}), stop: func() {
+		once.Do(func() {
+			_, _ = io.WriteString(stdin, "stop\n")
+			_ = stdin.Close()
+		})
+	}}
+	go func() {
+		defer close(s.final)
+		defer func() { _ = cmd.Wait() }()
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		for sc.Scan() {
+			var sn Snapshot
+			if err := json.Unmarshal(sc.Bytes(), &sn); err != nil {
+				fmt.Fprintf(logs, "bad stats line: %v\n", err)
+				continue
+			}
+			if sn.Fatal != "" {
+				fmt.Fprintf(logs, "%s\n", sn.Fatal)
+			}
+			report(sn)
+			if sn.Final {
+				return
+			}
+		}
+	}()
+	return s, nil
+}
+
+// workerCmd is `hearth bots worker`: one share of the bots, started by
+// `hearth bots`; not for people.
+func workerCmd(ctx context.Context, args []string, opts cli.Options) int {
+	fs := flag.NewFlagSet("hearth bots worker", flag.ContinueOnError)
+	fs.SetOutput(opts.Stderr)
+	var rc runConfig
+	var urls, think string
+	var insecure bool
+	fs.StringVar(&urls, "urls", "", "gate URLs, comma-separated")
+	fs.IntVar(&rc.players, "players", 0, "bots")
+	fs.IntVar(&rc.first, "first", 0, "index of the first bot")
+	fs.StringVar(&rc.runID, "run", "", "run id")
+	fs.StringVar(&rc.roomType, "room-type", "niuniu_100", "room type")
+	fs.StringVar(&think, "think", "0s", "think time MIN-MAX")
+	fs.Float64Var(&rc.ramp, "ramp", 100, "bots started per second")
+	fs.DurationVar(&rc.drain, "drain", time.Minute, "drain time")
+	fs.Uint64Var(&rc.seed, "seed", 1, "seed")
+	fs.BoolVar(&insecure, "insecure", false, "skip TLS verification")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var err error
+	if rc.thinkMin, rc.thinkMax, err = parseThink(think); err != nil || urls == "" || rc.players < 1 || rc.ramp <= 0 {
+		fmt.Fprintln(opts.Stderr, "hearth bots worker: bad flags (it is started by hearth bots)")
+		return 2
+	}
+	rc.urls = strings.Split(urls, ",")
+	rc.game = "niuniu"
+	rc.client = clientOptions(insecure, rc.urls)
+	if _, err := raiseFDLimit(); err != nil {
+		fmt.Fprintf(opts.Stderr, "hearth bots worker: %v\n", err)
+	}
+	enc := json.NewEncoder(opts.Stdout)
+	var encMu sync.Mutex // guards enc: the stats goroutine and the final write
+	report := func(sn Snapshot) {
+		encMu.Lock()
+		_ = enc.Encode(sn)
+		encMu.Unlock()
+	}
+	s := startLocal(ctx, rc, report)
+	go func() {
+		// Any line, or the parent's end (EOF), stops the bots.
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		s.stop()
+	}()
+	<-s.final
+	return 0
+}
+
+// emit prints the summary.
+func emit(w io.Writer, cf *config, r *Result) {
+	if cf.jsonOut {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(r)
+		return
+	}
+	fmt.Fprintf(w, "hearth bots: %d bots playing %s (%s) over %s, think %s\n", r.Players, r.Game, r.RoomType, r.Transport, r.Think)
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(format, a...)) }
+	row("server", "%s", r.Server)
+	row("bot processes", "%d", r.Procs)
+	row("ramp", "%s/s, every bot started after %.1fs", fmtRate(r.Ramp), r.RampS)
+	row("measured", "%.1fs after the ramp", r.DurationS)
+	row("players", "%s", fmtInt(int64(r.Players)))
+	row("seated", "%s at the end (%s tables), %s ever", fmtInt(r.Seated), fmtFloat(r.Tables), fmtInt(r.EverSeated))
+	row("rounds completed", "%s (%s in the window)", fmtInt(r.Rounds), fmtInt(r.RoundsWin))
+	row("rounds/s", "%s", fmtFloat(r.RoundsPerS))
+	row("actions", "%s (%s refused as too late: the phase had ended)", fmtInt(r.Actions), fmtInt(r.LateMoves))
+	row("action latency", "p50 %s  p90 %s  p99 %s  max %s", fmtMS(r.Action.P50), fmtMS(r.Action.P90), fmtMS(r.Action.P99), fmtMS(r.Action.Max))
+	row("countdowns observed", "%s (phase changes after their deadline, as each client saw them)", fmtInt(r.Countdowns))
+	row("countdown lateness", "p50 %s  p99 %s  max %s", fmtMS(r.Lateness.P50), fmtMS(r.Lateness.P99), fmtMS(r.Lateness.Max))
+	row("countdowns late >50ms", "%s", fmtInt(r.Late))
+	if len(r.Errors) == 0 {
+		row("errors", "0")
+	}
+	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
+		row("errors "+k, "%s", fmtInt(r.Errors[k]))
+	}
+	row("balances checked", "%s, %s mismatched", fmtInt(r.Checked), fmtInt(r.Mismatched))
+	if r.Failed > 0 || r.Broke > 0 || r.Undrained > 0 {
+		row("bots failed", "%s (broke %s, still in a round at the end %s)", fmtInt(r.Failed), fmtInt(r.Broke), fmtInt(r.Undrained))
+	}
+	if r.ServerCPU != nil {
+		row("server CPU", "%.2f cores", *r.ServerCPU)
+	} else {
+		row("server CPU", "unknown (with --addr, give --admin-url)")
+	}
+	if r.CPUPerTbl != nil {
+		row("server CPU per table", "%.2f ms/s", *r.CPUPerTbl)
+	}
+	if r.CPUPerRnd != nil {
+		row("server CPU per round", "%.2f ms", *r.CPUPerRnd)
+	}
+	if r.ServerRSS > 0 {
+		row("server memory", "%s RSS", fmtBytes(r.ServerRSS))
+	}
+	row("bots memory", "%s", fmtBytes(r.BotsMem))
+	if r.LoadStart != "" {
+		row("load average", "%s at the start, %s at the end", r.LoadStart, r.LoadEnd)
+	}
+	tw.Flush()
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+}
+
+// progress prints the live line: overwritten in place on a terminal, one
+// line each otherwise. Only the run loop calls it.
+type progress struct {
+	w    io.Writer
+	tty  bool
+	last int
+}
+
+func newProgress(w io.Writer) *progress {
+	p := &progress{w: w}
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			p.tty = true
+		}
+	}
+	return p
+}
+
+func (p *progress) line(s string) {
+	if !p.tty {
+		fmt.Fprintln(p.w, s)
+		return
+	}
+	pad := ""
+	if n := p.last - len(s); n > 0 {
+		pad = strings.Repeat(" ", n)
+	}
+	fmt.Fprintf(p.w, "\r%s%s", s, pad)
+	p.last = len(s)
+}
+
+func (p *progress) end() {
+	if p.tty && p.last > 0 {
+		fmt.Fprintln(p.w)
+	}
+}
+
+func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
+
+func fmtMS(ms float64) string {
+	switch {
+	case ms < 1:
+		return fmt.Sprintf("%.3f ms", ms)
+	case ms < 100:
+		return fmt.Sprintf("%.2f ms", ms)
+	}
+	return fmt.Sprintf("%.0f ms", ms)
+}
+
+func fmtFloat(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+// fmtInt formats n with thousands separators.
+func fmtInt(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func fmtRate(v float64) string { return fmtInt(int64(v + 0.5)) }
+
+func fmtBytes(n int64) string {
+	switch {
+	case n >= 10<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+}

@@ -1,0 +1,171 @@
+package bots
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/cli"
+	"github.com/hearth-server/hearth/games/niuniu"
+	"github.com/hearth-server/hearth/hearthtest"
+	"github.com/hearth-server/hearth/internal/testcluster"
+	"github.com/hearth-server/hearth/services/auth"
+	"github.com/hearth-server/hearth/services/lobby"
+	"github.com/hearth-server/hearth/services/match"
+	"github.com/hearth-server/hearth/store"
+)
+
+// hearthBin is cmd/hearth, built by TestMain: the worker processes.
+var hearthBin string
+
+func TestMain(m *testing.M) { os.Exit(testcluster.RunWithBinary(m, "../../cmd/hearth", &hearthBin)) }
+
+const (
+	testType  = "nn"
+	testGrant = 10_000
+)
+
+// startTables is a node with auth, lobby, match and a Niu Niu room type
+// whose countdowns are short, so that rounds pass quickly.
+func startTables(t *testing.T) (*hearthtest.Node, *store.Store) {
+	t.Helper()
+	st := hearthtest.Store(t, "sqlite")
+	rules := niuniu.Rules{
+		ReadyCountdown: 200 * time.Millisecond, GrabCountdown: 300 * time.Millisecond,
+		BetCountdown: 300 * time.Millisecond, OpenCountdown: 300 * time.Millisecond, EndPause: 100 * time.Millisecond,
+	}
+	rt, err := niuniu.NewRoomType(testType, niuniu.TableConfig{Rules: rules, Grant: testGrant}, st)
+	require.NoError(t, err)
+	_, authSvc := auth.New(st, auth.Config{LoginRate: -1, NewAccountsPerIP: -1})
+	node := hearthtest.Start(t, hearth.Config{RequireUser: true}, authSvc, lobby.New(st), match.New(match.Config{}), rt.Service())
+	return node, st
+}
+
+// Ten bots over both transports play several rounds with no error; every
+// bot's balance is its ledger's sum and what the round results showed it,
+// and the game moved no currency in or out.
+func TestBotsPlayRounds(t *testing.T) {
+	node, st := startTables(t)
+	const players = 10
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	urls := []string{node.URL("tcp"), node.URL("ws")}
+	rc := runConfig{
+		urls: urls, players: players, runID: "test", game: "niuniu", roomType: testType,
+		thinkMin: 0, thinkMax: 20 * time.Millisecond, ramp: 1000, drain: 20 * time.Second,
+		client: clientOptions(false, urls), seed: 7,
+	}
+	s := newStats()
+	r := startRunner(ctx, rc, s)
+	hearthtest.Eventually(t, 30*time.Second, func() error {
+		if n := s.rounds.Load(); n < 6 {
+			sn := s.snapshot()
+			return fmt.Errorf("%d rounds completed, want 6; seated %d, errors %v", n, sn.Seated, sn.Why)
+		}
+		return nil
+	})
+	r.stop()
+	select {
+	case <-r.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the bots did not finish their rounds within 30s of stop")
+	}
+	sn := s.snapshot()
+	require.Empty(t, sn.Errors, "errors: %v", sn.Why)
+	require.Zero(t, sn.Failed)
+	require.Zero(t, sn.Undrained)
+	require.Equal(t, int64(players), sn.EverSeated)
+	require.Zero(t, sn.Seated, "every bot left its table at the end")
+	require.Equal(t, int64(players), sn.Checked, "every bot checked its balance")
+	require.Zero(t, sn.Mismatched)
+	require.GreaterOrEqual(t, sn.Played, 2*sn.Rounds, "each round has 2 to 5 players")
+	require.LessOrEqual(t, sn.Played, 5*sn.Rounds)
+	require.Positive(t, sn.Countdowns, "the end pause ends by its countdown every round")
+	require.LessOrEqual(t, sn.Late, sn.Countdowns)
+	require.Positive(t, sn.Actions)
+	// A move can reach the table just after its countdown ran out; with
+	// countdowns of a few hundred ms that is rare, not the rule.
+	require.LessOrEqual(t, sn.LateMoves, 1+sn.Actions/20)
+
+	var sum int64
+	for i := range players {
+		acct, err := st.FindGuestAccount(ctx, fmt.Sprintf("bots-test-%d", i))
+		require.NoError(t, err)
+		p, err := st.Profile(ctx, acct.ID)
+		require.NoError(t, err)
+		entries, err := st.Ledger(ctx, acct.ID, 10_000)
+		require.NoError(t, err)
+		var ledger int64
+		for _, e := range entries {
+			ledger += e.Delta
+		}
+		require.Equal(t, p.Balance, ledger, "bot %d: balance against its ledger", i)
+		sum += p.Balance
+	}
+	require.Equal(t, int64(players*testGrant), sum, "rounds only move currency between players")
+}
+
+// The command splits the bots over worker processes and adds their
+// numbers up.
+func TestBotsWorkers(t *testing.T) {
+	node, _ := startTables(t)
+	old := executable
+	executable = func() (string, error) { return hearthBin, nil }
+	t.Cleanup(func() { executable = old })
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	code := Main(ctx, []string{"--players", "6", "--procs", "2", "--addr", node.URL("tcp"), "--room-type", testType,
+		"--think", "0s-10ms", "--duration", "1s", "--ramp", "100", "--json"},
+		cli.Options{Stdout: &stdout, Stderr: &stderr})
+	require.Equal(t, 0, code, "stderr:\n%s", stderr.String())
+	var res Result
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &res), stdout.String())
+	require.Equal(t, 2, res.Procs)
+	require.Equal(t, int64(6), res.EverSeated)
+	require.Positive(t, res.Rounds)
+	require.Empty(t, res.Errors)
+	require.Equal(t, int64(6), res.Checked)
+	require.Zero(t, res.Mismatched)
+	require.Contains(t, stderr.String(), "bots  seated", "a progress line")
+}
+
+// Flag mistakes exit 2 and say what is wrong.
+func TestBotsFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--players", "0"}, "--players must be at least 1"},
+		{[]string{"--game", "chess"}, `--game "chess"`},
+		{[]string{"--think", "1s-200ms"}, "MIN ≤ MAX"},
+		{[]string{"--think", "soon"}, "--think"},
+		{[]string{"--transport", "udp"}, "--transport"},
+		{[]string{"--ramp", "0"}, "--ramp must be positive"},
+		{[]string{"--duration", "0s"}, "--duration must be positive"},
+		{[]string{"--players", "2", "--procs", "3"}, "--procs 3 is more than --players 2"},
+		{[]string{"--addr", "ftp://x"}, "the scheme must be"},
+		{[]string{"--addr", "tcp://x:1", "--server-cpuprofile", "f"}, "needs the bots' own server"},
+		{[]string{"--addr", "tcp://x:1", "--gates", "2"}, "--gates is for the bots' own server"},
+		{[]string{"--admin-url", "http://x"}, "--admin-url is for --addr"},
+		{[]string{"players"}, `unexpected argument "players"`},
+		{[]string{"--nope"}, "flag provided but not defined"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := Main(context.Background(), tc.args, cli.Options{Stdout: &stdout, Stderr: &stderr})
+		require.Equal(t, 2, code, "%v", tc.args)
+		require.Contains(t, stderr.String(), tc.want, "%v", tc.args)
+		require.Empty(t, stdout.String(), "%v", tc.args)
+	}
+	var stderr bytes.Buffer
+	require.Equal(t, 0, Main(context.Background(), []string{"-h"}, cli.Options{Stdout: &bytes.Buffer{}, Stderr: &stderr}))
+	require.True(t, strings.HasPrefix(stderr.String(), "Usage: hearth bots"))
+}

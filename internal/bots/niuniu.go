@@ -1,0 +1,486 @@
+package bots
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/hearth-server/hearth/client"
+	"github.com/hearth-server/hearth/games/niuniu"
+	"github.com/hearth-server/hearth/pb/lobbypb"
+	"github.com/hearth-server/hearth/wire"
+)
+
+// nnBot is one bot at a Niu Niu table: it reacts to the table's
+// "<type>.state" pushes as a player would, marking ready, grabbing, betting
+// and opening after a think time, and keeps its own ledger of the round
+// deltas it was shown, to check against the server's balance at the end.
+//
+// The client's push goroutine runs onView, onLeft and onClosed and owns
+// prevPhase, prevRound, prevDeadline and lastEnd; everything else shared
+// with the bot's goroutine is under mu.
+type nnBot struct {
+	c     *client.Client
+	rt    string // room type
+	st    *stats
+	think func() time.Duration
+	rng   *rand.Rand // the bot goroutine's
+
+	// Push goroutine only.
+	prevPhase    string
+	prevRound    string
+	prevDeadline int64 // Unix ms, 0 none
+	lastEnd      string
+
+	mu      sync.Mutex    // guards the fields below
+	view    *niuniu.View  // the latest pushed
+	deltas  int64         // sum of this bot's deltas at every end it played
+	removed string        // "<type>.left" or "<type>.closed" reason, until handled
+	wake    chan struct{} // cap 1: a new view or removal
+}
+
+func newNNBot(c *client.Client, roomType string, st *stats, think func() time.Duration, rng *rand.Rand) *nnBot {
+	b := &nnBot{c: c, rt: roomType, st: st, think: think, rng: rng, wake: make(chan struct{}, 1)}
+	c.OnPush(roomType+".state", b.onView)
+	c.OnPush(roomType+".snapshot", b.onView)
+	c.OnPush(roomType+".left", func(p client.Push) { b.onRemoved(p, "left") })
+	c.OnPush(roomType+".closed", func(p client.Push) { b.onRemoved(p, "closed") })
+	return b
+}
+
+func (b *nnBot) signal() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// onView takes a pushed view. A phase change that arrives after the
+// deadline the previous view announced was driven by the countdown (a
+// player's action ends a phase only before its deadline): its lateness is
+// the arrival time minus that deadline, as this client sees it.
+func (b *nnBot) onView(p client.Push) {
+	now := time.Now()
+	var v niuniu.View
+	if err := json.Unmarshal(p.Payload, &v); err != nil {
+		b.st.fail("push bad view", err)
+		return
+	}
+	if (v.Phase != b.prevPhase || v.Round != b.prevRound) && b.prevDeadline > 0 {
+		if late := now.Sub(time.UnixMilli(b.prevDeadline)); late >= 0 {
+			b.st.countdowns.Add(1)
+			b.st.lag.record(late)
+			if late > lateLimit {
+				b.st.late.Add(1)
+			}
+		}
+	}
+	b.prevPhase, b.prevRound, b.prevDeadline = v.Phase, v.Round, v.DeadlineMS
+	if v.You < 0 || v.You >= len(v.Seats) {
+		b.st.fail("push bad view", fmt.Errorf("seat %d of %d", v.You, len(v.Seats)))
+		return
+	}
+	b.st.seats.Store(int64(len(v.Seats)))
+	me := v.Seats[v.You]
+	var delta int64
+	if v.Phase == niuniu.PhaseEnd && me.Playing && v.Round != b.lastEnd {
+		b.lastEnd = v.Round
+		delta = me.Delta
+		b.st.played.Add(1)
+		if lowestPlaying(&v) == v.You {
+			b.st.rounds.Add(1)
+		}
+	}
+	b.mu.Lock()
+	b.view = &v
+	b.deltas += delta
+	b.mu.Unlock()
+	b.signal()
+}
+
+func lowestPlaying(v *niuniu.View) int {
+	for i, s := range v.Seats {
+		if s.Playing {
+			return i
+		}
+	}
+	return -1
+}
+
+func (b *nnBot) onRemoved(p client.Push, what string) {
+	var ev struct {
+		Reason string `json:"reason"`
+	}
+	_ = json.Unmarshal(p.Payload, &ev)
+	b.mu.Lock()
+	b.removed = what + " " + ev.Reason
+	b.view = nil
+	b.mu.Unlock()
+	b.signal()
+}
+
+// move is a game action: route suffix and multiplier; key names it within
+// the round so that it is sent once.
+type move struct {
+	action string
+	mult   int
+	key    string
+}
+
+// decide is the bot's strategy: what to do in view v, if anything.
+func (b *nnBot) decide(v *niuniu.View, stopping bool) (move, bool) {
+	if v == nil || v.You < 0 || v.You >= len(v.Seats) {
+		return move{}, false
+	}
+	me := v.Seats[v.You]
+	switch v.Phase {
+	case niuniu.PhaseReady:
+		if !me.Ready && !stopping {
+			return move{action: "ready", key: "ready/" + v.Round}, true
+		}
+	case niuniu.PhaseGrab:
+		if me.Playing && me.Grab < 0 {
+			return move{action: "grab", mult: b.grabFor(me.Cards), key: v.Round + "/grab"}, true
+		}
+	case niuniu.PhaseBet:
+		if me.Playing && v.You != v.Banker && me.Bet == 0 {
+			return move{action: "bet", mult: b.betFor(me.Cards), key: v.Round + "/bet"}, true
+		}
+	case niuniu.PhaseOpen:
+		if me.Playing && !me.Opened {
+			return move{action: "open", key: v.Round + "/open"}, true
+		}
+	}
+	return move{}, false
+}
+
+// strength rates four cards 0–3 the way a casual player does: a niu
+// already made of three of them (the fourth's point is then most of the
+// value), or many ten-point cards, look good.
+func strength(cards []niuniu.Card) int {
+	if len(cards) < 4 {
+		return 0
+	}
+	tens := 0
+	for _, c := range cards[:4] {
+		if c.Point() == 10 {
+			tens++
+		}
+	}
+	for skip := range 4 {
+		sum := 0
+		for i, c := range cards[:4] {
+			if i != skip {
+				sum += c.Point()
+			}
+		}
+		if sum%10 == 0 {
+			if cards[skip].Point() >= 7 {
+				return 3
+			}
+			return 2
+		}
+	}
+	if tens >= 3 {
+		return 2
+	}
+	if tens == 2 {
+		return 1
+	}
+	return 0
+}
+
+// grabFor and betFor follow the hand's strength, with some whim.
+func (b *nnBot) grabFor(cards []niuniu.Card) int {
+	return min(4, max(0, strength(cards)+b.rng.IntN(3)-1))
+}
+
+func (b *nnBot) betFor(cards []niuniu.Card) int {
+	return min(5, max(1, 1+strength(cards)+b.rng.IntN(2)))
+}
+
+// errStopped ends a bot that was told to stop before it sat down.
+var errStopped = errors.New("stopped")
+
+// play seats the bot and plays until stopping is closed and its round is
+// over; then it leaves the table and checks its balance. It returns an
+// error when the bot cannot go on (the caller counts it).
+func (b *nnBot) play(ctx context.Context, stopping, abandon <-chan struct{}) error {
+	start, hasBalance, err := b.sit(ctx)
+	if err != nil {
+		return err
+	}
+	b.st.seated.Add(1)
+	b.st.everSeated.Add(1)
+	seated := true
+	defer func() {
+		if seated {
+			b.st.seated.Add(-1)
+		}
+	}()
+	done := ""
+	stop := stopping
+	isStopping := false
+loop:
+	for {
+		select {
+		case <-b.wake:
+		case <-stop:
+			isStopping, stop = true, nil // a nil channel blocks: wait for views now
+		case <-abandon:
+			b.st.undrained.Add(1)
+			return nil
+		case <-b.c.Done():
+			return fmt.Errorf("%w: %w", errLost, b.c.Err())
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		b.mu.Lock()
+		v, removed := b.view, b.removed
+		b.removed = ""
+		b.mu.Unlock()
+		if removed != "" {
+			// Kicked for a low balance at a round's end, or the table
+			// closed (its node drains): sit down again, as a player would.
+			b.st.seated.Add(-1)
+			seated = false
+			if isStopping {
+				break loop
+			}
+			if _, err := b.join(ctx); err != nil {
+				var we *wire.Error
+				if errors.As(err, &we) && we.Code == wire.Code(niuniu.CodeLowBalance) {
+					b.st.broke.Add(1)
+					break loop
+				}
+				return err
+			}
+			b.st.seated.Add(1)
+			seated = true
+			continue
+		}
+		if isStopping && leavable(v) {
+			rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			err := b.c.RequestJSON(rctx, b.rt+".leave", nil, nil)
+			cancel()
+			var we *wire.Error
+			if errors.As(err, &we) && we.Code == wire.Code(niuniu.CodeInRound) {
+				continue // the round started after the view: play it out
+			}
+			if err != nil {
+				if ctx.Err() == nil {
+					b.st.fail(errorKey("leave", err), err)
+				}
+				return err
+			}
+			b.st.seated.Add(-1)
+			seated = false
+			break loop
+		}
+		m, ok := b.decide(v, isStopping)
+		if !ok || m.key == done {
+			continue
+		}
+		if err := b.pause(ctx); err != nil {
+			return err
+		}
+		b.mu.Lock()
+		v = b.view
+		b.mu.Unlock()
+		if m2, ok := b.decide(v, isStopping); !ok || m2.key != m.key {
+			b.signal() // the table moved on while the bot thought: look again
+			continue
+		}
+		done = m.key
+		var req any
+		if m.action == "grab" || m.action == "bet" {
+			req = map[string]int{"multiplier": m.mult}
+		}
+		t0 := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		err := b.c.RequestJSON(rctx, b.rt+"."+m.action, req, nil)
+		cancel()
+		b.st.action.record(time.Since(t0))
+		b.st.actions.Add(1)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case b.tooLate(err, v):
+			// The phase ended (its countdown ran out) while the move was
+			// on its way: a slow player's fate, not a server error.
+			b.st.lateMoves.Add(1)
+		case isApp(err):
+			b.st.fail(errorKey(m.action, err), err)
+		default:
+			if rctx.Err() != nil {
+				err = fmt.Errorf("%w: %s after %s", errTimeout, m.action, requestTimeout)
+			}
+			b.st.fail(errorKey(m.action, err), err)
+			return err
+		}
+		b.signal() // the response may have overtaken the push: look again
+	}
+	if hasBalance {
+		b.checkBalance(ctx, start)
+	}
+	return nil
+}
+
+// leavable reports whether the bot, told to stop, can leave the table now:
+// it has no part in a round in progress (the room would refuse with 1006).
+func leavable(v *niuniu.View) bool {
+	if v == nil || v.You < 0 || v.You >= len(v.Seats) {
+		return true
+	}
+	me := v.Seats[v.You]
+	switch v.Phase {
+	case niuniu.PhaseReady, niuniu.PhaseEnd:
+		return true
+	}
+	return !me.Playing
+}
+
+// pause waits the bot's think time.
+func (b *nnBot) pause(ctx context.Context) error {
+	d := b.think()
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-b.c.Done():
+		return fmt.Errorf("%w: %w", errLost, b.c.Err())
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// sit joins a table and reads the balance the bot starts with (after the
+// table's starting grant). hasBalance is false when the server has no
+// lobby service to ask.
+func (b *nnBot) sit(ctx context.Context) (start int64, hasBalance bool, err error) {
+	if _, err := b.join(ctx); err != nil {
+		var we *wire.Error
+		if errors.As(err, &we) && we.Code == wire.Code(niuniu.CodeLowBalance) {
+			b.st.broke.Add(1)
+		}
+		return 0, false, err
+	}
+	// No round can have settled for the bot yet: it is not ready.
+	p, err := b.profile(ctx)
+	if err != nil {
+		return 0, false, nil
+	}
+	return p.Balance, true, nil
+}
+
+// join asks match.join for a seat, trying again while the cluster is not
+// ready to place the player (301, 302, 203).
+func (b *nnBot) join(ctx context.Context) (string, error) {
+	var err error
+	for attempt := range 5 {
+		var seat struct {
+			RoomID string `json:"room_id"`
+		}
+		err = b.do(ctx, "match.join", map[string]string{"room_type": b.rt}, "join", &seat)
+		var we *wire.Error
+		if err == nil || !errors.As(err, &we) || (we.Code != wire.CodeUnavailable && we.Code != wire.CodeTimeout && we.Code != wire.CodeOverloaded) {
+			return seat.RoomID, err
+		}
+		if err := sleep(ctx, time.Duration(attempt+1)*500*time.Millisecond); err != nil {
+			return "", err
+		}
+	}
+	return "", err
+}
+
+func (b *nnBot) profile(ctx context.Context) (*lobbypb.Profile, error) {
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	var p lobbypb.Profile
+	err := b.c.Request(rctx, "lobby.profile", &lobbypb.ProfileReq{}, &p)
+	if err != nil {
+		b.st.fail(errorKey("profile", err), err)
+	}
+	return &p, err
+}
+
+// checkBalance compares the server's balance with the start plus every
+// delta the bot was shown.
+func (b *nnBot) checkBalance(ctx context.Context, start int64) {
+	p, err := b.profile(ctx)
+	if err != nil {
+		return
+	}
+	b.mu.Lock()
+	want := start + b.deltas
+	b.mu.Unlock()
+	b.st.checked.Add(1)
+	if p.Balance != want {
+		b.st.mismatched.Add(1)
+		b.st.fail("balance mismatch", fmt.Errorf("balance %d, but the start %d plus the deltas shown make %d", p.Balance, start, want))
+	}
+}
+
+// do sends a JSON request; an error is counted under what.
+func (b *nnBot) do(ctx context.Context, route string, req any, what string, resp ...any) error {
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	var out any
+	if len(resp) > 0 {
+		out = resp[0]
+	}
+	err := b.c.RequestJSON(rctx, route, req, out)
+	if err != nil {
+		if rctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w: %s after %s", errTimeout, route, requestTimeout)
+		}
+		if ctx.Err() == nil {
+			b.st.fail(errorKey(what, err), err)
+		}
+	}
+	return err
+}
+
+// tooLate reports whether err refuses a move made in view v because the
+// table has left v's phase since: a view in another phase or round comes
+// within a second (the refusal may overtake the push of the change: they
+// travel apart). A refusal while the table still shows the phase is an
+// error.
+func (b *nnBot) tooLate(err error, v *niuniu.View) bool {
+	var we *wire.Error
+	if !errors.As(err, &we) || we.Code != wire.Code(niuniu.CodeWrongPhase) || v == nil {
+		return false
+	}
+	defer b.signal() // the caller looks at the views again
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	for {
+		b.mu.Lock()
+		now := b.view
+		b.mu.Unlock()
+		if now == nil || now.Phase != v.Phase || now.Round != v.Round {
+			return true
+		}
+		select {
+		case <-b.wake:
+		case <-t.C:
+			return false
+		}
+	}
+}
+
+// isApp reports whether err is the game refusing a move (a code of 1000
+// and up), after which the bot plays on.
+func isApp(err error) bool {
+	var we *wire.Error
+	return errors.As(err, &we) && we.Code >= wire.CodeApplication
+}

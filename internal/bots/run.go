@@ -1,0 +1,180 @@
+package bots
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hearth-server/hearth/client"
+	"github.com/hearth-server/hearth/pb/authpb"
+	"github.com/hearth-server/hearth/wire"
+)
+
+// requestTimeout bounds each request a bot sends.
+const requestTimeout = 30 * time.Second
+
+var (
+	errTimeout = errors.New("no answer in time")
+	errLost    = errors.New("connection lost")
+)
+
+// runConfig is what one process's bots do.
+type runConfig struct {
+	urls     []string // gates: bot i dials urls[i % len]
+	players  int      // bots in this process
+	first    int      // index of this process's first bot among all
+	runID    string   // makes device ids unique per run
+	game     string   // "niuniu"
+	roomType string
+	thinkMin time.Duration
+	thinkMax time.Duration
+	ramp     float64 // bots started per second by this process
+	drain    time.Duration
+	client   client.Options
+	seed     uint64
+}
+
+// runner runs one process's bots: it starts them at the ramp rate, and on
+// stop lets each finish its round, leave and check its balance. Its fields
+// are set by startRunner; stopping, abandon and done are closed once.
+type runner struct {
+	cfg      runConfig
+	st       *stats
+	stopping chan struct{} // closed by stop
+	abandon  chan struct{} // closed when the drain gives up
+	done     chan struct{} // closed when every bot has returned
+	stopOnce sync.Once
+	ramped   atomic.Bool // every bot has been started (or stop came first)
+}
+
+func startRunner(ctx context.Context, cfg runConfig, st *stats) *runner {
+	r := &runner{cfg: cfg, st: st, stopping: make(chan struct{}), abandon: make(chan struct{}), done: make(chan struct{})}
+	go r.run(ctx)
+	return r
+}
+
+// stop tells the bots to stop playing; after cfg.drain those still in a
+// round are abandoned.
+func (r *runner) stop() {
+	r.stopOnce.Do(func() {
+		close(r.stopping)
+		time.AfterFunc(r.cfg.drain, func() { close(r.abandon) })
+	})
+}
+
+func (r *runner) run(ctx context.Context) {
+	defer close(r.done)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := range r.cfg.players {
+		at := t0.Add(time.Duration(float64(i) / r.cfg.ramp * float64(time.Second)))
+		if wait := time.Until(at); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-r.stopping:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
+		select {
+		case <-r.stopping:
+		case <-ctx.Done():
+		default:
+			wg.Go(func() { r.bot(ctx, i) })
+			continue
+		}
+		break
+	}
+	r.ramped.Store(true)
+	wg.Wait()
+}
+
+// bot is bot i of this process, from connecting to its balance check.
+func (r *runner) bot(ctx context.Context, i int) {
+	r.st.started.Add(1)
+	n := r.cfg.first + i
+	url := r.cfg.urls[n%len(r.cfg.urls)]
+	fail := func(what string, err error) {
+		r.st.failed.Add(1)
+		if ctx.Err() == nil && !errors.Is(err, errStopped) {
+			r.st.fail(errorKey(what, err), err)
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, r.cfg.client.HandshakeTimeout)
+	c, err := client.Dial(dctx, url, r.cfg.client)
+	cancel()
+	if err != nil {
+		fail("connect", err)
+		return
+	}
+	defer c.Close()
+	if err := login(ctx, c, fmt.Sprintf("bots-%s-%d", r.cfg.runID, n)); err != nil {
+		fail("login", err)
+		return
+	}
+	r.st.loggedIn.Add(1)
+	rng := rand.New(rand.NewPCG(r.cfg.seed, uint64(n)))
+	think := func() time.Duration {
+		if r.cfg.thinkMax <= r.cfg.thinkMin {
+			return r.cfg.thinkMin
+		}
+		return r.cfg.thinkMin + time.Duration(rng.Int64N(int64(r.cfg.thinkMax-r.cfg.thinkMin)))
+	}
+	b := newNNBot(c, r.cfg.roomType, r.st, think, rng)
+	if err := b.play(ctx, r.stopping, r.abandon); err != nil {
+		r.st.failed.Add(1)
+		if ctx.Err() == nil && errors.Is(err, errLost) {
+			r.st.fail(errorKey("connection lost", c.Err()), err)
+		}
+	}
+}
+
+// login logs in as the guest of device; a login the server queues (204)
+// waits for auth.admitted and goes again (docs/protocol.md §8a).
+func login(ctx context.Context, c *client.Client, device string) error {
+	admitted := make(chan struct{}, 1)
+	c.OnPush("auth.admitted", func(client.Push) {
+		select {
+		case admitted <- struct{}{}:
+		default:
+		}
+	})
+	defer c.OnPush("auth.admitted", nil)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		err := c.Request(rctx, "auth.guest", &authpb.GuestReq{DeviceId: device}, &authpb.LoginResp{})
+		timedOut := rctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if timedOut {
+			return fmt.Errorf("%w: auth.guest after %s", errTimeout, requestTimeout)
+		}
+		var we *wire.Error
+		if !errors.As(err, &we) || we.Code != wire.CodeQueued {
+			return err
+		}
+		select {
+		case <-admitted:
+		case <-c.Done():
+			return c.Err()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

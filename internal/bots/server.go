@@ -1,0 +1,251 @@
+package bots
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hearth-server/hearth/cli"
+	"github.com/hearth-server/hearth/internal/testcluster"
+)
+
+// perGate is how many bots one gate process of the bots' own server takes:
+// a process may hold at most 20,000 open files on the machines this was
+// written for, and a gate needs one per session plus its own.
+const perGate = 15_000
+
+// server is the hearth server the bots play on: one the command started
+// (a process, or a small cluster of them) or one at --addr.
+type server struct {
+	urls   []string // client URLs of the gates
+	admins []string // admin URLs whose /metrics add up to the server ("" entries skipped)
+	names  []string // the processes, for the report
+	desc   string
+	logs   []*testcluster.LogTail
+	stop   func()
+}
+
+// serverFlags are the serve flags of the bots' own server: what N bots on
+// one machine need.
+func serverFlags(ramp float64) []string {
+	return []string{
+		"--log-level", "warn",
+		// Every bot comes from this machine's one address.
+		"--max-conns-per-ip", "-1",
+		"--conn-rate-per-ip", "-1",
+		"--new-accounts-per-ip", "-1/1m",
+		"--login-queue-per-ip", "-1",
+		// Logins queue only past twice the ramp (or 1000/s).
+		"--login-rate", strconv.FormatFloat(max(1000, 2*ramp), 'f', 0, 64),
+		// Bots bet for hours: they should not go broke in a benchmark.
+		"--niuniu-grant", "1000000000",
+		// On stop, the bots have closed their sessions: nobody resumes.
+		"--drain-timeout", "1s",
+	}
+}
+
+// executable is the binary started as the server and the workers; tests
+// point it at a built cmd/hearth.
+var executable = os.Executable
+
+// startServer starts the bots' own server: for up to perGate bots one
+// process with everything; for more, a cluster on the first node's
+// embedded NATS: a node with the game, match, auth and lobby and no client
+// listener, and one gate-only node per perGate bots. profile, if set, is
+// the CPU profile file of the node that runs the tables.
+func startServer(ctx context.Context, players int, cf *config, self []string) (*server, error) {
+	exe, err := executable()
+	if err != nil {
+		return nil, fmt.Errorf("cannot find this program to start the server: %w (start one with hearth serve and use --addr)", err)
+	}
+	wrapper := append(append([]string{}, self...), "server")
+	if cf.srvProfile != "" {
+		wrapper = append(wrapper, "--cpuprofile", cf.srvProfile)
+	}
+	wrapper = append(wrapper, "--")
+	gates := (players + perGate - 1) / perGate
+	if cf.gates > 0 {
+		gates = cf.gates
+	}
+	if gates <= 1 {
+		dir, err := os.MkdirTemp("", "hearth-bots-")
+		if err != nil {
+			return nil, fmt.Errorf("temporary data directory: %w", err)
+		}
+		args := append(wrapper, "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", dir)
+		args = append(append(args, serverFlags(cf.ramp)...), cf.serverArgs...)
+		p, err := testcluster.StartProc(ctx, testcluster.ProcConfig{Binary: exe, Args: args, ID: "server", LogLines: 40})
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("the server did not start: %w", err)
+		}
+		url := p.TCP
+		if cf.transport == "ws" {
+			url = p.WS
+		}
+		return &server{
+			urls: []string{url}, admins: []string{p.Admin}, names: []string{"server"},
+			desc: fmt.Sprintf("one process (hearth %s, pid %d)", strings.Join(wrapper[:len(wrapper)-1], " "), p.PID()),
+			logs: []*testcluster.LogTail{p.Log},
+			stop: func() { _ = p.Stop(15 * time.Second); _ = os.RemoveAll(dir) },
+		}, nil
+	}
+	roles := "sys,auth,lobby,match," + cf.roomType
+	nodes := []testcluster.Node{{ID: "tables", Args: []string{"--roles", roles, "--tcp", "off", "--ws", "off"}}}
+	for g := range gates {
+		nodes = append(nodes, testcluster.Node{ID: fmt.Sprintf("gate-%d", g+1), Args: []string{"--roles", "gate"}})
+	}
+	c, err := testcluster.Start(ctx, testcluster.Config{
+		Binary:   exe,
+		Serve:    wrapper,
+		Prefix:   testcluster.RandomPrefix("bots"),
+		Args:     append(serverFlags(cf.ramp), cf.serverArgs...),
+		Nodes:    nodes,
+		LogLines: 40,
+		Within:   60 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("the server cluster did not start: %w", err)
+	}
+	s := &server{stop: func() { _ = c.Stop() }}
+	var descs []string
+	for i, p := range c.Nodes() {
+		s.admins = append(s.admins, p.Admin)
+		s.names = append(s.names, p.ID)
+		s.logs = append(s.logs, p.Log)
+		descs = append(descs, fmt.Sprintf("%s (%s) pid %d", p.ID, nodes[i].Args[1], p.PID()))
+		if i == 0 {
+			continue
+		}
+		if cf.transport == "ws" {
+			s.urls = append(s.urls, p.WS)
+		} else {
+			s.urls = append(s.urls, p.TCP)
+		}
+	}
+	s.desc = fmt.Sprintf("a cluster of %d processes on the first one's embedded NATS: %s", len(nodes), strings.Join(descs, ", "))
+	return s, nil
+}
+
+// usage is the server's CPU time so far and its resident memory now,
+// added up over its processes; ok is false when a process's /metrics did
+// not say.
+type usage struct {
+	cpu time.Duration
+	rss int64
+	ok  bool
+}
+
+func (s *server) usage(ctx context.Context) usage {
+	u := usage{ok: len(s.admins) > 0}
+	for _, a := range s.admins {
+		if a == "" {
+			u.ok = false
+			continue
+		}
+		m, err := scrapeMetrics(ctx, a)
+		cpu, ok1 := m["process_cpu_seconds_total"]
+		rss, ok2 := m["process_resident_memory_bytes"]
+		if err != nil || !ok1 || !ok2 {
+			u.ok = false
+			continue
+		}
+		u.cpu += time.Duration(cpu * float64(time.Second))
+		u.rss += int64(rss)
+	}
+	return u
+}
+
+// scrapeMetrics reads the unlabelled samples of a Prometheus text /metrics.
+func scrapeMetrics(ctx context.Context, adminURL string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(adminURL, "/")+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s/metrics: %s", adminURL, resp.Status)
+	}
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || strings.ContainsRune(name, '{') {
+			continue
+		}
+		if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			m[name] = f
+		}
+	}
+	return m, sc.Err()
+}
+
+// profileFile is the CPU profile file of a node: name as given, or in a
+// cluster (serve flags with --node-id ID) name with ".ID" before its
+// extension, so that the nodes do not write the same file.
+func profileFile(name string, serveArgs []string) string {
+	for i, a := range serveArgs {
+		id, ok := strings.CutPrefix(a, "--node-id=")
+		if !ok && a == "--node-id" && i+1 < len(serveArgs) {
+			id, ok = serveArgs[i+1], true
+		}
+		if ok {
+			ext := filepath.Ext(name)
+			return strings.TrimSuffix(name, ext) + "." + id + ext
+		}
+	}
+	return name
+}
+
+// serveCmd is `hearth bots server [--cpuprofile FILE] -- serve flags`:
+// `hearth serve`, under a CPU profile when asked. The bots start their own
+// server with it.
+func serveCmd(ctx context.Context, args []string, opts cli.Options) int {
+	fs := flag.NewFlagSet("hearth bots server", flag.ContinueOnError)
+	fs.SetOutput(opts.Stderr)
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *profile != "" {
+		f, err := os.Create(profileFile(*profile, fs.Args()))
+		if err != nil {
+			fmt.Fprintf(opts.Stderr, "hearth bots server: --cpuprofile: %v\n", err)
+			return 1
+		}
+		defer func() {
+			if err := f.Close(); err != nil {
+				fmt.Fprintf(opts.Stderr, "hearth bots server: --cpuprofile: %v\n", err)
+			}
+		}()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(opts.Stderr, "hearth bots server: --cpuprofile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	return cli.Main(ctx, append([]string{"serve"}, fs.Args()...), opts)
+}

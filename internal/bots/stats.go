@@ -1,0 +1,321 @@
+package bots
+
+import (
+	"errors"
+	"math"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/hearth-server/hearth/games/niuniu"
+	"github.com/hearth-server/hearth/wire"
+)
+
+// Histograms record microseconds, 1 µs to 10 min, 3 significant digits.
+const (
+	histMin    = 1
+	histMax    = 600_000_000
+	histDigits = 3
+	histShards = 16
+)
+
+// lateLimit is the lateness past which a countdown counts as late.
+const lateLimit = 50 * time.Millisecond
+
+// hist is a histogram many goroutines record into: a few shards, each under
+// its own lock, taken (swapped for empty ones) by the stats reporter.
+type hist struct {
+	next   atomic.Uint32
+	shards [histShards]struct {
+		mu sync.Mutex // guards h
+		h  *hdrhistogram.Histogram
+		_  [48]byte
+	}
+}
+
+func newHist() *hist {
+	h := &hist{}
+	for i := range h.shards {
+		h.shards[i].h = hdrhistogram.New(histMin, histMax, histDigits)
+	}
+	return h
+}
+
+func (h *hist) record(d time.Duration) {
+	s := &h.shards[h.next.Add(1)%histShards]
+	s.mu.Lock()
+	_ = s.h.RecordValue(min(histMax, max(histMin, d.Microseconds())))
+	s.mu.Unlock()
+}
+
+// take returns what was recorded since the last take, as buckets.
+func (h *hist) take() []bucket {
+	all := hdrhistogram.New(histMin, histMax, histDigits)
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.Lock()
+		all.Merge(s.h)
+		s.h.Reset()
+		s.mu.Unlock()
+	}
+	return buckets(all)
+}
+
+// bucket is one non-empty bar of a histogram: [value µs, count]. Workers
+// send their histograms to the parent as buckets, a few hundred numbers
+// instead of the histogram's dense counts.
+type bucket [2]int64
+
+func buckets(h *hdrhistogram.Histogram) []bucket {
+	var out []bucket
+	for _, b := range h.Distribution() {
+		if b.Count > 0 {
+			out = append(out, bucket{b.To, b.Count})
+		}
+	}
+	return out
+}
+
+func addBuckets(h *hdrhistogram.Histogram, bs []bucket) {
+	for _, b := range bs {
+		_ = h.RecordValues(min(histMax, max(histMin, b[0])), b[1])
+	}
+}
+
+// counters are what the bots of one process count. Every field is atomic:
+// bot goroutines and their clients' push goroutines add to them, the
+// reporter reads them.
+type counters struct {
+	started    atomic.Int64 // bots that began connecting
+	loggedIn   atomic.Int64 // bots past the guest login
+	seated     atomic.Int64 // bots seated at a table now (a gauge)
+	everSeated atomic.Int64 // bots that were seated at some point
+	failed     atomic.Int64 // bots that gave up (login, join or connection failed)
+	rounds     atomic.Int64 // rounds completed, once per table (the lowest playing seat counts)
+	played     atomic.Int64 // rounds completed, once per bot that played them
+	actions    atomic.Int64 // game actions answered (ok or error)
+	lateMoves  atomic.Int64 // …refused because the phase had ended meanwhile
+	countdowns atomic.Int64 // countdown-driven phase changes observed
+	late       atomic.Int64 // …of which later than lateLimit
+	broke      atomic.Int64 // bots removed for a balance below the table's minimum
+	checked    atomic.Int64 // bots whose final balance was checked
+	mismatched atomic.Int64 // …and did not match start + deltas
+	undrained  atomic.Int64 // bots still in a round when the drain gave up
+	seats      atomic.Int64 // seats per table, as the views show
+}
+
+// stats is one process's counters, errors and histograms.
+type stats struct {
+	counters
+	action *hist // request → response of ready/grab/bet/open
+	lag    *hist // countdown lateness: push arrival − the deadline announced before
+
+	mu   sync.Mutex       // guards errs and why
+	errs map[string]int64 // by what failed and its code
+	why  map[string]string
+}
+
+func newStats() *stats {
+	return &stats{action: newHist(), lag: newHist(), errs: map[string]int64{}, why: map[string]string{}}
+}
+
+// fail counts an error under key (see errorKey) and keeps one message per
+// key for the report.
+func (s *stats) fail(key string, err error) {
+	s.mu.Lock()
+	s.errs[key]++
+	if _, ok := s.why[key]; !ok && err != nil {
+		s.why[key] = err.Error()
+	}
+	s.mu.Unlock()
+}
+
+// errorKey names an error for the report: what failed ("login", "grab",
+// "connection") and the status code with its name when the server sent
+// one, else a short class.
+func errorKey(what string, err error) string {
+	var we *wire.Error
+	switch {
+	case errors.As(err, &we):
+		return what + " " + strconv.Itoa(int(we.Code)) + " " + codeName(we.Code)
+	case errors.Is(err, errTimeout):
+		return what + " timeout"
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return what + " too many open files"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return what + " out of local ports"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return what + " refused"
+	}
+	return what + " failed"
+}
+
+// codeName names Niu Niu's application codes too.
+func codeName(c wire.Code) string {
+	switch c {
+	case wire.Code(niuniu.CodeWrongPhase):
+		return "wrong phase"
+	case wire.Code(niuniu.CodeBadValue):
+		return "bad multiplier"
+	case wire.Code(niuniu.CodeNotInRound):
+		return "not in round"
+	case wire.Code(niuniu.CodeBanker):
+		return "banker bets"
+	case wire.Code(niuniu.CodeLowBalance):
+		return "balance below minimum"
+	case wire.Code(niuniu.CodeNoAccount):
+		return "no account"
+	case wire.Code(niuniu.CodeInRound):
+		return "in round"
+	}
+	return c.String()
+}
+
+// Snapshot is one report of a process's bots: counters so far, errors so
+// far, and the histograms recorded since the previous snapshot. Worker
+// processes print one JSON line of it a second; the parent adds them up.
+type Snapshot struct {
+	Started    int64             `json:"started"`
+	LoggedIn   int64             `json:"logged_in"`
+	Seated     int64             `json:"seated"`
+	EverSeated int64             `json:"ever_seated"`
+	Failed     int64             `json:"failed"`
+	Rounds     int64             `json:"rounds"`
+	Played     int64             `json:"played"`
+	Actions    int64             `json:"actions"`
+	LateMoves  int64             `json:"late_moves"`
+	Countdowns int64             `json:"countdowns"`
+	Late       int64             `json:"late"`
+	Broke      int64             `json:"broke"`
+	Checked    int64             `json:"checked"`
+	Mismatched int64             `json:"mismatched"`
+	Undrained  int64             `json:"undrained"`
+	Seats      int64             `json:"seats"`
+	Errors     map[string]int64  `json:"errors,omitempty"`
+	Why        map[string]string `json:"why,omitempty"`
+	ActionHist []bucket          `json:"action_hist,omitempty"` // since the last snapshot
+	LagHist    []bucket          `json:"lag_hist,omitempty"`    // since the last snapshot
+	MemBytes   uint64            `json:"mem_bytes"`             // the process's memory from the Go runtime
+	Final      bool              `json:"final,omitempty"`       // the last one: the bots are done
+	Fatal      string            `json:"fatal,omitempty"`       // the worker failed as a whole
+}
+
+// snapshot reads the counters and takes the histograms.
+func (s *stats) snapshot() Snapshot {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	sn := Snapshot{
+		Started: s.started.Load(), LoggedIn: s.loggedIn.Load(), Seated: s.seated.Load(),
+		EverSeated: s.everSeated.Load(), Failed: s.failed.Load(),
+		Rounds: s.rounds.Load(), Played: s.played.Load(), Actions: s.actions.Load(),
+		LateMoves:  s.lateMoves.Load(),
+		Countdowns: s.countdowns.Load(), Late: s.late.Load(), Broke: s.broke.Load(),
+		Checked: s.checked.Load(), Mismatched: s.mismatched.Load(), Undrained: s.undrained.Load(),
+		Seats:      s.seats.Load(),
+		ActionHist: s.action.take(), LagHist: s.lag.take(),
+		MemBytes: ms.Sys - ms.HeapReleased,
+		Errors:   map[string]int64{}, Why: map[string]string{},
+	}
+	s.mu.Lock()
+	for k, v := range s.errs {
+		sn.Errors[k] = v
+	}
+	for k, v := range s.why {
+		sn.Why[k] = v
+	}
+	s.mu.Unlock()
+	return sn
+}
+
+// total is the bots of every process added up: the latest counters of
+// each, and every histogram bucket so far. The parent's reporting goroutine
+// owns it.
+type total struct {
+	latest []Snapshot // by process
+	action *hdrhistogram.Histogram
+	lag    *hdrhistogram.Histogram
+	window *hdrhistogram.Histogram // action latency since the last progress line
+}
+
+func newTotal(procs int) *total {
+	return &total{
+		latest: make([]Snapshot, procs),
+		action: hdrhistogram.New(histMin, histMax, histDigits),
+		lag:    hdrhistogram.New(histMin, histMax, histDigits),
+		window: hdrhistogram.New(histMin, histMax, histDigits),
+	}
+}
+
+// add takes process i's snapshot.
+func (t *total) add(i int, sn Snapshot) {
+	addBuckets(t.action, sn.ActionHist)
+	addBuckets(t.window, sn.ActionHist)
+	addBuckets(t.lag, sn.LagHist)
+	sn.ActionHist, sn.LagHist = nil, nil
+	t.latest[i] = sn
+}
+
+// sum is the processes' counters added up.
+func (t *total) sum() Snapshot {
+	s := Snapshot{Errors: map[string]int64{}, Why: map[string]string{}}
+	for _, p := range t.latest {
+		s.Started += p.Started
+		s.LoggedIn += p.LoggedIn
+		s.Seated += p.Seated
+		s.EverSeated += p.EverSeated
+		s.Failed += p.Failed
+		s.Rounds += p.Rounds
+		s.Played += p.Played
+		s.Actions += p.Actions
+		s.LateMoves += p.LateMoves
+		s.Countdowns += p.Countdowns
+		s.Late += p.Late
+		s.Broke += p.Broke
+		s.Checked += p.Checked
+		s.Mismatched += p.Mismatched
+		s.Undrained += p.Undrained
+		s.MemBytes += p.MemBytes
+		s.Seats = max(s.Seats, p.Seats)
+		for k, v := range p.Errors {
+			s.Errors[k] += v
+		}
+		for k, v := range p.Why {
+			s.Why[k] = v
+		}
+	}
+	return s
+}
+
+// errorCount is every error counted.
+func (s Snapshot) errorCount() int64 {
+	var n int64
+	for _, v := range s.Errors {
+		n += v
+	}
+	return n
+}
+
+// Latency is a latency summary in milliseconds.
+type Latency struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P90   float64 `json:"p90_ms"`
+	P99   float64 `json:"p99_ms"`
+	Max   float64 `json:"max_ms"`
+}
+
+func summarize(h *hdrhistogram.Histogram) Latency {
+	ms := func(us int64) float64 { return math.Round(float64(us)) / 1000 }
+	return Latency{
+		Count: h.TotalCount(),
+		P50:   ms(h.ValueAtQuantile(50)),
+		P90:   ms(h.ValueAtQuantile(90)),
+		P99:   ms(h.ValueAtQuantile(99)),
+		Max:   ms(h.Max()),
+	}
+}

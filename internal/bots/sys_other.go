@@ -1,0 +1,9 @@
+//go:build !linux
+
+package bots
+
+// raiseFDLimit reports no limit where it cannot read it.
+func raiseFDLimit() (uint64, error) { return 1 << 20, nil }
+
+// loadAverage is unknown off Linux.
+func loadAverage() string { return "" }
