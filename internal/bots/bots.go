@@ -567,7 +567,7 @@ func hints(sum Snapshot, external bool) string {
 		out = append(out, "the server refused sessions as overloaded: raise its --max-sessions, or slow down with --ramp")
 	}
 	if has("join 1004") {
-		out = append(out, "bots' balances were below the table's minimum: give new accounts more with the server's --niuniu-grant")
+		out = append(out, "bots' balances were below the table's minimum: give new accounts more with the server's --starting-grant")
 	}
 	if has("join 300") || has("join 301") {
 		out = append(out, "no node serves the room type: check --room-type and the server's --roles")

@@ -113,28 +113,30 @@ func TestBotsPlayRounds(t *testing.T) {
 	require.Equal(t, int64(players*testGrant), sum, "rounds only move currency between players")
 }
 
-// The command splits the bots over worker processes and adds their
-// numbers up.
+// The command starts its own server, splits the bots over worker
+// processes and adds their numbers up.
 func TestBotsWorkers(t *testing.T) {
-	node, _ := startTables(t)
 	old := executable
 	executable = func() (string, error) { return hearthBin, nil }
 	t.Cleanup(func() { executable = old })
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	code := Main(ctx, []string{"--players", "6", "--procs", "2", "--addr", node.URL("tcp"), "--room-type", testType,
-		"--think", "0s-10ms", "--duration", "1s", "--ramp", "100", "--json"},
+	// Two full tables: every seat is ready at once, so a round takes the
+	// bots' moves and the end pause, not the ready countdown.
+	code := Main(ctx, []string{"--players", "10", "--procs", "2", "--think", "0s-10ms", "--duration", "1s", "--ramp", "100", "--json"},
 		cli.Options{Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 0, code, "stderr:\n%s", stderr.String())
 	var res Result
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &res), stdout.String())
 	require.Equal(t, 2, res.Procs)
-	require.Equal(t, int64(6), res.EverSeated)
-	require.Positive(t, res.Rounds)
+	require.Equal(t, int64(10), res.EverSeated)
+	require.GreaterOrEqual(t, res.Rounds, int64(2), "each table played a round")
 	require.Empty(t, res.Errors)
-	require.Equal(t, int64(6), res.Checked)
+	require.Equal(t, int64(10), res.Checked)
 	require.Zero(t, res.Mismatched)
+	require.NotNil(t, res.ServerCPU, "the server's CPU from its /metrics")
+	require.Positive(t, res.ServerRSS)
 	require.Contains(t, stderr.String(), "bots  seated", "a progress line")
 }
 

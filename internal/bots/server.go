@@ -47,7 +47,7 @@ func serverFlags(ramp float64) []string {
 		// Logins queue only past twice the ramp (or 1000/s).
 		"--login-rate", strconv.FormatFloat(max(1000, 2*ramp), 'f', 0, 64),
 		// Bots bet for hours: they should not go broke in a benchmark.
-		"--niuniu-grant", "1000000000",
+		"--starting-grant", "1000000000",
 		// On stop, the bots have closed their sessions: nobody resumes.
 		"--drain-timeout", "1s",
 	}
