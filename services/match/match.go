@@ -22,6 +22,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -96,11 +97,21 @@ type service struct {
 	node   *hearth.Node
 	policy Policy
 
-	// mu serialises this instance's placements, so that players joining at
-	// once fill one room rather than each opening their own; it also
-	// guards recent.
-	mu     sync.Mutex
-	recent map[string]recentRoom // room id → what a placement here last saw
+	// mu guards the maps below and is never held across a call to a room
+	// node, so that placements run in parallel. Players joining at once
+	// still fill one room rather than each opening their own: a placement
+	// reserves its seat before it calls (pending), and while one opens a
+	// room for a type and params the others wait for it (opening).
+	mu      sync.Mutex
+	recent  map[string]recentRoom // room id → what a placement here last saw
+	pending map[string]int        // room id → joins in flight here
+	opening map[string]*opening   // room type and params → a room being opened here
+}
+
+// opening is a room being created by one placement; the joins that found
+// no free seat meanwhile wait for it, then try again.
+type opening struct {
+	done chan struct{} // closed when the creation ended, either way
 }
 
 type recentRoom struct {
@@ -113,7 +124,7 @@ func New(cfg Config) *hearth.Service {
 	if cfg.Policy == nil {
 		cfg.Policy = Pack{}
 	}
-	m := &service{policy: cfg.Policy, recent: map[string]recentRoom{}}
+	m := &service{policy: cfg.Policy, recent: map[string]recentRoom{}, pending: map[string]int{}, opening: map[string]*opening{}}
 	svc := hearth.NewService("match")
 	svc.OnStart(func(ctx context.Context, n *hearth.Node) error {
 		m.node = n
@@ -177,37 +188,102 @@ func (m *service) join(ctx context.Context, s *hearth.Session, req *matchpb.Join
 			return seatResp(seat), nil
 		}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	rooms, nodes, err := m.candidates(ctx, req.RoomType)
-	if err != nil {
-		return nil, err
+	tried := map[string]bool{}
+	for {
+		rooms, nodes, err := m.candidates(ctx, req.RoomType)
+		if err != nil {
+			return nil, err
+		}
+		m.mu.Lock()
+		room, ok := m.pickLocked(rooms, nodes, req.Params, tried)
+		if ok {
+			// Reserve the seat, so that joins running meanwhile count it.
+			m.pending[room.ID]++
+			m.mu.Unlock()
+			seat, err := s.JoinRoom(ctx, room)
+			m.mu.Lock()
+			if m.pending[room.ID]--; m.pending[room.ID] == 0 {
+				delete(m.pending, room.ID)
+			}
+			if err == nil {
+				m.rememberLocked(seat.Room)
+				m.mu.Unlock()
+				return seatResp(seat), nil
+			}
+			m.forgetLocked(room.ID)
+			m.mu.Unlock()
+			if !retryable(err) {
+				return nil, err
+			}
+			tried[room.ID] = true
+			continue
+		}
+		// No free seat: open a room, or wait for the one being opened
+		// for the same type and params and try again.
+		key := openingKey(req.RoomType, req.Params)
+		if op, busy := m.opening[key]; busy {
+			m.mu.Unlock()
+			select {
+			case <-op.done:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		op := &opening{done: make(chan struct{})}
+		m.opening[key] = op
+		m.mu.Unlock()
+		seat, err := m.open(ctx, s, req.RoomType, false, req.Params, nodes)
+		m.mu.Lock()
+		delete(m.opening, key)
+		close(op.done)
+		m.mu.Unlock()
+		return seat, err
 	}
-	byID := map[string]hearth.RoomNode{}
+}
+
+// pickLocked chooses the open room a join tries next: the policy's first
+// among the rooms made with params, on serving, non-draining nodes, with
+// a seat nobody here has reserved, that this join has not tried; m.mu is
+// held. Reserved seats count as taken, also for the policy's order.
+func (m *service) pickLocked(rooms []hearth.RoomInfo, nodes []hearth.RoomNode, params map[string]string, tried map[string]bool) (hearth.RoomInfo, bool) {
+	if len(tried) >= maxTries {
+		return hearth.RoomInfo{}, false
+	}
+	byID := make(map[string]hearth.RoomNode, len(nodes))
 	for _, n := range nodes {
 		byID[n.ID] = n
 	}
 	var open []hearth.RoomInfo
 	for _, r := range rooms {
-		if n, ok := byID[r.Node]; ok && !n.Draining && r.Open() && maps.Equal(r.Params, req.Params) {
+		r.Players += m.pending[r.ID]
+		if n, ok := byID[r.Node]; ok && !n.Draining && !tried[r.ID] && r.Open() && maps.Equal(r.Params, params) {
 			open = append(open, r)
 		}
 	}
-	for i, r := range m.policy.Rooms(open, byID) {
-		if i == maxTries {
-			break
-		}
-		seat, err := s.JoinRoom(ctx, r)
-		if err == nil {
-			m.rememberLocked(seat.Room)
-			return seatResp(seat), nil
-		}
-		if !retryable(err) {
-			return nil, err
-		}
-		m.forgetLocked(r.ID)
+	if len(open) == 0 {
+		return hearth.RoomInfo{}, false
 	}
-	return m.open(ctx, s, req.RoomType, false, req.Params, nodes)
+	best := m.policy.Rooms(open, byID)
+	if len(best) == 0 {
+		return hearth.RoomInfo{}, false
+	}
+	r := best[0]
+	r.Players -= m.pending[r.ID]
+	return r, true
+}
+
+// openingKey names the rooms a join would open: its type and params.
+func openingKey(roomType string, params map[string]string) string {
+	var b strings.Builder
+	b.WriteString(roomType)
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		b.WriteString("\x00")
+		b.WriteString(k)
+		b.WriteString("\x00")
+		b.WriteString(params[k])
+	}
+	return b.String()
 }
 
 func (m *service) create(ctx context.Context, s *hearth.Session, req *matchpb.JoinReq) (*matchpb.Seat, error) {
@@ -219,8 +295,6 @@ func (m *service) create(ctx context.Context, s *hearth.Session, req *matchpb.Jo
 	} else if ok {
 		return nil, hearth.Errorf(hearth.CodeInRoom, "already seated in %s room %s: leave it first", req.RoomType, cur.ID)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	_, nodes, err := m.candidates(ctx, req.RoomType)
 	if err != nil {
 		return nil, err
@@ -228,7 +302,7 @@ func (m *service) create(ctx context.Context, s *hearth.Session, req *matchpb.Jo
 	return m.open(ctx, s, req.RoomType, true, req.Params, nodes)
 }
 
-// open creates a room on the best node that takes one; m.mu is held.
+// open creates a room on the best node that takes one; m.mu is not held.
 func (m *service) open(ctx context.Context, s *hearth.Session, roomType string, private bool, params map[string]string, nodes []hearth.RoomNode) (*matchpb.Seat, error) {
 	var fit []hearth.RoomNode
 	for _, n := range nodes {
@@ -246,7 +320,7 @@ func (m *service) open(ctx context.Context, s *hearth.Session, roomType string, 
 		}
 		seat, err := s.CreateRoom(ctx, n.ID, roomType, private, params)
 		if err == nil {
-			m.rememberLocked(seat.Room)
+			m.remember(seat.Room)
 			return seatResp(seat), nil
 		}
 		if !retryable(err) {
@@ -258,8 +332,7 @@ func (m *service) open(ctx context.Context, s *hearth.Session, roomType string, 
 }
 
 // candidates returns the rooms of roomType (the registry's, overlaid with
-// this instance's newer placements) and the live nodes serving it; m.mu
-// is held.
+// this instance's newer placements) and the live nodes serving it.
 func (m *service) candidates(ctx context.Context, roomType string) ([]hearth.RoomInfo, []hearth.RoomNode, error) {
 	all, err := m.node.RoomNodes(ctx)
 	if err != nil {
@@ -278,6 +351,8 @@ func (m *service) candidates(ctx context.Context, roomType string) ([]hearth.Roo
 	if err != nil {
 		return nil, nil, err
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	now := time.Now()
 	seen := map[string]bool{}
 	for i, r := range rooms {

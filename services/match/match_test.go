@@ -448,3 +448,105 @@ func TestParamsSplitRooms(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, map[string]string{"stake": "500"}, room.Params)
 }
+
+// Many players joining at once are packed: 20 players, 4-seat rooms,
+// exactly 5 full rooms.
+func TestConcurrentJoinsPack(t *testing.T) {
+	rt, _ := cards()
+	node := hearthtest.Start(t, hearth.Config{}, login(), match.New(match.Config{}), rt.Service())
+	url := node.URL("tcp")
+	players := make([]*player, 20)
+	for i := range players {
+		players[i] = dialPlayer(t, url, fmt.Sprintf("p%d", i), client.Options{})
+	}
+	seats := make([]seat, len(players))
+	errs := make([]error, len(players))
+	var wg sync.WaitGroup
+	for i, p := range players {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seats[i], errs[i] = call[seat](t, p, "match.join", matchpb.JoinReq{RoomType: "cards"})
+		}()
+	}
+	wg.Wait()
+	perRoom := map[string]map[uint32]bool{}
+	for i := range players {
+		require.NoError(t, errs[i], "player %d", i)
+		s := seats[i]
+		if perRoom[s.RoomID] == nil {
+			perRoom[s.RoomID] = map[uint32]bool{}
+		}
+		require.False(t, perRoom[s.RoomID][s.Seat], "two players in seat %d of %s", s.Seat, s.RoomID)
+		perRoom[s.RoomID][s.Seat] = true
+	}
+	require.Len(t, perRoom, 5, "20 players in 4-seat rooms: %v", perRoom)
+}
+
+// Placements do not wait for each other: joins into different rooms run
+// their rooms' Join handlers at the same time. Each handler waits until it
+// sees another one running; placements made one at a time never would.
+func TestJoinsRunInParallel(t *testing.T) {
+	var mu sync.Mutex
+	cond := sync.NewCond(&mu)
+	running, most := 0, 0
+	rt := hearth.NewRoomType("slow", hearth.RoomConfig{Seats: 2}, func() hearth.RoomHandler { return &slowRoom{} })
+	slowJoin = func(s *hearth.Seat) {
+		if s.Index == 0 {
+			return // the room's creator
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		running++
+		most = max(most, running)
+		cond.Broadcast()
+		deadline := time.AfterFunc(3*time.Second, func() {
+			mu.Lock()
+			cond.Broadcast()
+			mu.Unlock()
+		})
+		defer deadline.Stop()
+		start := time.Now()
+		for most < 2 && time.Since(start) < 3*time.Second {
+			cond.Wait()
+		}
+		running--
+	}
+	t.Cleanup(func() { slowJoin = nil })
+	node := hearthtest.Start(t, hearth.Config{}, login(), match.New(match.Config{}), rt.Service())
+	url := node.URL("tcp")
+	// Two rooms, one player each (params keep them apart).
+	for i := range 2 {
+		p := dialPlayer(t, url, fmt.Sprintf("first%d", i), client.Options{})
+		_, err := call[seat](t, p, "match.join", matchpb.JoinReq{RoomType: "slow", Params: map[string]string{"t": fmt.Sprint(i)}})
+		require.NoError(t, err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range 2 {
+		p := dialPlayer(t, url, fmt.Sprintf("second%d", i), client.Options{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = call[seat](t, p, "match.join", matchpb.JoinReq{RoomType: "slow", Params: map[string]string{"t": fmt.Sprint(i)}})
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, errs[0])
+	require.NoError(t, errs[1])
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, 2, most, "the two joins' Join handlers never ran at the same time: placements are serialised")
+}
+
+// slowJoin is TestJoinsRunInParallel's Join hook.
+var slowJoin func(*hearth.Seat)
+
+type slowRoom struct{ hearth.BaseRoom }
+
+func (slowRoom) Join(_ *hearth.Room, s *hearth.Seat) error {
+	if slowJoin != nil {
+		slowJoin(s)
+	}
+	return nil
+}
