@@ -257,42 +257,48 @@ type source struct {
 
 // Result is the summary of a run (--json prints it).
 type Result struct {
-	Game       string           `json:"game"`
-	RoomType   string           `json:"room_type"`
-	Transport  string           `json:"transport"`
-	Server     string           `json:"server"`
-	Players    int              `json:"players"`
-	Procs      int              `json:"bot_processes"`
-	Think      string           `json:"think"`
-	Ramp       float64          `json:"ramp_per_s"`
-	RampS      float64          `json:"ramp_s"`     // from the start until every bot had started
-	DurationS  float64          `json:"duration_s"` // the measured window: every bot started until stop
-	Seated     int64            `json:"seated"`     // at the end of the window
-	EverSeated int64            `json:"ever_seated"`
-	Failed     int64            `json:"failed"` // bots that could not play on
-	Tables     float64          `json:"tables"` // seated ÷ seats per table
-	Rounds     int64            `json:"rounds"` // completed, in all
-	RoundsWin  int64            `json:"rounds_in_window"`
-	RoundsPerS float64          `json:"rounds_per_s"` // in the window
-	Actions    int64            `json:"actions"`
-	LateMoves  int64            `json:"late_moves"` // refused: the phase's countdown ended while the move was on its way
-	Action     Latency          `json:"action_latency"`
-	Countdowns int64            `json:"countdowns_observed"`
-	Lateness   Latency          `json:"countdown_lateness"`
-	Late       int64            `json:"countdowns_late"` // observed more than 50 ms late
-	Errors     map[string]int64 `json:"errors"`
-	Checked    int64            `json:"balances_checked"`
-	Mismatched int64            `json:"balance_mismatches"`
-	Broke      int64            `json:"broke"`
-	Undrained  int64            `json:"undrained"`
-	ServerCPU  *float64         `json:"server_cpu_cores,omitempty"` // in the window
-	CPUPerTbl  *float64         `json:"server_cpu_ms_per_s_per_table,omitempty"`
-	CPUPerRnd  *float64         `json:"server_cpu_ms_per_round,omitempty"`
-	ServerRSS  int64            `json:"server_rss_bytes,omitempty"`
-	BotsMem    int64            `json:"bots_mem_bytes"`
-	LoadStart  string           `json:"load_average_start,omitempty"`
-	LoadEnd    string           `json:"load_average_end,omitempty"`
-	Notes      []string         `json:"notes,omitempty"`
+	Game       string  `json:"game"`
+	RoomType   string  `json:"room_type"`
+	Transport  string  `json:"transport"`
+	Server     string  `json:"server"`
+	Players    int     `json:"players"`
+	Procs      int     `json:"bot_processes"`
+	Think      string  `json:"think"`
+	Ramp       float64 `json:"ramp_per_s"`
+	RampS      float64 `json:"ramp_s"`     // from the start until every bot had started
+	DurationS  float64 `json:"duration_s"` // the measured window: every bot started until stop
+	Seated     int64   `json:"seated"`     // at the end of the window
+	EverSeated int64   `json:"ever_seated"`
+	Failed     int64   `json:"failed"` // bots that could not play on
+	Tables     float64 `json:"tables"` // seated ÷ seats per table
+	Rounds     int64   `json:"rounds"` // completed, in all
+	RoundsWin  int64   `json:"rounds_in_window"`
+	RoundsPerS float64 `json:"rounds_per_s"` // in the window
+	Actions    int64   `json:"actions"`
+	LateMoves  int64   `json:"late_moves"`          // refused: the phase's countdown ended while the move was on its way
+	Action     Latency `json:"action_latency"`      // in the window
+	Countdowns int64   `json:"countdowns_observed"` // in the window
+	Lateness   Latency `json:"countdown_lateness"`  // in the window
+	Late       int64   `json:"countdowns_late"`     // in the window, observed more than 50 ms late
+	// The same over the whole run, the ramp and the end included.
+	AllAction     Latency          `json:"action_latency_all"`
+	AllCountdowns int64            `json:"countdowns_observed_all"`
+	AllLateness   Latency          `json:"countdown_lateness_all"`
+	AllLate       int64            `json:"countdowns_late_all"`
+	Errors        map[string]int64 `json:"errors"`
+	Checked       int64            `json:"balances_checked"`
+	Mismatched    int64            `json:"balance_mismatches"`
+	Broke         int64            `json:"broke"`
+	Undrained     int64            `json:"undrained"`
+	ServerCPU     *float64         `json:"server_cpu_cores,omitempty"` // in the window
+	CPUPerTbl     *float64         `json:"server_cpu_ms_per_s_per_table,omitempty"`
+	CPUPerRnd     *float64         `json:"server_cpu_ms_per_round,omitempty"`
+	ServerRSS     int64            `json:"server_rss_bytes,omitempty"`
+	BotsMem       int64            `json:"bots_mem_bytes"`
+	BotsCPU       *float64         `json:"bots_cpu_cores,omitempty"` // in the window, every bot process
+	LoadStart     string           `json:"load_average_start,omitempty"`
+	LoadEnd       string           `json:"load_average_end,omitempty"`
+	Notes         []string         `json:"notes,omitempty"`
 }
 
 // run runs the bots; self are the arguments that run this command in this
@@ -373,6 +379,11 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 	}
 	defer stopAll()
 
+	setMeasuring := func(on bool) {
+		totMu.Lock()
+		tot.measuring = on
+		totMu.Unlock()
+	}
 	pr := newProgress(opts.Stderr)
 	t0 := time.Now()
 	var (
@@ -406,13 +417,14 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		now := time.Now()
 		totMu.Lock()
 		sum := tot.sum()
-		window := summarize(tot.window)
-		tot.window.Reset()
+		window := summarize(tot.tick)
+		tot.tick.Reset()
 		totMu.Unlock()
 		state := ""
 		switch {
 		case rampedAt.IsZero() && sum.Started >= int64(cf.players):
 			rampedAt, atRamp, cpuRamp = now, sum, srv.usage(ctx)
+			setMeasuring(true)
 			state = "playing"
 		case rampedAt.IsZero():
 			state = "starting"
@@ -422,6 +434,7 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 			}
 		case stoppedAt.IsZero() && now.Sub(rampedAt) >= cf.duration:
 			stoppedAt, atStop, cpuStop = now, sum, srv.usage(ctx)
+			setMeasuring(false)
 			stopAll()
 			state = "stopping"
 		case stoppedAt.IsZero():
@@ -445,8 +458,11 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 
 	totMu.Lock()
 	sum := tot.sum()
-	res.Action = summarize(tot.action)
-	res.Lateness = summarize(tot.lag)
+	res.Action = summarize(tot.winAction)
+	res.Lateness = summarize(tot.winLag)
+	res.AllAction = summarize(tot.action)
+	res.AllLateness = summarize(tot.lag)
+	res.Countdowns, res.Late = tot.countWin, tot.lateWin
 	totMu.Unlock()
 	if stoppedAt.IsZero() {
 		stoppedAt, atStop, cpuStop = time.Now(), sum, srv.usage(ctx)
@@ -457,6 +473,10 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		res.RoundsWin = atStop.Rounds - atRamp.Rounds
 		if res.DurationS > 0 {
 			res.RoundsPerS = round2(float64(res.RoundsWin) / res.DurationS)
+		}
+		if atStop.CPUNanos > 0 && res.DurationS > 0 {
+			v := round2(time.Duration(atStop.CPUNanos-atRamp.CPUNanos).Seconds() / res.DurationS)
+			res.BotsCPU = &v
 		}
 		if cpuRamp.ok && cpuStop.ok && res.DurationS > 0 {
 			cores := round2((cpuStop.cpu - cpuRamp.cpu).Seconds() / res.DurationS)
@@ -476,7 +496,7 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		res.Tables = round2(float64(atStop.Seated) / float64(sum.Seats))
 	}
 	res.Rounds, res.Actions, res.LateMoves = sum.Rounds, sum.Actions, sum.LateMoves
-	res.Countdowns, res.Late = sum.Countdowns, sum.Late
+	res.AllCountdowns, res.AllLate = sum.Countdowns, sum.Late
 	res.Errors = sum.Errors
 	res.Checked, res.Mismatched, res.Broke, res.Undrained = sum.Checked, sum.Mismatched, sum.Broke, sum.Undrained
 	res.ServerRSS = cpuStop.rss
@@ -724,16 +744,21 @@ func emit(w io.Writer, cf *config, r *Result) {
 	row("server", "%s", r.Server)
 	row("bot processes", "%d", r.Procs)
 	row("ramp", "%s/s, every bot started after %.1fs", fmtRate(r.Ramp), r.RampS)
-	row("measured", "%.1fs after the ramp", r.DurationS)
+	row("measured", "%.1fs after the ramp (figures below are for this window unless marked whole run)", r.DurationS)
 	row("players", "%s", fmtInt(int64(r.Players)))
 	row("seated", "%s at the end (%s tables), %s ever", fmtInt(r.Seated), fmtFloat(r.Tables), fmtInt(r.EverSeated))
 	row("rounds completed", "%s (%s in the window)", fmtInt(r.Rounds), fmtInt(r.RoundsWin))
 	row("rounds/s", "%s", fmtFloat(r.RoundsPerS))
 	row("actions", "%s (%s refused as too late: the phase had ended)", fmtInt(r.Actions), fmtInt(r.LateMoves))
-	row("action latency", "p50 %s  p90 %s  p99 %s  max %s", fmtMS(r.Action.P50), fmtMS(r.Action.P90), fmtMS(r.Action.P99), fmtMS(r.Action.Max))
+	lat := func(l Latency) string {
+		return fmt.Sprintf("p50 %s  p90 %s  p99 %s  max %s", fmtMS(l.P50), fmtMS(l.P90), fmtMS(l.P99), fmtMS(l.Max))
+	}
+	row("action latency", "%s", lat(r.Action))
+	row("  whole run", "%s", lat(r.AllAction))
 	row("countdowns observed", "%s (phase changes after their deadline, as each client saw them)", fmtInt(r.Countdowns))
-	row("countdown lateness", "p50 %s  p99 %s  max %s", fmtMS(r.Lateness.P50), fmtMS(r.Lateness.P99), fmtMS(r.Lateness.Max))
+	row("countdown lateness", "%s", lat(r.Lateness))
 	row("countdowns late >50ms", "%s", fmtInt(r.Late))
+	row("  whole run", "%s late >50ms of %s; %s", fmtInt(r.AllLate), fmtInt(r.AllCountdowns), lat(r.AllLateness))
 	if len(r.Errors) == 0 {
 		row("errors", "0")
 	}
@@ -759,6 +784,9 @@ func emit(w io.Writer, cf *config, r *Result) {
 		row("server memory", "%s RSS", fmtBytes(r.ServerRSS))
 	}
 	row("bots memory", "%s", fmtBytes(r.BotsMem))
+	if r.BotsCPU != nil {
+		row("bots CPU", "%.2f cores", *r.BotsCPU)
+	}
 	if r.LoadStart != "" {
 		row("load average", "%s at the start, %s at the end", r.LoadStart, r.LoadEnd)
 	}

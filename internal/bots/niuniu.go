@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hearth-server/hearth"
 	"github.com/hearth-server/hearth/client"
 	"github.com/hearth-server/hearth/games/niuniu"
 	"github.com/hearth-server/hearth/pb/lobbypb"
@@ -210,7 +211,7 @@ var errStopped = errors.New("stopped")
 // over; then it leaves the table and checks its balance. It returns an
 // error when the bot cannot go on (the caller counts it).
 func (b *nnBot) play(ctx context.Context, stopping, abandon <-chan struct{}) error {
-	start, hasBalance, err := b.sit(ctx)
+	start, hasBalance, err := b.sit(ctx, stopping)
 	if err != nil {
 		return err
 	}
@@ -251,7 +252,7 @@ loop:
 			if isStopping {
 				break loop
 			}
-			if _, err := b.join(ctx); err != nil {
+			if err := b.join(ctx, stopping); err != nil {
 				var we *wire.Error
 				if errors.As(err, &we) && we.Code == wire.Code(niuniu.CodeLowBalance) {
 					b.st.broke.Add(1)
@@ -366,8 +367,8 @@ func (b *nnBot) pause(ctx context.Context) error {
 // sit joins a table and reads the balance the bot starts with (after the
 // table's starting grant). hasBalance is false when the server has no
 // lobby service to ask.
-func (b *nnBot) sit(ctx context.Context) (start int64, hasBalance bool, err error) {
-	if _, err := b.join(ctx); err != nil {
+func (b *nnBot) sit(ctx context.Context, stop <-chan struct{}) (start int64, hasBalance bool, err error) {
+	if err := b.join(ctx, stop); err != nil {
 		var we *wire.Error
 		if errors.As(err, &we) && we.Code == wire.Code(niuniu.CodeLowBalance) {
 			b.st.broke.Add(1)
@@ -382,24 +383,50 @@ func (b *nnBot) sit(ctx context.Context) (start int64, hasBalance bool, err erro
 	return p.Balance, true, nil
 }
 
-// join asks match.join for a seat, trying again while the cluster is not
-// ready to place the player (301, 302, 203).
-func (b *nnBot) join(ctx context.Context) (string, error) {
-	var err error
-	for attempt := range 5 {
-		var seat struct {
-			RoomID string `json:"room_id"`
-		}
-		err = b.do(ctx, "match.join", map[string]string{"room_type": b.rt}, "join", &seat)
+// join asks match.join for a seat, and asks again while the server is
+// too busy to place the player (301, 302, 203, 200: counted as errors
+// each time), with a growing pause, as a player would press the button
+// again; until stop. A 1106 answer (already seated) means an earlier
+// attempt the bot had given up on did seat it: it asks the table for its
+// view and plays there.
+func (b *nnBot) join(ctx context.Context, stop <-chan struct{}) error {
+	pause := 500 * time.Millisecond
+	for {
+		err := b.do(ctx, "match.join", map[string]string{"room_type": b.rt}, "join")
 		var we *wire.Error
-		if err == nil || !errors.As(err, &we) || (we.Code != wire.CodeUnavailable && we.Code != wire.CodeTimeout && we.Code != wire.CodeOverloaded) {
-			return seat.RoomID, err
+		if errors.As(err, &we) && we.Code == hearth.CodeInRoom {
+			var v niuniu.View
+			if err := b.do(ctx, b.rt+".snapshot", nil, "snapshot", &v); err != nil {
+				return err
+			}
+			b.mu.Lock()
+			if b.view == nil {
+				b.view = &v
+			}
+			b.mu.Unlock()
+			b.signal()
+			return nil
 		}
-		if err := sleep(ctx, time.Duration(attempt+1)*500*time.Millisecond); err != nil {
-			return "", err
+		if err == nil || !errors.As(err, &we) || !retryJoin(we.Code) {
+			return err
 		}
+		select {
+		case <-time.After(pause):
+		case <-stop:
+			return errStopped
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		pause = min(2*pause, 10*time.Second)
 	}
-	return "", err
+}
+
+func retryJoin(c wire.Code) bool {
+	switch c {
+	case wire.CodeUnavailable, wire.CodeTimeout, wire.CodeOverloaded, wire.CodeRateLimited:
+		return true
+	}
+	return false
 }
 
 func (b *nnBot) profile(ctx context.Context) (*lobbypb.Profile, error) {

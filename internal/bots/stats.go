@@ -201,6 +201,7 @@ type Snapshot struct {
 	ActionHist []bucket          `json:"action_hist,omitempty"` // since the last snapshot
 	LagHist    []bucket          `json:"lag_hist,omitempty"`    // since the last snapshot
 	MemBytes   uint64            `json:"mem_bytes"`             // the process's memory from the Go runtime
+	CPUNanos   int64             `json:"cpu_ns"`                // the process's CPU time so far
 	Final      bool              `json:"final,omitempty"`       // the last one: the bots are done
 	Fatal      string            `json:"fatal,omitempty"`       // the worker failed as a whole
 }
@@ -219,6 +220,7 @@ func (s *stats) snapshot() Snapshot {
 		Seats:      s.seats.Load(),
 		ActionHist: s.action.take(), LagHist: s.lag.take(),
 		MemBytes: ms.Sys - ms.HeapReleased,
+		CPUNanos: int64(selfCPU()),
 		Errors:   map[string]int64{}, Why: map[string]string{},
 	}
 	s.mu.Lock()
@@ -233,29 +235,36 @@ func (s *stats) snapshot() Snapshot {
 }
 
 // total is the bots of every process added up: the latest counters of
-// each, and every histogram bucket so far. The parent's reporting goroutine
-// owns it.
+// each, and every histogram bucket so far. Its owner (run) guards it with
+// a mutex: the sources add to it, the progress loop reads it.
 type total struct {
-	latest []Snapshot // by process
-	action *hdrhistogram.Histogram
-	lag    *hdrhistogram.Histogram
-	window *hdrhistogram.Histogram // action latency since the last progress line
+	latest    []Snapshot // by process
+	measuring bool       // the measured window is on: record into the win* histograms too
+	action    *hdrhistogram.Histogram
+	lag       *hdrhistogram.Histogram
+	winAction *hdrhistogram.Histogram // in the measured window
+	winLag    *hdrhistogram.Histogram
+	tick      *hdrhistogram.Histogram // action latency since the last progress line
+	lateWin   int64                   // countdowns late in the window
+	countWin  int64                   // countdowns observed in the window
 }
 
 func newTotal(procs int) *total {
-	return &total{
-		latest: make([]Snapshot, procs),
-		action: hdrhistogram.New(histMin, histMax, histDigits),
-		lag:    hdrhistogram.New(histMin, histMax, histDigits),
-		window: hdrhistogram.New(histMin, histMax, histDigits),
-	}
+	h := func() *hdrhistogram.Histogram { return hdrhistogram.New(histMin, histMax, histDigits) }
+	return &total{latest: make([]Snapshot, procs), action: h(), lag: h(), winAction: h(), winLag: h(), tick: h()}
 }
 
 // add takes process i's snapshot.
 func (t *total) add(i int, sn Snapshot) {
 	addBuckets(t.action, sn.ActionHist)
-	addBuckets(t.window, sn.ActionHist)
+	addBuckets(t.tick, sn.ActionHist)
 	addBuckets(t.lag, sn.LagHist)
+	if t.measuring {
+		addBuckets(t.winAction, sn.ActionHist)
+		addBuckets(t.winLag, sn.LagHist)
+		t.lateWin += sn.Late - t.latest[i].Late
+		t.countWin += sn.Countdowns - t.latest[i].Countdowns
+	}
 	sn.ActionHist, sn.LagHist = nil, nil
 	t.latest[i] = sn
 }
@@ -280,6 +289,7 @@ func (t *total) sum() Snapshot {
 		s.Mismatched += p.Mismatched
 		s.Undrained += p.Undrained
 		s.MemBytes += p.MemBytes
+		s.CPUNanos += p.CPUNanos
 		s.Seats = max(s.Seats, p.Seats)
 		for k, v := range p.Errors {
 			s.Errors[k] += v

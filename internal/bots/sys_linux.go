@@ -4,7 +4,17 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 )
+
+// selfCPU is this process's user + system CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // raiseFDLimit raises this process's open-file soft limit to its hard
 // limit (workers and server children inherit it) and returns the limit now
