@@ -273,7 +273,8 @@ type Result struct {
 	Tables     float64 `json:"tables"` // seated ÷ seats per table
 	Rounds     int64   `json:"rounds"` // completed, in all
 	RoundsWin  int64   `json:"rounds_in_window"`
-	RoundsPerS float64 `json:"rounds_per_s"` // in the window
+	Unsettled  int64   `json:"rounds_unsettled"` // ended with "could not be settled"
+	RoundsPerS float64 `json:"rounds_per_s"`     // in the window
 	Actions    int64   `json:"actions"`
 	LateMoves  int64   `json:"late_moves"`          // refused: the phase's countdown ended while the move was on its way
 	Action     Latency `json:"action_latency"`      // in the window
@@ -495,7 +496,7 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 	if sum.Seats > 0 {
 		res.Tables = round2(float64(atStop.Seated) / float64(sum.Seats))
 	}
-	res.Rounds, res.Actions, res.LateMoves = sum.Rounds, sum.Actions, sum.LateMoves
+	res.Rounds, res.Actions, res.LateMoves, res.Unsettled = sum.Rounds, sum.Actions, sum.LateMoves, sum.Unsettled
 	res.AllCountdowns, res.AllLate = sum.Countdowns, sum.Late
 	res.Errors = sum.Errors
 	res.Checked, res.Mismatched, res.Broke, res.Undrained = sum.Checked, sum.Mismatched, sum.Broke, sum.Undrained
@@ -583,8 +584,11 @@ func hints(sum Snapshot, external bool) string {
 	if has("login 200") {
 		out = append(out, "guest logins were refused per address: start "+server+" with --new-accounts-per-ip -1/1m --login-queue-per-ip -1")
 	}
-	if has("login 203") {
-		out = append(out, "the server refused sessions as overloaded: raise its --max-sessions, or slow down with --ramp")
+	if has("login 203") || has("join 203") {
+		out = append(out, "the server refused work as overloaded (too many requests running at once, or sessions past --max-sessions): slow the arrival with --ramp, or give the server more CPU")
+	}
+	if has("join 302") || has("login 302") {
+		out = append(out, "logins or match.join timed out (5 s): the server's auth or match could not keep up; slow the arrival with --ramp, or give the server more CPU (a faster store: -- --db postgres://…)")
 	}
 	if has("join 1004") {
 		out = append(out, "bots' balances were below the table's minimum: give new accounts more with the server's --starting-grant")
@@ -749,6 +753,9 @@ func emit(w io.Writer, cf *config, r *Result) {
 	row("seated", "%s at the end (%s tables), %s ever", fmtInt(r.Seated), fmtFloat(r.Tables), fmtInt(r.EverSeated))
 	row("rounds completed", "%s (%s in the window)", fmtInt(r.Rounds), fmtInt(r.RoundsWin))
 	row("rounds/s", "%s", fmtFloat(r.RoundsPerS))
+	if r.Unsettled > 0 {
+		row("rounds not settled", "%s (the table said so at their end: no balance changed)", fmtInt(r.Unsettled))
+	}
 	row("actions", "%s (%s refused as too late: the phase had ended)", fmtInt(r.Actions), fmtInt(r.LateMoves))
 	lat := func(l Latency) string {
 		return fmt.Sprintf("p50 %s  p90 %s  p99 %s  max %s", fmtMS(l.P50), fmtMS(l.P90), fmtMS(l.P99), fmtMS(l.Max))

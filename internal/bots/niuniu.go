@@ -94,6 +94,9 @@ func (b *nnBot) onView(p client.Push) {
 		b.st.played.Add(1)
 		if lowestPlaying(&v) == v.You {
 			b.st.rounds.Add(1)
+			if v.Error != "" {
+				b.st.unsettled.Add(1)
+			}
 		}
 	}
 	b.mu.Lock()

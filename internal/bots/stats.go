@@ -97,6 +97,7 @@ type counters struct {
 	everSeated atomic.Int64 // bots that were seated at some point
 	failed     atomic.Int64 // bots that gave up (login, join or connection failed)
 	rounds     atomic.Int64 // rounds completed, once per table (the lowest playing seat counts)
+	unsettled  atomic.Int64 // …whose end said they could not be settled (View.Error)
 	played     atomic.Int64 // rounds completed, once per bot that played them
 	actions    atomic.Int64 // game actions answered (ok or error)
 	lateMoves  atomic.Int64 // …refused because the phase had ended meanwhile
@@ -186,6 +187,7 @@ type Snapshot struct {
 	EverSeated int64             `json:"ever_seated"`
 	Failed     int64             `json:"failed"`
 	Rounds     int64             `json:"rounds"`
+	Unsettled  int64             `json:"unsettled"`
 	Played     int64             `json:"played"`
 	Actions    int64             `json:"actions"`
 	LateMoves  int64             `json:"late_moves"`
@@ -213,7 +215,7 @@ func (s *stats) snapshot() Snapshot {
 	sn := Snapshot{
 		Started: s.started.Load(), LoggedIn: s.loggedIn.Load(), Seated: s.seated.Load(),
 		EverSeated: s.everSeated.Load(), Failed: s.failed.Load(),
-		Rounds: s.rounds.Load(), Played: s.played.Load(), Actions: s.actions.Load(),
+		Rounds: s.rounds.Load(), Unsettled: s.unsettled.Load(), Played: s.played.Load(), Actions: s.actions.Load(),
 		LateMoves:  s.lateMoves.Load(),
 		Countdowns: s.countdowns.Load(), Late: s.late.Load(), Broke: s.broke.Load(),
 		Checked: s.checked.Load(), Mismatched: s.mismatched.Load(), Undrained: s.undrained.Load(),
@@ -279,6 +281,7 @@ func (t *total) sum() Snapshot {
 		s.EverSeated += p.EverSeated
 		s.Failed += p.Failed
 		s.Rounds += p.Rounds
+		s.Unsettled += p.Unsettled
 		s.Played += p.Played
 		s.Actions += p.Actions
 		s.LateMoves += p.LateMoves
