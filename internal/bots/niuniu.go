@@ -26,6 +26,7 @@ import (
 // with the bot's goroutine is under mu.
 type nnBot struct {
 	c     *client.Client
+	user  string // the bot's user id, for messages
 	rt    string // room type
 	st    *stats
 	think func() time.Duration
@@ -456,7 +457,7 @@ func (b *nnBot) checkBalance(ctx context.Context, start int64) {
 	b.st.checked.Add(1)
 	if p.Balance != want {
 		b.st.mismatched.Add(1)
-		b.st.fail("balance mismatch", fmt.Errorf("balance %d, but the start %d plus the deltas shown make %d", p.Balance, start, want))
+		b.st.fail("balance mismatch", fmt.Errorf("user %s: balance %d, but the start %d plus the deltas shown make %d", b.user, p.Balance, start, want))
 	}
 }
 

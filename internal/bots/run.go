@@ -113,7 +113,8 @@ func (r *runner) bot(ctx context.Context, i int) {
 		return
 	}
 	defer c.Close()
-	if err := login(ctx, c, fmt.Sprintf("bots-%s-%d", r.cfg.runID, n)); err != nil {
+	user, err := login(ctx, c, fmt.Sprintf("bots-%s-%d", r.cfg.runID, n))
+	if err != nil {
 		fail("login", err)
 		return
 	}
@@ -126,6 +127,7 @@ func (r *runner) bot(ctx context.Context, i int) {
 		return r.cfg.thinkMin + time.Duration(rng.Int64N(int64(r.cfg.thinkMax-r.cfg.thinkMin)))
 	}
 	b := newNNBot(c, r.cfg.roomType, r.st, think, rng)
+	b.user = user
 	if err := b.play(ctx, r.stopping, r.abandon); err != nil {
 		r.st.failed.Add(1)
 		if ctx.Err() == nil && errors.Is(err, errLost) {
@@ -134,9 +136,10 @@ func (r *runner) bot(ctx context.Context, i int) {
 	}
 }
 
-// login logs in as the guest of device; a login the server queues (204)
-// waits for auth.admitted and goes again (docs/protocol.md §8a).
-func login(ctx context.Context, c *client.Client, device string) error {
+// login logs in as the guest of device and returns its user id; a login
+// the server queues (204) waits for auth.admitted and goes again
+// (docs/protocol.md §8a).
+func login(ctx context.Context, c *client.Client, device string) (string, error) {
 	admitted := make(chan struct{}, 1)
 	c.OnPush("auth.admitted", func(client.Push) {
 		select {
@@ -147,22 +150,23 @@ func login(ctx context.Context, c *client.Client, device string) error {
 	defer c.OnPush("auth.admitted", nil)
 	for {
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		err := c.Request(rctx, "auth.guest", &authpb.GuestReq{DeviceId: device}, &authpb.LoginResp{})
+		var resp authpb.LoginResp
+		err := c.Request(rctx, "auth.guest", &authpb.GuestReq{DeviceId: device}, &resp)
 		timedOut := rctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if timedOut {
-			return fmt.Errorf("%w: auth.guest after %s", errTimeout, requestTimeout)
+			return "", fmt.Errorf("%w: auth.guest after %s", errTimeout, requestTimeout)
 		}
 		var we *wire.Error
 		if !errors.As(err, &we) || we.Code != wire.CodeQueued {
-			return err
+			return resp.UserId, err
 		}
 		select {
 		case <-admitted:
 		case <-c.Done():
-			return c.Err()
+			return "", c.Err()
 		case <-ctx.Done():
-			return ctx.Err()
+			return "", ctx.Err()
 		}
 	}
 }
