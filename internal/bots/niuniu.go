@@ -396,8 +396,20 @@ func (b *nnBot) sit(ctx context.Context, stop <-chan struct{}) (start int64, has
 func (b *nnBot) join(ctx context.Context, stop <-chan struct{}) error {
 	pause := 500 * time.Millisecond
 	for {
-		err := b.do(ctx, "match.join", map[string]string{"room_type": b.rt}, "join")
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		err := b.c.RequestJSON(rctx, "match.join", map[string]string{"room_type": b.rt}, nil)
+		timedOut := rctx.Err() != nil && ctx.Err() == nil
+		cancel()
 		var we *wire.Error
+		switch {
+		case err == nil, ctx.Err() != nil:
+		case errors.As(err, &we) && we.Code == hearth.CodeInRoom:
+		case timedOut:
+			err = fmt.Errorf("%w: match.join after %s", errTimeout, requestTimeout)
+			b.st.fail(errorKey("join", err), err)
+		default:
+			b.st.fail(errorKey("join", err), err)
+		}
 		if errors.As(err, &we) && we.Code == hearth.CodeInRoom {
 			var v niuniu.View
 			if err := b.do(ctx, b.rt+".snapshot", nil, "snapshot", &v); err != nil {
