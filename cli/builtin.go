@@ -41,6 +41,8 @@ type builtinFlags struct {
 	requireLogin bool
 	matchPolicy  string
 	grant        int64
+	niuniuSeats  int
+	niuniuClocks string
 }
 
 func (b *builtinFlags) register(fs *flag.FlagSet) {
@@ -63,6 +65,8 @@ func (b *builtinFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.providerIss, "provider-issuer", "", "required iss of provider tokens")
 	fs.StringVar(&b.providerAud, "provider-audience", "", "required aud of provider tokens")
 	fs.Int64Var(&b.grant, "starting-grant", 10_000, "currency every account gets once through the ledger, at creation (guests included) or its first sit at a Niu Niu table; 0 none")
+	fs.IntVar(&b.niuniuSeats, "niuniu-seats", 5, "seats at a niuniu_100 table, 2 to 5: a round starts at once when every seat is ready")
+	fs.StringVar(&b.niuniuClocks, "niuniu-countdowns", "", "niuniu_100 countdowns to change, e.g. ready=5s,grab=8s,bet=8s,open=8s,end=3s (those are the defaults)")
 	fs.StringVar(&b.matchPolicy, "match-policy", "pack", "where match.join seats players: pack (fullest room first) or least-loaded (emptiest node first)")
 }
 
@@ -77,6 +81,33 @@ func parseLimit(s, flagName string) (int, time.Duration, error) {
 		return 0, 0, fmt.Errorf("--%s %q: bad duration", flagName, s)
 	}
 	return count, window, nil
+}
+
+// parseCountdowns reads --niuniu-countdowns: comma-separated PHASE=DURATION
+// pairs, PHASE one of ready, grab, bet, open, end. A phase not given keeps
+// the rules' default.
+func parseCountdowns(s string) (niuniu.Rules, error) {
+	var r niuniu.Rules
+	if s == "" {
+		return r, nil
+	}
+	fields := map[string]*time.Duration{
+		"ready": &r.ReadyCountdown, "grab": &r.GrabCountdown, "bet": &r.BetCountdown,
+		"open": &r.OpenCountdown, "end": &r.EndPause,
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		field := fields[k]
+		if !ok || field == nil {
+			return r, fmt.Errorf("--niuniu-countdowns %q: want PHASE=DURATION pairs, PHASE one of ready, grab, bet, open, end", s)
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return r, fmt.Errorf("--niuniu-countdowns %q: bad duration for %s", s, k)
+		}
+		*field = d
+	}
+	return r, nil
 }
 
 // builtins opens the store when this node runs a service that needs it and
@@ -160,15 +191,20 @@ func (b *builtinFlags) builtins(ctx context.Context, cfg *hearth.Config) (svcs [
 		svcs = append(svcs, lobby.New(st))
 	}
 	if runs(niuniuTable) {
-		rt, err := niuniu.NewRoomType(niuniuTable, niuniu.TableConfig{Base: 100, Grant: b.grant}, st)
+		rules, err := parseCountdowns(b.niuniuClocks)
 		if err != nil {
-			return nil, closeFn, fmt.Errorf("--starting-grant: %w", err)
+			return nil, closeFn, err
+		}
+		rules.Seats = b.niuniuSeats
+		rt, err := niuniu.NewRoomType(niuniuTable, niuniu.TableConfig{Rules: rules, Base: 100, Grant: b.grant}, st)
+		if err != nil {
+			return nil, closeFn, fmt.Errorf("--starting-grant, --niuniu-seats or --niuniu-countdowns: %w", err)
 		}
 		svcs = append(svcs, rt.Service())
 	}
 	return svcs, closeFn, nil
 }
 
-// niuniuTable is the Niu Niu room type `hearth serve` runs: a 5-seat table
-// with a stake of 100.
+// niuniuTable is the Niu Niu room type `hearth serve` runs: a table of
+// --niuniu-seats seats (5 by default) with a stake of 100.
 const niuniuTable = "niuniu_100"
