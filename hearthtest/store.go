@@ -31,7 +31,7 @@ func Store(t testing.TB, backend string) *store.Store {
 	case "sqlite":
 		dsn = "sqlite://" + filepath.Join(t.TempDir(), "hearth.db")
 	case "postgres":
-		dsn = postgresSchema(t)
+		dsn = PostgresDSN(t)
 	default:
 		t.Fatalf("hearthtest: unknown store backend %q", backend)
 	}
@@ -43,7 +43,14 @@ func Store(t testing.TB, backend string) *store.Store {
 	return st
 }
 
-func postgresSchema(t testing.TB) string {
+// PostgresDSN creates a schema of its own in the test database and
+// returns a DSN whose search_path is that schema, for a store opened
+// elsewhere (a node process of a multi-process test). The schema is
+// dropped when the test ends: call it before starting what uses it, so
+// that those stop first (cleanups run last-in first-out).
+// An unreachable PostgreSQL fails the test.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
 	base := os.Getenv("HEARTH_TEST_POSTGRES")
 	if base == "" {
 		base = DefaultPostgres

@@ -112,14 +112,24 @@ func startCluster(t *testing.T, b bus, specs ...nodeSpec) *testCluster {
 // first node's embedded one) under prefix.
 func startClusterOn(t *testing.T, natsURL, prefix string, specs ...nodeSpec) *testCluster {
 	t.Helper()
+	var nodes []testcluster.Node
+	for _, s := range specs {
+		nodes = append(nodes, s.node())
+	}
+	return startNodes(t, natsURL, prefix, nodes...)
+}
+
+// startNodes starts nodes, each with nodeArgs and then its own Args, on
+// the NATS server at natsURL ("" the first node's embedded one) under
+// prefix.
+func startNodes(t *testing.T, natsURL, prefix string, nodes ...testcluster.Node) *testCluster {
+	t.Helper()
 	cfg := testcluster.Config{
 		Binary: binary, NATS: natsURL, Prefix: prefix, Args: nodeArgs, Within: 10 * time.Second,
 		// Above every --drain-timeout a test gives: gates stopped together
 		// each drain towards the other.
 		StopGrace: 30 * time.Second,
-	}
-	for _, s := range specs {
-		cfg.Nodes = append(cfg.Nodes, s.node())
+		Nodes:     nodes,
 	}
 	c, err := testcluster.Start(context.Background(), cfg)
 	if err != nil {

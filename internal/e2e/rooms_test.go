@@ -243,11 +243,13 @@ func (l *pushLog) snapshot() []client.Push {
 }
 
 // cutProxy forwards TCP connections to a gate until cut: then it closes
-// them abruptly, as a lost network would, and accepts no more.
+// them abruptly, as a lost network would, and accepts no more. drop does
+// the same until restore.
 type cutProxy struct {
 	ln    net.Listener
-	mu    sync.Mutex // guards conns
+	mu    sync.Mutex // guards conns and down
 	conns []net.Conn
+	down  bool // between drop and restore: connections are refused
 }
 
 func newCutProxy(t *testing.T, target string) *cutProxy {
@@ -268,7 +270,15 @@ func newCutProxy(t *testing.T, target string) *cutProxy {
 				in.Close()
 				continue
 			}
+			// Checked under mu, so a drop racing this accept cannot leave
+			// the connection up.
 			p.mu.Lock()
+			if p.down {
+				p.mu.Unlock()
+				in.Close()
+				out.Close()
+				continue
+			}
 			p.conns = append(p.conns, in, out)
 			p.mu.Unlock()
 			go func() { _, _ = io.Copy(out, in); out.Close() }()
@@ -278,12 +288,26 @@ func newCutProxy(t *testing.T, target string) *cutProxy {
 	return p
 }
 
+// restore accepts connections again after drop.
+func (p *cutProxy) restore() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+}
+
 func (p *cutProxy) addr() string { return p.ln.Addr().String() }
 
 func (p *cutProxy) cut() {
 	p.ln.Close()
+	p.drop()
+}
+
+// drop closes every connection, as a lost network would, and refuses new
+// ones until restore.
+func (p *cutProxy) drop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.down = true
 	for _, c := range p.conns {
 		c.Close()
 	}
