@@ -2,10 +2,12 @@ package niuniu_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"strconv"
@@ -41,7 +43,12 @@ type server struct {
 
 func start(t *testing.T, cfg niuniu.TableConfig) *server {
 	t.Helper()
-	st := hearthtest.Store(t, "sqlite")
+	return startOn(t, cfg, hearthtest.Store(t, "sqlite"))
+}
+
+// startOn starts the server over st.
+func startOn(t *testing.T, cfg niuniu.TableConfig, st *store.Store) *server {
+	t.Helper()
 	rt, err := niuniu.NewRoomType(roomType, cfg, st)
 	require.NoError(t, err)
 	_, authSvc := auth.New(st, auth.Config{LoginRate: -1, NewAccountsPerIP: -1})
@@ -633,4 +640,68 @@ func TestDrainSettlesRound(t *testing.T) {
 	require.NotZero(t, d, "banker at 2, bet 1: someone pays")
 	require.Equal(t, grant+d, srv.ledgerSum(t, a.user))
 	require.Equal(t, grant-d, srv.ledgerSum(t, b.user))
+}
+
+// A settlement that cannot finish within the ledger timeout (on
+// PostgreSQL, a profile row it updates locked by the test) pays nothing:
+// the end of the round says so, with no deltas, and the table plays on.
+func TestSettlementTimeoutPaysNothing(t *testing.T) {
+	dsn := hearthtest.PostgresDSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, dsn, store.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	db, err := sql.Open("pgx", dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	cfg := niuniu.TableConfig{
+		Rules:         niuniu.Rules{Seats: 2, GrabCountdown: forever, BetCountdown: forever, OpenCountdown: forever, EndPause: time.Millisecond},
+		Base:          10,
+		Grant:         1000,
+		LedgerTimeout: 300 * time.Millisecond,
+	}
+	srv := startOn(t, cfg, st)
+	a, b := login(t, srv.URL("tcp"), client.Options{}), login(t, srv.URL("ws"), client.Options{})
+	a.join(t)
+	b.join(t)
+	play := func(round string) niuniu.View {
+		t.Helper()
+		require.NoError(t, a.act("grab", 1))
+		require.NoError(t, b.act("grab", 0))
+		require.NoError(t, b.act("bet", 2))
+		require.NoError(t, a.do(roomType+".open", `{}`))
+		require.NoError(t, b.do(roomType+".open", `{}`))
+		return a.awaitEnd(t, round)
+	}
+	start := func(prev string) string {
+		t.Helper()
+		for _, p := range []*seat{a, b} {
+			p.await(t, "ready", func(v niuniu.View) bool { return v.Phase == niuniu.PhaseReady && v.Round == prev })
+			require.NoError(t, p.do(roomType+".ready", `{}`))
+		}
+		return a.await(t, "grab", func(v niuniu.View) bool { return v.Phase == niuniu.PhaseGrab }).Round
+	}
+
+	tx, err := db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback() }()
+	var one int
+	require.NoError(t, tx.QueryRowContext(ctx, `SELECT 1 FROM profiles WHERE account_id = $1 FOR UPDATE`, b.user).Scan(&one))
+	first := start("")
+	end := play(first)
+	require.NotEmpty(t, end.Error, "the round says it was not settled")
+	for i, s := range end.Seats {
+		require.Zero(t, s.Delta, "seat %d", i)
+	}
+	require.NoError(t, tx.Rollback())
+	require.Equal(t, int64(1000), srv.ledgerSum(t, a.user))
+	require.Equal(t, int64(1000), srv.ledgerSum(t, b.user))
+
+	end = play(start(first))
+	require.Empty(t, end.Error)
+	replay(t, cfg.Rules, end, map[int]int64{0: 1000, 1: 1000})
+	require.NotZero(t, end.Seats[0].Delta)
+	require.Equal(t, 1000+end.Seats[0].Delta, srv.ledgerSum(t, a.user))
+	require.Equal(t, 1000+end.Seats[1].Delta, srv.ledgerSum(t, b.user))
 }

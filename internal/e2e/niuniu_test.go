@@ -54,10 +54,20 @@ var nnRules = niuniu.Rules{Seats: 4}
 func niuNodes(dsn string) []testcluster.Node {
 	room := func(id string) testcluster.Node {
 		args := append([]string{"--roles", nnType + ",auth,sys", "--db", dsn + "&application_name=" + id}, niuArgs...)
-		return testcluster.Node{ID: id, Args: args}
+		return testcluster.Node{ID: id, Args: append(args, nnRegistry...)}
 	}
-	return []testcluster.Node{{ID: "gate-a", Args: []string{"--roles", "gate,match"}}, room("room-1"), room("room-2")}
+	gate := testcluster.Node{ID: "gate-a", Args: append([]string{"--roles", "gate,match"}, nnRegistry...)}
+	return []testcluster.Node{gate, room("room-1"), room("room-2")}
 }
+
+// nnRegistry is the default registry interval rather than the other
+// tests' 200 ms: a node silent for 3 intervals counts as dead, and with
+// this test's bots and 100 rounds on a loaded 2-core machine a live node
+// was seen silent for 600 ms: the room registry then reaped its rooms
+// while they played on (and match no longer saw the node), or a lost
+// room's players were not told because their gate looked dead for a
+// moment.
+var nnRegistry = []string{"--registry-interval", "1s"}
 
 // niuArgs are the room nodes' flags for the table and their auth.
 var niuArgs = []string{
