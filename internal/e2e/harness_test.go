@@ -5,7 +5,9 @@
 // (each test under its own subject prefix, its KV buckets deleted at the
 // end), and against the embedded NATS of the cluster's first node, which
 // listens for the others (--nats-listen). internal/testcluster starts the
-// processes, as it does for the benches.
+// processes, as it does for the benches. Tests of the built-in services
+// that keep data (the Niu Niu table) run them over a PostgreSQL schema of
+// their own (hearthtest.PostgresDSN).
 package e2e
 
 import (
