@@ -60,12 +60,12 @@ func niuNodes(dsn string) []testcluster.Node {
 	return []testcluster.Node{gate, room("room-1"), room("room-2")}
 }
 
-// nnRegistry is the default registry interval rather than the other
-// tests' 200 ms: a node silent for 3 intervals counts as dead, and with
-// this test's bots and 100 rounds on a loaded 2-core machine a live node
-// was seen silent for 600 ms: the room registry then reaped its rooms
-// while they played on (and match no longer saw the node), or a lost
-// room's players were not told because their gate looked dead for a
+// nnRegistry is a registry interval of 1 s rather than the other tests'
+// 200 ms: a node that does not refresh its entry for 3 intervals counts as
+// dead, and with this test's bots and 100 rounds on a loaded 2-core
+// machine live nodes were seen silent for 600 ms: the room registry then
+// reaped a live node's rooms (and match no longer saw the node), or a lost
+// room's players were not told because their gate looked dead for that
 // moment.
 var nnRegistry = []string{"--registry-interval", "1s"}
 
@@ -73,7 +73,7 @@ var nnRegistry = []string{"--registry-interval", "1s"}
 var niuArgs = []string{
 	"--niuniu-seats", "4",
 	"--niuniu-countdowns", fmt.Sprintf("ready=1m,grab=%s,bet=%[1]s,open=%[1]s,end=50ms", nnCountdown),
-	"--niuniu-grant", strconv.Itoa(nnGrant),
+	"--starting-grant", strconv.Itoa(nnGrant),
 	"--new-accounts-per-ip", "-1/1m", "--login-rate", "-1",
 }
 
