@@ -152,14 +152,14 @@ func (n *Node) clusterRoutes() []string {
 	return slices.Compact(r)
 }
 
-// nodeAlive is the gate's check before routing to a bound node. A node this
-// one has not seen at all (the registry is still filling in) counts as alive,
-// so only a node that the registry saw leave is refused.
+// nodeAlive is the gate's check before routing to a bound node: only a
+// node that deleted its registry entry (it stopped) is refused at once. A
+// node whose entry merely went stale may be too busy to refresh it: its
+// requests go on, and if it is really gone the bus answers that nobody
+// listens (a killed process) or the request times out (a vanished host),
+// while its rooms' players are told by the registry's reaper.
 func (n *Node) nodeAlive(id string) bool {
-	if n.reg == nil || n.reg.Alive(id) {
-		return true
-	}
-	return !n.reg.Left(id)
+	return id == n.id || n.reg == nil || !n.reg.Deleted(id)
 }
 
 // NodeInfo is what a node publishes about itself in the cluster's registry.

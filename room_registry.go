@@ -93,10 +93,13 @@ type roomDirectory struct {
 	rooms map[string]dirRoom
 	nodes map[string]dirNode
 	// byUser maps "<type>\x00<user>" to the room the user sits in.
-	byUser  map[string]string
-	reaping map[string]bool
-	stop    context.CancelFunc
-	done    chan struct{}
+	byUser map[string]string
+	// open holds, by type, the ids of the public rooms with a free seat:
+	// what a join looks at, a few among thousands of full tables.
+	openByType map[string]map[string]struct{}
+	reaping    map[string]bool
+	stop       context.CancelFunc
+	done       chan struct{}
 }
 
 type dirRoom struct {
@@ -141,7 +144,7 @@ func (d *roomDirectory) open(n *Node) error {
 	}
 	d.mu.Lock()
 	d.kv, d.stop = kv, cancel
-	d.rooms, d.nodes, d.byUser = map[string]dirRoom{}, map[string]dirNode{}, map[string]string{}
+	d.rooms, d.nodes, d.byUser, d.openByType = map[string]dirRoom{}, map[string]dirNode{}, map[string]string{}, map[string]map[string]struct{}{}
 	d.reaping = map[string]bool{}
 	d.ready, d.done = make(chan struct{}), make(chan struct{})
 	d.mu.Unlock()
@@ -207,6 +210,7 @@ func (d *roomDirectory) applyEntry(log *slog.Logger, key string, value []byte, r
 				}
 			}
 			delete(d.rooms, id)
+			delete(d.openByType[old.info.Type], id)
 		}
 		if del {
 			return
@@ -217,6 +221,12 @@ func (d *roomDirectory) applyEntry(log *slog.Logger, key string, value []byte, r
 			return
 		}
 		d.rooms[id] = dirRoom{info: info, rev: rev}
+		if info.Open() {
+			if d.openByType[info.Type] == nil {
+				d.openByType[info.Type] = map[string]struct{}{}
+			}
+			d.openByType[info.Type][id] = struct{}{}
+		}
 		for _, u := range info.Users {
 			d.byUser[info.Type+"\x00"+u.User] = id
 		}
@@ -241,7 +251,9 @@ func (d *roomDirectory) sweep(n *Node) {
 	d.mu.Lock()
 	var dead []string
 	for id := range d.nodes {
-		if !n.reg.Alive(id) && !d.reaping[id] {
+		// Never this node: one too busy to refresh its entry in time is
+		// still running its rooms.
+		if id != n.id && !n.reg.Alive(id) && !d.reaping[id] {
 			d.reaping[id] = true
 			dead = append(dead, id)
 		}
@@ -333,6 +345,24 @@ func (n *Node) Rooms(ctx context.Context, roomType string) ([]RoomInfo, error) {
 	}
 	d.mu.Unlock()
 	slices.SortFunc(out, func(a, b RoomInfo) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// OpenRooms returns the public rooms of roomType that have a free seat,
+// as the registry shows them, in no particular order: what a matchmaker
+// chooses from. It costs what the open rooms do, not every room.
+func (n *Node) OpenRooms(ctx context.Context, roomType string) ([]RoomInfo, error) {
+	d, err := n.directory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ids := d.openByType[roomType]
+	out := make([]RoomInfo, 0, len(ids))
+	for id := range ids {
+		out = append(out, d.rooms[id].info)
+	}
 	return out, nil
 }
 

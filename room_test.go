@@ -383,7 +383,7 @@ func FuzzRoomRegistryEntry(f *testing.F) {
 	f.Add("r.abc", []byte(nil), true)
 	f.Add("x", []byte(`[]`), false)
 	f.Fuzz(func(t *testing.T, key string, value []byte, del bool) {
-		d := &roomDirectory{rooms: map[string]dirRoom{}, nodes: map[string]dirNode{}, byUser: map[string]string{}}
+		d := &roomDirectory{rooms: map[string]dirRoom{}, nodes: map[string]dirNode{}, byUser: map[string]string{}, openByType: map[string]map[string]struct{}{}}
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
 		seed := []byte(`{"id":"abc","type":"cards","node":"n1","seats":4,"players":1,"users":[{"user":"u1"}]}`)
 		d.applyEntry(log, "r.abc", seed, 1, false)
@@ -399,6 +399,20 @@ func FuzzRoomRegistryEntry(f *testing.F) {
 			}
 			if !found {
 				t.Fatalf("user %q points at room %s, which does not list it", k, id)
+			}
+		}
+		// The open-room index holds exactly the open rooms, under their type.
+		for typ, ids := range d.openByType {
+			for id := range ids {
+				r, ok := d.rooms[id]
+				if !ok || r.info.Type != typ || !r.info.Open() {
+					t.Fatalf("open index lists %s under %q: %+v (in directory %v)", id, typ, r.info, ok)
+				}
+			}
+		}
+		for id, r := range d.rooms {
+			if _, listed := d.openByType[r.info.Type][id]; listed != r.info.Open() {
+				t.Fatalf("room %s open=%v but listed=%v", id, r.info.Open(), listed)
 			}
 		}
 	})

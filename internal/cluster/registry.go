@@ -280,7 +280,10 @@ func (r *Registry) Refresh() {
 	if err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.interval)
+	// Longer than an interval: on a loaded machine a put that takes a
+	// little longer should still land, not fail and leave the entry to
+	// age; the ticker skips the ticks it blocked.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*r.interval)
 	defer cancel()
 	if _, err := r.kv.Put(ctx, r.info().ID, val); err != nil {
 		r.bus.log.Warn("registry refresh failed", "err", err)
@@ -402,7 +405,9 @@ func (r *Registry) expire(now time.Time) {
 	var gone []NodeInfo
 	r.mu.Lock()
 	for id, n := range r.nodes {
-		if now.Sub(n.seen) > 3*r.interval {
+		// A node is never gone to itself: a busy one whose refreshes are
+		// late must not drop its own rooms and bindings.
+		if id != r.self && now.Sub(n.seen) > 3*r.interval {
 			gone = append(gone, n.info)
 			delete(r.nodes, id)
 			r.markLeft(id, leftNode{at: now, rev: n.rev})
@@ -545,6 +550,15 @@ func (r *Registry) Dead(ctx context.Context, id string) (bool, error) {
 	}
 	l, ok := r.left[id]
 	return ok && l.rev == e.Revision(), nil
+}
+
+// Deleted reports whether node id left by deleting its entry (it
+// stopped), not by letting it go stale, and has not come back.
+func (r *Registry) Deleted(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l, ok := r.left[id]
+	return ok && l.rev == 0
 }
 
 // Left reports whether node id was seen leaving (and has not come back).

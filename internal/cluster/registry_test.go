@@ -293,3 +293,21 @@ func TestRegistryDead(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, dead, "a node with no entry at all is gone")
 }
+
+// A node is never expired from its own view: one too busy to refresh in
+// time must not drop its own rooms and bindings. Others' entries expire.
+func TestRegistryNeverExpiresItself(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	ctx := context.Background()
+	hub := connect(t, Config{Name: "hub", Listen: "127.0.0.1:0"})
+	a := newRegistry(t, hub, "n1", interval, nil)
+	require.NoError(t, a.Join(ctx))
+	defer a.Leave(ctx)
+	b := newRegistry(t, hub, "n2", interval, nil)
+	require.NoError(t, b.Join(ctx))
+	defer b.Leave(ctx)
+	eventually(t, 5*time.Second, func() bool { return a.Alive("n1") && a.Alive("n2") }, "n1 and n2 never in a's view")
+	a.expire(time.Now().Add(time.Hour)) // as if nothing had been seen for an hour
+	require.True(t, a.Alive("n1"), "a node expired itself")
+	require.False(t, a.Alive("n2"), "another node's stale entry did not expire")
+}

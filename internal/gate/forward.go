@@ -244,8 +244,8 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 		return nil
 	}
 	if node, bound := env.Binding(svc); bound && g.cfg.NodeAlive != nil && !g.cfg.NodeAlive(node) {
-		// The registry says the bound node is gone: fail now rather than
-		// wait for the bus to notice (a vanished host can take minutes).
+		// The registry says the bound node left: fail now rather than
+		// wait for the bus to notice.
 		s.bind(svc, "")
 		s.log0().Warn("bound node gone; binding dropped", "service", svc, "node", node)
 		s.respondError(f.Seq, wire.CodeUnavailable, "node "+node+" serving your "+svc+" is gone; binding dropped")

@@ -77,7 +77,7 @@ func New(st *store.Store) *hearth.Service {
 		if req.Type == "" {
 			return nil, hearth.NewError(hearth.CodeInvalidPayload, "type is required")
 		}
-		rooms, err := node.Rooms(ctx, req.Type)
+		rooms, err := node.OpenRooms(ctx, req.Type)
 		if err != nil {
 			return nil, err
 		}

@@ -347,7 +347,7 @@ func (m *service) candidates(ctx context.Context, roomType string) ([]hearth.Roo
 	if len(nodes) == 0 {
 		return nil, nil, hearth.Errorf(hearth.CodeUnknownRoomType, "no room node serves %q", roomType)
 	}
-	rooms, err := m.node.Rooms(ctx, roomType)
+	rooms, err := m.node.OpenRooms(ctx, roomType)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -412,7 +412,13 @@ func (m *service) remember(info hearth.RoomInfo) {
 	m.rememberLocked(info)
 }
 
+// rememberLocked records what a placement saw of a room. Placements into
+// one room answer in any order, so a smaller count than the one recorded is
+// an older view and does not replace it (a leave forgets the room instead).
 func (m *service) rememberLocked(info hearth.RoomInfo) {
+	if rec, ok := m.recent[info.ID]; ok && rec.info.Players > info.Players {
+		info = rec.info
+	}
 	m.recent[info.ID] = recentRoom{info: info, at: time.Now()}
 }
 
