@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -43,6 +45,50 @@ func (s *Store) Profile(ctx context.Context, accountID string) (Profile, error) 
 	}
 	return scanProfile(s.r.QueryRowContext(ctx,
 		`SELECT `+profileColumns+` FROM profiles WHERE account_id = $1`, id))
+}
+
+// Balances returns the balances of several accounts in one query (a
+// table starting a round reads its players' at once). An account without
+// a profile is missing from the map.
+func (s *Store) Balances(ctx context.Context, accountIDs []string) (map[string]int64, error) {
+	if len(accountIDs) == 0 {
+		return map[string]int64{}, nil
+	}
+	var q strings.Builder
+	q.WriteString(`SELECT account_id, balance FROM profiles WHERE account_id IN (`)
+	args := make([]any, 0, len(accountIDs))
+	for _, a := range accountIDs {
+		id, ok := parseID(a)
+		if !ok {
+			continue
+		}
+		if len(args) > 0 {
+			q.WriteString(", ")
+		}
+		args = append(args, id)
+		q.WriteString("$" + strconv.Itoa(len(args)))
+	}
+	out := make(map[string]int64, len(args))
+	if len(args) == 0 {
+		return out, nil
+	}
+	q.WriteString(")")
+	rows, err := s.r.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, bal int64
+		if err := rows.Scan(&id, &bal); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		out[formatID(id)] = bal
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return out, nil
 }
 
 // EnsureProfile returns an account's profile, creating it with

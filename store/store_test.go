@@ -46,6 +46,7 @@ var storeTests = []struct {
 	{"ledger different keys concurrent", testLedgerDifferentKeysConcurrent},
 	{"ledger insufficient funds", testLedgerInsufficientFunds},
 	{"ledger batch", testLedgerBatch},
+	{"balances", testBalances},
 	{"ledger batch concurrent", testLedgerBatchConcurrent},
 }
 
@@ -848,4 +849,18 @@ func BenchmarkGuestAccountExisting(b *testing.B) {
 			})
 		})
 	}
+}
+
+func testBalances(t *testing.T, s *Store, _ string) {
+	ctx := context.Background()
+	a := player(t, s, "mona", 120)
+	b := player(t, s, "nils", 0)
+	acct, err := s.CreateAccount(ctx, Account{Name: "noprofile", Kind: KindPassword, PasswordHash: "x"})
+	require.NoError(t, err)
+	got, err := s.Balances(ctx, []string{a, b, acct.ID, "not-an-id"})
+	require.NoError(t, err)
+	require.Equal(t, map[string]int64{a: 120, b: 0}, got, "accounts without a profile or a valid id are left out")
+	got, err = s.Balances(ctx, nil)
+	require.NoError(t, err)
+	require.Empty(t, got)
 }

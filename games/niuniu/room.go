@@ -190,6 +190,7 @@ type player struct {
 	hand    Hand
 	eval    Eval
 	balance int64 // at the round's start: the most it can lose
+	after   int64 // after the round's settlement (balance when unsettled)
 	grab    int   // -1 until chosen
 	bet     int   // 0 until chosen
 	opened  bool
@@ -356,13 +357,25 @@ func (t *table) startRound(r *hearth.Room) {
 		t.setPhase(r, PhaseReady, 0)
 		return
 	}
+	// One query for every player's balance: the table's goroutine waits
+	// for it, and its timers and moves with it.
 	ctx, cancel := context.WithTimeout(r.Context(), t.cfg.LedgerTimeout)
 	defer cancel()
-	balances := make([]int64, len(in))
+	users := make([]string, len(in))
 	for k, i := range in {
-		b, err := t.balance(ctx, seats[i].User)
-		if err != nil {
-			r.Logger().Error("niuniu: round not started", "err", err)
+		users[k] = seats[i].User
+	}
+	byUser, err := t.st.Balances(ctx, users)
+	if err != nil {
+		r.Logger().Error("niuniu: round not started", "err", err)
+		t.setPhase(r, PhaseReady, 0)
+		return
+	}
+	balances := make([]int64, len(in))
+	for k, u := range users {
+		b, ok := byUser[u]
+		if !ok {
+			r.Logger().Error("niuniu: round not started: a player has no profile", "user", u)
 			t.setPhase(r, PhaseReady, 0)
 			return
 		}
@@ -537,8 +550,9 @@ func (t *table) settle(r *hearth.Room) {
 		tab.Players = append(tab.Players, Player{Hand: ev, Bet: max(p.bet, 1), Balance: p.balance})
 	}
 	deltas, err := t.cfg.Rules.Settle(tab)
+	var after map[int]int64
 	if err == nil {
-		err = t.pay(r, seats, deltas)
+		after, err = t.pay(r, seats, deltas)
 	}
 	if err != nil {
 		r.Logger().Error("niuniu round not settled", "round", t.round, "seed", t.seed, "err", err)
@@ -546,48 +560,78 @@ func (t *table) settle(r *hearth.Room) {
 		deltas = make([]int64, len(seats))
 	}
 	for k, i := range seats {
-		t.players[i].delta = deltas[k]
+		p := t.players[i]
+		p.delta = deltas[k]
+		p.after = p.balance
+		if b, ok := after[i]; ok {
+			p.after = b
+		}
 	}
 	r.Logger().Info("niuniu round settled", "round", t.round, "seed", t.seed, "banker", t.banker, "deltas", deltas)
 	t.setPhase(r, PhaseEnd, t.cfg.Rules.EndPause)
 }
 
-func (t *table) pay(r *hearth.Room, seats []int, deltas []int64) error {
+// pay writes the round's transfers in one ledger transaction and returns
+// the balances after it of the seats that had one.
+func (t *table) pay(r *hearth.Room, seats []int, deltas []int64) (map[int]int64, error) {
 	var entries []store.LedgerEntry
+	var paid []int
 	for k, i := range seats {
 		if deltas[k] != 0 {
 			entries = append(entries, store.LedgerEntry{
 				AccountID: r.Seats()[i].User, Delta: deltas[k],
 				Reason: "niuniu round " + t.round, Key: t.round + "/" + strconv.Itoa(i),
 			})
+			paid = append(paid, i)
 		}
 	}
 	if len(entries) == 0 {
-		return nil
+		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), t.cfg.LedgerTimeout)
-	defer cancel()
-	_, _, err := t.st.ApplyLedgerBatch(ctx, entries)
-	return err
+	apply := func() ([]int64, error) {
+		ctx, cancel := context.WithTimeout(r.Context(), t.cfg.LedgerTimeout)
+		defer cancel()
+		b, _, err := t.st.ApplyLedgerBatch(ctx, entries)
+		return b, err
+	}
+	balances, err := apply()
+	if err != nil && !errors.Is(err, store.ErrInsufficientFunds) && !errors.Is(err, store.ErrKeyConflict) &&
+		!errors.Is(err, store.ErrNotFound) && r.Context().Err() == nil {
+		// A timeout or a lost connection may come after the commit: the
+		// outcome is unknown. The same keys again settle it either way —
+		// applied now, or found applied with the balances it left — so
+		// the players are shown what the ledger holds.
+		r.Logger().Warn("niuniu settlement failed; trying the same entries once more", "round", t.round, "err", err)
+		balances, err = apply()
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]int64, len(paid))
+	for k, i := range paid {
+		out[i] = balances[k]
+	}
+	return out, nil
 }
 
 // endRound returns the table to ready, first removing the players who are
 // offline or below the minimum balance.
+//
+// The balances are the settlement's (the ledger's answer), so ending a
+// round reads nothing; a player who sat the round out sat down with at
+// least the minimum, which this table has not changed.
 func (t *table) endRound(r *hearth.Room) {
+	low := make([]bool, len(t.players))
+	for i, p := range t.players {
+		low[i] = p != nil && p.after < t.cfg.MinBalance
+	}
 	clear(t.players)
 	t.banker, t.bgrab = -1, 0
 	t.setPhase(r, PhaseReady, 0)
-	ctx, cancel := context.WithTimeout(r.Context(), t.cfg.LedgerTimeout)
-	defer cancel()
-	for _, s := range r.Seats() {
-		if s.State == hearth.SeatEmpty {
-			continue
-		}
-		if s.State == hearth.SeatOffline {
-			r.Kick(s)
-			continue
-		}
-		if b, err := t.balance(ctx, s.User); err == nil && b < t.cfg.MinBalance {
+	for i, s := range r.Seats() {
+		switch {
+		case s.State == hearth.SeatEmpty:
+		case s.State == hearth.SeatOffline, low[i]:
 			r.Kick(s)
 		}
 	}

@@ -705,3 +705,43 @@ func TestSettlementTimeoutPaysNothing(t *testing.T) {
 	require.Equal(t, 1000+end.Seats[0].Delta, srv.ledgerSum(t, a.user))
 	require.Equal(t, 1000+end.Seats[1].Delta, srv.ledgerSum(t, b.user))
 }
+
+// A player whose settlement leaves it below the minimum is removed when
+// the round ends, on the balance the ledger answered (the table reads
+// none); the winner stays.
+func TestBelowMinimumAfterRoundLeaves(t *testing.T) {
+	cfg := niuniu.TableConfig{
+		Rules: niuniu.Rules{Seats: 2, GrabCountdown: forever, BetCountdown: forever, OpenCountdown: forever, EndPause: time.Millisecond},
+		// Everyone starts at the minimum: whoever loses is below it.
+		Base: 10, MinBalance: 100, Grant: 100,
+	}
+	srv := start(t, cfg)
+	a, b := login(t, srv.URL("tcp"), client.Options{}), login(t, srv.URL("ws"), client.Options{})
+	a.join(t)
+	b.join(t)
+	for _, p := range []*seat{a, b} {
+		p.await(t, "ready", func(v niuniu.View) bool { return v.Phase == niuniu.PhaseReady })
+		require.NoError(t, p.do(roomType+".ready", `{}`))
+	}
+	round := a.await(t, "grab", func(v niuniu.View) bool { return v.Phase == niuniu.PhaseGrab }).Round
+	require.NoError(t, a.act("grab", 1))
+	require.NoError(t, b.act("grab", 0))
+	require.NoError(t, b.act("bet", 1))
+	require.NoError(t, a.do(roomType+".open", `{}`))
+	require.NoError(t, b.do(roomType+".open", `{}`))
+	end := a.awaitEnd(t, round)
+	require.Empty(t, end.Error)
+	winner, loser := a, b
+	if end.Seats[0].Delta < 0 {
+		winner, loser = b, a
+	}
+	require.NotZero(t, end.Seats[0].Delta, "a two-player round always has a loser")
+	require.Less(t, srv.ledgerSum(t, loser.user), cfg.MinBalance)
+	hearthtest.Eventually(t, wait, func() error {
+		if c := codeOf(loser.do(roomType+".state", `{}`)); c != hearth.CodeNotInRoom {
+			return fmt.Errorf("the loser below the minimum still at the table (state answered code %d)", c)
+		}
+		return nil
+	})
+	require.NoError(t, winner.do(roomType+".state", `{}`), "the winner keeps the seat")
+}
