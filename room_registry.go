@@ -126,6 +126,11 @@ func (n *Node) directory(ctx context.Context) (*roomDirectory, error) {
 	case <-d.ready:
 		return d, nil
 	case <-ctx.Done():
+		select {
+		case <-d.ready: // both were ready: the registry is not the one late
+			return d, nil
+		default:
+		}
 		return nil, fmt.Errorf("hearth: room registry not loaded: %w", ctx.Err())
 	}
 }

@@ -203,6 +203,22 @@ func appliedBefore(ctx context.Context, tx *sql.Tx, entries []LedgerEntry, accou
 	return false, fmt.Errorf("store: a ledger batch of which some keys were applied before and some not: %w", ErrKeyConflict)
 }
 
+// LedgerApplied reports whether an entry with this idempotency key was
+// applied. It only reads (on SQLite it does not wait for the one writer):
+// check it before a write that is usually applied already, such as a
+// one-time grant.
+func (s *Store) LedgerApplied(ctx context.Context, key string) (bool, error) {
+	var one int
+	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM ledger WHERE idem_key = $1`, key).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: ledger: %w", err)
+	}
+	return true, nil
+}
+
 // errAlreadyDone rolls back a transaction that found its work done before
 // (by an earlier call, or a concurrent one that won).
 var errAlreadyDone = errors.New("store: already done")

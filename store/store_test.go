@@ -851,6 +851,7 @@ func BenchmarkGuestAccountExisting(b *testing.B) {
 	}
 }
 
+// Balances reads several balances at once; LedgerApplied finds a key.
 func testBalances(t *testing.T, s *Store, _ string) {
 	ctx := context.Background()
 	a := player(t, s, "mona", 120)
@@ -860,6 +861,14 @@ func testBalances(t *testing.T, s *Store, _ string) {
 	got, err := s.Balances(ctx, []string{a, b, acct.ID, "not-an-id"})
 	require.NoError(t, err)
 	require.Equal(t, map[string]int64{a: 120, b: 0}, got, "accounts without a profile or a valid id are left out")
+	applied, err := s.LedgerApplied(ctx, "grant-test/"+a)
+	require.NoError(t, err)
+	require.False(t, applied)
+	_, _, err = s.ApplyLedger(ctx, LedgerEntry{AccountID: a, Delta: 5, Key: "grant-test/" + a})
+	require.NoError(t, err)
+	applied, err = s.LedgerApplied(ctx, "grant-test/"+a)
+	require.NoError(t, err)
+	require.True(t, applied)
 	got, err = s.Balances(ctx, nil)
 	require.NoError(t, err)
 	require.Empty(t, got)

@@ -228,10 +228,18 @@ func (t *table) Join(r *hearth.Room, s *hearth.Seat) error {
 	if t.cfg.Grant > 0 {
 		// The auth service's starting grant uses the same key: whichever
 		// pays first, the account is granted once. A conflict is a grant
-		// paid before with another amount.
-		err := credit(t.cfg.Grant, "niuniu starting grant", "grant/"+s.User)
-		if err != nil && !errors.Is(err, store.ErrKeyConflict) {
-			return err
+		// paid before with another amount. The read first spares a write
+		// transaction per join for the usual case, a grant paid at login.
+		key := "grant/" + s.User
+		granted, err := t.st.LedgerApplied(ctx, key)
+		if err != nil {
+			return fmt.Errorf("niuniu: starting grant: %w", err)
+		}
+		if !granted {
+			err := credit(t.cfg.Grant, "niuniu starting grant", key)
+			if err != nil && !errors.Is(err, store.ErrKeyConflict) {
+				return err
+			}
 		}
 	}
 	if bal < t.cfg.MinBalance && t.cfg.TopUp > 0 {

@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -105,11 +106,20 @@ type service struct {
 	mu      sync.Mutex
 	recent  map[string]recentRoom // room id → what a placement here last saw
 	pending map[string]int        // room id → joins in flight here
-	opening map[string]*opening   // room type and params → a room being opened here
+	opening map[string]*openings  // room type and params → rooms being opened here
+	seats   map[string]int        // room type → seats per room, as last seen
 }
 
-// opening is a room being created by one placement; the joins that found
-// no free seat meanwhile wait for it, then try again.
+// openings are the rooms being created for one room type and params. A
+// join that finds no free seat waits for them while they will have a seat
+// for it; past that it opens another, so arrivals faster than one room at
+// a time can be opened still find seats.
+type openings struct {
+	active  []*opening
+	waiting int // joins waiting for one of active
+}
+
+// opening is a room being created by one placement.
 type opening struct {
 	done chan struct{} // closed when the creation ended, either way
 }
@@ -124,7 +134,7 @@ func New(cfg Config) *hearth.Service {
 	if cfg.Policy == nil {
 		cfg.Policy = Pack{}
 	}
-	m := &service{policy: cfg.Policy, recent: map[string]recentRoom{}, pending: map[string]int{}, opening: map[string]*opening{}}
+	m := &service{policy: cfg.Policy, recent: map[string]recentRoom{}, pending: map[string]int{}, opening: map[string]*openings{}, seats: map[string]int{}}
 	svc := hearth.NewService("match")
 	svc.OnStart(func(ctx context.Context, n *hearth.Node) error {
 		m.node = n
@@ -218,28 +228,53 @@ func (m *service) join(ctx context.Context, s *hearth.Session, req *matchpb.Join
 			tried[room.ID] = true
 			continue
 		}
-		// No free seat: open a room, or wait for the one being opened
-		// for the same type and params and try again.
+		// No free seat: wait for a room being opened for the same type
+		// and params that will have one, or open one.
 		key := openingKey(req.RoomType, req.Params)
-		if op, busy := m.opening[key]; busy {
+		ops := m.opening[key]
+		if ops == nil {
+			ops = &openings{}
+			m.opening[key] = ops
+		}
+		if len(ops.active) > 0 && ops.waiting < len(ops.active)*(m.seatsLocked(req.RoomType)-1) {
+			op := ops.active[0]
+			ops.waiting++
 			m.mu.Unlock()
 			select {
 			case <-op.done:
-				continue
 			case <-ctx.Done():
-				return nil, ctx.Err()
 			}
+			m.mu.Lock()
+			ops.waiting--
+			m.mu.Unlock()
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		op := &opening{done: make(chan struct{})}
-		m.opening[key] = op
+		ops.active = append(ops.active, op)
 		m.mu.Unlock()
 		seat, err := m.open(ctx, s, req.RoomType, false, req.Params, nodes)
 		m.mu.Lock()
-		delete(m.opening, key)
+		ops.active = slices.DeleteFunc(ops.active, func(o *opening) bool { return o == op })
+		if len(ops.active) == 0 && ops.waiting == 0 {
+			delete(m.opening, key)
+		}
 		close(op.done)
 		m.mu.Unlock()
 		return seat, err
 	}
+}
+
+// seatsLocked is how many seats a room of roomType has, as the last room
+// seen of it said. Before any was seen it is unknown: one room is opened
+// at a time until the first shows it. m.mu is held.
+func (m *service) seatsLocked(roomType string) int {
+	if n, ok := m.seats[roomType]; ok {
+		return max(n, 2)
+	}
+	return math.MaxInt32
 }
 
 // pickLocked chooses the open room a join tries next: the policy's first
@@ -416,6 +451,7 @@ func (m *service) remember(info hearth.RoomInfo) {
 // one room answer in any order, so a smaller count than the one recorded is
 // an older view and does not replace it (a leave forgets the room instead).
 func (m *service) rememberLocked(info hearth.RoomInfo) {
+	m.seats[info.Type] = info.Seats
 	if rec, ok := m.recent[info.ID]; ok && rec.info.Players > info.Players {
 		info = rec.info
 	}

@@ -550,3 +550,86 @@ func (slowRoom) Join(_ *hearth.Room, s *hearth.Seat) error {
 	}
 	return nil
 }
+
+// Arrivals faster than one room can be opened open several at once, once
+// the seat count is known: four players joining 2-seat rooms at once need
+// two new rooms, and their Create handlers run at the same time.
+func TestRoomsOpenInParallel(t *testing.T) {
+	var mu sync.Mutex
+	cond := sync.NewCond(&mu)
+	creating, most, armed := 0, 0, false
+	create := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !armed {
+			return
+		}
+		creating++
+		most = max(most, creating)
+		cond.Broadcast()
+		stop := time.AfterFunc(3*time.Second, func() {
+			mu.Lock()
+			cond.Broadcast()
+			mu.Unlock()
+		})
+		defer stop.Stop()
+		start := time.Now()
+		for most < 2 && time.Since(start) < 3*time.Second {
+			cond.Wait()
+		}
+		creating--
+	}
+	rt := hearth.NewRoomType("pairs", hearth.RoomConfig{Seats: 2}, func() hearth.RoomHandler { return &pairRoom{create: create} })
+	node := hearthtest.Start(t, hearth.Config{}, login(), match.New(match.Config{}), rt.Service())
+	url := node.URL("tcp")
+	// A first full room tells the match service the seat count.
+	for i := range 2 {
+		_, err := call[seat](t, dialPlayer(t, url, fmt.Sprintf("warm%d", i), client.Options{}), "match.join", matchpb.JoinReq{RoomType: "pairs"})
+		require.NoError(t, err)
+	}
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	players := make([]*player, 4)
+	for i := range players {
+		players[i] = dialPlayer(t, url, fmt.Sprintf("burst%d", i), client.Options{})
+	}
+	var wg sync.WaitGroup
+	seats := make([]seat, len(players))
+	errs := make([]error, len(players))
+	for i, p := range players {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seats[i], errs[i] = call[seat](t, p, "match.join", matchpb.JoinReq{RoomType: "pairs"})
+		}()
+	}
+	wg.Wait()
+	rooms := map[string]int{}
+	for i := range players {
+		require.NoError(t, errs[i], "player %d", i)
+		rooms[seats[i].RoomID]++
+	}
+	require.Equal(t, map[int]int{2: 2}, countValues(rooms), "four players, two full 2-seat rooms: %v", rooms)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, 2, most, "the two rooms were opened one after the other")
+}
+
+func countValues(m map[string]int) map[int]int {
+	out := map[int]int{}
+	for _, v := range m {
+		out[v]++
+	}
+	return out
+}
+
+type pairRoom struct {
+	hearth.BaseRoom
+	create func()
+}
+
+func (p *pairRoom) Create(*hearth.Room, map[string]string) error {
+	p.create()
+	return nil
+}
