@@ -589,6 +589,11 @@ func (a *Service) grant(ctx context.Context, user string, created bool) {
 	if a.cfg.StartingGrant <= 0 {
 		return
 	}
+	// A read first: a returning player's grant is paid, and the read does
+	// not queue for SQLite's one writer as the write would.
+	if paid, err := a.store.LedgerApplied(ctx, GrantKey(user)); err == nil && paid {
+		return
+	}
 	bal, applied, err := a.store.ApplyLedger(ctx, store.LedgerEntry{
 		AccountID: user, Delta: a.cfg.StartingGrant, Reason: "starting grant", Key: GrantKey(user),
 	})
