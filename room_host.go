@@ -145,6 +145,44 @@ func (h *roomHost) closed(r *Room) {
 	h.signal()
 }
 
+// restore lists again what another node deleted from the registry while
+// this node still runs it: a node too busy to refresh its cluster entry in
+// time looks dead to the others, which reap its record and rooms; once it
+// is heard again it must not stay hidden from the match service. Deletes
+// this node made itself (a closed room, a drain) find nothing to restore.
+func (h *roomHost) restore(key string) {
+	h.mu.Lock()
+	if h.node == nil || h.draining {
+		h.mu.Unlock()
+		return
+	}
+	var r *Room
+	restored := false
+	switch {
+	case key == nodeKey(h.node.id):
+		h.nodeRec, restored = true, true
+	case len(key) > 2 && key[:2] == "r.":
+		// A listing already queued (a write, or this node's own removal)
+		// settles it.
+		if _, queued := h.pending[key[2:]]; !queued {
+			for _, rt := range h.types {
+				if r = rt.rooms[key[2:]]; r != nil {
+					restored = true
+					break
+				}
+			}
+		}
+	}
+	h.mu.Unlock()
+	if r != nil {
+		r.post(false, r.changed)
+	}
+	if restored {
+		h.log.Warn("registry entry of this live node was deleted by another node; writing it again", "key", key)
+		h.signal()
+	}
+}
+
 // roomCount counts the node's rooms; h.mu is held.
 func (h *roomHost) roomCount() int {
 	total := 0

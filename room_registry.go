@@ -197,7 +197,13 @@ func (d *roomDirectory) close() {
 }
 
 func (d *roomDirectory) apply(n *Node, e jetstream.KeyValueEntry) {
-	d.applyEntry(n.log, e.Key(), e.Value(), e.Revision(), e.Operation() != jetstream.KeyValuePut)
+	del := e.Operation() != jetstream.KeyValuePut
+	d.applyEntry(n.log, e.Key(), e.Value(), e.Revision(), del)
+	if del {
+		// Not on this goroutine: attach holds the host's lock while it
+		// waits for this directory's first values.
+		go n.rooms.restore(e.Key())
+	}
 }
 
 // applyEntry takes in one registry change: a put of value under key, or

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"slices"
 	"testing"
 	"time"
 
@@ -436,4 +437,29 @@ func TestRestartedNodeDropsItsOldRooms(t *testing.T) {
 	_, ok, err := second.RoomByID(ctx, "ghost")
 	require.NoError(t, err)
 	require.False(t, ok, "the dead process's room is still listed")
+}
+
+// TestReapedLiveNodeListsItselfAgain: when another node deletes this live
+// node's record and rooms from the registry (it looked dead while too busy
+// to refresh), the node writes them again, so match finds it once more.
+func TestReapedLiveNodeListsItselfAgain(t *testing.T) {
+	n := startRoomNode(t, NewRoomType("cards", RoomConfig{Seats: 2}, func() RoomHandler { return BaseRoom{} }))
+	room := createRoom(t, n, "cards", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// What a reaper on another node does.
+	require.NoError(t, n.rooms.kv.Delete(ctx, roomKey(room.ID)))
+	require.NoError(t, n.rooms.kv.Delete(ctx, nodeKey(n.id)))
+	waitFor(t, 10*time.Second, func() bool {
+		_, err := n.rooms.kv.Get(ctx, roomKey(room.ID))
+		return err == nil
+	}, "the live room's listing was not written again")
+	waitFor(t, 10*time.Second, func() bool {
+		nodes, err := n.RoomNodes(ctx)
+		return err == nil && slices.ContainsFunc(nodes, func(rn RoomNode) bool { return rn.ID == n.id && rn.Serves("cards") })
+	}, "the live node's record was not written again")
+	info, ok, err := n.RoomByID(ctx, room.ID)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, 1, info.Players, "the listing written again is the room's current one")
 }
