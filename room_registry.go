@@ -325,17 +325,21 @@ func (d *roomDirectory) reapRooms(ctx context.Context, n *Node, node string, for
 func tellLost(ctx context.Context, n *Node, info RoomInfo) {
 	ev := &roompb.RoomEvent{RoomId: info.ID, Type: info.Type, Reason: "node_lost"}
 	route := info.Type + "." + roomPushClosed
-	var users []string
+	// Each player on its own: one whose presence cannot be read, or who
+	// is between gates, is still told through the session the listing
+	// names (its old gate forwards to a new one).
 	for _, u := range info.Users {
-		if strings.HasPrefix(u.User, "session:") {
-			_ = n.PushSession(ctx, u.Gate, u.Session, route, ev)
-		} else {
-			users = append(users, u.User)
+		if !strings.HasPrefix(u.User, "session:") {
+			online, err := n.PushUsers(ctx, []string{u.User}, route, ev)
+			if err == nil && online == 1 {
+				continue
+			}
+			if err != nil {
+				n.log.Warn("room loss: presence unavailable; telling the listed session", "room", info.ID, "user", u.User, "err", err)
+			}
 		}
-	}
-	if len(users) > 0 {
-		if _, err := n.PushUsers(ctx, users, route, ev); err != nil {
-			n.log.Warn("room loss not told", "room", info.ID, "err", err)
+		if err := n.PushSession(ctx, u.Gate, u.Session, route, ev); err != nil {
+			n.log.Warn("room loss not told", "room", info.ID, "user", u.User, "err", err)
 		}
 	}
 }
