@@ -123,8 +123,10 @@ func TestBotsWorkers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// Two full tables: every seat is ready at once, so a round takes the
-	// bots' moves and the end pause, not the ready countdown.
-	code := Main(ctx, []string{"--players", "10", "--procs", "2", "--think", "0s-10ms", "--duration", "1s", "--ramp", "100", "--json"},
+	// bots' moves and the end pause, not the ready countdown. 4 s, not 1:
+	// under CI's other packages a table seated last may not finish its
+	// first round in a second.
+	code := Main(ctx, []string{"--players", "10", "--procs", "2", "--think", "0s-10ms", "--duration", "4s", "--ramp", "100", "--json"},
 		cli.Options{Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 0, code, "stderr:\n%s", stderr.String())
 	var res Result
