@@ -12,6 +12,7 @@
 package lobby
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -28,6 +29,9 @@ const (
 	maxNickname = 24
 	maxAvatar   = 256
 )
+
+// MaxListings is the most rooms lobby.rooms lists, the fullest first.
+const MaxListings = 100
 
 // New returns the lobby service over st.
 func New(st *store.Store) *hearth.Service {
@@ -89,13 +93,18 @@ func New(st *store.Store) *hearth.Service {
 		for _, n := range nodes {
 			serving[n.ID] = !n.Draining
 		}
+		rooms = slices.DeleteFunc(rooms, func(r hearth.RoomInfo) bool { return !r.Open() || !serving[r.Node] })
+		// The fullest first (where a player is likeliest to start playing
+		// soon), and at most MaxListings: thousands of open tables would
+		// not fit one frame, nor help anyone choose.
+		slices.SortFunc(rooms, func(a, b hearth.RoomInfo) int {
+			return cmp.Or(cmp.Compare(b.Players, a.Players), a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID))
+		})
 		resp := &lobbypb.Rooms{}
-		for _, r := range rooms {
-			if r.Open() && serving[r.Node] {
-				resp.Rooms = append(resp.Rooms, &lobbypb.RoomListing{
-					Id: r.ID, Type: r.Type, Seats: uint32(r.Seats), Players: uint32(r.Players), State: r.State, Meta: r.Meta, Params: r.Params,
-				})
-			}
+		for _, r := range rooms[:min(len(rooms), MaxListings)] {
+			resp.Rooms = append(resp.Rooms, &lobbypb.RoomListing{
+				Id: r.ID, Type: r.Type, Seats: uint32(r.Seats), Players: uint32(r.Players), State: r.State, Meta: r.Meta, Params: r.Params,
+			})
 		}
 		return resp, nil
 	})

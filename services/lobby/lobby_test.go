@@ -109,3 +109,40 @@ func TestGamesAndRooms(t *testing.T) {
 	require.NoError(t, err)
 	hearthtest.Eventually(t, 2*time.Second, want("party", 0, 0))
 }
+
+// lobby.rooms lists at most MaxListings rooms, the fullest first: a type
+// with thousands of open tables still answers in one frame.
+func TestRoomsListingIsBounded(t *testing.T) {
+	tables := hearth.NewRoomType("tables", hearth.RoomConfig{Seats: 4, MaxRooms: lobby.MaxListings + 50}, func() hearth.RoomHandler { return &hearth.BaseRoom{} })
+	node := hearthtest.Start(t, hearth.Config{}, login(), lobby.New(hearthtest.Store(t, "sqlite")), match.New(match.Config{}), tables.Service())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Empty tables the server sets up, and one with a player.
+	for range lobby.MaxListings + 10 {
+		_, err := tables.Create(ctx, false, nil)
+		require.NoError(t, err)
+	}
+	c := node.Dial(t, "tcp")
+	_, err := request(t, c, "acct.login", `"seated"`)
+	require.NoError(t, err)
+	_, err = request(t, c, "match.join", `{"room_type":"tables"}`)
+	require.NoError(t, err)
+	var rooms lobbypb.Rooms
+	hearthtest.Eventually(t, 5*time.Second, func() error {
+		out, err := request(t, c, "lobby.rooms", `{"type":"tables"}`)
+		if err != nil {
+			return err
+		}
+		rooms.Reset()
+		if err := c.Decode(out, &rooms); err != nil {
+			return err
+		}
+		if len(rooms.Rooms) != lobby.MaxListings {
+			return fmt.Errorf("%d rooms listed, want %d", len(rooms.Rooms), lobby.MaxListings)
+		}
+		if rooms.Rooms[0].Players != 1 {
+			return fmt.Errorf("the first room listed has %d players: the seated one must come first", rooms.Rooms[0].Players)
+		}
+		return nil
+	})
+}
