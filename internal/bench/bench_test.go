@@ -409,8 +409,8 @@ func TestBenchPayloads(t *testing.T) {
 		require.Equal(t, int64(12345), stamp)
 		require.Equal(t, uint64(678), round)
 	}
-	require.Equal(t, "1,234,567", fmtInt(1234567))
-	require.Equal(t, "-1,000", fmtInt(-1000))
+	require.Equal(t, "1,234,567", FormatInt(1234567))
+	require.Equal(t, "-1,000", FormatInt(-1000))
 }
 
 // BenchmarkRPC measures sys.ping round trips end to end in one process:

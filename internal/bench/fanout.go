@@ -193,7 +193,7 @@ func runFanout(ctx context.Context, bf *benchFlags, fc fanoutConfig, opts option
 	}
 	var dialed atomic.Int64
 	dialing := startProgress(opts.Stderr, func(el time.Duration) string {
-		return fmt.Sprintf("fanout  connecting and joining %s/%s sessions to %s  %.1fs", fmtInt(dialed.Load()), fmtInt(int64(n)), t.dialDesc(), el.Seconds())
+		return fmt.Sprintf("fanout  connecting and joining %s/%s sessions to %s  %.1fs", FormatInt(dialed.Load()), FormatInt(int64(n)), t.dialDesc(), el.Seconds())
 	})
 	o := bf.clientOptions()
 	sessions, err := dialAll(ctx, n, t.clientURLs(), sameOptions(o), t.external, &dialed, func(i int, c *client.Client) error {
@@ -317,7 +317,7 @@ func runFanout(ctx context.Context, bf *benchFlags, fc fanoutConfig, opts option
 		case phaseDone:
 			state = "done"
 		}
-		return fmt.Sprintf("fanout  %-9s %5.1fs  %s publishes  %s deliveries  %s deliveries/s", state, el.Seconds(), fmtInt(int64(published.Load())), fmtInt(d), fmtRate(r.per(d, el)))
+		return fmt.Sprintf("fanout  %-9s %5.1fs  %s publishes  %s deliveries  %s deliveries/s", state, el.Seconds(), FormatInt(int64(published.Load())), FormatInt(d), fmtRate(r.per(d, el)))
 	})
 	var (
 		t0, t1     time.Time
@@ -413,12 +413,12 @@ func runFanout(ctx context.Context, bf *benchFlags, fc fanoutConfig, opts option
 	res.cpuSplit = splitCPU(cpu0, cpu1, res.Deliveries, t)
 	rep := &report{title: fmt.Sprintf("hearth bench fanout: %d sessions in one channel, %s, %s, %d-byte messages, window %d, %s measured after %s warmup; server: %s",
 		n, bf.transport, bf.codec, fc.payload, fc.window, wall.Round(time.Millisecond), fc.warmup, t.desc)}
-	rep.add("publishes", "%s", fmtInt(res.Publishes))
+	rep.add("publishes", "%s", FormatInt(res.Publishes))
 	rep.add("publish rate", "%s publishes/s", fmtRate(res.PublishesPerSec))
-	rep.add("deliveries", "%s", fmtInt(res.Deliveries))
+	rep.add("deliveries", "%s", FormatInt(res.Deliveries))
 	rep.add("delivery rate", "%s deliveries/s", fmtRate(res.DeliveriesPerSec))
 	rep.latencyRows("delivery latency", res.Latency)
-	rep.add("latency sampled on", "%d sessions, %s deliveries", probes, fmtInt(res.Latency.Count))
+	rep.add("latency sampled on", "%d sessions, %s deliveries", probes, FormatInt(res.Latency.Count))
 	rep.errorRows(res.Errors)
 	if lost > 0 {
 		rep.add("connections lost", "%d", lost)

@@ -129,9 +129,9 @@ func runIdle(ctx context.Context, bf *benchFlags, ic idleConfig, opts options) (
 	lastRSS.Store(before.RSS)
 	prog := startProgress(opts.Stderr, func(el time.Duration) string {
 		if !settling.Load() {
-			return fmt.Sprintf("idle  connecting %s/%s sessions to %s  %.1fs", fmtInt(dialed.Load()), fmtInt(int64(ic.sessions)), t.dialDesc(), el.Seconds())
+			return fmt.Sprintf("idle  connecting %s/%s sessions to %s  %.1fs", FormatInt(dialed.Load()), FormatInt(int64(ic.sessions)), t.dialDesc(), el.Seconds())
 		}
-		return fmt.Sprintf("idle  %s sessions open, settling  %.1fs  server RSS %s", fmtInt(dialed.Load()), el.Seconds(), fmtBytes(lastRSS.Load()))
+		return fmt.Sprintf("idle  %s sessions open, settling  %.1fs  server RSS %s", FormatInt(dialed.Load()), el.Seconds(), fmtBytes(lastRSS.Load()))
 	})
 	settle := func() error {
 		settling.Store(true)
@@ -229,7 +229,7 @@ func runIdle(ctx context.Context, bf *benchFlags, ic idleConfig, opts options) (
 	kb := func(b float64) string { return fmt.Sprintf("%.2f KB", b/1000) }
 	rep := &report{title: fmt.Sprintf("hearth bench idle: %d idle sessions, %s, %s, memory read %s after connecting each half; server: %s",
 		n, bf.transport, bf.codec, ic.settle, t.desc)}
-	rep.add("sessions", "%s (connected in %.1fs, in two halves)", fmtInt(int64(n)), connect.Seconds())
+	rep.add("sessions", "%s (connected in %.1fs, in two halves)", FormatInt(int64(n)), connect.Seconds())
 	withGC := func(asIs, gc string) string {
 		if gcd {
 			return asIs + "   after GC " + gc
@@ -258,7 +258,7 @@ func runIdle(ctx context.Context, bf *benchFlags, ic idleConfig, opts options) (
 		rep.add("connections lost", "%d", lost)
 		rep.note("a session ended while idle: %v", lostErr)
 	}
-	rep.note("per session: (after − before) / sessions; marginal: growth from %s to %s sessions, per session. RSS is the server process's; the kernel's socket buffers are not in it", fmtInt(int64(first)), fmtInt(int64(n)))
+	rep.note("per session: (after − before) / sessions; marginal: growth from %s to %s sessions, per session. RSS is the server process's; the kernel's socket buffers are not in it", FormatInt(int64(first)), FormatInt(int64(n)))
 	serverNotes(rep, t)
 	return res, rep, nil
 }

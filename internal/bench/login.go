@@ -232,7 +232,7 @@ func runLogin(ctx context.Context, bf *benchFlags, lc loginConfig, opts options)
 
 	var dialed atomic.Int64
 	dialing := startProgress(opts.Stderr, func(el time.Duration) string {
-		return fmt.Sprintf("login  connecting %s/%s clients to %s  %.1fs", fmtInt(dialed.Load()), fmtInt(int64(lc.clients)), t.dialDesc(), el.Seconds())
+		return fmt.Sprintf("login  connecting %s/%s clients to %s  %.1fs", FormatInt(dialed.Load()), FormatInt(int64(lc.clients)), t.dialDesc(), el.Seconds())
 	})
 	loginers := make([]*loginer, lc.clients)
 	clients, err := dialAll(ctx, lc.clients, t.clientURLs(), sameOptions(bf.clientOptions()), t.external, &dialed, func(i int, c *client.Client) error {
@@ -306,7 +306,7 @@ func registerAll(ctx context.Context, loginers []*loginer, opts options) (time.D
 	t0 := time.Now()
 	var done atomic.Int64
 	p := startProgress(opts.Stderr, func(el time.Duration) string {
-		return fmt.Sprintf("login  registering %s/%s accounts (argon2id, outside the measured time)  %.1fs", fmtInt(done.Load()), fmtInt(int64(len(loginers))), el.Seconds())
+		return fmt.Sprintf("login  registering %s/%s accounts (argon2id, outside the measured time)  %.1fs", FormatInt(done.Load()), FormatInt(int64(len(loginers))), el.Seconds())
 	})
 	defer p.Stop()
 	var (
@@ -414,7 +414,7 @@ func runLoginThroughput(ctx context.Context, bf *benchFlags, lc loginConfig, t *
 		case phaseDone:
 			state = "done"
 		}
-		return fmt.Sprintf("login  %-9s %5.1fs  %s %s  %s logins/s", state, el.Seconds(), fmtInt(n), what, fmtRate(r.per(n, el)))
+		return fmt.Sprintf("login  %-9s %5.1fs  %s %s  %s logins/s", state, el.Seconds(), FormatInt(n), what, fmtRate(r.per(n, el)))
 	})
 	alive := func() bool {
 		for _, l := range loginers {
@@ -483,9 +483,9 @@ func runLoginThroughput(ctx context.Context, bf *benchFlags, lc loginConfig, t *
 	rep := &report{title: fmt.Sprintf("hearth bench login: %d clients, %s (%s), %s, %s, %s, %s measured after %s warmup; server: %s",
 		lc.clients, what, route, bf.transport, bf.codec, queueDesc(lc.loginRate, t), wall.Round(time.Millisecond), lc.warmup, t.desc)}
 	if res.Registered > 0 {
-		rep.add("accounts registered", "%s in %.1fs (before measuring)", fmtInt(int64(res.Registered)), res.RegisterS)
+		rep.add("accounts registered", "%s in %.1fs (before measuring)", FormatInt(int64(res.Registered)), res.RegisterS)
 	}
-	rep.add("logins", "%s", fmtInt(res.Logins))
+	rep.add("logins", "%s", FormatInt(res.Logins))
 	rep.add("throughput", "%s logins/s", fmtRate(res.LoginsPerSec))
 	rep.latencyRows("latency", res.Latency)
 	rep.errorRows(res.Errors)
@@ -564,7 +564,7 @@ func runLoginQueue(ctx context.Context, bf *benchFlags, lc loginConfig, t *targe
 	n := len(loginers)
 	prog := startProgress(opts.Stderr, func(el time.Duration) string {
 		q, a := counts()
-		return fmt.Sprintf("login  queue  %5.1fs  %s/%s logged in  %s queued, %s of them admitted", el.Seconds(), fmtInt(done.Load()), fmtInt(int64(n)), fmtInt(int64(q)), fmtInt(int64(a)))
+		return fmt.Sprintf("login  queue  %5.1fs  %s/%s logged in  %s queued, %s of them admitted", el.Seconds(), FormatInt(done.Load()), FormatInt(int64(n)), FormatInt(int64(q)), FormatInt(int64(a)))
 	})
 	cpu0 := t.snap(ctx)
 	t0 := time.Now()
@@ -675,22 +675,22 @@ func runLoginQueue(ctx context.Context, bf *benchFlags, lc loginConfig, t *targe
 	rep := &report{title: fmt.Sprintf("hearth bench login: %d clients logging in at once, %s, %s, %s, %s; server: %s",
 		n, what, bf.transport, bf.codec, queueDesc(lc.loginRate, t), t.desc)}
 	if res.Registered > 0 {
-		rep.add("accounts registered", "%s in %.1fs (before the run)", fmtInt(int64(res.Registered)), res.RegisterS)
+		rep.add("accounts registered", "%s in %.1fs (before the run)", FormatInt(int64(res.Registered)), res.RegisterS)
 	}
-	rep.add("clients", "%s", fmtInt(int64(n)))
-	rep.add("logged in", "%s", fmtInt(int64(q.LoggedIn)))
-	rep.add("admitted at once", "%s (no queueing: the burst)", fmtInt(int64(q.AdmittedAtOnce)))
-	rep.add("queued", "%s (answered 204)", fmtInt(int64(q.Queued)))
+	rep.add("clients", "%s", FormatInt(int64(n)))
+	rep.add("logged in", "%s", FormatInt(int64(q.LoggedIn)))
+	rep.add("admitted at once", "%s (no queueing: the burst)", FormatInt(int64(q.AdmittedAtOnce)))
+	rep.add("queued", "%s (answered 204)", FormatInt(int64(q.Queued)))
 	rep.add("admission rate", "%.1f logins/s (auth.admitted pushes, first to last)", q.AdmittedPerSec)
 	rep.add("all logged in after", "%.2f s", q.AllLoggedInS)
 	rep.latencyRows("time to log in", q.TimeToLogin)
-	rep.add("wait estimates", "%s (first auth.queued wait_ms against the time from it to auth.admitted)", fmtInt(int64(q.Estimates)))
+	rep.add("wait estimates", "%s (first auth.queued wait_ms against the time from it to auth.admitted)", FormatInt(int64(q.Estimates)))
 	if q.Estimates > 0 {
 		rep.add("estimate error p50", "%.1f%%  (%s)", q.EstimateErrP50, fmtMS(q.EstimateErr.P50))
 		rep.add("estimate error p90", "%.1f%%  (%s)", q.EstimateErrP90, fmtMS(q.EstimateErr.P90))
 		rep.add("estimate error max", "%.1f%%  (%s)", q.EstimateErrMax, fmtMS(q.EstimateErr.Max))
 		rep.add("estimate bias", "%+.1f%% (mean of (estimate − actual) ÷ actual)", q.EstimateBias)
-		rep.add("estimates within 25%", "%s of %s", fmtInt(int64(q.EstimatesWithin)), fmtInt(int64(q.Estimates)))
+		rep.add("estimates within 25%", "%s of %s", FormatInt(int64(q.EstimatesWithin)), FormatInt(int64(q.Estimates)))
 	}
 	rep.add("queued without position", "%d (204 but no auth.queued before auth.admitted)", q.NoQueuedPush)
 	rep.add("position not lower", "%d (auth.queued pushes whose position did not go down)", q.PositionNotLower)

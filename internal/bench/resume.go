@@ -285,7 +285,7 @@ func runResume(ctx context.Context, bf *benchFlags, rc resumeConfig, opts option
 	}
 	var dialed atomic.Int64
 	dialing := startProgress(opts.Stderr, func(el time.Duration) string {
-		return fmt.Sprintf("resume  connecting %s/%s sessions to gate B %s (sys.push, bench.join)  %.1fs", fmtInt(dialed.Load()), fmtInt(int64(n)), gateB.url, el.Seconds())
+		return fmt.Sprintf("resume  connecting %s/%s sessions to gate B %s (sys.push, bench.join)  %.1fs", FormatInt(dialed.Load()), FormatInt(int64(n)), gateB.url, el.Seconds())
 	})
 	sessions, err := dialAll(ctx, n, []string{gateB.url}, optsFor, false, &dialed, func(i int, c *client.Client) error {
 		if i < streams {
@@ -395,7 +395,7 @@ func runResume(ctx context.Context, bf *benchFlags, rc resumeConfig, opts option
 		if e := gateExit.Load(); e > 0 {
 			b = fmt.Sprintf("exited at %.2fs", time.Duration(e).Seconds())
 		}
-		return fmt.Sprintf("resume  %s gate B  %5.1fs  disconnected %s  resumed %s  lost %s  gate B %s", verb, el.Seconds(), fmtInt(int64(d)), fmtInt(int64(r)), fmtInt(int64(l)), b)
+		return fmt.Sprintf("resume  %s gate B  %5.1fs  disconnected %s  resumed %s  lost %s  gate B %s", verb, el.Seconds(), FormatInt(int64(d)), FormatInt(int64(r)), FormatInt(int64(l)), b)
 	})
 	a0, _ := procCPU(gateA.pid)
 	b0, _ := procCPU(gateB.pid)
@@ -535,16 +535,16 @@ func runResume(ctx context.Context, bf *benchFlags, rc resumeConfig, opts option
 	}
 	rep := &report{title: fmt.Sprintf("hearth bench resume: %d sessions on gate B of 2, %s, %s; gate B %s; server: %s",
 		n, bf.transport, bf.codec, what, t.desc)}
-	rep.add("sessions", "%s", fmtInt(int64(n)))
-	rep.add("sys.push streams", "%s sessions, a sys.tick every %s (the server runs at most 1,000 per node)", fmtInt(int64(res.PushStreams)), rc.pushEvery)
+	rep.add("sessions", "%s", FormatInt(int64(n)))
+	rep.add("sys.push streams", "%s sessions, a sys.tick every %s (the server runs at most 1,000 per node)", FormatInt(int64(res.PushStreams)), rc.pushEvery)
 	if rc.publishEvery > 0 {
-		rep.add("channel", "%s sessions in \"bench\", a publish every %s from gate A (%s published)", fmtInt(int64(n)), rc.publishEvery, fmtInt(res.PublishedRounds))
+		rep.add("channel", "%s sessions in \"bench\", a publish every %s from gate A (%s published)", FormatInt(int64(n)), rc.publishEvery, FormatInt(res.PublishedRounds))
 	}
-	rep.add("disconnected", "%s", fmtInt(int64(res.Disconnected)))
-	rep.add("resumed", "%s", fmtInt(int64(res.Resumed)))
-	rep.add("lost", "%s", fmtInt(int64(res.Lost)))
+	rep.add("disconnected", "%s", FormatInt(int64(res.Disconnected)))
+	rep.add("resumed", "%s", FormatInt(int64(res.Resumed)))
+	rep.add("lost", "%s", FormatInt(int64(res.Lost)))
 	if res.Pending > 0 {
-		rep.add("neither", "%s (still reconnecting after --timeout %s)", fmtInt(int64(res.Pending)), rc.timeout)
+		rep.add("neither", "%s (still reconnecting after --timeout %s)", FormatInt(int64(res.Pending)), rc.timeout)
 	}
 	keys := make([]string, 0, len(res.LostBy))
 	for k := range res.LostBy {
@@ -552,7 +552,7 @@ func runResume(ctx context.Context, bf *benchFlags, rc resumeConfig, opts option
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		rep.add("lost "+k, "%s", fmtInt(res.LostBy[k]))
+		rep.add("lost "+k, "%s", FormatInt(res.LostBy[k]))
 	}
 	rep.latencyRows("time to disconnected", res.TimeToDisc)
 	if rc.kill {
@@ -573,11 +573,11 @@ func runResume(ctx context.Context, bf *benchFlags, rc resumeConfig, opts option
 	} else {
 		rep.add("gate B exited after", "- (still running at the end)")
 	}
-	rep.add("pushes received", "%s", fmtInt(res.Pushes))
-	rep.add("missed pushes", "%s (gaps in push_seq)", fmtInt(res.MissedPushes))
-	rep.add("duplicate pushes", "%s", fmtInt(res.DupPushes))
-	rep.add("sys.tick missing", "%s (ticks never received, though a later one was)", fmtInt(res.TicksMissing))
-	rep.add("sys.tick out of order", "%s", fmtInt(res.TicksLate))
+	rep.add("pushes received", "%s", FormatInt(res.Pushes))
+	rep.add("missed pushes", "%s (gaps in push_seq)", FormatInt(res.MissedPushes))
+	rep.add("duplicate pushes", "%s", FormatInt(res.DupPushes))
+	rep.add("sys.tick missing", "%s (ticks never received, though a later one was)", FormatInt(res.TicksMissing))
+	rep.add("sys.tick out of order", "%s", FormatInt(res.TicksLate))
 	missing := ""
 	if len(res.MissingByRound) > 0 {
 		rounds := make([]uint64, 0, len(res.MissingByRound))
@@ -591,10 +591,10 @@ func runResume(ctx context.Context, bf *benchFlags, rc resumeConfig, opts option
 		}
 		missing = "; " + strings.Join(parts, ", ")
 	}
-	rep.add("bench.msg missing", "%s (channel messages never received, though a later one was%s)", fmtInt(res.RoundsMissing), missing)
-	rep.add("bench.msg out of order", "%s", fmtInt(res.RoundsLate))
+	rep.add("bench.msg missing", "%s (channel messages never received, though a later one was%s)", FormatInt(res.RoundsMissing), missing)
+	rep.add("bench.msg out of order", "%s", FormatInt(res.RoundsLate))
 	if !rc.kill {
-		rep.add("silent after resume", "%s (resumed sessions with no push in the %s after)", fmtInt(int64(res.SilentAfter)), rc.settle)
+		rep.add("silent after resume", "%s (resumed sessions with no push in the %s after)", FormatInt(int64(res.SilentAfter)), rc.settle)
 	}
 	rep.errorRows(res.Errors)
 	if cpuRow != "" {
@@ -626,5 +626,5 @@ func plural(n int64, what string) string {
 	if n == 1 {
 		return "1 " + what
 	}
-	return fmtInt(n) + " " + what + "s"
+	return FormatInt(n) + " " + what + "s"
 }

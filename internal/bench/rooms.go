@@ -76,10 +76,10 @@ func benchRooms(ctx context.Context, args []string, opts options) int {
 		return benchError(opts, "rooms", err)
 	}
 	r := &report{title: fmt.Sprintf("hearth bench rooms: %d rooms on one node, a %s timer each", rc.rooms, rc.timer)}
-	r.add("rooms opened", "%s in %.2fs: %s rooms/s", fmtInt(int64(res.Rooms)), res.CreateSeconds, fmtRate(res.RoomsPerSec))
-	r.add("timer events", "%s in %.1fs: %s/s", fmtInt(res.TimerEvents), res.TimerSeconds, fmtRate(res.EventsPerSec))
+	r.add("rooms opened", "%s in %.2fs: %s rooms/s", FormatInt(int64(res.Rooms)), res.CreateSeconds, fmtRate(res.RoomsPerSec))
+	r.add("timer events", "%s in %.1fs: %s/s", FormatInt(res.TimerEvents), res.TimerSeconds, fmtRate(res.EventsPerSec))
 	r.latencyRows("timer lateness ", res.Lateness)
-	r.add("match.join", "%s by %d clients in %.1fs: %s joins/s", fmtInt(res.Joins), res.JoinClients, rc.joinFor.Seconds(), fmtRate(res.JoinsPerSec))
+	r.add("match.join", "%s by %d clients in %.1fs: %s joins/s", FormatInt(res.Joins), res.JoinClients, rc.joinFor.Seconds(), fmtRate(res.JoinsPerSec))
 	r.latencyRows("match.join ", res.JoinLatency)
 	r.errorRows(res.JoinErrors)
 	r.note("one process: embedded NATS, the room node, the match service and the clients share the machine's cores")

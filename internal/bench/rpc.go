@@ -130,7 +130,7 @@ func runRPC(ctx context.Context, bf *benchFlags, rc rpcConfig, opts options) (*R
 
 	var dialed atomic.Int64
 	dialing := startProgress(opts.Stderr, func(el time.Duration) string {
-		return fmt.Sprintf("rpc  connecting %s/%s clients to %s  %.1fs", fmtInt(dialed.Load()), fmtInt(int64(rc.clients)), t.dialDesc(), el.Seconds())
+		return fmt.Sprintf("rpc  connecting %s/%s clients to %s  %.1fs", FormatInt(dialed.Load()), FormatInt(int64(rc.clients)), t.dialDesc(), el.Seconds())
 	})
 	clients, err := dialAll(ctx, rc.clients, t.clientURLs(), sameOptions(bf.clientOptions()), t.external, &dialed, nil)
 	dialing.Stop()
@@ -221,7 +221,7 @@ func runRPC(ctx context.Context, bf *benchFlags, rc rpcConfig, opts options) (*R
 		case phaseDone:
 			state = "done"
 		}
-		s := fmt.Sprintf("rpc  %-9s %5.1fs  %s requests  %s req/s", state, el.Seconds(), fmtInt(n), fmtRate(r.per(n, el)))
+		s := fmt.Sprintf("rpc  %-9s %5.1fs  %s requests  %s req/s", state, el.Seconds(), FormatInt(n), fmtRate(r.per(n, el)))
 		if l := lostClients(); l > 0 {
 			s += fmt.Sprintf("  %d connections lost", l)
 		}
@@ -291,7 +291,7 @@ func runRPC(ctx context.Context, bf *benchFlags, rc rpcConfig, opts options) (*R
 
 	rep := &report{title: fmt.Sprintf("hearth bench rpc: %d clients, pipeline %d, %s, %s, %d-byte sys.ping, %s measured after %s warmup; server: %s",
 		rc.clients, rc.pipeline, bf.transport, bf.codec, len(payload), wall.Round(time.Millisecond), rc.warmup, t.desc)}
-	rep.add("requests", "%s", fmtInt(res.Requests))
+	rep.add("requests", "%s", FormatInt(res.Requests))
 	rep.add("throughput", "%s req/s", fmtRate(res.ReqPerSec))
 	rep.latencyRows("latency", res.Latency)
 	rep.errorRows(res.Errors)

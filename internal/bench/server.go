@@ -347,7 +347,7 @@ func (t *target) stats(ctx context.Context) serverStats {
 	s := serverStats{HeapInuse: -1, StackInuse: -1, Goroutines: -1}
 	var m map[string]float64
 	if t.adminURL != "" && (t.pid != 0 || t.external) {
-		m, _ = scrapeMetrics(ctx, t.adminURL)
+		m, _ = ScrapeMetrics(ctx, t.adminURL)
 	}
 	if v, ok := m["go_memstats_heap_inuse_bytes"]; ok {
 		s.HeapInuse = int64(v)
@@ -379,11 +379,11 @@ func (t *target) stats(ctx context.Context) serverStats {
 	return s
 }
 
-// scrapeMetrics reads the unlabelled samples of a Prometheus text /metrics.
-func scrapeMetrics(ctx context.Context, adminURL string) (map[string]float64, error) {
+// ScrapeMetrics reads the unlabelled samples of a Prometheus text /metrics.
+func ScrapeMetrics(ctx context.Context, adminURL string) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(adminURL, "/")+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}

@@ -331,7 +331,7 @@ func (r *report) errorRows(errs map[string]int64) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		r.add("errors "+k, "%s", fmtInt(errs[k]))
+		r.add("errors "+k, "%s", FormatInt(errs[k]))
 	}
 }
 
@@ -348,8 +348,8 @@ func fmtMS(ms float64) string {
 	return fmt.Sprintf("%.0f ms", ms)
 }
 
-// fmtInt formats n with thousands separators.
-func fmtInt(n int64) string {
+// FormatInt formats n with thousands separators.
+func FormatInt(n int64) string {
 	s := strconv.FormatInt(n, 10)
 	neg := strings.HasPrefix(s, "-")
 	if neg {
@@ -368,7 +368,7 @@ func fmtInt(n int64) string {
 	return b.String()
 }
 
-func fmtRate(v float64) string { return fmtInt(int64(math.Round(v))) }
+func fmtRate(v float64) string { return FormatInt(int64(math.Round(v))) }
 
 func fmtBytes(n int64) string {
 	switch {

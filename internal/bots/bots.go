@@ -43,6 +43,7 @@ import (
 
 	"github.com/hearth-server/hearth/cli"
 	"github.com/hearth-server/hearth/client"
+	"github.com/hearth-server/hearth/internal/bench"
 	"github.com/hearth-server/hearth/internal/testcluster"
 )
 
@@ -449,7 +450,7 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		rps := float64(sum.Rounds-lastRounds) / now.Sub(lastT).Seconds()
 		lastRounds, lastT = sum.Rounds, now
 		pr.line(fmt.Sprintf("bots  seated %s/%s  rounds/s %.1f  action p99 %s  late>50ms %d  errors %d  %s  %.0fs",
-			fmtInt(sum.Seated), fmtInt(int64(cf.players)), rps, fmtMS(window.P99), sum.Late, sum.errorCount(), state, now.Sub(t0).Seconds()))
+			bench.FormatInt(sum.Seated), bench.FormatInt(int64(cf.players)), rps, fmtMS(window.P99), sum.Late, sum.errorCount(), state, now.Sub(t0).Seconds()))
 	}
 	pr.end()
 	if failure != nil && !errors.Is(failure, context.Canceled) {
@@ -749,32 +750,32 @@ func emit(w io.Writer, cf *config, r *Result) {
 	row("bot processes", "%d", r.Procs)
 	row("ramp", "%s/s, every bot started after %.1fs", fmtRate(r.Ramp), r.RampS)
 	row("measured", "%.1fs after the ramp (figures below are for this window unless marked whole run)", r.DurationS)
-	row("players", "%s", fmtInt(int64(r.Players)))
-	row("seated", "%s at the end (%s tables), %s ever", fmtInt(r.Seated), fmtFloat(r.Tables), fmtInt(r.EverSeated))
-	row("rounds completed", "%s (%s in the window)", fmtInt(r.Rounds), fmtInt(r.RoundsWin))
+	row("players", "%s", bench.FormatInt(int64(r.Players)))
+	row("seated", "%s at the end (%s tables), %s ever", bench.FormatInt(r.Seated), fmtFloat(r.Tables), bench.FormatInt(r.EverSeated))
+	row("rounds completed", "%s (%s in the window)", bench.FormatInt(r.Rounds), bench.FormatInt(r.RoundsWin))
 	row("rounds/s", "%s", fmtFloat(r.RoundsPerS))
 	if r.Unsettled > 0 {
-		row("rounds not settled", "%s (the table said so at their end: no balance changed)", fmtInt(r.Unsettled))
+		row("rounds not settled", "%s (the table said so at their end: no balance changed)", bench.FormatInt(r.Unsettled))
 	}
-	row("actions", "%s (%s refused as too late: the phase had ended)", fmtInt(r.Actions), fmtInt(r.LateMoves))
+	row("actions", "%s (%s refused as too late: the phase had ended)", bench.FormatInt(r.Actions), bench.FormatInt(r.LateMoves))
 	lat := func(l Latency) string {
 		return fmt.Sprintf("p50 %s  p90 %s  p99 %s  max %s", fmtMS(l.P50), fmtMS(l.P90), fmtMS(l.P99), fmtMS(l.Max))
 	}
 	row("action latency", "%s", lat(r.Action))
 	row("  whole run", "%s", lat(r.AllAction))
-	row("countdowns observed", "%s (phase changes after their deadline, as each client saw them)", fmtInt(r.Countdowns))
+	row("countdowns observed", "%s (phase changes after their deadline, as each client saw them)", bench.FormatInt(r.Countdowns))
 	row("countdown lateness", "%s", lat(r.Lateness))
-	row("countdowns late >50ms", "%s", fmtInt(r.Late))
-	row("  whole run", "%s late >50ms of %s; %s", fmtInt(r.AllLate), fmtInt(r.AllCountdowns), lat(r.AllLateness))
+	row("countdowns late >50ms", "%s", bench.FormatInt(r.Late))
+	row("  whole run", "%s late >50ms of %s; %s", bench.FormatInt(r.AllLate), bench.FormatInt(r.AllCountdowns), lat(r.AllLateness))
 	if len(r.Errors) == 0 {
 		row("errors", "0")
 	}
 	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
-		row("errors "+k, "%s", fmtInt(r.Errors[k]))
+		row("errors "+k, "%s", bench.FormatInt(r.Errors[k]))
 	}
-	row("balances checked", "%s, %s mismatched", fmtInt(r.Checked), fmtInt(r.Mismatched))
+	row("balances checked", "%s, %s mismatched", bench.FormatInt(r.Checked), bench.FormatInt(r.Mismatched))
 	if r.Failed > 0 || r.Broke > 0 || r.Undrained > 0 {
-		row("bots failed", "%s (broke %s, still in a round at the end %s)", fmtInt(r.Failed), fmtInt(r.Broke), fmtInt(r.Undrained))
+		row("bots failed", "%s (broke %s, still in a round at the end %s)", bench.FormatInt(r.Failed), bench.FormatInt(r.Broke), bench.FormatInt(r.Undrained))
 	}
 	if r.ServerCPU != nil {
 		row("server CPU", "%.2f cores", *r.ServerCPU)
@@ -854,25 +855,7 @@ func fmtMS(ms float64) string {
 
 func fmtFloat(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
-// fmtInt formats n with thousands separators.
-func fmtInt(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
-func fmtRate(v float64) string { return fmtInt(int64(v + 0.5)) }
+func fmtRate(v float64) string { return bench.FormatInt(int64(v + 0.5)) }
 
 func fmtBytes(n int64) string {
 	switch {

@@ -1,12 +1,10 @@
 package bots
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hearth-server/hearth/cli"
+	"github.com/hearth-server/hearth/internal/bench"
 	"github.com/hearth-server/hearth/internal/testcluster"
 )
 
@@ -152,7 +151,7 @@ func (s *server) usage(ctx context.Context) usage {
 			u.ok = false
 			continue
 		}
-		m, err := scrapeMetrics(ctx, a)
+		m, err := bench.ScrapeMetrics(ctx, a)
 		cpu, ok1 := m["process_cpu_seconds_total"]
 		rss, ok2 := m["process_resident_memory_bytes"]
 		if err != nil || !ok1 || !ok2 {
@@ -163,41 +162,6 @@ func (s *server) usage(ctx context.Context) usage {
 		u.rss += int64(rss)
 	}
 	return u
-}
-
-// scrapeMetrics reads the unlabelled samples of a Prometheus text /metrics.
-func scrapeMetrics(ctx context.Context, adminURL string) (map[string]float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(adminURL, "/")+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s/metrics: %s", adminURL, resp.Status)
-	}
-	m := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		name, val, ok := strings.Cut(line, " ")
-		if !ok || strings.ContainsRune(name, '{') {
-			continue
-		}
-		if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
-			m[name] = f
-		}
-	}
-	return m, sc.Err()
 }
 
 // profileFile is the CPU profile file of a node: name as given, or in a
