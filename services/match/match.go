@@ -111,17 +111,17 @@ type service struct {
 }
 
 // openings are the rooms being created for one room type and params. A
-// join that finds no free seat waits for them while they will have a seat
-// for it; past that it opens another, so arrivals faster than one room at
-// a time can be opened still find seats.
+// join that finds no free seat waits for one that will have a seat for it;
+// when none will, it opens another, so arrivals faster than one room at a
+// time can be opened still find seats.
 type openings struct {
-	active  []*opening
-	waiting int // joins waiting for one of active
+	active []*opening
 }
 
 // opening is a room being created by one placement.
 type opening struct {
-	done chan struct{} // closed when the creation ended, either way
+	done    chan struct{} // closed when the creation ended, either way
+	waiters int           // joins waiting for this room's seats
 }
 
 type recentRoom struct {
@@ -165,6 +165,15 @@ func New(cfg Config) *hearth.Service {
 
 func seatResp(s hearth.RoomSeat) *matchpb.Seat {
 	return &matchpb.Seat{RoomId: s.Room.ID, RoomType: s.Room.Type, Seat: uint32(s.Seat), Seats: uint32(s.Room.Seats), Players: uint32(s.Room.Players)}
+}
+
+// codeOf is err's application code, 0 if it has none.
+func codeOf(err error) hearth.Code {
+	var he *hearth.Error
+	if errors.As(err, &he) {
+		return he.Code
+	}
+	return 0
 }
 
 // retryable reports whether a failed placement should try the next
@@ -220,7 +229,15 @@ func (m *service) join(ctx context.Context, s *hearth.Session, req *matchpb.Join
 				m.mu.Unlock()
 				return seatResp(seat), nil
 			}
-			m.forgetLocked(room.ID)
+			if codeOf(err) == hearth.CodeRoomFull {
+				// Full, whatever a lagging registry says: the other joins
+				// must not try it either.
+				full := room
+				full.Players = full.Seats
+				m.rememberLocked(full)
+			} else {
+				m.forgetLocked(room.ID)
+			}
 			m.mu.Unlock()
 			if !retryable(err) {
 				return nil, err
@@ -236,21 +253,17 @@ func (m *service) join(ctx context.Context, s *hearth.Session, req *matchpb.Join
 			ops = &openings{}
 			m.opening[key] = ops
 		}
-		if len(ops.active) > 0 && ops.waiting < len(ops.active)*(m.seatsLocked(req.RoomType)-1) {
-			op := ops.active[0]
-			ops.waiting++
+		free := m.seatsLocked(req.RoomType) - 1 // a new room's seats beside its opener's
+		if i := slices.IndexFunc(ops.active, func(o *opening) bool { return o.waiters < free }); i >= 0 {
+			op := ops.active[i]
+			op.waiters++
 			m.mu.Unlock()
 			select {
 			case <-op.done:
+				continue
 			case <-ctx.Done():
+				return nil, ctx.Err()
 			}
-			m.mu.Lock()
-			ops.waiting--
-			m.mu.Unlock()
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			continue
 		}
 		op := &opening{done: make(chan struct{})}
 		ops.active = append(ops.active, op)
@@ -258,7 +271,7 @@ func (m *service) join(ctx context.Context, s *hearth.Session, req *matchpb.Join
 		seat, err := m.open(ctx, s, req.RoomType, false, req.Params, nodes)
 		m.mu.Lock()
 		ops.active = slices.DeleteFunc(ops.active, func(o *opening) bool { return o == op })
-		if len(ops.active) == 0 && ops.waiting == 0 {
+		if len(ops.active) == 0 {
 			delete(m.opening, key)
 		}
 		close(op.done)
