@@ -2,10 +2,11 @@ package hearth
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -290,7 +291,7 @@ func HandleRoomJSON[Req, Resp any](rt *RoomType, method string, fn func(r *Room,
 			if err != nil {
 				return nil, err
 			}
-			return json.Marshal(resp)
+			return marshalJSON(resp)
 		})
 	})
 }
@@ -586,8 +587,49 @@ func (r *Room) Push(s *Seat, method string, msg any) error {
 	return r.host.node.bus.Push(s.gate, []string{s.session}, route, b, nil)
 }
 
+// PushEach sends every seated player its own message on "<type>.<method>":
+// msg(s) for seat s, encoded as Push encodes it. It is one bus message per
+// gate, where a Push per seat is one per player: the way to push private
+// views (each player's own cards) on every change.
+func (r *Room) PushEach(method string, msg func(s *Seat) any) error {
+	route := r.typ.name + "." + method
+	if !wire.ValidRoute(route) {
+		return errBadRoute(route)
+	}
+	type batch struct {
+		gate     string
+		sessions []string
+		payloads [][]byte
+	}
+	var batches []batch // a room's seats are on a few gates: a slice, not a map
+	var errs []error
+	for _, s := range r.seats {
+		if s.State == SeatEmpty {
+			continue
+		}
+		b, err := encode(s.codec, msg(s))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("seat %d: %w", s.Index, err))
+			continue
+		}
+		i := slices.IndexFunc(batches, func(b batch) bool { return b.gate == s.gate })
+		if i < 0 {
+			i = len(batches)
+			batches = append(batches, batch{gate: s.gate})
+		}
+		batches[i].sessions = append(batches[i].sessions, s.session)
+		batches[i].payloads = append(batches[i].payloads, b)
+	}
+	for _, b := range batches {
+		if err := r.host.node.bus.PushEach(b.gate, b.sessions, route, b.payloads); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Broadcast sends msg on "<type>.<method>" to every player in the room:
-// one bus message per gate. Private data goes through Push instead.
+// one bus message per gate. Private data goes through Push or PushEach.
 func (r *Room) Broadcast(method string, msg any) error {
 	return r.broadcast(r.typ.name+"."+method, msg)
 }

@@ -2,7 +2,6 @@ package hearth
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"sort"
@@ -151,7 +150,7 @@ func HandleJSON[Req, Resp any](svc *Service, method string, fn func(ctx context.
 		if err != nil {
 			return nil, err
 		}
-		return json.Marshal(resp)
+		return marshalJSON(resp)
 	}})
 }
 

@@ -660,16 +660,11 @@ func (t *table) setPhase(r *hearth.Room, phase string, d time.Duration) {
 	t.pushAll(r)
 }
 
-// pushAll pushes each player its own view: a broadcast would show
-// everyone's cards.
+// pushAll pushes each player its own view (a broadcast would show
+// everyone's cards): one bus message per gate.
 func (t *table) pushAll(r *hearth.Room) {
-	for _, s := range r.Seats() {
-		if s.State == hearth.SeatEmpty {
-			continue
-		}
-		if err := r.Push(s, "state", t.view(r, s.Index)); err != nil {
-			r.Logger().Warn("niuniu push failed", "user", s.User, "err", err)
-		}
+	if err := r.PushEach("state", func(s *hearth.Seat) any { return t.view(r, s.Index) }); err != nil {
+		r.Logger().Warn("niuniu push failed", "err", err)
 	}
 }
 
@@ -677,6 +672,7 @@ func (t *table) view(r *hearth.Room, viewer int) View {
 	v := View{
 		Phase: t.phase, Round: t.round, Base: t.cfg.Base, You: viewer,
 		Banker: t.banker, BankerGrab: t.bgrab, Error: t.errText,
+		Seats: make([]SeatView, 0, len(r.Seats())),
 	}
 	if t.clock != nil {
 		v.DeadlineMS = t.clock.Deadline().UnixMilli()

@@ -40,6 +40,11 @@ const (
 	// every channel message the old gate will forward has been sent.
 	TypeHandoverReady
 	TypeHandoverDone
+	// TypePushEach carries one push per session of one gate, each with its
+	// own payload in that session's codec (a card table's private views):
+	// Payload holds the payloads, parallel to Sessions, as written by
+	// AppendPayloads. One bus message instead of one per session.
+	TypePushEach
 	typeEnd
 )
 
@@ -253,6 +258,32 @@ func (d *decoder) string() string {
 		return ""
 	}
 	return string(d.bytes(n))
+}
+
+// AppendPayloads appends payloads, each prefixed by its length as a
+// uvarint: the Payload of a TypePushEach envelope.
+func AppendPayloads(dst []byte, payloads [][]byte) []byte {
+	for _, p := range payloads {
+		dst = appendString(dst, p)
+	}
+	return dst
+}
+
+// SplitPayloads parses what AppendPayloads wrote, expecting n payloads that
+// alias b; anything else in b is an error.
+func SplitPayloads(b []byte, n int) ([][]byte, error) {
+	if n < 0 || n > len(b) { // every payload takes at least its length byte
+		return nil, errEnvelope
+	}
+	d := decoder{b: b}
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = d.bytes(d.uvarint())
+	}
+	if d.err || len(d.b) > 0 {
+		return nil, errEnvelope
+	}
+	return out, nil
 }
 
 // Binding returns the node a session's envelope binds service to, if any.

@@ -18,7 +18,54 @@ func sampleEnvelopes() []*Envelope {
 		{Type: TypeKick, Session: "s", Status: 104, Reason: "logged in elsewhere"},
 		{Type: TypeBind, Session: "s", Route: "room", Node: "node-3"},
 		{Type: TypeEvent, Status: uint16(EventClosed), Gate: "g", Session: "s", Deadline: -5},
+		{Type: TypePushEach, Sessions: []string{"a", "b"}, Route: "cards.state", Origin: "n1/x", Counts: []uint64{7, 1},
+			Payload: AppendPayloads(nil, [][]byte{[]byte(`{"you":0}`), {0x08, 0x01}})},
 	}
+}
+
+func TestPayloadsRoundTrip(t *testing.T) {
+	for _, ps := range [][][]byte{nil, {{}}, {[]byte("a"), {}, bytes.Repeat([]byte{7}, 300)}} {
+		b := AppendPayloads([]byte("x"), ps)
+		got, err := SplitPayloads(b[1:], len(ps))
+		require.NoError(t, err)
+		require.Len(t, got, len(ps))
+		for i := range ps {
+			require.Equal(t, string(ps[i]), string(got[i]))
+		}
+	}
+	two := AppendPayloads(nil, [][]byte{[]byte("ab"), []byte("c")})
+	for name, c := range map[string]struct {
+		b []byte
+		n int
+	}{
+		"fewer than said": {two, 3},
+		"more than said":  {two, 1},
+		"truncated":       {two[:len(two)-1], 2},
+		"length overrun":  {[]byte{0x05, 'a'}, 1},
+		"negative count":  {two, -1},
+		"count > bytes":   {[]byte{0}, 2},
+	} {
+		_, err := SplitPayloads(c.b, c.n)
+		require.ErrorIs(t, err, errEnvelope, name)
+	}
+}
+
+func FuzzSplitPayloads(f *testing.F) {
+	f.Add(AppendPayloads(nil, [][]byte{[]byte("ab"), []byte("c")}), 2)
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}, 1)
+	f.Fuzz(func(t *testing.T, b []byte, n int) {
+		ps, err := SplitPayloads(b, n)
+		if err != nil {
+			return
+		}
+		// What splits, joined again, splits to the same payloads.
+		again, err := SplitPayloads(AppendPayloads(nil, ps), n)
+		require.NoError(t, err)
+		require.Equal(t, len(ps), len(again))
+		for i := range ps {
+			require.Equal(t, ps[i], again[i])
+		}
+	})
 }
 
 func TestEnvelopeRoundTrip(t *testing.T) {

@@ -302,7 +302,7 @@ func (g *Gate) onGateMsg(m *nats.Msg) {
 			g.chans.endHolding(s)
 		}
 		return
-	case cluster.TypePush:
+	case cluster.TypePush, cluster.TypePushEach:
 		g.onPush(&e)
 		return
 	}
@@ -351,36 +351,55 @@ func (g *Gate) onPush(e *cluster.Envelope) {
 	if len(ids) == 0 {
 		ids = []string{e.Session}
 	}
+	var each [][]byte // TypePushEach: ids[i]'s own payload
+	if e.Type == cluster.TypePushEach {
+		var err error
+		if each, err = cluster.SplitPayloads(e.Payload, len(e.Sessions)); err != nil {
+			g.log.Error("bad push-each envelope", "route", e.Route, "sessions", len(e.Sessions), "err", err)
+			return
+		}
+	}
 	counted := len(e.Counts) == len(ids) && e.Origin != ""
 	src := fromService
 	if e.MsgID != "" {
 		src = fromStub // a channel message that a session's old gate forwarded
 	}
 	var moved map[string]*cluster.Envelope // new gate → what to forward there
+	var movedEach map[string][][]byte      // its payloads, for TypePushEach
 	for i, id := range ids {
 		p := pushEntry{Route: e.Route, ID: e.MsgID}
 		if counted {
 			p.Origin, p.Count = e.Origin, e.Counts[i]
 		}
 		if s := g.sessMap.get(id); s != nil {
-			p.Payload = s.payloadFor(e)
+			if each != nil {
+				p.Payload = each[i]
+			} else {
+				p.Payload = s.payloadFor(e)
+			}
 			s.pushFrame(p, src, false)
 		} else if mv, ok := g.moves.get(id); ok && mv.gate != "" && mv.gate != g.cfg.ID {
 			if moved == nil {
-				moved = map[string]*cluster.Envelope{}
+				moved, movedEach = map[string]*cluster.Envelope{}, map[string][][]byte{}
 			}
 			f := moved[mv.gate]
 			if f == nil {
-				f = &cluster.Envelope{Type: cluster.TypePush, Route: e.Route, Payload: e.Payload, JSON: e.JSON, MsgID: e.MsgID, Origin: e.Origin}
+				f = &cluster.Envelope{Type: e.Type, Route: e.Route, Payload: e.Payload, JSON: e.JSON, MsgID: e.MsgID, Origin: e.Origin}
 				moved[mv.gate] = f
 			}
 			f.Sessions = append(f.Sessions, id)
 			if counted {
 				f.Counts = append(f.Counts, p.Count)
 			}
+			if each != nil {
+				movedEach[mv.gate] = append(movedEach[mv.gate], each[i])
+			}
 		}
 	}
 	for to, f := range moved {
+		if each != nil {
+			f.Payload = cluster.AppendPayloads(nil, movedEach[to])
+		}
 		if err := g.bus.ForwardPush(to, f); err != nil {
 			g.log.Warn("push not forwarded", "to", to, "err", err)
 		}

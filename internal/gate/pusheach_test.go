@@ -1,0 +1,54 @@
+package gate_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/hearthtest"
+	"github.com/hearth-server/hearth/internal/cluster"
+	"github.com/hearth-server/hearth/wire"
+)
+
+// A push-each message gives each of its sessions its own payload, follows
+// a session that moved to another gate, and one that is malformed is
+// dropped without touching the sessions it names.
+func TestPushEach(t *testing.T) {
+	t.Parallel()
+	c := startResumeCluster(t, hearth.Limits{})
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	bus, err := cluster.Connect(ctx, cluster.Config{URL: c.a.NATSURL(), Name: "pusheach-test"})
+	require.NoError(t, err)
+	t.Cleanup(bus.Close)
+
+	x, y := dialRaw(t, c.a, "tcp"), dialRaw(t, c.a, "ws")
+	ax, ay := x.handshake(wire.CodecJSON), y.handshake(wire.CodecProtobuf)
+	// z moves from gate-a to gate-b: gate-a forwards what still reaches it.
+	z := dialRaw(t, c.a, "tcp")
+	az := z.handshake(wire.CodecJSON)
+	require.NoError(t, z.conn.Close())
+	hearthtest.Eventually(t, waitLong, func() bool { return detached(t, c.a) >= 1 }, "z never detached")
+	z = dialRaw(t, c.b, "tcp")
+	require.True(t, ackOf(t, z.resumeHandshake(wire.CodecJSON, az.Resume, 0)).Resumed)
+
+	// Malformed: the payloads do not split into one per session.
+	bad := (&cluster.Envelope{Type: cluster.TypePushEach, Sessions: []string{ax.Session, ay.Session}, Route: "t.each",
+		Payload: cluster.AppendPayloads(nil, [][]byte{[]byte(`"only one"`)})}).Append(nil)
+	require.NoError(t, bus.Conn().Publish("hearth.gate.gate-a.c", bad))
+
+	sessions := []string{ax.Session, ay.Session, az.Session}
+	payloads := [][]byte{[]byte(`{"to":"x"}`), {0x08, 0x02}, []byte(`{"to":"z"}`)}
+	require.NoError(t, bus.PushEach("gate-a", sessions, "t.each", payloads))
+
+	for i, rc := range []*rawClient{x, y, z} {
+		f := rc.next()
+		require.Equal(t, wire.KindPush, f.Kind, "session %d", i)
+		require.Equal(t, "t.each", string(f.Route))
+		require.Equal(t, uint64(1), f.PushSeq, "session %d: the malformed message delivered nothing", i)
+		require.Equal(t, string(payloads[i]), string(f.Payload), "session %d got another's payload", i)
+		rc.ping(1)
+	}
+}
