@@ -8,6 +8,7 @@ import (
 	"io"
 	"reflect"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -70,12 +71,39 @@ func encode(c cluster.Codec, msg any) ([]byte, error) {
 	return marshalJSON(msg)
 }
 
+// appendEncode is encode appending to dst.
+func appendEncode(dst []byte, c cluster.Codec, msg any) ([]byte, error) {
+	switch m := msg.(type) {
+	case proto.Message:
+		if c == cluster.CodecJSON {
+			return jsonMarshal.MarshalAppend(dst, m)
+		}
+		return proto.MarshalOptions{}.MarshalAppend(dst, m)
+	case JSONAppender:
+		return m.AppendJSON(dst), nil
+	}
+	b, err := json.Marshal(msg)
+	return append(dst, b...), err
+}
+
+// scratch holds encoding buffers, so that an AppendJSON does not grow its
+// result from nothing each time.
+var scratch = sync.Pool{New: func() any { return new([]byte) }}
+
 // marshalJSON encodes a plain value: by its AppendJSON when it has one.
 func marshalJSON(v any) ([]byte, error) {
-	if a, ok := v.(JSONAppender); ok {
-		return a.AppendJSON(nil), nil
+	a, ok := v.(JSONAppender)
+	if !ok {
+		return json.Marshal(v)
 	}
-	return json.Marshal(v)
+	bp := scratch.Get().(*[]byte)
+	b := a.AppendJSON((*bp)[:0])
+	out := bytes.Clone(b)
+	if cap(b) <= 64<<10 {
+		*bp = b
+		scratch.Put(bp)
+	}
+	return out, nil
 }
 
 // encodeBoth encodes msg for sessions of either codec. A plain value has one

@@ -424,6 +424,7 @@ type Room struct {
 	closed   bool
 	draining bool
 	lastTick time.Time
+	scratch  []byte // PushEach's encoding buffer, reused
 }
 
 // ID is the room's cluster-wide id.
@@ -599,7 +600,7 @@ func (r *Room) PushEach(method string, msg func(s *Seat) any) error {
 	type batch struct {
 		gate     string
 		sessions []string
-		payloads [][]byte
+		payloads []byte // cluster.AppendPayloads form
 	}
 	var batches []batch // a room's seats are on a few gates: a slice, not a map
 	var errs []error
@@ -607,18 +608,22 @@ func (r *Room) PushEach(method string, msg func(s *Seat) any) error {
 		if s.State == SeatEmpty {
 			continue
 		}
-		b, err := encode(s.codec, msg(s))
+		b, err := appendEncode(r.scratch[:0], s.codec, msg(s))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("seat %d: %w", s.Index, err))
 			continue
 		}
+		r.scratch = b
 		i := slices.IndexFunc(batches, func(b batch) bool { return b.gate == s.gate })
 		if i < 0 {
 			i = len(batches)
-			batches = append(batches, batch{gate: s.gate})
+			batches = append(batches, batch{gate: s.gate, payloads: make([]byte, 0, len(r.seats)*(len(b)+2))})
 		}
 		batches[i].sessions = append(batches[i].sessions, s.session)
-		batches[i].payloads = append(batches[i].payloads, b)
+		batches[i].payloads = cluster.AppendPayload(batches[i].payloads, b)
+	}
+	if cap(r.scratch) > 64<<10 {
+		r.scratch = nil // one huge message does not pin its buffer
 	}
 	for _, b := range batches {
 		if err := r.host.node.bus.PushEach(b.gate, b.sessions, route, b.payloads); err != nil {

@@ -289,14 +289,14 @@ func (b *Bus) Push(gate string, sessions []string, route string, payload, json [
 	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePush, Sessions: sessions, Route: route, Payload: payload, JSON: json, Origin: b.origin, Counts: b.nextCounts(sessions)})
 }
 
-// PushEach sends one push per session of one gate, payloads[i] to
-// sessions[i], in one bus message (TypePushEach); ordered per session as
-// Push is.
-func (b *Bus) PushEach(gate string, sessions []string, route string, payloads [][]byte) error {
-	if len(payloads) != len(sessions) {
-		return fmt.Errorf("cluster: push each: %d payloads for %d sessions", len(payloads), len(sessions))
+// PushEach sends one push per session of one gate in one bus message
+// (TypePushEach): payloads holds one payload per session, in the order of
+// sessions, as AppendPayloads writes them. Ordered per session as Push is.
+func (b *Bus) PushEach(gate string, sessions []string, route string, payloads []byte) error {
+	if _, err := SplitPayloads(payloads, len(sessions)); err != nil {
+		return fmt.Errorf("cluster: push each: payloads do not match %d sessions: %w", len(sessions), err)
 	}
-	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePushEach, Sessions: sessions, Route: route, Payload: AppendPayloads(nil, payloads), Origin: b.origin, Counts: b.nextCounts(sessions)})
+	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePushEach, Sessions: sessions, Route: route, Payload: payloads, Origin: b.origin, Counts: b.nextCounts(sessions)})
 }
 
 // PushID is Push of a channel message that has the id id (Envelope.MsgID

@@ -269,6 +269,9 @@ func AppendPayloads(dst []byte, payloads [][]byte) []byte {
 	return dst
 }
 
+// AppendPayload appends one payload as AppendPayloads does.
+func AppendPayload(dst, payload []byte) []byte { return appendString(dst, payload) }
+
 // SplitPayloads parses what AppendPayloads wrote, expecting n payloads that
 // alias b; anything else in b is an error.
 func SplitPayloads(b []byte, n int) ([][]byte, error) {

@@ -41,7 +41,8 @@ func TestPushEach(t *testing.T) {
 
 	sessions := []string{ax.Session, ay.Session, az.Session}
 	payloads := [][]byte{[]byte(`{"to":"x"}`), {0x08, 0x02}, []byte(`{"to":"z"}`)}
-	require.NoError(t, bus.PushEach("gate-a", sessions, "t.each", payloads))
+	require.NoError(t, bus.PushEach("gate-a", sessions, "t.each", cluster.AppendPayloads(nil, payloads)))
+	require.Error(t, bus.PushEach("gate-a", sessions, "t.each", cluster.AppendPayloads(nil, payloads[:2])), "two payloads for three sessions")
 
 	for i, rc := range []*rawClient{x, y, z} {
 		f := rc.next()
