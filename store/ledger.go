@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -78,7 +77,7 @@ func (s *Store) ApplyLedgerBatch(ctx context.Context, entries []LedgerEntry) (ba
 	slices.SortStableFunc(order, func(i, j int) int { return cmp.Compare(accounts[i], accounts[j]) })
 
 	balances = make([]int64, len(entries))
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *txn) error {
 		// A retry is the usual repeat: answer it without writing.
 		if done, err := appliedBefore(ctx, tx, entries, accounts, balances); err != nil || done {
 			return cmp.Or(err, errAlreadyDone)
@@ -115,38 +114,40 @@ func (s *Store) ApplyLedgerBatch(ctx context.Context, entries []LedgerEntry) (ba
 				return fmt.Errorf("store: ledger: %w", err)
 			}
 		}
-		// Entries are written while their rows are locked, so an account's
-		// entries are numbered in the order they changed its balance.
-		for n, i := range order {
+		// Entries are written while their rows are locked, in account
+		// order, so an account's entries are numbered in the order they
+		// changed its balance. One statement for all of them: a key taken
+		// leaves its row out and the others in.
+		args := make([]any, 0, 6*len(order))
+		for _, i := range order {
 			e := entries[i]
-			res, err := tx.ExecContext(ctx, `
-				INSERT INTO ledger (account_id, delta, reason, idem_key, balance_after, created_at)
-				VALUES ($1, $2, $3, $4, $5, $6)
-				ON CONFLICT (idem_key) DO NOTHING`,
-				accounts[i], e.Delta, e.Reason, e.Key, balances[i], now)
-			if err != nil {
-				return fmt.Errorf("store: ledger: %w", err)
-			}
-			rows, err := res.RowsAffected()
-			if err != nil {
-				return fmt.Errorf("store: ledger: %w", err)
-			}
-			if rows == 1 {
-				continue
-			}
-			// The key was taken since the check above: by the same batch,
-			// committed by a concurrent call while this one waited for a
-			// row (its answer is returned), or by a different change (an
-			// error). Either way the updates above are rolled back.
-			if n > 0 {
-				return fmt.Errorf("store: ledger key %q: %w", e.Key, ErrKeyConflict)
-			}
-			if done, err := appliedBefore(ctx, tx, entries, accounts, balances); err != nil || done {
-				return cmp.Or(err, errAlreadyDone)
-			}
-			return fmt.Errorf("store: ledger key %q: %w", e.Key, ErrKeyConflict)
+			args = append(args, accounts[i], e.Delta, e.Reason, e.Key, balances[i], now)
 		}
-		return nil
+		res, err := tx.ExecContext(ctx, insertLedger(len(order)), args...)
+		if err != nil {
+			return fmt.Errorf("store: ledger: %w", err)
+		}
+		rows, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("store: ledger: %w", err)
+		}
+		switch {
+		case rows == int64(len(order)):
+			return nil
+		case rows > 0:
+			// Some keys were free and some taken: not a repeat of this
+			// batch, whose keys would all be taken. (appliedBefore would
+			// see this transaction's own rows among the others'.)
+			return fmt.Errorf("store: a ledger batch of which some keys were taken: %w", ErrKeyConflict)
+		}
+		// Every key was taken since the check above: by the same batch,
+		// committed by a concurrent call while this one waited for a row
+		// (its answer is returned), or by different changes (an error).
+		// Either way the updates above are rolled back.
+		if done, err := appliedBefore(ctx, tx, entries, accounts, balances); err != nil || done {
+			return cmp.Or(err, errAlreadyDone)
+		}
+		return fmt.Errorf("store: ledger keys taken: %w", ErrKeyConflict)
 	})
 	switch {
 	case errors.Is(err, errAlreadyDone):
@@ -157,22 +158,41 @@ func (s *Store) ApplyLedgerBatch(ctx context.Context, entries []LedgerEntry) (ba
 	return balances, true, nil
 }
 
+// insertLedger is the statement that writes n ledger entries, each from
+// six arguments: account, delta, reason, key, balance after, time. An entry
+// whose key was used before is left out.
+var insertLedger = listed(func(n int) string {
+	var q strings.Builder
+	q.WriteString(`INSERT INTO ledger (account_id, delta, reason, idem_key, balance_after, created_at) VALUES `)
+	for i := range n {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(" + placeholders(6*i+1, 6) + ")")
+	}
+	q.WriteString(` ON CONFLICT (idem_key) DO NOTHING`)
+	return q.String()
+})
+
+// ledgerByKeys is the statement that reads the entries of n keys.
+var ledgerByKeys = listed(func(n int) string {
+	return `SELECT idem_key, account_id, delta, balance_after FROM ledger
+		WHERE idem_key IN (` + placeholders(1, n) + `)`
+})
+
 // appliedBefore reports whether a batch was applied before, filling
 // balances with what that application returned. A batch of which only some
 // keys exist, or whose keys were used for other changes, is ErrKeyConflict.
-func appliedBefore(ctx context.Context, tx *sql.Tx, entries []LedgerEntry, accounts, balances []int64) (bool, error) {
+func appliedBefore(ctx context.Context, tx *txn, entries []LedgerEntry, accounts, balances []int64) (bool, error) {
 	// One statement, so one snapshot: on PostgreSQL a batch committing
 	// between two lookups would otherwise look half applied.
-	marks := make([]string, len(entries))
 	args := make([]any, len(entries))
 	at := make(map[string]int, len(entries))
 	for i, e := range entries {
-		marks[i] = "$" + strconv.Itoa(i+1)
 		args[i] = e.Key
 		at[e.Key] = i
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT idem_key, account_id, delta, balance_after FROM ledger
-		WHERE idem_key IN (`+strings.Join(marks, ", ")+`)`, args...)
+	rows, err := tx.QueryContext(ctx, ledgerByKeys(len(entries)), args...)
 	if err != nil {
 		return false, fmt.Errorf("store: ledger: %w", err)
 	}

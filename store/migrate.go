@@ -43,7 +43,7 @@ func (s *Store) migrate(ctx context.Context, log *slog.Logger) error {
 		// Nodes starting together must not migrate at the same time.
 		opts = append(opts, goose.WithSessionLocker(pgMigrationLock{}))
 	}
-	p, err := goose.NewProvider(goose.Dialect(s.dialect), s.w, dialectFS{sub, dialectWords[s.dialect]}, opts...)
+	p, err := goose.NewProvider(goose.Dialect(s.dialect), s.w.DB, dialectFS{sub, dialectWords[s.dialect]}, opts...)
 	if err != nil {
 		return fmt.Errorf("store: migrations: %w", err)
 	}

@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -51,29 +49,17 @@ func (s *Store) Profile(ctx context.Context, accountID string) (Profile, error) 
 // table starting a round reads its players' at once). An account without
 // a profile is missing from the map.
 func (s *Store) Balances(ctx context.Context, accountIDs []string) (map[string]int64, error) {
-	if len(accountIDs) == 0 {
-		return map[string]int64{}, nil
-	}
-	var q strings.Builder
-	q.WriteString(`SELECT account_id, balance FROM profiles WHERE account_id IN (`)
 	args := make([]any, 0, len(accountIDs))
 	for _, a := range accountIDs {
-		id, ok := parseID(a)
-		if !ok {
-			continue
+		if id, ok := parseID(a); ok {
+			args = append(args, id)
 		}
-		if len(args) > 0 {
-			q.WriteString(", ")
-		}
-		args = append(args, id)
-		q.WriteString("$" + strconv.Itoa(len(args)))
 	}
 	out := make(map[string]int64, len(args))
 	if len(args) == 0 {
 		return out, nil
 	}
-	q.WriteString(")")
-	rows, err := s.r.QueryContext(ctx, q.String(), args...)
+	rows, err := s.r.QueryContext(ctx, balancesOf(len(args)), args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -90,6 +76,11 @@ func (s *Store) Balances(ctx context.Context, accountIDs []string) (map[string]i
 	}
 	return out, nil
 }
+
+// balancesOf is the statement that reads the balances of n accounts.
+var balancesOf = listed(func(n int) string {
+	return `SELECT account_id, balance FROM profiles WHERE account_id IN (` + placeholders(1, n) + `)`
+})
 
 // EnsureProfile returns an account's profile, creating it with
 // defaultNickname, no avatar and a zero balance if it has none (at first

@@ -71,9 +71,9 @@ const DefaultSQLiteFile = "hearth.db"
 
 // Store is the durable data of one node. It is safe for concurrent use.
 type Store struct {
-	w       *sql.DB // writes and transactions; on SQLite one connection
-	r       *sql.DB // reads; the same pool as w on PostgreSQL
-	dialect string  // "sqlite3" or "postgres", goose's names
+	w       *pool  // writes and transactions; on SQLite one connection
+	r       *pool  // reads; the same pool as w on PostgreSQL
+	dialect string // "sqlite3" or "postgres", goose's names
 }
 
 // Option adjusts Open.
@@ -155,7 +155,8 @@ func openPostgres(ctx context.Context, dsn string, o options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: postgres: %w", err)
 	}
-	return &Store{w: db, r: db, dialect: "postgres"}, nil
+	p := newPool(db, false)
+	return &Store{w: p, r: p, dialect: "postgres"}, nil
 }
 
 func openSQLite(ctx context.Context, path string, o options) (*Store, error) {
@@ -204,7 +205,7 @@ func openSQLite(ctx context.Context, path string, o options) (*Store, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
-	return &Store{w: w, r: r, dialect: "sqlite3"}, nil
+	return &Store{w: newPool(w, true), r: newPool(r, true), dialect: "sqlite3"}, nil
 }
 
 // Close closes the connection pools.
@@ -222,12 +223,14 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // tx runs fn in a write transaction and commits if fn returns nil.
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+func (s *Store) tx(ctx context.Context, fn func(*txn) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	if err := fn(tx); err != nil {
+	t := &txn{Tx: tx, p: s.w}
+	defer t.prepareMissed(ctx)
+	if err := fn(t); err != nil {
 		tx.Rollback()
 		return err
 	}
