@@ -82,6 +82,7 @@ type config struct {
 	jsonOut    bool
 	insecure   bool
 	srvProfile string
+	cpuProfile string
 	seed       uint64
 	serverArgs []string // after "--": more serve flags for the own server
 }
@@ -100,6 +101,14 @@ func Main(ctx context.Context, args []string, opts cli.Options) int {
 	cf, code, ok := parseFlags(args, opts)
 	if !ok {
 		return code
+	}
+	if cf.cpuProfile != "" && cf.procs == 1 {
+		stop, err := startCPUProfile(cf.cpuProfile, "hearth bots", opts.Stderr)
+		if err != nil {
+			fmt.Fprintf(opts.Stderr, "hearth bots: %v\n", err)
+			return 1
+		}
+		defer stop()
 	}
 	res, err := run(ctx, cf, opts, []string{"bots"})
 	if res != nil {
@@ -139,6 +148,7 @@ func parseFlags(args []string, opts cli.Options) (*config, int, bool) {
 	fs.BoolVar(&cf.jsonOut, "json", false, "print the summary as JSON")
 	fs.BoolVar(&cf.insecure, "insecure", false, "with tls:// or wss://, do not verify the server's certificate")
 	fs.StringVar(&cf.srvProfile, "server-cpuprofile", "", "write the own server's CPU profile to this file (a cluster: FILE with each node's id before the extension)")
+	fs.StringVar(&cf.cpuProfile, "cpuprofile", "", "write the bots' CPU profile to this file (with --procs above 1: FILE with each bot process's number before the extension)")
 	fs.Uint64Var(&cf.seed, "seed", 0, "seed of the bots' choices and think times (0: random)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -366,7 +376,7 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		var s *source
 		if cf.procs == 1 {
 			s = startLocal(ctx, pc, func(sn Snapshot) { add(i, sn) })
-		} else if s, err = startWorker(ctx, pc, cf.insecure, self, func(sn Snapshot) { add(i, sn) }); err != nil {
+		} else if s, err = startWorker(ctx, pc, cf.insecure, workerProfile(cf.cpuProfile, i), self, func(sn Snapshot) { add(i, sn) }); err != nil {
 			for _, s := range sources {
 				s.stop()
 			}
@@ -629,10 +639,20 @@ func startLocal(ctx context.Context, rc runConfig, report func(Snapshot)) *sourc
 	return s
 }
 
+// workerProfile is the CPU profile file of bot process i (from 0): name
+// with the process's number, as the summary's notes count them, before the
+// extension; "" for none.
+func workerProfile(name string, i int) string {
+	if name == "" {
+		return ""
+	}
+	return fileFor(name, strconv.Itoa(i+1))
+}
+
 // startWorker runs the bots in a worker process, `hearth bots worker`,
 // which prints a Snapshot line a second on stdout and stops the bots when
-// its stdin says "stop" or closes.
-func startWorker(ctx context.Context, rc runConfig, insecure bool, self []string, report func(Snapshot)) (*source, error) {
+// its stdin says "stop" or closes. profile, if set, is its CPU profile file.
+func startWorker(ctx context.Context, rc runConfig, insecure bool, profile string, self []string, report func(Snapshot)) (*source, error) {
 	exe, err := executable()
 	if err != nil {
 		return nil, fmt.Errorf("cannot find this program to start the bot processes: %w", err)
@@ -641,7 +661,7 @@ func startWorker(ctx context.Context, rc runConfig, insecure bool, self []string
 		"--urls", strings.Join(rc.urls, ","), "--players", strconv.Itoa(rc.players), "--first", strconv.Itoa(rc.first),
 		"--run", rc.runID, "--room-type", rc.roomType, "--think", rc.thinkMin.String()+"-"+rc.thinkMax.String(),
 		"--ramp", strconv.FormatFloat(rc.ramp, 'f', -1, 64), "--drain", rc.drain.String(),
-		"--seed", strconv.FormatUint(rc.seed, 10), "--insecure="+strconv.FormatBool(insecure))
+		"--seed", strconv.FormatUint(rc.seed, 10), "--insecure="+strconv.FormatBool(insecure), "--cpuprofile", profile)
 	cmd := exec.Command(exe, args...)
 	logs := testcluster.NewLogTail(20)
 	cmd.Stderr = logs
@@ -694,6 +714,7 @@ func workerCmd(ctx context.Context, args []string, opts cli.Options) int {
 	var rc runConfig
 	var urls, think string
 	var insecure bool
+	var profile string
 	fs.StringVar(&urls, "urls", "", "gate URLs, comma-separated")
 	fs.IntVar(&rc.players, "players", 0, "bots")
 	fs.IntVar(&rc.first, "first", 0, "index of the first bot")
@@ -704,6 +725,7 @@ func workerCmd(ctx context.Context, args []string, opts cli.Options) int {
 	fs.DurationVar(&rc.drain, "drain", time.Minute, "drain time")
 	fs.Uint64Var(&rc.seed, "seed", 1, "seed")
 	fs.BoolVar(&insecure, "insecure", false, "skip TLS verification")
+	fs.StringVar(&profile, "cpuprofile", "", "CPU profile file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -717,6 +739,14 @@ func workerCmd(ctx context.Context, args []string, opts cli.Options) int {
 	rc.client = clientOptions(insecure, rc.urls)
 	if _, err := raiseFDLimit(); err != nil {
 		fmt.Fprintf(opts.Stderr, "hearth bots worker: %v\n", err)
+	}
+	if profile != "" {
+		stop, err := startCPUProfile(profile, "hearth bots worker", opts.Stderr)
+		if err != nil {
+			fmt.Fprintf(opts.Stderr, "hearth bots worker: %v\n", err)
+			return 1
+		}
+		defer stop()
 	}
 	enc := json.NewEncoder(opts.Stdout)
 	var encMu sync.Mutex // guards enc: the stats goroutine and the final write

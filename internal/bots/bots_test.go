@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -114,7 +115,8 @@ func TestBotsPlayRounds(t *testing.T) {
 }
 
 // The command starts its own server, splits the bots over worker
-// processes and adds their numbers up.
+// processes and adds their numbers up; each worker writes its own CPU
+// profile.
 func TestBotsWorkers(t *testing.T) {
 	old := executable
 	executable = func() (string, error) { return hearthBin, nil }
@@ -126,7 +128,8 @@ func TestBotsWorkers(t *testing.T) {
 	// bots' moves and the end pause, not the ready countdown. 4 s, not 1:
 	// under CI's other packages a table seated last may not finish its
 	// first round in a second.
-	code := Main(ctx, []string{"--players", "10", "--procs", "2", "--think", "0s-10ms", "--duration", "4s", "--ramp", "100", "--json"},
+	prof := filepath.Join(t.TempDir(), "bots.prof")
+	code := Main(ctx, []string{"--players", "10", "--procs", "2", "--think", "0s-10ms", "--duration", "4s", "--ramp", "100", "--json", "--cpuprofile", prof},
 		cli.Options{Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 0, code, "stderr:\n%s", stderr.String())
 	var res Result
@@ -140,6 +143,11 @@ func TestBotsWorkers(t *testing.T) {
 	require.NotNil(t, res.ServerCPU, "the server's CPU from its /metrics")
 	require.Positive(t, res.ServerRSS)
 	require.Contains(t, stderr.String(), "bots  seated", "a progress line")
+	for _, f := range []string{"bots.1.prof", "bots.2.prof"} {
+		fi, err := os.Stat(filepath.Join(filepath.Dir(prof), f))
+		require.NoError(t, err, "each bot process writes its CPU profile")
+		require.Positive(t, fi.Size(), f)
+	}
 }
 
 // Flag mistakes exit 2 and say what is wrong.

@@ -21,9 +21,9 @@ import (
 // and opening after a think time, and keeps its own ledger of the round
 // deltas it was shown, to check against the server's balance at the end.
 //
-// The client's push goroutine runs onView, onLeft and onClosed and owns
-// prevPhase, prevRound, prevDeadline and lastEnd; everything else shared
-// with the bot's goroutine is under mu.
+// The client's push goroutine runs onView and onRemoved and owns prev,
+// prevDeadline, removedSince and lastEnd; everything else shared with the bot's
+// goroutine is under mu.
 type nnBot struct {
 	c     *client.Client
 	user  string // the bot's user id, for messages
@@ -33,13 +33,13 @@ type nnBot struct {
 	rng   *rand.Rand // the bot goroutine's
 
 	// Push goroutine only.
-	prevPhase    string
-	prevRound    string
+	prev         *view // the view before, nil before the first
 	prevDeadline int64 // Unix ms, 0 none
+	removedSince bool  // a removal came after prev
 	lastEnd      string
 
 	mu      sync.Mutex    // guards the fields below
-	view    *niuniu.View  // the latest pushed
+	view    *view         // the latest pushed (views are not changed once parsed)
 	deltas  int64         // sum of this bot's deltas at every end it played
 	removed string        // "<type>.left" or "<type>.closed" reason, until handled
 	wake    chan struct{} // cap 1: a new view or removal
@@ -65,14 +65,17 @@ func (b *nnBot) signal() {
 // deadline the previous view announced was driven by the countdown (a
 // player's action ends a phase only before its deadline): its lateness is
 // the arrival time minus that deadline, as this client sees it.
+//
+// It wakes the bot only when the view may change what the bot does: most
+// views show another seat's move, which changes nothing for it.
 func (b *nnBot) onView(p client.Push) {
 	now := time.Now()
-	var v niuniu.View
-	if err := json.Unmarshal(p.Payload, &v); err != nil {
+	v, err := parseView(p.Payload, b.prev)
+	if err != nil {
 		b.st.fail("push bad view", err)
 		return
 	}
-	if (v.Phase != b.prevPhase || v.Round != b.prevRound) && b.prevDeadline > 0 {
+	if b.prev != nil && (v.Phase != b.prev.Phase || v.Round != b.prev.Round) && b.prevDeadline > 0 {
 		if late := now.Sub(time.UnixMilli(b.prevDeadline)); late >= 0 {
 			b.st.countdowns.Add(1)
 			b.st.lag.record(late)
@@ -81,33 +84,51 @@ func (b *nnBot) onView(p client.Push) {
 			}
 		}
 	}
-	b.prevPhase, b.prevRound, b.prevDeadline = v.Phase, v.Round, v.DeadlineMS
+	prev := b.prev
+	if b.removedSince {
+		prev = nil // a new table: wake the bot whatever the view
+	}
+	b.prev, b.prevDeadline, b.removedSince = v, v.DeadlineMS, false
 	if v.You < 0 || v.You >= len(v.Seats) {
 		b.st.fail("push bad view", fmt.Errorf("seat %d of %d", v.You, len(v.Seats)))
 		return
 	}
 	b.st.seats.Store(int64(len(v.Seats)))
-	me := v.Seats[v.You]
+	me := &v.Seats[v.You]
 	var delta int64
 	if v.Phase == niuniu.PhaseEnd && me.Playing && v.Round != b.lastEnd {
 		b.lastEnd = v.Round
 		delta = me.Delta
 		b.st.played.Add(1)
-		if lowestPlaying(&v) == v.You {
+		if lowestPlaying(v) == v.You {
 			b.st.rounds.Add(1)
-			if v.Error != "" {
+			if v.Unsettled {
 				b.st.unsettled.Add(1)
 			}
 		}
 	}
 	b.mu.Lock()
-	b.view = &v
+	b.view = v
 	b.deltas += delta
 	b.mu.Unlock()
-	b.signal()
+	if mayMatter(prev, v) {
+		b.signal()
+	}
 }
 
-func lowestPlaying(v *niuniu.View) int {
+// mayMatter reports whether view v may change what the bot's goroutine
+// does after view prev: its move (decide), whether it may leave
+// (leavable), or what tooLate waits for (another phase or round).
+func mayMatter(prev, v *view) bool {
+	if prev == nil || prev.Phase != v.Phase || prev.Round != v.Round {
+		return true
+	}
+	m1, ok1 := decide(prev, false)
+	m2, ok2 := decide(v, false)
+	return ok1 != ok2 || m1 != m2 || leavable(prev) != leavable(v)
+}
+
+func lowestPlaying(v *view) int {
 	for i, s := range v.Seats {
 		if s.Playing {
 			return i
@@ -121,6 +142,7 @@ func (b *nnBot) onRemoved(p client.Push, what string) {
 		Reason string `json:"reason"`
 	}
 	_ = json.Unmarshal(p.Payload, &ev)
+	b.removedSince = true
 	b.mu.Lock()
 	b.removed = what + " " + ev.Reason
 	b.view = nil
@@ -128,36 +150,38 @@ func (b *nnBot) onRemoved(p client.Push, what string) {
 	b.signal()
 }
 
-// move is a game action: route suffix and multiplier; key names it within
-// the round so that it is sent once.
+// move is a game action, named within its round so that it is sent once:
+// the route suffix; the multiplier of a grab or bet is the bot goroutine's
+// choice when it sends it.
 type move struct {
 	action string
-	mult   int
-	key    string
+	round  string
 }
 
-// decide is the bot's strategy: what to do in view v, if anything.
-func (b *nnBot) decide(v *niuniu.View, stopping bool) (move, bool) {
+// decide is the bot's strategy: what to do in view v, if anything. It is
+// a function of v alone (and stopping), so that onView can tell whether a
+// view changes it.
+func decide(v *view, stopping bool) (move, bool) {
 	if v == nil || v.You < 0 || v.You >= len(v.Seats) {
 		return move{}, false
 	}
-	me := v.Seats[v.You]
+	me := &v.Seats[v.You]
 	switch v.Phase {
 	case niuniu.PhaseReady:
 		if !me.Ready && !stopping {
-			return move{action: "ready", key: "ready/" + v.Round}, true
+			return move{action: "ready", round: v.Round}, true
 		}
 	case niuniu.PhaseGrab:
 		if me.Playing && me.Grab < 0 {
-			return move{action: "grab", mult: b.grabFor(me.Cards), key: v.Round + "/grab"}, true
+			return move{action: "grab", round: v.Round}, true
 		}
 	case niuniu.PhaseBet:
 		if me.Playing && v.You != v.Banker && me.Bet == 0 {
-			return move{action: "bet", mult: b.betFor(me.Cards), key: v.Round + "/bet"}, true
+			return move{action: "bet", round: v.Round}, true
 		}
 	case niuniu.PhaseOpen:
 		if me.Playing && !me.Opened {
-			return move{action: "open", key: v.Round + "/open"}, true
+			return move{action: "open", round: v.Round}, true
 		}
 	}
 	return move{}, false
@@ -208,6 +232,11 @@ func (b *nnBot) betFor(cards []niuniu.Card) int {
 	return min(5, max(1, 1+strength(cards)+b.rng.IntN(2)))
 }
 
+// multiplier is the request of a grab or a bet.
+type multiplier struct {
+	Multiplier int `json:"multiplier"`
+}
+
 // errStopped ends a bot that was told to stop before it sat down.
 var errStopped = errors.New("stopped")
 
@@ -227,7 +256,7 @@ func (b *nnBot) play(ctx context.Context, stopping, abandon <-chan struct{}) err
 			b.st.seated.Add(-1)
 		}
 	}()
-	done := ""
+	var done move
 	stop := stopping
 	isStopping := false
 loop:
@@ -286,8 +315,8 @@ loop:
 			seated = false
 			break loop
 		}
-		m, ok := b.decide(v, isStopping)
-		if !ok || m.key == done {
+		m, ok := decide(v, isStopping)
+		if !ok || m == done {
 			continue
 		}
 		if err := b.pause(ctx); err != nil {
@@ -296,14 +325,17 @@ loop:
 		b.mu.Lock()
 		v = b.view
 		b.mu.Unlock()
-		if m2, ok := b.decide(v, isStopping); !ok || m2.key != m.key {
+		if m2, ok := decide(v, isStopping); !ok || m2 != m {
 			b.signal() // the table moved on while the bot thought: look again
 			continue
 		}
-		done = m.key
+		done = m
 		var req any
-		if m.action == "grab" || m.action == "bet" {
-			req = map[string]int{"multiplier": m.mult}
+		switch me := &v.Seats[v.You]; m.action {
+		case "grab":
+			req = multiplier{b.grabFor(me.Cards())}
+		case "bet":
+			req = multiplier{b.betFor(me.Cards())}
 		}
 		t0 := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
@@ -338,11 +370,11 @@ loop:
 
 // leavable reports whether the bot, told to stop, can leave the table now:
 // it has no part in a round in progress (the room would refuse with 1006).
-func leavable(v *niuniu.View) bool {
+func leavable(v *view) bool {
 	if v == nil || v.You < 0 || v.You >= len(v.Seats) {
 		return true
 	}
-	me := v.Seats[v.You]
+	me := &v.Seats[v.You]
 	switch v.Phase {
 	case niuniu.PhaseReady, niuniu.PhaseEnd:
 		return true
@@ -411,13 +443,18 @@ func (b *nnBot) join(ctx context.Context, stop <-chan struct{}) error {
 			b.st.fail(errorKey("join", err), err)
 		}
 		if errors.As(err, &we) && we.Code == hearth.CodeInRoom {
-			var v niuniu.View
-			if err := b.do(ctx, b.rt+".snapshot", nil, "snapshot", &v); err != nil {
+			raw, err := b.do(ctx, b.rt+".snapshot", "snapshot")
+			if err != nil {
+				return err
+			}
+			v, err := parseView(raw, nil)
+			if err != nil {
+				b.st.fail("snapshot bad view", err)
 				return err
 			}
 			b.mu.Lock()
 			if b.view == nil {
-				b.view = &v
+				b.view = v
 			}
 			b.mu.Unlock()
 			b.signal()
@@ -473,15 +510,12 @@ func (b *nnBot) checkBalance(ctx context.Context, start int64) {
 	}
 }
 
-// do sends a JSON request; an error is counted under what.
-func (b *nnBot) do(ctx context.Context, route string, req any, what string, resp ...any) error {
+// do sends a request with an empty payload and returns the answer's; an
+// error is counted under what.
+func (b *nnBot) do(ctx context.Context, route, what string) ([]byte, error) {
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	var out any
-	if len(resp) > 0 {
-		out = resp[0]
-	}
-	err := b.c.RequestJSON(rctx, route, req, out)
+	out, err := b.c.RequestRaw(rctx, route, nil)
 	if err != nil {
 		if rctx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("%w: %s after %s", errTimeout, route, requestTimeout)
@@ -490,7 +524,7 @@ func (b *nnBot) do(ctx context.Context, route string, req any, what string, resp
 			b.st.fail(errorKey(what, err), err)
 		}
 	}
-	return err
+	return out, err
 }
 
 // tooLate reports whether err refuses a move made in view v because the
@@ -498,7 +532,7 @@ func (b *nnBot) do(ctx context.Context, route string, req any, what string, resp
 // within a second (the refusal may overtake the push of the change: they
 // travel apart). A refusal while the table still shows the phase is an
 // error.
-func (b *nnBot) tooLate(err error, v *niuniu.View) bool {
+func (b *nnBot) tooLate(err error, v *view) bool {
 	var we *wire.Error
 	if !errors.As(err, &we) || we.Code != wire.Code(niuniu.CodeWrongPhase) || v == nil {
 		return false

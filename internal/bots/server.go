@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -174,11 +175,35 @@ func profileFile(name string, serveArgs []string) string {
 			id, ok = serveArgs[i+1], true
 		}
 		if ok {
-			ext := filepath.Ext(name)
-			return strings.TrimSuffix(name, ext) + "." + id + ext
+			return fileFor(name, id)
 		}
 	}
 	return name
+}
+
+// fileFor is name with ".id" before its extension.
+func fileFor(name, id string) string {
+	ext := filepath.Ext(name)
+	return strings.TrimSuffix(name, ext) + "." + id + ext
+}
+
+// startCPUProfile profiles this process into the file name until the
+// returned stop is called; what names the command in messages.
+func startCPUProfile(name, what string, stderr io.Writer) (stop func(), err error) {
+	f, err := os.Create(name)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(stderr, "%s: --cpuprofile: %v\n", what, err)
+		}
+	}, nil
 }
 
 // serveCmd is `hearth bots server [--cpuprofile FILE] -- serve flags`:
@@ -195,21 +220,12 @@ func serveCmd(ctx context.Context, args []string, opts cli.Options) int {
 		return 2
 	}
 	if *profile != "" {
-		f, err := os.Create(profileFile(*profile, fs.Args()))
+		stop, err := startCPUProfile(profileFile(*profile, fs.Args()), "hearth bots server", opts.Stderr)
 		if err != nil {
-			fmt.Fprintf(opts.Stderr, "hearth bots server: --cpuprofile: %v\n", err)
+			fmt.Fprintf(opts.Stderr, "hearth bots server: %v\n", err)
 			return 1
 		}
-		defer func() {
-			if err := f.Close(); err != nil {
-				fmt.Fprintf(opts.Stderr, "hearth bots server: --cpuprofile: %v\n", err)
-			}
-		}()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(opts.Stderr, "hearth bots server: --cpuprofile: %v\n", err)
-			return 1
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	return cli.Main(ctx, append([]string{"serve"}, fs.Args()...), opts)
 }
