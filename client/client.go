@@ -11,8 +11,10 @@
 // "json". The Raw variants move payload bytes untouched.
 //
 // All methods are safe for concurrent use. Each client runs one reader
-// goroutine (which also reconnects), a push goroutine started by the first
-// push that has a handler (or the first event), and one heartbeat timer; no
+// goroutine (which also reconnects), a push goroutine while pushes that
+// have a handler (or events) wait or are being handled, which ends when
+// they are all handled so that an idle client holds no stack for it, and
+// one heartbeat timer; no
 // goroutine is started per request (a resume starts one to send the
 // unanswered requests again). Frames are
 // encoded outside any lock and written with one write call each, under a
@@ -37,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,7 +211,6 @@ type Client struct {
 	hmu      sync.Mutex                            // serialises OnPush
 	handlers atomic.Pointer[map[string]func(Push)] // copy on write
 	pushes   pushQueue
-	pushing  bool              // push goroutine started; reader goroutine only
 	intern   map[string]string // route names seen in pushes; reader goroutine only
 }
 
@@ -326,7 +328,6 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 		intern:     make(map[string]string),
 	}
 	c.pushes.limit = opts.PushQueue
-	c.pushes.cond.L = &c.pushes.mu
 	c.lastPush.Store(opts.LastPush)
 	hm := map[string]func(Push){}
 	if opts.OnPush != nil {
@@ -421,14 +422,39 @@ func (c *Client) handleAck(cn *conn, body []byte) error {
 	default:
 		return fmt.Errorf("hearth client: server answered HANDSHAKE with %v", f.Kind)
 	}
-	cn.idRoutes = make(map[uint16]string, len(cn.ack.Routes))
-	for r, id := range cn.ack.Routes {
-		cn.idRoutes[id] = r
-	}
+	d := sharedDict(cn.ack.Routes)
+	cn.ack.Routes, cn.idRoutes = d.routes, d.ids
 	if c.opts.UseRouteIDs {
-		cn.routeIDs = cn.ack.Routes
+		cn.routeIDs = d.routes
 	}
 	return nil
+}
+
+// routeDict is a handshake ack's route dictionary, both ways; it is not
+// changed once made. A server gives every session the same dictionary, so
+// the connections of a process share the last one seen instead of each
+// keeping its own (a few KiB a connection, which adds up in load tests).
+type routeDict struct {
+	routes map[string]uint16
+	ids    map[uint16]string
+}
+
+var lastDict atomic.Pointer[routeDict]
+
+// sharedDict returns the dictionary for routes: the last one seen if it is
+// the same.
+func sharedDict(routes map[string]uint16) *routeDict {
+	if d := lastDict.Load(); d != nil && len(routes) > 0 && maps.Equal(d.routes, routes) {
+		return d
+	}
+	d := &routeDict{routes: routes, ids: make(map[uint16]string, len(routes))}
+	for r, id := range routes {
+		d.ids[id] = r
+	}
+	if len(routes) > 0 {
+		lastDict.Store(d)
+	}
+	return d
 }
 
 // armHeartbeatLocked starts, restarts or stops the heartbeat timer for cn.
@@ -895,7 +921,6 @@ func (c *Client) OnPush(route string, fn func(Push)) {
 // that, until the client ends.
 func (c *Client) run(cn *conn) {
 	defer close(c.readerDone)
-	defer c.pushes.close()
 	defer c.resends.Wait()
 	for {
 		err, resumable := c.readLoop(cn)
@@ -1013,27 +1038,22 @@ func (c *Client) dispatchPush(cn *conn, f *wire.Frame) error {
 	if f.PushSeq > prev {
 		c.lastPush.Store(f.PushSeq)
 	}
-	if handled && !c.pushes.put(Push{Seq: f.PushSeq, Route: route, Payload: bytes.Clone(f.Payload)}) {
+	if !handled {
+		return nil
+	}
+	queued, start := c.pushes.put(Push{Seq: f.PushSeq, Route: route, Payload: bytes.Clone(f.Payload)})
+	if !queued {
 		c.lastPush.Store(prev)
 		return ErrPushQueueFull // not counted in LastPush: it will not be handled
 	}
-	if handled {
-		c.startPushLoop()
+	if start {
+		go c.pushLoop()
 	}
 	return nil
 }
 
-// startPushLoop starts the push goroutine if it is not running. Reader
-// goroutine only.
-func (c *Client) startPushLoop() {
-	if !c.pushing {
-		c.pushing = true
-		go c.pushLoop()
-	}
-}
-
-// pushLoop runs the push handlers until the reader has ended and every
-// queued push is handled.
+// pushLoop is the push goroutine: it runs the push handlers and events
+// until none is queued.
 func (c *Client) pushLoop() {
 	var batch []queued
 	for {
@@ -1091,14 +1111,17 @@ func (c *Client) heartbeat() {
 	t.Reset(max(time.Duration(next), time.Millisecond))
 }
 
-// pushQueue is the queue between the reader and the push goroutine.
+// pushQueue is the queue between the reader and the push goroutine. The
+// push goroutine runs only while there are items: whoever queues the first
+// item for a queue that has none running starts one (running says so),
+// and it ends once it finds the queue empty.
 type pushQueue struct {
-	mu     sync.Mutex
-	cond   sync.Cond
-	items  []queued
-	limit  int
-	closed bool
-	n      atomic.Int64 // pushes put and not yet handled
+	mu      sync.Mutex // guards items, spare and running
+	items   []queued
+	spare   []queued // the push goroutine's last batch, emptied, for reuse
+	running bool     // a push goroutine runs: it handles items before it ends
+	limit   int
+	n       atomic.Int64 // pushes put and not yet handled
 }
 
 // queued is a push, or an event for Options.OnEvent (ev set).
@@ -1107,48 +1130,46 @@ type queued struct {
 	ev *Event
 }
 
-// put queues p; false if limit pushes are already unhandled. Only the
+// put queues p and reports whether it did (not if limit pushes are already
+// unhandled) and whether the caller must start a push goroutine. Only the
 // reader puts, so the check cannot race with another put.
-func (q *pushQueue) put(p Push) bool {
+func (q *pushQueue) put(p Push) (ok, start bool) {
 	if q.n.Load() >= int64(q.limit) {
-		return false
+		return false, false
 	}
 	q.n.Add(1)
-	q.add(queued{p: p})
-	return true
+	return true, q.add(queued{p: p})
 }
 
-// putEvent queues an event; events do not count against the limit.
-func (q *pushQueue) putEvent(ev *Event) { q.add(queued{ev: ev}) }
+// putEvent queues an event (events do not count against the limit) and
+// reports whether the caller must start a push goroutine.
+func (q *pushQueue) putEvent(ev *Event) (start bool) { return q.add(queued{ev: ev}) }
 
-func (q *pushQueue) add(it queued) {
+func (q *pushQueue) add(it queued) (start bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.items = append(q.items, it)
-	if len(q.items) == 1 {
-		q.cond.Signal()
+	if q.running {
+		return false
 	}
+	q.running = true
+	return true
 }
 
-// take waits for queued items and returns them all, reusing spare as the
-// next queue; false once the queue is closed and empty.
-func (q *pushQueue) take(spare []queued) ([]queued, bool) {
+// take returns every queued item, keeping done (the previous batch, all
+// handled) for reuse; false when there are none, and then the push
+// goroutine, its caller, must end.
+func (q *pushQueue) take(done []queued) ([]queued, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(q.items) == 0 && !q.closed {
-		q.cond.Wait()
+	if done != nil {
+		q.spare = done[:0]
 	}
 	if len(q.items) == 0 {
+		q.running = false
 		return nil, false
 	}
 	out := q.items
-	q.items = spare[:0]
+	q.items, q.spare = q.spare, nil
 	return out, true
-}
-
-func (q *pushQueue) close() {
-	q.mu.Lock()
-	q.closed = true
-	q.cond.Signal()
-	q.mu.Unlock()
 }

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,6 +92,32 @@ func TestHandshake(t *testing.T) {
 			})
 		}
 	}
+}
+
+// Sessions with the same route dictionary share one copy of it; another
+// dictionary is the session's own, and route ids follow it.
+func TestRouteDictionaryShared(t *testing.T) {
+	other := testAck()
+	other.Routes = map[string]uint16{"sys.ping": 9, "sys.tick": 8}
+	dialAck := func(ack wire.HandshakeAck, seq uint64) (*Client, <-chan Push) {
+		addr := startPeer(t, "tcp", func(pc *pconn) {
+			pc.handshake(ack)
+			pc.send(wire.AppendPushID(nil, seq, 8, []byte("{}")))
+			pc.drain()
+		})
+		got := make(chan Push, 1)
+		return dial(t, addr, Options{UseRouteIDs: true, OnPush: func(p Push) { got <- p }}), got
+	}
+	ptr := func(c *Client) uintptr { return reflect.ValueOf(c.Ack().Routes).Pointer() }
+	a, _ := dialAck(testAck(), 1)
+	b, _ := dialAck(testAck(), 1)
+	require.Equal(t, testRoutes, b.Ack().Routes)
+	require.Equal(t, ptr(a), ptr(b), "one dictionary for both sessions")
+	c, pushes := dialAck(other, 1)
+	require.Equal(t, other.Routes, c.Ack().Routes)
+	require.NotEqual(t, ptr(a), ptr(c))
+	require.Equal(t, "sys.tick", recv(t, pushes).Route, "route id 8 in the session's own dictionary")
+	require.Equal(t, testRoutes, a.Ack().Routes, "the first sessions keep theirs")
 }
 
 func TestRequestCodecs(t *testing.T) {
@@ -370,6 +398,49 @@ func TestPushWithoutHandler(t *testing.T) {
 	c := dial(t, addr, Options{})
 	require.NoError(t, c.Request(ctxT(t), "sys.sync", nil, nil))
 	require.Equal(t, uint64(5), c.LastPush())
+}
+
+// The push goroutine ends once every push is handled, and the next push
+// starts another; handlers still run one at a time, in push order.
+func TestPushGoroutineEndsWhenIdle(t *testing.T) {
+	const bursts, per = 5, 20
+	addr := startPeer(t, "tcp", func(pc *pconn) {
+		pc.handshake(testAck())
+		for b := range bursts {
+			pc.expect(wire.KindNotify)
+			for i := range per {
+				pc.push(uint64(b*per + i + 1))
+			}
+		}
+		pc.drain()
+	})
+	var running atomic.Int32 // handlers running now
+	var seen []uint64        // push goroutine only, then read after handled says so
+	handled := make(chan struct{}, bursts)
+	c := dial(t, addr, Options{OnPush: func(p Push) {
+		if running.Add(1) != 1 {
+			t.Error("two handlers at once")
+		}
+		seen = append(seen, p.Seq)
+		if len(seen)%per == 0 {
+			handled <- struct{}{}
+		}
+		running.Add(-1)
+	}})
+	idle := func() bool {
+		c.pushes.mu.Lock()
+		defer c.pushes.mu.Unlock()
+		return !c.pushes.running
+	}
+	for range bursts {
+		require.NoError(t, c.Notify(ctxT(t), "test.next", nil))
+		recv(t, handled)
+		require.Eventually(t, idle, hang, time.Millisecond, "the push goroutine ends when the queue is empty")
+	}
+	for i, seq := range seen {
+		require.Equal(t, uint64(i+1), seq)
+	}
+	require.Len(t, seen, bursts*per)
 }
 
 func TestServerPing(t *testing.T) {

@@ -100,8 +100,9 @@ func (c *Client) event(ev Event) {
 	if c.opts.OnEvent == nil {
 		return
 	}
-	c.pushes.putEvent(&ev)
-	c.startPushLoop()
+	if c.pushes.putEvent(&ev) {
+		go c.pushLoop()
+	}
 }
 
 // lose ends the client with err and reports it as Lost, unless Close ended

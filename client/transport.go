@@ -1,9 +1,9 @@
 package client
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -59,7 +59,7 @@ func dialTransport(ctx context.Context, addr string, opts *Options) (transport, 
 		if err != nil {
 			return nil, 0, fmt.Errorf("hearth client: dial %s: %w", addr, err)
 		}
-		return &tcpTransport{conn: conn, br: bufio.NewReader(conn), buf: make([]byte, 0, 512), max: opts.MaxFrame}, wire.LengthSize, nil
+		return &tcpTransport{conn: conn, buf: make([]byte, 512), max: opts.MaxFrame}, wire.LengthSize, nil
 	case "ws", "wss":
 		if scheme == "ws" && opts.TLS != nil {
 			addr = "wss://" + rest
@@ -101,11 +101,14 @@ func parseAddr(addr string) (string, error) {
 	return scheme, nil
 }
 
-// tcpTransport is a length-prefixed frame stream over TCP (or TLS).
+// tcpTransport is a length-prefixed frame stream over TCP (or TLS). It
+// reads into one buffer, as much as the connection has, and returns frame
+// bodies in place: the buffer grows to the largest frame, and there is no
+// bufio.Reader (4 KiB a connection) to copy each frame out of.
 type tcpTransport struct {
 	conn net.Conn
-	br   *bufio.Reader
-	buf  []byte
+	buf  []byte // buf[r:w] is read and not yet returned; reader only
+	r, w int
 	max  int
 }
 
@@ -115,12 +118,52 @@ func (t *tcpTransport) write(frame []byte) error {
 }
 
 func (t *tcpTransport) read() ([]byte, error) {
-	body, err := wire.ReadTCP(t.br, t.buf, t.max)
-	if err != nil {
+	if err := t.fill(wire.LengthSize); err != nil {
 		return nil, err
 	}
-	t.buf = body
+	n := binary.BigEndian.Uint32(t.buf[t.r:])
+	if err := wire.CheckLength(n, t.max); err != nil {
+		return nil, err
+	}
+	size := wire.LengthSize + int(n)
+	if err := t.fill(size); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	body := t.buf[t.r+wire.LengthSize : t.r+size : t.r+size]
+	t.r += size
 	return body, nil
+}
+
+// fill reads until buf[r:w] holds n bytes. It moves the unreturned bytes
+// to the front first, which ends the frames returned before. A connection
+// that ends with none of them read returns io.EOF, as io.ReadFull does,
+// and io.ErrUnexpectedEOF part-way.
+func (t *tcpTransport) fill(n int) error {
+	if t.w-t.r >= n {
+		return nil
+	}
+	if t.r > 0 {
+		t.w = copy(t.buf, t.buf[t.r:t.w])
+		t.r = 0
+	}
+	if n > len(t.buf) {
+		t.buf = append(t.buf[:t.w], make([]byte, max(n, 2*len(t.buf))-t.w)...)
+	}
+	for t.w < n {
+		m, err := t.conn.Read(t.buf[t.w:])
+		t.w += m
+		switch {
+		case t.w >= n:
+		case err == io.EOF && t.w > 0:
+			return io.ErrUnexpectedEOF
+		case err != nil:
+			return err
+		}
+	}
+	return nil
 }
 
 func (t *tcpTransport) exchange(ctx context.Context, frame []byte) ([]byte, error) {
