@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"bytes"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -373,7 +374,10 @@ func (g *Gate) onPush(e *cluster.Envelope) {
 		}
 		if s := g.sessMap.get(id); s != nil {
 			if each != nil {
-				p.Payload = each[i]
+				// Its own copy: kept for replay, a slice of the message would
+				// pin every other session's payload with it, beyond what the
+				// replay buffer's byte bound counts.
+				p.Payload = bytes.Clone(each[i])
 			} else {
 				p.Payload = s.payloadFor(e)
 			}
