@@ -552,6 +552,7 @@ func (r *Room) fire(t *Timer) {
 			t.live = false
 			delete(r.timers, t)
 		}
+		r.host.late.Observe(max(0, time.Since(t.at)).Seconds())
 		if t.tick {
 			now := time.Now()
 			dt := now.Sub(r.lastTick)

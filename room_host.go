@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hearth-server/hearth/internal/cluster"
 )
@@ -29,6 +30,7 @@ type roomHost struct {
 	node     *Node
 	log      *slog.Logger
 	timers   *timerQueue
+	late     prometheus.Histogram // hearth_room_timer_lateness_seconds
 	kv       jetstream.KeyValue
 	types    map[string]*RoomType
 	pending  map[string]*RoomInfo // listings to write; nil removes the room
@@ -61,6 +63,14 @@ func (h *roomHost) attach(ctx context.Context, n *Node, rt *RoomType) error {
 		h.types = map[string]*RoomType{}
 		h.pending = map[string]*RoomInfo{}
 		h.timers = newTimerQueue()
+		h.late = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hearth_room_timer_lateness_seconds",
+			Help:    "How late room timers (After, Every, the tick) run their handler: from the deadline to the call, on the room's goroutine.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		})
+		if err := n.metrics.Register(h.late); err != nil {
+			return fmt.Errorf("hearth: room metrics: %w", err)
+		}
 		h.wake = make(chan struct{}, 1)
 		h.urgent = make(chan struct{}, 1)
 		h.flushed = make(chan struct{})

@@ -157,6 +157,16 @@ func TestRoomTimersFireInOrder(t *testing.T) {
 	}
 	require.Equal(t, []string{"a", "b", "c"}, oneShots)
 	require.Equal(t, []string{"tick1", "tick2", "tick3"}, ticks)
+	// Every call is measured for hearth_room_timer_lateness_seconds.
+	mfs, err := n.metrics.Gather()
+	require.NoError(t, err)
+	calls := uint64(0)
+	for _, mf := range mfs {
+		if mf.GetName() == "hearth_room_timer_lateness_seconds" {
+			calls = mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	require.EqualValues(t, 7, calls, "a, b, c, three ticks and end")
 }
 
 func TestRoomTimerNeverFiresAfterCancelOrClose(t *testing.T) {

@@ -379,7 +379,9 @@ func (t *target) stats(ctx context.Context) serverStats {
 	return s
 }
 
-// ScrapeMetrics reads the unlabelled samples of a Prometheus text /metrics.
+// ScrapeMetrics reads the samples of a Prometheus text /metrics, keyed by
+// name with its labels as written (`x_bucket{le="0.05"}`), by name alone
+// for an unlabelled one.
 func ScrapeMetrics(ctx context.Context, adminURL string) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -403,10 +405,11 @@ func ScrapeMetrics(ctx context.Context, adminURL string) (map[string]float64, er
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		name, val, ok := strings.Cut(line, " ")
-		if !ok || strings.ContainsRune(name, '{') {
+		i := strings.LastIndexByte(line, ' ') // label values may hold spaces, the value none
+		if i < 0 {
 			continue
 		}
+		name, val := line[:i], line[i+1:]
 		if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
 			m[name] = f
 		}

@@ -302,15 +302,20 @@ type Result struct {
 	Mismatched    int64            `json:"balance_mismatches"`
 	Broke         int64            `json:"broke"`
 	Undrained     int64            `json:"undrained"`
-	ServerCPU     *float64         `json:"server_cpu_cores,omitempty"` // in the window
-	CPUPerTbl     *float64         `json:"server_cpu_ms_per_s_per_table,omitempty"`
-	CPUPerRnd     *float64         `json:"server_cpu_ms_per_round,omitempty"`
-	ServerRSS     int64            `json:"server_rss_bytes,omitempty"`
-	BotsMem       int64            `json:"bots_mem_bytes"`
-	BotsCPU       *float64         `json:"bots_cpu_cores,omitempty"` // in the window, every bot process
-	LoadStart     string           `json:"load_average_start,omitempty"`
-	LoadEnd       string           `json:"load_average_end,omitempty"`
-	Notes         []string         `json:"notes,omitempty"`
+	// Room timers the server ran in the window, and those it ran more than
+	// 50 ms after their deadline (its hearth_room_timer_lateness_seconds):
+	// the countdowns' lateness at the source, without the delivery.
+	ServerTimers     *int64   `json:"server_timers,omitempty"`
+	ServerTimersLate *int64   `json:"server_timers_late,omitempty"`
+	ServerCPU        *float64 `json:"server_cpu_cores,omitempty"` // in the window
+	CPUPerTbl        *float64 `json:"server_cpu_ms_per_s_per_table,omitempty"`
+	CPUPerRnd        *float64 `json:"server_cpu_ms_per_round,omitempty"`
+	ServerRSS        int64    `json:"server_rss_bytes,omitempty"`
+	BotsMem          int64    `json:"bots_mem_bytes"`
+	BotsCPU          *float64 `json:"bots_cpu_cores,omitempty"` // in the window, every bot process
+	LoadStart        string   `json:"load_average_start,omitempty"`
+	LoadEnd          string   `json:"load_average_end,omitempty"`
+	Notes            []string `json:"notes,omitempty"`
 }
 
 // run runs the bots; self are the arguments that run this command in this
@@ -489,6 +494,10 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		if atStop.CPUNanos > 0 && res.DurationS > 0 {
 			v := round2(time.Duration(atStop.CPUNanos-atRamp.CPUNanos).Seconds() / res.DurationS)
 			res.BotsCPU = &v
+		}
+		if cpuRamp.ok && cpuStop.ok && cpuStop.timers > 0 {
+			n, late := int64(cpuStop.timers-cpuRamp.timers), int64(cpuStop.timersLate-cpuRamp.timersLate)
+			res.ServerTimers, res.ServerTimersLate = &n, &late
 		}
 		if cpuRamp.ok && cpuStop.ok && res.DurationS > 0 {
 			cores := round2((cpuStop.cpu - cpuRamp.cpu).Seconds() / res.DurationS)
@@ -806,6 +815,9 @@ func emit(w io.Writer, cf *config, r *Result) {
 	row("balances checked", "%s, %s mismatched", bench.FormatInt(r.Checked), bench.FormatInt(r.Mismatched))
 	if r.Failed > 0 || r.Broke > 0 || r.Undrained > 0 {
 		row("bots failed", "%s (broke %s, still in a round at the end %s)", bench.FormatInt(r.Failed), bench.FormatInt(r.Broke), bench.FormatInt(r.Undrained))
+	}
+	if r.ServerTimers != nil {
+		row("server timers late >50ms", "%s of %s (room timers run after their deadline, at the server)", bench.FormatInt(*r.ServerTimersLate), bench.FormatInt(*r.ServerTimers))
 	}
 	if r.ServerCPU != nil {
 		row("server CPU", "%.2f cores", *r.ServerCPU)

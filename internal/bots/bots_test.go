@@ -142,6 +142,8 @@ func TestBotsWorkers(t *testing.T) {
 	require.Zero(t, res.Mismatched)
 	require.NotNil(t, res.ServerCPU, "the server's CPU from its /metrics")
 	require.Positive(t, res.ServerRSS)
+	require.NotNil(t, res.ServerTimers, "the server's room timers from its /metrics (a round's end pause is one)")
+	require.LessOrEqual(t, *res.ServerTimersLate, *res.ServerTimers)
 	require.Contains(t, stderr.String(), "bots  seated", "a progress line")
 	for _, f := range []string{"bots.1.prof", "bots.2.prof"} {
 		fi, err := os.Stat(filepath.Join(filepath.Dir(prof), f))

@@ -143,6 +143,9 @@ type usage struct {
 	cpu time.Duration
 	rss int64
 	ok  bool
+	// Room timers run (hearth_room_timer_lateness_seconds) and those that
+	// ran more than 50 ms after their deadline, over every node.
+	timers, timersLate float64
 }
 
 func (s *server) usage(ctx context.Context) usage {
@@ -161,6 +164,9 @@ func (s *server) usage(ctx context.Context) usage {
 		}
 		u.cpu += time.Duration(cpu * float64(time.Second))
 		u.rss += int64(rss)
+		n := m["hearth_room_timer_lateness_seconds_count"]
+		u.timers += n
+		u.timersLate += n - m[`hearth_room_timer_lateness_seconds_bucket{le="0.05"}`]
 	}
 	return u
 }
