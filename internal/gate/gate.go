@@ -149,6 +149,12 @@ type Limits struct {
 	// Zero: 256 pushes, 256 KiB.
 	ResumePushes int
 	ResumeBytes  int
+	// ResumeGateBytes bounds the pushes the whole gate keeps for replay.
+	// Past it a connected session keeps only its newest ResumeBytes/8 (its
+	// client has most likely read the rest), so one whose connection then
+	// drops may be unable to resume (304, and the client starts afresh); a
+	// detached session's pushes are never dropped for it. Zero: 1 GiB.
+	ResumeGateBytes int
 	// ResponseCache is how many responses per session are kept, by seq, to
 	// answer a request re-sent after a resume. Zero: 128.
 	ResponseCache int
@@ -200,6 +206,7 @@ func (c *Config) setDefaults() {
 	}
 	defInt(&c.ResumePushes, 256)
 	defInt(&c.ResumeBytes, 256<<10)
+	defInt(&c.ResumeGateBytes, 1<<30)
 	defInt(&c.ResponseCache, 128)
 	defInt(&c.ResponseCacheBytes, 64<<10)
 	defInt(&c.ResponseCacheItem, 16<<10)
@@ -241,6 +248,7 @@ type Gate struct {
 	moves     moves          // sessions that left this gate (forwarding, late resumes)
 	draining  atomic.Bool
 	respBytes atomic.Int64 // bytes of every session's response cache
+	pushBytes atomic.Int64 // bytes of every session's replay buffer
 	outPeak   atomic.Int64 // the largest output queue any session reached
 	hooks     chan func()  // OnClose calls, for the hook workers
 	hooksWG   sync.WaitGroup
@@ -299,6 +307,9 @@ func New(bus *cluster.Bus, cfg Config) (*Gate, error) {
 		g.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "hearth_response_cache_bytes", Help: "Bytes of responses the gate keeps for re-sends after a resume (bounded by Limits.ResponseCacheGate).",
 		}, func() float64 { return float64(g.respBytes.Load()) }))
+		g.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hearth_resume_buffer_bytes", Help: "Bytes of pushes the gate keeps for replay after a resume (bounded by Limits.ResumeGateBytes).",
+		}, func() float64 { return float64(g.pushBytes.Load()) }))
 		g.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "hearth_send_queue_peak_bytes", Help: "The largest unsent output any session of this gate reached (bounded by Limits.SendQueueBytes).",
 		}, func() float64 { return float64(g.outPeak.Load()) }))

@@ -394,7 +394,11 @@ func (s *Session) numberLocked(e pushEntry, hold bool) (held bool) {
 		case st == StateHandshaking:
 			floor = s.replayFrom
 		}
-		if s.pushes.add(e, g.cfg.ResumePushes, g.cfg.ResumeBytes, floor) {
+		maxBytes := g.cfg.ResumeBytes
+		if floor == math.MaxUint64 && g.pushBytes.Load() > int64(g.cfg.ResumeGateBytes) {
+			maxBytes = max(1, maxBytes/8) // the gate's budget is spent: connected sessions give way
+		}
+		if s.pushes.add(e, g.cfg.ResumePushes, maxBytes, floor, &g.pushBytes) {
 			// A session that cannot be made whole is lost, not left with a
 			// gap: resume answers 304 once its pushes outgrow the buffer.
 			s.pushes.overflowed = true

@@ -74,24 +74,40 @@ type pushRing struct {
 // a connected session's client has most likely read them all (floor: the
 // maximum), a resuming one has read up to its last_push, a detached one
 // may have read none (floor 0). Past the floor it reports overflow, since
-// dropping would lose a push the client never saw.
-func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, floor uint64) (overflow bool) {
-	size := len(e.Route) + len(e.Payload) + 16
+// dropping would lose a push the client never saw. gate counts the bytes
+// of every ring of the gate.
+func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, floor uint64, gate *atomic.Int64) (overflow bool) {
+	size := entrySize(e)
 	disconnected := floor == 0
 	for len(r.items) > 0 && (len(r.items)+1 > maxItems || r.bytes+size > maxBytes) {
 		if r.items[0].Seq > floor {
 			return true
 		}
-		r.bytes -= len(r.items[0].Route) + len(r.items[0].Payload) + 16
-		r.items[0] = pushEntry{}
-		r.items = r.items[1:]
+		r.dropOldest(gate)
 	}
 	if size > maxBytes && disconnected {
 		return true
 	}
 	r.items = append(r.items, e)
 	r.bytes += size
+	gate.Add(int64(size))
 	return false
+}
+
+func entrySize(e pushEntry) int { return len(e.Route) + len(e.Payload) + 16 }
+
+func (r *pushRing) dropOldest(gate *atomic.Int64) {
+	size := entrySize(r.items[0])
+	r.bytes -= size
+	gate.Add(-int64(size))
+	r.items[0] = pushEntry{}
+	r.items = r.items[1:]
+}
+
+// clear drops every entry, as the session ends or leaves the gate.
+func (r *pushRing) clear(gate *atomic.Int64) {
+	gate.Add(-int64(r.bytes))
+	r.items, r.bytes = nil, 0
 }
 
 // has reports whether the channel message id is among the kept pushes.
@@ -524,6 +540,7 @@ func (g *Gate) exportSession(old *Session, req *resumeReq) *wire.Error {
 		old.ipHeld = false
 	}
 	old.resps.clear(&g.respBytes)
+	old.pushes.clear(&g.pushBytes) // st holds them now
 	if same {
 		iw.s.from = g.cfg.ID
 		iw.s.importState(st, req.LastPush, false)
@@ -623,7 +640,7 @@ func (s *Session) importState(st *sessionState, lastPush uint64, hold bool) {
 	s.pushSeq = st.PushSeq
 	s.pushes = pushRing{lastGap: st.LastGap}
 	for _, e := range st.Pushes {
-		s.pushes.add(e, g.cfg.ResumePushes, g.cfg.ResumeBytes, math.MaxUint64)
+		s.pushes.add(e, g.cfg.ResumePushes, g.cfg.ResumeBytes, math.MaxUint64, &g.pushBytes)
 	}
 	for _, r := range st.Resps {
 		r.Prev, r.Sent = true, false

@@ -584,6 +584,7 @@ func (s *Session) finish() {
 		chans := s.channels
 		s.channels = nil
 		s.resps.clear(&g.respBytes)
+		s.pushes.clear(&g.pushBytes)
 		s.mu.Unlock()
 		if wasDetached {
 			g.m.detached.Dec()

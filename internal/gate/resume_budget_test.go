@@ -1,0 +1,75 @@
+package gate_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/hearthtest"
+	"github.com/hearth-server/hearth/wire"
+)
+
+// The replay buffers of a whole gate are bounded in bytes: past the budget
+// connected sessions keep only their newest pushes, a detached session
+// keeps every push it has not been sent (and resumes whole), and the gauge
+// returns to zero when the sessions are gone.
+func TestResumeGateBudget(t *testing.T) {
+	t.Parallel()
+	const perSession, budget = 16 << 10, 4 << 10
+	c := startResumeCluster(t, hearth.Limits{ResumeBytes: perSession, ResumeGateBytes: budget, ResumeGrace: 2 * time.Second})
+	kept := func(n *hearthtest.Node) float64 { return scrape(t, n)["hearth_resume_buffer_bytes"] }
+
+	// A detached session first, with nothing sent to it yet.
+	away := dialRaw(t, c.a, "tcp")
+	awayAck := away.handshake(wire.CodecJSON)
+	require.NoError(t, away.conn.Close())
+	hearthtest.Eventually(t, waitLong, func() bool { return detached(t, c.a) == 1 }, "the session never detached")
+
+	// Three connected sessions take 300 pushes each: far past the budget.
+	var live []*rawClient
+	for i := range 3 {
+		rc := dialRaw(t, c.a, hearthtest.Transports[i%2])
+		rc.handshake(wire.CodecJSON)
+		rc.send(wire.AppendRequest(nil, 1, "sys.push", []byte(`{"count":300}`)))
+		require.Equal(t, wire.OK, rc.response(1).Status)
+		for want := 1; want <= 300; want++ {
+			seq, n := rc.tick()
+			require.Equal(t, uint64(want), seq)
+			require.Equal(t, want, n)
+		}
+		live = append(live, rc)
+	}
+	// Each connected session keeps at most perSession/8 once the budget is
+	// spent; without the budget they would keep 300 pushes each.
+	got := kept(c.a)
+	require.Positive(t, got)
+	require.LessOrEqual(t, got, float64(budget+3*perSession/8), "the gate keeps %v bytes for replay", got)
+
+	// The detached session gets 40 pushes while the budget is spent, and
+	// still resumes with every one of them.
+	other := live[0]
+	other.send(wire.AppendRequest(nil, 2, "count.flood", []byte(fmt.Sprintf(`{"gate":%q,"session":%q,"n":40}`, awayAck.Node, awayAck.Session))))
+	require.Equal(t, wire.OK, other.response(2).Status)
+	back := dialRaw(t, c.b, "tcp")
+	require.True(t, ackOf(t, back.resumeHandshake(wire.CodecJSON, awayAck.Resume, 0)).Resumed)
+	for want := uint64(1); want <= 40; want++ {
+		f := back.next()
+		require.Equal(t, wire.KindPush, f.Kind)
+		require.Equal(t, want, f.PushSeq, "a detached session's pushes were dropped for the gate's budget")
+	}
+
+	// Everything kept is released when the sessions end.
+	require.NoError(t, back.conn.Close())
+	for _, rc := range live {
+		require.NoError(t, rc.conn.Close())
+	}
+	hearthtest.Eventually(t, waitLong, func() error {
+		if a, b := kept(c.a), kept(c.b); a != 0 || b != 0 {
+			return fmt.Errorf("replay bytes still counted: gate-a %v, gate-b %v", a, b)
+		}
+		return nil
+	})
+}
