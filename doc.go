@@ -43,6 +43,10 @@
 //	a channel's members               node.Publish(ctx, channel, route, msg)  (members: s.Join)
 //	every session                     node.Broadcast(ctx, route, msg)
 //	a seat, or a whole room           room.Push(seat, method, msg), room.Broadcast(method, msg)
+//	each seat its own (private view)  room.PushEach(method, func(seat) msg)
+//
+// A plain value that implements JSONAppender writes its own JSON (no
+// reflection): for a message pushed on every move of every table.
 //
 // Pushes from one node to one session arrive in the order they were sent;
 // a channel message and a direct push are not ordered with each other.
