@@ -209,7 +209,13 @@ func (bf *benchFlags) startCPUProfile() (func(), error) {
 	if bf.cpuProfile == "" {
 		return func() {}, nil
 	}
-	f, err := os.Create(bf.cpuProfile)
+	return StartCPUProfile(bf.cpuProfile, "hearth bench", os.Stderr)
+}
+
+// StartCPUProfile profiles this process into the file name until the
+// returned stop is called; what names the command in its messages.
+func StartCPUProfile(name, what string, stderr io.Writer) (stop func(), err error) {
+	f, err := os.Create(name)
 	if err != nil {
 		return nil, fmt.Errorf("--cpuprofile: %w", err)
 	}
@@ -220,7 +226,7 @@ func (bf *benchFlags) startCPUProfile() (func(), error) {
 	return func() {
 		pprof.StopCPUProfile()
 		if err := f.Close(); err != nil {
-			fmt.Fprintf(os.Stderr, "hearth bench: --cpuprofile: %v\n", err)
+			fmt.Fprintf(stderr, "%s: --cpuprofile: %v\n", what, err)
 		}
 	}, nil
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,21 +82,12 @@ func benchServe(ctx context.Context, args []string, opts options) int {
 		gcOnSignal()
 	}
 	if *profile != "" {
-		f, err := os.Create(*profile)
+		stop, err := StartCPUProfile(*profile, "hearth bench server", opts.Stderr)
 		if err != nil {
-			fmt.Fprintf(opts.Stderr, "hearth bench server: --cpuprofile: %v\n", err)
+			fmt.Fprintf(opts.Stderr, "hearth bench server: %v\n", err)
 			return 1
 		}
-		defer func() {
-			if err := f.Close(); err != nil {
-				fmt.Fprintf(opts.Stderr, "hearth bench server: --cpuprofile: %v\n", err)
-			}
-		}()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(opts.Stderr, "hearth bench server: --cpuprofile: %v\n", err)
-			return 1
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	co := opts.Options
 	services := co.Services

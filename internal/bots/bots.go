@@ -103,7 +103,7 @@ func Main(ctx context.Context, args []string, opts cli.Options) int {
 		return code
 	}
 	if cf.cpuProfile != "" && cf.procs == 1 {
-		stop, err := startCPUProfile(cf.cpuProfile, "hearth bots", opts.Stderr)
+		stop, err := bench.StartCPUProfile(cf.cpuProfile, "hearth bots", opts.Stderr)
 		if err != nil {
 			fmt.Fprintf(opts.Stderr, "hearth bots: %v\n", err)
 			return 1
@@ -750,7 +750,7 @@ func workerCmd(ctx context.Context, args []string, opts cli.Options) int {
 		fmt.Fprintf(opts.Stderr, "hearth bots worker: %v\n", err)
 	}
 	if profile != "" {
-		stop, err := startCPUProfile(profile, "hearth bots worker", opts.Stderr)
+		stop, err := bench.StartCPUProfile(profile, "hearth bots worker", opts.Stderr)
 		if err != nil {
 			fmt.Fprintf(opts.Stderr, "hearth bots worker: %v\n", err)
 			return 1

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -193,25 +191,6 @@ func fileFor(name, id string) string {
 	return strings.TrimSuffix(name, ext) + "." + id + ext
 }
 
-// startCPUProfile profiles this process into the file name until the
-// returned stop is called; what names the command in messages.
-func startCPUProfile(name, what string, stderr io.Writer) (stop func(), err error) {
-	f, err := os.Create(name)
-	if err != nil {
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			fmt.Fprintf(stderr, "%s: --cpuprofile: %v\n", what, err)
-		}
-	}, nil
-}
-
 // serveCmd is `hearth bots server [--cpuprofile FILE] -- serve flags`:
 // `hearth serve`, under a CPU profile when asked. The bots start their own
 // server with it.
@@ -226,7 +205,7 @@ func serveCmd(ctx context.Context, args []string, opts cli.Options) int {
 		return 2
 	}
 	if *profile != "" {
-		stop, err := startCPUProfile(profileFile(*profile, fs.Args()), "hearth bots server", opts.Stderr)
+		stop, err := bench.StartCPUProfile(profileFile(*profile, fs.Args()), "hearth bots server", opts.Stderr)
 		if err != nil {
 			fmt.Fprintf(opts.Stderr, "hearth bots server: %v\n", err)
 			return 1
