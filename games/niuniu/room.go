@@ -74,12 +74,24 @@ type TableConfig struct {
 // ErrBadConfig is returned by NewRoomType for an invalid TableConfig.
 var ErrBadConfig = errors.New("invalid niuniu table config")
 
+// Ledger is what a table needs of the store: balances, and the ledger it
+// settles into. *store.Store is the one implementation.
+type Ledger interface {
+	Profile(ctx context.Context, accountID string) (store.Profile, error)
+	Balances(ctx context.Context, accountIDs []string) (map[string]int64, error)
+	ApplyLedger(ctx context.Context, e store.LedgerEntry) (balance int64, applied bool, err error)
+	ApplyLedgerBatch(ctx context.Context, entries []store.LedgerEntry) (balances []int64, applied bool, err error)
+	LedgerApplied(ctx context.Context, key string) (bool, error)
+}
+
+var _ Ledger = (*store.Store)(nil)
+
 // NewRoomType returns the room type name: Niu Niu tables that settle every
 // round into st's ledger. Register its Service on the room nodes. Routes,
 // all JSON: "<name>.ready", "<name>.grab" {"multiplier"}, "<name>.bet"
 // {"multiplier"}, "<name>.open", "<name>.state", each answering the
 // caller's View; every change is pushed to each player as "<name>.state".
-func NewRoomType(name string, cfg TableConfig, st *store.Store) (*hearth.RoomType, error) {
+func NewRoomType(name string, cfg TableConfig, st Ledger) (*hearth.RoomType, error) {
 	if err := cfg.Rules.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
@@ -98,7 +110,7 @@ func NewRoomType(name string, cfg TableConfig, st *store.Store) (*hearth.RoomTyp
 		return nil, fmt.Errorf("%w: %d seats, want 2 to 5", ErrBadConfig, cfg.Rules.Seats)
 	case cfg.Base < 1 || cfg.MinBalance < 0 || cfg.Grant < 0 || cfg.TopUp < 0 || cfg.LedgerTimeout < 0:
 		return nil, fmt.Errorf("%w: negative base, minimum, grant, top-up or timeout", ErrBadConfig)
-	case st == nil:
+	case st == nil || st == Ledger((*store.Store)(nil)):
 		return nil, fmt.Errorf("%w: no store", ErrBadConfig)
 	}
 	// Reject a stake whose largest round cannot be computed, now rather
@@ -170,7 +182,7 @@ type SeatView struct {
 type table struct {
 	hearth.BaseRoom
 	cfg TableConfig
-	st  *store.Store
+	st  Ledger
 
 	phase   string
 	clock   *hearth.Timer // the phase's countdown, nil when none runs

@@ -745,3 +745,51 @@ func TestBelowMinimumAfterRoundLeaves(t *testing.T) {
 	})
 	require.NoError(t, winner.do(roomType+".state", `{}`), "the winner keeps the seat")
 }
+
+// ambiguousLedger is the real store whose first settlement commits and
+// then reports a timeout, as a lost answer after the commit would.
+type ambiguousLedger struct {
+	*store.Store
+	calls atomic.Int32
+}
+
+func (l *ambiguousLedger) ApplyLedgerBatch(ctx context.Context, entries []store.LedgerEntry) ([]int64, bool, error) {
+	b, applied, err := l.Store.ApplyLedgerBatch(ctx, entries)
+	if l.calls.Add(1) == 1 && err == nil {
+		return nil, false, fmt.Errorf("store: commit: %w", context.DeadlineExceeded)
+	}
+	return b, applied, err
+}
+
+// A settlement whose outcome is unknown (committed, then timed out) is
+// tried once more with the same keys: it pays nothing twice, and the
+// players are shown the round's deltas and the balances the ledger holds.
+func TestSettlementCommittedThenTimedOut(t *testing.T) {
+	cfg := niuniu.TableConfig{
+		Rules: niuniu.Rules{Seats: 2, GrabCountdown: time.Millisecond, BetCountdown: time.Millisecond, OpenCountdown: time.Millisecond, EndPause: forever},
+		Base:  5, Grant: 1000,
+	}
+	st := hearthtest.Store(t, "sqlite")
+	ledger := &ambiguousLedger{Store: st}
+	rt, err := niuniu.NewRoomType(roomType, cfg, ledger)
+	require.NoError(t, err)
+	_, authSvc := auth.New(st, auth.Config{LoginRate: -1, NewAccountsPerIP: -1})
+	srv := &server{Node: hearthtest.Start(t, hearth.Config{RequireUser: true}, authSvc, match.New(match.Config{}), rt.Service()), st: st}
+
+	a, b := login(t, srv.URL("tcp"), client.Options{}), login(t, srv.URL("ws"), client.Options{})
+	a.join(t)
+	b.join(t)
+	require.NoError(t, a.do(roomType+".ready", `{}`))
+	require.NoError(t, b.do(roomType+".ready", `{}`))
+	end := a.awaitEnd(t, "")
+	require.Empty(t, end.Error, "the retry found the round settled")
+	require.EqualValues(t, 2, ledger.calls.Load(), "one settlement, one retry")
+	require.NotZero(t, end.Seats[0].Delta, "a round with a banker moves currency")
+	require.Zero(t, end.Seats[0].Delta+end.Seats[1].Delta)
+	// Paid once: each balance is the grant plus the one delta shown.
+	require.Equal(t, 1000+end.Seats[0].Delta, srv.ledgerSum(t, a.user))
+	require.Equal(t, 1000+end.Seats[1].Delta, srv.ledgerSum(t, b.user))
+	entries, err := st.Ledger(context.Background(), a.user, 100)
+	require.NoError(t, err)
+	require.Len(t, entries, 2, "the grant and one settlement entry, not two")
+}
