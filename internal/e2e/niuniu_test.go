@@ -50,24 +50,17 @@ var nnRules = niuniu.Rules{Seats: 4}
 // niuNodes are the cluster: a gate that also runs match (it is the one
 // left to tell the players when both room nodes are gone), and two room
 // nodes. Each room node names itself to PostgreSQL (application_name), so
-// that a test can tell whose settlement it blocked.
+// that a test can tell whose settlement it blocked. They run at the default
+// --registry-interval, as deployed (the other tests' 200 ms let a loaded
+// machine's pauses look like dead nodes).
 func niuNodes(dsn string) []testcluster.Node {
 	room := func(id string) testcluster.Node {
 		args := append([]string{"--roles", nnType + ",auth,sys", "--db", dsn + "&application_name=" + id}, niuArgs...)
-		return testcluster.Node{ID: id, Args: append(args, nnRegistry...)}
+		return testcluster.Node{ID: id, Args: append(args, defaultInterval...)}
 	}
-	gate := testcluster.Node{ID: "gate-a", Args: append([]string{"--roles", "gate,match"}, nnRegistry...)}
+	gate := testcluster.Node{ID: "gate-a", Args: append([]string{"--roles", "gate,match"}, defaultInterval...)}
 	return []testcluster.Node{gate, room("room-1"), room("room-2")}
 }
-
-// nnRegistry is a registry interval of 1 s rather than the other tests'
-// 200 ms: a node that does not refresh its entry for 3 intervals counts as
-// dead, and with this test's bots and 100 rounds on a loaded 2-core
-// machine live nodes were seen silent for 600 ms: the room registry then
-// reaped a live node's rooms (and match no longer saw the node), or a lost
-// room's players were not told because their gate looked dead for that
-// moment.
-var nnRegistry = []string{"--registry-interval", "1s"}
 
 // niuArgs are the room nodes' flags for the table and their auth.
 var niuArgs = []string{
