@@ -592,7 +592,8 @@ func (r *Room) Push(s *Seat, method string, msg any) error {
 // PushEach sends every seated player its own message on "<type>.<method>":
 // msg(s) for seat s, encoded as Push encodes it. It is one bus message per
 // gate, where a Push per seat is one per player: the way to push private
-// views (each player's own cards) on every change.
+// views (each player's own cards) on every change. Like every Room method
+// but Post, call it on the room's goroutine (handler code).
 func (r *Room) PushEach(method string, msg func(s *Seat) any) error {
 	route := r.typ.name + "." + method
 	if !wire.ValidRoute(route) {
