@@ -49,7 +49,14 @@ func start(t *testing.T, cfg niuniu.TableConfig) *server {
 // startOn starts the server over st.
 func startOn(t *testing.T, cfg niuniu.TableConfig, st *store.Store) *server {
 	t.Helper()
-	rt, err := niuniu.NewRoomType(roomType, cfg, st)
+	return startLedger(t, cfg, st, st)
+}
+
+// startLedger starts the server over st, its tables settling through
+// ledger.
+func startLedger(t *testing.T, cfg niuniu.TableConfig, st *store.Store, ledger niuniu.Ledger) *server {
+	t.Helper()
+	rt, err := niuniu.NewRoomType(roomType, cfg, ledger)
 	require.NoError(t, err)
 	_, authSvc := auth.New(st, auth.Config{LoginRate: -1, NewAccountsPerIP: -1})
 	node := hearthtest.Start(t, hearth.Config{RequireUser: true}, authSvc, match.New(match.Config{}), rt.Service())
@@ -337,17 +344,24 @@ func TestFullRound(t *testing.T) {
 	require.Zero(t, total, "a round moves currency, it makes none")
 }
 
+// seatTwoReady seats two players, over TCP and WS, and marks both ready.
+func seatTwoReady(t *testing.T, srv *server) (a, b *seat) {
+	t.Helper()
+	a, b = login(t, srv.URL("tcp"), client.Options{}), login(t, srv.URL("ws"), client.Options{})
+	a.join(t)
+	b.join(t)
+	require.NoError(t, a.do(roomType+".ready", `{}`))
+	require.NoError(t, b.do(roomType+".ready", `{}`))
+	return a, b
+}
+
 func TestSilentPlayersGetDefaults(t *testing.T) {
 	cfg := niuniu.TableConfig{
 		Rules: niuniu.Rules{Seats: 2, GrabCountdown: time.Millisecond, BetCountdown: time.Millisecond, OpenCountdown: time.Millisecond, EndPause: forever},
 		Base:  5, Grant: 1000,
 	}
 	srv := start(t, cfg)
-	a, b := login(t, srv.URL("tcp"), client.Options{}), login(t, srv.URL("ws"), client.Options{})
-	a.join(t)
-	b.join(t)
-	require.NoError(t, a.do(roomType+".ready", `{}`))
-	require.NoError(t, b.do(roomType+".ready", `{}`))
+	a, b := seatTwoReady(t, srv)
 	end := a.awaitEnd(t, "")
 	for i, s := range end.Seats {
 		require.Zero(t, s.Grab, "no grab in time is 0")
@@ -771,16 +785,8 @@ func TestSettlementCommittedThenTimedOut(t *testing.T) {
 	}
 	st := hearthtest.Store(t, "sqlite")
 	ledger := &ambiguousLedger{Store: st}
-	rt, err := niuniu.NewRoomType(roomType, cfg, ledger)
-	require.NoError(t, err)
-	_, authSvc := auth.New(st, auth.Config{LoginRate: -1, NewAccountsPerIP: -1})
-	srv := &server{Node: hearthtest.Start(t, hearth.Config{RequireUser: true}, authSvc, match.New(match.Config{}), rt.Service()), st: st}
-
-	a, b := login(t, srv.URL("tcp"), client.Options{}), login(t, srv.URL("ws"), client.Options{})
-	a.join(t)
-	b.join(t)
-	require.NoError(t, a.do(roomType+".ready", `{}`))
-	require.NoError(t, b.do(roomType+".ready", `{}`))
+	srv := startLedger(t, cfg, st, ledger)
+	a, b := seatTwoReady(t, srv)
 	end := a.awaitEnd(t, "")
 	require.Empty(t, end.Error, "the retry found the round settled")
 	require.EqualValues(t, 2, ledger.calls.Load(), "one settlement, one retry")

@@ -293,7 +293,7 @@ func (b *Bus) Push(gate string, sessions []string, route string, payload, json [
 // (TypePushEach): payloads holds one payload per session, in the order of
 // sessions, as AppendPayloads writes them. Ordered per session as Push is.
 func (b *Bus) PushEach(gate string, sessions []string, route string, payloads []byte) error {
-	if _, err := SplitPayloads(payloads, len(sessions)); err != nil {
+	if err := eachPayload(payloads, len(sessions), nil); err != nil {
 		return fmt.Errorf("cluster: push each: payloads do not match %d sessions: %w", len(sessions), err)
 	}
 	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePushEach, Sessions: sessions, Route: route, Payload: payloads, Origin: b.origin, Counts: b.nextCounts(sessions)})

@@ -278,15 +278,33 @@ func SplitPayloads(b []byte, n int) ([][]byte, error) {
 	if n < 0 || n > len(b) { // every payload takes at least its length byte
 		return nil, errEnvelope
 	}
-	d := decoder{b: b}
 	out := make([][]byte, n)
-	for i := range out {
-		out[i] = d.bytes(d.uvarint())
-	}
-	if d.err || len(d.b) > 0 {
-		return nil, errEnvelope
+	if err := eachPayload(b, n, func(i int, p []byte) { out[i] = p }); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// eachPayload calls fn (when not nil) with each of the n payloads in b, and
+// reports whether b holds exactly n.
+func eachPayload(b []byte, n int, fn func(i int, p []byte)) error {
+	if n < 0 || n > len(b) {
+		return errEnvelope
+	}
+	d := decoder{b: b}
+	for i := range n {
+		p := d.bytes(d.uvarint())
+		if d.err {
+			return errEnvelope
+		}
+		if fn != nil {
+			fn(i, p)
+		}
+	}
+	if len(d.b) > 0 {
+		return errEnvelope
+	}
+	return nil
 }
 
 // Binding returns the node a session's envelope binds service to, if any.

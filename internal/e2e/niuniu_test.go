@@ -141,18 +141,10 @@ func niuDial(t *testing.T, addr, name string, opts client.Options) *niuPlayer {
 
 // call sends a JSON request and decodes its result into out (unless nil).
 func (p *niuPlayer) call(route string, payload, out any) error {
-	b, err := json.Marshal(payload)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := p.RequestRaw(ctx, route, b)
-	if err != nil {
+	if err := p.RequestJSON(ctx, route, payload, out); err != nil {
 		return fmt.Errorf("%s: %s: %w", p.name, route, err)
-	}
-	if out != nil {
-		return json.Unmarshal(res, out)
 	}
 	return nil
 }
