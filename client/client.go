@@ -13,7 +13,8 @@
 // All methods are safe for concurrent use. Each client runs one reader
 // goroutine (which also reconnects), a push goroutine while pushes that
 // have a handler (or events) wait or are being handled, which ends when
-// they are all handled so that an idle client holds no stack for it, and
+// they are all handled so that an idle client holds no stack for it (with
+// Options.PushOnReader the reader runs the push handlers itself), and
 // one heartbeat timer; no
 // goroutine is started per request (a resume starts one to send the
 // unanswered requests again). Frames are
@@ -40,6 +41,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +74,12 @@ var (
 	// ErrPushQueueFull ends a client whose push handlers fell more than
 	// Options.PushQueue pushes behind the connection.
 	ErrPushQueueFull = errors.New("hearth client: push queue full (push handlers too slow)")
+
+	// ErrRequestOnReader is returned by Request (and its variants), before
+	// anything is sent, when a push handler running on the reader goroutine
+	// (Options.PushOnReader) calls it: the response could never be read.
+	ErrRequestOnReader = errors.New("hearth client: request from a push handler on the reader goroutine (Options.PushOnReader) would deadlock")
+
 	// ErrNilMessage is returned, before anything is sent, by Request and
 	// Decode given a typed nil pointer (a nil *pb.JoinResp) to decode into:
 	// pass a new message, or an untyped nil to ignore the result.
@@ -124,6 +132,32 @@ type Options struct {
 	// session to recover the pushes).
 	PushQueue int
 
+	// PushOnReader runs the push handlers on the reader goroutine, as each
+	// push is read, instead of handing each push to the push goroutine:
+	// that saves a copy of the payload and a goroutine wake-up per push,
+	// for clients whose handlers are quick (a load generator's bots). Push
+	// order, LastPush and the de-duplication after a resume are as
+	// without it; PushQueue and ErrPushQueueFull do not apply (except to
+	// pushes that wait behind OnEvent, below).
+	//
+	// A handler's Push.Payload is then not copied: it is the reader's
+	// buffer, valid only until the handler returns; copy what it keeps.
+	// While a handler runs the client reads nothing, responses and
+	// heartbeats included, so a handler must not block: it must not wait
+	// for anything that needs this client's reader, and must not call
+	// Request, RequestRaw or RequestJSON on this client (they return
+	// ErrRequestOnReader rather than deadlock; a Request it waits for on
+	// another goroutine deadlocks undetected). It may call Notify (whose
+	// write waits while the connection is full), OnPush, and Close (which
+	// then does not wait for the reader).
+	//
+	// OnEvent still runs on the push goroutine; pushes that arrive while
+	// an event waits for it or is being handled wait behind it there, as
+	// without PushOnReader (with copied payloads), so that events and push
+	// handlers still run one at a time, in order. Zero: every handler runs
+	// on the push goroutine.
+	PushOnReader bool
+
 	// Reconnect makes the client reconnect and resume its session by itself
 	// when the connection drops (EOF, reset, a failed write, the server
 	// silent for 3 heartbeats) or the server sends KICK 7 (heartbeat
@@ -170,7 +204,7 @@ type Options struct {
 type Push struct {
 	Seq     uint64 // push_seq: 1, 2, … per session
 	Route   string // route name (an id route is translated with the ack dictionary)
-	Payload []byte // encoded with the session codec; owned by the handler
+	Payload []byte // encoded with the session codec; owned by the handler (with Options.PushOnReader: valid only until it returns)
 }
 
 // Client is a session with a hearth gate. Create it with Dial.
@@ -212,6 +246,14 @@ type Client struct {
 	handlers atomic.Pointer[map[string]func(Push)] // copy on write
 	pushes   pushQueue
 	intern   map[string]string // route names seen in pushes; reader goroutine only
+
+	// onReader is the reader goroutine's id while it runs a push handler
+	// (Options.PushOnReader), else 0; readerID is that id. Both are written
+	// by the reader only. A goroutine that finds onReader equal to its own
+	// id is that handler's: it set onReader itself before the call, so no
+	// other goroutine's Request is refused by mistake.
+	onReader atomic.Uint64
+	readerID uint64
 }
 
 // conn is one connection of a client: the transport and what the
@@ -511,13 +553,43 @@ func (c *Client) Err() error {
 
 // Close closes the connection (over WebSocket with a close handshake), or
 // stops reconnecting, and fails pending requests with ErrClosed. It waits
-// for the reader goroutine to end, but not for push handlers, which still
-// run for pushes received before the end; so Close may be called from a
-// push handler or OnEvent. Closing a closed client does nothing.
+// for the reader goroutine to end (and so for a handler running on it, with
+// Options.PushOnReader), but not for the push goroutine's handlers, which
+// still run for pushes received before the end; so Close may be called
+// from a push handler or OnEvent (from a handler on the reader it returns
+// at once: the reader ends when the handler returns). Closing a closed
+// client does nothing.
 func (c *Client) Close() error {
 	c.shutdown(nil)
+	if c.inHandlerOnReader() {
+		return nil
+	}
 	<-c.readerDone
 	return nil
+}
+
+// inHandlerOnReader reports whether the caller is a push handler running on
+// the reader goroutine (Options.PushOnReader). Only while one runs does it
+// cost more than an atomic load: reading the caller's goroutine id.
+func (c *Client) inHandlerOnReader() bool {
+	id := c.onReader.Load()
+	return id != 0 && id == goid()
+}
+
+// goid returns the calling goroutine's id, from the first line of its
+// stack trace ("goroutine 42 [running]:"). The runtime never reuses ids.
+func goid() uint64 {
+	var buf [32]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	var id uint64
+	for _, d := range b {
+		if d < '0' || d > '9' {
+			break
+		}
+		id = id*10 + uint64(d-'0')
+	}
+	return id
 }
 
 // connErr is the error for calls on an ended client. c.mu must be held.
@@ -756,6 +828,9 @@ func (c *Client) roundTrip(ctx context.Context, route string, msg proto.Message,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if c.inHandlerOnReader() {
+		return nil, fmt.Errorf("%w: %s", ErrRequestOnReader, route)
+	}
 	seq := c.seq.Add(1)
 	w := getWaiter()
 	for {
@@ -898,8 +973,9 @@ func (c *Client) notify(ctx context.Context, route string, msg proto.Message, ra
 // OnPush registers fn for pushes on route, replacing any previous handler
 // for it; route "" is the catch-all for pushes no specific handler matches,
 // and a nil fn removes the handler. Pushes with no handler are dropped
-// (LastPush still counts them). All handlers run on one goroutine, in push
-// order; a slow handler delays the others (see Options.PushQueue).
+// (LastPush still counts them). Handlers run one at a time, in push order,
+// on the push goroutine (on the reader with Options.PushOnReader); a slow
+// handler delays the others (see Options.PushQueue).
 func (c *Client) OnPush(route string, fn func(Push)) {
 	c.hmu.Lock()
 	defer c.hmu.Unlock()
@@ -922,6 +998,9 @@ func (c *Client) OnPush(route string, fn func(Push)) {
 func (c *Client) run(cn *conn) {
 	defer close(c.readerDone)
 	defer c.resends.Wait()
+	if c.opts.PushOnReader {
+		c.readerID = goid()
+	}
 	for {
 		err, resumable := c.readLoop(cn)
 		if !c.opts.Reconnect {
@@ -1041,6 +1120,16 @@ func (c *Client) dispatchPush(cn *conn, f *wire.Frame) error {
 	if !handled {
 		return nil
 	}
+	if c.opts.PushOnReader && c.pushes.idle() {
+		// The payload is not copied: the transport's buffer stays as it
+		// is until the next read, after the handler returns. Its capacity
+		// is cut so that an append by the handler cannot write into the
+		// frames read after it.
+		c.onReader.Store(c.readerID)
+		c.handle(Push{Seq: f.PushSeq, Route: route, Payload: f.Payload[:len(f.Payload):len(f.Payload)]})
+		c.onReader.Store(0)
+		return nil
+	}
 	queued, start := c.pushes.put(Push{Seq: f.PushSeq, Route: route, Payload: bytes.Clone(f.Payload)})
 	if !queued {
 		c.lastPush.Store(prev)
@@ -1069,14 +1158,19 @@ func (c *Client) pushLoop() {
 				c.opts.OnEvent(*ev)
 				continue
 			}
-			h := *c.handlers.Load()
-			if fn, ok := h[p.Route]; ok {
-				fn(p)
-			} else if fn, ok := h[""]; ok {
-				fn(p)
-			}
+			c.handle(p)
 			c.pushes.n.Add(-1)
 		}
+	}
+}
+
+// handle runs p's handler, if it still has one.
+func (c *Client) handle(p Push) {
+	h := *c.handlers.Load()
+	if fn, ok := h[p.Route]; ok {
+		fn(p)
+	} else if fn, ok := h[""]; ok {
+		fn(p)
 	}
 }
 
@@ -1139,6 +1233,15 @@ func (q *pushQueue) put(p Push) (ok, start bool) {
 	}
 	q.n.Add(1)
 	return true, q.add(queued{p: p})
+}
+
+// idle reports whether no push goroutine runs, so that nothing is queued
+// or being handled. Reader only: only the reader starts one, so it stays
+// idle until the reader queues again.
+func (q *pushQueue) idle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return !q.running
 }
 
 // putEvent queues an event (events do not count against the limit) and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -101,11 +102,13 @@ func pendingCount(c *Client) int {
 // reset, then by a close): each time the client resumes with the latest
 // token and its last push, sees every push exactly once and in order (the
 // peer replays one it already had), and sends its unanswered requests
-// again with their original seq and payload, before anything new.
+// again with their original seq and payload, before anything new; with
+// Options.PushOnReader too.
 func TestResumeAfterDrop(t *testing.T) {
 	for _, kind := range transports {
-		for _, how := range []string{"close", "reset"} {
+		for _, how := range []string{"close", "reset", "close/on-reader", "reset/on-reader"} {
 			t.Run(kind+"/"+how, func(t *testing.T) {
+				how, onReader := strings.CutSuffix(how, "/on-reader")
 				type req struct {
 					seq     uint32
 					route   string
@@ -163,7 +166,9 @@ func TestResumeAfterDrop(t *testing.T) {
 					}
 				})
 				r := newRecorder()
-				c := dial(t, p.addr, reconnectOpts(r))
+				opts := reconnectOpts(r)
+				opts.PushOnReader = onReader
+				c := dial(t, p.addr, opts)
 				require.Equal(t, "tok-1", c.ResumeToken())
 
 				resA := make(chan string, 1)

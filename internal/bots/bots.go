@@ -250,7 +250,10 @@ func parseThink(s string) (lo, hi time.Duration, err error) {
 
 // clientOptions are every bot's client options.
 func clientOptions(insecure bool, urls []string) client.Options {
-	o := client.Options{Codec: "json", Name: "hearth-bots/" + cli.Version, HandshakeTimeout: 30 * time.Second}
+	// The bots' push handlers (onView, onRemoved, login's auth.admitted)
+	// are quick, never block and keep nothing of a payload: they run on
+	// each client's reader, which saves a goroutine hand-off per push.
+	o := client.Options{Codec: "json", Name: "hearth-bots/" + cli.Version, HandshakeTimeout: 30 * time.Second, PushOnReader: true}
 	for _, u := range urls {
 		if strings.HasPrefix(u, "tls://") || strings.HasPrefix(u, "wss://") {
 			o.TLS = &tls.Config{InsecureSkipVerify: insecure} //nolint:gosec // the user asked for it

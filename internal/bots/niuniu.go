@@ -21,9 +21,11 @@ import (
 // and opening after a think time, and keeps its own ledger of the round
 // deltas it was shown, to check against the server's balance at the end.
 //
-// The client's push goroutine runs onView and onRemoved and owns prev,
-// prevDeadline, removedSince and lastEnd; everything else shared with the bot's
-// goroutine is under mu.
+// The client's reader goroutine (client.Options.PushOnReader) runs onView
+// and onRemoved and owns prev, prevDeadline, removedSince and lastEnd;
+// everything else shared with the bot's goroutine is under mu. Those
+// handlers must not block, nor keep p.Payload (the reader's buffer) past
+// their return: parseView copies the strings it keeps.
 type nnBot struct {
 	c     *client.Client
 	user  string // the bot's user id, for messages
@@ -32,7 +34,7 @@ type nnBot struct {
 	think func() time.Duration
 	rng   *rand.Rand // the bot goroutine's
 
-	// Push goroutine only.
+	// The client's reader goroutine only (it runs the push handlers).
 	prev         *view // the view before, nil before the first
 	prevDeadline int64 // Unix ms, 0 none
 	removedSince bool  // a removal came after prev

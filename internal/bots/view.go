@@ -46,7 +46,8 @@ var errBadView = errors.New("bad view")
 // fields of view (keys matched exactly, in any order; unknown keys
 // skipped; null leaves a field zero). prev, if not nil, is the view before:
 // its round's string is reused when the round is the same, so that a view
-// allocates only itself and its seats.
+// allocates only itself and its seats. The view keeps nothing of data
+// (strings are copied), which the client reuses once the handler returns.
 func parseView(data []byte, prev *view) (*view, error) {
 	s := scanner{b: data}
 	v := &view{}

@@ -81,6 +81,25 @@ func TestParseViewMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// A view keeps nothing of the data it was parsed from: the client reuses
+// a push's payload once onView returns (client.Options.PushOnReader).
+func TestParseViewKeepsNoInput(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 200 {
+		nv := randomView(rng)
+		nv.Phase += "x" // not a known phase: parseView makes the string
+		data, err := json.Marshal(nv)
+		require.NoError(t, err)
+		want := fromJSON(t, data)
+		got, err := parseView(data, nil)
+		require.NoError(t, err)
+		for i := range data {
+			data[i] = '#'
+		}
+		require.Equal(t, want, got, "the view changed with the payload's bytes")
+	}
+}
+
 func TestParseViewNulls(t *testing.T) {
 	data := []byte(`{"phase":null,"deadline_ms":null,"round":null,"you":null,"banker":null,"seats":[{"ready":null,"cards":null,"hand":null,"grab":null}],"error":null,"x":[1.5e-3,-0,{"a":[true,false,null]}]}`)
 	got, err := parseView(data, nil)
