@@ -58,6 +58,7 @@ type Node struct {
 	startedAt time.Time
 
 	handlers   chan struct{} // semaphore of running handlers
+	work       *workers      // the goroutines handlers run on
 	sysPushes  atomic.Int32
 	sysStreams sysStreams
 
@@ -125,6 +126,7 @@ func New(cfg Config) (*Node, error) {
 		done:     make(chan struct{}),
 		addrs:    map[string]net.Addr{},
 	}
+	n.work = newWorkers(n.done)
 	n.state.Store(cluster.StateStarting)
 	n.tls = cfg.TLS
 	if n.tls == nil && (cfg.TLSCertFile != "" || cfg.TLSKeyFile != "") {
@@ -504,8 +506,9 @@ func (n *Node) teardown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// dispatch returns the bus handler of a service: each request runs in its
-// own goroutine, up to Config.MaxHandlers at once across the node.
+// dispatch returns the bus handler of a service: each request runs on a
+// handler goroutine of its own (n.work), up to Config.MaxHandlers at once
+// across the node.
 func (n *Node) dispatch(svc *Service) nats.MsgHandler {
 	return func(m *nats.Msg) {
 		select {
@@ -516,10 +519,10 @@ func (n *Node) dispatch(svc *Service) nats.MsgHandler {
 			return
 		}
 		n.bg.Add(1)
-		go func() {
+		n.work.run(func() {
 			defer func() { <-n.handlers; n.bg.Done() }()
 			n.serve(svc, m)
-		}()
+		})
 	}
 }
 
@@ -617,10 +620,10 @@ func (n *Node) local(service string, id uint64, env *cluster.Envelope) bool {
 		reply = func(status Code, payload []byte) { n.reply(subject, seq, status, payload) }
 	}
 	n.bg.Add(1)
-	go func() {
+	n.work.run(func() {
 		defer func() { <-n.handlers; n.bg.Done() }()
 		n.handle(svc, &e, reply)
-	}()
+	})
 	return true
 }
 

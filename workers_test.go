@@ -1,0 +1,83 @@
+package hearth
+
+import (
+	"bytes"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// goid is the calling goroutine's id, from its stack trace's first line.
+func goid() uint64 {
+	var b [64]byte
+	line := b[:runtime.Stack(b[:], false)]
+	line = bytes.TrimPrefix(line, []byte("goroutine "))
+	id, _ := strconv.ParseUint(string(line[:bytes.IndexByte(line, ' ')]), 10, 64)
+	return id
+}
+
+// startWorkers returns workers that end with the test: their quit closes
+// and the test waits until their goroutines are gone, so that the next
+// test counts goroutines from the same base.
+func startWorkers(t *testing.T) *workers {
+	before := runtime.NumGoroutine()
+	quit := make(chan struct{})
+	t.Cleanup(func() {
+		close(quit)
+		waitFor(t, 10*time.Second, func() bool { return runtime.NumGoroutine() <= before }, "the idle workers did not end after quit")
+	})
+	return newWorkers(quit)
+}
+
+func TestWorkersReuseAGoroutine(t *testing.T) {
+	w := startWorkers(t)
+	ran := func() uint64 {
+		got := make(chan uint64, 1)
+		w.run(func() { got <- goid() })
+		return <-got
+	}
+	first := ran()
+	// The worker is idle once it waits for work again; until then a run
+	// starts another goroutine, which is allowed.
+	waitFor(t, 10*time.Second, func() bool { return ran() == first }, "no request ran on the first worker's goroutine")
+}
+
+func TestWorkersRunConcurrently(t *testing.T) {
+	w := startWorkers(t)
+	const n = 50
+	var started sync.WaitGroup
+	started.Add(n)
+	release := make(chan struct{})
+	for range n {
+		w.run(func() {
+			started.Done()
+			<-release // all n block at once: none waits for another to end
+		})
+	}
+	done := make(chan struct{})
+	go func() { started.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("gave up after 10s: not every task started while the others were still running")
+	}
+	close(release)
+}
+
+// The workers wait for more work after their task, and end when the node
+// does (startWorkers' cleanup waits for that).
+func TestWorkersOutliveATask(t *testing.T) {
+	before := runtime.NumGoroutine()
+	w := startWorkers(t)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		w.run(wg.Done)
+	}
+	wg.Wait()
+	require.Greater(t, runtime.NumGoroutine(), before, "the workers should wait for more work")
+}
