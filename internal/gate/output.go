@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hearth-server/hearth/internal/cluster"
@@ -59,8 +60,57 @@ func (s *Session) roomLocked(n int) bool {
 // end finishes a frame started with begin and releases s.mu.
 func (s *Session) end(kind wire.Kind) {
 	s.g.m.frameOut(kind)
-	s.startFlushLocked()
+	s.sendLocked()
 	s.mu.Unlock()
+}
+
+// inlineGap is how long after its last write a session's next frame is
+// written by the goroutine that queued it. Sooner than that, more frames
+// are likely on their way (a burst), and the flush goroutine's hand-off is
+// what lets them pile up into one write.
+const inlineGap = time.Millisecond
+
+// sendLocked writes the output now, from this goroutine, when the session
+// has been quiet (no flush running, none in the last inlineGap) and the
+// socket takes it all at once; otherwise it starts the flush goroutine.
+//
+// A game's traffic is mostly a frame now and then to each of many
+// sessions: a goroutine per frame cost a wake-up on another thread, and
+// its scheduling, for every write. The write here never blocks: one
+// non-blocking attempt, and whatever the socket did not take goes to the
+// flush goroutine. s.mu is held (for the write too: it does not wait).
+func (s *Session) sendLocked() {
+	if s.flushing || s.kicked || s.raw == nil || len(s.out) == 0 {
+		s.startFlushLocked()
+		return
+	}
+	now := time.Now().UnixNano()
+	if now-s.wroteAt < int64(inlineGap) {
+		s.startFlushLocked()
+		return
+	}
+	var n int
+	var werr error
+	if err := s.raw.Write(func(fd uintptr) bool {
+		for {
+			n, werr = syscall.Write(int(fd), s.out)
+			if werr != syscall.EINTR {
+				return true // done: never wait for the socket here
+			}
+		}
+	}); err != nil || werr != nil || n <= 0 {
+		s.startFlushLocked() // EAGAIN, or an error the flush reports
+		return
+	}
+	s.wroteAt = now
+	if n < len(s.out) {
+		s.out = s.out[:copy(s.out, s.out[n:])]
+		s.startFlushLocked()
+		return
+	}
+	s.writtenSeq = s.queuedSeq
+	putBuf(s.out)
+	s.out = nil
 }
 
 // startFlushLocked starts the flush goroutine if none runs; s.mu is held.
@@ -124,6 +174,7 @@ func (s *Session) flush() {
 		}
 		if err == nil {
 			s.writtenSeq = upTo
+			s.wroteAt = time.Now().UnixNano()
 		}
 		if err != nil {
 			s.flushing = false
@@ -415,7 +466,7 @@ func (s *Session) numberLocked(e pushEntry, hold bool) (held bool) {
 		s.heldMark = s.heldMark || held
 		return held
 	}
-	s.startFlushLocked()
+	s.sendLocked()
 	return false
 }
 

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hearth-server/hearth/internal/cluster"
@@ -84,6 +85,8 @@ type Session struct {
 	out       []byte // framed bytes not yet written
 	spare     []byte
 	flushing  bool
+	wroteAt   int64           // unix ns of the last write that ended (sendLocked)
+	raw       syscall.RawConn // a plain TCP connection's socket, for sendLocked; nil with TLS. Set before the session is shared.
 	kicked    bool
 	heldMark  bool // output queued by a fan-out batch, flush pending
 	user      string
@@ -139,6 +142,9 @@ func newSession(g *Gate, conn net.Conn, ws bool) *Session {
 		s.ip = ap.Addr().Unmap()
 	}
 	s.tokens = float64(g.cfg.RequestBurst)
+	if tc, ok := conn.(*net.TCPConn); ok {
+		s.raw, _ = tc.SyscallConn() // never fails on an open connection; nil keeps the flush goroutine
+	}
 	return s
 }
 
