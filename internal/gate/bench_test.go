@@ -6,8 +6,10 @@ package gate_test
 // come from `hearth bench` (docs/benchmarks.md).
 
 import (
+	"bytes"
 	"context"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,7 +31,8 @@ const (
 // benchService is the server side of these benchmarks:
 //
 //	gbench.join   joins the calling session to the channel "gbench"
-//	gbench.push   "N": pushes N frames on gbench.msg to the caller, then answers
+//	gbench.push   "N" or "N,SIZE": pushes N frames on gbench.msg to the
+//	              caller (each a 27-byte payload, or SIZE bytes), then answers
 func benchService() *hearth.Service {
 	svc := hearth.NewService("gbench")
 	hearth.HandleRaw(svc, "join", func(ctx context.Context, s *hearth.Session, _ []byte) ([]byte, error) {
@@ -37,12 +40,21 @@ func benchService() *hearth.Service {
 	})
 	payload := []byte(`{"tick":12345,"room":"r-1"}`)
 	hearth.HandleRaw(svc, "push", func(ctx context.Context, s *hearth.Session, p []byte) ([]byte, error) {
-		n, err := strconv.Atoi(string(p))
+		count, size, sized := strings.Cut(string(p), ",")
+		n, err := strconv.Atoi(count)
 		if err != nil {
 			return nil, hearth.NewError(hearth.CodeInvalidPayload, "want a count")
 		}
+		out := payload
+		if sized {
+			size, err := strconv.Atoi(size)
+			if err != nil || size < 0 {
+				return nil, hearth.NewError(hearth.CodeInvalidPayload, "want a size")
+			}
+			out = bytes.Repeat([]byte{'x'}, size)
+		}
 		for range n {
-			if err := s.PushRaw(ctx, benchRoute, payload); err != nil {
+			if err := s.PushRaw(ctx, benchRoute, out); err != nil {
 				return nil, err
 			}
 		}
@@ -101,36 +113,54 @@ func BenchmarkRequest(b *testing.B) {
 // PUSH framing and the write. One op is one request for 64 pushes, read
 // with its response (which may come before the last push).
 func BenchmarkPush(b *testing.B) {
-	const batch = 64
 	for _, tr := range hearthtest.Transports {
-		b.Run(tr, func(b *testing.B) {
-			node := hearthtest.Start(b, hearth.Config{Limits: benchLimits}, benchService())
-			rc := dialRaw(b, node, tr)
-			rc.handshake(wire.CodecJSON)
-			var (
-				buf []byte
-				seq uint32
-			)
-			count := []byte(strconv.Itoa(batch))
-			b.ReportAllocs()
-			for b.Loop() {
-				seq++
-				buf = wire.AppendRequest(buf[:0], seq, "gbench.push", count)
-				rc.send(buf)
-				for pushes, replied := 0, false; pushes < batch || !replied; {
-					switch f := rc.next(); {
-					case f.Kind == wire.KindPush:
-						pushes++
-					case f.Kind == wire.KindResponse && f.Status == wire.OK:
-						replied = true
-					default:
-						b.Fatalf("unexpected %v frame, status %d payload %q", f.Kind, f.Status, f.Payload)
-					}
-				}
-			}
-			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "pushes/s")
+		b.Run(tr, func(b *testing.B) { benchPush(b, tr, strconv.Itoa(pushBatch)) })
+	}
+}
+
+// BenchmarkPushSize is BenchmarkPush over TCP with larger payloads: what
+// the gate does per byte of a push (the copy it keeps for replay, the
+// framing, the write) next to what it does per push.
+func BenchmarkPushSize(b *testing.B) {
+	for _, size := range []int{1 << 10, 8 << 10} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			b.SetBytes(int64(pushBatch * size))
+			benchPush(b, "tcp", strconv.Itoa(pushBatch)+","+strconv.Itoa(size))
 		})
 	}
+}
+
+// pushBatch is how many pushes one op of BenchmarkPush asks for.
+const pushBatch = 64
+
+// benchPush runs BenchmarkPush's loop over transport tr, asking gbench.push
+// for arg ("N" or "N,SIZE", N = pushBatch) each op.
+func benchPush(b *testing.B, tr, arg string) {
+	node := hearthtest.Start(b, hearth.Config{Limits: benchLimits}, benchService())
+	rc := dialRaw(b, node, tr)
+	rc.handshake(wire.CodecJSON)
+	var (
+		buf []byte
+		seq uint32
+	)
+	count := []byte(arg)
+	b.ReportAllocs()
+	for b.Loop() {
+		seq++
+		buf = wire.AppendRequest(buf[:0], seq, "gbench.push", count)
+		rc.send(buf)
+		for pushes, replied := 0, false; pushes < pushBatch || !replied; {
+			switch f := rc.next(); {
+			case f.Kind == wire.KindPush:
+				pushes++
+			case f.Kind == wire.KindResponse && f.Status == wire.OK:
+				replied = true
+			default:
+				b.Fatalf("unexpected %v frame, status %d payload %q", f.Kind, f.Status, f.Payload)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*pushBatch)/b.Elapsed().Seconds(), "pushes/s")
 }
 
 // BenchmarkChannelFanout measures a channel publish delivered to every

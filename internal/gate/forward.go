@@ -367,6 +367,7 @@ func (g *Gate) onPush(e *cluster.Envelope) {
 	}
 	var moved map[string]*cluster.Envelope // new gate → what to forward there
 	var movedEach map[string][][]byte      // its payloads, for TypePushEach
+	kept := g.replayPayloads(len(ids))
 	for i, id := range ids {
 		p := pushEntry{Route: e.Route, ID: e.MsgID}
 		if counted {
@@ -379,7 +380,7 @@ func (g *Gate) onPush(e *cluster.Envelope) {
 				// replay buffer's byte bound counts.
 				p.Payload = bytes.Clone(each[i])
 			} else {
-				p.Payload = s.payloadFor(e)
+				kept.set(&p, s, s.payloadFor(e))
 			}
 			s.pushFrame(p, src, false)
 		} else if mv, ok := g.moves.get(id); ok && mv.gate != "" && mv.gate != g.cfg.ID {
@@ -508,5 +509,10 @@ func (g *Gate) onBroadcast(m *nats.Msg) {
 		g.log.Error("bad broadcast envelope", "err", err)
 		return
 	}
-	g.sessMap.each(func(s *Session) { s.push(e.Route, s.payloadFor(&e), "", fromService) })
+	kept := g.replayPayloads(0)
+	g.sessMap.each(func(s *Session) {
+		p := pushEntry{Route: e.Route}
+		kept.set(&p, s, s.payloadFor(&e))
+		s.pushFrame(p, fromService, false)
+	})
 }

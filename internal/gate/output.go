@@ -288,11 +288,6 @@ const (
 	fromStub                      // a channel message the session's old gate forwarded
 )
 
-// push sends a PUSH with the next push_seq, and keeps it for replay.
-func (s *Session) push(route string, payload []byte, msgID string, src pushSource) {
-	s.pushFrame(pushEntry{Route: route, Payload: payload, ID: msgID}, src, false)
-}
-
 // pushFrame gives e the session's next push_seq and a slot in its replay
 // buffer, whatever the connection's state, and queues it when the session
 // is connected. A stub forwards it to the session's new home instead.

@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 
@@ -46,8 +48,12 @@ import (
 // Re-sent requests are answered from the response cache instead of running
 // twice; one whose answer is no longer kept gets 306.
 
-// pushEntry is one push kept for replay. payload is shared with other
-// sessions of a fan-out, never copied.
+// pushEntry is one push kept for replay. Its Payload never aliases the bus
+// message it came in, which carries every encoding of the push (and the
+// list of its sessions): kept, such a slice would pin all of that while the
+// ring counted one encoding. A push to one session keeps its own copy; a
+// message to several (a channel's, a broadcast, a push to a list) is copied
+// once per encoding, and the copy is shared (replayPayloads).
 type pushEntry struct {
 	Seq     uint64 `json:"seq"`
 	Route   string `json:"route"`
@@ -57,10 +63,91 @@ type pushEntry struct {
 	// Origin and Count order a service's pushes (Envelope.Origin/Counts).
 	Origin string `json:"origin,omitempty"`
 	Count  uint64 `json:"count,omitempty"`
+	// shared is set when Payload is a copy that other sessions' entries
+	// share; nil when Payload is this entry's own.
+	shared *sharedPayload
+}
+
+// sharedPayload counts the ring entries, of any session, holding one
+// shared copy of a payload, so that the gate's budget counts the copy once,
+// while any ring holds it. refs is atomic: the entries are in different
+// sessions' rings, each changed under its own session's mu.
+type sharedPayload struct{ refs atomic.Int32 }
+
+// entryOverhead is what a ring entry costs besides its payload and
+// strings: the entry, and as much again for the ring's slice, which append
+// grows to at most twice the entries it holds.
+const entryOverhead = 2 * int(unsafe.Sizeof(pushEntry{}))
+
+// size is what e counts against its session's bound: its payload (the
+// whole allocation: copies are made by append, whose cap is what it
+// allocated), its strings and its slot.
+func (e *pushEntry) size() int {
+	return entryOverhead + len(e.Route) + len(e.ID) + len(e.Origin) + cap(e.Payload)
+}
+
+// hold takes e's share of the gate's budget as it joins a ring, and
+// returns it: all of e's size, less a shared payload that another ring
+// holds already.
+func (e *pushEntry) hold() int {
+	n := e.size()
+	if e.shared != nil && e.shared.refs.Add(1) > 1 {
+		n -= cap(e.Payload)
+	}
+	return n
+}
+
+// release is hold's reverse, as e leaves its ring.
+func (e *pushEntry) release() int {
+	n := e.size()
+	if e.shared != nil && e.shared.refs.Add(-1) > 0 {
+		n -= cap(e.Payload)
+	}
+	return n
+}
+
+// replayPayloads hands out the payloads that the sessions of one bus
+// message keep for replay (pushEntry): with one session its own copy;
+// with several, a copy per encoding, made for the first session that
+// needs it and shared by the rest. Without replay (ResumeGrace ≤ 0)
+// nothing is kept, so nothing is copied. The goroutine delivering the
+// message uses it, and no other. (It holds no pointer to the message's
+// Envelope, which would then escape to the heap.)
+type replayPayloads struct {
+	keep bool // the gate keeps pushes for replay
+	one  bool // the message is for one session
+	// By encoding (protobuf, JSON): the copy and its count of holders.
+	kept   [2][]byte
+	shared [2]*sharedPayload
+}
+
+// replayPayloads starts handing out the payloads of a message for the
+// given number of local sessions (0: not known).
+func (g *Gate) replayPayloads(sessions int) replayPayloads {
+	return replayPayloads{keep: g.cfg.ResumeGrace > 0, one: sessions == 1}
+}
+
+// set gives p the payload b, the message in s's encoding (payloadFor).
+func (rp *replayPayloads) set(p *pushEntry, s *Session, b []byte) {
+	switch {
+	case !rp.keep:
+		p.Payload = b // written to the output, which copies it, and dropped
+	case rp.one:
+		p.Payload = bytes.Clone(b)
+	default:
+		i := 0
+		if s.codec == cluster.CodecJSON {
+			i = 1
+		}
+		if rp.shared[i] == nil {
+			rp.kept[i], rp.shared[i] = bytes.Clone(b), new(sharedPayload)
+		}
+		p.Payload, p.shared = rp.kept[i], rp.shared[i]
+	}
 }
 
 // pushRing keeps the most recent pushes of a session, bounded by count and
-// bytes.
+// bytes (pushEntry.size).
 type pushRing struct {
 	items []pushEntry
 	bytes int
@@ -75,9 +162,9 @@ type pushRing struct {
 // maximum), a resuming one has read up to its last_push, a detached one
 // may have read none (floor 0). Past the floor it reports overflow, since
 // dropping would lose a push the client never saw. gate counts the bytes
-// of every ring of the gate.
+// of every ring of the gate, a shared payload once (pushEntry.hold).
 func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, floor uint64, gate *atomic.Int64) (overflow bool) {
-	size := entrySize(e)
+	size := e.size()
 	disconnected := floor == 0
 	for len(r.items) > 0 && (len(r.items)+1 > maxItems || r.bytes+size > maxBytes) {
 		if r.items[0].Seq > floor {
@@ -90,23 +177,25 @@ func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, floor uint64, gate *
 	}
 	r.items = append(r.items, e)
 	r.bytes += size
-	gate.Add(int64(size))
+	gate.Add(int64(e.hold()))
 	return false
 }
 
-func entrySize(e pushEntry) int { return len(e.Route) + len(e.Payload) + 16 }
-
 func (r *pushRing) dropOldest(gate *atomic.Int64) {
-	size := entrySize(r.items[0])
-	r.bytes -= size
-	gate.Add(-int64(size))
-	r.items[0] = pushEntry{}
+	e := &r.items[0]
+	r.bytes -= e.size()
+	gate.Add(-int64(e.release()))
+	*e = pushEntry{}
 	r.items = r.items[1:]
 }
 
 // clear drops every entry, as the session ends or leaves the gate.
 func (r *pushRing) clear(gate *atomic.Int64) {
-	gate.Add(-int64(r.bytes))
+	var n int64
+	for i := range r.items {
+		n += int64(r.items[i].release())
+	}
+	gate.Add(-n)
 	r.items, r.bytes = nil, 0
 }
 

@@ -1,13 +1,17 @@
 package gate_test
 
 import (
+	"context"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/client"
 	"github.com/hearth-server/hearth/hearthtest"
 	"github.com/hearth-server/hearth/wire"
 )
@@ -69,6 +73,46 @@ func TestResumeGateBudget(t *testing.T) {
 	hearthtest.Eventually(t, waitLong, func() error {
 		if a, b := kept(c.a), kept(c.b); a != 0 || b != 0 {
 			return fmt.Errorf("replay bytes still counted: gate-a %v, gate-b %v", a, b)
+		}
+		return nil
+	})
+}
+
+// A channel message kept by several sessions' replay buffers is one copy
+// of its encoding, which the gate's gauge counts once; it is released when
+// the sessions end.
+func TestResumeBufferCountsSharedMessageOnce(t *testing.T) {
+	t.Parallel()
+	node := hearthtest.Start(t, hearth.Config{Limits: hearth.Limits{ResumeGrace: time.Second}}, benchService())
+	kept := func() float64 { return scrape(t, node)["hearth_resume_buffer_bytes"] }
+	ctx := context.Background()
+	const members = 4
+	var got atomic.Int64
+	var clients []*client.Client
+	for range members {
+		c := node.Dial(t, "tcp", client.Options{Codec: wire.CodecJSON})
+		c.OnPush(benchRoute, func(client.Push) { got.Add(1) })
+		_, err := c.RequestRaw(ctx, "gbench.join", nil)
+		require.NoError(t, err)
+		clients = append(clients, c)
+	}
+	require.Zero(t, kept())
+
+	text := strings.Repeat("x", 8<<10)
+	require.NoError(t, node.Publish(ctx, benchChannel, benchRoute, map[string]string{"text": text}))
+	hearthtest.Eventually(t, waitLong, func() bool { return got.Load() == members }, "not every member got the message")
+	// The bus message carries the JSON twice (as both encodings); the rings
+	// keep one copy of it, and a few hundred bytes per entry.
+	n := kept()
+	require.GreaterOrEqual(t, n, float64(len(text)))
+	require.Less(t, n, 1.25*float64(len(text))+members*512, "the gate counts the message more than once")
+
+	for _, c := range clients {
+		require.NoError(t, c.Close())
+	}
+	hearthtest.Eventually(t, waitLong, func() error {
+		if n := kept(); n != 0 {
+			return fmt.Errorf("replay bytes still counted: %v", n)
 		}
 		return nil
 	})

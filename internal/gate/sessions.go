@@ -423,8 +423,11 @@ func (c *channels) fanout(m *nats.Msg, held []*Session) []*Session {
 		return held
 	}
 	ch.mu.Lock()
+	kept := c.g.replayPayloads(len(ch.list))
 	for _, s := range ch.list {
-		if s.pushFrame(pushEntry{Route: e.Route, Payload: s.payloadFor(&e), ID: e.MsgID}, fromChannel, true) {
+		p := pushEntry{Route: e.Route, ID: e.MsgID}
+		kept.set(&p, s, s.payloadFor(&e))
+		if s.pushFrame(p, fromChannel, true) {
 			held = append(held, s)
 		}
 	}
