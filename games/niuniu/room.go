@@ -37,13 +37,19 @@ const (
 	CodeInRound hearth.Code = 1006
 )
 
-// Phases of a table, as View.Phase and the room's listed state.
+// Phases of a table, as View.Phase.
 const (
 	PhaseReady = "ready" // waiting for players to mark ready
 	PhaseGrab  = "grab"  // four cards dealt; players choose a grab multiplier
 	PhaseBet   = "bet"   // the banker is known; the others choose a bet
 	PhaseOpen  = "open"  // fifth card dealt; players reveal their hands
 	PhaseEnd   = "end"   // settled; results shown until the pause ends
+)
+
+// A table's state as lobby.rooms lists it.
+const (
+	ListingWaiting = "waiting" // between rounds (PhaseReady)
+	ListingPlaying = "playing" // a round runs (every other phase)
 )
 
 // TableConfig configures a Niu Niu room type. The zero value is a standard
@@ -668,7 +674,14 @@ func (t *table) setPhase(r *hearth.Room, phase string, d time.Duration) {
 	if d > 0 {
 		t.clock = r.After(d, phase)
 	}
-	r.SetState(phase)
+	// The listing says only whether a round runs: each phase would be a
+	// registry write (a stream write in the cluster's KV) five times a
+	// round per table, for a lobby that needs no more than this.
+	if phase == PhaseReady {
+		r.SetState(ListingWaiting)
+	} else {
+		r.SetState(ListingPlaying)
+	}
 	t.pushAll(r)
 }
 

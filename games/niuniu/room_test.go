@@ -290,6 +290,7 @@ func TestFullRound(t *testing.T) {
 		require.Equal(t, i, v.You, "players sit in join order")
 		require.Equal(t, niuniu.PhaseReady, v.Phase)
 	}
+	srv.awaitListing(t, niuniu.ListingWaiting)
 	for _, p := range ps {
 		require.NoError(t, p.do(roomType+".ready", `{}`))
 	}
@@ -305,6 +306,7 @@ func TestFullRound(t *testing.T) {
 			}
 		}
 	}
+	srv.awaitListing(t, niuniu.ListingPlaying)
 	grabs := []int{0, 3, 3, 1}
 	for i, p := range ps {
 		require.NoError(t, p.act("grab", grabs[i]))
@@ -342,6 +344,23 @@ func TestFullRound(t *testing.T) {
 		total += end.Seats[i].Delta
 	}
 	require.Zero(t, total, "a round moves currency, it makes none")
+}
+
+// awaitListing waits until the server's one table is listed with state.
+func (s *server) awaitListing(t *testing.T, state string) {
+	t.Helper()
+	hearthtest.Eventually(t, wait, func() error {
+		rooms, err := s.Rooms(context.Background(), roomType)
+		switch {
+		case err != nil:
+			return err
+		case len(rooms) != 1:
+			return fmt.Errorf("%d tables listed, want 1", len(rooms))
+		case rooms[0].State != state:
+			return fmt.Errorf("the table is listed as %q, want %q", rooms[0].State, state)
+		}
+		return nil
+	})
 }
 
 // seatTwoReady seats two players, over TCP and WS, and marks both ready.
