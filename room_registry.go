@@ -97,7 +97,12 @@ type roomDirectory struct {
 	// open holds, by type, the ids of the public rooms with a free seat:
 	// what a join looks at, a few among thousands of full tables.
 	openByType map[string]map[string]struct{}
-	reaping    map[string]bool
+	// load tallies the rooms and players in rooms by the node hosting
+	// them, kept as entries come and go: RoomNodes runs on every
+	// match.join, and counting thousands of rooms each time made joins
+	// cost more the more tables there were.
+	load    map[string]nodeLoad
+	reaping map[string]bool
 	stop       context.CancelFunc
 	done       chan struct{}
 }
@@ -110,6 +115,28 @@ type dirRoom struct {
 type dirNode struct {
 	rec nodeRecord
 	rev uint64
+}
+
+// init makes the directory's maps; d.mu is held or d not yet shared.
+func (d *roomDirectory) init() {
+	d.rooms, d.nodes, d.byUser = map[string]dirRoom{}, map[string]dirNode{}, map[string]string{}
+	d.openByType, d.load = map[string]map[string]struct{}{}, map[string]nodeLoad{}
+}
+
+// nodeLoad is what a node hosts, by the registry.
+type nodeLoad struct{ rooms, players int }
+
+// tally adds (sign 1) or removes (sign -1) a room's share of its node's
+// load; d.mu is held.
+func (d *roomDirectory) tally(info RoomInfo, sign int) {
+	l := d.load[info.Node]
+	l.rooms += sign
+	l.players += sign * info.Players
+	if l.rooms == 0 {
+		delete(d.load, info.Node)
+		return
+	}
+	d.load[info.Node] = l
 }
 
 // directory opens the node's room directory, waiting for its initial sync.
@@ -149,7 +176,7 @@ func (d *roomDirectory) open(n *Node) error {
 	}
 	d.mu.Lock()
 	d.kv, d.stop = kv, cancel
-	d.rooms, d.nodes, d.byUser, d.openByType = map[string]dirRoom{}, map[string]dirNode{}, map[string]string{}, map[string]map[string]struct{}{}
+	d.init()
 	d.reaping = map[string]bool{}
 	d.ready, d.done = make(chan struct{}), make(chan struct{})
 	d.mu.Unlock()
@@ -222,6 +249,7 @@ func (d *roomDirectory) applyEntry(log *slog.Logger, key string, value []byte, r
 			}
 			delete(d.rooms, id)
 			delete(d.openByType[old.info.Type], id)
+			d.tally(old.info, -1)
 		}
 		if del {
 			return
@@ -232,6 +260,7 @@ func (d *roomDirectory) applyEntry(log *slog.Logger, key string, value []byte, r
 			return
 		}
 		d.rooms[id] = dirRoom{info: info, rev: rev}
+		d.tally(info, 1)
 		if info.Open() {
 			if d.openByType[info.Type] == nil {
 				d.openByType[info.Type] = map[string]struct{}{}
@@ -463,7 +492,7 @@ func (n *Node) RoomNodes(ctx context.Context) ([]RoomNode, error) {
 		return nil, err
 	}
 	d.mu.Lock()
-	byID := map[string]*RoomNode{}
+	out := make([]RoomNode, 0, len(d.nodes))
 	for id, dn := range d.nodes {
 		// A node the registry saw leave is out; one it has not seen yet
 		// (this node itself, just started) is in, until the sweep finds it
@@ -472,25 +501,16 @@ func (n *Node) RoomNodes(ctx context.Context) ([]RoomNode, error) {
 			continue
 		}
 		info, _ := n.reg.Node(id)
-		rn := &RoomNode{ID: id, Draining: dn.rec.Draining || info.State == cluster.StateDraining}
+		load := d.load[id]
+		rn := RoomNode{ID: id, Draining: dn.rec.Draining || info.State == cluster.StateDraining, Rooms: load.rooms, Players: load.players}
 		for t, c := range dn.rec.Capacity {
 			rn.Types = append(rn.Types, t)
 			rn.Capacity += c
 		}
 		slices.Sort(rn.Types)
-		byID[id] = rn
-	}
-	for _, r := range d.rooms {
-		if rn := byID[r.info.Node]; rn != nil {
-			rn.Rooms++
-			rn.Players += r.info.Players
-		}
+		out = append(out, rn)
 	}
 	d.mu.Unlock()
-	out := make([]RoomNode, 0, len(byID))
-	for _, rn := range byID {
-		out = append(out, *rn)
-	}
 	slices.SortFunc(out, func(a, b RoomNode) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -394,7 +395,8 @@ func FuzzRoomRegistryEntry(f *testing.F) {
 	f.Add("r.abc", []byte(nil), true)
 	f.Add("x", []byte(`[]`), false)
 	f.Fuzz(func(t *testing.T, key string, value []byte, del bool) {
-		d := &roomDirectory{rooms: map[string]dirRoom{}, nodes: map[string]dirNode{}, byUser: map[string]string{}, openByType: map[string]map[string]struct{}{}}
+		d := &roomDirectory{}
+		d.init()
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
 		seed := []byte(`{"id":"abc","type":"cards","node":"n1","seats":4,"players":1,"users":[{"user":"u1"}]}`)
 		d.applyEntry(log, "r.abc", seed, 1, false)
@@ -425,6 +427,10 @@ func FuzzRoomRegistryEntry(f *testing.F) {
 			if _, listed := d.openByType[r.info.Type][id]; listed != r.info.Open() {
 				t.Fatalf("room %s open=%v but listed=%v", id, r.info.Open(), listed)
 			}
+		}
+		// Each node's tally is what its rooms add up to.
+		if want := recountLoad(d); !maps.Equal(want, d.load) {
+			t.Fatalf("node load %v, rooms add up to %v", d.load, want)
 		}
 	})
 }
