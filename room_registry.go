@@ -103,8 +103,8 @@ type roomDirectory struct {
 	// cost more the more tables there were.
 	load    map[string]nodeLoad
 	reaping map[string]bool
-	stop       context.CancelFunc
-	done       chan struct{}
+	stop    context.CancelFunc
+	done    chan struct{}
 }
 
 type dirRoom struct {
