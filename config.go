@@ -134,7 +134,8 @@ type Limits struct {
 	// resumable. Zero: 60s. Negative: sessions end with their connection.
 	ResumeGrace time.Duration
 	// ResumePushes and ResumeBytes bound the pushes a session keeps for
-	// replay; a detached session that would need more is lost (304).
+	// replay; a detached session that would need more is lost (304). A
+	// push counts its payload, route and ids and ~200 bytes for its slot.
 	// Zero: 256 pushes, 256 KiB.
 	ResumePushes int
 	ResumeBytes  int
