@@ -307,17 +307,7 @@ func TestPushes(t *testing.T) {
 					if route(f) != "test.go" {
 						pc.t.Errorf("peer: notify on %q", route(f))
 					}
-					for seq := uint64(4); seq <= n; seq++ {
-						p := encodeMsg(codec, &syspb.Tick{N: uint32(seq)})
-						switch {
-						case seq%10 == 0:
-							pc.send(wire.AppendPush(nil, seq, "game.chat", p))
-						case seq%2 == 0:
-							pc.send(wire.AppendPushID(nil, seq, testRoutes["sys.tick"], p))
-						default:
-							pc.send(wire.AppendPush(nil, seq, "sys.tick", p))
-						}
-					}
+					pc.sendTicks(codec, 4, n)
 				})
 
 				var mu sync.Mutex
@@ -744,4 +734,20 @@ func TestWebSocketTextMessage(t *testing.T) {
 	c := dial(t, addr, Options{})
 	waitDone(t, c)
 	require.ErrorIs(t, c.Err(), &wire.Error{Code: wire.CodeBadFrame})
+}
+
+// sendTicks pushes sys.Tick{N: seq} for seq from..to: every tenth on
+// game.chat, the other even ones by route id, the rest by name.
+func (pc *pconn) sendTicks(codec string, from, to uint64) {
+	for seq := from; seq <= to; seq++ {
+		p := encodeMsg(codec, &syspb.Tick{N: uint32(seq)})
+		switch {
+		case seq%10 == 0:
+			pc.send(wire.AppendPush(nil, seq, "game.chat", p))
+		case seq%2 == 0:
+			pc.send(wire.AppendPushID(nil, seq, testRoutes["sys.tick"], p))
+		default:
+			pc.send(wire.AppendPush(nil, seq, "sys.tick", p))
+		}
+	}
 }

@@ -24,17 +24,7 @@ func TestPushOnReader(t *testing.T) {
 				addr := startPeer(t, kind, func(pc *pconn) {
 					pc.handshake(testAck())
 					pc.expect(wire.KindNotify)
-					for seq := uint64(1); seq <= n; seq++ {
-						p := encodeMsg(codec, &syspb.Tick{N: uint32(seq)})
-						switch {
-						case seq%10 == 0:
-							pc.send(wire.AppendPush(nil, seq, "game.chat", p))
-						case seq%2 == 0:
-							pc.send(wire.AppendPushID(nil, seq, testRoutes["sys.tick"], p))
-						default:
-							pc.send(wire.AppendPush(nil, seq, "sys.tick", p))
-						}
-					}
+					pc.sendTicks(codec, 1, n)
 				})
 				var (
 					c    *Client
