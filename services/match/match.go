@@ -105,7 +105,7 @@ type service struct {
 	// room for a type and params the others wait for it (opening).
 	mu      sync.Mutex
 	recent  map[string]recentRoom // room id → what a placement here last saw
-	pending map[string]int        // room id → joins in flight here
+	pending map[string][]string   // room id → sessions whose join is in flight here
 	opening map[string]*openings  // room type and params → rooms being opened here
 	seats   map[string]int        // room type → seats per room, as last seen
 }
@@ -129,12 +129,16 @@ type recentRoom struct {
 	at   time.Time
 }
 
+func newService(p Policy) *service {
+	return &service{policy: p, recent: map[string]recentRoom{}, pending: map[string][]string{}, opening: map[string]*openings{}, seats: map[string]int{}}
+}
+
 // New returns the match service.
 func New(cfg Config) *hearth.Service {
 	if cfg.Policy == nil {
 		cfg.Policy = Pack{}
 	}
-	m := &service{policy: cfg.Policy, recent: map[string]recentRoom{}, pending: map[string]int{}, opening: map[string]*openings{}, seats: map[string]int{}}
+	m := newService(cfg.Policy)
 	svc := hearth.NewService("match")
 	svc.OnStart(func(ctx context.Context, n *hearth.Node) error {
 		m.node = n
@@ -217,13 +221,11 @@ func (m *service) join(ctx context.Context, s *hearth.Session, req *matchpb.Join
 		room, ok := m.pickLocked(rooms, nodes, req.Params, tried)
 		if ok {
 			// Reserve the seat, so that joins running meanwhile count it.
-			m.pending[room.ID]++
+			m.pending[room.ID] = append(m.pending[room.ID], s.ID())
 			m.mu.Unlock()
 			seat, err := s.JoinRoom(ctx, room)
 			m.mu.Lock()
-			if m.pending[room.ID]--; m.pending[room.ID] == 0 {
-				delete(m.pending, room.ID)
-			}
+			m.unreserveLocked(room.ID, s.ID())
 			if err == nil {
 				m.rememberLocked(seat.Room)
 				m.mu.Unlock()
@@ -304,7 +306,7 @@ func (m *service) pickLocked(rooms []hearth.RoomInfo, nodes []hearth.RoomNode, p
 	}
 	var open []hearth.RoomInfo
 	for _, r := range rooms {
-		r.Players += m.pending[r.ID]
+		r.Players += m.reservedLocked(r)
 		if n, ok := byID[r.Node]; ok && !n.Draining && !tried[r.ID] && r.Open() && maps.Equal(r.Params, params) {
 			open = append(open, r)
 		}
@@ -317,8 +319,36 @@ func (m *service) pickLocked(rooms []hearth.RoomInfo, nodes []hearth.RoomNode, p
 		return hearth.RoomInfo{}, false
 	}
 	r := best[0]
-	r.Players -= m.pending[r.ID]
+	r.Players -= m.reservedLocked(r)
 	return r, true
+}
+
+// reservedLocked counts the seats of r that joins in flight here have
+// reserved and r does not list yet: a join the room has taken in shows in
+// its listing before the join's reservation ends, and counting it twice
+// made a room look full to the joins beside it, which then opened another.
+// m.mu is held.
+func (m *service) reservedLocked(r hearth.RoomInfo) int {
+	n := 0
+	for _, sid := range m.pending[r.ID] {
+		if !slices.ContainsFunc(r.Users, func(u hearth.RoomUser) bool { return u.Session == sid }) {
+			n++
+		}
+	}
+	return n
+}
+
+// unreserveLocked ends session sid's reservation in room id; m.mu is held.
+func (m *service) unreserveLocked(id, sid string) {
+	ids := m.pending[id]
+	if i := slices.Index(ids, sid); i >= 0 {
+		ids = slices.Delete(ids, i, i+1)
+	}
+	if len(ids) == 0 {
+		delete(m.pending, id)
+		return
+	}
+	m.pending[id] = ids
 }
 
 // openingKey names the rooms a join would open: its type and params.
