@@ -243,7 +243,10 @@ func authCluster(t *testing.T, cfg auth.Config) *hearthtest.Node {
 	require.NoError(t, err)
 	cfg.Providers = []auth.Provider{p}
 	cfg.LoginRate = -1
-	gate := hearthtest.Start(t, hearth.Config{NodeID: "gate", Roles: []string{"gate", "sys", "lobby"}, NATSListen: "127.0.0.1:0", RequireUser: true}, lobby.New(st))
+	// The per-IP connection rate is off: TestDuplicateLoginRace dials 400
+	// connections as fast as it can, past the default burst of 200.
+	gate := hearthtest.Start(t, hearth.Config{NodeID: "gate", Roles: []string{"gate", "sys", "lobby"}, NATSListen: "127.0.0.1:0", RequireUser: true,
+		Limits: hearth.Limits{ConnRatePerIP: -1}}, lobby.New(st))
 	for i := range 2 {
 		_, svc := auth.New(st, cfg)
 		hearthtest.Start(t, hearth.Config{NodeID: fmt.Sprint("auth-", i), NATSURL: gate.NATSURL(), TCPAddr: hearth.Off, WSAddr: hearth.Off, Roles: []string{"auth"}}, svc)
