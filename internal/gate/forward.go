@@ -277,7 +277,19 @@ func (g *Gate) nextID() uint64 { return g.ids.Add(1) }
 // requests, hand-overs and control messages for its sessions. It runs on the
 // gate's bus goroutine, the owner of the gate's routing state: which
 // session holds an id (sessMap), which moved where (moves).
+// onGateMsg handles one message on the gate's own subject. Responses and
+// pushes are queued without being written while more messages wait in the
+// subscription (busBatch): a move's answer and the push it caused, which
+// arrive together, leave in one write.
 func (g *Gate) onGateMsg(m *nats.Msg) {
+	g.gateMsg(m)
+	g.batch.msgs++
+	if n, _, err := m.Sub.Pending(); err != nil || n <= 1 || g.batch.msgs >= maxBusBatch {
+		g.batch.release()
+	}
+}
+
+func (g *Gate) gateMsg(m *nats.Msg) {
 	if id, ok := cluster.ParseReplyID(m.Subject, g.replyPrefix); ok {
 		g.onReply(id, m)
 		return
@@ -304,7 +316,7 @@ func (g *Gate) onGateMsg(m *nats.Msg) {
 		}
 		return
 	case cluster.TypePush, cluster.TypePushEach:
-		g.onPush(&e)
+		g.onPush(&e, &g.batch)
 		return
 	}
 	s := g.sessMap.get(e.Session)
@@ -347,7 +359,9 @@ func (g *Gate) onGateMsg(m *nats.Msg) {
 // onPush delivers a push to the listed sessions, and forwards it for those
 // that moved to another gate, keeping each one's origin count: one bus
 // message per gate.
-func (g *Gate) onPush(e *cluster.Envelope) {
+//
+// With a batch, what it queues is written when the batch is released.
+func (g *Gate) onPush(e *cluster.Envelope, b *busBatch) {
 	ids := e.Sessions
 	if len(ids) == 0 {
 		ids = []string{e.Session}
@@ -382,7 +396,9 @@ func (g *Gate) onPush(e *cluster.Envelope) {
 			} else {
 				kept.set(&p, s, s.payloadFor(e))
 			}
-			s.pushFrame(p, src, false)
+			if w := s.pushFrame(p, src, b != nil); w != nil {
+				b.held = append(b.held, w)
+			}
 		} else if mv, ok := g.moves.get(id); ok && mv.gate != "" && mv.gate != g.cfg.ID {
 			if moved == nil {
 				moved, movedEach = map[string]*cluster.Envelope{}, map[string][][]byte{}
@@ -441,11 +457,12 @@ func (g *Gate) onReply(id uint64, m *nats.Msg) {
 		p.s.respondError(p.seq, wire.CodeInternal, "internal error")
 		return
 	}
-	g.complete(p, wire.Code(e.Status), e.Payload)
+	g.complete(p, wire.Code(e.Status), e.Payload, &g.batch)
 }
 
-// complete delivers a service's response to the request's session.
-func (g *Gate) complete(p pending, status wire.Code, payload []byte) {
+// complete delivers a service's response to the request's session; with a
+// batch, written when the batch is released.
+func (g *Gate) complete(p pending, status wire.Code, payload []byte, b *busBatch) {
 	p.s.inflight.Add(-1)
 	now := time.Now().UnixNano()
 	if now-p.start >= int64(g.cfg.RequestTimeout) {
@@ -459,7 +476,9 @@ func (g *Gate) complete(p pending, status wire.Code, payload []byte) {
 	if status != wire.OK {
 		g.m.requestError(status)
 	}
-	p.s.respond(p.seq, status, payload)
+	if p.s.answer(p.seq, status, payload, b != nil) {
+		b.held = append(b.held, p.s)
+	}
 	g.m.observe(p.route, status, time.Duration(now-p.start))
 }
 

@@ -228,6 +228,7 @@ type Gate struct {
 	pending pendingTable
 	ips     ipLimiter
 	chans   channels
+	batch   busBatch // owned by the gate subject's subscription goroutine (onGateMsg)
 
 	replyPrefix   string
 	resumeSubject string

@@ -15,6 +15,7 @@ type Metrics struct {
 	sessions  *prometheus.GaugeVec
 	framesIn  prometheus.Counter
 	framesOut [wire.KindKick + 1]prometheus.Counter
+	writes    prometheus.Counter // socket writes, each of one frame or more
 	latency   *prometheus.HistogramVec
 	errors    *prometheus.CounterVec
 	kicks     *prometheus.CounterVec
@@ -60,6 +61,9 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		channelDrops: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hearth_channel_drops_total", Help: "Times the bus dropped channel messages because the gate's fan-out fell behind; members see a gap in push_seq.",
 		}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hearth_socket_writes_total", Help: "Writes to client sockets; each carries one frame or more (compare hearth_frames_total).",
+		}),
 		byRoute:  map[string]prometheus.Observer{},
 		byCode:   map[wire.Code]prometheus.Counter{},
 		sessByTr: map[string]prometheus.Gauge{},
@@ -76,13 +80,14 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.reg = reg
 	if reg != nil {
-		reg.MustRegister(m.sessions, frames, m.latency, m.errors, m.kicks, m.detached, m.resumes, m.channelDrops)
+		reg.MustRegister(m.sessions, frames, m.latency, m.errors, m.kicks, m.detached, m.resumes, m.channelDrops, m.writes)
 	}
 	return m
 }
 
 func (m *Metrics) frameIn()                       { m.framesIn.Inc() }
 func (m *Metrics) frameOut(k wire.Kind)           { m.framesOut[k].Inc() }
+func (m *Metrics) wrote()                         { m.writes.Inc() }
 func (m *Metrics) sessionOpened(transport string) { m.sessByTr[transport].Inc() }
 func (m *Metrics) sessionClosed(transport string) { m.sessByTr[transport].Dec() }
 func (m *Metrics) kicked(code wire.Code)          { m.kicks.WithLabelValues(strconv.Itoa(int(code))).Inc() }

@@ -103,6 +103,7 @@ func (s *Session) sendLocked() {
 		return
 	}
 	s.wroteAt = now
+	s.g.m.wrote()
 	if n < len(s.out) {
 		s.out = s.out[:copy(s.out, s.out[n:])]
 		s.startFlushLocked()
@@ -173,6 +174,7 @@ func (s *Session) flush() {
 			putBuf(buf)
 		}
 		if err == nil {
+			s.g.m.wrote()
 			s.writtenSeq = upTo
 			s.wroteAt = time.Now().UnixNano()
 		}
@@ -241,6 +243,12 @@ func (s *Session) respondError(seq uint32, code wire.Code, msg string) {
 // a resume; a detached session only caches it, and a stub forwards it to
 // where the session went.
 func (s *Session) respond(seq uint32, status wire.Code, payload []byte) {
+	s.answer(seq, status, payload, false)
+}
+
+// answer is respond; with hold it does not write, as pushFrame's hold, and
+// reports whether the caller must call writeHeld.
+func (s *Session) answer(seq uint32, status wire.Code, payload []byte, hold bool) (held bool) {
 	g := s.g
 	if len(payload)+9 > s.maxOut {
 		s.log0().Warn("response too large for the client", "seq", seq, "bytes", len(payload), "client_max_frame", s.maxOut)
@@ -252,7 +260,7 @@ func (s *Session) respond(seq uint32, status wire.Code, payload []byte) {
 	if to := s.movedTo; to != "" {
 		s.mu.Unlock()
 		g.forwardResponse(to, s.id, seq, status, payload)
-		return
+		return false
 	}
 	delete(s.waiting, seq)
 	_, prev := s.prevWaiting[seq]
@@ -263,11 +271,18 @@ func (s *Session) respond(seq uint32, status wire.Code, payload []byte) {
 	}
 	if !sent || !s.roomLocked(9+len(payload)) {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.out = s.frameHeader(s.out, 9+len(payload))
 	s.out = wire.AppendResponse(s.out, seq, status, payload)
+	if hold {
+		s.g.m.frameOut(wire.KindResponse)
+		held = s.holdLocked()
+		s.mu.Unlock()
+		return held
+	}
 	s.end(wire.KindResponse)
+	return false
 }
 
 // writeResponse writes a response again, from the cache.
@@ -293,10 +308,11 @@ const (
 // is connected. A stub forwards it to the session's new home instead.
 //
 // With hold, it does not start the flush: the caller is queuing a batch and
-// calls flushHeld for each session it reports (true: output is waiting for
-// a flush), so a session that gets several pushes in the batch writes them
-// with one syscall.
-func (s *Session) pushFrame(e pushEntry, src pushSource, hold bool) (held bool) {
+// calls flushHeld or writeHeld on the session it returns (not nil: output
+// is waiting for a write; the session replacing s on this gate, if the push
+// went there), so a session that gets several frames in the batch writes
+// them with one syscall.
+func (s *Session) pushFrame(e pushEntry, src pushSource, hold bool) (held *Session) {
 	g := s.g
 	s.mu.Lock()
 	if to := s.movedTo; to != "" {
@@ -313,38 +329,42 @@ func (s *Session) pushFrame(e pushEntry, src pushSource, hold bool) (held bool) 
 				g.log.Warn("channel message not forwarded", "session", s.id, "to", to, "err", err)
 			}
 		}
-		return false
+		return nil
 	}
 	if s.State() == StateClosed {
 		s.mu.Unlock()
-		return false
+		return nil
 	}
 	if src == fromStub && s.pushes.has(e.ID) {
 		// A late copy from a stub further back: already delivered.
 		s.mu.Unlock()
-		return false
+		return nil
 	}
 	if s.holding && e.ID != "" {
 		// Mid hand-over: the old gate's forwarded copies come first; what
 		// this gate's subscription delivers waits for the end of them.
 		if _, dup := s.seen[e.ID]; dup {
 			s.mu.Unlock()
-			return false
+			return nil
 		}
 		if src == fromChannel {
 			s.held = append(s.held, e)
 			s.mu.Unlock()
-			return false
+			return nil
 		}
 		s.seen[e.ID] = struct{}{}
 	}
+	var write bool
 	if e.Origin != "" {
-		held = s.orderedLocked(e, hold)
+		write = s.orderedLocked(e, hold)
 	} else {
-		held = s.numberLocked(e, hold)
+		write = s.numberLocked(e, hold)
 	}
 	s.mu.Unlock()
-	return held
+	if write {
+		return s
+	}
+	return nil
 }
 
 // maxEarly bounds the pushes a session holds for an origin's gap.
@@ -457,12 +477,20 @@ func (s *Session) numberLocked(e pushEntry, hold bool) (held bool) {
 		return false
 	}
 	if hold {
-		held = !s.flushing && !s.heldMark
-		s.heldMark = s.heldMark || held
-		return held
+		return s.holdLocked()
 	}
 	s.sendLocked()
 	return false
+}
+
+// holdLocked leaves queued output for the caller's batch to write, and
+// reports whether the caller must write it (flushHeld or writeHeld): not
+// when a flush is running, which will, or another batch holds the session,
+// which will. s.mu is held.
+func (s *Session) holdLocked() (held bool) {
+	held = !s.flushing && !s.heldMark
+	s.heldMark = s.heldMark || held
+	return held
 }
 
 // appendPushLocked frames a numbered push onto the output. A push larger
@@ -496,6 +524,37 @@ func (s *Session) flushHeld() {
 		s.startFlushLocked()
 	}
 	s.mu.Unlock()
+}
+
+// writeHeld writes what a batch queued, in place when the session is
+// quiet (sendLocked), unlike flushHeld.
+func (s *Session) writeHeld() {
+	s.mu.Lock()
+	s.heldMark = false
+	if len(s.out) > 0 {
+		s.sendLocked()
+	}
+	s.mu.Unlock()
+}
+
+// busBatch is the sessions the gate subject's subscription goroutine has
+// queued output for without writing it, while more bus messages waited:
+// release writes each once. Its one user is that goroutine.
+type busBatch struct {
+	held []*Session
+	msgs int // messages since the last release
+}
+
+// maxBusBatch bounds how many bus messages a batch spans, so a busy
+// subscription still writes every so often.
+const maxBusBatch = 64
+
+func (b *busBatch) release() {
+	for i, s := range b.held {
+		s.writeHeld()
+		b.held[i] = nil
+	}
+	b.held, b.msgs = b.held[:0], 0
 }
 
 // gap records that a channel message for this session was lost (the gate

@@ -176,7 +176,7 @@ func deliverPush(g *Gate, msg []byte) {
 	if err := e.Decode(msg); err != nil {
 		panic(err)
 	}
-	g.onPush(&e)
+	g.onPush(&e, nil)
 }
 
 // The gate's count of a shared payload stays exact while the sessions

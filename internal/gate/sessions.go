@@ -427,8 +427,8 @@ func (c *channels) fanout(m *nats.Msg, held []*Session) []*Session {
 	for _, s := range ch.list {
 		p := pushEntry{Route: e.Route, ID: e.MsgID}
 		kept.set(&p, s, s.payloadFor(&e))
-		if s.pushFrame(p, fromChannel, true) {
-			held = append(held, s)
+		if w := s.pushFrame(p, fromChannel, true); w != nil {
+			held = append(held, w)
 		}
 	}
 	ch.mu.Unlock()
