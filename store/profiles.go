@@ -90,21 +90,29 @@ func (s *Store) EnsureProfile(ctx context.Context, accountID, defaultNickname st
 	if !ok {
 		return Profile{}, ErrNotFound
 	}
+	// Every login calls this, and nearly every one finds the profile: a
+	// read, which on SQLite does not queue for the one writer.
+	const read = `SELECT ` + profileColumns + ` FROM profiles WHERE account_id = $1`
+	if p, err := scanProfile(s.r.QueryRowContext(ctx, read, id)); !errors.Is(err, ErrNotFound) {
+		return p, err
+	}
 	// One statement that inserts only if the account exists and the
 	// profile does not, so that neither a missing account (a foreign key
 	// error, which each driver words differently) nor a concurrent first
 	// login (a duplicate key) is an error to decode. The WHERE also keeps
 	// SQLite from reading ON CONFLICT as a join's ON.
-	_, err := s.w.ExecContext(ctx, `
-		INSERT INTO profiles (account_id, nickname, avatar, balance, updated_at)
-		SELECT id, $2, '', 0, $3 FROM accounts WHERE id = $1
-		ON CONFLICT (account_id) DO NOTHING`,
-		id, defaultNickname, nowMillis())
+	err := s.tx(ctx, func(t *txn) error {
+		_, err := t.ExecContext(ctx, `
+			INSERT INTO profiles (account_id, nickname, avatar, balance, updated_at)
+			SELECT id, $2, '', 0, $3 FROM accounts WHERE id = $1
+			ON CONFLICT (account_id) DO NOTHING`,
+			id, defaultNickname, nowMillis())
+		return err
+	})
 	if err != nil {
 		return Profile{}, fmt.Errorf("store: ensure profile: %w", err)
 	}
-	return scanProfile(s.r.QueryRowContext(ctx,
-		`SELECT `+profileColumns+` FROM profiles WHERE account_id = $1`, id))
+	return scanProfile(s.r.QueryRowContext(ctx, read, id))
 }
 
 // UpdateProfile sets an account's nickname and avatar and returns the

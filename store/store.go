@@ -71,9 +71,10 @@ const DefaultSQLiteFile = "hearth.db"
 
 // Store is the durable data of one node. It is safe for concurrent use.
 type Store struct {
-	w       *pool  // writes and transactions; on SQLite one connection
-	r       *pool  // reads; the same pool as w on PostgreSQL
-	dialect string // "sqlite3" or "postgres", goose's names
+	w       *pool        // writes and transactions; on SQLite one connection
+	r       *pool        // reads; the same pool as w on PostgreSQL
+	dialect string       // "sqlite3" or "postgres", goose's names
+	group   *groupCommit // SQLite: runs the transactions of tx; nil on PostgreSQL
 }
 
 // Option adjusts Open.
@@ -205,11 +206,15 @@ func openSQLite(ctx context.Context, path string, o options) (*Store, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
-	return &Store{w: newPool(w, true), r: newPool(r, true), dialect: "sqlite3"}, nil
+	wp := newPool(w, true)
+	return &Store{w: wp, r: newPool(r, true), dialect: "sqlite3", group: newGroupCommit(wp)}, nil
 }
 
 // Close closes the connection pools.
 func (s *Store) Close() error {
+	if s.group != nil {
+		s.group.close()
+	}
 	var rerr error
 	if s.r != s.w {
 		rerr = s.r.Close()
@@ -222,8 +227,14 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.w.PingContext(ctx)
 }
 
-// tx runs fn in a write transaction and commits if fn returns nil.
+// tx runs fn in a write transaction and commits if fn returns nil. On
+// SQLite the transaction may share its commit with others (groupCommit):
+// fn sees what earlier members of its group wrote, as it would had they
+// committed before it.
 func (s *Store) tx(ctx context.Context, fn func(*txn) error) error {
+	if s.group != nil {
+		return s.group.tx(ctx, fn)
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)

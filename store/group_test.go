@@ -1,0 +1,224 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// busyWriter runs a transaction on s's group writer that holds it until
+// the returned release is called, once n more transactions queue behind it.
+func busyWriter(t *testing.T, s *Store) (waitQueued func(n int), release func()) {
+	t.Helper()
+	g := s.group
+	require.NotNil(t, g, "SQLite runs its transactions through the group writer")
+	hold, started := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.tx(context.Background(), func(*txn) error {
+			close(started)
+			<-hold
+			return nil
+		})
+	}()
+	<-started
+	waitQueued = func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			g.mu.Lock()
+			q := len(g.queue)
+			g.mu.Unlock()
+			if q >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d transactions queued behind the busy writer after 10s, want %d", q, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			close(hold)
+			require.NoError(t, <-done)
+		})
+	}
+	t.Cleanup(release)
+	return waitQueued, release
+}
+
+// Transactions that queue while the writer commits share one transaction
+// (one sync); one that fails, or panics, is rolled back to its savepoint
+// alone, and the others' work is committed; none sees a failed one's
+// writes.
+func TestGroupCommitMembersStandAlone(t *testing.T) {
+	s := open(t, sqliteDSN(t))
+	ctx := context.Background()
+	const n = 12
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = player(t, s, fmt.Sprint("g", i), 100)
+	}
+	waitQueued, release := busyWriter(t, s)
+
+	var mu sync.Mutex
+	txns := map[*txn]int{}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.tx(ctx, func(t *txn) error {
+				mu.Lock()
+				txns[t]++
+				mu.Unlock()
+				// Every member writes, then some fail after writing.
+				if _, err := t.ExecContext(ctx, `UPDATE profiles SET balance = balance + 1 WHERE account_id = $1`, mustID(ids[i])); err != nil {
+					return err
+				}
+				switch i % 4 {
+				case 1:
+					return ErrInsufficientFunds
+				case 2:
+					if i == 2 {
+						panic("member 2 breaks")
+					}
+				}
+				return nil
+			})
+		})
+	}
+	waitQueued(n)
+	release()
+	wg.Wait()
+
+	require.Len(t, txns, 1, "the %d queued transactions ran in %d groups, want one", n, len(txns))
+	for i := range n {
+		want := int64(101)
+		switch {
+		case i%4 == 1:
+			require.ErrorIs(t, errs[i], ErrInsufficientFunds, "member %d", i)
+			want = 100
+		case i == 2:
+			require.ErrorContains(t, errs[i], "panicked", "member %d", i)
+			want = 100
+		default:
+			require.NoError(t, errs[i], "member %d", i)
+		}
+		require.Equal(t, want, balance(t, s, ids[i]), "member %d's write", i)
+	}
+}
+
+// A transaction whose caller gives up while it queues is never run, and
+// its caller hears why. Close runs what is already queued, then refuses
+// more with errClosed.
+func TestGroupCommitAbandonedAndClosed(t *testing.T) {
+	s := open(t, sqliteDSN(t))
+	waitQueued, release := busyWriter(t, s)
+
+	ran := make(chan int, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := make(chan error, 1)
+	go func() {
+		gaveUp <- s.tx(ctx, func(*txn) error { ran <- 1; return nil })
+	}()
+	waitQueued(1)
+	cancel()
+	err := <-gaveUp
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorContains(t, err, "store: begin")
+
+	queued := make(chan error, 1)
+	go func() {
+		queued <- s.tx(context.Background(), func(*txn) error { ran <- 2; return nil })
+	}()
+	waitQueued(2) // the abandoned one is still in the queue, skipped when reached
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	eventually(t, func() bool {
+		s.group.mu.Lock()
+		defer s.group.mu.Unlock()
+		return s.group.closed
+	}, "Close never marked the writer closed")
+	require.ErrorIs(t, s.tx(context.Background(), func(*txn) error { ran <- 3; return nil }), errClosed)
+	release()
+	require.NoError(t, <-closed)
+	require.NoError(t, <-queued, "a transaction queued before Close is run")
+	require.Equal(t, 2, <-ran)
+	require.Empty(t, ran, "the abandoned transaction, or one begun after Close, ran")
+}
+
+// eventually polls cond for up to 10 s, failing with why.
+func eventually(t *testing.T, cond func() bool, why string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(why)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Settlements racing from many goroutines through the group writer: every
+// balance ends equal to its ledger's sum, each key applied once, and the
+// ones that had to fail (a balance that would go negative) changed nothing.
+func TestGroupCommitConcurrentLedger(t *testing.T) {
+	s := open(t, sqliteDSN(t))
+	ctx := context.Background()
+	const players, rounds = 5, 60
+	ids := make([]string, players)
+	for i := range ids {
+		ids[i] = player(t, s, fmt.Sprint("c", i), 50)
+	}
+	errs := concurrently(rounds, func(r int) error {
+		// Each round moves 10 from one player to the next; a player with
+		// less than 10 cannot pay and the round fails whole. Every round
+		// is sent twice: the repeat must change nothing.
+		from, to := ids[r%players], ids[(r+1)%players]
+		entries := []LedgerEntry{
+			{AccountID: from, Delta: -10, Reason: "round", Key: fmt.Sprintf("r%d/0", r)},
+			{AccountID: to, Delta: 10, Reason: "round", Key: fmt.Sprintf("r%d/1", r)},
+		}
+		_, _, err := s.ApplyLedgerBatch(ctx, entries)
+		_, _, again := s.ApplyLedgerBatch(ctx, entries)
+		if (err == nil) != (again == nil) {
+			return fmt.Errorf("round %d: first %v, repeat %v", r, err, again)
+		}
+		if err != nil && !errors.Is(err, ErrInsufficientFunds) {
+			return err
+		}
+		return nil
+	})
+	for r, err := range errs {
+		require.NoError(t, err, "round %d", r)
+	}
+	var total int64
+	for _, id := range ids {
+		entries, err := s.Ledger(ctx, id, 1000)
+		require.NoError(t, err)
+		var sum int64
+		for _, e := range entries {
+			sum += e.Delta
+		}
+		b := balance(t, s, id)
+		require.Equal(t, sum, b, "player %s: balance against the ledger", id)
+		require.GreaterOrEqual(t, b, int64(0))
+		total += b
+	}
+	require.Equal(t, int64(players*50), total, "money was made or lost")
+}
+
+func mustID(id string) int64 {
+	n, ok := parseID(id)
+	if !ok {
+		panic("bad id " + id)
+	}
+	return n
+}
