@@ -18,8 +18,9 @@
 // that tries to write gets SQLITE_BUSY (or waits out busy_timeout while
 // holding its own snapshot, which can still fail). So on SQLite every write
 // goes through a pool of exactly one connection, which serialises writers in
-// Go, while reads use a separate pool of read-only connections that WAL lets
-// run beside the writer. On PostgreSQL both are the same pool, at READ
+// Go (transactions through one writer goroutine that commits those queued
+// together: group.go), while reads use a separate pool of read-only
+// connections that WAL lets run beside the writer. On PostgreSQL both are the same pool, at READ
 // COMMITTED, and correctness comes from the statements themselves: unique
 // keys taken with INSERT … ON CONFLICT DO NOTHING (a second insert of a key
 // waits for the first transaction and then does nothing), and balances
