@@ -117,7 +117,7 @@ func TestBatchHoldsTheReplacingSession(t *testing.T) {
 	held := g.chans.fanout(msg(), nil)
 	require.Equal(t, []*Session{nu}, held, "the batch holds the session with the connection")
 	for _, s := range held {
-		s.flushHeld()
+		s.flushHeld(false)
 	}
 	fs := readFrames(t, cli, 1)
 	require.Equal(t, "room.said", string(fs[0].Route))

@@ -247,7 +247,7 @@ func (s *Session) respond(seq uint32, status wire.Code, payload []byte) {
 }
 
 // answer is respond; with hold it does not write, as pushFrame's hold, and
-// reports whether the caller must call writeHeld.
+// reports whether the caller must call flushHeld.
 func (s *Session) answer(seq uint32, status wire.Code, payload []byte, hold bool) (held bool) {
 	g := s.g
 	if len(payload)+9 > s.maxOut {
@@ -308,7 +308,7 @@ const (
 // is connected. A stub forwards it to the session's new home instead.
 //
 // With hold, it does not start the flush: the caller is queuing a batch and
-// calls flushHeld or writeHeld on the session it returns (not nil: output
+// calls flushHeld on the session it returns (not nil: output
 // is waiting for a write; the session replacing s on this gate, if the push
 // went there), so a session that gets several frames in the batch writes
 // them with one syscall.
@@ -484,7 +484,7 @@ func (s *Session) numberLocked(e pushEntry, hold bool) (held bool) {
 }
 
 // holdLocked leaves queued output for the caller's batch to write, and
-// reports whether the caller must write it (flushHeld or writeHeld): not
+// reports whether the caller must write it (flushHeld): not
 // when a flush is running, which will, or another batch holds the session,
 // which will. s.mu is held.
 func (s *Session) holdLocked() (held bool) {
@@ -516,23 +516,19 @@ func (s *Session) appendPushLocked(e pushEntry) bool {
 	return true
 }
 
-// flushHeld starts writing what a batch of pushFrame(…, true) queued.
-func (s *Session) flushHeld() {
+// flushHeld writes what a batch (pushFrame or answer with hold) queued:
+// with inPlace, from this goroutine when the session is quiet (sendLocked),
+// as the bus batch does; else by the flush goroutine, so that the channel
+// fan-out's writes to many members run beside it.
+func (s *Session) flushHeld(inPlace bool) {
 	s.mu.Lock()
 	s.heldMark = false
-	if len(s.out) > 0 {
-		s.startFlushLocked()
-	}
-	s.mu.Unlock()
-}
-
-// writeHeld writes what a batch queued, in place when the session is
-// quiet (sendLocked), unlike flushHeld.
-func (s *Session) writeHeld() {
-	s.mu.Lock()
-	s.heldMark = false
-	if len(s.out) > 0 {
+	switch {
+	case len(s.out) == 0:
+	case inPlace:
 		s.sendLocked()
+	default:
+		s.startFlushLocked()
 	}
 	s.mu.Unlock()
 }
@@ -551,7 +547,7 @@ const maxBusBatch = 64
 
 func (b *busBatch) release() {
 	for i, s := range b.held {
-		s.writeHeld()
+		s.flushHeld(true)
 		b.held[i] = nil
 	}
 	b.held, b.msgs = b.held[:0], 0

@@ -398,7 +398,7 @@ func (c *channels) run() {
 				held = c.fanout(m, held)
 			}
 			for i, s := range held {
-				s.flushHeld()
+				s.flushHeld(false)
 				held[i] = nil
 			}
 		}
