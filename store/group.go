@@ -120,6 +120,13 @@ func (g *groupCommit) run() {
 
 // commit runs batch as one transaction.
 func (g *groupCommit) commit(batch []*member) {
+	// The transaction itself is not the caller's: one caller's deadline
+	// must not roll back the others' work. Each member's statements still
+	// run under its own context. Members are taken only once it has begun
+	// (BEGIN may wait out busy_timeout on a lock held by another process),
+	// so until then a caller may still give up on its own.
+	ctx := context.Background()
+	sqlTx, err := g.w.BeginTx(ctx, nil)
 	var run []*member
 	for _, m := range batch {
 		if m.state.CompareAndSwap(queued, running) {
@@ -131,18 +138,14 @@ func (g *groupCommit) commit(batch []*member) {
 			close(m.result)
 		}
 	}()
-	if len(run) == 0 {
-		return
-	}
-	// The transaction itself is not the caller's: one caller's deadline
-	// must not roll back the others' work. Each member's statements still
-	// run under its own context.
-	ctx := context.Background()
-	sqlTx, err := g.w.BeginTx(ctx, nil)
 	if err != nil {
 		for _, m := range run {
 			m.err = fmt.Errorf("store: begin: %w", err)
 		}
+		return
+	}
+	if len(run) == 0 {
+		_ = sqlTx.Rollback()
 		return
 	}
 	t := &txn{Tx: sqlTx, p: g.w}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,4 +222,28 @@ func mustID(id string) int64 {
 		panic("bad id " + id)
 	}
 	return n
+}
+
+// While another process holds SQLite's write lock, the group's BEGIN waits
+// (busy_timeout); a caller whose deadline passes meanwhile gets its own
+// deadline's error and its transaction never runs, rather than waiting
+// out the lock. Once the lock goes, transactions go through again.
+func TestGroupCommitGivesUpOnALockedDatabase(t *testing.T) {
+	dsn := sqliteDSN(t)
+	s := open(t, dsn)
+	id := player(t, s, "locked", 0)
+	unlock := lockFromOutside(t, s, dsn, id)
+
+	var ran atomic.Bool
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err := s.tx(ctx, func(*txn) error { ran.Store(true); return nil })
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "store: begin")
+
+	unlock()
+	_, _, err = s.ApplyLedger(context.Background(), LedgerEntry{AccountID: id, Delta: 5, Reason: "after", Key: "after"})
+	require.NoError(t, err)
+	require.False(t, ran.Load(), "the transaction whose caller gave up ran")
+	require.Equal(t, int64(5), balance(t, s, id))
 }
