@@ -276,11 +276,12 @@ func (g *Gate) nextID() uint64 { return g.ids.Add(1) }
 // onGateMsg handles everything addressed to this gate: replies to its
 // requests, hand-overs and control messages for its sessions. It runs on the
 // gate's bus goroutine, the owner of the gate's routing state: which
-// session holds an id (sessMap), which moved where (moves).
-// onGateMsg handles one message on the gate's own subject. Responses and
-// pushes are queued without being written while more messages wait in the
-// subscription (busBatch): a move's answer and the push it caused, which
-// arrive together, leave in one write.
+// session holds an id (sessMap), which moved where (moves), and of its
+// busBatch.
+//
+// Responses and pushes are queued without being written while more
+// messages wait in the subscription: a move's answer and the push it
+// caused, which arrive together, leave in one write.
 func (g *Gate) onGateMsg(m *nats.Msg) {
 	g.gateMsg(m)
 	g.batch.msgs++
