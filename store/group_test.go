@@ -30,19 +30,14 @@ func busyWriter(t *testing.T, s *Store) (waitQueued func(n int), release func())
 	<-started
 	waitQueued = func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		eventually(t, func() error {
 			g.mu.Lock()
-			q := len(g.queue)
-			g.mu.Unlock()
-			if q >= n {
-				return
+			defer g.mu.Unlock()
+			if q := len(g.queue); q < n {
+				return fmt.Errorf("%d transactions queued behind the busy writer, want %d", q, n)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d transactions queued behind the busy writer after 10s, want %d", q, n)
-			}
-			time.Sleep(time.Millisecond)
-		}
+			return nil
+		})
 	}
 	var once sync.Once
 	release = func() {
@@ -142,11 +137,14 @@ func TestGroupCommitAbandonedAndClosed(t *testing.T) {
 	waitQueued(2) // the abandoned one is still in the queue, skipped when reached
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
-	eventually(t, func() bool {
+	eventually(t, func() error {
 		s.group.mu.Lock()
 		defer s.group.mu.Unlock()
-		return s.group.closed
-	}, "Close never marked the writer closed")
+		if !s.group.closed {
+			return errors.New("Close never marked the writer closed")
+		}
+		return nil
+	})
 	require.ErrorIs(t, s.tx(context.Background(), func(*txn) error { ran <- 3; return nil }), errClosed)
 	release()
 	require.NoError(t, <-closed)
@@ -155,13 +153,18 @@ func TestGroupCommitAbandonedAndClosed(t *testing.T) {
 	require.Empty(t, ran, "the abandoned transaction, or one begun after Close, ran")
 }
 
-// eventually polls cond for up to 10 s, failing with why.
-func eventually(t *testing.T, cond func() bool, why string) {
+// eventually polls cond for up to 10 s, failing with its last error. (The
+// store cannot use hearthtest.Eventually: hearthtest imports the store.)
+func eventually(t *testing.T, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatal(why)
+			t.Fatalf("after 10s: %v", err)
 		}
 		time.Sleep(time.Millisecond)
 	}
