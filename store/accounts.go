@@ -172,7 +172,7 @@ func (s *Store) identity(ctx context.Context, provider, subject string, kind Kin
 	if !errors.Is(err, ErrNotFound) {
 		return a, false, err
 	}
-	err = s.tx(ctx, func(tx *txn) error {
+	err = s.tx(ctx, func(ctx context.Context, tx *txn) error {
 		now := nowMillis()
 		var id int64
 		if err := tx.QueryRowContext(ctx,

@@ -45,7 +45,7 @@ const (
 
 type member struct {
 	ctx    context.Context
-	fn     func(*txn) error
+	fn     func(context.Context, *txn) error
 	state  atomic.Int32
 	err    error         // written by the writer before result closes
 	result chan struct{} // closed when err is final
@@ -61,7 +61,7 @@ func newGroupCommit(w *pool) *groupCommit {
 }
 
 // tx runs fn in the next group and returns its outcome.
-func (g *groupCommit) tx(ctx context.Context, fn func(*txn) error) error {
+func (g *groupCommit) tx(ctx context.Context, fn func(context.Context, *txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
@@ -120,11 +120,11 @@ func (g *groupCommit) run() {
 
 // commit runs batch as one transaction.
 func (g *groupCommit) commit(batch []*member) {
-	// The transaction itself is not the caller's: one caller's deadline
-	// must not roll back the others' work. Each member's statements still
-	// run under its own context. Members are taken only once it has begun
+	// The transaction is no caller's: one caller's deadline must not roll
+	// back the others' work. Members are taken only once it has begun
 	// (BEGIN may wait out busy_timeout on a lock held by another process),
-	// so until then a caller may still give up on its own.
+	// so until then a caller may still give up on its own; one whose
+	// deadline has passed when its turn comes is skipped.
 	ctx := context.Background()
 	sqlTx, err := g.w.BeginTx(ctx, nil)
 	var run []*member
@@ -163,7 +163,7 @@ func (g *groupCommit) commit(batch []*member) {
 			continue
 		}
 		if alone {
-			if m.err = call(m.fn, t); m.err == nil {
+			if m.err = call(m.ctx, m.fn, t); m.err == nil {
 				ok = append(ok, m)
 			} else {
 				broken = m.err
@@ -175,7 +175,7 @@ func (g *groupCommit) commit(batch []*member) {
 			m.err = broken
 			continue
 		}
-		m.err = call(m.fn, t)
+		m.err = call(m.ctx, m.fn, t)
 		var err error
 		if m.err != nil {
 			_, err = sqlTx.ExecContext(ctx, "ROLLBACK TO member")
@@ -211,14 +211,20 @@ func (g *groupCommit) commit(batch []*member) {
 }
 
 // call runs a member, turning a panic into an error: the writer goroutine
-// serves every caller and must not die with one.
-func call(fn func(*txn) error, t *txn) (err error) {
+// serves every caller and must not die with one. Its statements run
+// without its caller's cancellation: SQLite answers a write interrupted
+// mid-statement by rolling back the whole transaction — every member's
+// work — so a member, once started, runs to its end (the caller waits for
+// the group's outcome either way; the transaction holds the write lock, so
+// no statement in it waits for another).
+func call(ctx context.Context, fn func(context.Context, *txn) error, t *txn) (err error) {
+	ctx = context.WithoutCancel(ctx)
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("store: transaction panicked: %v", r)
 		}
 	}()
-	return fn(t)
+	return fn(ctx, t)
 }
 
 // close stops the writer once it has run what is queued; a transaction

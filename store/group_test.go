@@ -2,14 +2,17 @@ package store
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"modernc.org/sqlite"
 )
 
 // busyWriter runs a transaction on s's group writer that holds it until
@@ -21,7 +24,7 @@ func busyWriter(t *testing.T, s *Store) (waitQueued func(n int), release func())
 	hold, started := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- s.tx(context.Background(), func(*txn) error {
+		done <- s.tx(context.Background(), func(context.Context, *txn) error {
 			close(started)
 			<-hold
 			return nil
@@ -70,7 +73,7 @@ func TestGroupCommitMembersStandAlone(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			errs[i] = s.tx(ctx, func(t *txn) error {
+			errs[i] = s.tx(ctx, func(ctx context.Context, t *txn) error {
 				mu.Lock()
 				txns[t]++
 				mu.Unlock()
@@ -122,7 +125,7 @@ func TestGroupCommitAbandonedAndClosed(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	gaveUp := make(chan error, 1)
 	go func() {
-		gaveUp <- s.tx(ctx, func(*txn) error { ran <- 1; return nil })
+		gaveUp <- s.tx(ctx, func(context.Context, *txn) error { ran <- 1; return nil })
 	}()
 	waitQueued(1)
 	cancel()
@@ -132,7 +135,7 @@ func TestGroupCommitAbandonedAndClosed(t *testing.T) {
 
 	queued := make(chan error, 1)
 	go func() {
-		queued <- s.tx(context.Background(), func(*txn) error { ran <- 2; return nil })
+		queued <- s.tx(context.Background(), func(context.Context, *txn) error { ran <- 2; return nil })
 	}()
 	waitQueued(2) // the abandoned one is still in the queue, skipped when reached
 	closed := make(chan error, 1)
@@ -145,7 +148,7 @@ func TestGroupCommitAbandonedAndClosed(t *testing.T) {
 		}
 		return nil
 	})
-	require.ErrorIs(t, s.tx(context.Background(), func(*txn) error { ran <- 3; return nil }), errClosed)
+	require.ErrorIs(t, s.tx(context.Background(), func(context.Context, *txn) error { ran <- 3; return nil }), errClosed)
 	release()
 	require.NoError(t, <-closed)
 	require.NoError(t, <-queued, "a transaction queued before Close is run")
@@ -240,7 +243,7 @@ func TestGroupCommitGivesUpOnALockedDatabase(t *testing.T) {
 	var ran atomic.Bool
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	err := s.tx(ctx, func(*txn) error { ran.Store(true); return nil })
+	err := s.tx(ctx, func(context.Context, *txn) error { ran.Store(true); return nil })
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorContains(t, err, "store: begin")
 
@@ -249,4 +252,68 @@ func TestGroupCommitGivesUpOnALockedDatabase(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, ran.Load(), "the transaction whose caller gave up ran")
 	require.Equal(t, int64(5), balance(t, s, id))
+}
+
+// midStatement is what the SQL function hearth_test_mid(i) calls, from
+// inside the statement that calls it.
+var (
+	midStatement   atomic.Pointer[func(i int64)]
+	registerMidFun sync.Once
+)
+
+// A member whose caller gives up in the middle of its statement is not
+// interrupted: SQLite answers an interrupted write by rolling back the
+// whole transaction, which would take the other members' work with it. The
+// member runs to its end, and every caller hears what was committed.
+func TestGroupCommitCallerGivesUpMidStatement(t *testing.T) {
+	registerMidFun.Do(func() {
+		require.NoError(t, sqlite.RegisterScalarFunction("hearth_test_mid", 1, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+			if f := midStatement.Load(); f != nil {
+				(*f)(args[0].(int64))
+			}
+			return int64(1), nil
+		}))
+	})
+	s := open(t, sqliteDSN(t))
+	slow, other := player(t, s, "slow", 100), player(t, s, "other", 100)
+	waitQueued, release := busyWriter(t, s)
+
+	callerCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The caller gives up at the 10th row of a count in the statement,
+	// which then yields 1,000 times: the driver's interrupt, were it sent,
+	// would land inside this write.
+	gaveUp := func(i int64) {
+		if i == 10 {
+			cancel()
+		}
+		runtime.Gosched()
+	}
+	midStatement.Store(&gaveUp)
+	t.Cleanup(func() { midStatement.Store(nil) })
+	slowErr, otherErr := make(chan error, 1), make(chan error, 1)
+	go func() {
+		slowErr <- s.tx(callerCtx, func(ctx context.Context, t *txn) error {
+			_, err := t.ExecContext(ctx, `UPDATE profiles SET balance = balance + 1 WHERE account_id = $1
+				AND (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL
+					SELECT i+1 FROM n WHERE i < 1010 AND CASE WHEN i >= 10 THEN hearth_test_mid(i) ELSE 1 END)
+				SELECT count(*) FROM n) > 0`, mustID(slow))
+			return err
+		})
+	}()
+	waitQueued(1)
+	go func() {
+		otherErr <- s.tx(context.Background(), func(ctx context.Context, t *txn) error {
+			_, err := t.ExecContext(ctx, `UPDATE profiles SET balance = balance + 1 WHERE account_id = $1`, mustID(other))
+			return err
+		})
+	}()
+	waitQueued(2)
+	release()
+
+	require.NoError(t, <-slowErr, "the slow member, once started, runs to its end")
+	require.NoError(t, <-otherErr, "the other member of the group (an interrupt loses the whole group's transaction)")
+	require.ErrorIs(t, callerCtx.Err(), context.Canceled, "the caller never gave up: the test tested nothing")
+	require.Equal(t, int64(101), balance(t, s, slow))
+	require.Equal(t, int64(101), balance(t, s, other))
 }

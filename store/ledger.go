@@ -77,7 +77,7 @@ func (s *Store) ApplyLedgerBatch(ctx context.Context, entries []LedgerEntry) (ba
 	slices.SortStableFunc(order, func(i, j int) int { return cmp.Compare(accounts[i], accounts[j]) })
 
 	balances = make([]int64, len(entries))
-	err = s.tx(ctx, func(tx *txn) error {
+	err = s.tx(ctx, func(ctx context.Context, tx *txn) error {
 		// A retry is the usual repeat: answer it without writing.
 		if done, err := appliedBefore(ctx, tx, entries, accounts, balances); err != nil || done {
 			return cmp.Or(err, errAlreadyDone)

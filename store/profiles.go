@@ -101,7 +101,7 @@ func (s *Store) EnsureProfile(ctx context.Context, accountID, defaultNickname st
 	// error, which each driver words differently) nor a concurrent first
 	// login (a duplicate key) is an error to decode. The WHERE also keeps
 	// SQLite from reading ON CONFLICT as a join's ON.
-	err := s.tx(ctx, func(t *txn) error {
+	err := s.tx(ctx, func(ctx context.Context, t *txn) error {
 		_, err := t.ExecContext(ctx, `
 			INSERT INTO profiles (account_id, nickname, avatar, balance, updated_at)
 			SELECT id, $2, '', 0, $3 FROM accounts WHERE id = $1

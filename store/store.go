@@ -232,7 +232,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // SQLite the transaction may share its commit with others (groupCommit):
 // fn sees what earlier members of its group wrote, as it would had they
 // committed before it.
-func (s *Store) tx(ctx context.Context, fn func(*txn) error) error {
+func (s *Store) tx(ctx context.Context, fn func(context.Context, *txn) error) error {
 	if s.group != nil {
 		return s.group.tx(ctx, fn)
 	}
@@ -242,7 +242,7 @@ func (s *Store) tx(ctx context.Context, fn func(*txn) error) error {
 	}
 	t := &txn{Tx: tx, p: s.w}
 	defer t.prepareMissed(ctx)
-	if err := fn(t); err != nil {
+	if err := fn(ctx, t); err != nil {
 		tx.Rollback()
 		return err
 	}
