@@ -10,6 +10,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"unsafe"
 
@@ -237,4 +238,29 @@ func TestReplaySharedCountConcurrent(t *testing.T) {
 		clearRing(s)
 	}
 	require.Zero(t, g.pushBytes.Load(), "the gauge returns to 0 when the rings are cleared")
+}
+
+// A cached response keeps a copy of its payload, not the bus message it
+// was sliced from (whose envelope the count would miss), and what it keeps
+// is what the session's and the gate's byte counts hold.
+func TestResponseCacheKeepsNoMessage(t *testing.T) {
+	cfg := Config{}
+	cfg.setDefaults()
+	l := cfg.Limits
+	var gateBytes atomic.Int64
+	var c respCache
+	msg := bytes.Repeat([]byte{'h'}, 300) // an envelope's header, then the payload
+	copy(msg[200:], bytes.Repeat([]byte{'p'}, 100))
+	c.add(respEntry{Seq: 1, Payload: msg[200:]}, &l, &gateBytes)
+	e, ok := c.get(1)
+	require.True(t, ok)
+	require.Equal(t, bytes.Repeat([]byte{'p'}, 100), e.Payload)
+	msg[200] = 'x'
+	require.Equal(t, byte('p'), e.Payload[0], "the cached payload shares the message's array")
+	require.Equal(t, cap(e.Payload), c.bytes)
+	require.Equal(t, int64(c.bytes), gateBytes.Load())
+	require.GreaterOrEqual(t, c.bytes, 100)
+
+	c.clear(&gateBytes)
+	require.Zero(t, gateBytes.Load(), "the gate's count after the cache is cleared")
 }

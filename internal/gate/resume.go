@@ -260,8 +260,14 @@ type respCache struct {
 
 func (c *respCache) add(e respEntry, l *Limits, gateBytes *atomic.Int64) {
 	size := len(e.Payload)
-	if e.Gone || size > l.ResponseCacheItem || gateBytes.Load()+int64(size) > int64(l.ResponseCacheGate) {
+	switch {
+	case e.Gone || size > l.ResponseCacheItem || gateBytes.Load()+int64(size) > int64(l.ResponseCacheGate):
 		e.Payload, e.Gone, size = nil, true, 0
+	case size > 0:
+		// A copy of its own: the payload is a slice of the bus message,
+		// whose envelope a slice would keep alive, uncounted.
+		e.Payload = bytes.Clone(e.Payload)
+		size = cap(e.Payload)
 	}
 	for i := 0; c.bytes+size > l.ResponseCacheBytes && i < len(c.items); i++ {
 		old := &c.items[(c.next+i)%len(c.items)]
@@ -284,8 +290,8 @@ func (c *respCache) add(e respEntry, l *Limits, gateBytes *atomic.Int64) {
 
 // drop turns e into a tombstone, releasing its bytes.
 func (c *respCache) drop(e *respEntry, gateBytes *atomic.Int64) {
-	c.bytes -= len(e.Payload)
-	gateBytes.Add(-int64(len(e.Payload)))
+	c.bytes -= cap(e.Payload)
+	gateBytes.Add(-int64(cap(e.Payload)))
 	e.Payload, e.Gone = nil, true
 }
 
