@@ -240,7 +240,7 @@ func (rt *RoomType) Create(ctx context.Context, private bool, params map[string]
 	if err != nil {
 		return RoomInfo{}, err
 	}
-	h.awaitFlush(ctx)
+	h.awaitRoom(ctx, info.ID)
 	return info, nil
 }
 

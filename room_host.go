@@ -33,14 +33,15 @@ type roomHost struct {
 	late     prometheus.Histogram // hearth_room_timer_lateness_seconds
 	kv       jetstream.KeyValue
 	types    map[string]*RoomType
-	pending  map[string]*RoomInfo // listings to write; nil removes the room
-	nodeRec  bool                 // the node's record needs writing
+	pending  map[string]*RoomInfo       // listings to write; nil removes the room
+	waiters  map[string][]chan struct{} // pending listings someone waits for, closed once written
+	writing  map[string]chan struct{}   // listings being written, closed once done
+	nodeRec  bool                       // the node's record needs writing
 	draining bool
 	empty    chan struct{} // closed when the last room closes during a drain
 	sub      *nats.Subscription
 	wake     chan struct{} // cap 1: pending is not empty
-	urgent   chan struct{} // cap 1: someone waits for the next flush
-	flushed  chan struct{} // closed when the next flush pass has written
+	urgent   chan struct{} // cap 1: someone waits for a listing
 	stop     chan struct{}
 	done     chan struct{} // the writer has finished
 }
@@ -62,6 +63,8 @@ func (h *roomHost) attach(ctx context.Context, n *Node, rt *RoomType) error {
 		h.node, h.kv, h.log = n, kv, n.log.With("part", "rooms")
 		h.types = map[string]*RoomType{}
 		h.pending = map[string]*RoomInfo{}
+		h.waiters = map[string][]chan struct{}{}
+		h.writing = map[string]chan struct{}{}
 		h.timers = newTimerQueue()
 		h.late = prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "hearth_room_timer_lateness_seconds",
@@ -73,7 +76,6 @@ func (h *roomHost) attach(ctx context.Context, n *Node, rt *RoomType) error {
 		}
 		h.wake = make(chan struct{}, 1)
 		h.urgent = make(chan struct{}, 1)
-		h.flushed = make(chan struct{})
 		h.stop = make(chan struct{})
 		h.done = make(chan struct{})
 		h.sub, err = n.bus.Conn().Subscribe(roomCtlSubject(n, n.id), h.control)
@@ -174,7 +176,8 @@ func (h *roomHost) restore(key string) {
 	case len(key) > 2 && key[:2] == "r.":
 		// A listing already queued (a write, or this node's own removal)
 		// settles it.
-		if _, queued := h.pending[key[2:]]; !queued {
+		_, queued := h.pending[key[2:]]
+		if _, inFlight := h.writing[key[2:]]; !queued && !inFlight {
 			for _, rt := range h.types {
 				if r = rt.rooms[key[2:]]; r != nil {
 					restored = true
@@ -202,12 +205,19 @@ func (h *roomHost) roomCount() int {
 	return total
 }
 
-// write is the registry writer's goroutine: it coalesces a room's changes
-// into one write per flushInterval at most, unless a seat is waiting to be
-// acknowledged (awaitFlush).
+// write is the registry writer's goroutine. Each pass writes every listing
+// pending when it began, once, up to writers at a time, then pauses
+// flushInterval, so that a busy room's changes coalesce. A listing someone
+// waits for (awaitRoom: a seat being acknowledged) goes first, also in the
+// middle of a pass and during the pause: a join waits for its own room's
+// write, never for a backlog of other rooms' (thousands of tables changing
+// phase at once under load).
 func (h *roomHost) write() {
 	defer close(h.done)
 	const flushInterval = 50 * time.Millisecond
+	sem := make(chan struct{}, registryWriters)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	pause := time.NewTimer(flushInterval)
 	defer pause.Stop()
 	for {
@@ -215,29 +225,166 @@ func (h *roomHost) write() {
 		case <-h.wake:
 		case <-h.urgent:
 		case <-h.stop:
-			h.flush()
+			h.last(sem, &wg)
 			return
 		}
-		h.flush()
+		h.pass(sem, &wg)
 		pause.Reset(flushInterval)
-		select {
-		case <-pause.C:
-		case <-h.urgent:
-			h.signal() // flush again at once
-		case <-h.stop:
-			h.flush()
+	paused:
+		for {
+			select {
+			case <-pause.C:
+				break paused
+			case <-h.urgent:
+				h.writeWaited(sem, &wg)
+			case <-h.stop:
+				h.last(sem, &wg)
+				return
+			}
+		}
+	}
+}
+
+// registryWriters bounds the registry writes in flight: each is a round
+// trip to the stream.
+const registryWriters = 16
+
+// pass writes the node record if it changed, then the listings pending now,
+// waited ones first.
+func (h *roomHost) pass(sem chan struct{}, wg *sync.WaitGroup) {
+	h.mu.Lock()
+	var rec []byte
+	if h.nodeRec {
+		h.nodeRec = false
+		rec = h.nodeRecord()
+	}
+	ids := make([]string, 0, len(h.pending))
+	for id := range h.pending {
+		ids = append(ids, id)
+	}
+	h.mu.Unlock()
+	if rec != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if _, err := h.kv.Put(ctx, nodeKey(h.node.id), rec); err != nil {
+			h.log.Warn("room node record not written", "err", err)
+		}
+		cancel()
+	}
+	for _, id := range ids {
+		h.writeWaited(sem, wg)
+		sem <- struct{}{}
+		if !h.start(id, wg, sem) {
+			<-sem
+		}
+	}
+	h.writeWaited(sem, wg)
+}
+
+// last writes everything still pending, also what changed while its
+// previous write was in flight (a closed room's removal).
+func (h *roomHost) last(sem chan struct{}, wg *sync.WaitGroup) {
+	for {
+		h.pass(sem, wg)
+		wg.Wait()
+		h.mu.Lock()
+		n := len(h.pending)
+		h.mu.Unlock()
+		if n == 0 {
 			return
 		}
 	}
 }
 
-// awaitFlush waits until what is pending now is in the registry, so that a
-// player told of a seat is also in the registry's list of the room's
-// players (whom a lost node's rooms are reported to).
-func (h *roomHost) awaitFlush(ctx context.Context) {
+// writeWaited starts the writes of the pending listings someone waits for.
+func (h *roomHost) writeWaited(sem chan struct{}, wg *sync.WaitGroup) {
+	for {
+		h.mu.Lock()
+		var next string
+		for id := range h.waiters {
+			if _, busy := h.writing[id]; !busy {
+				next = id
+				break
+			}
+		}
+		h.mu.Unlock()
+		if next == "" {
+			return
+		}
+		sem <- struct{}{}
+		if !h.start(next, wg, sem) {
+			<-sem
+			return
+		}
+	}
+}
+
+// start writes room id's pending listing on a goroutine holding a slot of
+// sem, unless it is no longer pending or its previous write is still in
+// flight (two writes of one key at once could land in either order).
+func (h *roomHost) start(id string, wg *sync.WaitGroup, sem chan struct{}) bool {
 	h.mu.Lock()
-	ch := h.flushed
+	info, pending := h.pending[id]
+	_, busy := h.writing[id]
+	if !pending || busy {
+		h.mu.Unlock()
+		return false
+	}
+	delete(h.pending, id)
+	waiters := h.waiters[id]
+	delete(h.waiters, id)
+	flight := make(chan struct{})
+	h.writing[id] = flight
 	h.mu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer func() { <-sem; wg.Done() }()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var err error
+		if info == nil {
+			err = h.kv.Delete(ctx, roomKey(id))
+		} else {
+			b, _ := json.Marshal(info)
+			_, err = h.kv.Put(ctx, roomKey(id), b)
+		}
+		cancel()
+		if err != nil {
+			h.log.Warn("room registry entry not written", "room", id, "err", err)
+		}
+		h.mu.Lock()
+		delete(h.writing, id)
+		_, again := h.waiters[id] // changed and waited for again meanwhile
+		h.mu.Unlock()
+		close(flight)
+		for _, ch := range waiters {
+			close(ch)
+		}
+		if again {
+			select {
+			case h.urgent <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return true
+}
+
+// awaitRoom waits until room id's listing as it is now is in the registry,
+// so that a player told of a seat is also in the registry's list of the
+// room's players (whom a lost node's rooms are reported to). The room's
+// goroutine has queued the listing (dirty) before this is called.
+func (h *roomHost) awaitRoom(ctx context.Context, id string) {
+	h.mu.Lock()
+	var ch chan struct{}
+	if _, pending := h.pending[id]; pending {
+		ch = make(chan struct{})
+		h.waiters[id] = append(h.waiters[id], ch)
+	} else {
+		ch = h.writing[id] // nil: written already
+	}
+	h.mu.Unlock()
+	if ch == nil {
+		return
+	}
 	select {
 	case h.urgent <- struct{}{}:
 	default:
@@ -247,49 +394,6 @@ func (h *roomHost) awaitFlush(ctx context.Context) {
 	case <-ctx.Done():
 	case <-h.done:
 	}
-}
-
-func (h *roomHost) flush() {
-	h.mu.Lock()
-	batch := h.pending
-	h.pending = map[string]*RoomInfo{}
-	flushed := h.flushed
-	h.flushed = make(chan struct{})
-	defer close(flushed)
-	var rec []byte
-	if h.nodeRec {
-		h.nodeRec = false
-		rec = h.nodeRecord()
-	}
-	h.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if rec != nil {
-		if _, err := h.kv.Put(ctx, nodeKey(h.node.id), rec); err != nil {
-			h.log.Warn("room node record not written", "err", err)
-		}
-	}
-	// A few writers at once: each Put is a round trip to the stream.
-	sem := make(chan struct{}, 16)
-	var wg sync.WaitGroup
-	for id, info := range batch {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			var err error
-			if info == nil {
-				err = h.kv.Delete(ctx, roomKey(id))
-			} else {
-				b, _ := json.Marshal(info)
-				_, err = h.kv.Put(ctx, roomKey(id), b)
-			}
-			if err != nil {
-				h.log.Warn("room registry entry not written", "room", id, "err", err)
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 // roomCtl is a request to a room node from another node's service (the
@@ -371,7 +475,7 @@ func (h *roomHost) serveControl(data []byte) roomCtlResp {
 	}
 	if err == nil && c.Op != "leave" {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		h.awaitFlush(ctx)
+		h.awaitRoom(ctx, info.ID)
 		cancel()
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -478,4 +479,55 @@ func TestReapedLiveNodeListsItselfAgain(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, 1, info.Players, "the listing written again is the room's current one")
+}
+
+// A seat is acknowledged once its own room's listing is in the registry —
+// not after a backlog of other rooms' listings (thousands of tables
+// changing phase under load): the waited listing is written first, and the
+// backlog after it.
+func TestSeatWaitsForItsOwnListingOnly(t *testing.T) {
+	t.Parallel()
+	n := startRoomNode(t, NewRoomType("cards", RoomConfig{Seats: 2}, func() RoomHandler { return BaseRoom{} }))
+	h := &n.rooms
+	ctx := context.Background()
+	const backlog = 3000
+	queueBacklog := func(prefix string) {
+		h.mu.Lock()
+		for i := range backlog {
+			id := fmt.Sprintf("%s%04d", prefix, i)
+			h.pending[id] = &RoomInfo{ID: id, Type: "elsewhere", Node: "node-elsewhere", Seats: 2}
+		}
+		h.mu.Unlock()
+	}
+	written := func(prefix string) int {
+		keys, err := h.kv.Keys(ctx)
+		require.NoError(t, err)
+		k := 0
+		for _, key := range keys {
+			if strings.HasPrefix(key, roomKey(prefix)) {
+				k++
+			}
+		}
+		return k
+	}
+	listed := func(id string) RoomInfo {
+		e, err := h.kv.Get(ctx, roomKey(id))
+		require.NoError(t, err, "room %s is not in the registry when its seat is acknowledged", id)
+		var info RoomInfo
+		require.NoError(t, json.Unmarshal(e.Value(), &info))
+		return info
+	}
+
+	queueBacklog("aa")
+	room := createRoom(t, n, "cards", 1)
+	require.Equal(t, 1, listed(room.ID).Players)
+	require.Less(t, written("aa"), backlog/2, "the create waited for the other rooms' listings")
+	waitFor(t, 30*time.Second, func() bool { return written("aa") == backlog }, "the backlog was never written")
+
+	queueBacklog("bb")
+	resp := h.serveControl(mustJSON(t, roomCtl{Op: "join", Room: room.ID, Session: testPlayer(2)}))
+	require.Zero(t, resp.Code, resp.Message)
+	require.Equal(t, 2, listed(room.ID).Players)
+	require.Less(t, written("bb"), backlog/2, "the join waited for the other rooms' listings")
+	waitFor(t, 30*time.Second, func() bool { return written("bb") == backlog }, "the backlog was never written")
 }
