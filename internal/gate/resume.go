@@ -260,14 +260,15 @@ type respCache struct {
 
 func (c *respCache) add(e respEntry, l *Limits, gateBytes *atomic.Int64) {
 	size := len(e.Payload)
-	switch {
-	case e.Gone || size > l.ResponseCacheItem || gateBytes.Load()+int64(size) > int64(l.ResponseCacheGate):
-		e.Payload, e.Gone, size = nil, true, 0
-	case size > 0:
+	if !e.Gone && size > 0 && size <= l.ResponseCacheItem {
 		// A copy of its own: the payload is a slice of the bus message,
-		// whose envelope a slice would keep alive, uncounted.
+		// whose envelope a slice would keep alive, uncounted. The copy's
+		// capacity is what counts.
 		e.Payload = bytes.Clone(e.Payload)
 		size = cap(e.Payload)
+	}
+	if e.Gone || len(e.Payload) > l.ResponseCacheItem || gateBytes.Load()+int64(size) > int64(l.ResponseCacheGate) {
+		e.Payload, e.Gone, size = nil, true, 0
 	}
 	for i := 0; c.bytes+size > l.ResponseCacheBytes && i < len(c.items); i++ {
 		old := &c.items[(c.next+i)%len(c.items)]
