@@ -31,6 +31,8 @@ type Lease struct {
 	serve func(ctx context.Context, req []byte) []byte // set by Serve
 	term  context.Context                              // the current leadership's; nil while not leading
 	sub   *nats.Subscription                           // answers Ask while leading with serve set
+
+	serving sync.Mutex // held while serve runs: one request at a time, from the bus or this node
 }
 
 // Lease contends for name (1–64 of letters, digits, '_' and '-') with ttl
@@ -93,7 +95,10 @@ func (l *Lease) subscribeLocked() {
 	}
 	term, fn := l.term, l.serve
 	sub, err := l.nc.Subscribe(l.subject, func(m *nats.Msg) {
-		_ = m.Respond(fn(term, m.Data))
+		l.serving.Lock()
+		resp := fn(term, m.Data)
+		l.serving.Unlock()
+		_ = m.Respond(resp)
 	})
 	if err == nil {
 		l.sub = sub
@@ -125,8 +130,9 @@ func (l *Lease) Holder(ctx context.Context) (string, error) {
 func (l *Lease) Stop() { l.cluster().Stop() }
 
 // Serve sets fn to answer Ask whenever this node holds the lease; ctx is
-// that leadership term's. fn runs on one goroutine, one request at a time,
-// in arrival order. A later Serve replaces fn.
+// that leadership term's. fn runs one request at a time: those from other
+// nodes in arrival order, on one goroutine; this node's own Asks on their
+// callers' goroutines, without crossing the bus. A later Serve replaces fn.
 func (l *Lease) Serve(fn func(ctx context.Context, req []byte) []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -138,6 +144,16 @@ func (l *Lease) Serve(fn func(ctx context.Context, req []byte) []byte) {
 // serves (at start, or for up to the TTL after a holder died) it retries
 // until ctx ends, then returns an error wrapping ErrNoLeader.
 func (l *Lease) Ask(ctx context.Context, req []byte) ([]byte, error) {
+	// The holder answers its own node at once: no round trip through the
+	// bus, nor a wait behind the bus's delivery of everyone else's.
+	l.mu.Lock()
+	term, fn, local := l.term, l.serve, l.sub != nil
+	l.mu.Unlock()
+	if local && term.Err() == nil {
+		l.serving.Lock()
+		defer l.serving.Unlock()
+		return fn(term, req), nil
+	}
 	for {
 		msg, err := l.nc.RequestWithContext(ctx, l.subject, req)
 		if err == nil {
