@@ -135,6 +135,14 @@ func (h *roomHost) signal() {
 	}
 }
 
+// urge tells the writer a listing is waited for.
+func (h *roomHost) urge() {
+	select {
+	case h.urgent <- struct{}{}:
+	default:
+	}
+}
+
 // dirty queues r's listing for the registry; room goroutine only.
 func (h *roomHost) dirty(r *Room) {
 	info := r.info()
@@ -359,10 +367,7 @@ func (h *roomHost) start(id string, wg *sync.WaitGroup, sem chan struct{}) bool 
 			close(ch)
 		}
 		if again {
-			select {
-			case h.urgent <- struct{}{}:
-			default:
-			}
+			h.urge()
 		}
 	}()
 	return true
@@ -385,10 +390,7 @@ func (h *roomHost) awaitRoom(ctx context.Context, id string) {
 	if ch == nil {
 		return
 	}
-	select {
-	case h.urgent <- struct{}{}:
-	default:
-	}
+	h.urge()
 	select {
 	case <-ch:
 	case <-ctx.Done():
