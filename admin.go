@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -50,6 +51,7 @@ func loopbackAddr(addr string) bool {
 //	/v1/nodes   the cluster's live nodes                         token, when set
 //	/v1/gates   the live gates, least loaded first               token, when set
 //	/v1/drain   drain and stop this node                         token, always
+//	/debug/pprof/  Go profiles and execution trace (net/http/pprof)  token, when set
 //
 // The probes and metrics stay open so load balancers and scrapers need no
 // secret; they carry aggregate counts only. New refuses a non-loopback
@@ -95,6 +97,12 @@ func (n *Node) startAdmin() error {
 		writeJSON(w, map[string]any{"draining": true, "sessions": sessions})
 	}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics, promhttp.HandlerOpts{Registry: n.metrics}))
+	// A live node's profiles and execution trace: what an operator needs
+	// to see where a loaded node's time goes without restarting it.
+	mux.Handle("GET /debug/pprof/", n.adminAuth(pprof.Index))
+	mux.Handle("GET /debug/pprof/profile", n.adminAuth(pprof.Profile))
+	mux.Handle("GET /debug/pprof/trace", n.adminAuth(pprof.Trace))
+	mux.Handle("GET /debug/pprof/symbol", n.adminAuth(pprof.Symbol))
 	n.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	n.mu.Lock()
 	n.addrs["admin"] = ln.Addr()

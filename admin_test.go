@@ -83,8 +83,8 @@ func TestAdminAddrNeedsToken(t *testing.T) {
 	}
 }
 
-// Which admin endpoints need the token when one is set: the /v1 API does,
-// the probes and metrics stay open.
+// Which admin endpoints need the token when one is set: the /v1 API and
+// the profiles do, the probes and metrics stay open.
 func TestAdminEndpointsToken(t *testing.T) {
 	node := hearthtest.Start(t, hearth.Config{AdminToken: "s3cret"})
 	get := func(path, token string) int {
@@ -104,6 +104,7 @@ func TestAdminEndpointsToken(t *testing.T) {
 	}{
 		{"/healthz", true}, {"/readyz", true}, {"/metrics", true},
 		{"/v1/nodes", false}, {"/v1/gates", false},
+		{"/debug/pprof/", false}, {"/debug/pprof/heap", false}, {"/debug/pprof/goroutine?debug=1", false},
 	} {
 		want := http.StatusUnauthorized
 		if tc.open {

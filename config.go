@@ -135,7 +135,7 @@ type Limits struct {
 	ResumeGrace time.Duration
 	// ResumePushes and ResumeBytes bound the pushes a session keeps for
 	// replay; a detached session that would need more is lost (304). A
-	// push counts its payload, route and ids and ~200 bytes for its slot.
+	// push counts its payload, route and ids and ~100 bytes for its slot.
 	// Zero: 256 pushes, 256 KiB.
 	ResumePushes int
 	ResumeBytes  int

@@ -1,7 +1,6 @@
 package gate
 
 import (
-	"bytes"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -390,10 +389,7 @@ func (g *Gate) onPush(e *cluster.Envelope, b *busBatch) {
 		}
 		if s := g.sessMap.get(id); s != nil {
 			if each != nil {
-				// Its own copy: kept for replay, a slice of the message would
-				// pin every other session's payload with it, beyond what the
-				// replay buffer's byte bound counts.
-				p.Payload = bytes.Clone(each[i])
+				p.Payload = each[i] // the ring copies it (pushEntry)
 			} else {
 				kept.set(&p, s, s.payloadFor(e))
 			}

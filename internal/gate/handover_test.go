@@ -170,8 +170,11 @@ func TestHandoverStress(t *testing.T) {
 	t.Parallel()
 	// The replay buffer is sized for the stream: this test is about order
 	// and exactly-once, not about a client too slow for its buffer (a
-	// session that outgrows it is told 304, tested in TestResumeLost).
-	c := startResumeCluster(t, hearth.Limits{RequestRate: -1, ResumePushes: 8192, ResumeBytes: 8 << 20})
+	// session that outgrows it is told 304, tested in TestResumeLost). Nor
+	// is it about the per-address limits: eight sessions moving every few
+	// milliseconds open more than the default 100 connections a second
+	// from one address on a fast machine (tested in TestPerIPLimits).
+	c := startResumeCluster(t, hearth.Limits{RequestRate: -1, ConnRatePerIP: -1, MaxConnsPerIP: -1, ResumePushes: 8192, ResumeBytes: 8 << 20})
 	gates := []string{c.a.Addr("tcp").String(), c.b.Addr("tcp").String()}
 	const sessions, ticks, said = 8, 300, 1000
 	seed := uint64(time.Now().UnixNano())

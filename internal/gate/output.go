@@ -348,7 +348,7 @@ func (s *Session) pushFrame(e pushEntry, src pushSource, hold bool) (held *Sessi
 			return nil
 		}
 		if src == fromChannel {
-			s.held = append(s.held, e)
+			s.held = append(s.held, e.owned())
 			s.mu.Unlock()
 			return nil
 		}
@@ -383,7 +383,7 @@ func (s *Session) orderedLocked(e pushEntry, hold bool) (held bool) {
 		if len(s.early) == 0 {
 			s.earlyUntil = time.Now().Add(handoverTimeout).UnixNano()
 		}
-		s.early = append(s.early, e)
+		s.early = append(s.early, e.owned())
 		if len(s.early) > maxEarly {
 			s.releaseEarlyLocked()
 		}

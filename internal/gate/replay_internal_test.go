@@ -74,7 +74,7 @@ func pinned(p, msg []byte) (base unsafe.Pointer, size int) {
 func kept(s *Session) (items []pushEntry, bytes int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]pushEntry(nil), s.pushes.items...), s.pushes.bytes
+	return s.pushes.entries(), s.pushes.bytes
 }
 
 func clearRing(s *Session) {
@@ -224,7 +224,7 @@ func TestReplaySharedCountConcurrent(t *testing.T) {
 			// exportSession and importState: the ring moves to the
 			// session's successor, here the session itself.
 			s.mu.Lock()
-			items := append([]pushEntry(nil), s.pushes.items...)
+			items := s.pushes.entries()
 			s.pushes.clear(&g.pushBytes)
 			for _, e := range items {
 				s.pushes.add(e, g.cfg.ResumePushes, g.cfg.ResumeBytes, math.MaxUint64, &g.pushBytes)

@@ -9,12 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/nats-io/nats.go"
 
@@ -48,12 +46,13 @@ import (
 // Re-sent requests are answered from the response cache instead of running
 // twice; one whose answer is no longer kept gets 306.
 
-// pushEntry is one push kept for replay. Its Payload never aliases the bus
-// message it came in, which carries every encoding of the push (and the
-// list of its sessions): kept, such a slice would pin all of that while the
-// ring counted one encoding. A push to one session keeps its own copy; a
-// message to several (a channel's, a broadcast, a push to a list) is copied
-// once per encoding, and the copy is shared (replayPayloads).
+// pushEntry is one push on its way to a session, and one kept for replay
+// as pushRing hands it out. The ring copies a push to one session into its
+// own buffer; a message to several (a channel's, a broadcast, a push to a
+// list) is copied once per encoding, and the copy is shared
+// (replayPayloads). Kept anywhere else, the entry owns its payload
+// (owned): the bus message it came in carries every encoding of the push
+// and the list of its sessions.
 type pushEntry struct {
 	Seq     uint64 `json:"seq"`
 	Route   string `json:"route"`
@@ -74,40 +73,39 @@ type pushEntry struct {
 // sessions' rings, each changed under its own session's mu.
 type sharedPayload struct{ refs atomic.Int32 }
 
-// entryOverhead is what a ring entry costs besides its payload and
-// strings: the entry, and as much again for the ring's slice, which append
-// grows to at most twice the entries it holds.
-const entryOverhead = 2 * int(unsafe.Sizeof(pushEntry{}))
-
-// size is what e counts against its session's bound: its payload (the
-// whole allocation: copies are made by append, whose cap is what it
-// allocated), its strings and its slot.
-func (e *pushEntry) size() int {
-	return entryOverhead + len(e.Route) + len(e.ID) + len(e.Origin) + cap(e.Payload)
-}
-
-// hold takes e's share of the gate's budget as it joins a ring, and
-// returns it: all of e's size, less a shared payload that another ring
-// holds already.
+// hold takes a new ring entry's share of the gate's budget and returns
+// it: its slot, and a shared payload that no other ring holds yet (an
+// entry's own bytes are counted with its ring's buffer, pushRing.data).
 func (e *pushEntry) hold() int {
-	n := e.size()
-	if e.shared != nil && e.shared.refs.Add(1) > 1 {
-		n -= cap(e.Payload)
+	n := entryOverhead
+	if e.shared != nil && e.shared.refs.Add(1) == 1 {
+		n += cap(e.Payload)
 	}
 	return n
 }
 
-// release is hold's reverse, as e leaves its ring.
+// release is hold's reverse, as the entry leaves its ring.
 func (e *pushEntry) release() int {
-	n := e.size()
-	if e.shared != nil && e.shared.refs.Add(-1) > 0 {
-		n -= cap(e.Payload)
+	n := entryOverhead
+	if e.shared != nil && e.shared.refs.Add(-1) == 0 {
+		n += cap(e.Payload)
 	}
 	return n
+}
+
+// owned returns e with a payload of its own, for a push kept outside the
+// ring (held or early): not a slice of the bus message, which would pin
+// all of it.
+func (e pushEntry) owned() pushEntry {
+	if e.shared == nil {
+		e.Payload = bytes.Clone(e.Payload)
+	}
+	return e
 }
 
 // replayPayloads hands out the payloads that the sessions of one bus
-// message keep for replay (pushEntry): with one session its own copy;
+// message keep for replay (pushEntry): with one session the message's,
+// which the ring copies;
 // with several, a copy per encoding, made for the first session that
 // needs it and shared by the rest. Without replay (ResumeGrace ≤ 0)
 // nothing is kept, so nothing is copied. The goroutine delivering the
@@ -133,7 +131,7 @@ func (rp *replayPayloads) set(p *pushEntry, s *Session, b []byte) {
 	case !rp.keep:
 		p.Payload = b // written to the output, which copies it, and dropped
 	case rp.one:
-		p.Payload = bytes.Clone(b)
+		p.Payload = b // the ring copies it
 	default:
 		i := 0
 		if s.codec == cluster.CodecJSON {
@@ -144,91 +142,6 @@ func (rp *replayPayloads) set(p *pushEntry, s *Session, b []byte) {
 		}
 		p.Payload, p.shared = rp.kept[i], rp.shared[i]
 	}
-}
-
-// pushRing keeps the most recent pushes of a session, bounded by count and
-// bytes (pushEntry.size).
-type pushRing struct {
-	items []pushEntry
-	bytes int
-	// overflowed: a push could not be kept while the client was not
-	// connected; the session can no longer be resumed whole.
-	overflowed bool
-	lastGap    uint64 // the last push_seq skipped for a lost channel message
-}
-
-// add appends e. When full it drops its oldest entries as far as floor:
-// a connected session's client has most likely read them all (floor: the
-// maximum), a resuming one has read up to its last_push, a detached one
-// may have read none (floor 0). Past the floor it reports overflow, since
-// dropping would lose a push the client never saw. gate counts the bytes
-// of every ring of the gate, a shared payload once (pushEntry.hold).
-func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, floor uint64, gate *atomic.Int64) (overflow bool) {
-	size := e.size()
-	disconnected := floor == 0
-	for len(r.items) > 0 && (len(r.items)+1 > maxItems || r.bytes+size > maxBytes) {
-		if r.items[0].Seq > floor {
-			return true
-		}
-		r.dropOldest(gate)
-	}
-	if size > maxBytes && disconnected {
-		return true
-	}
-	r.items = append(r.items, e)
-	r.bytes += size
-	gate.Add(int64(e.hold()))
-	return false
-}
-
-func (r *pushRing) dropOldest(gate *atomic.Int64) {
-	e := &r.items[0]
-	r.bytes -= e.size()
-	gate.Add(-int64(e.release()))
-	*e = pushEntry{}
-	r.items = r.items[1:]
-}
-
-// clear drops every entry, as the session ends or leaves the gate.
-func (r *pushRing) clear(gate *atomic.Int64) {
-	var n int64
-	for i := range r.items {
-		n += int64(r.items[i].release())
-	}
-	gate.Add(-n)
-	r.items, r.bytes = nil, 0
-}
-
-// has reports whether the channel message id is among the kept pushes.
-func (r *pushRing) has(id string) bool {
-	for i := len(r.items) - 1; i >= 0; i-- {
-		if r.items[i].ID == id {
-			return true
-		}
-	}
-	return false
-}
-
-// gapAt records that push seq was lost.
-func (r *pushRing) gapAt(seq uint64) { r.lastGap = seq }
-
-// after returns the entries with Seq > last, or an error saying why some
-// of those cannot be replayed.
-func (r *pushRing) after(last, current uint64) ([]pushEntry, error) {
-	switch {
-	case last > current:
-		return nil, errors.New("last_push " + strconv.FormatUint(last, 10) + " is beyond the last push this session sent (" + strconv.FormatUint(current, 10) + ")")
-	case r.overflowed:
-		return nil, errors.New("pushes missed beyond what the server kept while disconnected")
-	case r.lastGap > last:
-		return nil, errors.New("a push after last_push was lost (the gate fell behind a channel)")
-	case last == current:
-		return nil, nil
-	case len(r.items) == 0 || r.items[0].Seq > last+1:
-		return nil, errors.New("pushes missed beyond what the server kept")
-	}
-	i := int(last + 1 - r.items[0].Seq)
-	return append([]pushEntry(nil), r.items[i:]...), nil
 }
 
 // respEntry is one cached response. Gone marks a response that was sent
@@ -710,7 +623,7 @@ func (s *Session) exportableLocked(req *resumeReq, secretSum [32]byte) (*session
 	// replays from last_push.
 	st := &sessionState{
 		Session: s.id, User: s.user, Codec: s.codec, Bindings: s.bindings,
-		PushSeq: s.pushSeq, Pushes: append([]pushEntry(nil), s.pushes.items...), LastGap: s.pushes.lastGap,
+		PushSeq: s.pushSeq, Pushes: s.pushes.entries(), LastGap: s.pushes.lastGap,
 		Resps: append([]respEntry(nil), s.resps.items...), Forgotten: s.resps.forgotten,
 		SecretHash: append([]byte(nil), s.secretHash[:]...),
 		Origins:    s.origins, Early: s.early,
@@ -766,7 +679,7 @@ func (s *Session) importState(st *sessionState, lastPush uint64, hold bool) {
 			// What the old gate delivered may still come through this
 			// gate's own subscription: those copies are dropped.
 			s.seen = map[string]struct{}{}
-			for _, e := range s.pushes.items {
+			for _, e := range st.Pushes {
 				if e.ID != "" {
 					s.seen[e.ID] = struct{}{}
 				}
