@@ -176,15 +176,11 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 	if isReq && g.cfg.ResumeGrace > 0 {
 		// A request re-sent after a resume: answer it from the cache, or
 		// let the first execution's answer come — never run it twice.
-		var r respEntry
-		e := s.resps.find(f.Seq)
-		cached := e != nil
+		r, cached := s.resps.take(f.Seq)
 		crossed, reused := false, false
 		if cached {
-			r = *e
-			crossed = e.Prev && e.Sent // its answer is on this connection already
-			reused = !e.Prev           // asked and answered on this connection
-			e.Sent = true
+			crossed = r.Prev && r.Sent // its answer is on this connection already
+			reused = !r.Prev           // asked and answered on this connection
 		}
 		_, waiting := s.waiting[f.Seq]
 		gone := cached && r.Gone || !cached && !waiting && f.Seq <= s.resps.forgotten

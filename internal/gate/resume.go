@@ -161,73 +161,158 @@ type respEntry struct {
 }
 
 // respCache keeps the last responses of a session by seq, bounded by count
-// and by bytes, per session and (through gateBytes) per gate.
+// and by bytes, per session and (through gateBytes) per gate. Like
+// pushRing, it holds no pointer per response: slots of numbers, and one
+// buffer with the payloads, which leave it oldest first (a slot is
+// overwritten, or turned into a tombstone for the byte bound, in the order
+// the responses came). The session's mu guards it.
 type respCache struct {
-	items []respEntry
+	slots []respSlot // a circle: slots[next] is the oldest once it is full
 	next  int
-	bytes int
+	// data holds the kept payloads in order; a slot's off is its position
+	// in everything ever appended, of which data[0] is at base.
+	data  []byte
+	base  int
+	bytes int // the kept payloads' bytes, against the session's bound
 	// forgotten is the highest seq evicted outright: seqs increase, so a
 	// re-send at or below it ran once already.
 	forgotten uint32
 }
 
+// respSlot is a cached response: its payload is data's n bytes at off.
+type respSlot struct {
+	seq              uint32
+	status           wire.Code
+	n                uint32
+	off              int
+	gone, prev, sent bool
+}
+
 func (c *respCache) add(e respEntry, l *Limits, gateBytes *atomic.Int64) {
 	size := len(e.Payload)
-	if !e.Gone && size > 0 && size <= l.ResponseCacheItem {
-		// A copy of its own: the payload is a slice of the bus message,
-		// whose envelope a slice would keep alive, uncounted. The copy's
-		// capacity is what counts.
-		e.Payload = bytes.Clone(e.Payload)
-		size = cap(e.Payload)
+	if e.Gone || size > l.ResponseCacheItem {
+		size = 0
+		e.Gone = true
 	}
-	if e.Gone || len(e.Payload) > l.ResponseCacheItem || gateBytes.Load()+int64(size) > int64(l.ResponseCacheGate) {
-		e.Payload, e.Gone, size = nil, true, 0
+	for i := 0; c.bytes+size > l.ResponseCacheBytes && i < len(c.slots); i++ {
+		c.drop(&c.slots[(c.next+i)%len(c.slots)])
 	}
-	for i := 0; c.bytes+size > l.ResponseCacheBytes && i < len(c.items); i++ {
-		old := &c.items[(c.next+i)%len(c.items)]
-		if !old.Gone {
-			c.drop(old, gateBytes)
-		}
+	if len(c.slots) >= l.ResponseCache && len(c.slots) > 0 {
+		old := &c.slots[c.next]
+		c.drop(old)
+		c.forgotten = max(c.forgotten, old.seq)
 	}
-	if len(c.items) < l.ResponseCache {
-		c.items = append(c.items, e)
+	if size > 0 && !c.reserve(size, max(l.ResponseCacheBytes, size), l.ResponseCacheGate, gateBytes) {
+		size, e.Gone = 0, true // the gate's budget is spent
+	}
+	x := respSlot{seq: e.Seq, status: e.Status, n: uint32(size), off: c.base + len(c.data), gone: e.Gone, prev: e.Prev, sent: e.Sent}
+	c.data = append(c.data, e.Payload[:size]...)
+	if len(c.slots) < l.ResponseCache {
+		c.slots = append(c.slots, x)
 	} else {
-		old := &c.items[c.next]
-		c.drop(old, gateBytes)
-		c.forgotten = max(c.forgotten, old.Seq)
-		c.items[c.next] = e
-		c.next = (c.next + 1) % len(c.items)
+		c.slots[c.next] = x
+		c.next = (c.next + 1) % len(c.slots)
 	}
 	c.bytes += size
-	gateBytes.Add(int64(size))
 }
 
-// drop turns e into a tombstone, releasing its bytes.
-func (c *respCache) drop(e *respEntry, gateBytes *atomic.Int64) {
-	c.bytes -= cap(e.Payload)
-	gateBytes.Add(-int64(cap(e.Payload)))
-	e.Payload, e.Gone = nil, true
-}
-
-func (c *respCache) get(seq uint32) (respEntry, bool) {
-	if e := c.find(seq); e != nil {
-		return *e, true
+// reserve makes room in data for n more bytes, compacting it (the dropped
+// payloads removed) or reallocating it as pushRing.reserve does, and
+// reports false when growing it would take the gate past its budget.
+func (c *respCache) reserve(n, limit, gateBudget int, gateBytes *atomic.Int64) bool {
+	if len(c.data)+n <= cap(c.data) && cap(c.data) <= limit {
+		return true
 	}
-	return respEntry{}, false
+	start := c.base + len(c.data) // the oldest kept payload, or the end
+	for i := range c.slots {
+		if x := &c.slots[(c.next+i)%len(c.slots)]; x.n > 0 {
+			start = x.off
+			break
+		}
+	}
+	live := c.data[start-c.base:]
+	need := len(live) + n
+	if need <= cap(c.data) && cap(c.data) <= limit {
+		c.data = c.data[:copy(c.data, live)]
+		c.base = start
+		return true
+	}
+	size := need
+	if cap(c.data) > 0 {
+		size = min(max(2*need, 64), max(limit, need))
+	}
+	if grow := size - cap(c.data); grow > 0 && gateBytes.Load()+int64(grow) > int64(gateBudget) {
+		return false
+	}
+	buf := make([]byte, len(live), size)
+	copy(buf, live)
+	gateBytes.Add(int64(cap(buf) - cap(c.data)))
+	c.data, c.base = buf, start
+	return true
 }
 
-func (c *respCache) find(seq uint32) *respEntry {
-	for i := range c.items {
-		if c.items[i].Seq == seq {
-			return &c.items[i]
+// drop turns x into a tombstone, releasing its bytes (they leave data at
+// its next compaction).
+func (c *respCache) drop(x *respSlot) {
+	if x.gone {
+		return
+	}
+	c.bytes -= int(x.n)
+	x.n, x.gone = 0, true
+}
+
+// entry returns slot x with a copy of its payload.
+func (c *respCache) entry(x *respSlot) respEntry {
+	e := respEntry{Seq: x.seq, Status: x.status, Gone: x.gone, Prev: x.prev, Sent: x.sent}
+	if x.n > 0 {
+		e.Payload = make([]byte, x.n)
+		copy(e.Payload, c.data[x.off-c.base:])
+	}
+	return e
+}
+
+func (c *respCache) find(seq uint32) *respSlot {
+	for i := range c.slots {
+		if c.slots[i].seq == seq {
+			return &c.slots[i]
 		}
 	}
 	return nil
 }
 
-// clear releases the cache's bytes from the gate's budget.
+// get returns the response cached for seq.
+func (c *respCache) get(seq uint32) (respEntry, bool) {
+	if x := c.find(seq); x != nil {
+		return c.entry(x), true
+	}
+	return respEntry{}, false
+}
+
+// take is get for a re-sent request: it also records that the answer is
+// now on the current connection. The entry returned is as it was before.
+func (c *respCache) take(seq uint32) (respEntry, bool) {
+	x := c.find(seq)
+	if x == nil {
+		return respEntry{}, false
+	}
+	e := c.entry(x)
+	x.sent = true
+	return e, true
+}
+
+// entries returns the cached responses, oldest first, with their own
+// payloads.
+func (c *respCache) entries() []respEntry {
+	out := make([]respEntry, 0, len(c.slots))
+	for i := range c.slots {
+		out = append(out, c.entry(&c.slots[(c.next+i)%len(c.slots)]))
+	}
+	return out
+}
+
+// clear releases the cache's buffer from the gate's budget.
 func (c *respCache) clear(gateBytes *atomic.Int64) {
-	gateBytes.Add(-int64(c.bytes))
+	gateBytes.Add(-int64(cap(c.data)))
 	*c = respCache{}
 }
 
@@ -624,7 +709,7 @@ func (s *Session) exportableLocked(req *resumeReq, secretSum [32]byte) (*session
 	st := &sessionState{
 		Session: s.id, User: s.user, Codec: s.codec, Bindings: s.bindings,
 		PushSeq: s.pushSeq, Pushes: s.pushes.entries(), LastGap: s.pushes.lastGap,
-		Resps: append([]respEntry(nil), s.resps.items...), Forgotten: s.resps.forgotten,
+		Resps: s.resps.entries(), Forgotten: s.resps.forgotten,
 		SecretHash: append([]byte(nil), s.secretHash[:]...),
 		Origins:    s.origins, Early: s.early,
 	}

@@ -1,0 +1,244 @@
+package gate
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The replay ring's entries and the response cache's slots must hold no
+// pointer: the garbage collector then neither scans them nor follows
+// anything from them, which is why they exist (pushRing, respCache).
+func TestReplayEntriesHoldNoPointer(t *testing.T) {
+	for _, typ := range []reflect.Type{reflect.TypeFor[ringEntry](), reflect.TypeFor[respSlot]()} {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			switch f.Type.Kind() {
+			case reflect.Bool, reflect.Int, reflect.Int32, reflect.Int64, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			default:
+				t.Errorf("%s.%s is a %s: it must stay pointer-free", typ.Name(), f.Name, f.Type)
+			}
+		}
+	}
+}
+
+// The ring against a model (a plain slice of entries): random pushes of
+// random sizes, own and shared payloads, bounds that shrink and grow (as
+// the gate's budget does), floors that forbid dropping, and hand-overs
+// (entries out, cleared, in again). After every step the ring keeps what
+// the model keeps, byte for byte, counts its bytes as the model does, and
+// the gate's gauge holds exactly the slots, the buffers and each shared
+// payload once; it returns to 0 when the rings are cleared.
+func TestPushRingModel(t *testing.T) {
+	for seed := range uint64(20) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 1))
+			var gate atomic.Int64
+			const rings = 3
+			var rs [rings]pushRing
+			var model [rings][]pushEntry
+			seq := [rings]uint64{}
+			shared := &sharedPayload{}
+			sharedBody := bytes.Repeat([]byte{'s'}, 300)
+			for step := range 3000 {
+				k := rng.IntN(rings)
+				r, m := &rs[k], &model[k]
+				switch op := rng.IntN(100); {
+				case op < 2: // a hand-over: out, cleared, in again
+					out := r.entries()
+					require.Equal(t, modelOrNil(*m), modelOrNil(out), "step %d", step)
+					r.clear(&gate)
+					for _, e := range out {
+						r.add(e, 1<<20, 1<<30, math.MaxUint64, &gate)
+					}
+				case op < 4:
+					r.clear(&gate)
+					*m = nil
+				default:
+					seq[k]++
+					e := pushEntry{Seq: seq[k], Route: "room.state", Count: seq[k]}
+					if rng.IntN(4) == 0 {
+						e.ID = fmt.Sprint("m", rng.IntN(1000))
+						e.Origin = "node-1.x"
+					}
+					if rng.IntN(5) == 0 {
+						e.Payload, e.shared = sharedBody, shared
+					} else {
+						e.Payload = bytes.Repeat([]byte{byte('a' + step%26)}, rng.IntN(2000))
+					}
+					maxItems, maxBytes := 1+rng.IntN(64), 512+rng.IntN(64<<10)
+					floor := uint64(math.MaxUint64)
+					if rng.IntN(4) == 0 {
+						floor = seq[k] - uint64(rng.IntN(8)) - 1
+					}
+					want := modelAdd(m, e, maxItems, maxBytes, floor)
+					got := r.add(e, maxItems, maxBytes, floor, &gate)
+					require.Equal(t, want, got, "step %d: overflow", step)
+				}
+				require.Equal(t, modelOrNil(*m), modelOrNil(r.entries()), "step %d: ring %d keeps other entries", step, k)
+				require.Equal(t, modelBytes(*m), r.bytes, "step %d: ring %d counts", step, k)
+				require.Equal(t, gaugeOf(rs[:], shared), gate.Load(), "step %d: the gate's gauge", step)
+				if e := r.entries(); len(e) > 0 {
+					require.True(t, r.has(e[len(e)-1].ID) || e[len(e)-1].ID == "")
+				}
+			}
+			for k := range rs {
+				rs[k].clear(&gate)
+			}
+			require.Zero(t, gate.Load(), "the gauge returns to 0 when the rings are cleared")
+			require.Zero(t, shared.refs.Load())
+		})
+	}
+}
+
+// modelAdd is pushRing.add on a slice.
+func modelAdd(m *[]pushEntry, e pushEntry, maxItems, maxBytes int, floor uint64) bool {
+	size := entrySize(&e)
+	for len(*m) > 0 && (len(*m)+1 > maxItems || modelBytes(*m)+size > maxBytes) {
+		if (*m)[0].Seq > floor {
+			return true
+		}
+		*m = (*m)[1:]
+	}
+	if size > maxBytes && floor == 0 {
+		return true
+	}
+	*m = append(*m, e)
+	return false
+}
+
+func modelBytes(m []pushEntry) int {
+	n := 0
+	for i := range m {
+		n += entrySize(&m[i])
+	}
+	return n
+}
+
+func modelOrNil(m []pushEntry) []pushEntry {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// gaugeOf is what the gate's gauge must hold for rs: every entry's slot,
+// every buffer's capacity, and the shared payload once if any ring holds it.
+func gaugeOf(rs []pushRing, shared *sharedPayload) int64 {
+	var n int64
+	for i := range rs {
+		n += int64(rs[i].len()*entryOverhead + cap(rs[i].data))
+	}
+	if shared.refs.Load() > 0 {
+		n += 300
+	}
+	return n
+}
+
+// The response cache against a model (the cache as it was, a slice of
+// entries with payloads of their own): random responses, some too large to
+// keep, some gone, under random bounds; after every step the cache keeps
+// the same entries in the same order, byte for byte, counts the same bytes,
+// has forgotten the same seqs, and the gate's gauge is its buffer's
+// capacity.
+func TestResponseCacheModel(t *testing.T) {
+	for seed := range uint64(20) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 2))
+			l := Limits{ResponseCache: 1 + rng.IntN(16), ResponseCacheBytes: 1 + rng.IntN(8<<10), ResponseCacheItem: 1 + rng.IntN(4<<10), ResponseCacheGate: 1 << 30}
+			var gate atomic.Int64
+			var c respCache
+			var m respModel
+			for step := range 2000 {
+				seq := uint32(step + 1)
+				switch op := rng.IntN(100); {
+				case op < 3:
+					c.clear(&gate)
+					m = respModel{}
+				case op < 10:
+					if x := rng.IntN(step + 1); x > 0 {
+						got, ok := c.take(uint32(x))
+						want, wok := m.take(uint32(x))
+						require.Equal(t, wok, ok, "step %d: take %d", step, x)
+						require.Equal(t, want, got, "step %d: take %d", step, x)
+					}
+				default:
+					e := respEntry{Seq: seq, Status: 0, Payload: bytes.Repeat([]byte{byte('a' + step%26)}, rng.IntN(5<<10)), Prev: rng.IntN(2) == 0, Sent: rng.IntN(2) == 0}
+					if rng.IntN(10) == 0 {
+						e.Gone, e.Payload = true, nil
+					}
+					c.add(e, &l, &gate)
+					m.add(e, &l)
+				}
+				require.Equal(t, m.ordered(), c.entries(), "step %d", step)
+				require.Equal(t, m.bytes, c.bytes, "step %d: bytes", step)
+				require.Equal(t, m.forgotten, c.forgotten, "step %d: forgotten", step)
+				require.Equal(t, int64(cap(c.data)), gate.Load(), "step %d: the gate's gauge", step)
+				require.LessOrEqual(t, cap(c.data), max(l.ResponseCacheBytes, l.ResponseCacheItem), "step %d: the buffer outgrew the bound", step)
+			}
+			c.clear(&gate)
+			require.Zero(t, gate.Load())
+		})
+	}
+}
+
+// respModel is the response cache as it was before its buffer: entries
+// with payloads of their own, counted by length.
+type respModel struct {
+	items     []respEntry
+	next      int
+	bytes     int
+	forgotten uint32
+}
+
+func (m *respModel) add(e respEntry, l *Limits) {
+	if e.Gone || len(e.Payload) > l.ResponseCacheItem {
+		e.Payload, e.Gone = nil, true
+	}
+	e.Payload = bytes.Clone(e.Payload)
+	if len(e.Payload) == 0 {
+		e.Payload = nil
+	}
+	drop := func(x *respEntry) {
+		m.bytes -= len(x.Payload)
+		x.Payload, x.Gone = nil, true
+	}
+	for i := 0; m.bytes+len(e.Payload) > l.ResponseCacheBytes && i < len(m.items); i++ {
+		drop(&m.items[(m.next+i)%len(m.items)])
+	}
+	if len(m.items) < l.ResponseCache {
+		m.items = append(m.items, e)
+	} else {
+		old := &m.items[m.next]
+		drop(old)
+		m.forgotten = max(m.forgotten, old.Seq)
+		m.items[m.next] = e
+		m.next = (m.next + 1) % len(m.items)
+	}
+	m.bytes += len(e.Payload)
+}
+
+func (m *respModel) take(seq uint32) (respEntry, bool) {
+	for i := range m.items {
+		if m.items[i].Seq == seq {
+			e := m.items[i]
+			m.items[i].Sent = true
+			return e, true
+		}
+	}
+	return respEntry{}, false
+}
+
+func (m *respModel) ordered() []respEntry {
+	out := make([]respEntry, 0, len(m.items))
+	for i := range m.items {
+		out = append(out, m.items[(m.next+i)%len(m.items)])
+	}
+	return out
+}
