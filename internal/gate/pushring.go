@@ -120,34 +120,46 @@ func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, floor uint64, gate *
 	return false
 }
 
-// reserve makes room in data for n more bytes. The buffer is compacted
-// (the dropped entries' bytes removed) or reallocated when it is full, and
-// reallocated smaller when it outgrew the session's bound (which shrinks
-// while the gate's budget is spent); gate counts its capacity.
+// reserve makes room in data for n more bytes (fifoReserve); gate counts
+// the buffer's capacity.
 func (r *pushRing) reserve(n, maxBytes int, gate *atomic.Int64) {
-	limit := max(maxBytes, n)
-	if len(r.data)+n <= cap(r.data) && cap(r.data) <= limit {
-		return
-	}
 	start := r.base + len(r.data) // everything dropped
 	if r.len() > 0 {
 		start = r.ents[r.head].off
 	}
-	live := r.data[start-r.base:]
-	need := len(live) + n
-	if need <= cap(r.data) && cap(r.data) <= limit {
-		r.data = r.data[:copy(r.data, live)]
-		r.base = start
-		return
+	buf, base := fifoReserve(r.data, r.base, start, n, maxBytes)
+	gate.Add(int64(cap(buf) - cap(r.data)))
+	r.data, r.base = buf, base
+}
+
+// fifoReserve returns a first-in-first-out byte buffer — data, whose first
+// byte is at offset base of everything ever appended — with room for n
+// more bytes, and its new base; the bytes before offset start (those of
+// entries gone) may be dropped. It compacts in place while that leaves a
+// third of the buffer free, else reallocates to half as much again as it
+// needs (a first buffer exactly what it needs), up to 1.5 × bound, the
+// most it keeps: a buffer kept just above its contents would be compacted
+// — all its contents copied — every few appends. It reallocates smaller
+// once bound shrank below its size. So each byte appended is copied at
+// most twice more.
+func fifoReserve(data []byte, base, start, n, bound int) ([]byte, int) {
+	limit := max(bound+bound/2, n)
+	if len(data)+n <= cap(data) && cap(data) <= limit {
+		return data, base
 	}
-	c := need // a first push, or one that fills the bound: no more than it needs
-	if cap(r.data) > 0 {
-		c = min(max(2*need, 64), max(limit, need))
+	live := data[start-base:]
+	need := len(live) + n
+	roomy := need + need/2
+	if roomy <= cap(data) && cap(data) <= limit {
+		return data[:copy(data, live)], start
+	}
+	c := need
+	if cap(data) > 0 {
+		c = max(min(max(roomy, 64), limit), need)
 	}
 	buf := make([]byte, len(live), c)
 	copy(buf, live)
-	gate.Add(int64(cap(buf) - cap(r.data)))
-	r.data, r.base = buf, start
+	return buf, start
 }
 
 func (r *pushRing) dropOldest(gate *atomic.Int64) {

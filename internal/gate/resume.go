@@ -202,7 +202,7 @@ func (c *respCache) add(e respEntry, l *Limits, gateBytes *atomic.Int64) {
 		c.drop(old)
 		c.forgotten = max(c.forgotten, old.seq)
 	}
-	if size > 0 && !c.reserve(size, max(l.ResponseCacheBytes, size), l.ResponseCacheGate, gateBytes) {
+	if size > 0 && !c.reserve(size, l.ResponseCacheBytes, l.ResponseCacheGate, gateBytes) {
 		size, e.Gone = 0, true // the gate's budget is spent
 	}
 	x := respSlot{seq: e.Seq, status: e.Status, n: uint32(size), off: c.base + len(c.data), gone: e.Gone, prev: e.Prev, sent: e.Sent}
@@ -216,13 +216,10 @@ func (c *respCache) add(e respEntry, l *Limits, gateBytes *atomic.Int64) {
 	c.bytes += size
 }
 
-// reserve makes room in data for n more bytes, compacting it (the dropped
-// payloads removed) or reallocating it as pushRing.reserve does, and
-// reports false when growing it would take the gate past its budget.
-func (c *respCache) reserve(n, limit, gateBudget int, gateBytes *atomic.Int64) bool {
-	if len(c.data)+n <= cap(c.data) && cap(c.data) <= limit {
-		return true
-	}
+// reserve makes room in data for n more bytes (fifoReserve), and reports
+// false, changing nothing, when growing it would take the gate past its
+// budget.
+func (c *respCache) reserve(n, bound, gateBudget int, gateBytes *atomic.Int64) bool {
 	start := c.base + len(c.data) // the oldest kept payload, or the end
 	for i := range c.slots {
 		if x := &c.slots[(c.next+i)%len(c.slots)]; x.n > 0 {
@@ -230,24 +227,13 @@ func (c *respCache) reserve(n, limit, gateBudget int, gateBytes *atomic.Int64) b
 			break
 		}
 	}
-	live := c.data[start-c.base:]
-	need := len(live) + n
-	if need <= cap(c.data) && cap(c.data) <= limit {
-		c.data = c.data[:copy(c.data, live)]
-		c.base = start
-		return true
-	}
-	size := need
-	if cap(c.data) > 0 {
-		size = min(max(2*need, 64), max(limit, need))
-	}
-	if grow := size - cap(c.data); grow > 0 && gateBytes.Load()+int64(grow) > int64(gateBudget) {
+	buf, base := fifoReserve(c.data, c.base, start, n, bound)
+	grow := cap(buf) - cap(c.data)
+	if grow > 0 && gateBytes.Load()+int64(grow) > int64(gateBudget) {
 		return false
 	}
-	buf := make([]byte, len(live), size)
-	copy(buf, live)
-	gateBytes.Add(int64(cap(buf) - cap(c.data)))
-	c.data, c.base = buf, start
+	gateBytes.Add(int64(grow))
+	c.data, c.base = buf, base
 	return true
 }
 
