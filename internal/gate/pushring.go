@@ -8,7 +8,7 @@ import (
 )
 
 // pushRing keeps the most recent pushes of a session, bounded by count and
-// bytes (ringEntry.size), in two allocations the garbage collector neither
+// bytes (entrySize), in two allocations the garbage collector neither
 // scans nor follows: the entries (no pointers) and one buffer holding their
 // routes, ids, origins and payloads. A slice per payload and a string per
 // route were, at 256 pushes kept for each of 10,000 sessions, over a
@@ -105,8 +105,11 @@ func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, floor uint64, gate *
 	if e.shared == nil {
 		r.data = append(r.data, e.Payload...)
 	} else {
-		if r.sharedHead > 0 && r.sharedHead == len(r.shared) {
-			r.shared, r.sharedHead = r.shared[:0], 0
+		if r.sharedHead > 0 && len(r.shared) == cap(r.shared) {
+			// The dropped front is reused, as for ents.
+			n := copy(r.shared, r.shared[r.sharedHead:])
+			clear(r.shared[n:])
+			r.shared, r.sharedHead = r.shared[:n], 0
 		}
 		r.shared = append(r.shared, sharedRef{e.Payload, e.shared})
 	}

@@ -252,7 +252,7 @@ func TestResponseCacheKeepsNoMessage(t *testing.T) {
 	msg := bytes.Repeat([]byte{'h'}, 300) // an envelope's header, then the payload
 	copy(msg[200:], bytes.Repeat([]byte{'p'}, 100))
 	c.add(respEntry{Seq: 1, Payload: msg[200:]}, &l, &gateBytes)
-	e, ok := c.get(1)
+	e, ok := c.take(1)
 	require.True(t, ok)
 	require.Equal(t, bytes.Repeat([]byte{'p'}, 100), e.Payload)
 	msg[200] = 'x'

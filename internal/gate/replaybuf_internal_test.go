@@ -85,6 +85,10 @@ func TestPushRingModel(t *testing.T) {
 				require.Equal(t, modelOrNil(*m), modelOrNil(r.entries()), "step %d: ring %d keeps other entries", step, k)
 				require.Equal(t, modelBytes(*m), r.bytes, "step %d: ring %d counts", step, k)
 				require.Equal(t, gaugeOf(rs[:], shared), gate.Load(), "step %d: the gate's gauge", step)
+				// Its slices stay within twice what they hold (at most 64
+				// entries here), however long the ring lives.
+				require.LessOrEqual(t, cap(r.ents), 2*64, "step %d: ring %d's entries grew", step, k)
+				require.LessOrEqual(t, cap(r.shared), 2*64, "step %d: ring %d's shared payloads grew", step, k)
 				if e := r.entries(); len(e) > 0 {
 					require.True(t, r.has(e[len(e)-1].ID) || e[len(e)-1].ID == "")
 				}
@@ -275,4 +279,28 @@ func TestFIFOReserveCopiesLittle(t *testing.T) {
 		}
 		require.LessOrEqual(t, copied, 2*appended+4*keep, "seed %d: %d bytes copied for %d appended (live %d, bound %d)", seed, copied, appended, keep, bound)
 	}
+}
+
+// A ring that always holds some shared payloads (a session in a busy
+// channel) keeps its slices bounded: the dropped front is reused, not
+// carried along forever.
+func TestPushRingLongLivedStaysBounded(t *testing.T) {
+	var gate atomic.Int64
+	var r pushRing
+	shared := &sharedPayload{}
+	body := bytes.Repeat([]byte{'s'}, 100)
+	for i := range uint64(10000) {
+		e := pushEntry{Seq: i + 1, Route: "chat.msg", ID: fmt.Sprint(i)}
+		if i%2 == 0 {
+			e.Payload, e.shared = body, shared
+		} else {
+			e.Payload = body
+		}
+		require.False(t, r.add(e, 4, 1<<20, math.MaxUint64, &gate))
+	}
+	require.Equal(t, 4, r.len())
+	require.LessOrEqual(t, cap(r.ents), 8, "the entries slice grew")
+	require.LessOrEqual(t, cap(r.shared), 8, "the shared payloads slice grew")
+	r.clear(&gate)
+	require.Zero(t, gate.Load())
 }

@@ -266,16 +266,9 @@ func (c *respCache) find(seq uint32) *respSlot {
 	return nil
 }
 
-// get returns the response cached for seq.
-func (c *respCache) get(seq uint32) (respEntry, bool) {
-	if x := c.find(seq); x != nil {
-		return c.entry(x), true
-	}
-	return respEntry{}, false
-}
-
-// take is get for a re-sent request: it also records that the answer is
-// now on the current connection. The entry returned is as it was before.
+// take returns the response cached for seq, for a re-sent request, and
+// records that the answer is now on the current connection. The entry
+// returned is as it was before.
 func (c *respCache) take(seq uint32) (respEntry, bool) {
 	x := c.find(seq)
 	if x == nil {
@@ -729,7 +722,7 @@ func (s *Session) importState(st *sessionState, lastPush uint64, hold bool) {
 	s.resps.forgotten = st.Forgotten
 	deadline := time.Now().Add(g.cfg.RequestTimeout).UnixNano()
 	for _, seq := range st.Waiting {
-		if _, answered := s.resps.get(seq); !answered {
+		if s.resps.find(seq) == nil { // not answered yet
 			if s.waiting == nil {
 				s.waiting = map[uint32]int64{}
 				s.prevWaiting = map[uint32]struct{}{}
