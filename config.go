@@ -140,10 +140,12 @@ type Limits struct {
 	ResumePushes int
 	ResumeBytes  int
 	// ResumeGateBytes bounds the pushes the whole gate keeps for replay.
-	// Past it a connected session keeps only its newest ResumeBytes/8 (its
-	// client has most likely read the rest), so one whose connection then
-	// drops may be unable to resume (304, and the client starts afresh); a
-	// detached session's pushes are never dropped for it. Zero: 1 GiB.
+	// A connected session keeps at most its share — half of it over the
+	// gate's sessions, at least ResumeBytes/8 — and only its newest
+	// ResumeBytes/8 while the budget is spent (its client has most likely
+	// read the rest), so one whose connection then drops may be unable to
+	// resume (304, and the client starts afresh); a detached session's
+	// pushes are never dropped for it. Zero: 1 GiB.
 	ResumeGateBytes int
 	// ResponseCache is how many responses per session are kept, by seq, to
 	// answer a request re-sent after a resume. Zero: 128.

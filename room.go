@@ -425,6 +425,30 @@ type Room struct {
 	draining bool
 	lastTick time.Time
 	scratch  []byte // PushEach's encoding buffer, reused
+	batches  []pushBatch
+	// The last route pushed on, and its method: a game pushes on one or two
+	// routes, and the concatenation was one allocation per push.
+	lastMethod, lastRoute string
+}
+
+// pushBatch is PushEach's message to one gate; the room reuses them.
+type pushBatch struct {
+	gate     string
+	sessions []string
+	payloads []byte // cluster.AppendPayloads form
+}
+
+// route returns "<type>.<method>", checked.
+func (r *Room) route(method string) (string, error) {
+	if method == r.lastMethod && r.lastRoute != "" {
+		return r.lastRoute, nil
+	}
+	route := r.typ.name + "." + method
+	if !wire.ValidRoute(route) {
+		return "", errBadRoute(route)
+	}
+	r.lastMethod, r.lastRoute = method, route
+	return route, nil
 }
 
 // ID is the room's cluster-wide id.
@@ -578,9 +602,9 @@ func (r *Room) Push(s *Seat, method string, msg any) error {
 	if s.State == SeatEmpty {
 		return nil
 	}
-	route := r.typ.name + "." + method
-	if !wire.ValidRoute(route) {
-		return errBadRoute(route)
+	route, err := r.route(method)
+	if err != nil {
+		return err
 	}
 	b, err := encode(s.codec, msg)
 	if err != nil {
@@ -595,16 +619,11 @@ func (r *Room) Push(s *Seat, method string, msg any) error {
 // views (each player's own cards) on every change. Like every Room method
 // but Post, call it on the room's goroutine (handler code).
 func (r *Room) PushEach(method string, msg func(s *Seat) any) error {
-	route := r.typ.name + "." + method
-	if !wire.ValidRoute(route) {
-		return errBadRoute(route)
+	route, err := r.route(method)
+	if err != nil {
+		return err
 	}
-	type batch struct {
-		gate     string
-		sessions []string
-		payloads []byte // cluster.AppendPayloads form
-	}
-	var batches []batch // a room's seats are on a few gates: a slice, not a map
+	batches := r.batches[:0] // a room's seats are on a few gates: a slice, not a map
 	var errs []error
 	for _, s := range r.seats {
 		if s.State == SeatEmpty {
@@ -616,10 +635,16 @@ func (r *Room) PushEach(method string, msg func(s *Seat) any) error {
 			continue
 		}
 		r.scratch = b
-		i := slices.IndexFunc(batches, func(b batch) bool { return b.gate == s.gate })
+		i := slices.IndexFunc(batches, func(b pushBatch) bool { return b.gate == s.gate })
 		if i < 0 {
 			i = len(batches)
-			batches = append(batches, batch{gate: s.gate, payloads: make([]byte, 0, len(r.seats)*(len(b)+2))})
+			if i < cap(batches) {
+				batches = batches[:i+1]
+				old := &batches[i]
+				*old = pushBatch{gate: s.gate, sessions: old.sessions[:0], payloads: old.payloads[:0]}
+			} else {
+				batches = append(batches, pushBatch{gate: s.gate})
+			}
 		}
 		batches[i].sessions = append(batches[i].sessions, s.session)
 		batches[i].payloads = cluster.AppendPayload(batches[i].payloads, b)
@@ -627,11 +652,17 @@ func (r *Room) PushEach(method string, msg func(s *Seat) any) error {
 	if cap(r.scratch) > 64<<10 {
 		r.scratch = nil // one huge message does not pin its buffer
 	}
-	for _, b := range batches {
+	for i := range batches {
+		b := &batches[i]
 		if err := r.host.node.bus.PushEach(b.gate, b.sessions, route, b.payloads); err != nil {
 			errs = append(errs, err)
 		}
+		if cap(b.payloads) > 64<<10 {
+			b.payloads = nil
+		}
+		clear(b.sessions) // no session id is kept past its push
 	}
+	r.batches = batches
 	return errors.Join(errs...)
 }
 

@@ -201,12 +201,14 @@ type table struct {
 	errText string
 	isReady []bool    // by seat
 	players []*player // by seat; nil for a seat not in the round
+	pushed  View      // pushAll's view, reused
 }
 
 // player is one seat's part in the running (or last) round.
 type player struct {
 	hand    Hand
 	eval    Eval
+	shown   *Eval // the hand's evaluation as views show it, once visible
 	balance int64 // at the round's start: the most it can lose
 	after   int64 // after the round's settlement (balance when unsettled)
 	grab    int   // -1 until chosen
@@ -688,16 +690,30 @@ func (t *table) setPhase(r *hearth.Room, phase string, d time.Duration) {
 // pushAll pushes each player its own view (a broadcast would show
 // everyone's cards): one bus message per gate.
 func (t *table) pushAll(r *hearth.Room) {
-	if err := r.PushEach("state", func(s *hearth.Seat) any { return t.view(r, s.Index) }); err != nil {
+	// One view at a time, encoded before the next is made: the table's
+	// own, reused, where a View per player per push was the table's largest
+	// share of the garbage.
+	err := r.PushEach("state", func(s *hearth.Seat) any {
+		t.pushed = t.viewInto(r, s.Index, t.pushed.Seats[:0])
+		return &t.pushed
+	})
+	if err != nil {
 		r.Logger().Warn("niuniu push failed", "err", err)
 	}
 }
 
 func (t *table) view(r *hearth.Room, viewer int) View {
+	return t.viewInto(r, viewer, make([]SeatView, 0, len(r.Seats())))
+}
+
+// viewInto is view with its seats appended to seats. A view shares its
+// cards and hand with the table's players, which never change them: a
+// round deals new players.
+func (t *table) viewInto(r *hearth.Room, viewer int, seats []SeatView) View {
 	v := View{
 		Phase: t.phase, Round: t.round, Base: t.cfg.Base, You: viewer,
 		Banker: t.banker, BankerGrab: t.bgrab, Error: t.errText,
-		Seats: make([]SeatView, 0, len(r.Seats())),
+		Seats: seats,
 	}
 	if t.clock != nil {
 		v.DeadlineMS = t.clock.Deadline().UnixMilli()
@@ -719,13 +735,15 @@ func (t *table) view(r *hearth.Room, viewer int) View {
 				cards = 4
 			}
 			if cards > 0 {
-				sv.Cards = append([]Card(nil), p.hand[:cards]...)
+				sv.Cards = p.hand[:cards:cards]
 			}
 			if cards == 5 {
-				ev, err := t.cfg.Rules.Evaluate(p.hand)
-				if err == nil {
-					sv.Hand = &ev
+				if p.shown == nil {
+					if ev, err := t.cfg.Rules.Evaluate(p.hand); err == nil {
+						p.shown = &ev
+					}
 				}
+				sv.Hand = p.shown
 			}
 		}
 		v.Seats = append(v.Seats, sv)

@@ -443,6 +443,25 @@ func (s *Session) releaseEarlyLocked() {
 	}
 }
 
+// connectedPushBytes is what a connected session keeps of its pushes: its
+// share of the gate's budget — half of it over the sessions, leaving room
+// for the buffers' spare capacity and for detached sessions, which keep
+// all they have not been sent — between ResumeBytes/8 and ResumeBytes; and
+// only ResumeBytes/8 while the budget is spent. The share moves smoothly
+// with the number of sessions: a bound that flipped at the budget's edge
+// had every buffer shrink and grow again, copying, push after push.
+func (g *Gate) connectedPushBytes() int {
+	b := g.cfg.ResumeBytes
+	least := max(1, b/8)
+	if g.pushBytes.Load() > int64(g.cfg.ResumeGateBytes) {
+		return least
+	}
+	if n := g.sessMap.n.Load(); n > 0 {
+		b = min(b, max(least, int(int64(g.cfg.ResumeGateBytes)/2/n)))
+	}
+	return b
+}
+
 // numberLocked gives e the next push_seq, keeps it for replay and queues it
 // for a connected session; s.mu is held.
 func (s *Session) numberLocked(e pushEntry, hold bool) (held bool) {
@@ -461,8 +480,8 @@ func (s *Session) numberLocked(e pushEntry, hold bool) (held bool) {
 			floor = s.replayFrom
 		}
 		maxBytes := g.cfg.ResumeBytes
-		if floor == math.MaxUint64 && g.pushBytes.Load() > int64(g.cfg.ResumeGateBytes) {
-			maxBytes = max(1, maxBytes/8) // the gate's budget is spent: connected sessions give way
+		if floor == math.MaxUint64 {
+			maxBytes = g.connectedPushBytes()
 		}
 		if s.pushes.add(e, g.cfg.ResumePushes, maxBytes, floor, &g.pushBytes) {
 			// A session that cannot be made whole is lost, not left with a

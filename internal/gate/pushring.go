@@ -22,10 +22,8 @@ type pushRing struct {
 	ents []ringEntry // ents[head:] are kept, oldest first
 	head int
 	// data holds the kept entries' bytes in order; an entry's off is its
-	// position in everything ever appended, of which data[0] is at base.
-	// What the dropped entries held stays at the front until a compaction.
-	data []byte
-	base int
+	// stream offset there.
+	data wrapBuf
 	// shared are the shared payloads of the kept entries that have one,
 	// in the entries' order (shared[sharedHead:]).
 	shared     []sharedRef
@@ -93,17 +91,22 @@ func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, floor uint64, gate *
 		return true
 	}
 	n := len(e.Route) + len(e.ID) + len(e.Origin) + body
-	r.reserve(n, maxBytes, gate)
+	start := r.data.end // everything dropped
+	if r.len() > 0 {
+		start = r.ents[r.head].off
+	}
+	off, grow, _ := r.data.reserve(n, start, maxBytes, nil)
+	gate.Add(int64(grow))
 	x := ringEntry{
-		seq: e.Seq, count: e.Count, off: r.base + len(r.data),
+		seq: e.Seq, count: e.Count, off: off,
 		route: uint32(len(e.Route)), id: uint32(len(e.ID)), origin: uint32(len(e.Origin)), body: uint32(body),
 		isShared: e.shared != nil,
 	}
-	r.data = append(r.data, e.Route...)
-	r.data = append(r.data, e.ID...)
-	r.data = append(r.data, e.Origin...)
+	off = r.data.putString(off, e.Route)
+	off = r.data.putString(off, e.ID)
+	off = r.data.putString(off, e.Origin)
 	if e.shared == nil {
-		r.data = append(r.data, e.Payload...)
+		r.data.put(off, e.Payload)
 	} else {
 		if r.sharedHead > 0 && len(r.shared) == cap(r.shared) {
 			// The dropped front is reused, as for ents.
@@ -123,48 +126,6 @@ func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, floor uint64, gate *
 	return false
 }
 
-// reserve makes room in data for n more bytes (fifoReserve); gate counts
-// the buffer's capacity.
-func (r *pushRing) reserve(n, maxBytes int, gate *atomic.Int64) {
-	start := r.base + len(r.data) // everything dropped
-	if r.len() > 0 {
-		start = r.ents[r.head].off
-	}
-	buf, base := fifoReserve(r.data, r.base, start, n, maxBytes)
-	gate.Add(int64(cap(buf) - cap(r.data)))
-	r.data, r.base = buf, base
-}
-
-// fifoReserve returns a first-in-first-out byte buffer — data, whose first
-// byte is at offset base of everything ever appended — with room for n
-// more bytes, and its new base; the bytes before offset start (those of
-// entries gone) may be dropped. It compacts in place while that leaves a
-// third of the buffer free, else reallocates to half as much again as it
-// needs (a first buffer exactly what it needs), up to 1.5 × bound, the
-// most it keeps: a buffer kept just above its contents would be compacted
-// — all its contents copied — every few appends. It reallocates smaller
-// once bound shrank below its size. So each byte appended is copied at
-// most twice more.
-func fifoReserve(data []byte, base, start, n, bound int) ([]byte, int) {
-	limit := max(bound+bound/2, n)
-	if len(data)+n <= cap(data) && cap(data) <= limit {
-		return data, base
-	}
-	live := data[start-base:]
-	need := len(live) + n
-	roomy := need + need/2
-	if roomy <= cap(data) && cap(data) <= limit {
-		return data[:copy(data, live)], start
-	}
-	c := need
-	if cap(data) > 0 {
-		c = max(min(max(roomy, 64), limit), need)
-	}
-	buf := make([]byte, len(live), c)
-	copy(buf, live)
-	return buf, start
-}
-
 func (r *pushRing) dropOldest(gate *atomic.Int64) {
 	x := &r.ents[r.head]
 	size := entryOverhead + int(x.route+x.id+x.origin+x.body)
@@ -181,8 +142,6 @@ func (r *pushRing) dropOldest(gate *atomic.Int64) {
 	r.head++
 	if r.head == len(r.ents) {
 		r.ents, r.head = r.ents[:0], 0
-		r.base += len(r.data)
-		r.data = r.data[:0]
 	}
 }
 
@@ -191,21 +150,20 @@ func (r *pushRing) clear(gate *atomic.Int64) {
 	for r.len() > 0 {
 		r.dropOldest(gate)
 	}
-	gate.Add(-int64(cap(r.data)))
+	gate.Add(-int64(r.data.size()))
 	*r = pushRing{overflowed: r.overflowed, lastGap: r.lastGap}
 }
 
 // str returns length n of data from stream offset off as a string.
 func (r *pushRing) str(off int, n uint32) string {
-	return string(r.data[off-r.base : off-r.base+int(n)])
+	return string(r.data.bytes(off, int(n)))
 }
 
 // has reports whether the channel message id is among the kept pushes.
 func (r *pushRing) has(id string) bool {
 	for i := len(r.ents) - 1; i >= r.head; i-- {
 		x := &r.ents[i]
-		at := x.off - r.base + int(x.route)
-		if int(x.id) == len(id) && string(r.data[at:at+int(x.id)]) == id {
+		if int(x.id) == len(id) && string(r.data.bytes(x.off+int(x.route), len(id))) == id {
 			return true
 		}
 	}
@@ -244,7 +202,7 @@ func (r *pushRing) entriesFrom(k int) []pushEntry {
 			e.Payload, e.shared = ref.payload, ref.ref
 		} else {
 			e.Payload = make([]byte, x.body)
-			copy(e.Payload, r.data[off-r.base:])
+			copy(e.Payload, r.data.bytes(off, int(x.body)))
 		}
 		out = append(out, e)
 	}

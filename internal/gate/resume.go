@@ -169,10 +169,9 @@ type respEntry struct {
 type respCache struct {
 	slots []respSlot // a circle: slots[next] is the oldest once it is full
 	next  int
-	// data holds the kept payloads in order; a slot's off is its position
-	// in everything ever appended, of which data[0] is at base.
-	data  []byte
-	base  int
+	// data holds the kept payloads in order; a slot's off is its stream
+	// offset there.
+	data  wrapBuf
 	bytes int // the kept payloads' bytes, against the session's bound
 	// forgotten is the highest seq evicted outright: seqs increase, so a
 	// re-send at or below it ran once already.
@@ -202,11 +201,12 @@ func (c *respCache) add(e respEntry, l *Limits, gateBytes *atomic.Int64) {
 		c.drop(old)
 		c.forgotten = max(c.forgotten, old.seq)
 	}
-	if size > 0 && !c.reserve(size, l.ResponseCacheBytes, l.ResponseCacheGate, gateBytes) {
+	off, ok := c.reserve(size, l.ResponseCacheBytes, l.ResponseCacheGate, gateBytes)
+	if !ok {
 		size, e.Gone = 0, true // the gate's budget is spent
 	}
-	x := respSlot{seq: e.Seq, status: e.Status, n: uint32(size), off: c.base + len(c.data), gone: e.Gone, prev: e.Prev, sent: e.Sent}
-	c.data = append(c.data, e.Payload[:size]...)
+	x := respSlot{seq: e.Seq, status: e.Status, n: uint32(size), off: off, gone: e.Gone, prev: e.Prev, sent: e.Sent}
+	c.data.put(off, e.Payload[:size])
 	if len(c.slots) < l.ResponseCache {
 		c.slots = append(c.slots, x)
 	} else {
@@ -216,29 +216,28 @@ func (c *respCache) add(e respEntry, l *Limits, gateBytes *atomic.Int64) {
 	c.bytes += size
 }
 
-// reserve makes room in data for n more bytes (fifoReserve), and reports
-// false, changing nothing, when growing it would take the gate past its
-// budget.
-func (c *respCache) reserve(n, bound, gateBudget int, gateBytes *atomic.Int64) bool {
-	start := c.base + len(c.data) // the oldest kept payload, or the end
+// reserve makes room in data for n more bytes and returns where they go;
+// it reports false, changing nothing, when the buffer would have to grow
+// past the gate's budget.
+func (c *respCache) reserve(n, bound, gateBudget int, gateBytes *atomic.Int64) (int, bool) {
+	start := c.data.end // the oldest kept payload, or the end
 	for i := range c.slots {
 		if x := &c.slots[(c.next+i)%len(c.slots)]; x.n > 0 {
 			start = x.off
 			break
 		}
 	}
-	buf, base := fifoReserve(c.data, c.base, start, n, bound)
-	grow := cap(buf) - cap(c.data)
-	if grow > 0 && gateBytes.Load()+int64(grow) > int64(gateBudget) {
-		return false
+	off, grow, ok := c.data.reserve(n, start, bound, func(grow int) bool {
+		return gateBytes.Load()+int64(grow) <= int64(gateBudget)
+	})
+	if ok {
+		gateBytes.Add(int64(grow))
 	}
-	gateBytes.Add(int64(grow))
-	c.data, c.base = buf, base
-	return true
+	return off, ok
 }
 
-// drop turns x into a tombstone, releasing its bytes (they leave data at
-// its next compaction).
+// drop turns x into a tombstone, releasing its bytes (the next payloads
+// may overwrite them).
 func (c *respCache) drop(x *respSlot) {
 	if x.gone {
 		return
@@ -252,7 +251,7 @@ func (c *respCache) entry(x *respSlot) respEntry {
 	e := respEntry{Seq: x.seq, Status: x.status, Gone: x.gone, Prev: x.prev, Sent: x.sent}
 	if x.n > 0 {
 		e.Payload = make([]byte, x.n)
-		copy(e.Payload, c.data[x.off-c.base:])
+		copy(e.Payload, c.data.bytes(x.off, int(x.n)))
 	}
 	return e
 }
@@ -291,7 +290,7 @@ func (c *respCache) entries() []respEntry {
 
 // clear releases the cache's buffer from the gate's budget.
 func (c *respCache) clear(gateBytes *atomic.Int64) {
-	gateBytes.Add(-int64(cap(c.data)))
+	gateBytes.Add(-int64(c.data.size()))
 	*c = respCache{}
 }
 

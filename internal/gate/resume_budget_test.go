@@ -78,6 +78,37 @@ func TestResumeGateBudget(t *testing.T) {
 	})
 }
 
+// Connected sessions share the gate's budget before it is spent: each
+// keeps at most half the budget over the sessions (here 16 KiB, a quarter
+// of its own bound), so the gate settles well below the budget instead of
+// at its edge, where every push flipped some session's bound between
+// ResumeBytes and ResumeBytes/8 and its buffer shrank and grew again.
+func TestResumeConnectedShareOfGateBudget(t *testing.T) {
+	t.Parallel()
+	const perSession, budget, sessions = 64 << 10, 256 << 10, 8
+	c := startResumeCluster(t, hearth.Limits{ResumeBytes: perSession, ResumeGateBytes: budget, ResumeGrace: 2 * time.Second})
+	var live []*rawClient
+	for i := range sessions {
+		rc := dialRaw(t, c.a, hearthtest.Transports[i%2])
+		rc.handshake(wire.CodecJSON)
+		live = append(live, rc)
+	}
+	for _, rc := range live {
+		// 1,000 ticks: ~100 KiB counted, past the session's share.
+		rc.send(wire.AppendRequest(nil, 1, "sys.push", []byte(`{"count":1000}`)))
+		require.Equal(t, wire.OK, rc.response(1).Status)
+		for want := 1; want <= 1000; want++ {
+			seq, _ := rc.tick()
+			require.Equal(t, uint64(want), seq)
+		}
+	}
+	got := scrape(t, c.a)["hearth_resume_buffer_bytes"]
+	share := float64(budget / 2 / sessions)
+	require.Greater(t, got, float64(sessions)*share/2, "the sessions keep less than half their share: %v bytes", got)
+	// Up to a quarter more for a buffer's spare capacity.
+	require.LessOrEqual(t, got, float64(sessions)*share*1.25+sessions*512, "the gate keeps %v bytes, more than the sessions' shares", got)
+}
+
 // A channel message kept by several sessions' replay buffers is one copy
 // of its encoding, which the gate's gauge counts once; it is released when
 // the sessions end.

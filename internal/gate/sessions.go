@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +20,7 @@ const sessionShards = 64
 // handshakes and closes on many connections do not contend.
 type sessionMap struct {
 	seed   maphash.Seed
+	n      atomic.Int64 // len, without taking every shard's lock
 	shards [sessionShards]struct {
 		mu sync.RWMutex
 		m  map[string]*Session
@@ -39,6 +41,9 @@ func (sm *sessionMap) shard(id string) int {
 func (sm *sessionMap) add(s *Session) {
 	sh := &sm.shards[sm.shard(s.id)]
 	sh.mu.Lock()
+	if _, ok := sh.m[s.id]; !ok {
+		sm.n.Add(1)
+	}
 	sh.m[s.id] = s
 	sh.mu.Unlock()
 }
@@ -51,6 +56,7 @@ func (sm *sessionMap) remove(s *Session) bool {
 		return false
 	}
 	delete(sh.m, s.id)
+	sm.n.Add(-1)
 	return true
 }
 
