@@ -401,10 +401,8 @@ func (rt *RoomType) sessionEvent(_ context.Context, ev SessionEvent) {
 	})
 }
 
-// Room is one live room: a single-goroutine actor (its messages run one at
-// a time, in order, on a goroutine of the node's pool: Room.drain). Every
-// method is for the room's goroutine — handler code, timers — unless it
-// says otherwise.
+// Room is one live room: a single-goroutine actor. Every method is for the
+// room's goroutine — handler code, timers — unless it says otherwise.
 type Room struct {
 	id      string
 	typ     *RoomType
@@ -426,8 +424,7 @@ type Room struct {
 	closed   bool
 	draining bool
 	lastTick time.Time
-	spare    []func() // the drain's emptied queue, handed back to the mailbox
-	scratch  []byte   // PushEach's encoding buffer, reused
+	scratch  []byte // PushEach's encoding buffer, reused
 	batches  []pushBatch
 	// The last route pushed on, and its method: a game pushes on one or two
 	// routes, and the concatenation was one allocation per push.
@@ -846,33 +843,18 @@ func (r *Room) guard(fn func() ([]byte, error)) (out []byte, err error) {
 // events) always get in, so a flood of requests cannot make a room miss
 // its timers.
 func (r *Room) post(client bool, fn func()) mailResult {
-	res, start := r.mb.put(client, r.typ.cfg.Mailbox, fn)
-	if start {
-		r.host.node.work.run(r.drain)
-	}
-	return res
+	return r.mb.put(client, r.typ.cfg.Mailbox, fn)
 }
 
-// drain is the room's goroutine: it runs the queued messages in order, on
-// a goroutine of the node's pool (workers), until none is left. The
-// mailbox has one drain run at a time, so the room is still a
-// single-goroutine actor whose goroutine may change between turns; the
-// mailbox's lock orders one turn before the next. A goroutine of its own
-// per room was parked between moves, and every GC shrank its stack, which
-// the next move grew again, copying it: 5% of a room node's CPU at 3,800
-// tables (docs/benchmarks.md § bots, session 9). A pool's goroutines stay
-// busy and keep their stacks.
-func (r *Room) drain() {
-	for {
-		msgs, ok := r.mb.take(r.spare)
-		if !ok {
-			return
-		}
+// run is the room's goroutine.
+func (r *Room) run() {
+	var msgs []func()
+	for range r.mb.wake {
+		msgs = r.mb.take(msgs)
 		for i, fn := range msgs {
 			fn()
 			msgs[i] = nil
 		}
-		r.spare = msgs
 		if r.closed {
 			// Answer what slipped in before the mailbox shut: each message
 			// sees r.closed.
@@ -884,14 +866,14 @@ func (r *Room) drain() {
 	}
 }
 
-// mailbox is a room's queue: any goroutine puts, the room's drain takes.
-// mu guards q, clients, isShut and busy.
+// mailbox is a room's queue: any goroutine puts, the room's goroutine
+// takes. mu guards q, clients and isShut.
 type mailbox struct {
 	mu      sync.Mutex
 	q       []func()
 	clients int // player requests in q
 	isShut  bool
-	busy    bool // a drain runs or is about to: the next put starts none
+	wake    chan struct{} // cap 1: q is not empty
 }
 
 type mailResult int
@@ -902,39 +884,37 @@ const (
 	mailShut            // the room has closed
 )
 
-// put queues fn, and reports whether the caller must start a drain.
-func (m *mailbox) put(client bool, limit int, fn func()) (res mailResult, start bool) {
+func (m *mailbox) put(client bool, limit int, fn func()) mailResult {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	switch {
 	case m.isShut:
-		return mailShut, false
+		m.mu.Unlock()
+		return mailShut
 	case client && m.clients >= limit:
-		return mailFull, false
+		m.mu.Unlock()
+		return mailFull
 	}
 	if client {
 		m.clients++
 	}
 	m.q = append(m.q, fn)
-	start = !m.busy
-	m.busy = true
-	return mailOK, start
+	m.mu.Unlock()
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+	return mailOK
 }
 
 // take returns the queued messages, handing back spare (emptied) as the
 // next queue so the two slices are reused.
-// With nothing queued it reports false, and the drain ends.
-func (m *mailbox) take(spare []func()) ([]func(), bool) {
+func (m *mailbox) take(spare []func()) []func() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.q) == 0 {
-		m.busy = false
-		return nil, false
-	}
 	q := m.q
 	m.q = spare[:0]
 	m.clients = 0
-	return q, true
+	return q
 }
 
 // shut refuses every later put and returns what is still queued.

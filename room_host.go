@@ -525,6 +525,7 @@ func (h *roomHost) create(c roomCtl) (RoomInfo, int, error) {
 	}
 	r := h.newRoom(rt, handler, c.Private, c.Params)
 	h.mu.Unlock()
+	go r.run()
 	var (
 		info RoomInfo
 		seat int
@@ -564,7 +565,7 @@ func (h *roomHost) newRoom(rt *RoomType, handler RoomHandler, private bool, para
 	ctx, cancel := context.WithCancel(h.node.baseCtx)
 	r := &Room{
 		id: newRoomID(), typ: rt, host: h, handler: handler,
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, mb: mailbox{wake: make(chan struct{}, 1)},
 		meta: map[string]string{}, params: maps.Clone(params), private: private,
 		created: time.Now().UTC(), timers: map[*Timer]struct{}{}, draining: h.draining,
 	}
