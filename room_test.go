@@ -531,3 +531,70 @@ func TestSeatWaitsForItsOwnListingOnly(t *testing.T) {
 	require.Less(t, written("bb"), backlog/2, "the join waited for the other rooms' listings")
 	waitFor(t, 30*time.Second, func() bool { return written("bb") == backlog }, "the backlog was never written")
 }
+
+// A room's messages run one at a time and in the order each sender posted
+// them, through the mailbox's swaps of its queue as senders race the room's
+// goroutine and the queue runs dry: the room's state needs no lock of its
+// own. Under -race, an unordered hand-over would be reported on the plain
+// counters.
+func TestRoomMessagesRunOneAtATimeInOrder(t *testing.T) {
+	typ := NewRoomType("serial", RoomConfig{KeepEmpty: true}, func() RoomHandler { return &scriptRoom{} })
+	n := startRoomNode(t, typ)
+	info := createRoom(t, n, "serial", 1)
+	r := n.rooms.room(info.ID)
+	require.NotNil(t, r)
+
+	const senders, each = 8, 2000
+	var (
+		running sync.Mutex // TryLock fails if two turns overlap
+		ran     int        // room state: no lock
+		last    [senders]int
+		bad     []string
+	)
+	var wg sync.WaitGroup
+	for k := range senders {
+		wg.Go(func() {
+			for i := 1; i <= each; i++ {
+				ok := r.Post(func(*Room) {
+					if !running.TryLock() {
+						bad = append(bad, "two messages ran at once")
+						return
+					}
+					defer running.Unlock()
+					if last[k] != i-1 {
+						bad = append(bad, fmt.Sprintf("sender %d: message %d ran after %d", k, i, last[k]))
+					}
+					last[k] = i
+					ran++
+				})
+				if !ok {
+					t.Errorf("sender %d: post %d refused", k, i)
+					return
+				}
+				if i%100 == 0 { // wait for the room now and then, so that its queue runs dry
+					ack := make(chan struct{})
+					if !r.Post(func(*Room) { close(ack) }) {
+						t.Errorf("sender %d: ack refused", k)
+						return
+					}
+					select {
+					case <-ack:
+					case <-time.After(10 * time.Second):
+						t.Errorf("sender %d: the room stopped running its messages", k)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	done := make(chan int)
+	require.True(t, r.Post(func(*Room) { done <- ran }))
+	select {
+	case got := <-done:
+		require.Equal(t, senders*each, got, "messages run")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the room's last message never ran")
+	}
+	require.Empty(t, bad)
+}
