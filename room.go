@@ -669,7 +669,11 @@ func (r *Room) PushEach(method string, msg func(s *Seat) any) error {
 // Broadcast sends msg on "<type>.<method>" to every player in the room:
 // one bus message per gate. Private data goes through Push or PushEach.
 func (r *Room) Broadcast(method string, msg any) error {
-	return r.broadcast(r.typ.name+"."+method, msg)
+	route, err := r.route(method)
+	if err != nil {
+		return err
+	}
+	return r.broadcast(route, msg)
 }
 
 func (r *Room) broadcast(route string, msg any) error {

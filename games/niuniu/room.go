@@ -206,9 +206,10 @@ type table struct {
 
 // player is one seat's part in the running (or last) round.
 type player struct {
+	// hand and its evaluation never change once dealt (a round deals new
+	// players), so views point at them rather than copy.
 	hand    Hand
 	eval    Eval
-	shown   *Eval // the hand's evaluation as views show it, once visible
 	balance int64 // at the round's start: the most it can lose
 	after   int64 // after the round's settlement (balance when unsettled)
 	grab    int   // -1 until chosen
@@ -419,7 +420,11 @@ func (t *table) startRound(r *hearth.Room) {
 	}
 	clear(t.players)
 	for k, i := range in {
-		t.players[i] = &player{hand: hands[k], balance: balances[k], grab: -1}
+		ev, err := t.cfg.Rules.Evaluate(hands[k])
+		if err != nil { // a dealt hand is always valid
+			panic(err)
+		}
+		t.players[i] = &player{hand: hands[k], eval: ev, balance: balances[k], grab: -1}
 	}
 	t.banker, t.bgrab, t.errText = -1, 0, ""
 	clear(t.isReady)
@@ -566,16 +571,11 @@ func (t *table) settle(r *hearth.Room) {
 			continue
 		}
 		p.opened = true
-		ev, err := t.cfg.Rules.Evaluate(p.hand)
-		if err != nil { // a dealt hand is always valid
-			panic(err)
-		}
-		p.eval = ev
 		if i == t.banker {
 			tab.Banker = len(seats)
 		}
 		seats = append(seats, i)
-		tab.Players = append(tab.Players, Player{Hand: ev, Bet: max(p.bet, 1), Balance: p.balance})
+		tab.Players = append(tab.Players, Player{Hand: p.eval, Bet: max(p.bet, 1), Balance: p.balance})
 	}
 	deltas, err := t.cfg.Rules.Settle(tab)
 	var after map[int]int64
@@ -738,12 +738,7 @@ func (t *table) viewInto(r *hearth.Room, viewer int, seats []SeatView) View {
 				sv.Cards = p.hand[:cards:cards]
 			}
 			if cards == 5 {
-				if p.shown == nil {
-					if ev, err := t.cfg.Rules.Evaluate(p.hand); err == nil {
-						p.shown = &ev
-					}
-				}
-				sv.Hand = p.shown
+				sv.Hand = &p.eval
 			}
 		}
 		v.Seats = append(v.Seats, sv)

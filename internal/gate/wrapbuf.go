@@ -73,8 +73,9 @@ func grown(c, need, limit int) int {
 // falls, the buffer is reallocated smaller once it is half as large again
 // as that: a session's bound (its share of the gate's) falls a little with
 // each session that arrives, and a buffer that shrank at once would be
-// copied at every push. It returns how much the buffer's capacity changed, and does
-// nothing but report the growth, with ok false, when allow refuses it.
+// copied at every push. It returns how much the buffer's capacity changed,
+// and does nothing but report the growth, with ok false, when allow
+// refuses it.
 func (w *wrapBuf) reserve(n, start, bound int, allow func(grow int) bool) (off, grow int, ok bool) {
 	if n == 0 {
 		return w.end, 0, true
