@@ -138,7 +138,7 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 			return nil, err
 		}
 		b.srv = srv
-		opts = append(opts, nats.InProcessServer(srv))
+		opts = append(opts, nats.InProcessServer(inProcess{srv: srv, limit: inProcessBuffer}))
 	} else {
 		opts = append(opts, nats.Timeout(5*time.Second))
 	}
