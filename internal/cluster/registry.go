@@ -189,11 +189,27 @@ func (r *Registry) Join(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster: watch nodes: %w", err)
 	}
+	loaded := make(chan struct{})
 	r.done.Add(2)
-	go r.watch(w, cancel)
+	go r.watch(w, cancel, loaded)
 	go r.refresh()
+	// Return with the nodes already in the bucket known: a gate that
+	// started serving before would hand its first clients a route
+	// dictionary without its peers' routes.
+	t := time.NewTimer(initialLoadWait)
+	defer t.Stop()
+	select {
+	case <-loaded:
+	case <-ctx.Done():
+	case <-t.C:
+		r.bus.log.Warn("registry: the cluster's nodes not loaded yet; serving on, they are added as they arrive", "waited", initialLoadWait)
+	}
 	return nil
 }
+
+// initialLoadWait bounds how long Join waits for the nodes already
+// registered.
+const initialLoadWait = 5 * time.Second
 
 // startWatch watches the whole bucket, until the returned cancel is called
 // (not as long as any caller's ctx).
@@ -298,7 +314,9 @@ func (r *Registry) Refresh() {
 // watch ends or stops delivering this node's own refreshes although they
 // are written: after a NATS server restart the watch's consumer is gone,
 // and nats.go would notice only after many heartbeats, or give up.
-func (r *Registry) watch(w jetstream.KeyWatcher, cancel context.CancelFunc) {
+// watch applies the bucket's entries; it closes loaded once the first
+// watch has delivered the entries already there.
+func (r *Registry) watch(w jetstream.KeyWatcher, cancel context.CancelFunc, loaded chan struct{}) {
 	defer r.done.Done()
 	stopWatch := func() {
 		if w != nil {
@@ -329,8 +347,12 @@ func (r *Registry) watch(w jetstream.KeyWatcher, cancel context.CancelFunc) {
 				w = nil
 				continue
 			}
-			if e == nil {
-				continue // end of the initial values
+			if e == nil { // end of the initial values
+				if loaded != nil {
+					close(loaded)
+					loaded = nil
+				}
+				continue
 			}
 			r.apply(e)
 		case <-t.C:

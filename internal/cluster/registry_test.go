@@ -311,3 +311,36 @@ func TestRegistryNeverExpiresItself(t *testing.T) {
 	require.True(t, a.Alive("n1"), "a node expired itself")
 	require.False(t, a.Alive("n2"), "another node's stale entry did not expire")
 }
+
+// Join returns with the nodes already registered known (and their events
+// delivered): a gate starting next builds its route dictionary from them.
+func TestRegistryJoinKnowsTheNodesAlreadyThere(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	hub := connect(t, Config{Name: "hub", Listen: "127.0.0.1:0"})
+	var peers []*Registry
+	for i := range 5 {
+		r := newRegistry(t, hub, fmt.Sprintf("peer-%d", i), interval, nil)
+		require.NoError(t, r.Join(context.Background()))
+		peers = append(peers, r)
+	}
+	defer func() {
+		for _, r := range peers {
+			r.Leave(context.Background())
+		}
+	}()
+
+	for range 10 {
+		late := connect(t, Config{Name: "late", URL: hub.ClientURL()})
+		r := newRegistry(t, late, "late", interval, nil)
+		var log eventLog
+		r.Watch(log.add)
+		require.NoError(t, r.Join(context.Background()))
+		// No waiting: at Join's return.
+		require.Len(t, r.Nodes(), 6, "the five peers and itself, known when Join returns")
+		for i := range peers {
+			require.True(t, log.has(NodeJoined, fmt.Sprintf("peer-%d", i)), "peer-%d's event delivered before Join returned", i)
+		}
+		r.Leave(context.Background())
+		late.Close()
+	}
+}

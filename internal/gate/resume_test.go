@@ -3,7 +3,6 @@ package gate_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -139,27 +138,18 @@ func startResumeCluster(t *testing.T, limits hearth.Limits) *resumeCluster {
 	c.a = hearthtest.Start(t, hearth.Config{NodeID: "gate-a", NATSListen: "127.0.0.1:0", RegistryInterval: 100 * time.Millisecond, Limits: limits}, c.count.service())
 	c.b = hearthtest.Start(t, hearth.Config{NodeID: "gate-b", Roles: []string{"gate"}, NATSURL: c.a.NATSURL(), RegistryInterval: 100 * time.Millisecond, Limits: limits})
 	hearthtest.Eventually(t, waitLong, func() bool { return len(c.a.Nodes()) == 2 && len(c.b.Nodes()) == 2 }, "gates do not see each other")
-	// gate-b learns gate-a's routes from the registry event that follows
-	// gate-a's appearing in Nodes: until then a handshake there carries no
-	// route dictionary, which every test's first handshake requires. A probe
-	// session says when it has them, and ends with BYE (no detached session
-	// left to count).
-	hearthtest.Eventually(t, waitLong, func() error {
-		rc := dialRaw(t, c.b, "tcp")
-		defer rc.conn.Close()
-		rc.send(handshakeBody(wire.Version, wire.CodecJSON))
-		f := rc.next()
-		var ack wire.HandshakeAck
-		if f.Kind != wire.KindHandshakeAck || json.Unmarshal(f.Payload, &ack) != nil {
-			return fmt.Errorf("probe handshake: frame %v status %d", f.Kind, f.Status)
-		}
-		rc.send(wire.AppendBye(nil))
-		rc.expectClosed() // the session ended, not detached
-		if len(ack.Routes) == 0 {
-			return errors.New("gate-b's handshake has no routes yet")
-		}
-		return nil
-	})
+	// gate-b's first handshake carries gate-a's routes, which every test's
+	// first handshake requires: a node serves only once its registry has
+	// loaded the nodes already there (Registry.Join). The probe session
+	// ends with BYE (no detached session left to count).
+	rc := dialRaw(t, c.b, "tcp")
+	rc.send(handshakeBody(wire.Version, wire.CodecJSON))
+	ack := ackOf(t, rc.next())
+	rc.send(wire.AppendBye(nil))
+	rc.expectClosed() // the session ended, not detached
+	_ = rc.conn.Close()
+	require.NotEmpty(t, ack.Routes, "gate-b's first handshake has no route dictionary")
+	require.Contains(t, ack.Routes, "count.burst", "gate-b's first handshake lacks gate-a's routes")
 	return c
 }
 
