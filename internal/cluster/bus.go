@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"os"
@@ -56,27 +57,47 @@ type Bus struct {
 	slow atomic.Pointer[func(*nats.Subscription)]
 
 	origin string // this connection's push origin (Envelope.Origin)
-	mu     sync.Mutex
-	counts map[string]uint64 // session → pushes sent to it; mu
+	// counts numbers the pushes sent to each session, in shards by the
+	// session id's hash: one map under one lock was taken by every push
+	// of the node (every room's), a queue of its own under load.
+	counts    [countShards]countShard
+	countSeed maphash.Seed
+}
+
+const countShards = 64
+
+type countShard struct {
+	mu sync.Mutex
+	m  map[string]uint64 // session → pushes sent to it; mu
+	_  [48]byte          // a cache line each: shards are locked from many cores
+}
+
+func (b *Bus) countShard(session string) *countShard {
+	return &b.counts[maphash.String(b.countSeed, session)%countShards]
 }
 
 // nextCounts numbers one push to each of sessions.
 func (b *Bus) nextCounts(sessions []string) []uint64 {
 	counts := make([]uint64, len(sessions))
-	b.mu.Lock()
 	for i, s := range sessions {
-		b.counts[s]++
-		counts[i] = b.counts[s]
+		sh := b.countShard(s)
+		sh.mu.Lock()
+		if sh.m == nil {
+			sh.m = map[string]uint64{}
+		}
+		sh.m[s]++
+		counts[i] = sh.m[s]
+		sh.mu.Unlock()
 	}
-	b.mu.Unlock()
 	return counts
 }
 
 // ForgetSession drops the push count of a session that ended.
 func (b *Bus) ForgetSession(session string) {
-	b.mu.Lock()
-	delete(b.counts, session)
-	b.mu.Unlock()
+	sh := b.countShard(session)
+	sh.mu.Lock()
+	delete(sh.m, session)
+	sh.mu.Unlock()
 }
 
 // ForwardPush re-sends a push envelope to another gate as it is: a gate
@@ -105,7 +126,7 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	b := &Bus{subj: Subjects{Prefix: cfg.Prefix}, log: log, origin: cfg.Name + "." + messageID(), counts: map[string]uint64{}}
+	b := &Bus{subj: Subjects{Prefix: cfg.Prefix}, log: log, origin: cfg.Name + "." + messageID(), countSeed: maphash.MakeSeed()}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),

@@ -2,6 +2,9 @@ package cluster
 
 import (
 	"context"
+	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,4 +104,56 @@ func TestEmbeddedListen(t *testing.T) {
 func TestConnectExternalFailsClearly(t *testing.T) {
 	_, err := Connect(context.Background(), Config{URL: "nats://127.0.0.1:1", Options: []nats.Option{nats.Timeout(200 * time.Millisecond)}})
 	require.ErrorContains(t, err, "is the server running")
+}
+
+// Push counts, taken from many goroutines for overlapping sessions, number
+// each session's pushes 1, 2, 3… with no gap and no repeat; a forgotten
+// session starts again at 1.
+func TestPushCountsPerSession(t *testing.T) {
+	b := connect(t, Config{Name: "n1"})
+	const goroutines, rounds, seats = 8, 500, 5
+	sessions := make([]string, 200)
+	for i := range sessions {
+		sessions[i] = "s" + strconv.Itoa(i)
+	}
+	type given struct {
+		session string
+		count   uint64
+	}
+	got := make([][]given, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			batch := make([]string, seats) // a table's seats, overlapping other goroutines' tables
+			for r := range rounds {
+				for k := range batch {
+					batch[k] = sessions[(g*7+r*seats+k)%len(sessions)]
+				}
+				for k, c := range b.nextCounts(batch) {
+					got[g] = append(got[g], given{batch[k], c})
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	bySession := map[string][]uint64{}
+	for _, gs := range got {
+		for _, x := range gs {
+			bySession[x.session] = append(bySession[x.session], x.count)
+		}
+	}
+	require.Len(t, bySession, len(sessions))
+	for s, counts := range bySession {
+		slices.Sort(counts)
+		for i, c := range counts {
+			if c != uint64(i+1) {
+				t.Fatalf("session %s: counts %v…: want 1..%d, no gap, no repeat", s, counts[:min(len(counts), i+3)], len(counts))
+			}
+		}
+	}
+	b.ForgetSession("s0")
+	require.Equal(t, []uint64{1, uint64(len(bySession["s1"]) + 1)}, b.nextCounts([]string{"s0", "s1"}),
+		"a forgotten session starts again at 1; the others go on")
 }
