@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,7 +27,7 @@ func BenchmarkInProcessPublish(b *testing.B) {
 		{"buffered", func(p inProcess) nats.InProcessConnProvider { return p }},
 	} {
 		for _, par := range []int{1, 64} {
-			b.Run(c.name+"/goroutines="+itoa(2*par), func(b *testing.B) {
+			b.Run(c.name+"/goroutines="+strconv.Itoa(2*par), func(b *testing.B) {
 				srv, err := startEmbedded(Config{Name: "bench", DataDir: b.TempDir()})
 				if err != nil {
 					b.Fatal(err)
@@ -91,15 +92,4 @@ func BenchmarkInProcessPublish(b *testing.B) {
 			})
 		}
 	}
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; n > 0; n /= 10 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-	}
-	return string(b)
 }
