@@ -128,8 +128,7 @@ func (b *bufferedConn) pump() {
 	for range b.data {
 		b.mu.Lock()
 		buf, b.pending = b.pending, buf[:0]
-		close(b.space)
-		b.space = make(chan struct{})
+		b.freeLocked()
 		closing := b.closing
 		b.mu.Unlock()
 		if len(buf) > 0 {
@@ -154,9 +153,15 @@ func (b *bufferedConn) fail(err error) {
 	if b.err == nil {
 		b.err = err
 	}
+	b.freeLocked()
+	b.mu.Unlock()
+}
+
+// freeLocked wakes every writer waiting for room (to find it, or the
+// error); b.mu is held.
+func (b *bufferedConn) freeLocked() {
 	close(b.space)
 	b.space = make(chan struct{})
-	b.mu.Unlock()
 }
 
 // Close lets the pump write what was written before it (for up to
@@ -168,8 +173,7 @@ func (b *bufferedConn) Close() error {
 	if b.err == nil {
 		b.err = net.ErrClosed
 	}
-	close(b.space)
-	b.space = make(chan struct{})
+	b.freeLocked()
 	b.mu.Unlock()
 	if first {
 		// Also bounds a write the pump is in the middle of.

@@ -122,18 +122,12 @@ func TestBufferedConnReportsAFailedPeer(t *testing.T) {
 	c := newBufferedConn(cli, 1<<20)
 	t.Cleanup(func() { _ = c.Close() })
 	require.NoError(t, srv.Close())
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := c.Write([]byte("after the peer closed"))
-		if err != nil {
-			require.ErrorIs(t, err, io.ErrClosedPipe)
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("gave up after 10s: writes kept succeeding after the peer closed")
-		}
-		time.Sleep(time.Millisecond) // poll
-	}
+	var err error
+	eventually(t, 10*time.Second, func() bool {
+		_, err = c.Write([]byte("after the peer closed"))
+		return err != nil
+	}, "writes kept succeeding after the peer closed")
+	require.ErrorIs(t, err, io.ErrClosedPipe)
 }
 
 // Concurrent writers: every write arrives whole (never interleaved with
