@@ -224,7 +224,9 @@ func TestKillGate(t *testing.T) {
 			_, s1 := listed["svc-1"]
 			_, s2 := listed["svc-2"]
 			return len(listed) == 3 && a && !b && s1 && s2
-		}, func() string { return fmt.Sprintf("hearth nodes lists %v, want gate-a, svc-1, svc-2 (gate-b killed)", listed) })
+		}, func() string {
+			return fmt.Sprintf("hearth nodes lists %v, want gate-a, svc-1, svc-2 (gate-b killed)", listed)
+		})
 
 		// The dead gate's entries are purged from the presence bucket, not
 		// only hidden, once its registry entry has stayed gone for a TTL and
