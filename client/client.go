@@ -813,12 +813,11 @@ func (c *Client) RequestRaw(ctx context.Context, route string, payload []byte) (
 	if err != nil {
 		return nil, err
 	}
-	b := w.buf
-	w.buf = nil
+	// A copy for the caller, made here: the reader goroutine copies the
+	// answer into the waiter's buffer, which stays with the pooled waiter,
+	// so that reading an answer allocates nothing there.
+	b := append([]byte{}, w.buf...)
 	putWaiter(w)
-	if b == nil {
-		b = []byte{}
-	}
 	return b, nil
 }
 

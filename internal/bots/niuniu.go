@@ -27,28 +27,36 @@ import (
 // handlers must not block, nor keep p.Payload (the reader's buffer) past
 // their return: parseView copies the strings it keeps.
 type nnBot struct {
-	c     *client.Client
-	user  string // the bot's user id, for messages
-	rt    string // room type
-	st    *stats
-	think func() time.Duration
-	rng   *rand.Rand // the bot goroutine's
+	c      *client.Client
+	user   string // the bot's user id, for messages
+	rt     string // room type
+	st     *stats
+	think  func() time.Duration
+	rng    *rand.Rand        // the bot goroutine's
+	routes map[string]string // action → route, made once (read only)
 
 	// The client's reader goroutine only (it runs the push handlers).
-	prev         *view // the view before, nil before the first
+	views        [2]view // parsed into in turn: views[cur] is the view before
+	cur          int
+	hasPrev      bool  // views[cur] holds a view
 	prevDeadline int64 // Unix ms, 0 none
-	removedSince bool  // a removal came after prev
+	removedSince bool  // a removal came after the view before
 	lastEnd      string
 
 	mu      sync.Mutex    // guards the fields below
-	view    *view         // the latest pushed (views are not changed once parsed)
+	view    view          // the latest pushed, if hasView; the bot goroutine copies it
+	hasView bool          // false before the first view and after a removal
 	deltas  int64         // sum of this bot's deltas at every end it played
 	removed string        // "<type>.left" or "<type>.closed" reason, until handled
 	wake    chan struct{} // cap 1: a new view or removal
+	timer   *time.Timer   // the bot goroutine's think timer, stopped when idle
 }
 
 func newNNBot(c *client.Client, roomType string, st *stats, think func() time.Duration, rng *rand.Rand) *nnBot {
-	b := &nnBot{c: c, rt: roomType, st: st, think: think, rng: rng, wake: make(chan struct{}, 1)}
+	b := &nnBot{c: c, rt: roomType, st: st, think: think, rng: rng, wake: make(chan struct{}, 1), routes: map[string]string{}}
+	for _, a := range [...]string{"ready", "grab", "bet", "open"} {
+		b.routes[a] = roomType + "." + a
+	}
 	c.OnPush(roomType+".state", b.onView)
 	c.OnPush(roomType+".snapshot", b.onView)
 	c.OnPush(roomType+".left", func(p client.Push) { b.onRemoved(p, "left") })
@@ -72,12 +80,16 @@ func (b *nnBot) signal() {
 // views show another seat's move, which changes nothing for it.
 func (b *nnBot) onView(p client.Push) {
 	now := time.Now()
-	v, err := parseView(p.Payload, b.prev)
-	if err != nil {
+	var before *view
+	if b.hasPrev {
+		before = &b.views[b.cur]
+	}
+	v := &b.views[1-b.cur]
+	if err := parseView(v, p.Payload, before); err != nil {
 		b.st.fail("push bad view", err)
 		return
 	}
-	if b.prev != nil && (v.Phase != b.prev.Phase || v.Round != b.prev.Round) && b.prevDeadline > 0 {
+	if before != nil && (v.Phase != before.Phase || v.Round != before.Round) && b.prevDeadline > 0 {
 		if late := now.Sub(time.UnixMilli(b.prevDeadline)); late >= 0 {
 			b.st.countdowns.Add(1)
 			b.st.lag.record(late)
@@ -86,17 +98,18 @@ func (b *nnBot) onView(p client.Push) {
 			}
 		}
 	}
-	prev := b.prev
+	prev := before
 	if b.removedSince {
 		prev = nil // a new table: wake the bot whatever the view
 	}
-	b.prev, b.prevDeadline, b.removedSince = v, v.DeadlineMS, false
-	if v.You < 0 || v.You >= len(v.Seats) {
-		b.st.fail("push bad view", fmt.Errorf("seat %d of %d", v.You, len(v.Seats)))
+	b.cur, b.hasPrev = 1-b.cur, true
+	b.prevDeadline, b.removedSince = v.DeadlineMS, false
+	if v.You < 0 || v.You >= v.nSeats {
+		b.st.fail("push bad view", fmt.Errorf("seat %d of %d", v.You, v.nSeats))
 		return
 	}
-	b.st.seats.Store(int64(len(v.Seats)))
-	me := &v.Seats[v.You]
+	b.st.seats.Store(int64(v.nSeats))
+	me := &v.seats[v.You]
 	var delta int64
 	if v.Phase == niuniu.PhaseEnd && me.Playing && v.Round != b.lastEnd {
 		b.lastEnd = v.Round
@@ -110,7 +123,7 @@ func (b *nnBot) onView(p client.Push) {
 		}
 	}
 	b.mu.Lock()
-	b.view = v
+	b.view, b.hasView = *v, true
 	b.deltas += delta
 	b.mu.Unlock()
 	if mayMatter(prev, v) {
@@ -131,7 +144,7 @@ func mayMatter(prev, v *view) bool {
 }
 
 func lowestPlaying(v *view) int {
-	for i, s := range v.Seats {
+	for i, s := range v.Seats() {
 		if s.Playing {
 			return i
 		}
@@ -147,9 +160,19 @@ func (b *nnBot) onRemoved(p client.Push, what string) {
 	b.removedSince = true
 	b.mu.Lock()
 	b.removed = what + " " + ev.Reason
-	b.view = nil
+	b.hasView = false
 	b.mu.Unlock()
 	b.signal()
+}
+
+// latestLocked copies the latest view into dst and returns dst, or nil
+// when there is none. b.mu is held.
+func (b *nnBot) latestLocked(dst *view) *view {
+	if !b.hasView {
+		return nil
+	}
+	*dst = b.view
+	return dst
 }
 
 // move is a game action, named within its round so that it is sent once:
@@ -164,10 +187,10 @@ type move struct {
 // a function of v alone (and stopping), so that onView can tell whether a
 // view changes it.
 func decide(v *view, stopping bool) (move, bool) {
-	if v == nil || v.You < 0 || v.You >= len(v.Seats) {
+	if v == nil || v.You < 0 || v.You >= v.nSeats {
 		return move{}, false
 	}
-	me := &v.Seats[v.You]
+	me := &v.seats[v.You]
 	switch v.Phase {
 	case niuniu.PhaseReady:
 		if !me.Ready && !stopping {
@@ -234,9 +257,10 @@ func (b *nnBot) betFor(cards []niuniu.Card) int {
 	return min(5, max(1, 1+strength(cards)+b.rng.IntN(2)))
 }
 
-// multiplier is the request of a grab or a bet.
-type multiplier struct {
-	Multiplier int `json:"multiplier"`
+// multiplierJSON[n] is the request of a grab or a bet of n, encoded once.
+var multiplierJSON = [...][]byte{
+	[]byte(`{"multiplier":0}`), []byte(`{"multiplier":1}`), []byte(`{"multiplier":2}`),
+	[]byte(`{"multiplier":3}`), []byte(`{"multiplier":4}`), []byte(`{"multiplier":5}`),
 }
 
 // errStopped ends a bot that was told to stop before it sat down.
@@ -259,6 +283,7 @@ func (b *nnBot) play(ctx context.Context, stopping, abandon <-chan struct{}) err
 		}
 	}()
 	var done move
+	var cur view // the bot goroutine's copy of the latest view
 	stop := stopping
 	isStopping := false
 loop:
@@ -276,7 +301,7 @@ loop:
 			return ctx.Err()
 		}
 		b.mu.Lock()
-		v, removed := b.view, b.removed
+		v, removed := b.latestLocked(&cur), b.removed
 		b.removed = ""
 		b.mu.Unlock()
 		if removed != "" {
@@ -325,23 +350,24 @@ loop:
 			return err
 		}
 		b.mu.Lock()
-		v = b.view
+		v = b.latestLocked(&cur)
 		b.mu.Unlock()
 		if m2, ok := decide(v, isStopping); !ok || m2 != m {
 			b.signal() // the table moved on while the bot thought: look again
 			continue
 		}
 		done = m
-		var req any
-		switch me := &v.Seats[v.You]; m.action {
+		var req []byte
+		route := b.routes[m.action]
+		switch me := &v.seats[v.You]; m.action {
 		case "grab":
-			req = multiplier{b.grabFor(me.Cards())}
+			req = multiplierJSON[b.grabFor(me.Cards())]
 		case "bet":
-			req = multiplier{b.betFor(me.Cards())}
+			req = multiplierJSON[b.betFor(me.Cards())]
 		}
 		t0 := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		err := b.c.RequestJSON(rctx, b.rt+"."+m.action, req, nil)
+		_, err := b.c.RequestRaw(rctx, route, req)
 		cancel()
 		b.st.action.record(time.Since(t0))
 		b.st.actions.Add(1)
@@ -373,10 +399,10 @@ loop:
 // leavable reports whether the bot, told to stop, can leave the table now:
 // it has no part in a round in progress (the room would refuse with 1006).
 func leavable(v *view) bool {
-	if v == nil || v.You < 0 || v.You >= len(v.Seats) {
+	if v == nil || v.You < 0 || v.You >= v.nSeats {
 		return true
 	}
-	me := &v.Seats[v.You]
+	me := &v.seats[v.You]
 	switch v.Phase {
 	case niuniu.PhaseReady, niuniu.PhaseEnd:
 		return true
@@ -390,10 +416,14 @@ func (b *nnBot) pause(ctx context.Context) error {
 	if d <= 0 {
 		return nil
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
+	if b.timer == nil {
+		b.timer = time.NewTimer(d)
+	} else {
+		b.timer.Reset(d) // stopped or fired: Reset needs no drain (Go 1.23)
+	}
+	defer b.timer.Stop()
 	select {
-	case <-t.C:
+	case <-b.timer.C:
 		return nil
 	case <-b.c.Done():
 		return fmt.Errorf("%w: %w", errLost, b.c.Err())
@@ -449,14 +479,14 @@ func (b *nnBot) join(ctx context.Context, stop <-chan struct{}) error {
 			if err != nil {
 				return err
 			}
-			v, err := parseView(raw, nil)
-			if err != nil {
+			var v view
+			if err := parseView(&v, raw, nil); err != nil {
 				b.st.fail("snapshot bad view", err)
 				return err
 			}
 			b.mu.Lock()
-			if b.view == nil {
-				b.view = v
+			if !b.hasView {
+				b.view, b.hasView = v, true
 			}
 			b.mu.Unlock()
 			b.signal()
@@ -542,9 +572,10 @@ func (b *nnBot) tooLate(err error, v *view) bool {
 	defer b.signal() // the caller looks at the views again
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
+	var buf view
 	for {
 		b.mu.Lock()
-		now := b.view
+		now := b.latestLocked(&buf)
 		b.mu.Unlock()
 		if now == nil || now.Phase != v.Phase || now.Round != v.Round {
 			return true

@@ -3,6 +3,7 @@ package bots
 import (
 	"errors"
 	"math"
+	"math/bits"
 	"runtime"
 	"strconv"
 	"sync"
@@ -16,72 +17,100 @@ import (
 	"github.com/hearth-server/hearth/wire"
 )
 
-// Histograms record microseconds, 1 µs to 10 min, 3 significant digits
-// (160 KiB each). Records come a few thousand a second: a few shards keep
-// the cores from waiting on each other.
+// Histograms record microseconds, 1 µs to 10 min: the parent's, which
+// summarize, are HDR histograms with 3 significant digits (160 KiB each).
 const (
 	histMin    = 1
 	histMax    = 600_000_000
 	histDigits = 3
-	histShards = 4
 )
 
 // lateLimit is the lateness past which a countdown counts as late.
 const lateLimit = 50 * time.Millisecond
 
-// hist is a histogram many goroutines record into: a few shards, each under
-// its own lock, taken (swapped for empty ones) by the stats reporter.
+// hist is a histogram many goroutines record into, in few shards (records
+// come thousands a second: the cores do not wait on each other), each
+// under its own lock; the stats reporter takes what they hold once a
+// second. Its buckets are log-linear: every value below histExact exact,
+// then each power of two in histExact/2 steps (at most 1/1024 apart, what
+// the parent's 3 digits keep). Its counts are fixed arrays, zeroed when
+// taken: recording and taking allocate nothing but take's answer. A bot
+// process's garbage is what makes it collect, and a collection delays the
+// readers that time the countdowns.
 type hist struct {
 	next   atomic.Uint32
 	shards [histShards]struct {
-		mu sync.Mutex // guards h
-		h  *hdrhistogram.Histogram
-		_  [48]byte
+		mu sync.Mutex // guards n
+		n  [histBuckets]int64
 	}
+	acc [histBuckets]int64 // take's scratch (the reporter's)
 }
 
-func newHist() *hist {
-	h := &hist{}
-	for i := range h.shards {
-		h.shards[i].h = hdrhistogram.New(histMin, histMax, histDigits)
+const (
+	histShards  = 4
+	histExact   = 2048                                  // values below are their own bucket
+	histBits    = 11                                    // log2(histExact)
+	histBuckets = histExact + (31-histBits)*histExact/2 // up to 2^31-1 µs (36 min)
+)
+
+// histIndex is v's bucket.
+func histIndex(v int64) int {
+	v = min(max(v, histMin), histMax)
+	if v < histExact {
+		return int(v)
 	}
-	return h
+	shift := bits.Len64(uint64(v)) - histBits
+	return histExact + (shift-1)*histExact/2 + int(v>>shift) - histExact/2
 }
+
+// histValue is the highest value of bucket i.
+func histValue(i int) int64 {
+	if i < histExact {
+		return int64(i)
+	}
+	shift := (i-histExact)/(histExact/2) + 1
+	m := int64((i-histExact)%(histExact/2) + histExact/2)
+	return m<<shift + 1<<shift - 1
+}
+
+func newHist() *hist { return &hist{} }
 
 func (h *hist) record(d time.Duration) {
+	i := histIndex(d.Microseconds())
 	s := &h.shards[h.next.Add(1)%histShards]
 	s.mu.Lock()
-	_ = s.h.RecordValue(min(histMax, max(histMin, d.Microseconds())))
+	s.n[i]++
 	s.mu.Unlock()
 }
 
-// take returns what was recorded since the last take, as buckets.
+// take returns what was recorded since the last take, as buckets. Only
+// the stats reporter calls it.
 func (h *hist) take() []bucket {
-	all := hdrhistogram.New(histMin, histMax, histDigits)
 	for i := range h.shards {
 		s := &h.shards[i]
 		s.mu.Lock()
-		all.Merge(s.h)
-		s.h.Reset()
+		for j, c := range s.n {
+			if c != 0 {
+				h.acc[j] += c
+				s.n[j] = 0
+			}
+		}
 		s.mu.Unlock()
 	}
-	return buckets(all)
-}
-
-// bucket is one non-empty bar of a histogram: [value µs, count]. Workers
-// send their histograms to the parent as buckets, a few hundred numbers
-// instead of the histogram's dense counts.
-type bucket [2]int64
-
-func buckets(h *hdrhistogram.Histogram) []bucket {
 	var out []bucket
-	for _, b := range h.Distribution() {
-		if b.Count > 0 {
-			out = append(out, bucket{b.To, b.Count})
+	for j, c := range h.acc {
+		if c != 0 {
+			out = append(out, bucket{histValue(j), c})
+			h.acc[j] = 0
 		}
 	}
 	return out
 }
+
+// bucket is one non-empty bar of a histogram: [value µs, count]. Workers
+// send their histograms to the parent as buckets, a few hundred numbers
+// instead of dense counts.
+type bucket [2]int64
 
 func addBuckets(h *hdrhistogram.Histogram, bs []bucket) {
 	for _, b := range bs {

@@ -21,7 +21,7 @@ func fromJSON(t testing.TB, data []byte) *view {
 	for _, s := range nv.Seats {
 		st := seat{Ready: s.Ready, Playing: s.Playing, Opened: s.Opened, Grab: s.Grab, Bet: s.Bet, Delta: s.Delta}
 		st.nCards = copy(st.cards[:], s.Cards)
-		v.Seats = append(v.Seats, st)
+		v.addSeat(st)
 	}
 	return v
 }
@@ -60,6 +60,7 @@ func randomView(rng *rand.Rand) niuniu.View {
 // spacing, and reuses the previous view's round.
 func TestParseViewMatchesEncodingJSON(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
+	var views [2]view
 	var prev *view
 	for i := range 2000 {
 		data, err := json.Marshal(randomView(rng))
@@ -71,8 +72,9 @@ func TestParseViewMatchesEncodingJSON(t *testing.T) {
 			data, err = json.MarshalIndent(m, " ", "\t")
 			require.NoError(t, err)
 		}
-		got, err := parseView(data, prev)
-		require.NoError(t, err, "%s", data)
+		got := &views[i%2]
+		got.Round = "stale"
+		require.NoError(t, parseView(got, data, prev), "%s", data)
 		require.Equal(t, fromJSON(t, data), got, "%s", data)
 		if prev != nil && prev.Round == got.Round {
 			require.Same(t, unsafe.StringData(prev.Round), unsafe.StringData(got.Round), "the round's string is reused")
@@ -91,8 +93,8 @@ func TestParseViewKeepsNoInput(t *testing.T) {
 		data, err := json.Marshal(nv)
 		require.NoError(t, err)
 		want := fromJSON(t, data)
-		got, err := parseView(data, nil)
-		require.NoError(t, err)
+		got := &view{}
+		require.NoError(t, parseView(got, data, nil))
 		for i := range data {
 			data[i] = '#'
 		}
@@ -102,12 +104,18 @@ func TestParseViewKeepsNoInput(t *testing.T) {
 
 func TestParseViewNulls(t *testing.T) {
 	data := []byte(`{"phase":null,"deadline_ms":null,"round":null,"you":null,"banker":null,"seats":[{"ready":null,"cards":null,"hand":null,"grab":null}],"error":null,"x":[1.5e-3,-0,{"a":[true,false,null]}]}`)
-	got, err := parseView(data, nil)
-	require.NoError(t, err)
+	got := &view{}
+	require.NoError(t, parseView(got, data, nil))
 	require.Equal(t, fromJSON(t, data), got)
-	got, err = parseView([]byte(`null`), nil)
-	require.NoError(t, err)
-	require.Equal(t, &view{}, got)
+	require.NoError(t, parseView(got, []byte(`null`), nil))
+	require.Equal(t, &view{}, got, "a view parsed into is overwritten")
+	// Seats seen twice: the second replaces the first whole (encoding/json
+	// would keep the first's grab in the reused element).
+	twice := []byte(`{"seats":[{"grab":1},{"grab":2},{"grab":3}],"seats":[{"bet":4}],"you":0}`)
+	require.NoError(t, parseView(got, twice, nil))
+	want := &view{}
+	want.addSeat(seat{Bet: 4})
+	require.Equal(t, want, got)
 }
 
 // Whatever encoding/json refuses to decode into a View, parseView refuses
@@ -120,13 +128,12 @@ func TestParseViewRefusesBadJSON(t *testing.T) {
 		`{"seats":[{"ready":"yes"}]}`, `{"seats":{}}`, `{"x":[1,]}`, `{"x":01}`, `{"x":1.}`, `{"x":1e}`, `{"x":tru}`,
 		`{"round":"a` + "\x01" + `"}`, `{"round":"\x"}`, `{} {}`, `[]`,
 	} {
-		_, err := parseView([]byte(bad), nil)
-		require.ErrorIs(t, err, errBadView, "%q", bad)
+		require.ErrorIs(t, parseView(&view{}, []byte(bad), nil), errBadView, "%q", bad)
 		var nv niuniu.View
 		require.Error(t, json.Unmarshal([]byte(bad), &nv), "%q: encoding/json takes it", bad)
 	}
-	_, err := parseView([]byte(`{"seats":[{"cards":["AH","2H","3H","4H","5H","6H"]}]}`), nil)
-	require.ErrorIs(t, err, errBadView, "a seat has at most 5 cards")
+	require.ErrorIs(t, parseView(&view{}, []byte(`{"seats":[{"cards":["AH","2H","3H","4H","5H","6H"]}]}`), nil), errBadView, "a seat has at most 5 cards")
+	require.ErrorIs(t, parseView(&view{}, []byte(`{"seats":[{},{},{},{},{},{}]}`), nil), errBadView, "a table has at most 5 seats")
 }
 
 // Every card's notation parses as niuniu.ParseCard parses it.
@@ -170,9 +177,12 @@ func BenchmarkViewDecode(b *testing.B) {
 	b.Run("parseView", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(data)))
-		prev, _ := parseView(data, nil)
+		var prev, v view
+		if err := parseView(&prev, data, nil); err != nil {
+			b.Fatal(err)
+		}
 		for b.Loop() {
-			if _, err := parseView(data, prev); err != nil {
+			if err := parseView(&v, data, &prev); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -183,8 +193,10 @@ func BenchmarkViewDecode(b *testing.B) {
 // leave, not for another seat's move.
 func TestMayMatter(t *testing.T) {
 	grab := func(mine, other int) *view {
-		return &view{Phase: niuniu.PhaseGrab, Round: "r1", You: 0, Banker: -1,
-			Seats: []seat{{Playing: true, Grab: mine}, {Playing: true, Grab: other}}}
+		v := &view{Phase: niuniu.PhaseGrab, Round: "r1", You: 0, Banker: -1}
+		v.addSeat(seat{Playing: true, Grab: mine})
+		v.addSeat(seat{Playing: true, Grab: other})
+		return v
 	}
 	require.True(t, mayMatter(nil, grab(-1, -1)), "the first view")
 	require.False(t, mayMatter(grab(-1, -1), grab(-1, 2)), "another seat grabbed")
@@ -196,6 +208,6 @@ func TestMayMatter(t *testing.T) {
 	next.Round = "r2"
 	require.True(t, mayMatter(grab(1, 2), next), "a new round")
 	out := grab(-1, -1)
-	out.Seats[0].Playing = false
+	out.seats[0].Playing = false
 	require.True(t, mayMatter(grab(-1, -1), out), "no longer in the round: it may leave")
 }
