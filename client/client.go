@@ -809,16 +809,22 @@ func checkTarget(msg proto.Message) error {
 // RequestRaw is Request with payloads already encoded with the session
 // codec. The returned result is owned by the caller.
 func (c *Client) RequestRaw(ctx context.Context, route string, payload []byte) ([]byte, error) {
+	return c.RequestRawAppend(ctx, route, payload, []byte{})
+}
+
+// RequestRawAppend is RequestRaw appending the result to dst (which may be
+// nil) and returning the extended buffer, or dst unchanged with an error:
+// a caller that reuses one buffer allocates nothing for results. The
+// reader goroutine copies a result into a pooled buffer, and this call
+// copies it out, so that reading one allocates nothing on the reader.
+func (c *Client) RequestRawAppend(ctx context.Context, route string, payload, dst []byte) ([]byte, error) {
 	w, err := c.roundTrip(ctx, route, nil, payload, true)
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
-	// A copy for the caller, made here: the reader goroutine copies the
-	// answer into the waiter's buffer, which stays with the pooled waiter,
-	// so that reading an answer allocates nothing there.
-	b := append([]byte{}, w.buf...)
+	dst = append(dst, w.buf...)
 	putWaiter(w)
-	return b, nil
+	return dst, nil
 }
 
 // roundTrip sends a REQUEST and waits for its RESPONSE. On success the

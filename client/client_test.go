@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -289,6 +290,45 @@ func TestConcurrentRequests(t *testing.T) {
 			}
 		})
 	}
+}
+
+// RequestRawAppend appends each answer to the buffer it is given (reused
+// when it has room); RequestRaw's answers are the caller's, untouched by
+// later answers; an error leaves the buffer as it was.
+func TestRequestRawAppend(t *testing.T) {
+	addr := startPeer(t, "tcp", func(pc *pconn) {
+		pc.handshake(testAck())
+		for range 24 { // the requests below
+			f := pc.expect(wire.KindRequest)
+			if string(f.Route) == "game.fail" {
+				pc.send(wire.AppendResponse(nil, f.Seq, wire.CodeApplication, []byte("no")))
+				continue
+			}
+			pc.send(wire.AppendResponse(nil, f.Seq, 0, append([]byte("re:"), f.Payload...)))
+		}
+	})
+	c := dial(t, addr, Options{})
+	ctx := ctxT(t)
+	first, err := c.RequestRaw(ctx, "game.echo", []byte("one"))
+	require.NoError(t, err)
+	buf := make([]byte, 0, 64)
+	for i := range 20 {
+		want := fmt.Sprintf("re:%d-%s", i, strings.Repeat("x", i))
+		got, err := c.RequestRawAppend(ctx, "game.echo", []byte(want[3:]), buf[:0])
+		require.NoError(t, err)
+		require.Equal(t, want, string(got))
+		require.Same(t, unsafe.SliceData(buf), unsafe.SliceData(got), "the buffer is reused")
+	}
+	got, err := c.RequestRawAppend(ctx, "game.echo", []byte("b"), []byte("a:"))
+	require.NoError(t, err)
+	require.Equal(t, "a:re:b", string(got), "appended after what dst holds")
+	kept, err := c.RequestRawAppend(ctx, "game.fail", nil, []byte("kept"))
+	require.ErrorIs(t, err, &wire.Error{Code: wire.CodeApplication})
+	require.Equal(t, "kept", string(kept))
+	require.Equal(t, "re:one", string(first), "a RequestRaw answer is the caller's")
+	empty, err := c.RequestRaw(ctx, "game.echo", nil)
+	require.NoError(t, err)
+	require.Equal(t, "re:", string(empty))
 }
 
 func TestPushes(t *testing.T) {

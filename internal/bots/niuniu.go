@@ -34,6 +34,7 @@ type nnBot struct {
 	think  func() time.Duration
 	rng    *rand.Rand        // the bot goroutine's
 	routes map[string]string // action → route, made once (read only)
+	answer []byte            // the bot goroutine's buffer for moves' answers (unread)
 
 	// The client's reader goroutine only (it runs the push handlers).
 	views        [2]view // parsed into in turn: views[cur] is the view before
@@ -367,7 +368,8 @@ loop:
 		}
 		t0 := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		_, err := b.c.RequestRaw(rctx, route, req)
+		var err error
+		b.answer, err = b.c.RequestRawAppend(rctx, route, req, b.answer[:0])
 		cancel()
 		b.st.action.record(time.Since(t0))
 		b.st.actions.Add(1)
