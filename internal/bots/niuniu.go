@@ -22,10 +22,11 @@ import (
 // deltas it was shown, to check against the server's balance at the end.
 //
 // The client's reader goroutine (client.Options.PushOnReader) runs onView
-// and onRemoved and owns prev, prevDeadline, removedSince and lastEnd;
-// everything else shared with the bot's goroutine is under mu. Those
-// handlers must not block, nor keep p.Payload (the reader's buffer) past
-// their return: parseView copies the strings it keeps.
+// and onRemoved and owns views, cur, hasPrev, prevDeadline, removedSince and
+// lastEnd; the bot's goroutine owns rng, answer and timer; everything else
+// shared between them is under mu. Those handlers must not block, nor keep
+// p.Payload (the reader's buffer) past their return: parseView copies the
+// strings it keeps.
 type nnBot struct {
 	c      *client.Client
 	user   string // the bot's user id, for messages
@@ -35,6 +36,7 @@ type nnBot struct {
 	rng    *rand.Rand        // the bot goroutine's
 	routes map[string]string // action → route, made once (read only)
 	answer []byte            // the bot goroutine's buffer for moves' answers (unread)
+	timer  *time.Timer       // the bot goroutine's think timer, stopped when idle
 
 	// The client's reader goroutine only (it runs the push handlers).
 	views        [2]view // parsed into in turn: views[cur] is the view before
@@ -50,7 +52,6 @@ type nnBot struct {
 	deltas  int64         // sum of this bot's deltas at every end it played
 	removed string        // "<type>.left" or "<type>.closed" reason, until handled
 	wake    chan struct{} // cap 1: a new view or removal
-	timer   *time.Timer   // the bot goroutine's think timer, stopped when idle
 }
 
 func newNNBot(c *client.Client, roomType string, st *stats, think func() time.Duration, rng *rand.Rand) *nnBot {
