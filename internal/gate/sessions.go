@@ -279,12 +279,20 @@ func (l *ipLimiter) sweep(now int64) {
 // the order the bus delivered them; the channel subscriptions feed it
 // through msgs, a buffer of Limits.ChannelBuffer messages. When it is full
 // the bus drops messages: every member of that channel then gets a gap in
-// its push sequence (Session.gap) and the drop is counted.
+// its push sequence (Session.gap) and the drop is counted. The gap is
+// numbered by run, in the channel's order: before it fans out a message it
+// compares the subscription's dropped count (which the bus raises before it
+// queues any later message) with what it has numbered. The bus's
+// slow-consumer callback comes later, on another goroutine, often after
+// later messages were delivered: numbering there put the gap after
+// messages the bus sent after the drop. The callback only counts, logs and
+// kicks run to number drops that no later message would reveal.
 type channels struct {
 	mu   sync.Mutex // guards m; changes to a channel's members hold it too
 	m    map[string]*channel
 	subs map[*nats.Subscription]string // → channel name; mu
 	msgs chan *nats.Msg
+	kick chan struct{} // cap 1: the bus reported drops; run numbers them
 	g    *Gate
 	done chan struct{}
 	// steps of a hand-over that must follow every channel message already
@@ -293,16 +301,18 @@ type channels struct {
 }
 
 type channel struct {
-	mu   sync.Mutex // guards list and idx against fan-out; changes also hold channels.mu
-	idx  map[*Session]int
-	list []*Session
-	sub  *nats.Subscription
+	mu       sync.Mutex // guards list and idx against fan-out; changes also hold channels.mu
+	idx      map[*Session]int
+	list     []*Session
+	sub      *nats.Subscription
+	numbered int // drops of sub given a gap; the fan-out goroutine's
 }
 
 func (c *channels) init(buffer int) {
 	c.m = make(map[string]*channel)
 	c.subs = make(map[*nats.Subscription]string)
 	c.msgs = make(chan *nats.Msg, buffer)
+	c.kick = make(chan struct{}, 1)
 	c.done = make(chan struct{})
 }
 
@@ -324,7 +334,8 @@ func (c *channels) stop() {
 }
 
 // dropped runs when the bus dropped messages of sub because the fan-out
-// fell behind: the members of that channel get a gap they can see.
+// fell behind: it counts and logs the drop and has run number it (the
+// members of that channel get a gap they can see).
 func (c *channels) dropped(sub *nats.Subscription) {
 	c.mu.Lock()
 	name, ok := c.subs[sub]
@@ -334,13 +345,42 @@ func (c *channels) dropped(sub *nats.Subscription) {
 		return
 	}
 	c.g.m.channelDrops.Inc()
+	select {
+	case c.kick <- struct{}{}:
+	default: // a kick is pending: it numbers this drop too
+	}
 	ch.mu.Lock()
 	members := len(ch.list)
+	ch.mu.Unlock()
+	c.g.log.Error("channel fan-out fell behind: messages dropped; members see a gap in push_seq", "channel", name, "members", members, "buffer", cap(c.msgs))
+}
+
+// numberDrops gives ch's members one gap in push_seq if the bus dropped
+// messages of ch since the last time. Fan-out goroutine only.
+func (c *channels) numberDrops(ch *channel) {
+	n, err := ch.sub.Dropped()
+	if err != nil || n <= ch.numbered {
+		return
+	}
+	ch.numbered = n
+	ch.mu.Lock()
 	for _, s := range ch.list {
 		s.gap()
 	}
 	ch.mu.Unlock()
-	c.g.log.Error("channel fan-out fell behind: messages dropped; members see a gap in push_seq", "channel", name, "members", members, "buffer", cap(c.msgs))
+}
+
+// numberAllDrops is numberDrops for every channel. Fan-out goroutine only.
+func (c *channels) numberAllDrops() {
+	c.mu.Lock()
+	all := make([]*channel, 0, len(c.m))
+	for _, ch := range c.m {
+		all = append(all, ch)
+	}
+	c.mu.Unlock()
+	for _, ch := range all {
+		c.numberDrops(ch)
+	}
 }
 
 // endForwarding queues the end of a stub's channel forwarding behind the
@@ -382,6 +422,8 @@ func (c *channels) run() {
 		select {
 		case <-c.done:
 			return
+		case <-c.kick:
+			c.numberAllDrops()
 		case m := <-c.msgs:
 			// Take every message already waiting, queue them all, then
 			// flush: a member gets the whole batch in one write.
@@ -428,6 +470,7 @@ func (c *channels) fanout(m *nats.Msg, held []*Session) []*Session {
 	if ch == nil {
 		return held
 	}
+	c.numberDrops(ch) // the bus counted every drop before it queued m
 	ch.mu.Lock()
 	kept := c.g.replayPayloads(len(ch.list))
 	for _, s := range ch.list {
