@@ -34,7 +34,7 @@ type nnBot struct {
 	st     *stats
 	think  func() time.Duration
 	rng    *rand.Rand        // the bot goroutine's
-	routes map[string]string // action → route, made once (read only)
+	routes map[string]string // action → route, shared by the process's bots (read only)
 	answer []byte            // the bot goroutine's buffer for moves' answers (unread)
 	timer  *time.Timer       // the bot goroutine's think timer, stopped when idle
 
@@ -54,11 +54,20 @@ type nnBot struct {
 	wake    chan struct{} // cap 1: a new view or removal
 }
 
-func newNNBot(c *client.Client, roomType string, st *stats, think func() time.Duration, rng *rand.Rand) *nnBot {
-	b := &nnBot{c: c, rt: roomType, st: st, think: think, rng: rng, wake: make(chan struct{}, 1), routes: map[string]string{}}
+// moveRoutes maps each move's action to its route on room type rt: made
+// once for a process's bots, who share it (read only).
+func moveRoutes(rt string) map[string]string {
+	m := make(map[string]string, 4)
 	for _, a := range [...]string{"ready", "grab", "bet", "open"} {
-		b.routes[a] = roomType + "." + a
+		m[a] = rt + "." + a
 	}
+	return m
+}
+
+// newNNBot makes a bot playing room type roomType; routes is
+// moveRoutes(roomType).
+func newNNBot(c *client.Client, roomType string, routes map[string]string, st *stats, think func() time.Duration, rng *rand.Rand) *nnBot {
+	b := &nnBot{c: c, rt: roomType, routes: routes, st: st, think: think, rng: rng, wake: make(chan struct{}, 1)}
 	c.OnPush(roomType+".state", b.onView)
 	c.OnPush(roomType+".snapshot", b.onView)
 	c.OnPush(roomType+".left", func(p client.Push) { b.onRemoved(p, "left") })

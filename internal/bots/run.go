@@ -48,11 +48,12 @@ type runner struct {
 	abandon  chan struct{} // closed when the drain gives up
 	done     chan struct{} // closed when every bot has returned
 	stopOnce sync.Once
-	ramped   atomic.Bool // every bot has been started (or stop came first)
+	ramped   atomic.Bool       // every bot has been started (or stop came first)
+	routes   map[string]string // moveRoutes(cfg.roomType), read only
 }
 
 func startRunner(ctx context.Context, cfg runConfig, st *stats) *runner {
-	r := &runner{cfg: cfg, st: st, stopping: make(chan struct{}), abandon: make(chan struct{}), done: make(chan struct{})}
+	r := &runner{cfg: cfg, st: st, stopping: make(chan struct{}), abandon: make(chan struct{}), done: make(chan struct{}), routes: moveRoutes(cfg.roomType)}
 	go r.run(ctx)
 	return r
 }
@@ -126,7 +127,7 @@ func (r *runner) bot(ctx context.Context, i int) {
 		}
 		return r.cfg.thinkMin + time.Duration(rng.Int64N(int64(r.cfg.thinkMax-r.cfg.thinkMin)))
 	}
-	b := newNNBot(c, r.cfg.roomType, r.st, think, rng)
+	b := newNNBot(c, r.cfg.roomType, r.routes, r.st, think, rng)
 	b.user = user
 	if err := b.play(ctx, r.stopping, r.abandon); err != nil {
 		r.st.failed.Add(1)
