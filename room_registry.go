@@ -103,8 +103,18 @@ type roomDirectory struct {
 	// cost more the more tables there were.
 	load    map[string]nodeLoad
 	reaping map[string]bool
-	stop    context.CancelFunc
-	done    chan struct{}
+	// rev is the stream sequence of the last change the watch delivered;
+	// synced holds the SyncRooms calls waiting for it to reach theirs.
+	rev    uint64
+	synced []revWait
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+// revWait is a SyncRooms call waiting until the watch delivered rev.
+type revWait struct {
+	rev  uint64
+	done chan struct{}
 }
 
 type dirRoom struct {
@@ -226,10 +236,78 @@ func (d *roomDirectory) close() {
 func (d *roomDirectory) apply(n *Node, e jetstream.KeyValueEntry) {
 	del := e.Operation() != jetstream.KeyValuePut
 	d.applyEntry(n.log, e.Key(), e.Value(), e.Revision(), del)
+	d.advance(e.Revision())
 	if del {
 		// Not on this goroutine: attach holds the host's lock while it
 		// waits for this directory's first values.
 		go n.rooms.restore(e.Key())
+	}
+}
+
+// advance records that the watch delivered the change at stream sequence
+// rev, and releases the SyncRooms calls waiting for it.
+func (d *roomDirectory) advance(rev uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if rev <= d.rev {
+		return
+	}
+	d.rev = rev
+	d.synced = slices.DeleteFunc(d.synced, func(w revWait) bool {
+		if w.rev <= rev {
+			close(w.done)
+			return true
+		}
+		return false
+	})
+}
+
+// SyncRooms waits until this node's copy of the room registry holds every
+// change written to the registry before the call. Another node's change
+// reaches the copy a moment after it was written: a player seated by one
+// match instance can ask the next instance for a seat before that instance
+// sees the room. A matchmaker about to open a room calls it first, so that
+// joins one after another fill one room whichever instance answers them.
+// It costs a round trip to the registry's stream.
+func (n *Node) SyncRooms(ctx context.Context) error {
+	d, err := n.directory(ctx)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	kv := d.kv
+	d.mu.Unlock()
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("hearth: room registry status: %w", err)
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return fmt.Errorf("hearth: room registry status is a %T, not a stream's", st)
+	}
+	state := bs.StreamInfo().State
+	if state.Msgs == 0 {
+		return nil // nothing listed, nothing to wait for
+	}
+	last := state.LastSeq
+	d.mu.Lock()
+	if d.rev >= last {
+		d.mu.Unlock()
+		return nil
+	}
+	w := revWait{rev: last, done: make(chan struct{})}
+	d.synced = append(d.synced, w)
+	d.mu.Unlock()
+	select {
+	case <-w.done:
+		return nil
+	case <-d.done:
+		return fmt.Errorf("hearth: room registry watch stopped: %w", ErrNotRunning)
+	case <-ctx.Done():
+		d.mu.Lock()
+		d.synced = slices.DeleteFunc(d.synced, func(o revWait) bool { return o.done == w.done })
+		d.mu.Unlock()
+		return fmt.Errorf("hearth: room registry sync: %w", ctx.Err())
 	}
 }
 

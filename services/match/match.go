@@ -198,20 +198,11 @@ func (m *service) join(ctx context.Context, s *hearth.Session, req *matchpb.Join
 	if req.RoomType == "" {
 		return nil, hearth.NewError(hearth.CodeInvalidPayload, "room_type is required")
 	}
-	// A player already seated in a room of the type goes back to it: the
-	// answer to a join whose response was lost, or a new session's.
-	if cur, ok, err := m.seated(ctx, s, req.RoomType); err != nil {
-		return nil, err
-	} else if ok {
-		seat, err := s.JoinRoom(ctx, cur)
-		if err == nil || !retryable(err) {
-			if err != nil {
-				return nil, err
-			}
-			return seatResp(seat), nil
-		}
+	if seat, ok, err := m.rejoin(ctx, s, req.RoomType); ok || err != nil {
+		return seat, err
 	}
 	tried := map[string]bool{}
+	synced := false
 	for {
 		rooms, nodes, err := m.candidates(ctx, req.RoomType)
 		if err != nil {
@@ -247,8 +238,24 @@ func (m *service) join(ctx context.Context, s *hearth.Session, req *matchpb.Join
 			tried[room.ID] = true
 			continue
 		}
-		// No free seat: wait for a room being opened for the same type
-		// and params that will have one, or open one.
+		// No free seat in this instance's copy of the registry, which
+		// shows another instance's placements a moment late: catch it up
+		// once, so that players joining one after another fill one room
+		// whichever instance answers each (and a player whose seat another
+		// instance just gave goes back to it).
+		if !synced {
+			m.mu.Unlock()
+			synced = true
+			if err := m.node.SyncRooms(ctx); err != nil {
+				return nil, err
+			}
+			if seat, ok, err := m.rejoin(ctx, s, req.RoomType); ok || err != nil {
+				return seat, err
+			}
+			continue
+		}
+		// Still none: wait for a room being opened for the same type and
+		// params that will have one, or open one.
 		key := openingKey(req.RoomType, req.Params)
 		ops := m.opening[key]
 		if ops == nil {
@@ -280,6 +287,24 @@ func (m *service) join(ctx context.Context, s *hearth.Session, req *matchpb.Join
 		m.mu.Unlock()
 		return seat, err
 	}
+}
+
+// rejoin seats a player already seated in a room of roomType back in it:
+// the answer to a join whose response was lost, or a new session's. ok is
+// false when the player sits in none, or theirs went away.
+func (m *service) rejoin(ctx context.Context, s *hearth.Session, roomType string) (*matchpb.Seat, bool, error) {
+	cur, ok, err := m.seated(ctx, s, roomType)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	seat, err := s.JoinRoom(ctx, cur)
+	switch {
+	case err == nil:
+		return seatResp(seat), true, nil
+	case retryable(err):
+		return nil, false, nil
+	}
+	return nil, false, err
 }
 
 // seatsLocked is how many seats a room of roomType has, as the last room

@@ -1,0 +1,69 @@
+package hearth
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+)
+
+// Listings another node wrote before SyncRooms are in this node's copy of
+// the registry when it returns: a burst of them, which the copy's watch
+// delivers well after the last write was acknowledged.
+func TestSyncRoomsSeesEarlierWrites(t *testing.T) {
+	n := startRoomNodeIn(t, Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0"}, NewRoomType("cards", RoomConfig{Seats: 5}, func() RoomHandler { return BaseRoom{} }))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, n.SyncRooms(ctx), "a registry with nothing new")
+
+	// Another node, on its own connection.
+	require.NotEmpty(t, n.NATSURL())
+	nc, err := nats.Connect(n.NATSURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	subject := "$KV." + n.rooms.kv.Bucket() + "."
+	for round := range 3 {
+		const burst = 2000
+		acks := make([]jetstream.PubAckFuture, 0, burst)
+		for i := range burst {
+			id := fmt.Sprintf("burst%d-%04d", round, i)
+			b, err := json.Marshal(RoomInfo{ID: id, Type: "burst", Node: "elsewhere", Seats: 5, Players: 1})
+			require.NoError(t, err)
+			f, err := js.PublishAsync(subject+roomKey(id), b)
+			require.NoError(t, err)
+			acks = append(acks, f)
+		}
+		for _, f := range acks {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				t.Fatalf("listing not written: %v", err)
+			case <-ctx.Done():
+				t.Fatal("listings not acknowledged")
+			}
+		}
+		require.NoError(t, n.SyncRooms(ctx))
+		rooms, err := n.OpenRooms(ctx, "burst")
+		require.NoError(t, err)
+		require.Len(t, rooms, burst*(round+1), "round %d: listings written before the sync are missing after it", round)
+	}
+
+	// A canceled wait says so and leaves no waiter behind.
+	d := &n.rooms.dir
+	d.mu.Lock()
+	d.rev-- // as if the watch were one change behind
+	d.mu.Unlock()
+	short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer stop()
+	require.ErrorIs(t, n.SyncRooms(short), context.DeadlineExceeded)
+	d.mu.Lock()
+	require.Empty(t, d.synced, "a canceled sync is still waiting")
+	d.mu.Unlock()
+}
