@@ -48,7 +48,12 @@ type Config struct {
 
 // Bus is one node's connection to the cluster bus.
 type Bus struct {
-	nc   *nats.Conn
+	nc *nats.Conn
+	// jsc carries JetStream (the KV buckets, their watches): a connection
+	// of its own, so that the registry's writes, acknowledgements and watch
+	// updates never queue ahead of pushes and answers on nc, in this
+	// client or in the server's reader of the connection.
+	jsc  *nats.Conn
 	srv  *server.Server
 	subj Subjects
 	log  *slog.Logger
@@ -134,13 +139,13 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
 		nats.ReconnectBufSize(64 << 20),
 		nats.PingInterval(5 * time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err != nil { // nil: we closed it
-				log.Warn("bus disconnected; reconnecting", "err", err)
+				log.Warn("bus disconnected; reconnecting", "conn", nc.Opts.Name, "err", err)
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("bus reconnected", "server", nc.ConnectedUrlRedacted())
+			log.Info("bus reconnected", "conn", nc.Opts.Name, "server", nc.ConnectedUrlRedacted())
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			if fn := b.slow.Load(); fn != nil && sub != nil && errors.Is(err, nats.ErrSlowConsumer) {
@@ -177,6 +182,13 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 		return nil, fmt.Errorf("cluster: connect to embedded NATS: %w", err)
 	}
 	b.nc = nc
+	jsc, err := nats.Connect(url, append(opts, nats.Name(cfg.Name+"/js"))...)
+	if err != nil {
+		nc.Close()
+		b.shutdownServer()
+		return nil, fmt.Errorf("cluster: connect to NATS for JetStream: %w", err)
+	}
+	b.jsc = jsc
 	return b, nil
 }
 
@@ -241,18 +253,26 @@ func (b *Bus) ClientURL() string {
 // Close drains the connection (delivering what is in flight) and stops the
 // embedded server.
 func (b *Bus) Close() {
-	if b.nc != nil {
-		done := make(chan struct{})
-		b.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
-		if err := b.nc.Drain(); err == nil {
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-			}
-		}
-		b.nc.Close()
-	}
+	drain(b.jsc)
+	drain(b.nc)
 	b.shutdownServer()
+}
+
+// drain drains nc (delivering what is in flight) for up to 5 s and closes
+// it.
+func drain(nc *nats.Conn) {
+	if nc == nil {
+		return
+	}
+	done := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+	if err := nc.Drain(); err == nil {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	nc.Close()
 }
 
 func (b *Bus) shutdownServer() {

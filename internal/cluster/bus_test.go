@@ -157,3 +157,38 @@ func TestPushCountsPerSession(t *testing.T) {
 	require.Equal(t, []uint64{1, uint64(len(bySession["s1"]) + 1)}, b.nextCounts([]string{"s0", "s1"}),
 		"a forgotten session starts again at 1; the others go on")
 }
+
+// The KV buckets and their watches use the bus's JetStream connection,
+// never the one that carries pushes and answers.
+func TestKVOnItsOwnConnection(t *testing.T) {
+	b := connect(t, Config{Name: "n1"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := b.OpenKV(ctx, "rooms", 0)
+	require.NoError(t, err)
+	w, err := kv.WatchAll(ctx)
+	require.NoError(t, err)
+	defer func() { _ = w.Stop() }()
+	require.Nil(t, <-w.Updates(), "an empty bucket's watch starts with its end-of-initial-values marker")
+
+	before, jsBefore := b.nc.Stats(), b.jsc.Stats()
+	const puts = 50
+	for i := range puts {
+		_, err := kv.Put(ctx, "r.room"+strconv.Itoa(i), []byte("{}"))
+		require.NoError(t, err)
+	}
+	for range puts {
+		select {
+		case e := <-w.Updates():
+			require.NotNil(t, e)
+		case <-ctx.Done():
+			t.Fatal("the watch did not deliver every put")
+		}
+	}
+	after, jsAfter := b.nc.Stats(), b.jsc.Stats()
+	require.Equal(t, before.OutMsgs, after.OutMsgs, "registry writes went out on the push connection")
+	require.Equal(t, before.InMsgs, after.InMsgs, "registry acks or watch updates came in on the push connection")
+	require.GreaterOrEqual(t, jsAfter.OutMsgs-jsBefore.OutMsgs, uint64(puts))
+	require.GreaterOrEqual(t, jsAfter.InMsgs-jsBefore.InMsgs, uint64(2*puts), "acks and watch updates")
+	require.Equal(t, "n1/js", b.jsc.Opts.Name)
+}

@@ -133,7 +133,7 @@ func bucketName(prefix, name string) string {
 // TTL or are purged, so the buckets stay small); with memory storage every
 // restart would wipe them under the running nodes.
 func (b *Bus) openKV(ctx context.Context, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
-	js, err := jetstream.New(b.nc)
+	js, err := jetstream.New(b.jsc)
 	if err != nil {
 		return nil, err
 	}
@@ -609,7 +609,7 @@ func (r *Registry) Leave(ctx context.Context) {
 // ListNodes reads the registry once, without joining it: for tools such as
 // `hearth nodes`.
 func ListNodes(ctx context.Context, b *Bus) ([]NodeInfo, error) {
-	js, err := jetstream.New(b.nc)
+	js, err := jetstream.New(b.jsc)
 	if err != nil {
 		return nil, err
 	}

@@ -90,6 +90,10 @@ type Config struct {
 // fails lost a race for a seat or met a node going away.
 const maxTries = 4
 
+// maxSync bounds how long a join waits for its node's copy of the room
+// registry to catch up before it opens a room.
+const maxSync = time.Second
+
 // recentTTL is how long the service trusts its own placements over the
 // registry, which shows a change a moment later.
 const recentTTL = 2 * time.Second
@@ -246,8 +250,17 @@ func (m *service) join(ctx context.Context, s *hearth.Session, req *matchpb.Join
 		if !synced {
 			m.mu.Unlock()
 			synced = true
-			if err := m.node.SyncRooms(ctx); err != nil {
-				return nil, err
+			sctx, cancel := context.WithTimeout(ctx, maxSync)
+			err := m.node.SyncRooms(sctx)
+			cancel()
+			switch {
+			case ctx.Err() != nil:
+				return nil, ctx.Err()
+			case err != nil:
+				// A copy this far behind is a registry under strain: open
+				// a room rather than fail the join (a second room at
+				// worst, as without the sync).
+				s.Logger().Warn("match: room registry copy not caught up; placing from it as it is", "room_type", req.RoomType, "err", err)
 			}
 			if seat, ok, err := m.rejoin(ctx, s, req.RoomType); ok || err != nil {
 				return seat, err
