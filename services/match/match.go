@@ -247,7 +247,7 @@ func (m *service) join(ctx context.Context, s *hearth.Session, req *matchpb.Join
 		// once, so that players joining one after another fill one room
 		// whichever instance answers each (and a player whose seat another
 		// instance just gave goes back to it).
-		if !synced {
+		if !synced && !m.alone() {
 			m.mu.Unlock()
 			synced = true
 			sctx, cancel := context.WithTimeout(ctx, maxSync)
@@ -300,6 +300,19 @@ func (m *service) join(ctx context.Context, s *hearth.Session, req *matchpb.Join
 		m.mu.Unlock()
 		return seat, err
 	}
+}
+
+// alone reports whether this node runs the only live match instance. Its
+// own placements (m.recent) are then all the placements there are, and
+// its registry copy needs no sync before it opens a room: under load the
+// copy's watch lags, and every join that found no seat waited for it.
+func (m *service) alone() bool {
+	for _, info := range m.node.Nodes() {
+		if info.ID != m.node.ID() && slices.Contains(info.Routes, "match.join") {
+			return false
+		}
+	}
+	return true
 }
 
 // rejoin seats a player already seated in a room of roomType back in it:
