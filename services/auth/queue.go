@@ -49,7 +49,7 @@ type queue struct {
 
 	observe func(queueEvent) // tests watch the queue from the inside
 
-	writes chan func() // KV writes, done off the admission loop
+	writes chan func() // KV writes, done off the admission loop; sent on and closed under mu only
 }
 
 // queueEvent is one thing the queue did: "enqueued", "position" (a push of
@@ -149,28 +149,11 @@ func (q *queue) lead(ctx context.Context) {
 	if err := q.load(ctx); err != nil {
 		q.log.Warn("login queue: could not load the waiting list", "err", err)
 	}
-	// KV writes run on their own goroutine, so a slow bus never delays an
-	// admission (the waits the queue estimates are timed by the tick).
-	writes := make(chan func(), 4096)
+	defer q.startWriter()()
 	q.mu.Lock()
 	q.leading = true // from here on, admit requests are answered
 	q.last = time.Now()
-	q.writes = writes
 	q.mu.Unlock()
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		for w := range writes {
-			w()
-		}
-	}()
-	defer func() {
-		q.mu.Lock()
-		q.writes = nil
-		q.mu.Unlock()
-		close(writes)
-		<-writerDone
-	}()
 	defer func() {
 		q.mu.Lock()
 		q.leading = false
@@ -477,19 +460,45 @@ func (q *queue) push(gate, session, route string, msg proto.Message) {
 
 func (q *queue) forget(seq uint64) { q.forgetKey(waiterKey(seq)) }
 
+// startWriter starts the leader's KV writer: KV writes run on their own
+// goroutine, so a slow bus never delays an admission (the waits the queue
+// estimates are timed by the tick). stop ends it once the writes queued
+// before it have run; later ones run on their callers.
+func (q *queue) startWriter() (stop func()) {
+	writes := make(chan func(), 4096)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for w := range writes {
+			w()
+		}
+	}()
+	q.mu.Lock()
+	q.writes = writes
+	q.mu.Unlock()
+	return func() {
+		q.mu.Lock()
+		q.writes = nil
+		close(writes) // under mu: write sends under it
+		q.mu.Unlock()
+		<-done
+	}
+}
+
 // write runs fn on the leader's KV writer, or here when there is none or
-// it is full.
+// it is full. The send is made under q.mu, which the end of the lead holds
+// as it takes the channel away: a send after its close would panic.
 func (q *queue) write(fn func()) {
 	q.mu.Lock()
-	w := q.writes
-	q.mu.Unlock()
-	if w != nil {
+	if q.writes != nil {
 		select {
-		case w <- fn:
+		case q.writes <- fn:
+			q.mu.Unlock()
 			return
 		default:
 		}
 	}
+	q.mu.Unlock()
 	fn()
 }
 
