@@ -104,16 +104,20 @@ func TestClusterRegistryAndGates(t *testing.T) {
 	nodes := startCluster(t, hearth.Config{NodeID: "gate-a"}, nil, joined("gate-b"))
 	a, b := nodes[0], nodes[1]
 
-	// Load gate-a so that gate-b sorts first.
+	// Load gate-a so that gate-b sorts first — in both nodes' copies of
+	// the registry: sys.gates is answered by either, and each copy shows
+	// a refresh a moment after it is written.
 	for range 3 {
 		a.Dial(t, "tcp")
 	}
-	hearthtest.Eventually(t, 5*time.Second, func() error {
-		if g := b.Gates(); len(g) != 2 || g[0].ID != "gate-b" || g[1].Sessions != 3 {
-			return fmt.Errorf("gates not ordered by load: %+v", g)
-		}
-		return nil
-	})
+	for _, n := range nodes {
+		hearthtest.Eventually(t, 5*time.Second, func() error {
+			if g := n.Gates(); len(g) != 2 || g[0].ID != "gate-b" || g[1].Sessions != 3 {
+				return fmt.Errorf("%s: gates not ordered by load: %+v", n.ID(), g)
+			}
+			return nil
+		})
+	}
 
 	c := b.Dial(t, "ws")
 	var resp syspb.GatesResp
