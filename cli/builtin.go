@@ -32,6 +32,7 @@ type builtinFlags struct {
 	lockIP       string
 	newAccounts  string
 	queuePerIP   int
+	maxBacklog   time.Duration
 	provider     string
 	providerJWKS string
 	providerKey  string
@@ -57,6 +58,7 @@ func (b *builtinFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.lockAccount, "lockout-account", "5/1m", "failed logins per window that lock an account, N/DURATION")
 	fs.StringVar(&b.lockIP, "lockout-ip", "10/10m", "failed logins per window that lock a client address, N/DURATION")
 	fs.StringVar(&b.newAccounts, "new-accounts-per-ip", "5/1m", "new accounts (guest, register, provider) one client address may create per window, N/DURATION (then 200); -1/1m no limit")
+	fs.DurationVar(&b.maxBacklog, "max-write-backlog", time.Second, "refuse new accounts (203) while a write has waited longer than this for SQLite's one writer, which settlements share; -1s never")
 	fs.IntVar(&b.queuePerIP, "login-queue-per-ip", 10, "logins from one client address waiting in the login queue at once (then 200); -1 no cap")
 	fs.StringVar(&b.provider, "provider", "", "name of a third-party JWT identity provider for auth.provider")
 	fs.StringVar(&b.providerJWKS, "provider-jwks", "", "JWKS file with the provider's keys")
@@ -160,7 +162,7 @@ func (b *builtinFlags) builtins(ctx context.Context, cfg *hearth.Config) (svcs [
 		LoginRate: b.loginRate, LoginBurst: b.loginBurst, MaxHashes: b.maxHashes,
 		AccountFailures: accN, AccountWindow: accW, IPFailures: ipN, IPWindow: ipW,
 		NewAccountsPerIP: newN, NewAccountsWindow: newW, MaxQueuedPerIP: b.queuePerIP,
-		StartingGrant: b.grant, Logger: cfg.Logger,
+		MaxWriteBacklog: b.maxBacklog, StartingGrant: b.grant, Logger: cfg.Logger,
 	}
 	switch b.duplicate {
 	case "kick":

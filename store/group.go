@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // groupCommit runs SQLite's write transactions. SQLite has one writer and
@@ -46,6 +47,7 @@ const (
 type member struct {
 	ctx    context.Context
 	fn     func(context.Context, *txn) error
+	queued int64 // unix nanoseconds it joined the queue
 	state  atomic.Int32
 	err    error         // written by the writer before result closes
 	result chan struct{} // closed when err is final
@@ -65,7 +67,7 @@ func (g *groupCommit) tx(ctx context.Context, fn func(context.Context, *txn) err
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	m := &member{ctx: ctx, fn: fn, result: make(chan struct{})}
+	m := &member{ctx: ctx, fn: fn, queued: time.Now().UnixNano(), result: make(chan struct{})}
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -87,6 +89,17 @@ func (g *groupCommit) tx(ctx context.Context, fn func(context.Context, *txn) err
 		<-m.result // running: its group decides it within moments
 		return m.err
 	}
+}
+
+// backlog is how long the oldest transaction still in the queue has
+// waited for the writer; 0 when none waits.
+func (g *groupCommit) backlog(now time.Time) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.queue) == 0 {
+		return 0
+	}
+	return time.Duration(now.UnixNano() - g.queue[0].queued)
 }
 
 func (g *groupCommit) run() {

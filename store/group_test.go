@@ -317,3 +317,33 @@ func TestGroupCommitCallerGivesUpMidStatement(t *testing.T) {
 	require.Equal(t, int64(101), balance(t, s, slow))
 	require.Equal(t, int64(101), balance(t, s, other))
 }
+
+// WriteBacklog reports how long the oldest transaction has waited for the
+// writer: 0 while none waits, growing while one queues behind a busy
+// writer, 0 again once the queue is run.
+func TestWriteBacklog(t *testing.T) {
+	s := open(t, sqliteDSN(t))
+	require.Zero(t, s.WriteBacklog(), "an idle writer")
+
+	waitQueued, release := busyWriter(t, s)
+	require.Zero(t, s.WriteBacklog(), "the running transaction is not waiting")
+	queued := make(chan error, 1)
+	go func() { queued <- s.tx(context.Background(), func(context.Context, *txn) error { return nil }) }()
+	waitQueued(1)
+	eventually(t, func() error {
+		if b := s.WriteBacklog(); b < 20*time.Millisecond {
+			return fmt.Errorf("backlog %v with a transaction queued behind a busy writer, want it to grow past 20ms", b)
+		}
+		return nil
+	})
+	release()
+	require.NoError(t, <-queued)
+	require.Zero(t, s.WriteBacklog(), "after the queue ran")
+}
+
+// On PostgreSQL transactions do not queue in the process: no backlog,
+// even while one holds a row lock others wait for.
+func TestWriteBacklogPostgres(t *testing.T) {
+	s := open(t, postgresDSN(t))
+	require.Zero(t, s.WriteBacklog())
+}

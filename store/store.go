@@ -252,6 +252,20 @@ func (s *Store) tx(ctx context.Context, fn func(context.Context, *txn) error) er
 	return nil
 }
 
+// WriteBacklog is how long the oldest write transaction has been waiting
+// for SQLite's one writer (0 when none waits): a measure of how far the
+// store is behind its writers, for callers that can put work off — auth
+// refuses new accounts past a bound, so that a stampede of sign-ups does
+// not stall every table's settlement behind it. On PostgreSQL it is
+// always 0: transactions run side by side on the pool and do not queue in
+// this process.
+func (s *Store) WriteBacklog() time.Duration {
+	if s.group == nil {
+		return 0
+	}
+	return s.group.backlog(time.Now())
+}
+
 // nowMillis is the time stamped on rows: unix milliseconds, the same
 // integer on both databases.
 func nowMillis() int64 { return time.Now().UnixMilli() }

@@ -58,7 +58,7 @@ func startLedger(t *testing.T, cfg niuniu.TableConfig, st *store.Store, ledger n
 	t.Helper()
 	rt, err := niuniu.NewRoomType(roomType, cfg, ledger)
 	require.NoError(t, err)
-	_, authSvc := auth.New(st, auth.Config{LoginRate: -1, NewAccountsPerIP: -1})
+	_, authSvc := auth.New(st, auth.Config{LoginRate: -1, NewAccountsPerIP: -1, MaxWriteBacklog: -1})
 	node := hearthtest.Start(t, hearth.Config{RequireUser: true}, authSvc, match.New(match.Config{}), rt.Service())
 	return &server{Node: node, st: st}
 }

@@ -18,12 +18,13 @@ import (
 
 // Start is hearthtest.Start with the auth service registered besides svcs:
 // accounts in a SQLite file in t.TempDir(), no login queue, no cap on
-// new accounts per address (every test client comes from 127.0.0.1), and
+// new accounts per address (every test client comes from 127.0.0.1), none
+// refused while the store is busy (a test under -race may well be), and
 // Config.RequireUser on, so that routes outside sys and auth answer 100
 // before login, as in `hearth serve`.
 func Start(t testing.TB, cfg hearth.Config, svcs ...*hearth.Service) *hearthtest.Node {
 	t.Helper()
-	_, svc := auth.New(hearthtest.Store(t, "sqlite"), auth.Config{LoginRate: -1, NewAccountsPerIP: -1})
+	_, svc := auth.New(hearthtest.Store(t, "sqlite"), auth.Config{LoginRate: -1, NewAccountsPerIP: -1, MaxWriteBacklog: -1})
 	cfg.RequireUser = true
 	return hearthtest.Start(t, cfg, append(svcs, svc)...)
 }

@@ -45,7 +45,7 @@ func startTables(t *testing.T) (*hearthtest.Node, *store.Store) {
 	}
 	rt, err := niuniu.NewRoomType(testType, niuniu.TableConfig{Rules: rules, Grant: testGrant}, st)
 	require.NoError(t, err)
-	_, authSvc := auth.New(st, auth.Config{LoginRate: -1, NewAccountsPerIP: -1})
+	_, authSvc := auth.New(st, auth.Config{LoginRate: -1, NewAccountsPerIP: -1, MaxWriteBacklog: -1})
 	node := hearthtest.Start(t, hearth.Config{RequireUser: true}, authSvc, lobby.New(st), match.New(match.Config{}), rt.Service())
 	return node, st
 }

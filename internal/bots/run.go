@@ -114,7 +114,7 @@ func (r *runner) bot(ctx context.Context, i int) {
 		return
 	}
 	defer c.Close()
-	user, err := login(ctx, c, fmt.Sprintf("bots-%s-%d", r.cfg.runID, n))
+	user, err := login(ctx, c, fmt.Sprintf("bots-%s-%d", r.cfg.runID, n), func(err error) { r.st.fail(errorKey("login", err), err) })
 	if err != nil {
 		fail("login", err)
 		return
@@ -139,8 +139,11 @@ func (r *runner) bot(ctx context.Context, i int) {
 
 // login logs in as the guest of device and returns its user id; a login
 // the server queues (204) waits for auth.admitted and goes again
-// (docs/protocol.md §8a).
-func login(ctx context.Context, c *client.Client, device string) (string, error) {
+// (docs/protocol.md §8a), and one it is too busy for (203: its store is
+// behind, or hashing is saturated) goes again after a pause that grows to
+// 10 s, as a person would press the button again; busy is told of each.
+func login(ctx context.Context, c *client.Client, device string, busy func(error)) (string, error) {
+	pause := 500 * time.Millisecond
 	admitted := make(chan struct{}, 1)
 	c.OnPush("auth.admitted", func(client.Push) {
 		select {
@@ -159,6 +162,18 @@ func login(ctx context.Context, c *client.Client, device string) (string, error)
 			return "", fmt.Errorf("%w: auth.guest after %s", errTimeout, requestTimeout)
 		}
 		var we *wire.Error
+		if errors.As(err, &we) && we.Code == wire.CodeOverloaded {
+			busy(err)
+			select {
+			case <-time.After(pause):
+			case <-c.Done():
+				return "", c.Err()
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+			pause = min(2*pause, 10*time.Second)
+			continue
+		}
 		if !errors.As(err, &we) || we.Code != wire.CodeQueued {
 			return resp.UserId, err
 		}

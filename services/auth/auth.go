@@ -27,6 +27,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -79,6 +80,14 @@ type Config struct {
 	// one address cannot lengthen everyone else's wait. Zero: 10.
 	// Negative: no cap.
 	MaxQueuedPerIP int
+	// MaxWriteBacklog refuses account creation (203) while the store's
+	// oldest write has waited longer than this for SQLite's one writer
+	// (store.WriteBacklog), which every table's settlement shares: a
+	// stampede of sign-ups then waits and retries instead of stalling the
+	// games in progress behind it. Logins to existing accounts are not
+	// affected; PostgreSQL has no such backlog. Zero: 1s. Negative:
+	// never refused.
+	MaxWriteBacklog time.Duration
 	// StartingGrant is currency credited once to every account through the
 	// ledger (key "grant/<user id>"), so a new player, a guest included, can
 	// play at once: at creation, or at the first password, guest or
@@ -130,6 +139,9 @@ func (c *Config) setDefaults() {
 	if c.MaxQueuedPerIP == 0 {
 		c.MaxQueuedPerIP = 10
 	}
+	if c.MaxWriteBacklog == 0 {
+		c.MaxWriteBacklog = time.Second
+	}
 }
 
 // Service is the auth service's state; New returns its hearth.Service.
@@ -145,6 +157,10 @@ type Service struct {
 	revoked   revocations
 	queue     *queue
 	providers map[string]Provider
+
+	// Account creations refused since the last log line, and when that
+	// line was written (unix ns): storeBehind's, any handler goroutine.
+	behind, behindLogged atomic.Int64
 
 	observeQueue func(queueEvent) // set by tests before start
 }
@@ -255,6 +271,7 @@ var (
 	errTokenRejected  = hearth.NewError(hearth.CodeTokenInvalid, "token invalid or expired: log in again")
 	errAccountTaken   = hearth.NewError(hearth.CodeAccountExists, "account name is taken")
 	errBusy           = hearth.NewError(hearth.CodeOverloaded, "login service busy; retry shortly")
+	errStoreBehind    = hearth.NewError(hearth.CodeOverloaded, "too many new accounts at once; retry in a few seconds")
 )
 
 // Account and password rules.
@@ -516,8 +533,12 @@ func (a *Service) mayCreate(ctx context.Context, s *hearth.Session) error {
 }
 
 // takeCreate counts one new account against the client's address, or
-// refuses it when the address is at its limit.
+// refuses it when the address is at its limit or the store is behind its
+// writes.
 func (a *Service) takeCreate(ctx context.Context, s *hearth.Session) error {
+	if err := a.storeBehind(ctx); err != nil {
+		return err
+	}
 	ip := clientIP(s)
 	ok, wait, err := a.created.take(ctx, ipKey(ip), time.Now())
 	if err != nil {
@@ -528,6 +549,26 @@ func (a *Service) takeCreate(ctx context.Context, s *hearth.Session) error {
 		return a.createRefused(ctx, ip, wait)
 	}
 	return nil
+}
+
+// storeBehind refuses a new account while the store's writer is behind
+// (Config.MaxWriteBacklog). It logs at most once a second, with the count
+// refused since, so that a stampede does not flood the log as well.
+func (a *Service) storeBehind(ctx context.Context) error {
+	if a.cfg.MaxWriteBacklog < 0 {
+		return nil
+	}
+	backlog := a.store.WriteBacklog()
+	if backlog <= a.cfg.MaxWriteBacklog {
+		return nil
+	}
+	a.behind.Add(1)
+	now := time.Now().UnixNano()
+	if last := a.behindLogged.Load(); now-last >= int64(time.Second) && a.behindLogged.CompareAndSwap(last, now) {
+		hearth.Logger(ctx).Warn("account creation refused: the store is behind its writes",
+			"code", int(hearth.CodeOverloaded), "backlog", backlog, "max", a.cfg.MaxWriteBacklog, "refused", a.behind.Swap(0))
+	}
+	return errStoreBehind
 }
 
 func (a *Service) createRefused(ctx context.Context, ip string, wait time.Duration) error {

@@ -33,6 +33,9 @@ func start(t *testing.T, backend string, cfg auth.Config, hcfg hearth.Config) (*
 	if cfg.NewAccountsPerIP == 0 {
 		cfg.NewAccountsPerIP = -1 // nor about the per-address account limit
 	}
+	if cfg.MaxWriteBacklog == 0 {
+		cfg.MaxWriteBacklog = -1 // nor about a store too busy for new accounts
+	}
 	p, err := auth.NewJWTProvider(auth.JWTProviderConfig{Name: "platform", Issuer: "platform.example", HMACSecret: providerSecret})
 	require.NoError(t, err)
 	cfg.Providers = append(cfg.Providers, p)
@@ -243,6 +246,7 @@ func authCluster(t *testing.T, cfg auth.Config) *hearthtest.Node {
 	require.NoError(t, err)
 	cfg.Providers = []auth.Provider{p}
 	cfg.LoginRate = -1
+	cfg.MaxWriteBacklog = -1
 	// The per-IP connection rate is off: TestDuplicateLoginRace dials 400
 	// connections as fast as it can, past the default burst of 200.
 	gate := hearthtest.Start(t, hearth.Config{NodeID: "gate", Roles: []string{"gate", "sys", "lobby"}, NATSListen: "127.0.0.1:0", RequireUser: true,

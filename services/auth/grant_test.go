@@ -27,7 +27,7 @@ func TestStartingGrant(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			st := hearthtest.Store(t, backend)
 			startWith := func(g int64) *hearthtest.Node {
-				_, svc := auth.New(st, auth.Config{LoginRate: -1, NewAccountsPerIP: -1, StartingGrant: g})
+				_, svc := auth.New(st, auth.Config{LoginRate: -1, NewAccountsPerIP: -1, MaxWriteBacklog: -1, StartingGrant: g})
 				return hearthtest.Start(t, hearth.Config{RequireUser: true}, svc, lobby.New(st))
 			}
 			// An account made while no grant was configured.

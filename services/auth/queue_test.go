@@ -39,7 +39,7 @@ type queuedClient struct {
 func TestLoginQueue(t *testing.T) {
 	const n, rate = 500, 50
 	st := hearthtest.Store(t, "sqlite")
-	a, svc := New(st, Config{LoginRate: rate, LoginBurst: 1, NewAccountsPerIP: -1, MaxQueuedPerIP: -1})
+	a, svc := New(st, Config{MaxWriteBacklog: -1, LoginRate: rate, LoginBurst: 1, NewAccountsPerIP: -1, MaxQueuedPerIP: -1})
 	var mu sync.Mutex
 	var enqueued, admitted []string
 	firstPush := map[string]queueEvent{}
@@ -160,7 +160,7 @@ func TestLoginQueue(t *testing.T) {
 // A client that disconnects while queued leaves the queue.
 func TestLoginQueueLeave(t *testing.T) {
 	st := hearthtest.Store(t, "sqlite")
-	a, svc := New(st, Config{LoginRate: 0.5, LoginBurst: 1})
+	a, svc := New(st, Config{MaxWriteBacklog: -1, LoginRate: 0.5, LoginBurst: 1})
 	node := hearthtest.Start(t, hearth.Config{RequireUser: true}, svc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -202,7 +202,7 @@ func TestLoginQueueFailover(t *testing.T) {
 	var services [2]*Service
 	var nodes [2]*hearthtest.Node
 	for i := range nodes {
-		a, svc := New(st, Config{LoginRate: 2, LoginBurst: 1, NewAccountsPerIP: -1})
+		a, svc := New(st, Config{MaxWriteBacklog: -1, LoginRate: 2, LoginBurst: 1, NewAccountsPerIP: -1})
 		a.observeQueue = observe
 		services[i] = a
 		nodes[i] = hearthtest.Start(t, hearth.Config{NodeID: fmt.Sprint("auth-", i), NATSURL: hub.NATSURL(), TCPAddr: hearth.Off, WSAddr: hearth.Off,
@@ -265,7 +265,7 @@ func TestLoginQueueFailover(t *testing.T) {
 func TestLoginQueuePerIP(t *testing.T) {
 	const perIP, attackers = 3, 12
 	st := hearthtest.Store(t, "sqlite")
-	a, svc := New(st, Config{LoginRate: 20, LoginBurst: 1, MaxQueuedPerIP: perIP, NewAccountsPerIP: -1})
+	a, svc := New(st, Config{MaxWriteBacklog: -1, LoginRate: 20, LoginBurst: 1, MaxQueuedPerIP: perIP, NewAccountsPerIP: -1})
 	var mu sync.Mutex
 	var admitted []string
 	a.observeQueue = func(ev queueEvent) {
