@@ -256,7 +256,9 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 	if g.cfg.Local != nil && g.cfg.Local(svc, id, &env) {
 		return nil
 	}
-	if err := g.bus.Forward(svc, reply, &env); err != nil {
+	err := g.bus.Forward(svc, reply, &env)
+	g.forwarded(now, route)
+	if err != nil {
 		if p, ok := g.pending.take(id); ok {
 			p.s.inflight.Add(-1)
 			s.log0().Warn("request not forwarded", "route", route, "err", err)
@@ -267,6 +269,28 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 }
 
 func (g *Gate) nextID() uint64 { return g.ids.Add(1) }
+
+// slowForward is how long handing a request to the bus may take before the
+// gate says so. A publish blocks when the NATS connection's buffer is full
+// and the server does not read it (a NATS server starved of CPU, or
+// holding this gate back for a slow subscriber): the session's connection
+// goroutine then reads nothing more, and its client's next requests wait
+// unanswered — not even the 302 comes, since the gate has not read them.
+const slowForward = 500 * time.Millisecond
+
+// forwarded logs, at most once a second for the gate, a request whose
+// forward to the bus took past slowForward since start (unix ns).
+func (g *Gate) forwarded(start int64, route string) {
+	now := time.Now().UnixNano()
+	took := time.Duration(now - start)
+	if took < slowForward {
+		return
+	}
+	g.m.slowForward()
+	if last := g.slowBus.Load(); now-last >= int64(time.Second) && g.slowBus.CompareAndSwap(last, now) {
+		g.log.Warn("bus publish blocked: the NATS server is not reading this gate's connection fast enough", "route", route, "took", took.Round(time.Millisecond))
+	}
+}
 
 // onGateMsg handles everything addressed to this gate: replies to its
 // requests, hand-overs and control messages for its sessions. It runs on the

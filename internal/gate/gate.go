@@ -253,7 +253,11 @@ type Gate struct {
 	respBytes atomic.Int64 // bytes of every session's response cache
 	pushBytes atomic.Int64 // bytes of every session's replay buffer
 	outPeak   atomic.Int64 // the largest output queue any session reached
-	hooks     chan func()  // OnClose calls, for the hook workers
+	// slowBus is when a connection goroutine last logged a request's
+	// forward blocked on the bus (unix ns), so that a stalled bus logs a
+	// line a second, not one per session.
+	slowBus   atomic.Int64
+	hooks     chan func() // OnClose calls, for the hook workers
 	hooksWG   sync.WaitGroup
 	hookMu    sync.RWMutex // guards hooksDone against sends on a closed hooks
 	hooksDone bool

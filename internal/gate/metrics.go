@@ -24,6 +24,9 @@ type Metrics struct {
 	// channelDrops counts the times the bus dropped channel messages
 	// because this gate's fan-out fell behind.
 	channelDrops prometheus.Counter
+	// slowForwards counts requests whose hand-over to the bus took past
+	// slowForward: the NATS server was not reading the gate's connection.
+	slowForwards prometheus.Counter
 
 	reg prometheus.Registerer // nil: no registry
 
@@ -61,6 +64,9 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		channelDrops: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hearth_channel_drops_total", Help: "Times the bus dropped channel messages because the gate's fan-out fell behind; members see a gap in push_seq.",
 		}),
+		slowForwards: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hearth_bus_slow_forwards_total", Help: "Requests whose forward to the bus blocked for 500 ms or more (the NATS server did not read the gate's connection); meanwhile that session's further requests were not read.",
+		}),
 		writes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hearth_socket_writes_total", Help: "Writes to client sockets; each carries one frame or more (compare hearth_frames_total).",
 		}),
@@ -80,7 +86,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.reg = reg
 	if reg != nil {
-		reg.MustRegister(m.sessions, frames, m.latency, m.errors, m.kicks, m.detached, m.resumes, m.channelDrops, m.writes)
+		reg.MustRegister(m.sessions, frames, m.latency, m.errors, m.kicks, m.detached, m.resumes, m.channelDrops, m.slowForwards, m.writes)
 	}
 	return m
 }
@@ -88,6 +94,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) frameIn()                       { m.framesIn.Inc() }
 func (m *Metrics) frameOut(k wire.Kind)           { m.framesOut[k].Inc() }
 func (m *Metrics) wrote()                         { m.writes.Inc() }
+func (m *Metrics) slowForward()                   { m.slowForwards.Inc() }
 func (m *Metrics) sessionOpened(transport string) { m.sessByTr[transport].Inc() }
 func (m *Metrics) sessionClosed(transport string) { m.sessByTr[transport].Dec() }
 func (m *Metrics) kicked(code wire.Code)          { m.kicks.WithLabelValues(strconv.Itoa(int(code))).Inc() }
