@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -397,80 +395,27 @@ func TestSilentPlayersGetDefaults(t *testing.T) {
 	require.Equal(t, 1000+end.Seats[1].Delta, srv.ledgerSum(t, b.user))
 }
 
-// proxy forwards TCP connections to a node; while down it drops them.
-type proxy struct {
-	ln    net.Listener
-	down  atomic.Bool
-	mu    sync.Mutex // guards conns
-	conns []net.Conn
-}
-
-func newProxy(t *testing.T, to string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	px := &proxy{ln: ln}
-	t.Cleanup(func() { _ = ln.Close(); px.cut() })
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if px.down.Load() {
-				_ = in.Close()
-				continue
-			}
-			out, err := net.Dial("tcp", to)
-			if err != nil {
-				_ = in.Close()
-				continue
-			}
-			px.mu.Lock()
-			px.conns = append(px.conns, in, out)
-			px.mu.Unlock()
-			go func() { _, _ = io.Copy(out, in); _ = out.Close() }()
-			go func() { _, _ = io.Copy(in, out); _ = in.Close() }()
-		}
-	}()
-	return px
-}
-
-// cut drops every connection, as a network failure would (no BYE), and
-// refuses new ones until restore.
-func (px *proxy) cut() {
-	px.down.Store(true)
-	px.mu.Lock()
-	defer px.mu.Unlock()
-	for _, c := range px.conns {
-		_ = c.Close()
-	}
-	px.conns = nil
-}
-
-func (px *proxy) restore() { px.down.Store(false) }
-
 func TestDropAndResumeMidRound(t *testing.T) {
 	cfg := niuniu.TableConfig{
 		Rules: niuniu.Rules{Seats: 2, GrabCountdown: forever, BetCountdown: forever, OpenCountdown: forever, EndPause: forever},
 		Base:  1, Grant: 100,
 	}
 	srv := start(t, cfg)
-	px := newProxy(t, strings.TrimPrefix(srv.URL("tcp"), "tcp://"))
+	px := hearthtest.NewProxy(t, strings.TrimPrefix(srv.URL("tcp"), "tcp://"))
 	a := login(t, srv.URL("tcp"), client.Options{})
-	b := login(t, "tcp://"+px.ln.Addr().String(), client.Options{Reconnect: true, ReconnectTimeout: time.Minute, Backoff: client.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
+	b := login(t, "tcp://"+px.Addr(), client.Options{Reconnect: true, ReconnectTimeout: time.Minute, Backoff: client.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
 	a.join(t)
 	b.join(t)
 	require.NoError(t, a.do(roomType+".ready", `{}`))
 	require.NoError(t, b.do(roomType+".ready", `{}`))
 	before := b.await(t, "grab", func(v niuniu.View) bool { return v.Phase == niuniu.PhaseGrab })
 
-	px.cut()
+	px.Cut()
 	a.await(t, "b offline", func(v niuniu.View) bool { return !v.Seats[1].Online })
 	require.NoError(t, a.act("grab", 2))
 	a.await(t, "a's grab", func(v niuniu.View) bool { return v.Seats[0].Grab == 2 })
 
-	px.restore() // b's client reconnects and resumes by itself
+	px.Restore() // b's client reconnects and resumes by itself
 	resumed := b
 	snap := resumed.await(t, "the snapshot", func(v niuniu.View) bool { return v.Seats[0].Grab == 2 && v.Seats[1].Online })
 	require.Equal(t, niuniu.PhaseGrab, snap.Phase, "still the same round")
@@ -599,13 +544,13 @@ func TestOfflinePlayerPlaysDefaultsThenLeaves(t *testing.T) {
 		Base:  2, Grant: 1000,
 	}
 	srv := start(t, cfg)
-	px := newProxy(t, strings.TrimPrefix(srv.URL("tcp"), "tcp://"))
+	px := hearthtest.NewProxy(t, strings.TrimPrefix(srv.URL("tcp"), "tcp://"))
 	a := login(t, srv.URL("ws"), client.Options{})
-	b := login(t, "tcp://"+px.ln.Addr().String(), client.Options{})
+	b := login(t, "tcp://"+px.Addr(), client.Options{})
 	a.join(t)
 	b.join(t)
 	require.NoError(t, b.do(roomType+".ready", `{}`))
-	px.cut()
+	px.Cut()
 	a.await(t, "b offline", func(v niuniu.View) bool { return !v.Seats[1].Online && v.Seats[1].Ready })
 	require.NoError(t, a.do(roomType+".ready", `{}`))
 

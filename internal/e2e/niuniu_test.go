@@ -556,11 +556,11 @@ func TestNiuniu(t *testing.T) {
 		}
 		c := startNodes(t, natsURL, testcluster.RandomPrefix("e2e"), niuNodes(dsn)...)
 		gate := c.node("gate-a")
-		proxy := newCutProxy(t, strings.TrimPrefix(gate.TCP, "tcp://"))
+		proxy := hearthtest.NewProxy(t, strings.TrimPrefix(gate.TCP, "tcp://"))
 		ps := []*niuPlayer{
 			niuDial(t, gate.TCP, "p0", client.Options{}),
 			niuDial(t, gate.WS, "p1", client.Options{}),
-			niuDial(t, "tcp://"+proxy.addr(), "p2", client.Options{Reconnect: true, ReconnectTimeout: time.Minute,
+			niuDial(t, "tcp://"+proxy.Addr(), "p2", client.Options{Reconnect: true, ReconnectTimeout: time.Minute,
 				Backoff: client.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}}),
 			niuDial(t, gate.WS, "p3", client.Options{}),
 		}
@@ -640,7 +640,7 @@ func TestNiuniu(t *testing.T) {
 			round := startRound(t, ps)
 			before := ps[2].await(t, "the grab", func(v niuniu.View) bool { return v.Phase == niuniu.PhaseGrab })
 			lastBefore := ps[2].LastPush()
-			proxy.drop()
+			proxy.Cut()
 			// p3 sends nothing all round; p2 is away for the grab.
 			ps[0].must(t, "grab", 2)
 			ps[1].must(t, "grab", 1)
@@ -652,7 +652,7 @@ func TestNiuniu(t *testing.T) {
 			require.Zero(t, v.Seats[2].Grab, "no grab in time, offline: 0")
 			require.Zero(t, v.Seats[3].Grab, "no grab in time: 0")
 
-			proxy.restore() // p2's client resumes by itself
+			proxy.Restore() // p2's client resumes by itself
 			var snap niuniu.View
 			eventually(t, nnWait, func() bool {
 				ps[2].mu.Lock()

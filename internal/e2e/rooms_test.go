@@ -4,15 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hearth-server/hearth/client"
+	"github.com/hearth-server/hearth/hearthtest"
 	"github.com/hearth-server/hearth/wire"
 )
 
@@ -84,10 +82,10 @@ func TestRooms(t *testing.T) {
 		players := make([]*player, 6)
 		// p0 reaches gate-a through a proxy the test cuts, and reconnects
 		// to gate-b then.
-		proxy := newCutProxy(t, strings.TrimPrefix(gate.TCP, "tcp://"))
+		proxy := hearthtest.NewProxy(t, strings.TrimPrefix(gate.TCP, "tcp://"))
 		p0 := &player{name: "p0", pushes: &pushLog{}}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		c0, err := client.Dial(ctx, "tcp://"+proxy.addr(), client.Options{Codec: wire.CodecJSON, Name: "e2e/p0",
+		c0, err := client.Dial(ctx, "tcp://"+proxy.Addr(), client.Options{Codec: wire.CodecJSON, Name: "e2e/p0",
 			OnPush: p0.pushes.add, Reconnect: true, Addrs: []string{c.node("gate-b").TCP}})
 		cancel()
 		if err != nil {
@@ -132,7 +130,7 @@ func TestRooms(t *testing.T) {
 		// p0's connection to gate-a is cut: its client resumes the session
 		// on gate-b, the room follows it there (the snapshot comes after
 		// the resume), and its room calls still reach the room.
-		proxy.cut()
+		proxy.Cut()
 		eventually(t, 10*time.Second, func() bool {
 			for _, pu := range players[0].pushes.snapshot() {
 				if pu.Route == "table.snapshot" && pu.Seq > lastBeforeCut {
@@ -240,76 +238,4 @@ func (l *pushLog) snapshot() []client.Push {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]client.Push(nil), l.pushes...)
-}
-
-// cutProxy forwards TCP connections to a gate until cut: then it closes
-// them abruptly, as a lost network would, and accepts no more. drop does
-// the same until restore.
-type cutProxy struct {
-	ln    net.Listener
-	mu    sync.Mutex // guards conns and down
-	conns []net.Conn
-	down  bool // between drop and restore: connections are refused
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln}
-	t.Cleanup(p.cut)
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			// Checked under mu, so a drop racing this accept cannot leave
-			// the connection up.
-			p.mu.Lock()
-			if p.down {
-				p.mu.Unlock()
-				in.Close()
-				out.Close()
-				continue
-			}
-			p.conns = append(p.conns, in, out)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(out, in); out.Close() }()
-			go func() { _, _ = io.Copy(in, out); in.Close() }()
-		}
-	}()
-	return p
-}
-
-// restore accepts connections again after drop.
-func (p *cutProxy) restore() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
-}
-
-func (p *cutProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *cutProxy) cut() {
-	p.ln.Close()
-	p.drop()
-}
-
-// drop closes every connection, as a lost network would, and refuses new
-// ones until restore.
-func (p *cutProxy) drop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
 }

@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -18,78 +16,6 @@ import (
 	"github.com/hearth-server/hearth"
 	"github.com/hearth-server/hearth/hearthtest"
 )
-
-// stallProxy relays TCP connections to a real NATS server and can stop
-// reading what its clients send, as a server starved of CPU does: the
-// client's socket buffers fill and its writes block.
-type stallProxy struct {
-	ln     net.Listener
-	mu     sync.Mutex
-	paused bool
-	resume chan struct{} // closed when unpaused
-}
-
-func newStallProxy(t *testing.T, target string) *stallProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &stallProxy{ln: ln, resume: make(chan struct{})}
-	close(p.resume)
-	t.Cleanup(func() { _ = ln.Close(); p.set(false) })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			go func() { _, _ = io.Copy(c, s); _ = c.Close() }()
-			go p.relay(s, c)
-		}
-	}()
-	return p
-}
-
-// relay copies from the client to the server, waiting while paused.
-func (p *stallProxy) relay(dst, src net.Conn) {
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		p.mu.Lock()
-		wait := p.resume
-		p.mu.Unlock()
-		<-wait
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *stallProxy) set(paused bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if paused == p.paused {
-		return
-	}
-	p.paused = paused
-	if paused {
-		p.resume = make(chan struct{})
-	} else {
-		close(p.resume)
-	}
-}
-
-func (p *stallProxy) url() string { return "nats://" + p.ln.Addr().String() }
 
 // lockedBuffer is a log sink several goroutines write to.
 type lockedBuffer struct {
@@ -124,9 +50,9 @@ func TestGateReportsABusThatStopsReading(t *testing.T) {
 		return payload, nil
 	})
 	back := hearthtest.Start(t, hearth.Config{NodeID: "back", NATSListen: "127.0.0.1:0", Roles: []string{"big", "sys"}, TCPAddr: hearth.Off, WSAddr: hearth.Off}, svc)
-	proxy := newStallProxy(t, strings.TrimPrefix(back.NATSURL(), "nats://"))
+	proxy := hearthtest.NewProxy(t, strings.TrimPrefix(back.NATSURL(), "nats://"))
 	logs := &lockedBuffer{}
-	gate := hearthtest.Start(t, hearth.Config{NodeID: "front", NATSURL: proxy.url(), Roles: []string{"gate"},
+	gate := hearthtest.Start(t, hearth.Config{NodeID: "front", NATSURL: "nats://" + proxy.Addr(), Roles: []string{"gate"},
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Limits: hearth.Limits{MaxFrame: 600 << 10, RequestTimeout: 300 * time.Millisecond, MaxInFlight: 512}})
 	hearthtest.Eventually(t, 10*time.Second, func() bool { return len(gate.Nodes()) == 2 }, "the nodes never saw each other")
@@ -144,7 +70,7 @@ func TestGateReportsABusThatStopsReading(t *testing.T) {
 
 	// Stop the server reading, and send big requests until one is not
 	// even read by the gate: its publish of an earlier one is blocked.
-	proxy.set(true)
+	proxy.Pause(true)
 	flooder := gate.Dial(t, "tcp")
 	big := make([]byte, 512<<10)
 	stuck := false
@@ -166,7 +92,7 @@ func TestGateReportsABusThatStopsReading(t *testing.T) {
 	require.True(t, stuck, "every request was answered (the gate never blocked on the bus)")
 	require.Zero(t, scrape(t, gate)["hearth_bus_slow_forwards_total"], "counted before the blocked publish returned")
 
-	proxy.set(false)
+	proxy.Pause(false)
 	hearthtest.Eventually(t, 20*time.Second, func() error {
 		if n := scrape(t, gate)["hearth_bus_slow_forwards_total"]; n < 1 {
 			return fmt.Errorf("hearth_bus_slow_forwards_total %v after the bus read again", n)

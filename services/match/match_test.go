@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -299,20 +297,20 @@ func TestLeaveClosesTheEmptyRoom(t *testing.T) {
 func TestResumeKeepsTheSeat(t *testing.T) {
 	rt, events := cards()
 	node := hearthtest.Start(t, hearth.Config{}, login(), match.New(match.Config{}), rt.Service())
-	proxy := newProxy(t, node.Addr("tcp").String())
-	a := dialPlayer(t, "tcp://"+proxy.addr(), "a", client.Options{Reconnect: true})
+	proxy := hearthtest.NewProxy(t, node.Addr("tcp").String())
+	a := dialPlayer(t, "tcp://"+proxy.Addr(), "a", client.Options{Reconnect: true})
 	b := dialPlayer(t, node.URL("tcp"), "b", client.Options{})
 	s, err := call[seat](t, a, "match.join", matchpb.JoinReq{RoomType: "cards"})
 	require.NoError(t, err)
 	_, err = call[seat](t, b, "match.join", matchpb.JoinReq{RoomType: "cards"})
 	require.NoError(t, err)
-	proxy.cut() // and refuse reconnects until open
+	proxy.Cut() // and refuse reconnects until open
 	hearthtest.Eventually(t, 5*time.Second, func() bool { return contains(events(), "offline a") }, "room never saw a go offline")
 	// The game goes on without a.
 	mv, err := call[moveResp](t, b, "cards.move", moveReq{})
 	require.NoError(t, err)
 	require.Equal(t, 1, mv.Moves)
-	proxy.open()
+	proxy.Restore()
 	hearthtest.Eventually(t, 10*time.Second, func() bool { return contains(events(), "resume a") }, "room never saw a resume")
 	hearthtest.Eventually(t, 5*time.Second, func() error {
 		raw, ok := a.last("cards.snapshot")
@@ -340,67 +338,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// proxy forwards TCP connections to a gate, and can cut them abruptly, as
-// a lost network would, refusing new ones until opened again.
-type proxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex // guards conns, closed
-	conns  []net.Conn
-	closed bool
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &proxy{ln: ln, target: target}
-	t.Cleanup(func() { ln.Close(); p.cut() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			closed := p.closed
-			p.mu.Unlock()
-			if closed {
-				c.Close()
-				continue
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(s, c); s.Close() }()
-			go func() { _, _ = io.Copy(c, s); c.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) open() {
-	p.mu.Lock()
-	p.closed = false
-	p.mu.Unlock()
-}
-
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closed = true
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
 }
 
 // TestClosedSessionLeaves: a client that closes cleanly ends its session,
