@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -143,12 +144,19 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Besides the defaults, how long goroutines waited for a CPU once
+	// runnable (go_sched_latencies_seconds): a node short of CPU shows
+	// there before its timers and answers come late.
+	n.metrics.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+		collectors.GoRuntimeMetricsRule{Matcher: schedLatencies})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := n.Register(n.sysService()); err != nil {
 		return nil, err
 	}
 	return n, nil
 }
+
+var schedLatencies = regexp.MustCompile(`^/sched/latencies:seconds$`)
 
 // ID is the node's id.
 func (n *Node) ID() string { return n.id }

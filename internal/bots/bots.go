@@ -21,6 +21,7 @@ package bots
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -295,6 +296,9 @@ type Result struct {
 	Countdowns int64   `json:"countdowns_observed"` // in the window
 	Lateness   Latency `json:"countdown_lateness"`  // in the window
 	Late       int64   `json:"countdowns_late"`     // in the window, observed more than 50 ms late
+	// The window's late countdowns by the phase they led to: "ready" is the
+	// end of a round's closing pause, the one countdown every round runs out.
+	LateTo map[string]int64 `json:"countdowns_late_by_phase,omitempty"`
 	// The same over the whole run, the ramp and the end included.
 	AllAction     Latency          `json:"action_latency_all"`
 	AllCountdowns int64            `json:"countdowns_observed_all"`
@@ -308,17 +312,25 @@ type Result struct {
 	// Room timers the server ran in the window, and those it ran more than
 	// 50 ms after their deadline (its hearth_room_timer_lateness_seconds):
 	// the countdowns' lateness at the source, without the delivery.
-	ServerTimers     *int64   `json:"server_timers,omitempty"`
-	ServerTimersLate *int64   `json:"server_timers_late,omitempty"`
-	ServerCPU        *float64 `json:"server_cpu_cores,omitempty"` // in the window
-	CPUPerTbl        *float64 `json:"server_cpu_ms_per_s_per_table,omitempty"`
-	CPUPerRnd        *float64 `json:"server_cpu_ms_per_round,omitempty"`
-	ServerRSS        int64    `json:"server_rss_bytes,omitempty"`
-	BotsMem          int64    `json:"bots_mem_bytes"`
-	BotsCPU          *float64 `json:"bots_cpu_cores,omitempty"` // in the window, every bot process
-	LoadStart        string   `json:"load_average_start,omitempty"`
-	LoadEnd          string   `json:"load_average_end,omitempty"`
-	Notes            []string `json:"notes,omitempty"`
+	ServerTimers     *int64 `json:"server_timers,omitempty"`
+	ServerTimersLate *int64 `json:"server_timers_late,omitempty"`
+	// In the window, how often goroutines became runnable and how many of
+	// those waited more than 10.49 ms for a CPU (go_sched_latencies_seconds,
+	// /sched/latencies:seconds), in the server's processes and in the
+	// bots': a machine short of cores shows here, whoever's work is late.
+	ServerWaits     *uint64  `json:"server_sched_waits,omitempty"`
+	ServerSlowWaits *uint64  `json:"server_sched_slow_waits,omitempty"`
+	BotsWaits       uint64   `json:"bots_sched_waits"`
+	BotsSlowWaits   uint64   `json:"bots_sched_slow_waits"`
+	ServerCPU       *float64 `json:"server_cpu_cores,omitempty"` // in the window
+	CPUPerTbl       *float64 `json:"server_cpu_ms_per_s_per_table,omitempty"`
+	CPUPerRnd       *float64 `json:"server_cpu_ms_per_round,omitempty"`
+	ServerRSS       int64    `json:"server_rss_bytes,omitempty"`
+	BotsMem         int64    `json:"bots_mem_bytes"`
+	BotsCPU         *float64 `json:"bots_cpu_cores,omitempty"` // in the window, every bot process
+	LoadStart       string   `json:"load_average_start,omitempty"`
+	LoadEnd         string   `json:"load_average_end,omitempty"`
+	Notes           []string `json:"notes,omitempty"`
 }
 
 // run runs the bots; self are the arguments that run this command in this
@@ -399,11 +411,6 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 	}
 	defer stopAll()
 
-	setMeasuring := func(on bool) {
-		totMu.Lock()
-		tot.measuring = on
-		totMu.Unlock()
-	}
 	pr := newProgress(opts.Stderr)
 	t0 := time.Now()
 	var (
@@ -439,12 +446,18 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		sum := tot.sum()
 		window := summarize(tot.tick)
 		tot.tick.Reset()
+		// The window opens and closes with the sum it starts and ends at,
+		// under one lock: no process's snapshot falls between the two.
+		opens := rampedAt.IsZero() && sum.Started >= int64(cf.players)
+		closes := !rampedAt.IsZero() && stoppedAt.IsZero() && now.Sub(rampedAt) >= cf.duration
+		if opens || closes {
+			tot.measuring = opens
+		}
 		totMu.Unlock()
 		state := ""
 		switch {
-		case rampedAt.IsZero() && sum.Started >= int64(cf.players):
+		case opens:
 			rampedAt, atRamp, cpuRamp = now, sum, srv.usage(ctx)
-			setMeasuring(true)
 			state = "playing"
 		case rampedAt.IsZero():
 			state = "starting"
@@ -452,9 +465,8 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 				failure = fmt.Errorf("no bot could sit down: %s", explain(sum, cf.addr != ""))
 				stopAll()
 			}
-		case stoppedAt.IsZero() && now.Sub(rampedAt) >= cf.duration:
+		case closes:
 			stoppedAt, atStop, cpuStop = now, sum, srv.usage(ctx)
-			setMeasuring(false)
 			stopAll()
 			state = "stopping"
 		case stoppedAt.IsZero():
@@ -501,6 +513,17 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		if cpuRamp.ok && cpuStop.ok && cpuStop.timers > 0 {
 			n, late := int64(cpuStop.timers-cpuRamp.timers), int64(cpuStop.timersLate-cpuRamp.timersLate)
 			res.ServerTimers, res.ServerTimersLate = &n, &late
+		}
+		if cpuRamp.waitsOK && cpuStop.waitsOK {
+			n, slow := uint64(cpuStop.waits-cpuRamp.waits), uint64(cpuStop.slowWaits-cpuRamp.slowWaits)
+			res.ServerWaits, res.ServerSlowWaits = &n, &slow
+		}
+		res.BotsWaits, res.BotsSlowWaits = atStop.Waits-atRamp.Waits, atStop.SlowWaits-atRamp.SlowWaits
+		res.LateTo = map[string]int64{}
+		for k, v := range atStop.LateTo {
+			if d := v - atRamp.LateTo[k]; d > 0 {
+				res.LateTo[k] = d
+			}
 		}
 		if cpuRamp.ok && cpuStop.ok && res.DurationS > 0 {
 			cores := round2((cpuStop.cpu - cpuRamp.cpu).Seconds() / res.DurationS)
@@ -807,7 +830,7 @@ func emit(w io.Writer, cf *config, r *Result) {
 	row("  whole run", "%s", lat(r.AllAction))
 	row("countdowns observed", "%s (phase changes after their deadline, as each client saw them)", bench.FormatInt(r.Countdowns))
 	row("countdown lateness", "%s", lat(r.Lateness))
-	row("countdowns late >50ms", "%s", bench.FormatInt(r.Late))
+	row("countdowns late >50ms", "%s%s", bench.FormatInt(r.Late), byPhase(r.LateTo))
 	row("  whole run", "%s late >50ms of %s; %s", bench.FormatInt(r.AllLate), bench.FormatInt(r.AllCountdowns), lat(r.AllLateness))
 	if len(r.Errors) == 0 {
 		row("errors", "0")
@@ -821,6 +844,12 @@ func emit(w io.Writer, cf *config, r *Result) {
 	}
 	if r.ServerTimers != nil {
 		row("server timers late >50ms", "%s of %s (room timers run after their deadline, at the server)", bench.FormatInt(*r.ServerTimersLate), bench.FormatInt(*r.ServerTimers))
+	}
+	if r.ServerWaits != nil {
+		row("CPU waits >10ms", "server %s, bots %s (goroutines runnable but waiting for a core)",
+			waits(*r.ServerSlowWaits, *r.ServerWaits), waits(r.BotsSlowWaits, r.BotsWaits))
+	} else if r.BotsWaits > 0 {
+		row("CPU waits >10ms", "bots %s (goroutines runnable but waiting for a core)", waits(r.BotsSlowWaits, r.BotsWaits))
 	}
 	if r.ServerCPU != nil {
 		row("server CPU", "%.2f cores", *r.ServerCPU)
@@ -910,4 +939,27 @@ func fmtBytes(n int64) string {
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	}
 	return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+}
+
+// byPhase lists late countdowns by the phase they led to, " (ready 1,180,
+// end 12)", most first; "" for none.
+func byPhase(m map[string]int64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := slices.SortedFunc(maps.Keys(m), func(a, b string) int { return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b)) })
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + " " + bench.FormatInt(m[k])
+	}
+	return " (into " + strings.Join(parts, ", ") + ")"
+}
+
+// waits says "0.12% of 1,234,567": the share of goroutine wakeups that
+// waited long for a CPU.
+func waits(slow, all uint64) string {
+	if all == 0 {
+		return "none measured"
+	}
+	return fmt.Sprintf("%.3f%% of %s", 100*float64(slow)/float64(all), bench.FormatInt(int64(all)))
 }

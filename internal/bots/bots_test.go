@@ -144,6 +144,17 @@ func TestBotsWorkers(t *testing.T) {
 	require.Positive(t, res.ServerRSS)
 	require.NotNil(t, res.ServerTimers, "the server's room timers from its /metrics (a round's end pause is one)")
 	require.LessOrEqual(t, *res.ServerTimersLate, *res.ServerTimers)
+	require.NotNil(t, res.ServerWaits, "the server's go_sched_latencies_seconds from its /metrics, with a bucket at 10.49 ms")
+	require.Positive(t, *res.ServerWaits)
+	require.LessOrEqual(t, *res.ServerSlowWaits, *res.ServerWaits)
+	require.Positive(t, res.BotsWaits, "both bot processes' /sched/latencies added up")
+	require.LessOrEqual(t, res.BotsSlowWaits, res.BotsWaits)
+	var late int64
+	for phase, n := range res.LateTo {
+		require.Contains(t, []string{niuniu.PhaseReady, niuniu.PhaseGrab, niuniu.PhaseBet, niuniu.PhaseOpen, niuniu.PhaseEnd}, phase)
+		late += n
+	}
+	require.Equal(t, res.Late, late, "the late countdowns by phase add up to the late countdowns")
 	require.Contains(t, stderr.String(), "bots  seated", "a progress line")
 	for _, f := range []string{"bots.1.prof", "bots.2.prof"} {
 		fi, err := os.Stat(filepath.Join(filepath.Dir(prof), f))

@@ -105,7 +105,7 @@ func (b *nnBot) onView(p client.Push) {
 			b.st.countdowns.Add(1)
 			b.st.lag.record(late)
 			if late > lateLimit {
-				b.st.late.Add(1)
+				b.st.lateInto(v.Phase)
 			}
 		}
 	}

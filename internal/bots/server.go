@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -144,20 +145,46 @@ type usage struct {
 	// Room timers run (hearth_room_timer_lateness_seconds) and those that
 	// ran more than 50 ms after their deadline, over every node.
 	timers, timersLate float64
+	// Times the server's goroutines became runnable
+	// (go_sched_latencies_seconds), and those that waited more than
+	// slowWait for a CPU, over every process; waitsOK is false when a
+	// process did not say.
+	waits, slowWaits float64
+	waitsOK          bool
+}
+
+// schedFromMetrics reads go_sched_latencies_seconds from scraped metrics:
+// its count and the count above the bucket boundary at slowWait.
+func schedFromMetrics(m map[string]float64) (all, slow float64, ok bool) {
+	all, ok = m["go_sched_latencies_seconds_count"]
+	if !ok {
+		return 0, 0, false
+	}
+	for k, v := range m {
+		le, found := strings.CutPrefix(k, `go_sched_latencies_seconds_bucket{le="`)
+		if !found {
+			continue
+		}
+		b, err := strconv.ParseFloat(strings.TrimSuffix(le, `"}`), 64)
+		if err == nil && math.Abs(b-slowWait) < 1e-9 {
+			return all, all - v, true
+		}
+	}
+	return 0, 0, false
 }
 
 func (s *server) usage(ctx context.Context) usage {
-	u := usage{ok: len(s.admins) > 0}
+	u := usage{ok: len(s.admins) > 0, waitsOK: len(s.admins) > 0}
 	for _, a := range s.admins {
 		if a == "" {
-			u.ok = false
+			u.ok, u.waitsOK = false, false
 			continue
 		}
 		m, err := bench.ScrapeMetrics(ctx, a)
 		cpu, ok1 := m["process_cpu_seconds_total"]
 		rss, ok2 := m["process_resident_memory_bytes"]
 		if err != nil || !ok1 || !ok2 {
-			u.ok = false
+			u.ok, u.waitsOK = false, false
 			continue
 		}
 		u.cpu += time.Duration(cpu * float64(time.Second))
@@ -165,6 +192,10 @@ func (s *server) usage(ctx context.Context) usage {
 		n := m["hearth_room_timer_lateness_seconds_count"]
 		u.timers += n
 		u.timersLate += n - m[`hearth_room_timer_lateness_seconds_bucket{le="0.05"}`]
+		all, slow, ok := schedFromMetrics(m)
+		u.waits += all
+		u.slowWaits += slow
+		u.waitsOK = u.waitsOK && ok
 	}
 	return u
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/bits"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -147,13 +148,47 @@ type stats struct {
 	action *hist // request → response of ready/grab/bet/open
 	lag    *hist // countdown lateness: push arrival − the deadline announced before
 
-	mu   sync.Mutex       // guards errs and why
-	errs map[string]int64 // by what failed and its code
-	why  map[string]string
+	mu     sync.Mutex       // guards errs, why and lateTo
+	errs   map[string]int64 // by what failed and its code
+	why    map[string]string
+	lateTo map[string]int64 // late countdowns by the phase they ended in ("ready" after "end", …)
 }
 
 func newStats() *stats {
-	return &stats{action: newHist(), lag: newHist(), errs: map[string]int64{}, why: map[string]string{}}
+	return &stats{action: newHist(), lag: newHist(), errs: map[string]int64{}, why: map[string]string{}, lateTo: map[string]int64{}}
+}
+
+// lateInto counts a countdown observed late, by the phase it led to.
+func (s *stats) lateInto(phase string) {
+	s.late.Add(1)
+	s.mu.Lock()
+	s.lateTo[phase]++
+	s.mu.Unlock()
+}
+
+// slowWait is where a goroutine's wait for a CPU counts as slow: 10.49 ms,
+// a boundary of the runtime's /sched/latencies histogram that the server's
+// go_sched_latencies_seconds keeps, so that the bots' and the server's
+// figures count the same thing.
+const slowWait = 0.01048576
+
+// schedWaits reads this process's /sched/latencies:seconds: how many times
+// its goroutines became runnable, and how many of those waited longer than
+// slowWait for a CPU.
+func schedWaits() (all, slow uint64) {
+	sample := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return 0, 0
+	}
+	h := sample[0].Value.Float64Histogram()
+	for i, n := range h.Counts {
+		all += n
+		if h.Buckets[i] >= slowWait*(1-1e-9) { // the bucket's lower bound
+			slow += n
+		}
+	}
+	return all, slow
 }
 
 // fail counts an error under key (see errorKey) and keeps one message per
@@ -233,6 +268,9 @@ type Snapshot struct {
 	Why        map[string]string `json:"why,omitempty"`
 	ActionHist []bucket          `json:"action_hist,omitempty"` // since the last snapshot
 	LagHist    []bucket          `json:"lag_hist,omitempty"`    // since the last snapshot
+	LateTo     map[string]int64  `json:"late_to,omitempty"`     // late countdowns by the phase they led to
+	Waits      uint64            `json:"sched_waits"`           // times the process's goroutines became runnable
+	SlowWaits  uint64            `json:"sched_slow_waits"`      // …and waited more than slowWait for a CPU
 	MemBytes   uint64            `json:"mem_bytes"`             // the process's memory from the Go runtime
 	CPUNanos   int64             `json:"cpu_ns"`                // the process's CPU time so far
 	Final      bool              `json:"final,omitempty"`       // the last one: the bots are done
@@ -254,11 +292,15 @@ func (s *stats) snapshot() Snapshot {
 		ActionHist: s.action.take(), LagHist: s.lag.take(),
 		MemBytes: ms.Sys - ms.HeapReleased,
 		CPUNanos: int64(selfCPU()),
-		Errors:   map[string]int64{}, Why: map[string]string{},
+		Errors:   map[string]int64{}, Why: map[string]string{}, LateTo: map[string]int64{},
 	}
+	sn.Waits, sn.SlowWaits = schedWaits()
 	s.mu.Lock()
 	for k, v := range s.errs {
 		sn.Errors[k] = v
+	}
+	for k, v := range s.lateTo {
+		sn.LateTo[k] = v
 	}
 	for k, v := range s.why {
 		sn.Why[k] = v
@@ -304,7 +346,7 @@ func (t *total) add(i int, sn Snapshot) {
 
 // sum is the processes' counters added up.
 func (t *total) sum() Snapshot {
-	s := Snapshot{Errors: map[string]int64{}, Why: map[string]string{}}
+	s := Snapshot{Errors: map[string]int64{}, Why: map[string]string{}, LateTo: map[string]int64{}}
 	for _, p := range t.latest {
 		s.Started += p.Started
 		s.LoggedIn += p.LoggedIn
@@ -324,7 +366,12 @@ func (t *total) sum() Snapshot {
 		s.Undrained += p.Undrained
 		s.MemBytes += p.MemBytes
 		s.CPUNanos += p.CPUNanos
+		s.Waits += p.Waits
+		s.SlowWaits += p.SlowWaits
 		s.Seats = max(s.Seats, p.Seats)
+		for k, v := range p.LateTo {
+			s.LateTo[k] += v
+		}
 		for k, v := range p.Errors {
 			s.Errors[k] += v
 		}

@@ -66,3 +66,56 @@ func TestHistTake(t *testing.T) {
 	require.Zero(t, testing.AllocsPerRun(100, func() { h.record(3 * time.Millisecond) }))
 	require.Equal(t, []bucket{{histValue(histIndex(3000)), 101}}, h.take())
 }
+
+// The process's scheduling waits only grow, and the slow ones are a part
+// of them.
+func TestSchedWaits(t *testing.T) {
+	all0, slow0 := schedWaits()
+	var wg sync.WaitGroup
+	for range 1000 { // the runtime samples one wakeup in several
+		wg.Go(func() { time.Sleep(time.Millisecond) })
+	}
+	wg.Wait()
+	all1, slow1 := schedWaits()
+	require.Greater(t, all1, all0, "goroutines woke up")
+	require.GreaterOrEqual(t, slow1, slow0)
+	require.LessOrEqual(t, slow1, all1)
+}
+
+// The server's go_sched_latencies_seconds, as scraped, gives the count
+// above the slowWait boundary; without that boundary it says it cannot.
+func TestSchedFromMetrics(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		m         map[string]float64
+		all, slow float64
+		ok        bool
+	}{
+		{"the collector's buckets", map[string]float64{
+			`go_sched_latencies_seconds_bucket{le="0.0009175039999999999"}`: 900,
+			`go_sched_latencies_seconds_bucket{le="0.010485759999999998"}`:  990,
+			`go_sched_latencies_seconds_bucket{le="0.11744051199999998"}`:   999,
+			`go_sched_latencies_seconds_bucket{le="+Inf"}`:                  1000,
+			`go_sched_latencies_seconds_count`:                              1000,
+		}, 1000, 10, true},
+		{"no such metric", map[string]float64{`process_cpu_seconds_total`: 3}, 0, 0, false},
+		{"other buckets", map[string]float64{
+			`go_sched_latencies_seconds_bucket{le="0.05"}`: 7,
+			`go_sched_latencies_seconds_count`:             8,
+		}, 0, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			all, slow, ok := schedFromMetrics(tc.m)
+			require.Equal(t, tc.ok, ok)
+			require.Equal(t, tc.all, all)
+			require.Equal(t, tc.slow, slow)
+		})
+	}
+}
+
+func TestSummaryPhrases(t *testing.T) {
+	require.Equal(t, "", byPhase(nil))
+	require.Equal(t, " (into ready 1,180, end 12, grab 12)", byPhase(map[string]int64{"grab": 12, "ready": 1180, "end": 12}))
+	require.Equal(t, "none measured", waits(0, 0))
+	require.Equal(t, "0.125% of 8,000", waits(10, 8000))
+}
