@@ -134,7 +134,7 @@ type counters struct {
 	actions    atomic.Int64 // game actions answered (ok or error)
 	lateMoves  atomic.Int64 // …refused because the phase had ended meanwhile
 	countdowns atomic.Int64 // countdown-driven phase changes observed
-	late       atomic.Int64 // …of which later than lateLimit
+	late       atomic.Int64 // …of which later than lateLimit (added with stats.lateTo, under stats.mu)
 	broke      atomic.Int64 // bots removed for a balance below the table's minimum
 	checked    atomic.Int64 // bots whose final balance was checked
 	mismatched atomic.Int64 // …and did not match start + deltas
@@ -159,10 +159,12 @@ func newStats() *stats {
 }
 
 // lateInto counts a countdown observed late, by the phase it led to.
+// Both counts change under mu, and a snapshot reads them under it, so
+// that they agree.
 func (s *stats) lateInto(phase string) {
-	s.late.Add(1)
 	s.mu.Lock()
 	s.lateTo[phase]++
+	s.late.Add(1)
 	s.mu.Unlock()
 }
 
@@ -302,6 +304,10 @@ func (s *stats) snapshot() Snapshot {
 	for k, v := range s.lateTo {
 		sn.LateTo[k] = v
 	}
+	// Late before Countdowns: a countdown is counted before it is counted
+	// late, so a snapshot never has more late than observed.
+	sn.Late = s.late.Load()
+	sn.Countdowns = s.countdowns.Load()
 	for k, v := range s.why {
 		sn.Why[k] = v
 	}
