@@ -71,30 +71,42 @@ type Bus struct {
 
 const countShards = 64
 
+// pushCounts is how many sessions' push numbers fit on a push's stack (a
+// table's seats, with room); more go to the heap.
+const pushCounts = 16
+
 type countShard struct {
 	mu sync.Mutex
-	m  map[string]uint64 // session → pushes sent to it; mu
-	_  [48]byte          // a cache line each: shards are locked from many cores
+	m  map[string]*uint64 // session → pushes sent to it; mu
+	_  [48]byte           // a cache line each: shards are locked from many cores
 }
 
 func (b *Bus) countShard(session string) *countShard {
 	return &b.counts[maphash.String(b.countSeed, session)%countShards]
 }
 
-// nextCounts numbers one push to each of sessions.
-func (b *Bus) nextCounts(sessions []string) []uint64 {
-	counts := make([]uint64, len(sessions))
-	for i, s := range sessions {
+// appendCounts numbers one push to each of sessions, appending the numbers
+// to dst: a push's caller passes an array on its stack, as the envelope
+// they go in is encoded before Send returns.
+func (b *Bus) appendCounts(dst []uint64, sessions []string) []uint64 {
+	for _, s := range sessions {
 		sh := b.countShard(s)
 		sh.mu.Lock()
-		if sh.m == nil {
-			sh.m = map[string]uint64{}
+		// One lookup a push: the count lives behind a pointer, so that
+		// after the first push it is changed in place.
+		c := sh.m[s]
+		if c == nil {
+			if sh.m == nil {
+				sh.m = map[string]*uint64{}
+			}
+			c = new(uint64)
+			sh.m[s] = c
 		}
-		sh.m[s]++
-		counts[i] = sh.m[s]
+		*c++
+		dst = append(dst, *c)
 		sh.mu.Unlock()
 	}
-	return counts
+	return dst
 }
 
 // ForgetSession drops the push count of a session that ended.
@@ -327,7 +339,8 @@ func (b *Bus) Forward(service, reply string, e *Envelope) error {
 // Each session's pushes from this bus are numbered (Envelope.Counts), so
 // they reach it in the order sent even when it moves between gates.
 func (b *Bus) Push(gate string, sessions []string, route string, payload, json []byte) error {
-	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePush, Sessions: sessions, Route: route, Payload: payload, JSON: json, Origin: b.origin, Counts: b.nextCounts(sessions)})
+	var counts [pushCounts]uint64
+	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePush, Sessions: sessions, Route: route, Payload: payload, JSON: json, Origin: b.origin, Counts: b.appendCounts(counts[:0], sessions)})
 }
 
 // PushEach sends one push per session of one gate in one bus message
@@ -337,7 +350,8 @@ func (b *Bus) PushEach(gate string, sessions []string, route string, payloads []
 	if err := eachPayload(payloads, len(sessions), nil); err != nil {
 		return fmt.Errorf("cluster: push each: payloads do not match %d sessions: %w", len(sessions), err)
 	}
-	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePushEach, Sessions: sessions, Route: route, Payload: payloads, Origin: b.origin, Counts: b.nextCounts(sessions)})
+	var counts [pushCounts]uint64
+	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePushEach, Sessions: sessions, Route: route, Payload: payloads, Origin: b.origin, Counts: b.appendCounts(counts[:0], sessions)})
 }
 
 // PushID is Push of a channel message that has the id id (Envelope.MsgID

@@ -131,7 +131,7 @@ func TestPushCountsPerSession(t *testing.T) {
 				for k := range batch {
 					batch[k] = sessions[(g*7+r*seats+k)%len(sessions)]
 				}
-				for k, c := range b.nextCounts(batch) {
+				for k, c := range b.appendCounts(nil, batch) {
 					got[g] = append(got[g], given{batch[k], c})
 				}
 			}
@@ -154,7 +154,7 @@ func TestPushCountsPerSession(t *testing.T) {
 		}
 	}
 	b.ForgetSession("s0")
-	require.Equal(t, []uint64{1, uint64(len(bySession["s1"]) + 1)}, b.nextCounts([]string{"s0", "s1"}),
+	require.Equal(t, []uint64{1, uint64(len(bySession["s1"]) + 1)}, b.appendCounts(nil, []string{"s0", "s1"}),
 		"a forgotten session starts again at 1; the others go on")
 }
 
