@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,11 @@ var (
 	// ErrHeartbeatTimeout ends a client whose server has sent nothing for
 	// three heartbeat intervals.
 	ErrHeartbeatTimeout = errors.New("hearth client: server silent for 3 heartbeat intervals")
+
+	// ErrWriteTimeout fails a connection whose server has not taken a
+	// frame for three heartbeat intervals: it stopped reading. (Without
+	// heartbeats a write waits for as long as the connection lasts.)
+	ErrWriteTimeout = errors.New("hearth client: server read nothing for 3 heartbeat intervals")
 
 	// ErrPushQueueFull ends a client whose push handlers fell more than
 	// Options.PushQueue pushes behind the connection.
@@ -679,13 +685,35 @@ func (c *Client) dropCause(cn *conn) error {
 // send writes one encoded frame on cn.
 func (c *Client) send(cn *conn, frame []byte) error {
 	cn.wmu.Lock()
-	err := cn.tr.write(frame)
+	err := cn.tr.write(frame, cn.writeDeadline())
 	cn.wmu.Unlock()
 	if err != nil {
-		return err
+		return writeErr(err)
 	}
 	c.lastSend.Store(mono())
 	return nil
+}
+
+// writeDeadline bounds a write on cn: a server that asked for heartbeats
+// and has not taken a frame in 3 intervals is as stuck as one that sent
+// nothing for as long. Without heartbeats a write may wait for ever.
+//
+// Without it, a server that kept sending but stopped reading would hold
+// the writer in the socket forever, and with it every other writer (the
+// heartbeat's PING, the reader's PONG) waiting for wmu.
+func (cn *conn) writeDeadline() time.Time {
+	if cn.hb <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(3 * cn.hb)
+}
+
+// writeErr names a write that ran out of time.
+func writeErr(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w (%v)", ErrWriteTimeout, err)
+	}
+	return err
 }
 
 // finish fills in the TCP length prefix of a frame built after cn.prefix
@@ -777,7 +805,9 @@ func (c *Client) Decode(payload []byte, msg proto.Message) error {
 // server's message}. If ctx ends first Request returns ctx.Err() (a late
 // response is discarded); if the client ends first, the client's error
 // (see Err; ErrClosed after Close). The write itself is not interruptible
-// by ctx: it waits until the connection accepts the frame or ends. With
+// by ctx: it waits until the connection accepts the frame or ends — at most
+// 3 heartbeat intervals when the server asked for heartbeats, after which
+// the connection fails with ErrWriteTimeout. With
 // Options.Reconnect a lost connection does not fail the request: it is sent
 // again, with the same seq, once the session is resumed.
 func (c *Client) Request(ctx context.Context, route string, req, resp proto.Message) error {
@@ -924,7 +954,8 @@ func (c *Client) result(w *waiter) (*waiter, error) {
 
 // Notify sends msg on route as a NOTIFY (no response). ctx is only checked
 // before sending: the write waits until the connection accepts the frame or
-// ends. With Options.Reconnect, Notify waits (bounded by ctx) while the
+// ends (at most 3 heartbeat intervals, as for Request). With
+// Options.Reconnect, Notify waits (bounded by ctx) while the
 // client reconnects, and returns the write error if the connection fails
 // under it (the NOTIFY is not sent again).
 func (c *Client) Notify(ctx context.Context, route string, msg proto.Message) error {
@@ -1031,6 +1062,9 @@ func (c *Client) readLoop(cn *conn) (error, bool) {
 		if err != nil {
 			if cause := c.dropCause(cn); cause != nil {
 				return cause, true
+			}
+			if cn.tr.writeTimedOut() { // the writer's failure closed it
+				return ErrWriteTimeout, true
 			}
 			var we *wire.Error
 			switch {

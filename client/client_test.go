@@ -533,6 +533,52 @@ func TestHeartbeatTimeout(t *testing.T) {
 	}
 }
 
+// A server that keeps sending but stops reading cannot hold a writer for
+// ever: past 3 heartbeat intervals the write fails the connection with
+// ErrWriteTimeout, and the request waiting on it returns. Pushes keep the
+// connection from looking silent, so the heartbeat check alone would never
+// end it.
+func TestWriteTimeout(t *testing.T) {
+	for _, kind := range transports {
+		t.Run(kind, func(t *testing.T) {
+			addr := startPeer(t, kind, func(pc *pconn) {
+				ack := testAck()
+				ack.HeartbeatMS = 100
+				pc.handshake(ack)
+				tick := time.NewTicker(20 * time.Millisecond)
+				defer tick.Stop()
+				for seq := uint64(1); ; seq++ { // ends when the client goes away
+					pc.push(seq)
+					<-tick.C
+				}
+			})
+			c := dial(t, addr, Options{})
+			payload := make([]byte, 60<<10)
+			errs := make(chan error, 1)
+			go func() {
+				// Far more than the sockets buffer: some write blocks.
+				for range 100_000 {
+					if err := c.NotifyRaw(context.Background(), "game.flood", payload); err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+			select {
+			case err := <-errs:
+				require.ErrorIs(t, err, ErrWriteTimeout)
+			case <-time.After(hang):
+				t.Fatalf("a write to a server that does not read still blocks after %s", hang)
+			}
+			waitDone(t, c)
+			require.ErrorIs(t, c.Err(), ErrWriteTimeout)
+			_, err := c.RequestRaw(ctxT(t), "sys.ping", nil)
+			require.ErrorIs(t, err, ErrWriteTimeout, "calls after the end fail with its cause")
+		})
+	}
+}
+
 func TestKick(t *testing.T) {
 	for _, kind := range transports {
 		t.Run(kind, func(t *testing.T) {
