@@ -41,7 +41,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -274,6 +273,8 @@ type conn struct {
 	idRoutes map[uint16]string // id → route, for PUSHes with a route id
 	hb       time.Duration     // heartbeat interval, 0 = none
 	wmu      sync.Mutex        // serialises tr.write
+	writing  atomic.Int64      // mono() when the write under way began; 0: none
+	stalled  atomic.Bool       // the heartbeat closed it: a write took 3 intervals
 
 	cause error // why the client dropped it (Reconnect only); c.mu
 }
@@ -685,32 +686,23 @@ func (c *Client) dropCause(cn *conn) error {
 // send writes one encoded frame on cn.
 func (c *Client) send(cn *conn, frame []byte) error {
 	cn.wmu.Lock()
-	err := cn.tr.write(frame, cn.writeDeadline())
+	err := cn.write(frame)
 	cn.wmu.Unlock()
 	if err != nil {
-		return writeErr(err)
+		return err
 	}
 	c.lastSend.Store(mono())
 	return nil
 }
 
-// writeDeadline bounds a write on cn: a server that asked for heartbeats
-// and has not taken a frame in 3 intervals is as stuck as one that sent
-// nothing for as long. Without heartbeats a write may wait for ever.
-//
-// Without it, a server that kept sending but stopped reading would hold
-// the writer in the socket forever, and with it every other writer (the
-// heartbeat's PING, the reader's PONG) waiting for wmu.
-func (cn *conn) writeDeadline() time.Time {
-	if cn.hb <= 0 {
-		return time.Time{}
-	}
-	return time.Now().Add(3 * cn.hb)
-}
-
-// writeErr names a write that ran out of time.
-func writeErr(err error) error {
-	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+// write writes frame on cn, marking the write under way for the heartbeat
+// (which fails a connection whose write has not ended in 3 intervals: its
+// server stopped reading). cn.wmu must be held.
+func (cn *conn) write(frame []byte) error {
+	cn.writing.Store(mono())
+	err := cn.tr.write(frame)
+	cn.writing.Store(0)
+	if err != nil && cn.stalled.Load() {
 		return fmt.Errorf("%w (%v)", ErrWriteTimeout, err)
 	}
 	return err
@@ -1063,9 +1055,6 @@ func (c *Client) readLoop(cn *conn) (error, bool) {
 			if cause := c.dropCause(cn); cause != nil {
 				return cause, true
 			}
-			if cn.tr.writeTimedOut() { // the writer's failure closed it
-				return ErrWriteTimeout, true
-			}
 			var we *wire.Error
 			switch {
 			case errors.As(err, &we):
@@ -1228,6 +1217,18 @@ func (c *Client) heartbeat() {
 	now := mono()
 	if now-c.lastRecv.Load() >= 3*hb {
 		c.fail(cn, ErrHeartbeatTimeout)
+		return
+	}
+	if since := cn.writing.Load(); since != 0 {
+		// A frame is being written: no PING behind it. A server that has
+		// not taken it in 3 intervals stopped reading, though it may still
+		// send; closing the connection ends the write.
+		if now-since >= 3*hb {
+			cn.stalled.Store(true)
+			c.fail(cn, ErrWriteTimeout)
+			return
+		}
+		t.Reset(time.Duration(min(since, c.lastRecv.Load()) + 3*hb - now))
 		return
 	}
 	if now-c.lastSend.Load() >= hb {

@@ -259,9 +259,9 @@ func (c *Client) install(cn *conn) *conn {
 	go func() {
 		defer c.resends.Done()
 		for _, f := range frames {
-			if err := cn.tr.write(f, cn.writeDeadline()); err != nil {
+			if err := cn.write(f); err != nil {
 				cn.wmu.Unlock()
-				c.drop(cn, fmt.Errorf("hearth client: write: %w", writeErr(err)))
+				c.drop(cn, fmt.Errorf("hearth client: write: %w", err))
 				return
 			}
 		}

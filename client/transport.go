@@ -12,7 +12,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -24,16 +23,8 @@ import (
 // several goroutines but the client serialises it; read is called by the
 // reader goroutine only (after exchange, which Dial calls once).
 type transport interface {
-	// write sends one frame (with the length prefix on TCP), failing with
-	// an error that wraps os.ErrDeadlineExceeded or
-	// context.DeadlineExceeded if the connection has not taken it by
-	// deadline (zero: no limit). A write that fails leaves the stream
-	// unusable: the caller closes the connection.
-	write(frame []byte, deadline time.Time) error
-	// writeTimedOut reports whether a write ran out of time. It is set
-	// before the connection is closed for it, so a reader that fails on
-	// the close can tell why.
-	writeTimedOut() bool
+	// write sends one frame (with the length prefix on TCP).
+	write(frame []byte) error
 	// read returns the next frame body; it is valid until the next read.
 	read() ([]byte, error)
 	// exchange writes the HANDSHAKE frame and reads the reply, bounded by ctx.
@@ -115,27 +106,16 @@ func parseAddr(addr string) (string, error) {
 // bodies in place: the buffer grows to the largest frame, and there is no
 // bufio.Reader (4 KiB a connection) to copy each frame out of.
 type tcpTransport struct {
-	conn    net.Conn
-	buf     []byte // buf[r:w] is read and not yet returned; reader only
-	r, w    int
-	max     int
-	expired atomic.Bool // a write ran out of time
+	conn net.Conn
+	buf  []byte // buf[r:w] is read and not yet returned; reader only
+	r, w int
+	max  int
 }
 
-func (t *tcpTransport) write(frame []byte, deadline time.Time) error {
-	if !deadline.IsZero() {
-		if err := t.conn.SetWriteDeadline(deadline); err != nil {
-			return err
-		}
-	}
+func (t *tcpTransport) write(frame []byte) error {
 	_, err := t.conn.Write(frame)
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		t.expired.Store(true)
-	}
 	return err
 }
-
-func (t *tcpTransport) writeTimedOut() bool { return t.expired.Load() }
 
 func (t *tcpTransport) read() ([]byte, error) {
 	if err := t.fill(wire.LengthSize); err != nil {
@@ -212,37 +192,16 @@ func (t *tcpTransport) close(bool) { t.conn.Close() }
 
 // wsTransport is one frame body per binary WebSocket message.
 type wsTransport struct {
-	conn    *websocket.Conn
-	buf     []byte
-	max     int
-	expired atomic.Bool // a write ran out of time
+	conn *websocket.Conn
+	buf  []byte
+	max  int
 }
 
 var errTextMessage = &wire.Error{Code: wire.CodeBadFrame, Message: "text WebSocket message"}
 
-func (t *wsTransport) write(frame []byte, deadline time.Time) error {
-	if deadline.IsZero() {
-		return t.conn.Write(context.Background(), websocket.MessageBinary, frame)
-	}
-	// The timer, not a deadline context, ends the write: it marks the
-	// transport expired before the WebSocket library closes the
-	// connection, which the reader would otherwise see first as a plain
-	// "closed connection".
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	timer := time.AfterFunc(time.Until(deadline), func() {
-		t.expired.Store(true)
-		cancel()
-	})
-	err := t.conn.Write(ctx, websocket.MessageBinary, frame)
-	timer.Stop()
-	if err != nil && t.expired.Load() {
-		return fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
-	}
-	return err
+func (t *wsTransport) write(frame []byte) error {
+	return t.conn.Write(context.Background(), websocket.MessageBinary, frame)
 }
-
-func (t *wsTransport) writeTimedOut() bool { return t.expired.Load() }
 
 func (t *wsTransport) read() ([]byte, error) { return t.readCtx(context.Background()) }
 
