@@ -88,6 +88,7 @@ func TestBenchCommands(t *testing.T) {
 			args:    []string{"rpc", "--clients", "4", "--duration", "1s", "--warmup", "200ms"},
 			nonZero: []string{"requests", "throughput", "latency p50", "latency p90", "latency p99", "latency p99.9", "latency max", "server cpu", "bench cpu"},
 			zero:    []string{"errors"},
+			text:    []string{"stolen cpu", "other guests by the hypervisor"},
 		},
 		{
 			name:    "rpc-ws-protobuf-pipelined",

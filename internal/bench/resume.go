@@ -400,7 +400,7 @@ func runResume(ctx context.Context, bf *benchFlags, rc resumeConfig, opts option
 	a0, _ := procCPU(gateA.pid)
 	b0, _ := procCPU(gateB.pid)
 	self0 := selfCPU()
-	m0, _, machOK := machineCPU()
+	m0 := ReadMachine()
 	bLast := b0
 	if err := gateB.proc.Signal(sig); err != nil {
 		prog.Stop()
@@ -432,7 +432,7 @@ func runResume(ctx context.Context, bf *benchFlags, rc resumeConfig, opts option
 	window := time.Since(t0)
 	a1, errA := procCPU(gateA.pid)
 	self1 := selfCPU()
-	m1, _, machOK1 := machineCPU()
+	m1 := ReadMachine()
 	var (
 		cpuRow string
 		cpu    map[string]float64
@@ -441,9 +441,10 @@ func runResume(ctx context.Context, bf *benchFlags, rc resumeConfig, opts option
 		cores := func(d time.Duration) float64 { return round2(d.Seconds() / window.Seconds()) }
 		cpu = map[string]float64{"gate_a": cores(a1 - a0), "gate_b": cores(bLast - b0), "bench": cores(self1 - self0)}
 		cpuRow = fmt.Sprintf("gate A %.2f, gate B %.2f, bench %.2f", cpu["gate_a"], cpu["gate_b"], cpu["bench"])
-		if machOK && machOK1 {
-			cpu["other"] = cores(max(0, (m1-m0)-(a1-a0)-(bLast-b0)-(self1-self0)))
-			cpuRow += fmt.Sprintf(", other processes %.2f", cpu["other"])
+		if m0.OK && m1.OK {
+			cpu["other"] = cores(max(0, (m1.Busy-m0.Busy)-(a1-a0)-(bLast-b0)-(self1-self0)))
+			cpu["stolen"] = cores(m1.Steal - m0.Steal)
+			cpuRow += fmt.Sprintf(", other processes %.2f, stolen by the hypervisor %.2f", cpu["other"], cpu["stolen"])
 		}
 		cpuRow += fmt.Sprintf(" cores over %.2f s", window.Seconds())
 	}

@@ -336,6 +336,12 @@ func cpuRows(rep *report, c cpuSplit, op string, t *target) {
 	if c.IRQ != nil {
 		rep.add("softirq cpu", "%.2f cores (kernel network processing, mostly within the above)", c.IRQ.Cores)
 	}
+	if c.Stolen != nil {
+		rep.add("stolen cpu", "%.2f cores (this VM's CPUs given to other guests by the hypervisor)", c.Stolen.Cores)
+		if c.Stolen.Cores >= 0.05 {
+			rep.note("the hypervisor took %.2f cores of this machine while measuring: the numbers are lower than the same build gives when the host is quiet; compare builds one after the other", c.Stolen.Cores)
+		}
+	}
 	if c.Other != nil {
 		rep.add("other processes cpu", "%.2f cores", c.Other.Cores)
 		if t.external {

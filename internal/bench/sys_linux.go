@@ -96,39 +96,13 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// machineCPU is the CPU time all processes have spent busy (everything but
-// idle, iowait and steal), and the part of it spent in interrupts and
-// softirqs (network processing: loopback traffic is mostly the bench's own),
-// from /proc/stat.
-func machineCPU() (busy, irq time.Duration, ok bool) {
+// ReadMachine reads the whole machine's CPU time so far from /proc/stat.
+func ReadMachine() MachineTimes {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0, false
+		return MachineTimes{}
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
-		return 0, 0, false
-	}
-	var total, intr int64
-	// user nice system idle iowait irq softirq steal guest guest_nice;
-	// guest time is also in user.
-	for i, s := range f[1:min(len(f), 8)] {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, 0, false
-		}
-		switch i {
-		case 3, 4, 7:
-		case 5, 6:
-			intr += v
-			total += v
-		default:
-			total += v
-		}
-	}
-	tick := func(v int64) time.Duration { return time.Duration(v) * time.Second / clockTicks }
-	return tick(total), tick(intr), true
+	return parseStat(b, clockTicks)
 }
 
 // gcOnSignal makes SIGUSR1 run a full GC and return freed memory to the OS:

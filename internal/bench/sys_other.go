@@ -19,7 +19,7 @@ func procCPU(int) (time.Duration, error) { return 0, errNoProc }
 
 func selfCPU() time.Duration { return 0 }
 
-func machineCPU() (busy, irq time.Duration, ok bool) { return 0, 0, false }
+func ReadMachine() MachineTimes { return MachineTimes{} }
 
 func gcOnSignal() {}
 

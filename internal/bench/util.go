@@ -406,9 +406,7 @@ type cpuSnap struct {
 	at      time.Time
 	srv     serverStats
 	self    time.Duration
-	machine time.Duration
-	irq     time.Duration
-	machOK  bool
+	machine MachineTimes
 	members []time.Duration // a cluster's processes (-1: unreadable)
 	nats    time.Duration   // -1: unknown
 }
@@ -427,7 +425,7 @@ func (t *target) snap(ctx context.Context) cpuSnap {
 			s.nats = cpu
 		}
 	}
-	s.machine, s.irq, s.machOK = machineCPU()
+	s.machine = ReadMachine()
 	s.at = time.Now()
 	return s
 }
@@ -441,6 +439,60 @@ type cpuSplit struct {
 	Bench   *cpuUse            `json:"bench_cpu,omitempty"`
 	IRQ     *cpuUse            `json:"softirq_cpu,omitempty"`
 	Other   *cpuUse            `json:"other_cpu,omitempty"`
+	Stolen  *cpuUse            `json:"stolen_cpu,omitempty"` // by the hypervisor: see MachineTimes
+}
+
+// MachineTimes is the whole machine's CPU time so far (ReadMachine).
+//
+// Steal is the time this virtual machine's CPUs had work but the
+// hypervisor ran another guest: on a VM that shares its host, the CPU a
+// benchmark did not get, which makes the same build slower on some days
+// than on others. It is not in Busy.
+type MachineTimes struct {
+	Busy  time.Duration // every CPU's time but idle, iowait and steal
+	IRQ   time.Duration // the part of Busy in interrupts and softirqs
+	Steal time.Duration
+	OK    bool // false where the machine's times cannot be read
+}
+
+// parseStat reads MachineTimes from /proc/stat's first line: "cpu" and
+// the times in ticks of user nice system idle iowait irq softirq steal
+// (guest time is also in user).
+func parseStat(b []byte, ticksPerSecond int64) MachineTimes {
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return MachineTimes{}
+	}
+	var m MachineTimes
+	for i, s := range f[1:9] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v < 0 {
+			return MachineTimes{}
+		}
+		d := time.Duration(v) * time.Second / time.Duration(ticksPerSecond)
+		switch i {
+		case 3, 4: // idle, iowait
+		case 5, 6:
+			m.IRQ += d
+			m.Busy += d
+		case 7:
+			m.Steal = d
+		default:
+			m.Busy += d
+		}
+	}
+	m.OK = true
+	return m
+}
+
+// Since is the CPU the machine used from a to m, in cores over wall: busy
+// and stolen.
+func (m MachineTimes) Since(a MachineTimes, wall time.Duration) (busy, stolen float64, ok bool) {
+	if !m.OK || !a.OK || wall <= 0 {
+		return 0, 0, false
+	}
+	return round2((m.Busy - a.Busy).Seconds() / wall.Seconds()), round2((m.Steal - a.Steal).Seconds() / wall.Seconds()), true
 }
 
 func splitCPU(a, b cpuSnap, ops int64, t *target) cpuSplit {
@@ -463,11 +515,14 @@ func splitCPU(a, b cpuSnap, ops int64, t *target) cpuSplit {
 	if b.self > 0 {
 		c.Bench = newCPUUse(b.self-a.self, wall, ops)
 	}
-	if a.machOK && b.machOK && b.self > 0 {
+	if a.machine.OK && b.machine.OK {
+		c.Stolen = newCPUUse(b.machine.Steal-a.machine.Steal, wall, 0)
+	}
+	if a.machine.OK && b.machine.OK && b.self > 0 {
 		// Without IRQ_TIME_ACCOUNTING (most kernels) softirq time is
 		// charged to the process it interrupted: it is in self and server.
-		irq := b.irq - a.irq
-		other := (b.machine - a.machine) - (b.self - a.self)
+		irq := b.machine.IRQ - a.machine.IRQ
+		other := (b.machine.Busy - a.machine.Busy) - (b.self - a.self)
 		if t.local() && c.Server != nil {
 			other -= b.srv.CPU - a.srv.CPU
 		}

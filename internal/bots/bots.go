@@ -9,8 +9,9 @@
 // Without --addr it starts its own server, a child process of this binary
 // (`hearth bots server`, i.e. `hearth serve` with the per-address limits
 // lifted); for more bots than one process may hold sockets for (perGate),
-// a cluster: a node running the tables, match, auth and lobby on its
-// embedded NATS, and gate-only nodes that the bots are spread across. The
+// a cluster on the first node's embedded NATS: that node runs the tables,
+// match, auth and lobby besides a gate, and gate-only nodes take the rest
+// of the bots, spread evenly over every gate. The
 // bots themselves run in this process, or for more than perProc of them
 // in worker processes (`hearth bots worker`, --procs) that print a JSON
 // Snapshot line a second to the parent, which adds them up.
@@ -144,7 +145,7 @@ func parseFlags(args []string, opts cli.Options) (*config, int, bool) {
 	fs.StringVar(&cf.think, "think", "200ms-1s", "think time before each move, uniformly random in MIN-MAX (or one fixed duration)")
 	fs.Float64Var(&cf.ramp, "ramp", 200, "bots started per second (each connects and logs in)")
 	fs.IntVar(&cf.procs, "procs", 0, "processes the bots run in (0: one per 15,000 bots; more than one: worker processes of this binary)")
-	fs.IntVar(&cf.gates, "gates", 0, "without --addr: gate processes of the own server (0: one per 15,000 bots; more than one: a cluster)")
+	fs.IntVar(&cf.gates, "gates", 0, "without --addr: the own server's processes the bots connect to (0: one per 15,000 bots; more than one: a cluster, the first of them also running the tables)")
 	fs.DurationVar(&cf.drain, "drain", 60*time.Second, "at the end, how long the bots have to finish their rounds before they are abandoned")
 	fs.BoolVar(&cf.jsonOut, "json", false, "print the summary as JSON")
 	fs.BoolVar(&cf.insecure, "insecure", false, "with tls:// or wss://, do not verify the server's certificate")
@@ -328,9 +329,18 @@ type Result struct {
 	ServerRSS       int64    `json:"server_rss_bytes,omitempty"`
 	BotsMem         int64    `json:"bots_mem_bytes"`
 	BotsCPU         *float64 `json:"bots_cpu_cores,omitempty"` // in the window, every bot process
-	LoadStart       string   `json:"load_average_start,omitempty"`
-	LoadEnd         string   `json:"load_average_end,omitempty"`
-	Notes           []string `json:"notes,omitempty"`
+	// Client sessions open in each of the server's processes at the end
+	// of the window, by process name (with --addr, by admin URL).
+	ServerSessions map[string]int64 `json:"server_sessions_by_process,omitempty"`
+	// In the window, the whole machine's busy CPU (every process, the
+	// kernel's included) and the CPU the hypervisor gave other guests
+	// while this VM had work (steal): what the bots and the server did not
+	// get, which differs from day to day on a shared host.
+	MachineCPU *float64 `json:"machine_cpu_cores,omitempty"`
+	StolenCPU  *float64 `json:"stolen_cpu_cores,omitempty"`
+	LoadStart  string   `json:"load_average_start,omitempty"`
+	LoadEnd    string   `json:"load_average_end,omitempty"`
+	Notes      []string `json:"notes,omitempty"`
 }
 
 // run runs the bots; self are the arguments that run this command in this
@@ -360,7 +370,8 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		}
 	} else {
 		if n := (cf.players + perGate - 1) / perGate; n > 1 && cf.gates == 0 || cf.gates > 1 {
-			fmt.Fprintf(opts.Stderr, "bots  starting a server cluster: %d gates and a node for the tables\n", max(n, cf.gates))
+			g := max(n, cf.gates)
+			fmt.Fprintf(opts.Stderr, "bots  starting a server cluster of %d processes: the tables' node and %d gate-only, the bots spread over all %d\n", g, g-1, g)
 		}
 		if srv, err = startServer(ctx, cf.players, cf, self); err != nil {
 			return nil, err
@@ -417,6 +428,7 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		rampedAt, stoppedAt time.Time
 		atRamp, atStop      Snapshot
 		cpuRamp, cpuStop    usage
+		machRamp, machStop  bench.MachineTimes
 		lastRounds          int64
 		lastT               = t0
 		failure             error
@@ -457,7 +469,7 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		state := ""
 		switch {
 		case opens:
-			rampedAt, atRamp, cpuRamp = now, sum, srv.usage(ctx)
+			rampedAt, atRamp, cpuRamp, machRamp = now, sum, srv.usage(ctx), bench.ReadMachine()
 			state = "playing"
 		case rampedAt.IsZero():
 			state = "starting"
@@ -466,7 +478,7 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 				stopAll()
 			}
 		case closes:
-			stoppedAt, atStop, cpuStop = now, sum, srv.usage(ctx)
+			stoppedAt, atStop, cpuStop, machStop = now, sum, srv.usage(ctx), bench.ReadMachine()
 			stopAll()
 			state = "stopping"
 		case stoppedAt.IsZero():
@@ -497,7 +509,7 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 	res.Countdowns, res.Late = tot.countWin, tot.lateWin
 	totMu.Unlock()
 	if stoppedAt.IsZero() {
-		stoppedAt, atStop, cpuStop = time.Now(), sum, srv.usage(ctx)
+		stoppedAt, atStop, cpuStop, machStop = time.Now(), sum, srv.usage(ctx), bench.ReadMachine()
 	}
 	if !rampedAt.IsZero() {
 		res.RampS = round2(rampedAt.Sub(t0).Seconds())
@@ -509,6 +521,9 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		if atStop.CPUNanos > 0 && res.DurationS > 0 {
 			v := round2(time.Duration(atStop.CPUNanos-atRamp.CPUNanos).Seconds() / res.DurationS)
 			res.BotsCPU = &v
+		}
+		if busy, stolen, ok := machStop.Since(machRamp, stoppedAt.Sub(rampedAt)); ok {
+			res.MachineCPU, res.StolenCPU = &busy, &stolen
 		}
 		if cpuRamp.ok && cpuStop.ok && cpuStop.timers > 0 {
 			n, late := int64(cpuStop.timers-cpuRamp.timers), int64(cpuStop.timersLate-cpuRamp.timersLate)
@@ -547,6 +562,21 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 	res.Errors = sum.Errors
 	res.Checked, res.Mismatched, res.Broke, res.Undrained = sum.Checked, sum.Mismatched, sum.Broke, sum.Undrained
 	res.ServerRSS = cpuStop.rss
+	for i, n := range cpuStop.sessions {
+		if n < 0 {
+			continue
+		}
+		name := strconv.Itoa(i + 1)
+		if i < len(srv.names) {
+			name = srv.names[i]
+		} else if i < len(srv.admins) {
+			name = srv.admins[i]
+		}
+		if res.ServerSessions == nil {
+			res.ServerSessions = map[string]int64{}
+		}
+		res.ServerSessions[name] = n
+	}
 	res.BotsMem = int64(sum.MemBytes)
 	res.LoadEnd = loadAverage()
 	if len(sum.Errors) > 0 {
@@ -557,6 +587,9 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		if hint := hints(sum, cf.addr != ""); hint != "" {
 			res.Notes = append(res.Notes, hint)
 		}
+	}
+	if res.StolenCPU != nil && *res.StolenCPU >= 0.1 {
+		res.Notes = append(res.Notes, fmt.Sprintf("the hypervisor gave %.2f of this machine's cores to other guests in the window: the bots and the server had that much less; compare builds one after the other, on the same day", *res.StolenCPU))
 	}
 	for i, s := range sources {
 		if s.logs != nil && s.logs.Count() > 0 {
@@ -865,9 +898,19 @@ func emit(w io.Writer, cf *config, r *Result) {
 	if r.ServerRSS > 0 {
 		row("server memory", "%s RSS", fmtBytes(r.ServerRSS))
 	}
+	if len(r.ServerSessions) > 1 {
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(r.ServerSessions)) {
+			parts = append(parts, k+" "+bench.FormatInt(r.ServerSessions[k]))
+		}
+		row("sessions by process", "%s (at the end of the window)", strings.Join(parts, ", "))
+	}
 	row("bots memory", "%s", fmtBytes(r.BotsMem))
 	if r.BotsCPU != nil {
 		row("bots CPU", "%.2f cores", *r.BotsCPU)
+	}
+	if r.MachineCPU != nil {
+		row("machine CPU", "%.2f cores busy, %.2f stolen by the hypervisor (other guests ran while this VM had work)", *r.MachineCPU, *r.StolenCPU)
 	}
 	if r.LoadStart != "" {
 		row("load average", "%s at the start, %s at the end", r.LoadStart, r.LoadEnd)

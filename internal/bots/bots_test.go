@@ -117,20 +117,27 @@ func TestBotsPlayRounds(t *testing.T) {
 // The command starts its own server, splits the bots over worker
 // processes and adds their numbers up; each worker writes its own CPU
 // profile.
-func TestBotsWorkers(t *testing.T) {
+// ownServer makes the bots start the built cmd/hearth as their own server
+// and workers, and returns a context for a run and its outputs.
+func ownServer(t *testing.T) (context.Context, *bytes.Buffer, *bytes.Buffer) {
+	t.Helper()
 	old := executable
 	executable = func() (string, error) { return hearthBin, nil }
 	t.Cleanup(func() { executable = old })
-	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
+	return ctx, new(bytes.Buffer), new(bytes.Buffer)
+}
+
+func TestBotsWorkers(t *testing.T) {
+	ctx, stdout, stderr := ownServer(t)
 	// Two full tables: every seat is ready at once, so a round takes the
 	// bots' moves and the end pause, not the ready countdown. 4 s, not 1:
 	// under CI's other packages a table seated last may not finish its
 	// first round in a second.
 	prof := filepath.Join(t.TempDir(), "bots.prof")
 	code := Main(ctx, []string{"--players", "10", "--procs", "2", "--think", "0s-10ms", "--duration", "4s", "--ramp", "100", "--json", "--cpuprofile", prof},
-		cli.Options{Stdout: &stdout, Stderr: &stderr})
+		cli.Options{Stdout: stdout, Stderr: stderr})
 	require.Equal(t, 0, code, "stderr:\n%s", stderr.String())
 	var res Result
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &res), stdout.String())
@@ -149,6 +156,10 @@ func TestBotsWorkers(t *testing.T) {
 	require.LessOrEqual(t, *res.ServerSlowWaits, *res.ServerWaits)
 	require.Positive(t, res.BotsWaits, "both bot processes' /sched/latencies added up")
 	require.LessOrEqual(t, res.BotsSlowWaits, res.BotsWaits)
+	require.NotNil(t, res.MachineCPU, "the machine's busy CPU in the window, from /proc/stat")
+	require.Positive(t, *res.MachineCPU, "the bots and the server were busy in the window")
+	require.NotNil(t, res.StolenCPU)
+	require.GreaterOrEqual(t, *res.StolenCPU, 0.0)
 	var late int64
 	for phase, n := range res.LateTo {
 		require.Contains(t, []string{niuniu.PhaseReady, niuniu.PhaseGrab, niuniu.PhaseBet, niuniu.PhaseOpen, niuniu.PhaseEnd}, phase)
@@ -161,6 +172,29 @@ func TestBotsWorkers(t *testing.T) {
 		require.NoError(t, err, "each bot process writes its CPU profile")
 		require.Positive(t, fi.Size(), f)
 	}
+}
+
+// With --gates 2 the own server is a cluster of two processes, both
+// taking bots: the tables' node runs a gate too.
+func TestBotsGates(t *testing.T) {
+	ctx, stdout, stderr := ownServer(t)
+	code := Main(ctx, []string{"--players", "4", "--gates", "2", "--think", "0s-10ms", "--duration", "2s", "--ramp", "100", "--json"},
+		cli.Options{Stdout: stdout, Stderr: stderr})
+	require.Equal(t, 0, code, "stderr:\n%s", stderr.String())
+	var res Result
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &res), stdout.String())
+	require.Contains(t, res.Server, "a cluster of 2 processes")
+	require.Equal(t, map[string]int64{"tables": 2, "gate-1": 2}, res.ServerSessions, "the bots spread over both processes")
+	require.Equal(t, int64(4), res.EverSeated)
+	require.Empty(t, res.Errors)
+	require.Contains(t, stderr.String(), "a server cluster of 2 processes: the tables' node and 1 gate-only")
+}
+
+func TestSessionsFromMetrics(t *testing.T) {
+	require.Equal(t, int64(-1), sessionsFromMetrics(map[string]float64{"process_cpu_seconds_total": 3}), "not a gate")
+	require.Equal(t, int64(7), sessionsFromMetrics(map[string]float64{
+		`hearth_sessions{transport="tcp"}`: 5, `hearth_sessions{transport="ws"}`: 2, "hearth_sessions_detached": 9,
+	}))
 }
 
 // Flag mistakes exit 2 and say what is wrong.

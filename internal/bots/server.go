@@ -58,9 +58,14 @@ var executable = os.Executable
 
 // startServer starts the bots' own server: for up to perGate bots one
 // process with everything; for more, a cluster on the first node's
-// embedded NATS: a node with the game, match, auth and lobby and no client
-// listener, and one gate-only node per perGate bots. profile, if set, is
-// the CPU profile file of the node that runs the tables.
+// embedded NATS of one client-facing process per perGate bots (or
+// --gates): the first runs the game, match, auth and lobby besides its
+// gate, the others are gate-only, and the bots are spread evenly over
+// them. A separate node for the tables alone cost the whole machine more:
+// one more process whose scheduler looks for work on the same two cores,
+// and a TCP hop to NATS for every message its gate's bots send or get.
+// profile, if set, is the CPU profile file of each node (its id before
+// the extension).
 func startServer(ctx context.Context, players int, cf *config, self []string) (*server, error) {
 	exe, err := executable()
 	if err != nil {
@@ -98,9 +103,9 @@ func startServer(ctx context.Context, players int, cf *config, self []string) (*
 			stop: func() { _ = p.Stop(15 * time.Second); _ = os.RemoveAll(dir) },
 		}, nil
 	}
-	roles := "sys,auth,lobby,match," + cf.roomType
-	nodes := []testcluster.Node{{ID: "tables", Args: []string{"--roles", roles, "--tcp", "off", "--ws", "off"}}}
-	for g := range gates {
+	roles := "gate,sys,auth,lobby,match," + cf.roomType
+	nodes := []testcluster.Node{{ID: "tables", Args: []string{"--roles", roles}}}
+	for g := range gates - 1 {
 		nodes = append(nodes, testcluster.Node{ID: fmt.Sprintf("gate-%d", g+1), Args: []string{"--roles", "gate"}})
 	}
 	c, err := testcluster.Start(ctx, testcluster.Config{
@@ -122,9 +127,6 @@ func startServer(ctx context.Context, players int, cf *config, self []string) (*
 		s.names = append(s.names, p.ID)
 		s.logs = append(s.logs, p.Log)
 		descs = append(descs, fmt.Sprintf("%s (%s) pid %d", p.ID, nodes[i].Args[1], p.PID()))
-		if i == 0 {
-			continue
-		}
 		if cf.transport == "ws" {
 			s.urls = append(s.urls, p.WS)
 		} else {
@@ -151,6 +153,9 @@ type usage struct {
 	// process did not say.
 	waits, slowWaits float64
 	waitsOK          bool
+	// Open client sessions in each process (hearth_sessions), in the
+	// order of server.names; -1 where a process did not say.
+	sessions []int64
 }
 
 // schedFromMetrics reads go_sched_latencies_seconds from scraped metrics:
@@ -178,9 +183,11 @@ func (s *server) usage(ctx context.Context) usage {
 	for _, a := range s.admins {
 		if a == "" {
 			u.ok, u.waitsOK = false, false
+			u.sessions = append(u.sessions, -1)
 			continue
 		}
 		m, err := bench.ScrapeMetrics(ctx, a)
+		u.sessions = append(u.sessions, sessionsFromMetrics(m))
 		cpu, ok1 := m["process_cpu_seconds_total"]
 		rss, ok2 := m["process_resident_memory_bytes"]
 		if err != nil || !ok1 || !ok2 {
@@ -198,6 +205,23 @@ func (s *server) usage(ctx context.Context) usage {
 		u.waitsOK = u.waitsOK && ok
 	}
 	return u
+}
+
+// sessionsFromMetrics is a process's open client sessions: its
+// hearth_sessions series (one per transport) added up, -1 if it has none
+// (not a gate, or no metrics).
+func sessionsFromMetrics(m map[string]float64) int64 {
+	n, found := 0.0, false
+	for k, v := range m {
+		if strings.HasPrefix(k, "hearth_sessions{") {
+			n += v
+			found = true
+		}
+	}
+	if !found {
+		return -1
+	}
+	return int64(n)
 }
 
 // profileFile is the CPU profile file of a node: name as given, or in a
