@@ -625,6 +625,11 @@ func (s *Session) roomControl(ctx context.Context, node string, c roomCtl) (Room
 	if err := cluster.ValidateNodeID(node); err != nil {
 		return RoomSeat{}, fmt.Errorf("hearth: room node %q: %w", node, err)
 	}
+	if err := ctx.Err(); err != nil {
+		// The caller's time is up: asking would fail at once, and say the
+		// room's node did not answer when it was never asked.
+		return RoomSeat{}, fmt.Errorf("hearth: room %s on %s not asked: %w", c.Op, node, err)
+	}
 	c.Session = ctlSession{ID: s.id, Gate: s.where(), User: s.user, Codec: s.codec}
 	b, err := json.Marshal(c)
 	if err != nil {

@@ -226,6 +226,13 @@ func (m *service) join(ctx context.Context, s *hearth.Session, req *matchpb.Join
 				m.mu.Unlock()
 				return seatResp(seat), nil
 			}
+			if ctx.Err() != nil {
+				// This join's time ran out, not the room: keep it for the
+				// next joins, and try no other room (nor open one) with no
+				// time left to be answered.
+				m.mu.Unlock()
+				return nil, ctx.Err()
+			}
 			if codeOf(err) == hearth.CodeRoomFull {
 				// Full, whatever a lagging registry says: the other joins
 				// must not try it either.

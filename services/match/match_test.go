@@ -1,10 +1,13 @@
 package match_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -569,4 +572,57 @@ type pairRoom struct {
 func (p *pairRoom) Create(*hearth.Room, map[string]string) error {
 	p.create()
 	return nil
+}
+
+// lockedBuffer is a log sink safe for the node's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A join whose time runs out while the room's node is slow to seat the
+// player ends there: it asks no other room and opens none with no time
+// left to be answered (each such ask used to fail at once and log that the
+// room's node did not answer), and the room stays for the next joins.
+func TestJoinOutOfTimeStops(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	rt := hearth.NewRoomType("slow", hearth.RoomConfig{Seats: 4}, func() hearth.RoomHandler { return &slowRoom{} })
+	slowJoin = func(s *hearth.Seat) {
+		if s.User == "late" {
+			<-release
+		}
+	}
+	t.Cleanup(func() { unblock(); slowJoin = nil })
+	var logs lockedBuffer
+	node := hearthtest.Start(t, hearth.Config{
+		Limits: hearth.Limits{RequestTimeout: 2 * time.Second},
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}, login(), match.New(match.Config{}), rt.Service())
+	url := node.URL("tcp")
+
+	first, err := call[seat](t, dialPlayer(t, url, "first", client.Options{}), "match.join", matchpb.JoinReq{RoomType: "slow"})
+	require.NoError(t, err)
+	_, err = call[seat](t, dialPlayer(t, url, "late", client.Options{}), "match.join", matchpb.JoinReq{RoomType: "slow"})
+	require.Equal(t, hearth.CodeTimeout, codeOf(err), "the join ran out of time: %v", err)
+	unblock()
+
+	third, err := call[seat](t, dialPlayer(t, url, "third", client.Options{}), "match.join", matchpb.JoinReq{RoomType: "slow"})
+	require.NoError(t, err)
+	require.Equal(t, first.RoomID, third.RoomID, "the room the late join timed out on still takes players")
+	require.Equal(t, 1, strings.Count(logs.String(), "room control request failed"),
+		"one ask went unanswered in time; none after it:\n%s", logs.String())
 }
