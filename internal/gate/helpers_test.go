@@ -178,37 +178,37 @@ func (rc *rawClient) expectKick(code wire.Code) {
 func (rc *rawClient) expectClosed() {
 	rc.t.Helper()
 	f, err := rc.read()
-	if rc.tr == "ws" {
-		require.ErrorIs(rc.t, err, errCloseFrame, "after KICK the gate sends a close frame, got %v %+v", err, f)
-		f, err = rc.read()
-	}
-	requireClosed(rc.t, err, f)
+	rc.requireClosedFrom(f, err)
 }
 
 // expectClosedAfterPings is expectClosed for a session with a short
-// heartbeat: the gate may have sent a PING before it read what ends the
-// session, so PINGs may come first, and on a loaded machine the client may
-// even be late enough for the heartbeat KICK to come before the gate reads
-// its BYE (the session then detaches instead of ending). Nothing else may
-// come.
+// heartbeat: the gate may have sent PINGs before it read what ends the
+// session, and on a loaded machine the client may even be late enough for
+// the heartbeat KICK to come before the gate reads its BYE (the session
+// then detaches instead of ending). Nothing else may come.
 func (rc *rawClient) expectClosedAfterPings() {
 	rc.t.Helper()
-	for {
-		f, err := rc.read()
-		if err == nil && f.Kind == wire.KindPing {
-			continue
-		}
-		if err == nil && f.Kind == wire.KindKick {
-			require.Equal(rc.t, wire.CodeHeartbeatTimeout, f.Status, "want the connection closed, got KICK %d %q", f.Status, f.Payload)
-			f, err = rc.read()
-		}
-		if rc.tr == "ws" {
-			require.ErrorIs(rc.t, err, errCloseFrame, "after BYE the gate sends a close frame, got %v %+v", err, f)
-			f, err = rc.read()
-		}
-		requireClosed(rc.t, err, f)
+	f, err := rc.read()
+	for err == nil && f.Kind == wire.KindPing {
+		f, err = rc.read()
+	}
+	if err == nil && f.Kind == wire.KindKick {
+		require.Equal(rc.t, wire.CodeHeartbeatTimeout, f.Status, "want the connection closed, got KICK %d %q", f.Status, f.Payload)
+		rc.expectClosed()
 		return
 	}
+	rc.requireClosedFrom(f, err)
+}
+
+// requireClosedFrom requires f, err (the next read) and what follows to be
+// the end of the connection: on WebSocket its close frame, then the end.
+func (rc *rawClient) requireClosedFrom(f wire.Frame, err error) {
+	rc.t.Helper()
+	if rc.tr == "ws" {
+		require.ErrorIs(rc.t, err, errCloseFrame, "the gate sends a close frame before it closes, got %v %+v", err, f)
+		f, err = rc.read()
+	}
+	requireClosed(rc.t, err, f)
 }
 
 // requireClosed requires err to be the end of the connection. A reset is
