@@ -84,6 +84,9 @@ type config struct {
 	jsonOut    bool
 	insecure   bool
 	srvProfile string
+	srvLog     string
+	dumpDir    string        // --dump-stalls
+	dumpAfter  time.Duration // --dump-stalls-after
 	cpuProfile string
 	seed       uint64
 	serverArgs []string // after "--": more serve flags for the own server
@@ -150,6 +153,9 @@ func parseFlags(args []string, opts cli.Options) (*config, int, bool) {
 	fs.BoolVar(&cf.jsonOut, "json", false, "print the summary as JSON")
 	fs.BoolVar(&cf.insecure, "insecure", false, "with tls:// or wss://, do not verify the server's certificate")
 	fs.StringVar(&cf.srvProfile, "server-cpuprofile", "", "write the own server's CPU profile to this file (a cluster: FILE with each node's id before the extension)")
+	fs.StringVar(&cf.srvLog, "server-log", "", "write all of the own server's log (its stderr) to this file as it comes (a cluster: FILE with each node's id before the extension)")
+	fs.StringVar(&cf.dumpDir, "dump-stalls", "", "when the progress line's action p99 passes --dump-stalls-after, save every server process's goroutines (/debug/pprof/goroutine?debug=2 on its admin listener) in this directory: at most one set per 10s, 20 in a run")
+	fs.DurationVar(&cf.dumpAfter, "dump-stalls-after", 3*time.Second, "the action p99 (over the last second) past which --dump-stalls saves goroutines")
 	fs.StringVar(&cf.cpuProfile, "cpuprofile", "", "write the bots' CPU profile to this file (with --procs above 1: FILE with each bot process's number before the extension)")
 	fs.Uint64Var(&cf.seed, "seed", 0, "seed of the bots' choices and think times (0: random)")
 	if err := fs.Parse(args); err != nil {
@@ -189,6 +195,8 @@ func parseFlags(args []string, opts cli.Options) (*config, int, bool) {
 		return fail("--procs and --gates must not be negative (0: automatic)")
 	case cf.drain <= 0:
 		return fail("--drain must be positive")
+	case cf.dumpAfter <= 0:
+		return fail("--dump-stalls-after must be positive")
 	}
 	if cf.procs == 0 {
 		cf.procs = (cf.players + perProc - 1) / perProc
@@ -216,6 +224,10 @@ func parseFlags(args []string, opts cli.Options) (*config, int, bool) {
 		switch {
 		case cf.srvProfile != "":
 			return fail("--server-cpuprofile needs the bots' own server (no --addr); profile your server yourself")
+		case cf.srvLog != "":
+			return fail("--server-log needs the bots' own server (no --addr); the server at --addr writes its own log")
+		case cf.dumpDir != "" && cf.adminURL == "":
+			return fail("--dump-stalls with --addr needs --admin-url: the goroutines come from the admin listeners")
 		case cf.gates != 0:
 			return fail("--gates is for the bots' own server (no --addr)")
 		case len(cf.serverArgs) > 0:
@@ -379,6 +391,12 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 	}
 	defer srv.stop()
 	res.Server = srv.desc
+	var dumps *stallDumper // nil without --dump-stalls: its methods do nothing
+	if cf.dumpDir != "" {
+		if dumps, err = newStallDumper(ctx, cf.dumpDir, cf.dumpAfter, srv.admins, srv.names); err != nil {
+			return nil, err
+		}
+	}
 
 	tot := newTotal(cf.procs)
 	var totMu sync.Mutex // guards tot: sources add to it, the loop below reads it
@@ -491,10 +509,17 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		}
 		rps := float64(sum.Rounds-lastRounds) / now.Sub(lastT).Seconds()
 		lastRounds, lastT = sum.Rounds, now
+		if msg := dumps.take(); msg != "" {
+			pr.note(msg)
+		}
 		pr.line(fmt.Sprintf("bots  seated %s/%s  rounds/s %.1f  action p99 %s  late>50ms %d  errors %d  %s  %.0fs",
 			bench.FormatInt(sum.Seated), bench.FormatInt(int64(cf.players)), rps, fmtMS(window.P99), sum.Late, sum.errorCount(), state, now.Sub(t0).Seconds()))
+		dumps.check(now, window.P99)
 	}
 	pr.end()
+	if msg := dumps.wait(); msg != "" {
+		fmt.Fprintln(opts.Stderr, msg)
+	}
 	if failure != nil && !errors.Is(failure, context.Canceled) {
 		stopAll()
 		waitFinal(sources, 5*time.Second)
@@ -950,6 +975,20 @@ func (p *progress) line(s string) {
 	}
 	fmt.Fprintf(p.w, "\r%s%s", s, pad)
 	p.last = len(s)
+}
+
+// note prints s on a line of its own, before the next progress line.
+func (p *progress) note(s string) {
+	if p.tty && p.last > 0 {
+		pad := ""
+		if n := p.last - len(s); n > 0 {
+			pad = strings.Repeat(" ", n)
+		}
+		fmt.Fprintf(p.w, "\r%s%s\n", s, pad)
+		p.last = 0
+		return
+	}
+	fmt.Fprintln(p.w, s)
 }
 
 func (p *progress) end() {

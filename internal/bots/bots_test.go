@@ -190,6 +190,80 @@ func TestBotsGates(t *testing.T) {
 	require.Contains(t, stderr.String(), "a server cluster of 2 processes: the tables' node and 1 gate-only")
 }
 
+// --server-log keeps all of the own server's stderr in a file as it comes:
+// name itself for one process, each node's id before the extension for a
+// cluster.
+func TestServerLog(t *testing.T) {
+	for _, tc := range []struct {
+		gates int
+		files []string
+	}{
+		{1, []string{"srv.log"}},
+		{2, []string{"srv.tables.log", "srv.gate-1.log"}},
+	} {
+		t.Run(fmt.Sprintf("gates=%d", tc.gates), func(t *testing.T) {
+			ctx, _, _ := ownServer(t)
+			dir := t.TempDir()
+			cf := &config{
+				ramp: 100, roomType: "niuniu_100", transport: "tcp", gates: tc.gates, srvLog: filepath.Join(dir, "srv.log"),
+				serverArgs: []string{"--log-level", "info"}, // the bots' warn would log nothing
+			}
+			srv, err := startServer(ctx, 2, cf, []string{"bots"})
+			require.NoError(t, err)
+			stopped := false
+			t.Cleanup(func() {
+				if !stopped {
+					srv.stop()
+				}
+			})
+			read := func(f string) string {
+				b, err := os.ReadFile(filepath.Join(dir, f))
+				require.NoError(t, err)
+				return string(b)
+			}
+			for _, f := range tc.files {
+				hearthtest.Eventually(t, 20*time.Second, func() error {
+					if log := read(f); !strings.Contains(log, `msg="node serving"`) {
+						return fmt.Errorf("while the server runs, %s has no node serving line: %q", f, log)
+					}
+					return nil
+				})
+			}
+			srv.stop()
+			stopped = true
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			require.ElementsMatch(t, tc.files, names)
+			for i, f := range tc.files {
+				log := read(f)
+				require.Contains(t, log, `msg="node stopped"`, "%s: written up to the process's exit", f)
+				require.Equal(t, srv.logs[i].Count(), strings.Count(log, "\n"), "%s holds every line the process wrote", f)
+			}
+		})
+	}
+}
+
+// --dump-stalls through the command: a threshold every action passes
+// saves the own server's goroutines from its admin listener.
+func TestBotsDumpStalls(t *testing.T) {
+	ctx, stdout, stderr := ownServer(t)
+	dir := filepath.Join(t.TempDir(), "stalls")
+	code := Main(ctx, []string{"--players", "5", "--think", "0s-10ms", "--duration", "2s", "--ramp", "100", "--json",
+		"--dump-stalls", dir, "--dump-stalls-after", "1ns"}, cli.Options{Stdout: stdout, Stderr: stderr})
+	require.Equal(t, 0, code, "stderr:\n%s", stderr.String())
+	files, err := filepath.Glob(filepath.Join(dir, "goroutines-server-*.txt"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files, "stderr:\n%s", stderr.String())
+	b, err := os.ReadFile(files[0])
+	require.NoError(t, err)
+	require.Contains(t, string(b), "goroutine ", "a debug=2 goroutine dump")
+	require.Contains(t, stderr.String(), "goroutines of the server (set 1 of at most 20): "+files[0])
+}
+
 func TestSessionsFromMetrics(t *testing.T) {
 	require.Equal(t, int64(-1), sessionsFromMetrics(map[string]float64{"process_cpu_seconds_total": 3}), "not a gate")
 	require.Equal(t, int64(7), sessionsFromMetrics(map[string]float64{
@@ -214,6 +288,9 @@ func TestBotsFlagErrors(t *testing.T) {
 		{[]string{"--addr", "ftp://x"}, "the scheme must be"},
 		{[]string{"--addr", "tcp://x:1", "--server-cpuprofile", "f"}, "needs the bots' own server"},
 		{[]string{"--addr", "tcp://x:1", "--gates", "2"}, "--gates is for the bots' own server"},
+		{[]string{"--addr", "tcp://x:1", "--server-log", "f"}, "--server-log needs the bots' own server"},
+		{[]string{"--addr", "tcp://x:1", "--dump-stalls", "d"}, "--dump-stalls with --addr needs --admin-url"},
+		{[]string{"--dump-stalls", "d", "--dump-stalls-after", "0s"}, "--dump-stalls-after must be positive"},
 		{[]string{"--admin-url", "http://x"}, "--admin-url is for --addr"},
 		{[]string{"players"}, `unexpected argument "players"`},
 		{[]string{"--nope"}, "flag provided but not defined"},

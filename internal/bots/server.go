@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -64,8 +65,8 @@ var executable = os.Executable
 // them. A separate node for the tables alone cost the whole machine more:
 // one more process whose scheduler looks for work on the same two cores,
 // and a TCP hop to NATS for every message its gate's bots send or get.
-// profile, if set, is the CPU profile file of each node (its id before
-// the extension).
+// cf.srvProfile, if set, is the CPU profile file of each node (its id
+// before the extension), and cf.srvLog likewise its log file.
 func startServer(ctx context.Context, players int, cf *config, self []string) (*server, error) {
 	exe, err := executable()
 	if err != nil {
@@ -87,8 +88,14 @@ func startServer(ctx context.Context, players int, cf *config, self []string) (*
 		}
 		args := append(wrapper, "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", dir)
 		args = append(append(args, serverFlags(cf.ramp)...), cf.serverArgs...)
-		p, err := testcluster.StartProc(ctx, testcluster.ProcConfig{Binary: exe, Args: args, ID: "server", LogLines: 40})
+		logs, closeLogs, err := serverLogs(cf.srvLog, []string{"server"})
 		if err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, err
+		}
+		p, err := testcluster.StartProc(ctx, testcluster.ProcConfig{Binary: exe, Args: args, ID: "server", LogLines: 40, LogFile: logs[0]})
+		if err != nil {
+			closeLogs()
 			_ = os.RemoveAll(dir)
 			return nil, fmt.Errorf("the server did not start: %w", err)
 		}
@@ -100,13 +107,24 @@ func startServer(ctx context.Context, players int, cf *config, self []string) (*
 			urls: []string{url}, admins: []string{p.Admin}, names: []string{"server"},
 			desc: fmt.Sprintf("one process (hearth %s, pid %d)", strings.Join(wrapper[:len(wrapper)-1], " "), p.PID()),
 			logs: []*testcluster.LogTail{p.Log},
-			stop: func() { _ = p.Stop(15 * time.Second); _ = os.RemoveAll(dir) },
+			stop: func() { _ = p.Stop(15 * time.Second); closeLogs(); _ = os.RemoveAll(dir) },
 		}, nil
 	}
 	roles := "gate,sys,auth,lobby,match," + cf.roomType
 	nodes := []testcluster.Node{{ID: "tables", Args: []string{"--roles", roles}}}
 	for g := range gates - 1 {
 		nodes = append(nodes, testcluster.Node{ID: fmt.Sprintf("gate-%d", g+1), Args: []string{"--roles", "gate"}})
+	}
+	ids := make([]string, len(nodes))
+	for i, n := range nodes {
+		ids[i] = n.ID
+	}
+	logs, closeLogs, err := serverLogs(cf.srvLog, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i := range nodes {
+		nodes[i].LogFile = logs[i]
 	}
 	c, err := testcluster.Start(ctx, testcluster.Config{
 		Binary:   exe,
@@ -118,9 +136,10 @@ func startServer(ctx context.Context, players int, cf *config, self []string) (*
 		Within:   60 * time.Second,
 	})
 	if err != nil {
+		closeLogs()
 		return nil, fmt.Errorf("the server cluster did not start: %w", err)
 	}
-	s := &server{stop: func() { _ = c.Stop() }}
+	s := &server{stop: func() { _ = c.Stop(); closeLogs() }}
 	var descs []string
 	for i, p := range c.Nodes() {
 		s.admins = append(s.admins, p.Admin)
@@ -135,6 +154,38 @@ func startServer(ctx context.Context, players int, cf *config, self []string) (*
 	}
 	s.desc = fmt.Sprintf("a cluster of %d processes on the first one's embedded NATS: %s", len(nodes), strings.Join(descs, ", "))
 	return s, nil
+}
+
+// serverLogs creates the --server-log file of each of the own server's
+// processes, by id: name itself for one process, name with the id before
+// its extension for a cluster (as --server-cpuprofile's files). closeAll
+// closes them; call it once the processes have exited, as no write comes
+// after that. Without the flag the writers are nil.
+func serverLogs(name string, ids []string) (logs []io.Writer, closeAll func(), err error) {
+	logs = make([]io.Writer, len(ids))
+	var files []*os.File
+	closeAll = func() {
+		for _, f := range files {
+			_ = f.Close()
+		}
+	}
+	if name == "" {
+		return logs, closeAll, nil
+	}
+	for i, id := range ids {
+		file := name
+		if len(ids) > 1 {
+			file = fileFor(name, id)
+		}
+		f, err := os.Create(file)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("--server-log: %w", err)
+		}
+		files = append(files, f)
+		logs[i] = f
+	}
+	return logs, closeAll, nil
 }
 
 // usage is the server's CPU time so far and its resident memory now,

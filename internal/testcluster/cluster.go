@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,6 +33,9 @@ type Node struct {
 	ID string
 	// Args are its own serve flags (--roles …), after the cluster's.
 	Args []string
+	// LogFile is its ProcConfig.LogFile; a node started again writes to
+	// the same one. Nil: none.
+	LogFile io.Writer
 }
 
 // Config describes a cluster. Every node runs Binary with Serve, then
@@ -141,7 +145,7 @@ func (c *Cluster) StartNode(ctx context.Context, n Node) (*Proc, error) {
 		args = append(args, "--nats", c.NATS)
 	}
 	args = append(append(args, c.cfg.Args...), n.Args...)
-	p, err := StartProc(ctx, ProcConfig{Binary: c.cfg.Binary, Args: args, ID: n.ID, LogLines: c.cfg.LogLines})
+	p, err := StartProc(ctx, ProcConfig{Binary: c.cfg.Binary, Args: args, ID: n.ID, LogLines: c.cfg.LogLines, LogFile: n.LogFile})
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package testcluster
 
 import (
+	"io"
 	"strings"
 	"sync"
 )
@@ -59,4 +60,16 @@ func (l *LogTail) String() string {
 		lines = append(lines[:len(lines):len(lines)], string(l.part))
 	}
 	return "  " + strings.Join(lines, "\n  ")
+}
+
+// teeLog is a process's stderr with ProcConfig.LogFile: the tail, and the
+// file with its errors dropped (see LogFile).
+type teeLog struct {
+	tail *LogTail
+	file io.Writer
+}
+
+func (t *teeLog) Write(p []byte) (int, error) {
+	_, _ = t.file.Write(p)
+	return t.tail.Write(p)
 }

@@ -37,6 +37,11 @@ type ProcConfig struct {
 	Env []string
 	// LogLines is how many of its last stderr lines are kept. Zero: 1000.
 	LogLines int
+	// LogFile, if set, also gets all of its stderr, as it comes. Its
+	// write errors are dropped: a full disk must not stop the pipe from
+	// draining, which would block the process. The caller closes it once
+	// the process has exited (Stop, Kill or ExitErr returned). Nil: none.
+	LogFile io.Writer
 	// ReadyTimeout is how long it has to print its listeners. Zero: 60s.
 	ReadyTimeout time.Duration
 }
@@ -80,6 +85,9 @@ func StartProc(ctx context.Context, cfg ProcConfig) (*Proc, error) {
 	cmd.SysProcAttr = sysProcAttr()
 	p := &Proc{ID: cfg.ID, Log: NewLogTail(cfg.LogLines), cmd: cmd, exited: make(chan struct{})}
 	cmd.Stderr = p.Log
+	if cfg.LogFile != nil {
+		cmd.Stderr = &teeLog{tail: p.Log, file: cfg.LogFile}
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
