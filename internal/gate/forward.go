@@ -256,8 +256,11 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 	if g.cfg.Local != nil && g.cfg.Local(svc, id, &env) {
 		return nil
 	}
+	// Timed from here, not from the frame's arrival: on a busy machine
+	// the wait to be scheduled is not the bus's doing.
+	sent := time.Now().UnixNano()
 	err := g.bus.Forward(svc, reply, &env)
-	g.forwarded(now, route)
+	g.forwarded(sent, route)
 	if err != nil {
 		if p, ok := g.pending.take(id); ok {
 			p.s.inflight.Add(-1)
