@@ -44,6 +44,12 @@ type Config struct {
 	NATSCAFile   string
 	NATSCertFile string
 	NATSKeyFile  string
+	// NATSPublishers is how many connections the node publishes on: the
+	// first also subscribes and forwards the gate's requests, the others
+	// carry what goes to gates (each gate's on one, in order), so that
+	// thousands of publishing goroutines do not queue on one connection's
+	// lock. Zero or less: 4. 1: everything on one connection.
+	NATSPublishers int
 	// Prefix of every bus subject. Zero: "hearth".
 	Prefix string
 	// TLS, when set, serves TLS on both client listeners. Zero: TLSCertFile

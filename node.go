@@ -312,6 +312,8 @@ func (n *Node) start() error {
 		Name:    n.id,
 		Logger:  n.log,
 		Options: n.natsOptions(),
+
+		Publishers: n.cfg.NATSPublishers,
 	})
 	if err != nil {
 		return err

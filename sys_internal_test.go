@@ -53,3 +53,27 @@ func TestSysPushPerSession(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // polling a condition, not waiting for time to pass
 	}
 }
+
+// Config.NATSPublishers sets the bus's publishing connections (zero: 4),
+// and a node answers over any number of them.
+func TestNATSPublishers(t *testing.T) {
+	for _, tc := range []struct{ set, want int }{{0, 4}, {1, 1}, {3, 3}} {
+		n, err := New(Config{TCPAddr: "127.0.0.1:0", WSAddr: Off, AdminAddr: Off, DataDir: t.TempDir(), NATSPublishers: tc.set})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- n.Run(ctx) }()
+		<-n.Ready()
+		require.Equal(t, tc.want, n.bus.Publishers(), "NATSPublishers %d", tc.set)
+		rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := client.Dial(rctx, "tcp://"+n.Addr("tcp").String(), client.Options{})
+		require.NoError(t, err)
+		got, err := c.RequestRaw(rctx, "sys.ping", []byte("x"))
+		require.NoError(t, err, "NATSPublishers %d", tc.set)
+		require.Equal(t, "x", string(got), "sys.ping echoes")
+		require.NoError(t, c.Close())
+		rcancel()
+		cancel()
+		require.NoError(t, <-errc)
+	}
+}

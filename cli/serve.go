@@ -38,6 +38,7 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	fs.StringVar(&cfg.NATSCAFile, "nats-ca", "", "CA bundle (PEM) to trust for --nats over TLS")
 	fs.StringVar(&cfg.NATSCertFile, "nats-cert", "", "client certificate (PEM) for --nats mutual TLS")
 	fs.StringVar(&cfg.NATSKeyFile, "nats-key", "", "client key (PEM) for --nats mutual TLS")
+	fs.IntVar(&cfg.NATSPublishers, "nats-publishers", 4, "connections the node publishes on (the first also subscribes; each gate's traffic pinned to one of the others)")
 	fs.StringVar(&cfg.NodeID, "node-id", "", "unique node id (default: random)")
 	fs.StringVar(&roles, "roles", "", "comma-separated roles: gate and service names (default: all)")
 	fs.StringVar(&cfg.Prefix, "prefix", "hearth", "bus subject prefix")

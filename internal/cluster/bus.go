@@ -44,11 +44,36 @@ type Config struct {
 	Options []nats.Option
 	// Logger receives connection events. Nil means slog.Default().
 	Logger *slog.Logger
+	// Publishers is how many connections the node publishes on: the one
+	// that subscribes (and forwards requests), and the others that carry
+	// what goes to gates. Zero means 4; 1 publishes all on one.
+	Publishers int
 }
+
+// defaultPublishers: a node's publishers are its rooms, handlers and gate
+// sessions, thousands of goroutines. On one connection they queue on its
+// lock, and on a machine with no idle core that queue moves at the
+// scheduler's pace (a 20,000-bot run: 235 goroutines waiting for it).
+const defaultPublishers = 4
+
+// maxPinnedGates bounds the gates given a publishing connection of their
+// own turn; gates past it share by hash.
+const maxPinnedGates = 4096
 
 // Bus is one node's connection to the cluster bus.
 type Bus struct {
+	// nc subscribes, makes requests and publishes what is not pinned to
+	// another of pubs.
 	nc *nats.Conn
+	// pubs are the connections the node publishes on; pubs[0] is nc. What
+	// goes to one gate always takes the same one (pinned), so that a
+	// handler's pushes, binds and kicks still reach the gate before its
+	// response, as on one connection.
+	pubs     []*nats.Conn
+	gatePre  string   // subject prefix of gates: "<prefix>.gate."
+	gatePins sync.Map // gate id → index in pubs; at most maxPinnedGates
+	pinned   atomic.Int32
+	pinSeed  maphash.Seed
 	// jsc carries JetStream (the KV buckets, their watches): a connection
 	// of its own, so that the registry's writes, acknowledgements and watch
 	// updates never queue ahead of pushes and answers on nc, in this
@@ -143,7 +168,8 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	b := &Bus{subj: Subjects{Prefix: cfg.Prefix}, log: log, origin: cfg.Name + "." + messageID(), countSeed: maphash.MakeSeed()}
+	b := &Bus{subj: Subjects{Prefix: cfg.Prefix}, log: log, origin: cfg.Name + "." + messageID(), countSeed: maphash.MakeSeed(), pinSeed: maphash.MakeSeed()}
+	b.gatePre = cfg.Prefix + ".gate."
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
@@ -194,14 +220,66 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 		return nil, fmt.Errorf("cluster: connect to embedded NATS: %w", err)
 	}
 	b.nc = nc
+	b.pubs = []*nats.Conn{nc}
+	pubs := cfg.Publishers
+	if pubs <= 0 {
+		pubs = defaultPublishers
+	}
+	for i := 1; i < pubs; i++ {
+		pc, err := nats.Connect(url, append(opts, nats.Name(cfg.Name+"/pub"+strconv.Itoa(i)))...)
+		if err != nil {
+			b.closeConns()
+			b.shutdownServer()
+			return nil, fmt.Errorf("cluster: connect to NATS for publishing: %w", err)
+		}
+		b.pubs = append(b.pubs, pc)
+	}
 	jsc, err := nats.Connect(url, append(opts, nats.Name(cfg.Name+"/js"))...)
 	if err != nil {
-		nc.Close()
+		b.closeConns()
 		b.shutdownServer()
 		return nil, fmt.Errorf("cluster: connect to NATS for JetStream: %w", err)
 	}
 	b.jsc = jsc
 	return b, nil
+}
+
+// closeConns closes the connections of a bus that failed to connect.
+func (b *Bus) closeConns() {
+	for _, c := range b.pubs {
+		c.Close()
+	}
+}
+
+// pub is the connection to publish on subject: a gate's subjects (its
+// control subject and its replies) are pinned to one of pubs[1:], given in
+// turn to the gates as they are first seen (nc keeps the gates' forwards);
+// anything else goes on nc.
+func (b *Bus) pub(subject string) *nats.Conn {
+	if len(b.pubs) == 1 || len(subject) <= len(b.gatePre) || subject[:len(b.gatePre)] != b.gatePre {
+		return b.nc
+	}
+	gate := subject[len(b.gatePre):]
+	for i := 0; i < len(gate); i++ {
+		if gate[i] == '.' {
+			gate = gate[:i]
+			break
+		}
+	}
+	if i, ok := b.gatePins.Load(gate); ok {
+		return b.pubs[i.(int)]
+	}
+	others := len(b.pubs) - 1
+	if b.pinned.Load() >= maxPinnedGates {
+		return b.pubs[1+int(maphash.String(b.pinSeed, gate)%uint64(others))]
+	}
+	// Two first sends to a gate at once may both pick: LoadOrStore keeps
+	// one, and both use it.
+	i, loaded := b.gatePins.LoadOrStore(gate, 1+int(b.pinned.Add(1)-1)%others)
+	if loaded {
+		b.pinned.Add(-1)
+	}
+	return b.pubs[i.(int)]
 }
 
 func startEmbedded(cfg Config) (*server.Server, error) {
@@ -244,6 +322,9 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 	return srv, nil
 }
 
+// Publishers is how many connections the bus publishes on.
+func (b *Bus) Publishers() int { return len(b.pubs) }
+
 // Conn is the underlying NATS connection.
 func (b *Bus) Conn() *nats.Conn { return b.nc }
 
@@ -262,10 +343,15 @@ func (b *Bus) ClientURL() string {
 	return b.srv.ClientURL()
 }
 
-// Close drains the connection (delivering what is in flight) and stops the
-// embedded server.
+// Close drains the connections (delivering what is in flight) and stops
+// the embedded server.
 func (b *Bus) Close() {
 	drain(b.jsc)
+	var wg sync.WaitGroup
+	for _, c := range b.pubs[1:] {
+		wg.Go(func() { drain(c) })
+	}
+	wg.Wait()
 	drain(b.nc)
 	b.shutdownServer()
 }
@@ -300,6 +386,10 @@ func (b *Bus) Send(subject string, e *Envelope) error {
 }
 
 func (b *Bus) sendReply(subject, reply string, e *Envelope) error {
+	return b.sendOn(b.pub(subject), subject, reply, e)
+}
+
+func (b *Bus) sendOn(nc *nats.Conn, subject, reply string, e *Envelope) error {
 	bp, _ := b.bufs.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
@@ -307,9 +397,9 @@ func (b *Bus) sendReply(subject, reply string, e *Envelope) error {
 	buf := e.Append((*bp)[:0])
 	var err error
 	if reply == "" {
-		err = b.nc.Publish(subject, buf)
+		err = nc.Publish(subject, buf)
 	} else {
-		err = b.nc.PublishRequest(subject, reply, buf)
+		err = nc.PublishRequest(subject, reply, buf)
 	}
 	if cap(buf) <= 64<<10 {
 		*bp = buf
@@ -331,7 +421,34 @@ func (b *Bus) Forward(service, reply string, e *Envelope) error {
 	} else {
 		subject = b.subj.Service(service)
 	}
-	return b.sendReply(subject, reply, e)
+	// On nc, which subscribes to the gate's replies: the server tells a
+	// request's publisher, on the publisher's own subscription to the reply
+	// subject, that no instance listens (503 → the client's 301).
+	return b.sendOn(b.nc, subject, reply, e)
+}
+
+// Request sends data to subject and returns the first answer, on the
+// connection subject is pinned to, so that a request to a gate stays in
+// order with what else the node sends it.
+func (b *Bus) Request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
+	return b.pub(subject).RequestWithContext(ctx, subject, data)
+}
+
+// Relay re-publishes a gate's control message, reply subject and all, to
+// another gate, on that gate's connection: a gate handing a session over
+// relays what still reaches it for the session.
+func (b *Bus) Relay(gate, reply string, data []byte) error {
+	subject := b.subj.GateControl(gate)
+	var err error
+	if nc := b.pub(subject); reply == "" {
+		err = nc.Publish(subject, data)
+	} else {
+		err = nc.PublishRequest(subject, reply, data)
+	}
+	if errors.Is(err, nats.ErrConnectionClosed) {
+		return ErrBusClosed
+	}
+	return err
 }
 
 // Push sends one push to sessions of one gate. payload is the protobuf form
@@ -405,7 +522,7 @@ func (b *Bus) Join(ctx context.Context, gate, session, channel string) error {
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 	}
-	m, err := b.nc.RequestWithContext(ctx, b.subj.GateControl(gate), buf)
+	m, err := b.Request(ctx, b.subj.GateControl(gate), buf)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return fmt.Errorf("cluster: join %s: gate %s is gone: %w", channel, gate, ErrSessionGone)
@@ -434,5 +551,17 @@ func (b *Bus) SetUser(gate, session, user string) error {
 }
 
 // Flush waits up to timeout until the server has processed everything
-// published so far.
-func (b *Bus) Flush(timeout time.Duration) error { return b.nc.FlushTimeout(timeout) }
+// published so far, on every connection.
+func (b *Bus) Flush(timeout time.Duration) error {
+	end := time.Now().Add(timeout)
+	for _, c := range b.pubs {
+		left := time.Until(end)
+		if left <= 0 {
+			return nats.ErrTimeout
+		}
+		if err := c.FlushTimeout(left); err != nil {
+			return err
+		}
+	}
+	return nil
+}

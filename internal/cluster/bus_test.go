@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
@@ -32,7 +33,10 @@ func TestForwardNoResponders(t *testing.T) {
 	require.NoError(t, err)
 	defer sub.Unsubscribe()
 	reply := string(AppendReplyID([]byte(b.Subjects().GateReplyPrefix("n1")), 7))
-	require.NoError(t, b.Forward("ghost", reply, &Envelope{Type: TypeRequest, Route: "ghost.x"}))
+	// With a session, as a gate forwards: the 503 comes only to the
+	// publishing connection's own subscription to the reply subject.
+	require.Len(t, b.pubs, defaultPublishers)
+	require.NoError(t, b.Forward("ghost", reply, &Envelope{Type: TypeRequest, Route: "ghost.x", Session: "s1"}))
 	select {
 	case m := <-replies:
 		require.Equal(t, "503", m.Header.Get("Status"))
@@ -191,4 +195,124 @@ func TestKVOnItsOwnConnection(t *testing.T) {
 	require.GreaterOrEqual(t, jsAfter.OutMsgs-jsBefore.OutMsgs, uint64(puts))
 	require.GreaterOrEqual(t, jsAfter.InMsgs-jsBefore.InMsgs, uint64(2*puts), "acks and watch updates")
 	require.Equal(t, "n1/js", b.jsc.Opts.Name)
+}
+
+// orderCheck records, per sender, whether messages numbered 1, 2, 3… came
+// in that order. Each subscription's handler runs on one goroutine, but a
+// check may be shared by several subscriptions, so it locks.
+type orderCheck struct {
+	mu   sync.Mutex
+	last map[string]uint32 // sender → last number seen
+	bad  []string          // mu
+	n    int               // mu: messages seen
+}
+
+func (o *orderCheck) see(m *nats.Msg) {
+	e, err := DecodeEnvelope(m.Data)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.n++
+	if err != nil {
+		o.bad = append(o.bad, err.Error())
+		return
+	}
+	if want := o.last[e.Session] + 1; e.Seq != want && len(o.bad) < 10 {
+		o.bad = append(o.bad, e.Session+": got "+strconv.Itoa(int(e.Seq))+" after "+strconv.Itoa(int(want-1)))
+	}
+	o.last[e.Session] = e.Seq
+}
+
+func (o *orderCheck) wait(t *testing.T, want int) {
+	t.Helper()
+	eventuallyf(t, 10*time.Second, func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.n >= want
+	}, func() string {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return fmt.Sprintf("%d of %d messages arrived (out of order: %v)", o.n, want, o.bad)
+	})
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	require.Equal(t, want, o.n)
+	require.Empty(t, o.bad, "out of order")
+}
+
+// A node publishes on several connections, yet what it sends to one gate —
+// pushes, replies, relayed control messages, from many goroutines at once
+// — reaches the gate's one subscription in the order each goroutine sent
+// it, as on one connection: a handler's pushes still come before its
+// response.
+func TestGateMessagesKeepTheirOrderOnSeveralPublishers(t *testing.T) {
+	b := connect(t, Config{Name: "n1", Publishers: 4})
+	require.Len(t, b.pubs, 4)
+	const gates, senders, each = 8, 32, 300
+	check := &orderCheck{last: map[string]uint32{}}
+	conns := map[*nats.Conn]bool{}
+	for g := range gates {
+		gate := "g" + strconv.Itoa(g)
+		sub, err := b.Conn().Subscribe(b.Subjects().GateAll(gate), check.see)
+		require.NoError(t, err)
+		require.NoError(t, sub.SetPendingLimits(-1, -1))
+		conns[b.pub(b.Subjects().GateControl(gate))] = true
+	}
+	// The other connections' messages must not reach the server before
+	// it knows of the subscriptions (Node.Run flushes for the same reason).
+	require.NoError(t, b.Conn().Flush())
+	require.Len(t, conns, 3, "8 gates are spread over the 3 connections that are not nc")
+	require.False(t, conns[b.nc], "nc keeps the gates' forwards")
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			gate := "g" + strconv.Itoa(s%gates)
+			reply := string(AppendReplyID([]byte(b.Subjects().GateReplyPrefix(gate)), uint64(s)))
+			for i := range each {
+				e := &Envelope{Type: TypePush, Session: "sender" + strconv.Itoa(s), Seq: uint32(i + 1)}
+				var err error
+				switch i % 3 {
+				case 0:
+					err = b.Send(b.Subjects().GateControl(gate), e)
+				case 1:
+					err = b.Send(reply, e)
+				default:
+					err = b.Relay(gate, "", e.Append(nil))
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, b.Flush(5*time.Second))
+	check.wait(t, senders*each)
+}
+
+// Gates get a connection of their own turn up to maxPinnedGates; past it
+// they share by hash. Either way a gate always gets the same one, and never
+// the one that forwards requests.
+func TestGatePinsAreBounded(t *testing.T) {
+	b := connect(t, Config{Name: "n1", Publishers: 3})
+	first := map[string]*nats.Conn{}
+	for range 2 {
+		for g := range maxPinnedGates + 500 {
+			subject := b.Subjects().GateControl("g" + strconv.Itoa(g))
+			c := b.pub(subject)
+			require.NotSame(t, b.nc, c, "gate g%d shares the connection of the forwards", g)
+			if was, ok := first[subject]; ok {
+				require.Same(t, was, c, "gate g%d moved to another connection", g)
+			}
+			first[subject] = c
+		}
+	}
+	require.EqualValues(t, maxPinnedGates, b.pinned.Load())
+	require.Same(t, b.pub(b.Subjects().GateControl("g1")), b.pub(string(AppendReplyID([]byte(b.Subjects().GateReplyPrefix("g1")), 9))),
+		"a gate's replies take its control subject's connection")
+	require.Same(t, b.nc, b.pub(b.Subjects().Channel("lobby")), "what is not for a gate goes on the subscribing connection")
+
+	one := connect(t, Config{Name: "n2", Publishers: 1})
+	require.Len(t, one.pubs, 1)
+	require.Same(t, one.nc, one.pub(one.Subjects().GateControl("g1")))
 }

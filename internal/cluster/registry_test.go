@@ -35,10 +35,17 @@ func (l *eventLog) has(kind RegistryEventKind, id string) bool {
 
 func eventually(t *testing.T, d time.Duration, cond func() bool, msg string) {
 	t.Helper()
+	eventuallyf(t, d, cond, func() string { return msg })
+}
+
+// eventuallyf is eventually whose message, made when it gives up, says
+// what was there.
+func eventuallyf(t *testing.T, d time.Duration, cond func() bool, msg func() string) {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal(msg)
+			t.Fatal(msg())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

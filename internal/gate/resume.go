@@ -2,6 +2,7 @@ package gate
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -511,7 +512,9 @@ func (s *Session) resume(token string, lastPush uint64) *wire.Error {
 func (g *Gate) requestExport(gate string, req *resumeReq) *wire.Error {
 	b, _ := json.Marshal(req)
 	for hops := 0; ; hops++ {
-		msg, err := g.bus.Conn().Request(g.bus.Subjects().GateResume(gate), b, g.cfg.RequestTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.RequestTimeout)
+		msg, err := g.bus.Request(ctx, g.bus.Subjects().GateResume(gate), b)
+		cancel()
 		switch {
 		case errors.Is(err, nats.ErrNoResponders):
 			return errSessionLost("gate " + gate + " holding the session is gone")
@@ -877,7 +880,7 @@ func (g *Gate) forwardControl(session string, m *nats.Msg) bool {
 	if !ok || e.gate == "" || e.gate == g.cfg.ID {
 		return false
 	}
-	if err := g.bus.Conn().PublishMsg(&nats.Msg{Subject: g.bus.Subjects().GateControl(e.gate), Reply: m.Reply, Data: m.Data}); err != nil {
+	if err := g.bus.Relay(e.gate, m.Reply, m.Data); err != nil {
 		g.log.Warn("control message not forwarded", "session", session, "to", e.gate, "err", err)
 	}
 	return true
