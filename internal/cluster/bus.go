@@ -56,6 +56,11 @@ type Config struct {
 // scheduler's pace (a 20,000-bot run: 235 goroutines waiting for it).
 const defaultPublishers = 4
 
+// reconnectBuffer bounds the bytes a node's publishing connections hold
+// while disconnected, shared evenly among them (the JetStream connection
+// gets a share of the same size).
+const reconnectBuffer = 64 << 20
+
 // maxPinnedGates bounds the gates given a publishing connection of their
 // own turn; gates past it share by hash.
 const maxPinnedGates = 4096
@@ -168,14 +173,20 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	pubs := cfg.Publishers
+	if pubs <= 0 {
+		pubs = defaultPublishers
+	}
 	b := &Bus{subj: Subjects{Prefix: cfg.Prefix}, log: log, origin: cfg.Name + "." + messageID(), countSeed: maphash.MakeSeed(), pinSeed: maphash.MakeSeed()}
 	b.gatePre = cfg.Prefix + ".gate."
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
+		// What a node publishes while the bus is down waits, up to
+		// reconnectBuffer over all its connections, then fails.
+		nats.ReconnectBufSize(reconnectBuffer / pubs),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
-		nats.ReconnectBufSize(64 << 20),
 		nats.PingInterval(5 * time.Second),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err != nil { // nil: we closed it
@@ -221,10 +232,6 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 	}
 	b.nc = nc
 	b.pubs = []*nats.Conn{nc}
-	pubs := cfg.Publishers
-	if pubs <= 0 {
-		pubs = defaultPublishers
-	}
 	for i := 1; i < pubs; i++ {
 		pc, err := nats.Connect(url, append(opts, nats.Name(cfg.Name+"/pub"+strconv.Itoa(i)))...)
 		if err != nil {

@@ -315,4 +315,10 @@ func TestGatePinsAreBounded(t *testing.T) {
 	one := connect(t, Config{Name: "n2", Publishers: 1})
 	require.Len(t, one.pubs, 1)
 	require.Same(t, one.nc, one.pub(one.Subjects().GateControl("g1")))
+
+	// What waits for a reconnect is bounded over all the connections.
+	require.Equal(t, reconnectBuffer, one.nc.Opts.ReconnectBufSize)
+	for _, c := range b.pubs {
+		require.Equal(t, reconnectBuffer/3, c.Opts.ReconnectBufSize)
+	}
 }
