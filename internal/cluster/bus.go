@@ -76,8 +76,8 @@ type Bus struct {
 	// response, as on one connection.
 	pubs     []*nats.Conn
 	gatePre  string   // subject prefix of gates: "<prefix>.gate."
-	gatePins sync.Map // gate id → index in pubs; at most maxPinnedGates
-	pinned   atomic.Int32
+	gatePins sync.Map     // gate id → index in pubs; never changed once set
+	pinned   atomic.Int32 // gates in gatePins: maxPinnedGates, or a few more when first sends race
 	pinSeed  maphash.Seed
 	// jsc carries JetStream (the KV buckets, their watches): a connection
 	// of its own, so that the registry's writes, acknowledgements and watch
