@@ -75,7 +75,7 @@ type Bus struct {
 	// handler's pushes, binds and kicks still reach the gate before its
 	// response, as on one connection.
 	pubs     []*nats.Conn
-	gatePre  string   // subject prefix of gates: "<prefix>.gate."
+	gatePre  string       // subject prefix of gates: "<prefix>.gate."
 	gatePins sync.Map     // gate id → index in pubs; never changed once set
 	pinned   atomic.Int32 // gates in gatePins: maxPinnedGates, or a few more when first sends race
 	pinSeed  maphash.Seed
