@@ -332,7 +332,9 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 // Publishers is how many connections the bus publishes on.
 func (b *Bus) Publishers() int { return len(b.pubs) }
 
-// Conn is the underlying NATS connection.
+// Conn is the bus's first NATS connection: the one that subscribes (a
+// reply to a request made on it comes back on it). What the bus sends to
+// gates goes on others (see Bus.pubs).
 func (b *Bus) Conn() *nats.Conn { return b.nc }
 
 // Subjects is the bus's subject layout.
