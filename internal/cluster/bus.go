@@ -420,6 +420,16 @@ func (b *Bus) sendOn(nc *nats.Conn, subject, reply string, e *Envelope) error {
 	return err
 }
 
+// SendAfterSubscriptions is Send on the connection the bus subscribes on,
+// whatever the subject: the server then routes e only after every
+// subscription the bus made before it. A gate that subscribed to channels
+// and then says so (a hand-over's TypeHandoverReady) must be heard only
+// once those channels' publishes reach it; on another connection the
+// signal could overtake the subscriptions.
+func (b *Bus) SendAfterSubscriptions(subject string, e *Envelope) error {
+	return b.sendOn(b.nc, subject, "", e)
+}
+
 // Forward publishes a request envelope to the service's instances: to the
 // node the session is bound to for that service, else to the service's
 // queue group. The reply goes to reply.

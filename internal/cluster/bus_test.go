@@ -322,3 +322,28 @@ func TestGatePinsAreBounded(t *testing.T) {
 		require.Equal(t, reconnectBuffer/3, c.Opts.ReconnectBufSize)
 	}
 }
+
+// A gate that subscribed and then says so must not be heard before its
+// subscription takes effect: SendAfterSubscriptions goes on the connection
+// that subscribed, whatever the subject, and Send to a gate does not.
+func TestSendAfterSubscriptionsFollowsTheSubscriptions(t *testing.T) {
+	b := connect(t, Config{Name: "n1", Publishers: 4})
+	e := &Envelope{Type: TypeHandoverReady, Session: "s1"}
+	subject := b.Subjects().GateControl("g1")
+	out := func() []uint64 {
+		var n []uint64
+		for _, c := range b.pubs {
+			n = append(n, c.Stats().OutMsgs)
+		}
+		return n
+	}
+	before := out()
+	require.NoError(t, b.SendAfterSubscriptions(subject, e))
+	after := out()
+	require.Equal(t, before[0]+1, after[0], "on the subscribing connection")
+	require.Equal(t, before[1:], after[1:])
+
+	require.NoError(t, b.Send(subject, e))
+	pinned := out()
+	require.Equal(t, after[0], pinned[0], "Send to a gate takes the gate's own connection")
+}

@@ -34,11 +34,13 @@ import (
 //     in the same step; to another gate it publishes the state (TypeImport)
 //     on the new gate's control subject, and the old session becomes a stub
 //     that forwards what still reaches it. The import is published before
-//     anything the stub forwards, on the same bus connection and subject,
-//     so the new gate receives it first.
+//     anything the stub forwards, on the same bus connection (the one
+//     pinned to the new gate) and subject, so the new gate receives it
+//     first.
 //  3. The new gate's bus goroutine — the owner of its routing state —
 //     installs the session and joins its channels, then tells the old gate
-//     (TypeHandoverReady). The old gate's fan-out goroutine stops
+//     (TypeHandoverReady, on the connection that subscribed, so the
+//     subscriptions take effect first). The old gate's fan-out goroutine stops
 //     forwarding channel messages after the ones it already queued and says
 //     so (TypeHandoverDone); until then the new session holds the channel
 //     messages its own subscription delivers, so the two streams merge in
@@ -791,16 +793,24 @@ func (g *Gate) onImport(e *cluster.Envelope) {
 		}
 	}
 	if len(m.State.Channels) > 0 {
-		// After the joins' subscriptions on the same connection: once the
+		// After the joins' subscriptions, on their connection: once the
 		// old gate hears this, every later publish reaches this gate.
 		g.tell(e.Node, cluster.TypeHandoverReady, s.id)
 	}
 	close(iw.done)
 }
 
-// tell sends a hand-over signal about session to gate.
+// tell sends a hand-over signal about session to gate. TypeHandoverReady
+// goes behind this gate's channel subscriptions (on their connection), so
+// the old gate stops forwarding only once every later publish reaches this
+// one; TypeHandoverDone goes behind the messages the old gate forwarded
+// (on their connection, the one pinned to the new gate).
 func (g *Gate) tell(gate string, typ cluster.Type, session string) {
-	if err := g.bus.Send(g.bus.Subjects().GateControl(gate), &cluster.Envelope{Type: typ, Session: session, Node: g.cfg.ID}); err != nil {
+	send := g.bus.Send
+	if typ == cluster.TypeHandoverReady {
+		send = g.bus.SendAfterSubscriptions
+	}
+	if err := send(g.bus.Subjects().GateControl(gate), &cluster.Envelope{Type: typ, Session: session, Node: g.cfg.ID}); err != nil {
 		g.log.Warn("hand-over signal not sent", "session", session, "to", gate, "err", err)
 	}
 }
