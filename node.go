@@ -305,14 +305,13 @@ func (n *Node) start() error {
 	}
 	var err error
 	n.bus, err = cluster.Connect(n.baseCtx, cluster.Config{
-		URL:     n.cfg.NATSURL,
-		DataDir: filepath.Join(n.cfg.DataDir, "nats"),
-		Listen:  n.cfg.NATSListen,
-		Prefix:  n.cfg.Prefix,
-		Name:    n.id,
-		Logger:  n.log,
-		Options: n.natsOptions(),
-
+		URL:        n.cfg.NATSURL,
+		DataDir:    filepath.Join(n.cfg.DataDir, "nats"),
+		Listen:     n.cfg.NATSListen,
+		Prefix:     n.cfg.Prefix,
+		Name:       n.id,
+		Logger:     n.log,
+		Options:    n.natsOptions(),
 		Publishers: n.cfg.NATSPublishers,
 	})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,15 +264,12 @@ func (b *Bus) closeConns() {
 // turn to the gates as they are first seen (nc keeps the gates' forwards);
 // anything else goes on nc.
 func (b *Bus) pub(subject string) *nats.Conn {
-	if len(b.pubs) == 1 || len(subject) <= len(b.gatePre) || subject[:len(b.gatePre)] != b.gatePre {
+	gate, ok := strings.CutPrefix(subject, b.gatePre)
+	if !ok || len(b.pubs) == 1 {
 		return b.nc
 	}
-	gate := subject[len(b.gatePre):]
-	for i := 0; i < len(gate); i++ {
-		if gate[i] == '.' {
-			gate = gate[:i]
-			break
-		}
+	if i := strings.IndexByte(gate, '.'); i >= 0 {
+		gate = gate[:i]
 	}
 	if i, ok := b.gatePins.Load(gate); ok {
 		return b.pubs[i.(int)]
@@ -404,15 +402,21 @@ func (b *Bus) sendOn(nc *nats.Conn, subject, reply string, e *Envelope) error {
 		bp = new([]byte)
 	}
 	buf := e.Append((*bp)[:0])
-	var err error
-	if reply == "" {
-		err = nc.Publish(subject, buf)
-	} else {
-		err = nc.PublishRequest(subject, reply, buf)
-	}
+	err := publish(nc, subject, reply, buf)
 	if cap(buf) <= 64<<10 {
 		*bp = buf
 		b.bufs.Put(bp)
+	}
+	return err
+}
+
+// publish sends data on nc, with a reply subject if reply is not empty.
+func publish(nc *nats.Conn, subject, reply string, data []byte) error {
+	var err error
+	if reply == "" {
+		err = nc.Publish(subject, data)
+	} else {
+		err = nc.PublishRequest(subject, reply, data)
 	}
 	if errors.Is(err, nats.ErrConnectionClosed) {
 		return ErrBusClosed
@@ -458,16 +462,7 @@ func (b *Bus) Request(ctx context.Context, subject string, data []byte) (*nats.M
 // relays what still reaches it for the session.
 func (b *Bus) Relay(gate, reply string, data []byte) error {
 	subject := b.subj.GateControl(gate)
-	var err error
-	if nc := b.pub(subject); reply == "" {
-		err = nc.Publish(subject, data)
-	} else {
-		err = nc.PublishRequest(subject, reply, data)
-	}
-	if errors.Is(err, nats.ErrConnectionClosed) {
-		return ErrBusClosed
-	}
-	return err
+	return publish(b.pub(subject), subject, reply, data)
 }
 
 // Push sends one push to sessions of one gate. payload is the protobuf form
