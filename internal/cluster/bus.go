@@ -80,6 +80,9 @@ type Bus struct {
 	gatePins sync.Map     // gate id → index in pubs; never changed once set
 	pinned   atomic.Int32 // gates in gatePins: maxPinnedGates, or a few more when first sends race
 	pinSeed  maphash.Seed
+	// local is this process's gate, when it takes its messages directly
+	// (SetLocalGate).
+	local atomic.Pointer[localGate]
 	// jsc carries JetStream (the KV buckets, their watches): a connection
 	// of its own, so that the registry's writes, acknowledgements and watch
 	// updates never queue ahead of pushes and answers on nc, in this
@@ -402,7 +405,10 @@ func (b *Bus) sendOn(nc *nats.Conn, subject, reply string, e *Envelope) error {
 		bp = new([]byte)
 	}
 	buf := e.Append((*bp)[:0])
-	err := publish(nc, subject, reply, buf)
+	var err error
+	if !b.toLocal(subject, reply, buf) {
+		err = publish(nc, subject, reply, buf)
+	}
 	if cap(buf) <= 64<<10 {
 		*bp = buf
 		b.bufs.Put(bp)
@@ -429,8 +435,14 @@ func publish(nc *nats.Conn, subject, reply string, data []byte) error {
 // subscription the bus made before it. A gate that subscribed to channels
 // and then says so (a hand-over's TypeHandoverReady) must be heard only
 // once those channels' publishes reach it; on another connection the
-// signal could overtake the subscriptions.
+// signal could overtake the subscriptions. To the local gate, which gets
+// e without the server, it first waits until the server has them.
 func (b *Bus) SendAfterSubscriptions(subject string, e *Envelope) error {
+	if b.isLocal(subject) {
+		if err := b.flushSubscriptions(); err != nil {
+			return fmt.Errorf("cluster: flush before %s: %w", subject, err)
+		}
+	}
 	return b.sendOn(b.nc, subject, "", e)
 }
 
@@ -446,7 +458,8 @@ func (b *Bus) Forward(service, reply string, e *Envelope) error {
 	}
 	// On nc, which subscribes to the gate's replies: the server tells a
 	// request's publisher, on the publisher's own subscription to the reply
-	// subject, that no instance listens (503 → the client's 301).
+	// subject, that no instance listens (503 → the client's 301). (Never a
+	// gate's subject: toLocal does not apply.)
 	return b.sendOn(b.nc, subject, reply, e)
 }
 
@@ -454,6 +467,12 @@ func (b *Bus) Forward(service, reply string, e *Envelope) error {
 // connection subject is pinned to, so that a request to a gate stays in
 // order with what else the node sends it.
 func (b *Bus) Request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
+	if b.isLocal(subject) {
+		m, err := b.requestLocal(ctx, subject, data)
+		if !errors.Is(err, errNotLocal) {
+			return m, err
+		}
+	}
 	return b.pub(subject).RequestWithContext(ctx, subject, data)
 }
 
@@ -462,6 +481,9 @@ func (b *Bus) Request(ctx context.Context, subject string, data []byte) (*nats.M
 // relays what still reaches it for the session.
 func (b *Bus) Relay(gate, reply string, data []byte) error {
 	subject := b.subj.GateControl(gate)
+	if b.toLocal(subject, reply, data) {
+		return nil
+	}
 	return publish(b.pub(subject), subject, reply, data)
 }
 

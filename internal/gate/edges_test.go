@@ -298,9 +298,25 @@ func TestChannelOverflowIsVisible(t *testing.T) {
 		return scrape(t, c.a)["hearth_channel_drops_total"] >= 1
 	}, "a one-message channel buffer never overflowed")
 	// A marker after the drop: its push_seq is beyond the pushes received.
-	seq++
-	speaker.send(wire.AppendRequest(nil, seq, "count.say", []byte(`{"n":424242}`)))
-	require.Equal(t, wire.OK, speaker.response(seq).Status)
+	// A marker may itself be dropped while the fan-out is still behind,
+	// so one is said every 50 ms until the member has one.
+	stop, said := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(said)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for n := seq + 1; ; n++ {
+			body := wire.AppendRequest(nil, n, "count.say", []byte(`{"n":424242}`))
+			if _, err := speaker.conn.Write(append(wire.AppendLength(nil, len(body)), body...)); err != nil {
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
 	var received, last, before uint64
 	for {
 		f := member.next()
@@ -317,6 +333,8 @@ func TestChannelOverflowIsVisible(t *testing.T) {
 			break
 		}
 	}
+	close(stop)
+	<-said
 	require.Greater(t, last, received, "the member sees a gap: %d pushes received, the last numbered %d", received, last)
 	require.NoError(t, member.conn.Close())
 	f := dialRaw(t, c.b, "tcp").resumeHandshake(wire.CodecJSON, ack.Resume, before)

@@ -305,6 +305,8 @@ func (g *Gate) forwarded(start int64, route string) {
 // messages wait in the subscription: a move's answer and the push it
 // caused, which arrive together, leave in one write.
 func (g *Gate) onGateMsg(m *nats.Msg) {
+	g.busMu.Lock()
+	defer g.busMu.Unlock()
 	g.gateMsg(m)
 	g.batch.msgs++
 	if n, _, err := m.Sub.Pending(); err != nil || n <= 1 || g.batch.msgs >= maxBusBatch {
@@ -345,7 +347,7 @@ func (g *Gate) gateMsg(m *nats.Msg) {
 	s := g.sessMap.get(e.Session)
 	if s == nil {
 		if !g.forwardControl(e.Session, m) && m.Reply != "" {
-			_ = m.Respond([]byte("no session " + e.Session + " on gate " + g.cfg.ID))
+			_ = g.bus.Respond(m, []byte("no session "+e.Session+" on gate "+g.cfg.ID))
 		}
 		return
 	}
@@ -365,7 +367,7 @@ func (g *Gate) gateMsg(m *nats.Msg) {
 			if err != nil {
 				answer = []byte(err.Error())
 			}
-			_ = m.Respond(answer)
+			_ = g.bus.Respond(m, answer)
 		}
 	case cluster.TypeLeave:
 		g.chans.leave(e.Channel, s)

@@ -13,10 +13,13 @@
 //     (including a resume's wait for its state), forwards requests. It
 //     serves one session, so it may block on the bus (a resume) or a hook.
 //   - a flush goroutine per session, only while it has output to write.
-//   - the bus goroutine (onGateMsg): replies, pushes, control messages and
-//     hand-overs for this gate's sessions. It owns routing state: which
-//     session holds an id (sessMap writes after the handshake), which moved
-//     where (moves), and installing a session handed over from another gate.
+//   - the bus goroutine: replies, pushes, control messages and hand-overs
+//     for this gate's sessions. It is two goroutines that take turns under
+//     Gate.busMu: the bus subscription's (onGateMsg), for what comes over
+//     NATS, and localLoop, for what this node's own services hand the gate
+//     in-process (inbox.go). It owns routing state: which session holds an
+//     id (sessMap writes after the handshake), which moved where (moves),
+//     and installing a session handed over from another gate.
 //   - the broadcast goroutine (onBroadcast) and the fan-out goroutine
 //     (channels.run), which serves every channel; the heartbeat sweep and
 //     the timeout sweep.
@@ -230,7 +233,14 @@ type Gate struct {
 	pending pendingTable
 	ips     ipLimiter
 	chans   channels
-	batch   busBatch // owned by the gate subject's subscription goroutine (onGateMsg)
+	// busMu is held while a bus message is handled: by the gate subject's
+	// subscription goroutine (onGateMsg, what comes over NATS) and by
+	// localLoop (what this node sends, in-process), which together are
+	// "the bus goroutine" of the ownership notes above.
+	busMu   sync.Mutex
+	batch   busBatch // busMu
+	inbox   inbox
+	started bool // Start subscribed and started localLoop; set before any session exists
 
 	replyPrefix   string
 	resumeSubject string
@@ -322,6 +332,7 @@ func New(bus *cluster.Bus, cfg Config) (*Gate, error) {
 		}, func() float64 { return float64(g.outPeak.Load()) }))
 	}
 	g.sessMap.init()
+	g.inbox.init(inboxBytes)
 	g.pending.init()
 	g.ips.init(cfg.ConnRatePerIP, cfg.ConnBurstPerIP, cfg.MaxConnsPerIP)
 	g.chans.init(cfg.ChannelBuffer)
@@ -365,8 +376,13 @@ func (g *Gate) Start() error {
 	}
 	g.subs = append(g.subs, bsub)
 	for _, s := range g.subs {
-		_ = s.SetPendingLimits(-1, 256<<20)
+		_ = s.SetPendingLimits(-1, inboxBytes)
 	}
+	// From here on the node's messages to this gate come in-process; none
+	// was sent before it had sessions.
+	g.started = true
+	go g.localLoop()
+	g.bus.SetLocalGate(g.cfg.ID, g.deliver)
 	if err := g.chans.start(g); err != nil {
 		return err
 	}
@@ -511,6 +527,10 @@ func (g *Gate) Shutdown(ctx context.Context) error {
 	g.wg.Wait()
 	for _, s := range g.subs {
 		_ = s.Unsubscribe()
+	}
+	if g.started {
+		g.bus.SetLocalGate(g.cfg.ID, nil)
+		g.closeInbox()
 	}
 	g.chans.stop()
 	// The hooks of the sessions just ended (presence clean-up) run before

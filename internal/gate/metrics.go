@@ -27,6 +27,9 @@ type Metrics struct {
 	// slowForwards counts requests whose hand-over to the bus took past
 	// slowForward: the NATS server was not reading the gate's connection.
 	slowForwards prometheus.Counter
+	// inboxDrops counts messages of the node's own services that the gate
+	// dropped because it fell behind them (inboxBytes queued).
+	inboxDrops prometheus.Counter
 
 	reg prometheus.Registerer // nil: no registry
 
@@ -67,6 +70,9 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		slowForwards: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hearth_bus_slow_forwards_total", Help: "Requests whose forward to the bus blocked for 500 ms or more (the NATS server did not read the gate's connection); meanwhile that session's further requests were not read.",
 		}),
+		inboxDrops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hearth_gate_inbox_drops_total", Help: "Messages from the node's own services (answers, pushes, control) that the gate dropped because 256 MiB of them waited: it fell behind.",
+		}),
 		writes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hearth_socket_writes_total", Help: "Writes to client sockets; each carries one frame or more (compare hearth_frames_total).",
 		}),
@@ -86,7 +92,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.reg = reg
 	if reg != nil {
-		reg.MustRegister(m.sessions, frames, m.latency, m.errors, m.kicks, m.detached, m.resumes, m.channelDrops, m.slowForwards, m.writes)
+		reg.MustRegister(m.sessions, frames, m.latency, m.errors, m.kicks, m.detached, m.resumes, m.channelDrops, m.slowForwards, m.inboxDrops, m.writes)
 	}
 	return m
 }
@@ -95,6 +101,7 @@ func (m *Metrics) frameIn()                       { m.framesIn.Inc() }
 func (m *Metrics) frameOut(k wire.Kind)           { m.framesOut[k].Inc() }
 func (m *Metrics) wrote()                         { m.writes.Inc() }
 func (m *Metrics) slowForward()                   { m.slowForwards.Inc() }
+func (m *Metrics) inboxDrop()                     { m.inboxDrops.Inc() }
 func (m *Metrics) sessionOpened(transport string) { m.sessByTr[transport].Inc() }
 func (m *Metrics) sessionClosed(transport string) { m.sessByTr[transport].Dec() }
 func (m *Metrics) kicked(code wire.Code)          { m.kicks.WithLabelValues(strconv.Itoa(int(code))).Inc() }

@@ -554,7 +554,7 @@ func (g *Gate) onResumeReq(m *nats.Msg) {
 		resp.Redirect = to
 	}
 	b, _ := json.Marshal(&resp)
-	_ = m.Respond(b)
+	_ = g.bus.Respond(m, b)
 }
 
 // export hands session req.Session over to gate req.To. Nothing changes

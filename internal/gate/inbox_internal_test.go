@@ -1,0 +1,117 @@
+package gate
+
+// White-box tests of the inbox: what the node's own services hand the gate
+// in-process (cluster.Bus.SetLocalGate).
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hearth-server/hearth/internal/cluster"
+	"github.com/hearth-server/hearth/wire"
+)
+
+// pushMsg is a push of {"src":src,"n":n} to sessions, as a bus message.
+func pushMsg(src string, n int, sessions ...string) *nats.Msg {
+	payload := []byte(`{"src":"` + src + `","n":` + strconv.Itoa(n) + `}`)
+	e := cluster.Envelope{Type: cluster.TypePush, Sessions: sessions, Route: "t.tick", Payload: payload, JSON: payload}
+	return &nats.Msg{Subject: "hearth.gate.gate-t.c", Data: e.Append(nil)}
+}
+
+type tick struct {
+	Src string
+	N   int
+}
+
+func ticks(t *testing.T, fs []wire.Frame) []tick {
+	t.Helper()
+	var out []tick
+	for _, f := range fs {
+		require.Equal(t, wire.KindPush, f.Kind)
+		var k tick
+		require.NoError(t, json.Unmarshal(f.Payload, &k))
+		out = append(out, k)
+	}
+	return out
+}
+
+// Past its byte bound the inbox drops what comes (counted, logged once a
+// second), as NATS drops for a slow consumer, and never makes the sender
+// wait; what it holds is still delivered, in order, and once it has room
+// again it takes messages as before.
+func TestInboxDropsPastItsBound(t *testing.T) {
+	g := replayGate(t, Limits{})
+	var logs bytes.Buffer
+	g.log = slog.New(slog.NewTextHandler(&logs, nil)) // written on this goroutine only
+	_, cli := connectedSession(t, g, "s1")
+	one := pushMsg("local", 0, "s1")
+	g.inbox.init(3 * len(one.Data))
+	for n := range 5 {
+		require.True(t, g.deliver(pushMsg("local", n, "s1")), "a full inbox still takes (and drops)")
+	}
+	require.Equal(t, 2.0, counterValue(t, g.m.inboxDrops))
+	require.Contains(t, logs.String(), "gate fell behind its node's messages: dropped")
+	go g.localLoop()
+	got := ticks(t, readFrames(t, cli, 3))
+	require.Equal(t, []tick{{"local", 0}, {"local", 1}, {"local", 2}}, got)
+
+	require.True(t, g.deliver(pushMsg("local", 9, "s1")))
+	require.Equal(t, []tick{{"local", 9}}, ticks(t, readFrames(t, cli, 1)))
+	g.closeInbox()
+	require.False(t, g.deliver(pushMsg("local", 10, "s1")), "a closed inbox refuses, and the bus publishes instead")
+	require.Equal(t, 2.0, counterValue(t, g.m.inboxDrops))
+}
+
+// The two goroutines that handle bus messages — the subscription's, for
+// what comes over NATS, and localLoop, for the node's own — take turns:
+// each session gets every push of both, each source's in the order sent,
+// with push numbers that never repeat (run with -race).
+func TestInboxAndSubscriptionTakeTurns(t *testing.T) {
+	g := replayGate(t, Limits{})
+	g.inbox.init(inboxBytes)
+	const sessions, each = 4, 300
+	clients := make([]net.Conn, 0, sessions)
+	ids := make([]string, sessions)
+	for i := range ids {
+		ids[i] = "s" + strconv.Itoa(i)
+		_, cli := connectedSession(t, g, ids[i])
+		clients = append(clients, cli)
+	}
+	go g.localLoop()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for n := range each {
+			if !g.deliver(pushMsg("local", n, ids...)) {
+				t.Error("the inbox refused a message")
+				return
+			}
+		}
+	})
+	wg.Go(func() {
+		for n := range each {
+			g.onGateMsg(pushMsg("nats", n, ids...)) // no Sub: every message releases its batch
+		}
+	})
+	wg.Wait()
+	for i, c := range clients {
+		fs := readFrames(t, c, 2*each)
+		next := map[string]int{}
+		var seq uint64
+		for k, tk := range ticks(t, fs) {
+			require.Equal(t, next[tk.Src], tk.N, "session %d: %s's pushes out of order", i, tk.Src)
+			next[tk.Src]++
+			require.Greater(t, fs[k].PushSeq, seq, "session %d: push_seq repeated", i)
+			seq = fs[k].PushSeq
+		}
+		require.Equal(t, map[string]int{"local": each, "nats": each}, next)
+	}
+	g.closeInbox()
+}
