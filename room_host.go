@@ -82,6 +82,12 @@ func (h *roomHost) attach(ctx context.Context, n *Node, rt *RoomType) error {
 		if err != nil {
 			return fmt.Errorf("hearth: subscribe room control: %w", err)
 		}
+		// The node's record below goes on the JetStream connection: a match
+		// instance that reads it may ask this subject at once, so the
+		// server must have the subscription first.
+		if err := n.bus.Conn().FlushTimeout(5 * time.Second); err != nil {
+			return fmt.Errorf("hearth: subscribe room control: %w", err)
+		}
 		go h.timers.run()
 		go h.write()
 		// A room node keeps a registry copy too, so that it reports the
