@@ -2,6 +2,7 @@ package gate
 
 import (
 	"errors"
+	"sort"
 	"strconv"
 	"sync/atomic"
 	"unsafe"
@@ -224,5 +225,8 @@ func (r *pushRing) after(last, current uint64) ([]pushEntry, error) {
 	case r.len() == 0 || r.ents[r.head].seq > last+1:
 		return nil, errors.New("pushes missed beyond what the server kept")
 	}
-	return r.entriesFrom(int(last + 1 - r.ents[r.head].seq)), nil
+	// Found by number, not by arithmetic: a lost channel message takes a
+	// number and leaves no entry (gapAt), so seqs kept before last may skip.
+	kept := r.ents[r.head:]
+	return r.entriesFrom(sort.Search(len(kept), func(i int) bool { return kept[i].seq > last })), nil
 }

@@ -365,3 +365,49 @@ func TestPushRingLongLivedStaysBounded(t *testing.T) {
 	r.clear(&gate)
 	require.Zero(t, gate.Load())
 }
+
+// A lost channel message takes a push number and keeps no entry: a resume
+// whose last_push lies after such a gap gets exactly the pushes after
+// last_push, not some fewer found by counting from the oldest (which lost
+// pushes, or with gaps enough asked for a negative capacity and panicked).
+func TestPushRingAfterAGap(t *testing.T) {
+	var gate atomic.Int64
+	var r pushRing
+	add := func(seq uint64) {
+		r.add(pushEntry{Seq: seq, Route: "room.state", Payload: []byte(fmt.Sprint(seq))}, 1<<10, 1<<20, math.MaxUint64, &gate)
+	}
+	seq := uint64(0)
+	for range 5 {
+		seq++
+		add(seq)
+	}
+	for range 3 { // three lost channel messages: 6, 7, 8
+		seq++
+		r.gapAt(seq)
+	}
+	for range 4 { // 9 … 12
+		seq++
+		add(seq)
+	}
+	for _, tc := range []struct {
+		last uint64
+		want []uint64
+	}{
+		{8, []uint64{9, 10, 11, 12}},
+		{9, []uint64{10, 11, 12}},
+		{11, []uint64{12}},
+		{12, nil},
+	} {
+		got, err := r.after(tc.last, seq)
+		require.NoError(t, err, "last_push %d", tc.last)
+		var seqs []uint64
+		for _, e := range got {
+			seqs = append(seqs, e.Seq)
+			require.Equal(t, fmt.Sprint(e.Seq), string(e.Payload))
+		}
+		require.Equal(t, tc.want, seqs, "last_push %d", tc.last)
+	}
+	_, err := r.after(5, seq)
+	require.Error(t, err, "a resume from before the gap is refused")
+	r.clear(&gate)
+}
