@@ -438,8 +438,8 @@ func publish(nc *nats.Conn, subject, reply string, data []byte) error {
 // signal could overtake the subscriptions. To the local gate, which gets
 // e without the server, it first waits until the server has them.
 func (b *Bus) SendAfterSubscriptions(subject string, e *Envelope) error {
-	if b.isLocal(subject) {
-		if err := b.flushSubscriptions(); err != nil {
+	if b.localFor(subject) != nil {
+		if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
 			return fmt.Errorf("cluster: flush before %s: %w", subject, err)
 		}
 	}
@@ -467,7 +467,7 @@ func (b *Bus) Forward(service, reply string, e *Envelope) error {
 // connection subject is pinned to, so that a request to a gate stays in
 // order with what else the node sends it.
 func (b *Bus) Request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
-	if b.isLocal(subject) {
+	if b.localFor(subject) != nil {
 		m, err := b.requestLocal(ctx, subject, data)
 		if !errors.Is(err, errNotLocal) {
 			return m, err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -44,20 +43,19 @@ func (b *Bus) SetLocalGate(id string, deliver func(*nats.Msg) bool) {
 	b.local.Store(&localGate{prefix: b.gatePre + id + ".", deliver: deliver})
 }
 
+// localFor is the local gate when subject is one of its subjects, else nil.
+func (b *Bus) localFor(subject string) *localGate {
+	if lg := b.local.Load(); lg != nil && strings.HasPrefix(subject, lg.prefix) {
+		return lg
+	}
+	return nil
+}
+
 // toLocal hands a message for subject to the local gate, copying data;
 // false if subject is not the local gate's or the gate has stopped.
 func (b *Bus) toLocal(subject, reply string, data []byte) bool {
-	lg := b.local.Load()
-	if lg == nil || !strings.HasPrefix(subject, lg.prefix) {
-		return false
-	}
-	return lg.deliver(&nats.Msg{Subject: subject, Reply: reply, Data: append([]byte(nil), data...)})
-}
-
-// isLocal reports whether subject is the local gate's.
-func (b *Bus) isLocal(subject string) bool {
-	lg := b.local.Load()
-	return lg != nil && strings.HasPrefix(subject, lg.prefix)
+	lg := b.localFor(subject)
+	return lg != nil && lg.deliver(&nats.Msg{Subject: subject, Reply: reply, Data: append([]byte(nil), data...)})
 }
 
 // Respond answers m, a request that reached this node over the bus or
@@ -94,9 +92,3 @@ func (b *Bus) requestLocal(ctx context.Context, subject string, data []byte) (*n
 }
 
 var errNotLocal = errors.New("cluster: local gate stopped")
-
-// flushSubscriptions waits until the server has every subscription made
-// on nc so far.
-func (b *Bus) flushSubscriptions() error {
-	return b.nc.FlushTimeout(5 * time.Second)
-}

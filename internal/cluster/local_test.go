@@ -17,6 +17,7 @@ type localRecorder struct {
 	b      *Bus
 	answer bool
 	check  *orderCheck
+	then   func(*nats.Msg) // called with each message taken, if set
 
 	mu     sync.Mutex
 	msgs   []*nats.Msg // mu
@@ -33,6 +34,9 @@ func (r *localRecorder) deliver(m *nats.Msg) bool {
 	r.mu.Unlock()
 	if r.check != nil {
 		r.check.see(m)
+	}
+	if r.then != nil {
+		r.then(m)
 	}
 	if r.answer && m.Reply != "" {
 		go func() { _ = r.b.Respond(m, append([]byte("ok:"), m.Data...)) }()
@@ -152,21 +156,20 @@ func TestLocalGateRequest(t *testing.T) {
 	require.NoError(t, err)
 	defer other.Unsubscribe()
 	require.NoError(t, b.Conn().Flush())
+	// As a gate does for a session that moved: relayed, reply subject and
+	// all (deliver runs on the requester's goroutine, so before it waits).
 	r.answer = false
-	go func() {
-		for {
-			if got := r.taken(); len(got) == 2 {
-				_ = b.Relay("n2", got[1].Reply, got[1].Data)
-				return
-			}
-			time.Sleep(time.Millisecond)
+	r.then = func(m *nats.Msg) {
+		if err := b.Relay("n2", m.Reply, m.Data); err != nil {
+			t.Error(err)
 		}
-	}()
+	}
 	m, err = b.Request(ctx, b.Subjects().GateControl("n1"), []byte("join"))
 	require.NoError(t, err)
 	require.Equal(t, "from n2", string(m.Data))
 
 	// No answer: the caller's deadline, as over NATS.
+	r.then = nil
 	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel2()
 	_, err = b.Request(short, b.Subjects().GateControl("n1"), []byte("join"))

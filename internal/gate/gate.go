@@ -362,7 +362,7 @@ func (g *Gate) RefreshRoutes() {
 
 // Start subscribes to the gate's bus subjects and opens the listeners. It
 // returns once they accept connections.
-func (g *Gate) Start() error {
+func (g *Gate) Start() (err error) {
 	nc := g.bus.Conn()
 	subj := g.bus.Subjects()
 	sub, err := nc.Subscribe(subj.GateAll(g.cfg.ID), g.onGateMsg)
@@ -383,6 +383,13 @@ func (g *Gate) Start() error {
 	g.started = true
 	go g.localLoop()
 	g.bus.SetLocalGate(g.cfg.ID, g.deliver)
+	defer func() {
+		if err != nil { // no Shutdown follows: take the local path back
+			g.bus.SetLocalGate(g.cfg.ID, nil)
+			g.closeInbox()
+			g.started = false
+		}
+	}()
 	if err := g.chans.start(g); err != nil {
 		return err
 	}

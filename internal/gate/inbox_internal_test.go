@@ -5,12 +5,15 @@ package gate
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
@@ -114,4 +117,29 @@ func TestInboxAndSubscriptionTakeTurns(t *testing.T) {
 		require.Equal(t, map[string]int{"local": each, "nats": each}, next)
 	}
 	g.closeInbox()
+}
+
+// A gate whose Start fails (its port is taken) gets no Shutdown: it takes
+// the local path back itself, so the node's messages are not handed to a
+// gate that never serves, and its inbox goroutine ends.
+func TestFailedStartTakesTheLocalPathBack(t *testing.T) {
+	bus, err := cluster.Connect(context.Background(), cluster.Config{Name: "gate-t", DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(bus.Close)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	g, err := New(bus, Config{ID: "gate-t", TCPAddr: taken.Addr().String(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	require.Error(t, g.Start())
+	select {
+	case <-g.inbox.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the inbox goroutine of a gate that failed to start is still running")
+	}
+	require.False(t, g.deliver(pushMsg("local", 0, "s1")), "the failed gate's inbox is closed")
+	// The bus publishes again: over NATS the gate's subscription is all
+	// that is left, and a kick for no session there is dropped, not queued.
+	require.NoError(t, bus.Kick("gate-t", "s1", 9, "bye"))
+	require.Empty(t, g.inbox.q)
 }
