@@ -114,6 +114,75 @@ func TestBotsPlayRounds(t *testing.T) {
 	require.Equal(t, int64(players*testGrant), sum, "rounds only move currency between players")
 }
 
+// slowLedger settles every round after a pause longer than the gate's
+// request timeout: the move that ends a round gets 302.
+type slowLedger struct {
+	*store.Store
+	pause time.Duration
+}
+
+func (l slowLedger) ApplyLedgerBatch(ctx context.Context, entries []store.LedgerEntry) ([]int64, bool, error) {
+	time.Sleep(l.pause)
+	return l.Store.ApplyLedgerBatch(ctx, entries)
+}
+
+// A move the server gives up on (302: its room did not answer in time) is
+// counted as an error under its own code, and the bot plays on: bots that
+// quit on it turned a few seconds of a busy tables node into thousands of
+// players gone, reported as 30 s timeouts that never happened.
+func TestBotsPlayOnAfterALostMove(t *testing.T) {
+	st := hearthtest.Store(t, "sqlite")
+	rules := niuniu.Rules{
+		ReadyCountdown: 200 * time.Millisecond, GrabCountdown: 300 * time.Millisecond,
+		BetCountdown: 300 * time.Millisecond, OpenCountdown: 300 * time.Millisecond, EndPause: 100 * time.Millisecond,
+	}
+	rt, err := niuniu.NewRoomType(testType, niuniu.TableConfig{Rules: rules, Grant: testGrant}, slowLedger{st, 1500 * time.Millisecond})
+	require.NoError(t, err)
+	_, authSvc := auth.New(st, auth.Config{LoginRate: -1, NewAccountsPerIP: -1, MaxWriteBacklog: -1})
+	node := hearthtest.Start(t, hearth.Config{RequireUser: true, Limits: hearth.Limits{RequestTimeout: time.Second}},
+		authSvc, lobby.New(st), match.New(match.Config{}), rt.Service())
+
+	const players = 4
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	urls := []string{node.URL("tcp")}
+	rc := runConfig{
+		urls: urls, players: players, runID: "test", game: "niuniu", roomType: testType,
+		thinkMin: 0, thinkMax: 20 * time.Millisecond, ramp: 1000, drain: 20 * time.Second,
+		client: clientOptions(false, urls), seed: 7,
+	}
+	s := newStats()
+	r := startRunner(ctx, rc, s)
+	hearthtest.Eventually(t, 45*time.Second, func() error {
+		sn := s.snapshot()
+		lost := int64(0)
+		for k, n := range sn.Errors {
+			if strings.HasSuffix(k, " 302 timeout") {
+				lost += n
+			}
+		}
+		switch {
+		case sn.Failed > 0:
+			return fmt.Errorf("%d bots gave up: %v", sn.Failed, sn.Why)
+		case lost < 2 || s.rounds.Load() < 3:
+			return fmt.Errorf("%d moves lost to 302 and %d rounds completed, want 2 and 3; errors %v", lost, s.rounds.Load(), sn.Errors)
+		}
+		return nil
+	})
+	r.stop()
+	select {
+	case <-r.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the bots did not finish their rounds within 30s of stop")
+	}
+	sn := s.snapshot()
+	require.Zero(t, sn.Failed, "no bot gave up: %v", sn.Why)
+	for k := range sn.Errors {
+		// Not "open timeout", the bots' own 30 s, as every lost move was.
+		require.True(t, strings.HasSuffix(k, " 302 timeout"), "only moves lost to 302, named so: %q (%v)", k, sn.Why)
+	}
+}
+
 // The command starts its own server, splits the bots over worker
 // processes and adds their numbers up; each worker writes its own CPU
 // profile.

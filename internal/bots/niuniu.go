@@ -380,6 +380,9 @@ loop:
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		var err error
 		b.answer, err = b.c.RequestRawAppend(rctx, route, req, b.answer[:0])
+		// Before cancel: after it, rctx.Err() is set whatever happened, and
+		// every failed move read as a 30 s timeout.
+		timedOut := rctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		b.st.action.record(time.Since(t0))
 		b.st.actions.Add(1)
@@ -391,10 +394,10 @@ loop:
 			// The phase ended (its countdown ran out) while the move was
 			// on its way: a slow player's fate, not a server error.
 			b.st.lateMoves.Add(1)
-		case isApp(err):
+		case isApp(err), moveLost(err):
 			b.st.fail(errorKey(m.action, err), err)
 		default:
-			if rctx.Err() != nil {
+			if timedOut {
 				err = fmt.Errorf("%w: %s after %s", errTimeout, m.action, requestTimeout)
 			}
 			b.st.fail(errorKey(m.action, err), err)
@@ -602,6 +605,16 @@ func (b *nnBot) tooLate(err error, v *view) bool {
 
 // isApp reports whether err is the game refusing a move (a code of 1000
 // and up), after which the bot plays on.
+// moveLost reports whether err is the server giving up on a move (302:
+// its room did not answer in time) or having no room for it (203): the
+// move is lost, as a player's click can be, but the session and the table
+// go on, and so does the bot. It counts the error; a bot that quit on it
+// turned a few seconds of overload into thousands of players gone.
+func moveLost(err error) bool {
+	var we *wire.Error
+	return errors.As(err, &we) && (we.Code == wire.CodeTimeout || we.Code == wire.CodeOverloaded)
+}
+
 func isApp(err error) bool {
 	var we *wire.Error
 	return errors.As(err, &we) && we.Code >= wire.CodeApplication
