@@ -635,13 +635,6 @@ func (n *Node) local(service string, id uint64, env *cluster.Envelope) bool {
 	if !ok || !n.hasRole(service) {
 		return false
 	}
-	select {
-	case n.handlers <- struct{}{}:
-	default:
-		return false // the bus path answers 203
-	}
-	e := *env
-	e.Payload = bytes.Clone(env.Payload) // env's payload is the gate's read buffer
 	var reply replier
 	if id != 0 {
 		// The answer takes the path of everything else this node sends its
@@ -649,9 +642,23 @@ func (n *Node) local(service string, id uint64, env *cluster.Envelope) bool {
 		// binds and joins the handler made, so the gate applies those
 		// first.
 		subject := string(cluster.AppendReplyID([]byte(n.bus.Subjects().GateReplyPrefix(n.id)), id))
-		seq := e.Seq
+		seq := env.Seq
 		reply = func(status Code, payload []byte) { n.reply(subject, seq, status, payload) }
 	}
+	select {
+	case n.handlers <- struct{}{}:
+	default:
+		// Refused here, as the bus path would: sent over the bus instead,
+		// the request could find a slot there and run after a later one
+		// of the same session that ran here.
+		n.log.Warn("overloaded: request refused", "service", service, "max_handlers", n.cfg.MaxHandlers)
+		if reply != nil {
+			reply(wire.CodeOverloaded, []byte("overloaded: too many requests running"))
+		}
+		return true
+	}
+	e := *env
+	e.Payload = bytes.Clone(env.Payload) // env's payload is the gate's read buffer
 	n.bg.Add(1)
 	n.work.run(func() {
 		defer func() { <-n.handlers; n.bg.Done() }()
