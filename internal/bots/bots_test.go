@@ -50,15 +50,12 @@ func startTables(t *testing.T) (*hearthtest.Node, *store.Store) {
 	return node, st
 }
 
-// Ten bots over both transports play several rounds with no error; every
-// bot's balance is its ledger's sum and what the round results showed it,
-// and the game moved no currency in or out.
-func TestBotsPlayRounds(t *testing.T) {
-	node, st := startTables(t)
-	const players = 10
+// playFor starts players bots on urls, quick to think, and returns their
+// stats and a stop that waits until every bot has left its table.
+func playFor(t *testing.T, urls []string, players int) (*stats, func()) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	urls := []string{node.URL("tcp"), node.URL("ws")}
+	t.Cleanup(cancel)
 	rc := runConfig{
 		urls: urls, players: players, runID: "test", game: "niuniu", roomType: testType,
 		thinkMin: 0, thinkMax: 20 * time.Millisecond, ramp: 1000, drain: 20 * time.Second,
@@ -66,6 +63,24 @@ func TestBotsPlayRounds(t *testing.T) {
 	}
 	s := newStats()
 	r := startRunner(ctx, rc, s)
+	return s, func() {
+		t.Helper()
+		r.stop()
+		select {
+		case <-r.done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the bots did not finish their rounds within 30s of stop")
+		}
+	}
+}
+
+// Ten bots over both transports play several rounds with no error; every
+// bot's balance is its ledger's sum and what the round results showed it,
+// and the game moved no currency in or out.
+func TestBotsPlayRounds(t *testing.T) {
+	node, st := startTables(t)
+	const players = 10
+	s, stop := playFor(t, []string{node.URL("tcp"), node.URL("ws")}, players)
 	hearthtest.Eventually(t, 30*time.Second, func() error {
 		if n := s.rounds.Load(); n < 6 {
 			sn := s.snapshot()
@@ -73,12 +88,7 @@ func TestBotsPlayRounds(t *testing.T) {
 		}
 		return nil
 	})
-	r.stop()
-	select {
-	case <-r.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the bots did not finish their rounds within 30s of stop")
-	}
+	stop()
 	sn := s.snapshot()
 	require.Empty(t, sn.Errors, "errors: %v", sn.Why)
 	require.Zero(t, sn.Failed)
@@ -96,6 +106,7 @@ func TestBotsPlayRounds(t *testing.T) {
 	// countdowns of a few hundred ms that is rare, not the rule.
 	require.LessOrEqual(t, sn.LateMoves, 1+sn.Actions/20)
 
+	ctx := context.Background()
 	var sum int64
 	for i := range players {
 		acct, err := st.FindGuestAccount(ctx, fmt.Sprintf("bots-test-%d", i))
@@ -142,17 +153,7 @@ func TestBotsPlayOnAfterALostMove(t *testing.T) {
 	node := hearthtest.Start(t, hearth.Config{RequireUser: true, Limits: hearth.Limits{RequestTimeout: time.Second}},
 		authSvc, lobby.New(st), match.New(match.Config{}), rt.Service())
 
-	const players = 4
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	urls := []string{node.URL("tcp")}
-	rc := runConfig{
-		urls: urls, players: players, runID: "test", game: "niuniu", roomType: testType,
-		thinkMin: 0, thinkMax: 20 * time.Millisecond, ramp: 1000, drain: 20 * time.Second,
-		client: clientOptions(false, urls), seed: 7,
-	}
-	s := newStats()
-	r := startRunner(ctx, rc, s)
+	s, stop := playFor(t, []string{node.URL("tcp")}, 4)
 	hearthtest.Eventually(t, 45*time.Second, func() error {
 		sn := s.snapshot()
 		lost := int64(0)
@@ -169,12 +170,7 @@ func TestBotsPlayOnAfterALostMove(t *testing.T) {
 		}
 		return nil
 	})
-	r.stop()
-	select {
-	case <-r.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the bots did not finish their rounds within 30s of stop")
-	}
+	stop()
 	sn := s.snapshot()
 	require.Zero(t, sn.Failed, "no bot gave up: %v", sn.Why)
 	for k := range sn.Errors {
