@@ -541,8 +541,7 @@ func (n *Node) dispatch(svc *Service) nats.MsgHandler {
 		select {
 		case n.handlers <- struct{}{}:
 		default:
-			n.log.Warn("overloaded: request refused", "service", svc.name, "max_handlers", n.cfg.MaxHandlers)
-			n.reply(m.Reply, uint32(0), wire.CodeOverloaded, []byte("overloaded: too many requests running"))
+			n.refuse(svc.name, func(status Code, payload []byte) { n.reply(m.Reply, 0, status, payload) })
 			return
 		}
 		n.bg.Add(1)
@@ -550,6 +549,15 @@ func (n *Node) dispatch(svc *Service) nats.MsgHandler {
 			defer func() { <-n.handlers; n.bg.Done() }()
 			n.serve(svc, m)
 		})
+	}
+}
+
+// refuse answers a request that found every handler slot taken with 203;
+// a NOTIFY (reply nil) is dropped. Both are logged.
+func (n *Node) refuse(service string, reply replier) {
+	n.log.Warn("overloaded: request refused", "service", service, "max_handlers", n.cfg.MaxHandlers)
+	if reply != nil {
+		reply(wire.CodeOverloaded, []byte("overloaded: too many requests running"))
 	}
 }
 
@@ -651,10 +659,7 @@ func (n *Node) local(service string, id uint64, env *cluster.Envelope) bool {
 		// Refused here, as the bus path would: sent over the bus instead,
 		// the request could find a slot there and run after a later one
 		// of the same session that ran here.
-		n.log.Warn("overloaded: request refused", "service", service, "max_handlers", n.cfg.MaxHandlers)
-		if reply != nil {
-			reply(wire.CodeOverloaded, []byte("overloaded: too many requests running"))
-		}
+		n.refuse(service, reply)
 		return true
 	}
 	e := *env

@@ -603,8 +603,6 @@ func (b *nnBot) tooLate(err error, v *view) bool {
 	}
 }
 
-// isApp reports whether err is the game refusing a move (a code of 1000
-// and up), after which the bot plays on.
 // moveLost reports whether err is the server giving up on a move (302:
 // its room did not answer in time) or having no room for it (203): the
 // move is lost, as a player's click can be, but the session and the table
@@ -615,6 +613,8 @@ func moveLost(err error) bool {
 	return errors.As(err, &we) && (we.Code == wire.CodeTimeout || we.Code == wire.CodeOverloaded)
 }
 
+// isApp reports whether err is the game refusing a move (a code of 1000
+// and up), after which the bot plays on.
 func isApp(err error) bool {
 	var we *wire.Error
 	return errors.As(err, &we) && we.Code >= wire.CodeApplication
