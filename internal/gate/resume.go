@@ -233,9 +233,7 @@ func (c *respCache) reserve(n, bound, gateBudget int, gateBytes *atomic.Int64) (
 	off, grow, ok := c.data.reserve(n, start, bound, func(grow int) bool {
 		return gateBytes.Load()+int64(grow) <= int64(gateBudget)
 	})
-	if ok {
-		gateBytes.Add(int64(grow))
-	}
+	gateBytes.Add(int64(grow)) // refused, it still counts what was released
 	return off, ok
 }
 

@@ -1,107 +1,157 @@
 package gate
 
+import "sort"
+
 // wrapBuf is the byte buffer behind a pushRing or a respCache: records
-// appended at the end, dropped oldest first, each record contiguous, in one
-// allocation that wraps around. A record is addressed by its offset in
-// everything ever appended (its stream offset), which never changes; its
-// place in buf is that offset's distance from base, modulo len(buf).
+// appended at the end, dropped oldest first, each record contiguous. A
+// record is addressed by its offset in everything ever appended (its
+// stream offset), which never changes.
 //
-// Nothing is copied as records come and go: only when the buffer must
-// grow, or shrink because its bound did, are the live records copied, in
-// order, to the start of a new one. A buffer that slid its contents to the
-// front instead (as before) copied everything it held every few appends
-// once it ran near its bound — at 20,000 sessions the gates' largest single
-// cost after the socket writes (docs/benchmarks.md § bots, session 9).
+// It is a queue of chunks, each covering the stream offsets that follow
+// the one before. A record goes at the end of the last chunk, or, when it
+// does not fit there, at the start of a new one (the last chunk's tail is
+// skipped). A chunk whose records have all been dropped is kept for a next
+// new chunk, so a buffer at its bound appends without allocating, and
+// nothing is ever copied: a buffer that grew by doubling (before) copied
+// and zeroed twice what it finally held — at 20,000 sessions filling their
+// buffers, a third of the tables node's garbage, and a collection every
+// ~15 s whose mark assists stalled the node's pushes (docs/benchmarks.md
+// § bots, session 20).
+//
+// The chunks are pointer-free (the garbage collector marks them without
+// scanning them); only the chunk list holds pointers, a few per session.
 //
 // Its owner's lock guards it.
 type wrapBuf struct {
-	buf  []byte // len(buf) == cap(buf)
-	base int    // the stream offset that falls on buf[0]
-	end  int    // the stream offset after the newest record
+	chunks []wrapChunk // chunks[head:] are in use, oldest first
+	head   int
+	spares [][]byte // chunks no longer in use, kept for the next ones
+	end    int      // the stream offset after the newest record
+	in     int      // the bytes of the chunks in use
+	spare  int      // the bytes of spares
 }
 
-// at is where stream offset off falls in buf.
-func (w *wrapBuf) at(off int) int { return (off - w.base) % len(w.buf) }
+// wrapChunk is a chunk and the stream offset of its first byte.
+type wrapChunk struct {
+	start int
+	b     []byte // len == cap
+}
+
+// chunkSize is the usual size of a chunk for a buffer bounded by bound: an
+// eighth of it, so that the skipped tails and the partly dropped oldest
+// chunk waste little, between 512 bytes and 8 KiB (the number of chunks,
+// each an object to mark, stays small); a record larger than that gets a
+// chunk of its own size.
+func chunkSize(bound int) int {
+	return min(max(bound/8, 512), 8<<10)
+}
+
+// size is the buffer's capacity: what its owner counts against the gate.
+func (w *wrapBuf) size() int { return w.in + w.spare }
+
+// find returns the chunk in use that holds stream offset off.
+func (w *wrapBuf) find(off int) *wrapChunk {
+	cs := w.chunks[w.head:]
+	if last := &cs[len(cs)-1]; off >= last.start {
+		return last // the common case: the record just reserved
+	}
+	i := sort.Search(len(cs), func(i int) bool { return cs[i].start > off }) - 1
+	return &cs[i]
+}
 
 // bytes returns the n bytes of the record at stream offset off, in place.
 func (w *wrapBuf) bytes(off, n int) []byte {
 	if n == 0 {
 		return nil
 	}
-	p := w.at(off)
-	return w.buf[p : p+n]
-}
-
-// size is the buffer's capacity: what its owner counts against the gate.
-func (w *wrapBuf) size() int { return len(w.buf) }
-
-// next reports where a record of n bytes would go, and whether it fits
-// without reallocation. start is the stream offset of the oldest record
-// kept (end when none): everything before it may be overwritten.
-func (w *wrapBuf) next(n, start int) (off int, fits bool) {
-	c := len(w.buf)
-	if c == 0 {
-		return w.end, false
-	}
-	if start == w.end {
-		w.base = w.end // empty: start again at buf[0]
-	}
-	off = w.end
-	if p := w.at(off); p+n > c {
-		off += c - p // a record never wraps: skip to buf[0]
-	}
-	return off, off+n-start <= c
-}
-
-// grown is the capacity a reallocation gives a buffer of capacity c that
-// must hold need bytes: a first buffer exactly that (a session sent one
-// push keeps no more), then twice that, up to limit. Each growth copies
-// the whole contents, so it doubles: at 20,000 sessions growing by a
-// quarter, buffers filling up copied more than the pushes that filled them.
-func grown(c, need, limit int) int {
-	if c == 0 {
-		return need
-	}
-	return max(min(max(2*need, 64), limit), need)
+	c := w.find(off)
+	p := off - c.start
+	return c.b[p : p+n]
 }
 
 // reserve makes room for a record of n bytes and returns its stream
 // offset; the caller writes it with put. Records before start are
-// dropped. bound is what the owner keeps at most: the buffer grows to at
-// most 1.25 × bound (or n) — and by less than one record more when the
-// live records include the end of the buffer a record skipped. When bound
-// falls, the buffer is reallocated smaller once it is half as large again
-// as that: a session's bound (its share of the gate's) falls a little with
-// each session that arrives, and a buffer that shrank at once would be
-// copied at every push. It returns how much the buffer's capacity changed,
-// and does nothing but report the growth, with ok false, when allow
-// refuses it.
+// dropped, and the chunks that held only those are released (release). It returns how much the
+// buffer's capacity changed. When the record needs a new chunk that allow
+// refuses (it reports the growth), the record is not placed and ok is
+// false; grow still counts what was released.
 func (w *wrapBuf) reserve(n, start, bound int, allow func(grow int) bool) (off, grow int, ok bool) {
+	before := w.size()
+	w.release(start, bound)
 	if n == 0 {
-		return w.end, 0, true
+		return w.end, w.size() - before, true
 	}
-	limit := max(bound+bound/4, n)
-	if off, fits := w.next(n, start); fits && len(w.buf) <= limit+limit/2 {
-		w.end = off + n
-		return off, 0, true
+	if len(w.chunks) > w.head {
+		last := &w.chunks[len(w.chunks)-1]
+		if w.end-last.start+n <= len(last.b) {
+			off = w.end
+			w.end += n
+			return off, w.size() - before, true
+		}
 	}
-	live := w.end - start
-	c := grown(len(w.buf), live+n, limit)
-	grow = c - len(w.buf)
-	if grow > 0 && allow != nil && !allow(grow) {
-		return 0, grow, false
+	// A first chunk holds exactly its record (a session sent one push
+	// keeps no more); each next one is as large as all before it, up to
+	// the usual size: a buffer grows as a doubling one did, without the
+	// copies.
+	size := max(n, min(chunkSize(bound), w.in))
+	var b []byte
+	if k := len(w.spares) - 1; k >= 0 && len(w.spares[k]) >= n {
+		b = w.spares[k]
+		w.spares[k] = nil
+		w.spares = w.spares[:k]
+		w.spare -= len(b)
+	} else {
+		if allow != nil && !allow(w.size()-before+size) {
+			return 0, w.size() - before, false
+		}
+		b = make([]byte, size)
 	}
-	buf := make([]byte, c)
-	if live > 0 {
-		// The live records, in stream order: up to two pieces.
-		p := w.at(start)
-		k := copy(buf, w.buf[p:min(p+live, len(w.buf))])
-		copy(buf[k:live], w.buf)
-	}
-	w.buf, w.base = buf, start
 	off = w.end
+	if len(w.chunks) > w.head {
+		last := &w.chunks[len(w.chunks)-1]
+		off = last.start + len(last.b) // the last chunk's tail is skipped
+	}
+	if w.head > 0 && len(w.chunks) == cap(w.chunks) {
+		// The released front is reused, not carried along.
+		n := copy(w.chunks, w.chunks[w.head:])
+		clear(w.chunks[n:])
+		w.chunks, w.head = w.chunks[:n], 0
+	}
+	w.chunks = append(w.chunks, wrapChunk{start: off, b: b})
+	w.in += len(b)
 	w.end = off + n
-	return off, grow, true
+	return off, w.size() - before, true
+}
+
+// release drops the chunks in use that end at or before start, keeping
+// the newest chunk (the next record may fit in it). A released chunk of
+// the buffer's usual size is kept as a spare while the buffer stays within
+// 1.25 × its bound (and a chunk); others, and spares past a fallen bound,
+// are let go.
+func (w *wrapBuf) release(start, bound int) {
+	limit := bound + bound/4 + chunkSize(bound)
+	for w.head < len(w.chunks)-1 {
+		c := &w.chunks[w.head]
+		if c.start+len(c.b) > start {
+			break
+		}
+		w.in -= len(c.b)
+		if len(c.b) == chunkSize(bound) && w.size()+len(c.b) <= limit {
+			w.spares = append(w.spares, c.b)
+			w.spare += len(c.b)
+		}
+		*c = wrapChunk{}
+		w.head++
+	}
+	if start == w.end && w.head < len(w.chunks) {
+		// Empty: its one chunk starts again at the end.
+		w.chunks[w.head].start = w.end
+	}
+	for k := len(w.spares) - 1; k >= 0 && w.size() > limit; k-- {
+		w.spare -= len(w.spares[k])
+		w.spares[k] = nil
+		w.spares = w.spares[:k]
+	}
 }
 
 // put writes b at stream offset off and returns the offset after it.
@@ -109,7 +159,8 @@ func (w *wrapBuf) put(off int, b []byte) int {
 	if len(b) == 0 {
 		return off
 	}
-	copy(w.buf[w.at(off):], b)
+	c := w.find(off)
+	copy(c.b[off-c.start:], b)
 	return off + len(b)
 }
 
@@ -118,6 +169,7 @@ func (w *wrapBuf) putString(off int, s string) int {
 	if s == "" {
 		return off
 	}
-	copy(w.buf[w.at(off):], s)
+	c := w.find(off)
+	copy(c.b[off-c.start:], s)
 	return off + len(s)
 }
