@@ -405,16 +405,17 @@ func (b *Bus) sendOn(nc *nats.Conn, subject, reply string, e *Envelope) error {
 		bp = new([]byte)
 	}
 	buf := e.Append((*bp)[:0])
-	var err error
-	if !b.toLocal(subject, reply, buf) {
-		err = publish(nc, subject, reply, buf)
+	*bp = buf
+	if lg := b.localFor(subject); lg != nil && lg.deliver(&nats.Msg{Subject: subject, Reply: reply, Data: buf}, bp) {
+		return nil // the gate has the buffer now
 	}
-	if cap(buf) <= 64<<10 {
-		*bp = buf
-		b.bufs.Put(bp)
-	}
+	err := publish(nc, subject, reply, buf)
+	b.Recycle(bp)
 	return err
 }
+
+// maxPooledBuf is the largest encoding buffer kept for reuse.
+const maxPooledBuf = 64 << 10
 
 // publish sends data on nc, with a reply subject if reply is not empty.
 func publish(nc *nats.Conn, subject, reply string, data []byte) error {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
@@ -24,7 +25,7 @@ type localRecorder struct {
 	closed bool        // mu
 }
 
-func (r *localRecorder) deliver(m *nats.Msg) bool {
+func (r *localRecorder) deliver(m *nats.Msg, _ *[]byte) bool {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -231,7 +232,7 @@ func TestLocalSendAfterSubscriptions(t *testing.T) {
 		sub, err := b.Conn().ChanSubscribe(channel, got)
 		require.NoError(t, err)
 		published := make(chan error, 1)
-		b.SetLocalGate("n1", func(m *nats.Msg) bool {
+		b.SetLocalGate("n1", func(m *nats.Msg, _ *[]byte) bool {
 			// As the old gate does on TypeHandoverReady: from now on the
 			// publishes reach the new gate's subscription.
 			err := other.Publish(channel, []byte("after"))
@@ -251,4 +252,44 @@ func TestLocalSendAfterSubscriptions(t *testing.T) {
 		}
 		require.NoError(t, sub.Unsubscribe())
 	}
+}
+
+// What the bus encodes for its local gate is handed over, not copied: the
+// message's Data is the encoding buffer itself, given back with Recycle;
+// what it passes on from others (an answer, Respond) is a copy, since the
+// caller keeps its own.
+func TestLocalGateGetsTheEncodingBuffer(t *testing.T) {
+	b := connect(t, Config{Name: "n1"})
+	type taken struct {
+		m   *nats.Msg
+		buf *[]byte
+	}
+	got := make(chan taken, 4)
+	b.SetLocalGate("n1", func(m *nats.Msg, buf *[]byte) bool {
+		got <- taken{m, buf}
+		return true
+	})
+	require.NoError(t, b.Push("n1", []string{"s1"}, "a.b", []byte("p1"), nil))
+	first := <-got
+	require.NotNil(t, first.buf, "an encoded message comes with its buffer")
+	require.Same(t, unsafe.SliceData(*first.buf), unsafe.SliceData(first.m.Data), "Data is the buffer, not a copy")
+	e, err := DecodeEnvelope(first.m.Data)
+	require.NoError(t, err)
+	require.Equal(t, "p1", string(e.Payload))
+	b.Recycle(first.buf)
+
+	// The next message may reuse that buffer; the gate gave it back, so
+	// it no longer reads it.
+	require.NoError(t, b.Push("n1", []string{"s1"}, "a.b", []byte("p2"), nil))
+	second := <-got
+	e, err = DecodeEnvelope(second.m.Data)
+	require.NoError(t, err)
+	require.Equal(t, "p2", string(e.Payload))
+
+	answer := []byte("answer")
+	require.NoError(t, b.Respond(&nats.Msg{Reply: b.Subjects().GateControl("n1")}, answer))
+	third := <-got
+	require.Nil(t, third.buf, "a message the bus did not encode is copied")
+	answer[0] = 'X'
+	require.Equal(t, "answer", string(third.m.Data))
 }

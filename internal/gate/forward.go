@@ -314,42 +314,47 @@ func (g *Gate) onGateMsg(m *nats.Msg) {
 	}
 }
 
-func (g *Gate) gateMsg(m *nats.Msg) {
+// gateMsg handles one message for this gate (onGateMsg, localLoop). It
+// reports whether nothing refers to m.Data any more: a push's payloads
+// are copied (into the sessions' output and replay buffers, or encoded
+// anew to forward them), so its buffer may be reused; anything else may
+// keep parts of it (an answer goes on to its request's waiter).
+func (g *Gate) gateMsg(m *nats.Msg) (done bool) {
 	if id, ok := cluster.ParseReplyID(m.Subject, g.replyPrefix); ok {
 		g.onReply(id, m)
-		return
+		return false
 	}
 	if m.Subject == g.resumeSubject {
 		g.onResumeReq(m)
-		return
+		return false
 	}
 	var e cluster.Envelope
 	if err := e.Decode(m.Data); err != nil {
 		g.log.Error("bad envelope on gate subject", "subject", m.Subject, "err", err)
-		return
+		return true
 	}
 	switch e.Type {
 	case cluster.TypeImport:
 		g.onImport(&e)
-		return
+		return false
 	case cluster.TypeHandoverReady:
 		g.onHandoverReady(e.Session)
-		return
+		return false
 	case cluster.TypeHandoverDone:
 		if s := g.sessMap.get(e.Session); s != nil {
 			g.chans.endHolding(s)
 		}
-		return
+		return false
 	case cluster.TypePush, cluster.TypePushEach:
 		g.onPush(&e, &g.batch)
-		return
+		return true
 	}
 	s := g.sessMap.get(e.Session)
 	if s == nil {
 		if !g.forwardControl(e.Session, m) && m.Reply != "" {
 			_ = g.bus.Respond(m, []byte("no session "+e.Session+" on gate "+g.cfg.ID))
 		}
-		return
+		return false
 	}
 	switch e.Type {
 	case cluster.TypeResponse:
@@ -379,6 +384,7 @@ func (g *Gate) gateMsg(m *nats.Msg) {
 	default:
 		g.log.Error("unexpected envelope on gate subject", "type", int(e.Type))
 	}
+	return false
 }
 
 // onPush delivers a push to the listed sessions, and forwards it for those

@@ -21,7 +21,7 @@ type inbox struct {
 	limit int
 
 	mu      sync.Mutex
-	q       []*nats.Msg // mu
+	q       []localMsg // mu
 	bytes   int         // of q's Data; mu
 	closed  bool        // mu: deliver refuses, localLoop ends once q is empty
 	dropped int         // since the last log line; mu
@@ -29,6 +29,13 @@ type inbox struct {
 
 	wake chan struct{} // cap 1: q has messages, or closed
 	done chan struct{} // closed when localLoop has returned
+}
+
+// localMsg is a message in the inbox, and the bus's encoding buffer its
+// Data is, if it was handed over (cluster.Bus.SetLocalGate).
+type localMsg struct {
+	m   *nats.Msg
+	buf *[]byte
 }
 
 func (in *inbox) init(limit int) {
@@ -40,7 +47,7 @@ func (in *inbox) init(limit int) {
 // deliver queues m; false once the inbox is closed. Past the byte bound
 // it drops m and counts it, as NATS drops for a slow consumer: a sender
 // (a room's goroutine) never waits for the gate.
-func (g *Gate) deliver(m *nats.Msg) bool {
+func (g *Gate) deliver(m *nats.Msg, buf *[]byte) bool {
 	in := &g.inbox
 	in.mu.Lock()
 	if in.closed {
@@ -61,7 +68,7 @@ func (g *Gate) deliver(m *nats.Msg) bool {
 		}
 		return true
 	}
-	in.q = append(in.q, m)
+	in.q = append(in.q, localMsg{m, buf})
 	in.bytes += len(m.Data)
 	in.mu.Unlock()
 	select {
@@ -91,7 +98,8 @@ func (g *Gate) closeInbox() {
 func (g *Gate) localLoop() {
 	in := &g.inbox
 	defer close(in.done)
-	var spare []*nats.Msg
+	var spare []localMsg
+	var recycle []*[]byte // buffers back to the bus once the batch is written
 	for range in.wake {
 		for {
 			in.mu.Lock()
@@ -108,8 +116,10 @@ func (g *Gate) localLoop() {
 			in.q, in.bytes = spare, 0
 			in.mu.Unlock()
 			g.busMu.Lock()
-			for _, m := range batch {
-				g.gateMsg(m)
+			for _, lm := range batch {
+				if g.gateMsg(lm.m) && lm.buf != nil {
+					recycle = append(recycle, lm.buf)
+				}
 				g.batch.msgs++
 				if g.batch.msgs >= maxBusBatch {
 					g.batch.release()
@@ -117,6 +127,11 @@ func (g *Gate) localLoop() {
 			}
 			g.batch.release()
 			g.busMu.Unlock()
+			for _, b := range recycle {
+				g.bus.Recycle(b)
+			}
+			clear(recycle)
+			recycle = recycle[:0]
 			clear(batch)
 			spare = batch[:0]
 		}

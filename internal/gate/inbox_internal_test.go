@@ -58,7 +58,7 @@ func TestInboxDropsPastItsBound(t *testing.T) {
 	one := pushMsg("local", 0, "s1")
 	g.inbox.init(3 * len(one.Data))
 	for n := range 5 {
-		require.True(t, g.deliver(pushMsg("local", n, "s1")), "a full inbox still takes (and drops)")
+		require.True(t, g.deliver(pushMsg("local", n, "s1"), nil), "a full inbox still takes (and drops)")
 	}
 	require.Equal(t, 2.0, counterValue(t, g.m.inboxDrops))
 	require.Contains(t, logs.String(), "gate fell behind its node's messages: dropped")
@@ -66,10 +66,10 @@ func TestInboxDropsPastItsBound(t *testing.T) {
 	got := ticks(t, readFrames(t, cli, 3))
 	require.Equal(t, []tick{{"local", 0}, {"local", 1}, {"local", 2}}, got)
 
-	require.True(t, g.deliver(pushMsg("local", 9, "s1")))
+	require.True(t, g.deliver(pushMsg("local", 9, "s1"), nil))
 	require.Equal(t, []tick{{"local", 9}}, ticks(t, readFrames(t, cli, 1)))
 	g.closeInbox()
-	require.False(t, g.deliver(pushMsg("local", 10, "s1")), "a closed inbox refuses, and the bus publishes instead")
+	require.False(t, g.deliver(pushMsg("local", 10, "s1"), nil), "a closed inbox refuses, and the bus publishes instead")
 	require.Equal(t, 2.0, counterValue(t, g.m.inboxDrops))
 }
 
@@ -92,7 +92,7 @@ func TestInboxAndSubscriptionTakeTurns(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for n := range each {
-			if !g.deliver(pushMsg("local", n, ids...)) {
+			if !g.deliver(pushMsg("local", n, ids...), nil) {
 				t.Error("the inbox refused a message")
 				return
 			}
@@ -137,9 +137,58 @@ func TestFailedStartTakesTheLocalPathBack(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the inbox goroutine of a gate that failed to start is still running")
 	}
-	require.False(t, g.deliver(pushMsg("local", 0, "s1")), "the failed gate's inbox is closed")
+	require.False(t, g.deliver(pushMsg("local", 0, "s1"), nil), "the failed gate's inbox is closed")
 	// The bus publishes again: over NATS the gate's subscription is all
 	// that is left, and a kick for no session there is dropped, not queued.
 	require.NoError(t, bus.Kick("gate-t", "s1", 9, "bye"))
 	require.Empty(t, g.inbox.q)
+}
+
+// A push the node hands over in its own encoding buffer is copied out of
+// it, to every session it is for, before the gate gives the buffer back
+// (cluster.Bus.Recycle): written over afterwards, as the bus's next
+// message will, it changes neither what a client read nor what the
+// sessions keep for replay. Only a push is given back: anything else may
+// keep parts of its message (an answer goes on to its request's waiter).
+func TestInboxGivesBackOnlyWhatItCopied(t *testing.T) {
+	bus, err := cluster.Connect(context.Background(), cluster.Config{Name: "gate-t", DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(bus.Close)
+	g := replayGate(t, Limits{})
+	g.bus = bus
+	g.inbox.init(inboxBytes)
+	_, cli := connectedSession(t, g, "s1")
+	detached := replaySession(g, "s2", cluster.CodecJSON, StateDetached)
+	go g.localLoop()
+	t.Cleanup(g.closeInbox)
+
+	for n := range 3 {
+		m := pushMsg("local", n, "s1", "s2")
+		buf := &m.Data
+		require.True(t, g.deliver(m, buf))
+		require.Equal(t, []tick{{"local", n}}, ticks(t, readFrames(t, cli, 1)))
+		clear(*buf) // the bus reuses it
+	}
+	items, _ := kept(detached)
+	require.Len(t, items, 3)
+	for n, e := range items {
+		require.JSONEq(t, `{"src":"local","n":`+strconv.Itoa(n)+`}`, string(e.Payload), "push %d kept for replay", n)
+	}
+
+	for _, tc := range []struct {
+		name string
+		m    *nats.Msg
+		done bool
+	}{
+		{"push", pushMsg("x", 0, "s1"), true},
+		{"push each", &nats.Msg{Subject: "hearth.gate.gate-t.c", Data: (&cluster.Envelope{Type: cluster.TypePushEach, Sessions: []string{"s2"}, Route: "t.tick", Payload: cluster.AppendPayloads(nil, [][]byte{[]byte(`{"n":1}`)})}).Append(nil)}, true},
+		{"kick", &nats.Msg{Subject: "hearth.gate.gate-t.c", Data: (&cluster.Envelope{Type: cluster.TypeKick, Session: "nobody", Status: 9}).Append(nil)}, false},
+		{"answer", &nats.Msg{Subject: string(cluster.AppendReplyID([]byte(g.replyPrefix), 7)), Data: []byte("late")}, false},
+	} {
+		g.busMu.Lock()
+		done := g.gateMsg(tc.m)
+		g.batch.release()
+		g.busMu.Unlock()
+		require.Equal(t, tc.done, done, tc.name)
+	}
 }
