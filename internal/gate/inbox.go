@@ -22,10 +22,10 @@ type inbox struct {
 
 	mu      sync.Mutex
 	q       []localMsg // mu
-	bytes   int         // of q's Data; mu
-	closed  bool        // mu: deliver refuses, localLoop ends once q is empty
-	dropped int         // since the last log line; mu
-	logged  time.Time   // the last drop log line; mu
+	bytes   int        // of q's Data; mu
+	closed  bool       // mu: deliver refuses, localLoop ends once q is empty
+	dropped int        // since the last log line; mu
+	logged  time.Time  // the last drop log line; mu
 
 	wake chan struct{} // cap 1: q has messages, or closed
 	done chan struct{} // closed when localLoop has returned
