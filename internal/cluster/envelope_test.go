@@ -78,6 +78,9 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		b2 := e.Append([]byte("prefix"))
 		require.Equal(t, "prefix", string(b2[:6]))
 		require.Equal(t, b, b2[6:])
+		// One allocation at most, of no less than the encoding needs.
+		require.LessOrEqual(t, len(b), e.maxSize())
+		require.Equal(t, 1.0, testing.AllocsPerRun(10, func() { e.Append(nil) }), "%v: the buffer grew more than once", e.Type)
 	}
 }
 
@@ -116,7 +119,11 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		}
 		// Whatever decodes must re-encode to something that decodes to the
 		// same envelope (the encoding is canonical up to varint form).
-		again, err := DecodeEnvelope(e.Append(nil))
+		b2 := e.Append(nil)
+		if len(b2) > e.maxSize() {
+			t.Fatalf("the encoding (%d bytes) is longer than maxSize %d", len(b2), e.maxSize())
+		}
+		again, err := DecodeEnvelope(b2)
 		if err != nil {
 			t.Fatalf("re-encoded envelope does not decode: %v", err)
 		}
