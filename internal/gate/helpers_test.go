@@ -117,8 +117,11 @@ func (rc *rawClient) writeWSFrame(f ws.Frame) {
 
 // read returns the next frame from the gate, decoded. A WebSocket close
 // frame is errCloseFrame.
-func (rc *rawClient) read() (wire.Frame, error) {
-	_ = rc.conn.SetReadDeadline(time.Now().Add(waitLong))
+func (rc *rawClient) read() (wire.Frame, error) { return rc.readWithin(waitLong) }
+
+// readWithin is read with d for the frame to come.
+func (rc *rawClient) readWithin(d time.Duration) (wire.Frame, error) {
+	_ = rc.conn.SetReadDeadline(time.Now().Add(d))
 	var body []byte
 	if rc.tr == "ws" {
 		h, err := ws.ReadHeader(rc.br)
