@@ -71,10 +71,10 @@ func (w *wrapBuf) bytes(off, n int) []byte {
 
 // reserve makes room for a record of n bytes and returns its stream
 // offset; the caller writes it with put. Records before start are
-// dropped, and the chunks that held only those are released (release). It returns how much the
-// buffer's capacity changed. When the record needs a new chunk that allow
-// refuses (it reports the growth), the record is not placed and ok is
-// false; grow still counts what was released.
+// dropped, and the chunks that held only those are released (release).
+// It returns how much the buffer's capacity changed. When the record needs
+// a new chunk that allow refuses (it reports the growth), the record is
+// not placed and ok is false; grow still counts what was released.
 func (w *wrapBuf) reserve(n, start, bound int, allow func(grow int) bool) (off, grow int, ok bool) {
 	before := w.size()
 	w.release(start, bound)
