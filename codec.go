@@ -54,9 +54,11 @@ func unmarshal(c cluster.Codec, b []byte, m proto.Message) error {
 }
 
 // JSONAppender is a plain message that encodes itself: AppendJSON appends
-// its JSON encoding — one valid JSON value, which is not checked — to dst.
-// Pushes and answers use it instead of encoding/json's reflection; a room
-// pushing a view per seat on every move spends much of its time there.
+// its JSON encoding — one valid JSON value, which is not checked — to dst
+// and returns the extended slice, as append does (never a slice the value
+// keeps: the SDK reuses the buffer once the message is sent). Pushes and
+// answers use it instead of encoding/json's reflection; a room pushing a
+// view per seat on every move spends much of its time there.
 type JSONAppender interface {
 	AppendJSON(dst []byte) []byte
 }
@@ -104,6 +106,40 @@ func marshalJSON(v any) ([]byte, error) {
 		scratch.Put(bp)
 	}
 	return out, nil
+}
+
+// A typed handler's answer is encoded into a scratch buffer, not a buffer
+// of its own: the node copies it into the answer's envelope at once and
+// gives it back (handler.pooled). A 600-byte view answered to every move
+// was cloned out of the pool, then copied again.
+
+// answerJSON encodes a plain answer into a scratch buffer.
+func answerJSON(v any) ([]byte, error) {
+	a, ok := v.(JSONAppender)
+	if !ok {
+		return json.Marshal(v)
+	}
+	bp := scratch.Get().(*[]byte)
+	return a.AppendJSON((*bp)[:0]), nil
+}
+
+// answerProto encodes a protobuf answer in codec c into a scratch buffer.
+func answerProto(c cluster.Codec, m proto.Message) ([]byte, error) {
+	bp := scratch.Get().(*[]byte)
+	if c == cluster.CodecJSON {
+		return jsonMarshal.MarshalAppend((*bp)[:0], m)
+	}
+	return proto.MarshalOptions{}.MarshalAppend((*bp)[:0], m)
+}
+
+// releaseAnswer gives an answer's buffer to the scratch pool once nothing
+// refers to it.
+func releaseAnswer(b []byte) {
+	if cap(b) == 0 || cap(b) > 64<<10 {
+		return
+	}
+	b = b[:0]
+	scratch.Put(&b)
 }
 
 // encodeBoth encodes msg for sessions of either codec. A plain value has one

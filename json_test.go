@@ -3,7 +3,10 @@ package hearth_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -241,5 +244,73 @@ func TestSysTimePayload(t *testing.T) {
 			_, err := request(t, c, "sys.time", p)
 			requireCode(t, err, hearth.CodeInvalidPayload, "sys.time takes an empty request")
 		}
+	}
+}
+
+// echoAnswer is an answer that encodes itself, of a length that varies
+// with n, so answers of different requests differ in size and content.
+type echoAnswer struct{ N int }
+
+func (a echoAnswer) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"n":`...)
+	dst = strconv.AppendInt(dst, int64(a.N), 10)
+	dst = append(dst, `,"pad":"`...)
+	dst = append(dst, strings.Repeat("ab", a.N%97)...)
+	return append(dst, `"}`...)
+}
+
+// TestAnswersKeepTheirBytes: a typed handler's answer is encoded into a
+// scratch buffer that the node reuses once the answer is sent. Many
+// concurrent requests, each with its own answer, must each get exactly
+// theirs (JSON by AppendJSON, protobuf and protojson).
+func TestAnswersKeepTheirBytes(t *testing.T) {
+	svc := hearth.NewService("echo")
+	hearth.HandleJSON(svc, "json", func(ctx context.Context, s *hearth.Session, req struct{ N int }) (echoAnswer, error) {
+		return echoAnswer{N: req.N}, nil
+	})
+	hearth.Handle(svc, "proto", func(ctx context.Context, s *hearth.Session, req *syspb.PushReq) (*syspb.PushResp, error) {
+		return &syspb.PushResp{Count: req.Count}, nil
+	})
+	node := hearthtest.Start(t, hearth.Config{}, svc)
+
+	const clients, each = 8, 150
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := range clients {
+		codec := "json"
+		if c%2 == 1 {
+			codec = "protobuf"
+		}
+		cl := node.Dial(t, "tcp", client.Options{Codec: codec})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				n := c*1000 + i
+				want := string(echoAnswer{N: n}.AppendJSON(nil))
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				out, err := cl.RequestRaw(ctx, "echo.json", []byte(`{"n":`+strconv.Itoa(n)+`}`))
+				if err == nil && string(out) != want {
+					err = fmt.Errorf("echo.json %d answered %q", n, out)
+				}
+				if err == nil {
+					var resp syspb.PushResp
+					err = cl.Request(ctx, "echo.proto", &syspb.PushReq{Count: uint32(n)}, &resp)
+					if err == nil && resp.Count != uint32(n) {
+						err = fmt.Errorf("echo.proto %d answered %d", n, resp.Count)
+					}
+				}
+				cancel()
+				if err != nil {
+					errs <- fmt.Errorf("client %d (%s): %w", c, codec, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
 	}
 }

@@ -606,6 +606,9 @@ func (n *Node) handle(svc *Service, env *cluster.Envelope, reply replier) {
 		return n.log.With("trace", env.Trace, "session", env.Session, "user", env.User, "route", env.Route)
 	}
 	payload, err := n.call(rc, h, s, env)
+	if h.pooled {
+		defer releaseAnswer(payload) // reply copies it into the answer's envelope
+	}
 	defer s.runAfter()
 	if h.notify || reply == nil {
 		if err != nil {

@@ -258,7 +258,7 @@ func HandleRoom[Req, Resp proto.Message](rt *RoomType, method string, fn func(r 
 		panic(fmt.Sprintf("hearth: room route %s.%s is the SDK's", rt.name, method))
 	}
 	newReq := newMessage[Req]()
-	HandleRaw(rt.svc, method, func(ctx context.Context, s *Session, payload []byte) ([]byte, error) {
+	handlePooled(rt.svc, method, func(ctx context.Context, s *Session, payload []byte) ([]byte, error) {
 		req := newReq()
 		if err := unmarshal(s.codec, payload, req); err != nil {
 			return nil, &Error{Code: wire.CodeInvalidPayload, Message: "invalid payload: " + err.Error()}
@@ -268,7 +268,7 @@ func HandleRoom[Req, Resp proto.Message](rt *RoomType, method string, fn func(r 
 			if err != nil {
 				return nil, err
 			}
-			return marshal(codec, resp)
+			return answerProto(codec, resp)
 		})
 	})
 }
@@ -281,7 +281,7 @@ func HandleRoomJSON[Req, Resp any](rt *RoomType, method string, fn func(r *Room,
 	}
 	mustBePlain[Req]()
 	mustBePlain[Resp]()
-	HandleRaw(rt.svc, method, func(ctx context.Context, s *Session, payload []byte) ([]byte, error) {
+	handlePooled(rt.svc, method, func(ctx context.Context, s *Session, payload []byte) ([]byte, error) {
 		var req Req
 		if err := decodeJSON(payload, &req); err != nil {
 			return nil, &Error{Code: wire.CodeInvalidPayload, Message: "invalid payload: " + err.Error()}
@@ -291,7 +291,7 @@ func HandleRoomJSON[Req, Resp any](rt *RoomType, method string, fn func(r *Room,
 			if err != nil {
 				return nil, err
 			}
-			return marshalJSON(resp)
+			return answerJSON(resp)
 		})
 	})
 }

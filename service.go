@@ -54,6 +54,9 @@ func (svc *Service) OnStop(fn func(ctx context.Context)) { svc.onStop = append(s
 
 type handler struct {
 	notify bool
+	// pooled: fn's answer is a scratch buffer (answerJSON, answerProto),
+	// which the node gives back once the answer is sent.
+	pooled bool
 	fn     func(ctx context.Context, s *Session, codec cluster.Codec, payload []byte) ([]byte, error)
 }
 
@@ -98,7 +101,7 @@ func (svc *Service) add(method string, h handler) {
 // is answered with 500. For plain Go types, without protoc, see HandleJSON.
 func Handle[Req, Resp proto.Message](svc *Service, method string, fn func(ctx context.Context, s *Session, req Req) (Resp, error)) {
 	newReq := newMessage[Req]()
-	svc.add(method, handler{fn: func(ctx context.Context, s *Session, codec cluster.Codec, payload []byte) ([]byte, error) {
+	svc.add(method, handler{pooled: true, fn: func(ctx context.Context, s *Session, codec cluster.Codec, payload []byte) ([]byte, error) {
 		req := newReq()
 		if err := unmarshal(codec, payload, req); err != nil {
 			return nil, &Error{Code: wire.CodeInvalidPayload, Message: "invalid payload: " + err.Error()}
@@ -107,7 +110,7 @@ func Handle[Req, Resp proto.Message](svc *Service, method string, fn func(ctx co
 		if err != nil {
 			return nil, err
 		}
-		return marshal(codec, resp)
+		return answerProto(codec, resp)
 	}})
 }
 
@@ -141,7 +144,7 @@ func HandleNotify[Req proto.Message](svc *Service, method string, fn func(ctx co
 func HandleJSON[Req, Resp any](svc *Service, method string, fn func(ctx context.Context, s *Session, req Req) (Resp, error)) {
 	mustBePlain[Req]()
 	mustBePlain[Resp]()
-	svc.add(method, handler{fn: func(ctx context.Context, s *Session, _ cluster.Codec, payload []byte) ([]byte, error) {
+	svc.add(method, handler{pooled: true, fn: func(ctx context.Context, s *Session, _ cluster.Codec, payload []byte) ([]byte, error) {
 		var req Req
 		if err := decodeJSON(payload, &req); err != nil {
 			return nil, &Error{Code: wire.CodeInvalidPayload, Message: "invalid payload: " + err.Error()}
@@ -150,7 +153,7 @@ func HandleJSON[Req, Resp any](svc *Service, method string, fn func(ctx context.
 		if err != nil {
 			return nil, err
 		}
-		return marshalJSON(resp)
+		return answerJSON(resp)
 	}})
 }
 
@@ -180,6 +183,14 @@ func mustBePlain[T any]() {
 // session's codec (Session.Codec), and answers raw bytes.
 func HandleRaw(svc *Service, method string, fn func(ctx context.Context, s *Session, payload []byte) ([]byte, error)) {
 	svc.add(method, handler{fn: func(ctx context.Context, s *Session, _ cluster.Codec, payload []byte) ([]byte, error) {
+		return fn(ctx, s, payload)
+	}})
+}
+
+// handlePooled is HandleRaw for the SDK's own handlers whose answers are
+// scratch buffers (handler.pooled).
+func handlePooled(svc *Service, method string, fn func(ctx context.Context, s *Session, payload []byte) ([]byte, error)) {
+	svc.add(method, handler{pooled: true, fn: func(ctx context.Context, s *Session, _ cluster.Codec, payload []byte) ([]byte, error) {
 		return fn(ctx, s, payload)
 	}})
 }

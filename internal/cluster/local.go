@@ -35,7 +35,10 @@ type localGate struct {
 // messages, and the bus then publishes them as before (to a gate that has
 // unsubscribed: to no one). When buf is not nil, m.Data is *buf, one of
 // the bus's encoding buffers, handed over instead of copied: once nothing
-// refers to m.Data, the gate gives it back with Recycle (or drops it). A
+// refers to m.Data, the gate gives it back with Recycle (or drops it).
+// Only pushes and answers (TypePush, TypePushEach, TypeResponse), whose
+// payloads a gate copies out, come with their buffer; anything else it is
+// sent comes as a copy. A
 // local message has no Sub: answer it with Respond. Call it before
 // anything is sent to the gate; a nil deliver turns the local path off.
 func (b *Bus) SetLocalGate(id string, deliver func(m *nats.Msg, buf *[]byte) bool) {

@@ -286,6 +286,23 @@ func TestLocalGateGetsTheEncodingBuffer(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "p2", string(e.Payload))
 
+	// An answer comes with its buffer too; what a gate may keep parts of
+	// (a hand-over's import) comes as a copy, and the buffer stays with
+	// the bus.
+	require.NoError(t, b.Send(b.Subjects().GateControl("n1"), &Envelope{Type: TypeResponse, Seq: 7, Payload: []byte("r1")}))
+	resp := <-got
+	require.NotNil(t, resp.buf, "an answer comes with its buffer")
+	require.Same(t, unsafe.SliceData(*resp.buf), unsafe.SliceData(resp.m.Data))
+	b.Recycle(resp.buf)
+	require.NoError(t, b.Send(b.Subjects().GateControl("n1"), &Envelope{Type: TypeImport, Session: "s1", Payload: []byte("state")}))
+	imp := <-got
+	require.Nil(t, imp.buf, "only pushes and answers come with their buffer")
+	e, err = DecodeEnvelope(imp.m.Data)
+	require.NoError(t, err)
+	require.Equal(t, TypeImport, e.Type)
+	require.Equal(t, "state", string(e.Payload))
+	require.Less(t, cap(imp.m.Data), e.maxSize(), "a copy of its own size, not an encoding buffer (grown to maxSize)")
+
 	answer := []byte("answer")
 	require.NoError(t, b.Respond(&nats.Msg{Reply: b.Subjects().GateControl("n1")}, answer))
 	third := <-got

@@ -316,13 +316,13 @@ func (g *Gate) onGateMsg(m *nats.Msg) {
 
 // gateMsg handles one message for this gate (onGateMsg, localLoop). It
 // reports whether nothing refers to m.Data any more: a push's payloads
-// are copied (into the sessions' output and replay buffers, or encoded
-// anew to forward them), so its buffer may be reused; anything else may
-// keep parts of it (an answer goes on to its request's waiter).
+// and an answer's are copied (into the sessions' output, replay and
+// response buffers, or encoded anew to forward them), so its buffer may
+// be reused; anything else may keep parts of it (a hand-over's import).
 func (g *Gate) gateMsg(m *nats.Msg) (done bool) {
 	if id, ok := cluster.ParseReplyID(m.Subject, g.replyPrefix); ok {
 		g.onReply(id, m)
-		return false
+		return true
 	}
 	if m.Subject == g.resumeSubject {
 		g.onResumeReq(m)
@@ -360,6 +360,7 @@ func (g *Gate) gateMsg(m *nats.Msg) (done bool) {
 	case cluster.TypeResponse:
 		// A response to a request the session made before it moved here.
 		s.respond(e.Seq, wire.Code(e.Status), e.Payload)
+		return true
 	case cluster.TypeKick:
 		s.log0().Info("kick", "code", int(e.Status), "reason", e.Reason, "by", "service")
 		s.kick(wire.Code(e.Status), e.Reason, false)

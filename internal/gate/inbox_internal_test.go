@@ -148,8 +148,8 @@ func TestFailedStartTakesTheLocalPathBack(t *testing.T) {
 // it, to every session it is for, before the gate gives the buffer back
 // (cluster.Bus.Recycle): written over afterwards, as the bus's next
 // message will, it changes neither what a client read nor what the
-// sessions keep for replay. Only a push is given back: anything else may
-// keep parts of its message (an answer goes on to its request's waiter).
+// sessions keep for replay or re-sent requests. Only pushes and answers
+// are given back: anything else may keep parts of its message.
 func TestInboxGivesBackOnlyWhatItCopied(t *testing.T) {
 	bus, err := cluster.Connect(context.Background(), cluster.Config{Name: "gate-t", DataDir: t.TempDir()})
 	require.NoError(t, err)
@@ -157,7 +157,9 @@ func TestInboxGivesBackOnlyWhatItCopied(t *testing.T) {
 	g := replayGate(t, Limits{})
 	g.bus = bus
 	g.inbox.init(inboxBytes)
-	_, cli := connectedSession(t, g, "s1")
+	g.pending.init()
+	g.replyPrefix = bus.Subjects().GateReplyPrefix("gate-t")
+	s1, cli := connectedSession(t, g, "s1")
 	detached := replaySession(g, "s2", cluster.CodecJSON, StateDetached)
 	go g.localLoop()
 	t.Cleanup(g.closeInbox)
@@ -175,6 +177,27 @@ func TestInboxGivesBackOnlyWhatItCopied(t *testing.T) {
 		require.JSONEq(t, `{"src":"local","n":`+strconv.Itoa(n)+`}`, string(e.Payload), "push %d kept for replay", n)
 	}
 
+	// An answer: written to its client and kept for a re-send, both
+	// copies.
+	s1.inflight.Add(1)
+	g.pending.put(9, pending{s: s1, seq: 5, route: "t.move", start: time.Now().UnixNano()}, time.Now().Add(time.Minute).UnixNano())
+	answer := &nats.Msg{
+		Subject: string(cluster.AppendReplyID([]byte(g.replyPrefix), 9)),
+		Data:    (&cluster.Envelope{Type: cluster.TypeResponse, Payload: []byte(`{"ok":true}`)}).Append(nil),
+	}
+	buf := &answer.Data
+	require.True(t, g.deliver(answer, buf))
+	fs := readFrames(t, cli, 1)
+	require.Equal(t, wire.KindResponse, fs[0].Kind)
+	require.Equal(t, uint32(5), fs[0].Seq)
+	require.Equal(t, `{"ok":true}`, string(fs[0].Payload))
+	clear(*buf)
+	s1.mu.Lock()
+	cached, ok := s1.resps.take(5)
+	s1.mu.Unlock()
+	require.True(t, ok, "the answer is kept for a re-send")
+	require.Equal(t, `{"ok":true}`, string(cached.Payload))
+
 	for _, tc := range []struct {
 		name string
 		m    *nats.Msg
@@ -183,7 +206,8 @@ func TestInboxGivesBackOnlyWhatItCopied(t *testing.T) {
 		{"push", pushMsg("x", 0, "s1"), true},
 		{"push each", &nats.Msg{Subject: "hearth.gate.gate-t.c", Data: (&cluster.Envelope{Type: cluster.TypePushEach, Sessions: []string{"s2"}, Route: "t.tick", Payload: cluster.AppendPayloads(nil, [][]byte{[]byte(`{"n":1}`)})}).Append(nil)}, true},
 		{"kick", &nats.Msg{Subject: "hearth.gate.gate-t.c", Data: (&cluster.Envelope{Type: cluster.TypeKick, Session: "nobody", Status: 9}).Append(nil)}, false},
-		{"answer", &nats.Msg{Subject: string(cluster.AppendReplyID([]byte(g.replyPrefix), 7)), Data: []byte("late")}, false},
+		{"answer", &nats.Msg{Subject: string(cluster.AppendReplyID([]byte(g.replyPrefix), 7)), Data: []byte("late")}, true},
+		{"import", &nats.Msg{Subject: "hearth.gate.gate-t.c", Data: (&cluster.Envelope{Type: cluster.TypeImport, Session: "s3"}).Append(nil)}, false},
 	} {
 		g.busMu.Lock()
 		done := g.gateMsg(tc.m)
