@@ -164,16 +164,54 @@ func decodeJSON(b []byte, v any) error {
 	if len(bytes.TrimSpace(b)) == 0 {
 		b = []byte("{}")
 	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	if _, err := d.Token(); !errors.Is(err, io.EOF) {
+	sd := strictDecoders.Get().(*strictDecoder)
+	start := sd.dec.InputOffset()
+	sd.in = b
+	err := sd.dec.Decode(v)
+	used := sd.dec.InputOffset() - start
+	sd.in = nil
+	switch {
+	case err != nil:
+		return jsonError(err) // not reused: the Decoder may keep the error
+	case len(bytes.TrimLeft(b[used:], " \t\r\n")) > 0: // JSON's white space only
 		return errors.New("data after the JSON value")
+	case used == int64(len(b)) && len(b) <= maxPooledDecode:
+		// Every byte read and consumed: the Decoder is where a fresh one
+		// would be, at the start of the next value of its stream.
+		strictDecoders.Put(sd)
 	}
 	return nil
 }
+
+// A strictDecoder is a json.Decoder with DisallowUnknownFields kept for
+// reuse (a new one is 1 KiB of garbage a request): each payload is the
+// next value of its input stream. It goes back to the pool only after a
+// payload it decoded whole with nothing left over, so no error and no
+// byte of one request reaches the next.
+type strictDecoder struct {
+	dec *json.Decoder
+	in  []byte // the payload being decoded, as yet unread
+}
+
+func (d *strictDecoder) Read(p []byte) (int, error) {
+	if len(d.in) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, d.in)
+	d.in = d.in[n:]
+	return n, nil
+}
+
+// maxPooledDecode is the largest payload after which a decoder is reused:
+// its buffer grows to the payload's size.
+const maxPooledDecode = 16 << 10
+
+var strictDecoders = sync.Pool{New: func() any {
+	d := new(strictDecoder)
+	d.dec = json.NewDecoder(d)
+	d.dec.DisallowUnknownFields()
+	return d
+}}
 
 // jsonError rewrites encoding/json's errors in the client's terms (JSON
 // types and field paths, not Go types).
