@@ -29,11 +29,18 @@ func Logger(ctx context.Context) *slog.Logger {
 }
 
 // requestContext carries what TraceID and Logger read, in one value so a
-// request costs a single context allocation.
+// request costs a single context allocation. It copies the request's ids:
+// a handler may keep its context past the request, whose envelope is
+// reused.
 type requestContext struct {
 	context.Context
-	trace string
-	log   func() *slog.Logger
+	base                        *slog.Logger
+	trace, session, user, route string
+}
+
+// log is the request's logger, made when it is first needed.
+func (c *requestContext) log() *slog.Logger {
+	return c.base.With("trace", c.trace, "session", c.session, "user", c.user, "route", c.route)
 }
 
 func (c *requestContext) Value(key any) any {

@@ -1,9 +1,12 @@
 package hearth_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -80,4 +83,65 @@ func TestHandlerContextDeadlineAndShutdown(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A handler may keep its request's context after it has answered (a
+// goroutine it started logs later): the context's trace id and logger stay
+// that request's, though the node reuses the request's envelope for the
+// next ones.
+func TestKeptContextKeepsItsRequest(t *testing.T) {
+	var logs syncBuffer
+	kept := make(chan context.Context, 64)
+	svc := hearth.NewService("keep")
+	hearth.HandleRaw(svc, "one", func(ctx context.Context, s *hearth.Session, _ []byte) ([]byte, error) {
+		kept <- ctx
+		return []byte(hearth.TraceID(ctx)), nil
+	})
+	node := hearthtest.Start(t, hearth.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, svc)
+	c := node.Dial(t, "tcp")
+	var traces []string
+	for range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		out, err := c.RequestRaw(ctx, "keep.one", nil)
+		cancel()
+		require.NoError(t, err)
+		require.NotEmpty(t, out)
+		traces = append(traces, string(out))
+	}
+	for i, want := range traces {
+		ctx := <-kept
+		require.Equal(t, want, hearth.TraceID(ctx), "request %d", i)
+		hearth.Logger(ctx).Info("later", "n", i)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	n := 0
+	for _, l := range lines {
+		if !strings.Contains(l, "msg=later") {
+			continue
+		}
+		require.Contains(t, l, "trace="+traces[n], "log line %d", n)
+		require.Contains(t, l, "route=keep.one")
+		require.Contains(t, l, "session=")
+		n++
+	}
+	require.Equal(t, len(traces), n)
+}
+
+// syncBuffer is a bytes.Buffer for a logger written from several
+// goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }

@@ -43,6 +43,7 @@ type Node struct {
 	log      *slog.Logger
 	metrics  *prometheus.Registry
 	services map[string]*Service
+	envs     sync.Pool // *cluster.Envelope: requests run here for the own gate (local)
 	tls      *tls.Config
 
 	bus         *cluster.Bus
@@ -601,10 +602,7 @@ func (n *Node) handle(svc *Service, env *cluster.Envelope, reply replier) {
 		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, env.Deadline))
 	}
 	defer cancel()
-	rc := &requestContext{Context: ctx, trace: env.Trace}
-	rc.log = func() *slog.Logger {
-		return n.log.With("trace", env.Trace, "session", env.Session, "user", env.User, "route", env.Route)
-	}
+	rc := &requestContext{Context: ctx, base: n.log, trace: env.Trace, session: env.Session, user: env.User, route: env.Route}
 	payload, err := n.call(rc, h, s, env)
 	if h.pooled {
 		defer releaseAnswer(payload) // reply copies it into the answer's envelope
@@ -665,12 +663,20 @@ func (n *Node) local(service string, id uint64, env *cluster.Envelope) bool {
 		n.refuse(service, reply)
 		return true
 	}
-	e := *env
-	e.Payload = bytes.Clone(env.Payload) // env's payload is the gate's read buffer
+	// env is the gate's, reused once this returns; the copy is reused
+	// once the request is handled (handle keeps nothing of it).
+	e, _ := n.envs.Get().(*cluster.Envelope)
+	if e == nil {
+		e = new(cluster.Envelope)
+	}
+	*e = *env
+	e.Payload = bytes.Clone(env.Payload) // the gate's read buffer; a handler may keep it
 	n.bg.Add(1)
 	n.work.run(func() {
 		defer func() { <-n.handlers; n.bg.Done() }()
-		n.handle(svc, &e, reply)
+		n.handle(svc, e, reply)
+		*e = cluster.Envelope{}
+		n.envs.Put(e)
 	})
 	return true
 }

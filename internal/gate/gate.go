@@ -87,7 +87,8 @@ type Config struct {
 	// Local, when set, may run a request on the gate's own node instead of
 	// sending it over the bus; it reports whether it took it. The answer
 	// still comes to the reply subject of request id (0: a NOTIFY). It must
-	// copy what it keeps of env: env's payload is only valid during the call.
+	// copy what it keeps of env: env is only valid during the call (the
+	// gate reuses it).
 	Local func(service string, id uint64, env *cluster.Envelope) bool
 
 	// NodeAlive, when set, is asked before a request is routed to the node
@@ -231,6 +232,7 @@ type Gate struct {
 	routes  atomic.Pointer[routeTable]
 	sessMap sessionMap
 	pending pendingTable
+	envs    sync.Pool // *cluster.Envelope: requests being forwarded (handleRequest)
 	ips     ipLimiter
 	chans   channels
 	// busMu is held while a bus message is handled: by the gate subject's
