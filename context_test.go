@@ -88,16 +88,36 @@ func TestHandlerContextDeadlineAndShutdown(t *testing.T) {
 // A handler may keep its request's context after it has answered (a
 // goroutine it started logs later): the context's trace id and logger stay
 // that request's, though the node reuses the request's envelope for the
-// next ones.
+// next ones — on its own gate's path and on the bus's.
 func TestKeptContextKeepsItsRequest(t *testing.T) {
-	var logs syncBuffer
-	kept := make(chan context.Context, 64)
-	svc := hearth.NewService("keep")
-	hearth.HandleRaw(svc, "one", func(ctx context.Context, s *hearth.Session, _ []byte) ([]byte, error) {
-		kept <- ctx
-		return []byte(hearth.TraceID(ctx)), nil
+	keepService := func() (*hearth.Service, chan context.Context) {
+		kept := make(chan context.Context, 64)
+		svc := hearth.NewService("keep")
+		hearth.HandleRaw(svc, "one", func(ctx context.Context, s *hearth.Session, _ []byte) ([]byte, error) {
+			kept <- ctx
+			return []byte(hearth.TraceID(ctx)), nil
+		})
+		return svc, kept
+	}
+	t.Run("own gate", func(t *testing.T) {
+		var logs syncBuffer
+		svc, kept := keepService()
+		node := hearthtest.Start(t, hearth.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, svc)
+		checkKeptContexts(t, node, kept, &logs)
 	})
-	node := hearthtest.Start(t, hearth.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, svc)
+	t.Run("over the bus", func(t *testing.T) {
+		var logs syncBuffer
+		svc, kept := keepService()
+		nodes := startCluster(t, hearth.Config{NodeID: "hub"}, nil, func(url string) (hearth.Config, []*hearth.Service) {
+			return hearth.Config{NodeID: "svc", NATSURL: url, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, []*hearth.Service{svc}
+		})
+		checkKeptContexts(t, nodes[0], kept, &logs)
+	})
+}
+
+// checkKeptContexts makes 20 requests to keep.one through node's gate, then
+// reads each context the handler kept and logs with it.
+func checkKeptContexts(t *testing.T, node *hearthtest.Node, kept chan context.Context, logs *syncBuffer) {
 	c := node.Dial(t, "tcp")
 	var traces []string
 	for range 20 {
@@ -113,9 +133,8 @@ func TestKeptContextKeepsItsRequest(t *testing.T) {
 		require.Equal(t, want, hearth.TraceID(ctx), "request %d", i)
 		hearth.Logger(ctx).Info("later", "n", i)
 	}
-	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
 	n := 0
-	for _, l := range lines {
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 		if !strings.Contains(l, "msg=later") {
 			continue
 		}

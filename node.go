@@ -43,7 +43,7 @@ type Node struct {
 	log      *slog.Logger
 	metrics  *prometheus.Registry
 	services map[string]*Service
-	envs     sync.Pool // *cluster.Envelope: requests run here for the own gate (local)
+	envs     sync.Pool // *cluster.Envelope of requests being handled (envelope)
 	tls      *tls.Config
 
 	bus         *cluster.Bus
@@ -568,17 +568,33 @@ type replier func(status Code, payload []byte)
 // serve runs one request from the bus and publishes its response to the
 // gate's reply subject.
 func (n *Node) serve(svc *Service, m *nats.Msg) {
-	var env cluster.Envelope
+	env := n.envelope()
+	defer n.releaseEnvelope(env)
 	if err := env.Decode(m.Data); err != nil || env.Type != cluster.TypeRequest {
 		n.log.Error("bad request envelope", "subject", m.Subject, "err", err)
 		n.reply(m.Reply, 0, wire.CodeInternal, []byte("internal error"))
 		return
 	}
 	var reply replier
-	if subject := m.Reply; subject != "" {
-		reply = func(status Code, payload []byte) { n.reply(subject, env.Seq, status, payload) }
+	if subject, seq := m.Reply, env.Seq; subject != "" {
+		reply = func(status Code, payload []byte) { n.reply(subject, seq, status, payload) }
 	}
-	n.handle(svc, &env, reply)
+	n.handle(svc, env, reply)
+}
+
+// envelope is a request's envelope, reused once the request is handled:
+// handle keeps nothing of it (its payload, which a handler may keep, is
+// not the envelope's to reuse).
+func (n *Node) envelope() *cluster.Envelope {
+	if e, ok := n.envs.Get().(*cluster.Envelope); ok {
+		return e
+	}
+	return new(cluster.Envelope)
+}
+
+func (n *Node) releaseEnvelope(e *cluster.Envelope) {
+	*e = cluster.Envelope{}
+	n.envs.Put(e)
 }
 
 // handle runs one request and answers it with reply.
@@ -663,20 +679,15 @@ func (n *Node) local(service string, id uint64, env *cluster.Envelope) bool {
 		n.refuse(service, reply)
 		return true
 	}
-	// env is the gate's, reused once this returns; the copy is reused
-	// once the request is handled (handle keeps nothing of it).
-	e, _ := n.envs.Get().(*cluster.Envelope)
-	if e == nil {
-		e = new(cluster.Envelope)
-	}
+	// env is the gate's, reused once this returns.
+	e := n.envelope()
 	*e = *env
 	e.Payload = bytes.Clone(env.Payload) // the gate's read buffer; a handler may keep it
 	n.bg.Add(1)
 	n.work.run(func() {
 		defer func() { <-n.handlers; n.bg.Done() }()
 		n.handle(svc, e, reply)
-		*e = cluster.Envelope{}
-		n.envs.Put(e)
+		n.releaseEnvelope(e)
 	})
 	return true
 }
