@@ -1,12 +1,10 @@
 package hearth_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -100,16 +98,16 @@ func TestKeptContextKeepsItsRequest(t *testing.T) {
 		return svc, kept
 	}
 	t.Run("own gate", func(t *testing.T) {
-		var logs syncBuffer
+		var logs logBuffer
 		svc, kept := keepService()
-		node := hearthtest.Start(t, hearth.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, svc)
+		node := hearthtest.Start(t, hearth.Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))}, svc)
 		checkKeptContexts(t, node, kept, &logs)
 	})
 	t.Run("over the bus", func(t *testing.T) {
-		var logs syncBuffer
+		var logs logBuffer
 		svc, kept := keepService()
 		nodes := startCluster(t, hearth.Config{NodeID: "hub"}, nil, func(url string) (hearth.Config, []*hearth.Service) {
-			return hearth.Config{NodeID: "svc", NATSURL: url, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, []*hearth.Service{svc}
+			return hearth.Config{NodeID: "svc", NATSURL: url, Logger: slog.New(slog.NewJSONHandler(&logs, nil))}, []*hearth.Service{svc}
 		})
 		checkKeptContexts(t, nodes[0], kept, &logs)
 	})
@@ -117,7 +115,7 @@ func TestKeptContextKeepsItsRequest(t *testing.T) {
 
 // checkKeptContexts makes 20 requests to keep.one through node's gate, then
 // reads each context the handler kept and logs with it.
-func checkKeptContexts(t *testing.T, node *hearthtest.Node, kept chan context.Context, logs *syncBuffer) {
+func checkKeptContexts(t *testing.T, node *hearthtest.Node, kept chan context.Context, logs *logBuffer) {
 	c := node.Dial(t, "tcp")
 	var traces []string
 	for range 20 {
@@ -133,34 +131,11 @@ func checkKeptContexts(t *testing.T, node *hearthtest.Node, kept chan context.Co
 		require.Equal(t, want, hearth.TraceID(ctx), "request %d", i)
 		hearth.Logger(ctx).Info("later", "n", i)
 	}
-	n := 0
-	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		if !strings.Contains(l, "msg=later") {
-			continue
-		}
-		require.Contains(t, l, "trace="+traces[n], "log line %d", n)
-		require.Contains(t, l, "route=keep.one")
-		require.Contains(t, l, "session=")
-		n++
+	for i, trace := range traces {
+		l, err := logs.line("later", "trace", trace)
+		require.NoError(t, err, "request %d logs with its own trace id", i)
+		require.Equal(t, "keep.one", l["route"])
+		require.NotEmpty(t, l["session"])
+		require.EqualValues(t, i, l["n"])
 	}
-	require.Equal(t, len(traces), n)
-}
-
-// syncBuffer is a bytes.Buffer for a logger written from several
-// goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }

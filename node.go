@@ -43,7 +43,7 @@ type Node struct {
 	log      *slog.Logger
 	metrics  *prometheus.Registry
 	services map[string]*Service
-	envs     sync.Pool // *cluster.Envelope of requests being handled (envelope)
+	envs     cluster.EnvelopePool // of requests being handled (serve, local)
 	tls      *tls.Config
 
 	bus         *cluster.Bus
@@ -568,8 +568,10 @@ type replier func(status Code, payload []byte)
 // serve runs one request from the bus and publishes its response to the
 // gate's reply subject.
 func (n *Node) serve(svc *Service, m *nats.Msg) {
-	env := n.envelope()
-	defer n.releaseEnvelope(env)
+	// Reused once the request is handled: handle keeps nothing of it (its
+	// payload, which a handler may keep, is not the envelope's to reuse).
+	env := n.envs.Get()
+	defer n.envs.Put(env)
 	if err := env.Decode(m.Data); err != nil || env.Type != cluster.TypeRequest {
 		n.log.Error("bad request envelope", "subject", m.Subject, "err", err)
 		n.reply(m.Reply, 0, wire.CodeInternal, []byte("internal error"))
@@ -580,21 +582,6 @@ func (n *Node) serve(svc *Service, m *nats.Msg) {
 		reply = func(status Code, payload []byte) { n.reply(subject, seq, status, payload) }
 	}
 	n.handle(svc, env, reply)
-}
-
-// envelope is a request's envelope, reused once the request is handled:
-// handle keeps nothing of it (its payload, which a handler may keep, is
-// not the envelope's to reuse).
-func (n *Node) envelope() *cluster.Envelope {
-	if e, ok := n.envs.Get().(*cluster.Envelope); ok {
-		return e
-	}
-	return new(cluster.Envelope)
-}
-
-func (n *Node) releaseEnvelope(e *cluster.Envelope) {
-	*e = cluster.Envelope{}
-	n.envs.Put(e)
 }
 
 // handle runs one request and answers it with reply.
@@ -680,14 +667,14 @@ func (n *Node) local(service string, id uint64, env *cluster.Envelope) bool {
 		return true
 	}
 	// env is the gate's, reused once this returns.
-	e := n.envelope()
+	e := n.envs.Get()
 	*e = *env
 	e.Payload = bytes.Clone(env.Payload) // the gate's read buffer; a handler may keep it
 	n.bg.Add(1)
 	n.work.run(func() {
 		defer func() { <-n.handlers; n.bg.Done() }()
 		n.handle(svc, e, reply)
-		n.releaseEnvelope(e)
+		n.envs.Put(e)
 	})
 	return true
 }

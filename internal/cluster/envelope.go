@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
+	"sync"
 )
 
 // Type says what an envelope carries.
@@ -158,6 +159,25 @@ func (e *Envelope) maxSize() int {
 func appendString[T string | []byte](dst []byte, s T) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
 	return append(dst, s...)
+}
+
+// EnvelopePool keeps envelopes for reuse, for a caller whose envelope is
+// dead once a call returns (what it was handed to copied what it keeps).
+// The zero value is ready.
+type EnvelopePool struct{ p sync.Pool }
+
+// Get returns an empty envelope.
+func (p *EnvelopePool) Get() *Envelope {
+	if e, ok := p.p.Get().(*Envelope); ok {
+		return e
+	}
+	return new(Envelope)
+}
+
+// Put empties e and keeps it; nothing may refer to e afterwards.
+func (p *EnvelopePool) Put(e *Envelope) {
+	*e = Envelope{}
+	p.p.Put(e)
 }
 
 // DecodeEnvelope parses an envelope. Payload and JSON alias b.

@@ -156,3 +156,14 @@ func BenchmarkEnvelopeRequest(b *testing.B) {
 		}
 	})
 }
+
+// An envelope from the pool is empty, whatever the one put back held.
+func TestEnvelopePoolGivesEmptyEnvelopes(t *testing.T) {
+	var p EnvelopePool
+	for range 100 {
+		e := p.Get()
+		require.Equal(t, Envelope{}, *e)
+		*e = Envelope{Type: TypeRequest, Session: "s1", Sessions: []string{"a"}, Bindings: []Binding{{Service: "x", Node: "n"}}, Payload: []byte("p")}
+		p.Put(e)
+	}
+}

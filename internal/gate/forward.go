@@ -207,8 +207,10 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 		}
 		s.mu.Lock()
 	}
-	env := g.envelope()
-	defer g.releaseEnvelope(env)
+	// Reused: Local and the bus copy what they keep of it before they
+	// return (it was a tenth of a busy gate's garbage).
+	env := g.envs.Get()
+	defer g.envs.Put(env)
 	*env = cluster.Envelope{
 		Type:     cluster.TypeRequest,
 		Codec:    s.codec,
@@ -274,21 +276,6 @@ func (s *Session) handleRequest(f *wire.Frame) error {
 }
 
 func (g *Gate) nextID() uint64 { return g.ids.Add(1) }
-
-// envelope is a request's envelope, reused: Local and the bus copy what
-// they keep of it before they return (it was a tenth of a busy gate's
-// garbage).
-func (g *Gate) envelope() *cluster.Envelope {
-	if e, ok := g.envs.Get().(*cluster.Envelope); ok {
-		return e
-	}
-	return new(cluster.Envelope)
-}
-
-func (g *Gate) releaseEnvelope(e *cluster.Envelope) {
-	*e = cluster.Envelope{}
-	g.envs.Put(e)
-}
 
 // slowForward is how long handing a request to the bus may take before the
 // gate says so. A publish blocks when the NATS connection's buffer is full

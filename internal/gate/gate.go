@@ -232,7 +232,7 @@ type Gate struct {
 	routes  atomic.Pointer[routeTable]
 	sessMap sessionMap
 	pending pendingTable
-	envs    sync.Pool // *cluster.Envelope: requests being forwarded (handleRequest)
+	envs    cluster.EnvelopePool // of requests being forwarded (handleRequest)
 	ips     ipLimiter
 	chans   channels
 	// busMu is held while a bus message is handled: by the gate subject's
