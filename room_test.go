@@ -518,18 +518,20 @@ func TestSeatWaitsForItsOwnListingOnly(t *testing.T) {
 		return info
 	}
 
+	// The backlog's 3,000 KV writes take seconds on a loaded machine (a
+	// CI run beside other tests): the waits below bound only a hang.
 	queueBacklog("aa")
 	room := createRoom(t, n, "cards", 1)
 	require.Equal(t, 1, listed(room.ID).Players)
 	require.Less(t, written("aa"), backlog/2, "the create waited for the other rooms' listings")
-	waitFor(t, 30*time.Second, func() bool { return written("aa") == backlog }, "the backlog was never written")
+	waitFor(t, 90*time.Second, func() bool { return written("aa") == backlog }, "the backlog was never written")
 
 	queueBacklog("bb")
 	resp := h.serveControl(mustJSON(t, roomCtl{Op: "join", Room: room.ID, Session: testPlayer(2)}))
 	require.Zero(t, resp.Code, resp.Message)
 	require.Equal(t, 2, listed(room.ID).Players)
 	require.Less(t, written("bb"), backlog/2, "the join waited for the other rooms' listings")
-	waitFor(t, 30*time.Second, func() bool { return written("bb") == backlog }, "the backlog was never written")
+	waitFor(t, 90*time.Second, func() bool { return written("bb") == backlog }, "the backlog was never written")
 }
 
 // A room's messages run one at a time and in the order each sender posted
