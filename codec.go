@@ -92,20 +92,16 @@ func appendEncode(dst []byte, c cluster.Codec, msg any) ([]byte, error) {
 // result from nothing each time.
 var scratch = sync.Pool{New: func() any { return new([]byte) }}
 
-// marshalJSON encodes a plain value: by its AppendJSON when it has one.
+// marshalJSON encodes a plain value into a buffer of its own: by its
+// AppendJSON when it has one.
 func marshalJSON(v any) ([]byte, error) {
-	a, ok := v.(JSONAppender)
-	if !ok {
+	if _, ok := v.(JSONAppender); !ok {
 		return json.Marshal(v)
 	}
-	bp := scratch.Get().(*[]byte)
-	b := a.AppendJSON((*bp)[:0])
+	b, err := answerJSON(v)
 	out := bytes.Clone(b)
-	if cap(b) <= 64<<10 {
-		*bp = b
-		scratch.Put(bp)
-	}
-	return out, nil
+	releaseAnswer(b)
+	return out, err
 }
 
 // A typed handler's answer is encoded into a scratch buffer, not a buffer

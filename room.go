@@ -258,7 +258,7 @@ func HandleRoom[Req, Resp proto.Message](rt *RoomType, method string, fn func(r 
 		panic(fmt.Sprintf("hearth: room route %s.%s is the SDK's", rt.name, method))
 	}
 	newReq := newMessage[Req]()
-	handlePooled(rt.svc, method, func(ctx context.Context, s *Session, payload []byte) ([]byte, error) {
+	handleRaw(rt.svc, method, true, func(ctx context.Context, s *Session, payload []byte) ([]byte, error) {
 		req := newReq()
 		if err := unmarshal(s.codec, payload, req); err != nil {
 			return nil, &Error{Code: wire.CodeInvalidPayload, Message: "invalid payload: " + err.Error()}
@@ -281,7 +281,7 @@ func HandleRoomJSON[Req, Resp any](rt *RoomType, method string, fn func(r *Room,
 	}
 	mustBePlain[Req]()
 	mustBePlain[Resp]()
-	handlePooled(rt.svc, method, func(ctx context.Context, s *Session, payload []byte) ([]byte, error) {
+	handleRaw(rt.svc, method, true, func(ctx context.Context, s *Session, payload []byte) ([]byte, error) {
 		var req Req
 		if err := decodeJSON(payload, &req); err != nil {
 			return nil, &Error{Code: wire.CodeInvalidPayload, Message: "invalid payload: " + err.Error()}

@@ -182,15 +182,13 @@ func mustBePlain[T any]() {
 // HandleRaw registers a handler that sees the payload bytes as sent, in the
 // session's codec (Session.Codec), and answers raw bytes.
 func HandleRaw(svc *Service, method string, fn func(ctx context.Context, s *Session, payload []byte) ([]byte, error)) {
-	svc.add(method, handler{fn: func(ctx context.Context, s *Session, _ cluster.Codec, payload []byte) ([]byte, error) {
-		return fn(ctx, s, payload)
-	}})
+	handleRaw(svc, method, false, fn)
 }
 
-// handlePooled is HandleRaw for the SDK's own handlers whose answers are
-// scratch buffers (handler.pooled).
-func handlePooled(svc *Service, method string, fn func(ctx context.Context, s *Session, payload []byte) ([]byte, error)) {
-	svc.add(method, handler{pooled: true, fn: func(ctx context.Context, s *Session, _ cluster.Codec, payload []byte) ([]byte, error) {
+// handleRaw is HandleRaw; pooled is for the SDK's own handlers whose
+// answers are scratch buffers (handler.pooled).
+func handleRaw(svc *Service, method string, pooled bool, fn func(ctx context.Context, s *Session, payload []byte) ([]byte, error)) {
+	svc.add(method, handler{pooled: pooled, fn: func(ctx context.Context, s *Session, _ cluster.Codec, payload []byte) ([]byte, error) {
 		return fn(ctx, s, payload)
 	}})
 }
