@@ -15,7 +15,8 @@
 // have a handler (or events) wait or are being handled, which ends when
 // they are all handled so that an idle client holds no stack for it (with
 // Options.PushOnReader the reader runs the push handlers itself), and
-// one heartbeat timer; no
+// one heartbeat timer; with Options.Poller a Poller's goroutines, shared
+// by many clients, are the reader instead (Linux, plain TCP); no
 // goroutine is started per request (a resume starts one to send the
 // unanswered requests again). Frames are
 // encoded outside any lock and written with one write call each, under a
@@ -163,6 +164,17 @@ type Options struct {
 	// on the push goroutine.
 	PushOnReader bool
 
+	// Poller, if set, reads the connection (a tcp:// one without TLS) on
+	// the Poller's goroutines, shared by every client given it, instead of
+	// on a reader goroutine of the client's own: for a process that holds
+	// many connections (a load generator's bots), which then costs neither a
+	// goroutine nor a wake-up per frame read. The Poller's goroutine is
+	// then the client's reader: with PushOnReader the push handlers run on
+	// it, and one that blocks holds up every client it reads. Other
+	// connections (TLS, WebSocket) are read on a goroutine of their own,
+	// as without it. Nil: every client reads on its own goroutine.
+	Poller *Poller
+
 	// Reconnect makes the client reconnect and resume its session by itself
 	// when the connection drops (EOF, reset, a failed write, the server
 	// silent for 3 heartbeats) or the server sends KICK 7 (heartbeat
@@ -265,7 +277,8 @@ type Client struct {
 // handshake ack said. Only cause changes after the handshake.
 type conn struct {
 	tr       transport
-	prefix   int // bytes reserved in front of each frame body: 4 for TCP, 0 for WS
+	prefix   int  // bytes reserved in front of each frame body: 4 for TCP, 0 for WS
+	polled   bool // tr was dialled for Options.Poller, which reads it
 	addr     string
 	ack      wire.HandshakeAck
 	token    string            // the latest resume token
@@ -389,16 +402,22 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 		return nil, err
 	}
 	c.cur.Store(cn)
-	if opts.Reconnect {
-		c.ctx, c.cancel = context.WithCancel(context.Background())
-	}
 	now := mono()
 	c.lastSend.Store(now)
 	c.lastRecv.Store(now)
+	if opts.Reconnect {
+		c.ctx, c.cancel = context.WithCancel(context.Background())
+	}
+	if !c.startReading(cn) {
+		cn.tr.close(false)
+		if c.cancel != nil {
+			c.cancel()
+		}
+		return nil, ErrPollerClosed
+	}
 	c.mu.Lock()
 	c.armHeartbeatLocked(cn)
 	c.mu.Unlock()
-	go c.run(cn)
 	return c, nil
 }
 
@@ -427,7 +446,7 @@ func (c *Client) connect(ctx context.Context, addr, token string, lastPush uint6
 		}
 		return nil, err
 	}
-	cn := &conn{tr: tr, prefix: prefix, addr: addr}
+	cn := &conn{tr: tr, prefix: prefix, addr: addr, polled: isPolled(tr)}
 	frame := cn.finish(wire.AppendHandshake(make([]byte, prefix, prefix+wire.HeaderSize+len(hs)), hs))
 	body, err := tr.exchange(hctx, frame)
 	switch {
@@ -1031,19 +1050,59 @@ func (c *Client) run(cn *conn) {
 	}
 	for {
 		err, resumable := c.readLoop(cn)
-		if !c.opts.Reconnect {
-			c.shutdown(err)
-			return
-		}
-		cn.tr.close(false)
-		if !resumable {
-			c.lose(cn.addr, err)
-			return
-		}
-		if cn = c.reconnect(cn, err); cn == nil {
+		if cn = c.after(cn, err, resumable); cn == nil {
 			return
 		}
 	}
+}
+
+// startReading has the client's Poller read cn, if cn was dialled for it,
+// or starts a reader goroutine for cn; false if the Poller has stopped.
+func (c *Client) startReading(cn *conn) bool {
+	if cn.polled {
+		return c.opts.Poller.add(c, cn)
+	}
+	go c.run(cn)
+	return true
+}
+
+// after handles the end of reading cn, for which err is why: it ends the
+// client, or (Options.Reconnect) resumes the session on a new connection,
+// which it returns for reading. Nil: the client has ended.
+func (c *Client) after(cn *conn, err error, resumable bool) *conn {
+	if !c.opts.Reconnect {
+		c.shutdown(err)
+		return nil
+	}
+	cn.tr.close(false)
+	if !resumable {
+		c.lose(cn.addr, err)
+		return nil
+	}
+	return c.reconnect(cn, err)
+}
+
+// polledEnd is the end of a connection a Poller read, on a goroutine of
+// its own: it resumes the session on a new connection for the Poller (or
+// for a reader goroutine, if the new connection is not plain TCP), or ends
+// the reading as run does.
+func (c *Client) polledEnd(cn *conn, err error, resumable bool) {
+	for {
+		next := c.after(cn, err, resumable)
+		if next == nil {
+			break
+		}
+		if !next.polled {
+			c.run(next)
+			return
+		}
+		if c.opts.Poller.add(c, next) {
+			return
+		}
+		cn, err, resumable = next, ErrPollerClosed, false
+	}
+	c.resends.Wait()
+	close(c.readerDone)
 }
 
 // readLoop reads and dispatches frames from cn until it fails, and returns
@@ -1052,30 +1111,42 @@ func (c *Client) readLoop(cn *conn) (error, bool) {
 	for {
 		body, err := cn.tr.read()
 		if err != nil {
-			if cause := c.dropCause(cn); cause != nil {
-				return cause, true
-			}
-			var we *wire.Error
-			switch {
-			case errors.As(err, &we):
-				return fmt.Errorf("hearth client: bad frame from server: %w", err), false
-			case errors.Is(err, io.EOF):
-				return fmt.Errorf("hearth client: connection closed by server: %w", err), true
-			default:
-				return fmt.Errorf("hearth client: read: %w", err), true
-			}
+			return c.readEnd(cn, err)
 		}
 		c.lastRecv.Store(mono())
 		if err := c.dispatch(cn, body); err != nil {
-			if cause := c.dropCause(cn); cause != nil {
-				return cause, true
-			}
-			if we, ok := err.(*wire.Error); ok { // a KICK
-				return err, we.Code == wire.CodeReconnectElsewhere || we.Code == wire.CodeHeartbeatTimeout
-			}
-			return err, false
+			return c.dispatchEnd(cn, err)
 		}
 	}
+}
+
+// readEnd says why reading cn ended with err, a read error, and whether the
+// session may be resumed.
+func (c *Client) readEnd(cn *conn, err error) (error, bool) {
+	if cause := c.dropCause(cn); cause != nil {
+		return cause, true
+	}
+	var we *wire.Error
+	switch {
+	case errors.As(err, &we):
+		return fmt.Errorf("hearth client: bad frame from server: %w", err), false
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("hearth client: connection closed by server: %w", err), true
+	default:
+		return fmt.Errorf("hearth client: read: %w", err), true
+	}
+}
+
+// dispatchEnd is readEnd for an error of dispatch (a KICK or a frame it
+// could not handle).
+func (c *Client) dispatchEnd(cn *conn, err error) (error, bool) {
+	if cause := c.dropCause(cn); cause != nil {
+		return cause, true
+	}
+	if we, ok := err.(*wire.Error); ok { // a KICK
+		return err, we.Code == wire.CodeReconnectElsewhere || we.Code == wire.CodeHeartbeatTimeout
+	}
+	return err, false
 }
 
 // dispatch handles one frame from the server; an error ends the connection.

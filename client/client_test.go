@@ -25,7 +25,19 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(closingPoller{m})
+}
+
+// closingPoller closes the "polled" tests' Poller after the tests, before
+// goleak looks for goroutines left running.
+type closingPoller struct{ m *testing.M }
+
+func (r closingPoller) Run() int {
+	code := r.m.Run()
+	if testPoller != nil {
+		testPoller.Close()
+	}
+	return code
 }
 
 // hang guards every wait: tests assert outcomes, never durations.
@@ -35,7 +47,7 @@ func dial(t *testing.T, addr string, o Options) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hang)
 	defer cancel() // also proves the connection outlives Dial's ctx
-	c, err := Dial(ctx, addr, o)
+	c, err := Dial(ctx, addr, withPoller(t, addr, o))
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -626,7 +638,7 @@ func TestDialKick(t *testing.T) {
 				got <- hs
 				pc.send(wire.AppendKick(nil, wire.CodeUnsupported, "codec not supported"))
 			})
-			c, err := Dial(ctxT(t), addr, Options{Codec: "protobuf"})
+			c, err := Dial(ctxT(t), addr, withPoller(t, addr, Options{Codec: "protobuf"}))
 			require.Nil(t, c)
 			var we *wire.Error
 			require.ErrorAs(t, err, &we)
@@ -668,14 +680,14 @@ func TestHandshakeTimeout(t *testing.T) {
 			addr := startPeer(t, kind, func(pc *pconn) {
 				pc.expect(wire.KindHandshake) // and never answer
 			})
-			c, err := Dial(ctxT(t), addr, Options{HandshakeTimeout: 50 * time.Millisecond})
+			c, err := Dial(ctxT(t), addr, withPoller(t, addr, Options{HandshakeTimeout: 50 * time.Millisecond}))
 			require.Nil(t, c)
 			require.ErrorIs(t, err, context.DeadlineExceeded)
 
 			// The caller's own ctx ending reports that ctx's error.
 			ctx, cancel := context.WithCancel(context.Background())
 			go func() { time.Sleep(20 * time.Millisecond); cancel() }()
-			c, err = Dial(ctx, addr, Options{HandshakeTimeout: hang})
+			c, err = Dial(ctx, addr, withPoller(t, addr, Options{HandshakeTimeout: hang}))
 			require.Nil(t, c)
 			require.ErrorIs(t, err, context.Canceled)
 		})

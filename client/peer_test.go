@@ -30,7 +30,30 @@ import (
 // The scripted test peer: a real listener that speaks the protocol with the
 // wire package, over TCP or (with gobwas/ws) WebSocket, optionally with TLS.
 
-var transports = []string{"tcp", "ws"}
+var transports = []string{"tcp", "ws", "polled"}
+
+// A "polled" peer is a tcp one whose clients, dialled with dial, are read
+// by testPoller (Options.Poller): polledAddrs holds its addresses.
+var (
+	polledAddrs sync.Map // addr → true
+	pollerOnce  sync.Once
+	testPoller  *Poller
+)
+
+// withPoller sets o.Poller if addr is a "polled" peer's.
+func withPoller(t testing.TB, addr string, o Options) Options {
+	if _, ok := polledAddrs.Load(addr); !ok {
+		return o
+	}
+	pollerOnce.Do(func() {
+		var err error
+		if testPoller, err = NewPoller(PollerOptions{Goroutines: 2, Gather: time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	o.Poller = testPoller
+	return o
+}
 
 var allTransports = []string{"tcp", "ws", "tls", "wss"}
 
@@ -190,6 +213,9 @@ func newPeer(t testing.TB, kind string, script func(pc *pconn)) *peer {
 	switch kind {
 	case "ws", "wss":
 		p.addr = kind + "://" + raw + "/ws"
+	case "polled":
+		p.addr = "tcp://" + raw
+		polledAddrs.Store(p.addr, true)
 	default:
 		p.addr = kind + "://" + raw
 	}

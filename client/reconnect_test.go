@@ -244,7 +244,7 @@ func TestResumeAfterDrop(t *testing.T) {
 // there is), with its request re-encoded for the new gate's route ids.
 func TestResumeDrain(t *testing.T) {
 	for _, kind := range transports {
-		other := map[string]string{"tcp": "ws", "ws": "tcp"}[kind]
+		other := map[string]string{"tcp": "ws", "ws": "tcp", "polled": "ws"}[kind]
 		for _, offer := range []string{"both", "other"} {
 			t.Run(kind+"/"+offer, func(t *testing.T) {
 				seqs := make(chan uint32, 1)

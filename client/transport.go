@@ -47,6 +47,13 @@ func dialTransport(ctx context.Context, addr string, opts *Options) (transport, 
 	switch scheme {
 	case "tcp", "tls":
 		useTLS := scheme == "tls" || opts.TLS != nil
+		if !useTLS && opts.Poller.usable() {
+			tr, err := dialPolled(ctx, rest, opts)
+			if err != nil {
+				return nil, 0, fmt.Errorf("hearth client: dial %s: %w", addr, err)
+			}
+			return tr, wire.LengthSize, nil
+		}
 		var conn net.Conn
 		var err error
 		if useTLS {

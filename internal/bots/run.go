@@ -69,6 +69,14 @@ func (r *runner) stop() {
 
 func (r *runner) run(ctx context.Context) {
 	defer close(r.done)
+	// One Poller reads every bot's connection: a reader goroutine per bot
+	// cost a wake-up and an empty read per push, the larger part of the
+	// bots' CPU, which the server shares. Where there is none (not Linux)
+	// each client reads on its own goroutine.
+	if p, err := client.NewPoller(client.PollerOptions{Gather: time.Millisecond}); err == nil {
+		r.cfg.client.Poller = p
+		defer p.Close()
+	}
 	var wg sync.WaitGroup
 	t0 := time.Now()
 	for i := range r.cfg.players {
