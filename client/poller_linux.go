@@ -344,16 +344,28 @@ func (t *polledTransport) wait(events int16, d time.Duration) {
 	_, _ = unix.Poll(fds, int(max(d.Milliseconds(), 1)))
 }
 
-// writeStep bounds each wait of a write for room, so that a close is
-// noticed.
-const writeStep = 50 * time.Millisecond
+// waitStep bounds each wait for room to write, or (in exchange) for the
+// answer, so that a close or the end of ctx is noticed.
+const waitStep = 50 * time.Millisecond
 
 func (t *polledTransport) write(frame []byte) error {
+	return t.send(frame, func() error {
+		if t.shut || t.closed {
+			return net.ErrClosed
+		}
+		return nil
+	})
+}
+
+// send writes frame, each system call under mu, waiting for room when the
+// socket is full; stop, called under mu before each write, ends it with
+// its error.
+func (t *polledTransport) send(frame []byte, stop func() error) error {
 	for len(frame) > 0 {
 		t.mu.Lock()
-		if t.shut || t.closed {
+		if err := stop(); err != nil {
 			t.mu.Unlock()
-			return net.ErrClosed
+			return err
 		}
 		n, err := unix.Write(t.fd, frame)
 		t.mu.Unlock()
@@ -363,7 +375,7 @@ func (t *polledTransport) write(frame []byte) error {
 		switch {
 		case err == nil, err == unix.EINTR:
 		case err == unix.EAGAIN:
-			t.wait(unix.POLLOUT, writeStep)
+			t.wait(unix.POLLOUT, waitStep)
 		default:
 			return os.NewSyscallError("write", err)
 		}
@@ -377,34 +389,15 @@ func (t *polledTransport) read() ([]byte, error) { return nil, errPolledRead }
 // goroutine, before a loop holds the connection; frames read after the
 // answer stay in buf for the loop.
 func (t *polledTransport) exchange(ctx context.Context, frame []byte) ([]byte, error) {
-	step := func() error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return nil
-	}
-	for len(frame) > 0 {
-		if err := step(); err != nil {
-			return nil, err
-		}
-		n, err := unix.Write(t.fd, frame)
-		if n > 0 {
-			frame = frame[n:]
-		}
-		switch {
-		case err == nil, err == unix.EINTR:
-		case err == unix.EAGAIN:
-			t.wait(unix.POLLOUT, writeStep)
-		default:
-			return nil, os.NewSyscallError("write", err)
-		}
+	if err := t.send(frame, ctx.Err); err != nil {
+		return nil, err
 	}
 	for {
 		body, err := t.next()
 		if err != nil || body != nil {
 			return body, err
 		}
-		if err := step(); err != nil {
+		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		n, err := unix.Read(t.fd, t.buf[t.w:])
@@ -412,7 +405,7 @@ func (t *polledTransport) exchange(ctx context.Context, frame []byte) ([]byte, e
 		case n > 0:
 			t.w += n
 		case err == unix.EAGAIN:
-			t.wait(unix.POLLIN, writeStep)
+			t.wait(unix.POLLIN, waitStep)
 		case err == unix.EINTR:
 		case err == nil:
 			if t.w > t.r {
