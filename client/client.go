@@ -408,16 +408,15 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 	if opts.Reconnect {
 		c.ctx, c.cancel = context.WithCancel(context.Background())
 	}
-	if !c.startReading(cn) {
-		cn.tr.close(false)
-		if c.cancel != nil {
-			c.cancel()
-		}
-		return nil, ErrPollerClosed
-	}
+	// The heartbeat is armed before the reader starts, which may end the
+	// client (and stop it) at once.
 	c.mu.Lock()
 	c.armHeartbeatLocked(cn)
 	c.mu.Unlock()
+	if !c.startReading(cn) {
+		c.shutdown(ErrPollerClosed)
+		return nil, ErrPollerClosed
+	}
 	return c, nil
 }
 
