@@ -4,7 +4,6 @@ package client
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,8 +13,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/hearth-server/hearth/wire"
 )
 
 // pollLoop is one of a Poller's goroutines: it waits on an epoll instance
@@ -172,7 +169,7 @@ func (l *pollLoop) serve(t *polledTransport) {
 	// The frames before an end are dispatched first: a KICK, or a bad
 	// frame, is often the last thing read before the server closes.
 	var end error
-	n, err := unix.Read(t.fd, t.buf[t.w:])
+	n, err := unix.Read(t.fd, t.room())
 	switch {
 	case n > 0:
 		t.w += n
@@ -199,10 +196,7 @@ func (l *pollLoop) serve(t *polledTransport) {
 		}
 	}
 	if end != nil {
-		if end == io.EOF && t.w > t.r {
-			end = io.ErrUnexpectedEOF
-		}
-		l.release(t, end, true)
+		l.release(t, t.ended(end), true)
 	}
 }
 
@@ -266,8 +260,7 @@ func isPolled(tr transport) bool {
 // goroutine, one at a time (the client's write lock), each system call
 // under mu, which close takes too.
 type polledTransport struct {
-	fd  int
-	max int
+	fd int
 
 	mu     sync.Mutex
 	held   bool // a loop reads fd
@@ -275,10 +268,9 @@ type polledTransport struct {
 	closed bool // fd is closed
 
 	// The reader's: the dialling goroutine's, then the loop's.
-	buf  []byte // buf[r:w] is read and not yet dispatched
-	r, w int
-	c    *Client
-	cn   *conn
+	frameBuf
+	c  *Client
+	cn *conn
 }
 
 var errPolledRead = errors.New("hearth client: a polled connection is read by its poller")
@@ -305,36 +297,7 @@ func dialPolled(ctx context.Context, addr string, opts *Options) (transport, err
 		return nil, os.NewSyscallError("fcntl", derr)
 	}
 	// The duplicate shares the socket's file status, non-blocking included.
-	return &polledTransport{fd: fd, max: opts.MaxFrame, buf: make([]byte, 512)}, nil
-}
-
-// next returns the next whole frame's body in buf, or nil if there is
-// none yet, after which buf has room for the rest of the frame. The body
-// is valid until the next read.
-func (t *polledTransport) next() ([]byte, error) {
-	need := wire.LengthSize
-	if t.w-t.r >= wire.LengthSize {
-		n := binary.BigEndian.Uint32(t.buf[t.r:])
-		if err := wire.CheckLength(n, t.max); err != nil {
-			return nil, err
-		}
-		need += int(n)
-		if t.w-t.r >= need {
-			body := t.buf[t.r+wire.LengthSize : t.r+need : t.r+need]
-			t.r += need
-			return body, nil
-		}
-	}
-	if t.r == t.w {
-		t.r, t.w = 0, 0
-	} else if len(t.buf)-t.r < need || t.w == len(t.buf) {
-		t.w = copy(t.buf, t.buf[t.r:t.w])
-		t.r = 0
-	}
-	if need > len(t.buf) {
-		t.buf = append(t.buf[:t.w], make([]byte, max(need, 2*len(t.buf))-t.w)...)
-	}
-	return nil, nil
+	return &polledTransport{fd: fd, frameBuf: newFrameBuf(opts.MaxFrame)}, nil
 }
 
 // wait waits up to d for fd to be ready for events (unix.POLLIN or
@@ -400,7 +363,7 @@ func (t *polledTransport) exchange(ctx context.Context, frame []byte) ([]byte, e
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		n, err := unix.Read(t.fd, t.buf[t.w:])
+		n, err := unix.Read(t.fd, t.room())
 		switch {
 		case n > 0:
 			t.w += n
@@ -408,10 +371,7 @@ func (t *polledTransport) exchange(ctx context.Context, frame []byte) ([]byte, e
 			t.wait(unix.POLLIN, waitStep)
 		case err == unix.EINTR:
 		case err == nil:
-			if t.w > t.r {
-				return nil, io.ErrUnexpectedEOF
-			}
-			return nil, io.EOF
+			return nil, t.ended(io.EOF)
 		default:
 			return nil, os.NewSyscallError("read", err)
 		}

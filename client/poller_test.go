@@ -5,11 +5,9 @@ package client
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -192,61 +190,4 @@ func TestPollerWithoutLoops(t *testing.T) {
 	b, err := c.RequestRaw(ctxT(t), "game.x", nil)
 	require.NoError(t, err)
 	require.Equal(t, "ok", string(b))
-}
-
-// FuzzPolledFrames: the Poller's frame parser (polledTransport.next), fed
-// a stream in pieces of any size as reads would give it, returns the
-// frames that reading the stream whole gives, and fails where that does.
-func FuzzPolledFrames(f *testing.F) {
-	frame := func(body string) []byte { return append(wire.AppendLength(nil, len(body)), body...) }
-	f.Add(append(frame("hello"), frame("")...), uint64(1))
-	f.Add([]byte{0, 0, 0}, uint64(7))
-	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1}, uint64(3))
-	f.Add(append(append(frame(strings.Repeat("x", 700)), frame("y")...), 0, 0), uint64(99))
-	f.Fuzz(func(t *testing.T, stream []byte, seed uint64) {
-		const limit = 1024
-		var want []string
-		var wantErr error
-		for rest := stream; len(rest) >= wire.LengthSize; {
-			n := binary.BigEndian.Uint32(rest)
-			if err := wire.CheckLength(n, limit); err != nil {
-				wantErr = err
-				break
-			}
-			size := wire.LengthSize + int(n)
-			if len(rest) < size {
-				break
-			}
-			want = append(want, string(rest[wire.LengthSize:size]))
-			rest = rest[size:]
-		}
-
-		rng := rand.New(rand.NewPCG(seed, 0))
-		tr := &polledTransport{max: limit, buf: make([]byte, 512)}
-		var got []string
-		var gotErr error
-		for rest := stream; ; {
-			body, err := tr.next()
-			if err != nil {
-				gotErr = err
-				break
-			}
-			if body != nil {
-				got = append(got, string(body))
-				continue
-			}
-			if len(rest) == 0 {
-				break
-			}
-			room := len(tr.buf) - tr.w
-			if room <= 0 {
-				t.Fatalf("no room left to read into: r %d, w %d, buffer %d", tr.r, tr.w, len(tr.buf))
-			}
-			k := min(len(rest), 1+rng.IntN(room))
-			tr.w += copy(tr.buf[tr.w:], rest[:k])
-			rest = rest[k:]
-		}
-		require.Equal(t, want, got)
-		require.Equal(t, wantErr, gotErr)
-	})
 }

@@ -66,7 +66,7 @@ func dialTransport(ctx context.Context, addr string, opts *Options) (transport, 
 		if err != nil {
 			return nil, 0, fmt.Errorf("hearth client: dial %s: %w", addr, err)
 		}
-		return &tcpTransport{conn: conn, buf: make([]byte, 512), max: opts.MaxFrame}, wire.LengthSize, nil
+		return &tcpTransport{conn: conn, frameBuf: newFrameBuf(opts.MaxFrame)}, wire.LengthSize, nil
 	case "ws", "wss":
 		if scheme == "ws" && opts.TLS != nil {
 			addr = "wss://" + rest
@@ -108,15 +108,65 @@ func parseAddr(addr string) (string, error) {
 	return scheme, nil
 }
 
-// tcpTransport is a length-prefixed frame stream over TCP (or TLS). It
-// reads into one buffer, as much as the connection has, and returns frame
-// bodies in place: the buffer grows to the largest frame, and there is no
-// bufio.Reader (4 KiB a connection) to copy each frame out of.
+// frameBuf holds what a TCP connection gave and cuts it into
+// length-prefixed frames, returned in place: the buffer grows to the
+// largest frame, and there is no bufio.Reader (4 KiB a connection) to copy
+// each frame out of. Its reader owns it.
+type frameBuf struct {
+	buf  []byte // buf[r:w] is read and not yet returned
+	r, w int
+	max  int // the largest frame body accepted
+}
+
+func newFrameBuf(max int) frameBuf { return frameBuf{buf: make([]byte, 512), max: max} }
+
+// next returns the next whole frame's body, or nil if there is none yet;
+// room then has space for at least the rest of that frame. A body is
+// valid until the next read into room, which may move the bytes not yet
+// returned to the front.
+func (f *frameBuf) next() ([]byte, error) {
+	need := wire.LengthSize
+	if f.w-f.r >= wire.LengthSize {
+		n := binary.BigEndian.Uint32(f.buf[f.r:])
+		if err := wire.CheckLength(n, f.max); err != nil {
+			return nil, err
+		}
+		need += int(n)
+		if f.w-f.r >= need {
+			body := f.buf[f.r+wire.LengthSize : f.r+need : f.r+need]
+			f.r += need
+			return body, nil
+		}
+	}
+	if f.r == f.w {
+		f.r, f.w = 0, 0
+	} else if len(f.buf)-f.r < need || f.w == len(f.buf) {
+		f.w = copy(f.buf, f.buf[f.r:f.w])
+		f.r = 0
+	}
+	if need > len(f.buf) {
+		f.buf = append(f.buf[:f.w], make([]byte, max(need, 2*len(f.buf))-f.w)...)
+	}
+	return nil, nil
+}
+
+// room is where the next read goes; the caller adds what it read to w.
+func (f *frameBuf) room() []byte { return f.buf[f.w:] }
+
+// ended is the error for a connection that ended (io.EOF) with part of a
+// frame read: io.ErrUnexpectedEOF, as io.ReadFull says it.
+func (f *frameBuf) ended(err error) error {
+	if err == io.EOF && f.w > f.r {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// tcpTransport is a length-prefixed frame stream over TCP (or TLS), read
+// into a frameBuf.
 type tcpTransport struct {
 	conn net.Conn
-	buf  []byte // buf[r:w] is read and not yet returned; reader only
-	r, w int
-	max  int
+	frameBuf
 }
 
 func (t *tcpTransport) write(frame []byte) error {
@@ -125,52 +175,20 @@ func (t *tcpTransport) write(frame []byte) error {
 }
 
 func (t *tcpTransport) read() ([]byte, error) {
-	if err := t.fill(wire.LengthSize); err != nil {
-		return nil, err
-	}
-	n := binary.BigEndian.Uint32(t.buf[t.r:])
-	if err := wire.CheckLength(n, t.max); err != nil {
-		return nil, err
-	}
-	size := wire.LengthSize + int(n)
-	if err := t.fill(size); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	for {
+		if body, err := t.next(); err != nil || body != nil {
+			return body, err
 		}
-		return nil, err
-	}
-	body := t.buf[t.r+wire.LengthSize : t.r+size : t.r+size]
-	t.r += size
-	return body, nil
-}
-
-// fill reads until buf[r:w] holds n bytes. It moves the unreturned bytes
-// to the front first, which ends the frames returned before. A connection
-// that ends with none of them read returns io.EOF, as io.ReadFull does,
-// and io.ErrUnexpectedEOF part-way.
-func (t *tcpTransport) fill(n int) error {
-	if t.w-t.r >= n {
-		return nil
-	}
-	if t.r > 0 {
-		t.w = copy(t.buf, t.buf[t.r:t.w])
-		t.r = 0
-	}
-	if n > len(t.buf) {
-		t.buf = append(t.buf[:t.w], make([]byte, max(n, 2*len(t.buf))-t.w)...)
-	}
-	for t.w < n {
-		m, err := t.conn.Read(t.buf[t.w:])
+		m, rerr := t.conn.Read(t.room())
 		t.w += m
-		switch {
-		case t.w >= n:
-		case err == io.EOF && t.w > 0:
-			return io.ErrUnexpectedEOF
-		case err != nil:
-			return err
+		if rerr != nil {
+			// What came with the error is returned first.
+			if body, err := t.next(); err != nil || body != nil {
+				return body, err
+			}
+			return nil, t.ended(rerr)
 		}
 	}
-	return nil
 }
 
 func (t *tcpTransport) exchange(ctx context.Context, frame []byte) ([]byte, error) {
