@@ -169,6 +169,13 @@ type Limits struct {
 	// that channel see a gap in their push sequence, and
 	// hearth_channel_drops_total counts it. Zero: 65,536.
 	ChannelBuffer int
+	// ParkGap: on Linux, a plain-TCP session whose frames come at least
+	// this far apart waits for its next one on the gate's epoll poller,
+	// with no goroutine and no read buffer (hearth_sessions_parked);
+	// closer together, its goroutine blocks on the connection, which costs
+	// less per frame. WebSocket and TLS sessions always keep a goroutine.
+	// Zero: 50ms. Negative: every session keeps a goroutine.
+	ParkGap time.Duration
 }
 
 // gate converts the limits to the gate's own type, which applies the

@@ -147,9 +147,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	// Besides the defaults, how long goroutines waited for a CPU once
 	// runnable (go_sched_latencies_seconds): a node short of CPU shows
-	// there before its timers and answers come late.
+	// there before its timers and answers come late; and what a
+	// collection has to scan and what its marking cost the node's own
+	// goroutines in assists (go_gc_scan_*, go_cpu_classes_gc_*): a node
+	// whose answers stall on its collections shows it there.
 	n.metrics.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
-		collectors.GoRuntimeMetricsRule{Matcher: schedLatencies})),
+		collectors.GoRuntimeMetricsRule{Matcher: extraRuntimeMetrics})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := n.Register(n.sysService()); err != nil {
 		return nil, err
@@ -157,7 +160,7 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-var schedLatencies = regexp.MustCompile(`^/sched/latencies:seconds$`)
+var extraRuntimeMetrics = regexp.MustCompile(`^/sched/latencies:seconds$|^/gc/scan/|^/cpu/classes/gc/`)
 
 // ID is the node's id.
 func (n *Node) ID() string { return n.id }

@@ -177,6 +177,13 @@ type Limits struct {
 	// that channel see a gap in their push sequence, and
 	// hearth_channel_drops_total counts it. Zero: 65,536.
 	ChannelBuffer int
+	// ParkGap: on Linux, a plain-TCP session whose frames come at least
+	// this far apart waits for its next one on the gate's epoll poller,
+	// with no goroutine and no read buffer, so the garbage collector has
+	// no stack of it to scan; closer together, its goroutine blocks on the
+	// connection. WebSocket and TLS sessions always keep a goroutine.
+	// Zero: 50ms. Negative: every session keeps a goroutine.
+	ParkGap time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -218,6 +225,9 @@ func (c *Config) setDefaults() {
 	defInt(&c.ResponseCacheItem, 16<<10)
 	defInt(&c.ResponseCacheGate, 64<<20)
 	defInt(&c.ChannelBuffer, 65536)
+	if c.ParkGap == 0 {
+		c.ParkGap = 50 * time.Millisecond
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -269,7 +279,9 @@ type Gate struct {
 	// forward blocked on the bus (unix ns), so that a stalled bus logs a
 	// line a second, not one per session.
 	slowBus   atomic.Int64
-	hooks     chan func() // OnClose calls, for the hook workers
+	poll      *readPoller  // nil: every session reads on its own goroutine
+	parked    atomic.Int64 // sessions parked on poll
+	hooks     chan func()  // OnClose calls, for the hook workers
 	hooksWG   sync.WaitGroup
 	hookMu    sync.RWMutex // guards hooksDone against sends on a closed hooks
 	hooksDone bool
@@ -323,6 +335,9 @@ func New(bus *cluster.Bus, cfg Config) (*Gate, error) {
 		g.m = newMetrics(nil)
 	}
 	if g.m.reg != nil {
+		g.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hearth_sessions_parked", Help: "Connected sessions waiting for their next frame on the gate's poller, with no goroutine (Limits.ParkGap).",
+		}, func() float64 { return float64(g.parked.Load()) }))
 		g.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "hearth_response_cache_bytes", Help: "Bytes of responses the gate keeps for re-sends after a resume (bounded by Limits.ResponseCacheGate).",
 		}, func() float64 { return float64(g.respBytes.Load()) }))
@@ -387,6 +402,10 @@ func (g *Gate) Start() (err error) {
 	g.bus.SetLocalGate(g.cfg.ID, g.deliver)
 	defer func() {
 		if err != nil { // no Shutdown follows: take the local path back
+			if g.poll != nil {
+				g.poll.close()
+				g.poll = nil
+			}
 			g.bus.SetLocalGate(g.cfg.ID, nil)
 			g.closeInbox()
 			g.started = false
@@ -394,6 +413,13 @@ func (g *Gate) Start() (err error) {
 	}()
 	if err := g.chans.start(g); err != nil {
 		return err
+	}
+	if g.cfg.TCPAddr != "" && g.cfg.TLS == nil && g.cfg.ParkGap > 0 {
+		p, err := newReadPoller()
+		if err != nil {
+			g.log.Warn("sessions read on goroutines of their own", "err", err)
+		}
+		g.poll = p
 	}
 	if g.cfg.TCPAddr != "" {
 		if err := g.listen("tcp", g.cfg.TCPAddr, false); err != nil {
@@ -482,8 +508,9 @@ func (g *Gate) serveConn(conn net.Conn, ws bool) {
 	}
 	// A fresh goroutine, with a small stack, waits on the connection.
 	go func() {
-		defer g.conns.Done()
-		s.serve()
+		if s.serve() {
+			g.conns.Done()
+		}
 	}()
 }
 
@@ -525,6 +552,9 @@ func (g *Gate) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		g.sessMap.each(func(s *Session) { s.closeConn() })
 		<-done
+	}
+	if g.poll != nil {
+		g.poll.close()
 	}
 	// Detached sessions cannot be resumed once this gate is gone.
 	g.sessMap.each(func(s *Session) {

@@ -138,6 +138,7 @@ func TestFailedStartTakesTheLocalPathBack(t *testing.T) {
 		t.Fatal("the inbox goroutine of a gate that failed to start is still running")
 	}
 	require.False(t, g.deliver(pushMsg("local", 0, "s1"), nil), "the failed gate's inbox is closed")
+	require.Nil(t, g.poll, "the failed gate's read poller is stopped")
 	// The bus publishes again: over NATS the gate's subscription is all
 	// that is left, and a kick for no session there is dropped, not queued.
 	require.NoError(t, bus.Kick("gate-t", "s1", 9, "bye"))

@@ -134,6 +134,17 @@ type Session struct {
 	origins    map[string]uint64
 	early      []pushEntry
 	earlyUntil int64
+
+	// The read side of a plain-TCP session on the gate's poller
+	// (poll_linux.go): owned by its reader goroutine, handed over through
+	// pollState.
+	pollState atomic.Int32
+	pollKey   uint64 // its key in the poller; 0: not registered
+	rb        []byte // read buffer; nil while parked with no partial frame
+	rbN       int    // bytes in rb
+	lastBatch int64  // unix ns of the last read that brought bytes
+	lastGap   int64  // ns between the last two such reads
+	readAny   bool   // a frame has been read since the handshake
 }
 
 func newSession(g *Gate, conn net.Conn, ws bool) *Session {
@@ -232,13 +243,18 @@ func (s *Session) releaseIP() {
 }
 
 // serve reads an established session until its connection is gone, then
-// leaves it detached (resumable) or closes it.
-func (s *Session) serve() {
+// leaves it detached (resumable) or closes it, and reports true; false when
+// its reads parked on the poller, where a wake goes on with them.
+func (s *Session) serve() (ended bool) {
+	if s.polled() {
+		return s.servePolled()
+	}
 	err := s.readLoop()
 	s.fail(err, "read")
 	s.wait()
 	s.afterConn()
 	s.releaseIP()
+	return true
 }
 
 // afterConn decides what becomes of the session once its connection is
@@ -573,6 +589,7 @@ func (s *Session) closeConn() {
 	}
 	s.mu.Unlock()
 	_ = s.conn.Close()
+	s.wake() // a parked reader has no read to fail: start one
 }
 
 // finish ends the session and releases everything it holds. It runs once:

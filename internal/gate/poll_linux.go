@@ -1,0 +1,387 @@
+//go:build linux
+
+package gate
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hearth-server/hearth/wire"
+)
+
+// readPoller lets plain-TCP sessions that talk rarely wait for their next
+// frame without a goroutine. A goroutine per idle connection costs its
+// stack, and the collector scans every stack on every cycle: at 10,000
+// sessions that was a third of a mark's CPU (docs/benchmarks.md § bots,
+// session 24), and the goroutines that allocate during a mark pay for it.
+//
+// A parked session's descriptor is armed in one epoll set, one-shot; the
+// poller's goroutine starts a reader goroutine when it becomes readable
+// (or is closed, through wake). Sessions whose frames come close together
+// never park: their reader blocks on the connection as before.
+//
+// sessions is under mu; each entry's key is unique for the gate's life, so
+// an event for a descriptor that was closed and reused finds nothing.
+type readPoller struct {
+	epfd int
+	stop int // eventfd: Shutdown
+	done chan struct{}
+
+	mu       sync.Mutex
+	sessions map[uint64]*Session
+	next     uint64
+}
+
+func newReadPoller() (*readPoller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("gate: poller: %w", os.NewSyscallError("epoll_create1", err))
+	}
+	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("gate: poller: %w", os.NewSyscallError("eventfd", err))
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setKey(&ev, 0)
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, stop, &ev); err != nil {
+		_ = unix.Close(stop)
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("gate: poller: %w", os.NewSyscallError("epoll_ctl", err))
+	}
+	p := &readPoller{epfd: epfd, stop: stop, done: make(chan struct{}), sessions: map[uint64]*Session{}}
+	go p.run()
+	return p, nil
+}
+
+// setKey and key keep a session's key in an event's 64 bits of data.
+func setKey(ev *unix.EpollEvent, k uint64) {
+	ev.Fd, ev.Pad = int32(uint32(k)), int32(uint32(k>>32))
+}
+
+func key(ev *unix.EpollEvent) uint64 { return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32 }
+
+func (p *readPoller) run() {
+	defer close(p.done)
+	events := make([]unix.EpollEvent, 256)
+	var woken []*Session
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			// Not expected; the sessions parked now would wait for a close.
+			// Their reads go back to blocking goroutines (pollDead).
+			p.fail()
+			return
+		}
+		stopped := false
+		p.mu.Lock()
+		for i := range events[:n] {
+			k := key(&events[i])
+			if k == 0 {
+				stopped = true
+				continue
+			}
+			if s := p.sessions[k]; s != nil {
+				woken = append(woken, s)
+			}
+		}
+		p.mu.Unlock()
+		for _, s := range woken {
+			s.wake()
+		}
+		clear(woken)
+		woken = woken[:0]
+		if stopped {
+			return
+		}
+	}
+}
+
+// fail wakes every parked session; their readers then block instead.
+func (p *readPoller) fail() {
+	p.mu.Lock()
+	ss := make([]*Session, 0, len(p.sessions))
+	for k, s := range p.sessions {
+		ss = append(ss, s)
+		delete(p.sessions, k)
+	}
+	p.mu.Unlock()
+	for _, s := range ss {
+		s.wake()
+	}
+}
+
+// close stops the poller; the gate's sessions have all ended.
+func (p *readPoller) close() {
+	var one = [8]byte{1}
+	_, _ = unix.Write(p.stop, one[:])
+	<-p.done
+	_ = unix.Close(p.stop)
+	_ = unix.Close(p.epfd)
+}
+
+// arm registers s, or re-arms it, to be woken once when fd is readable;
+// fd is s's descriptor, held open by the caller. False if the poller
+// cannot take it (the session keeps reading on a goroutine).
+func (p *readPoller) arm(s *Session, fd int) bool {
+	op := unix.EPOLL_CTL_MOD
+	if s.pollKey == 0 {
+		p.mu.Lock()
+		select {
+		case <-p.done:
+			p.mu.Unlock()
+			return false
+		default:
+		}
+		p.next++
+		s.pollKey = p.next
+		p.sessions[s.pollKey] = s
+		p.mu.Unlock()
+		op = unix.EPOLL_CTL_ADD
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
+	setKey(&ev, s.pollKey)
+	if err := unix.EpollCtl(p.epfd, op, fd, &ev); err != nil {
+		p.forget(s)
+		return false
+	}
+	return true
+}
+
+// forget drops s once its connection is done; the kernel drops the
+// descriptor from the set when it is closed.
+func (p *readPoller) forget(s *Session) {
+	if s.pollKey == 0 {
+		return
+	}
+	p.mu.Lock()
+	delete(p.sessions, s.pollKey)
+	p.mu.Unlock()
+	s.pollKey = 0
+}
+
+// The read side of a polled session is owned by one goroutine at a time;
+// pollState hands it over (the atomic's order publishes the fields below).
+const (
+	readRunning int32 = iota // a goroutine reads
+	readWoken                // a goroutine reads, and a wake came since its last read
+	readParked               // no goroutine: the poller or a close starts one
+)
+
+// readBufSize is the read buffer a polled session borrows while it reads;
+// a larger frame gets one of its own size.
+const readBufSize = 4 << 10
+
+// polled reports whether s's reads can park on the poller.
+func (s *Session) polled() bool { return s.g.poll != nil && !s.ws && s.raw != nil }
+
+// wake starts a reader for a parked session, or tells the running one to
+// read again before it parks.
+func (s *Session) wake() {
+	for {
+		switch st := s.pollState.Load(); st {
+		case readParked:
+			if s.pollState.CompareAndSwap(readParked, readRunning) {
+				s.g.parked.Add(-1)
+				go s.resumeReads()
+				return
+			}
+		case readRunning:
+			if s.pollState.CompareAndSwap(readRunning, readWoken) {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (s *Session) resumeReads() {
+	if s.servePolled() {
+		s.g.conns.Done()
+	}
+}
+
+// servePolled reads an established plain-TCP session until its connection
+// is gone (then it finishes as serve does and reports true) or until it
+// parks (false: a later wake goes on).
+func (s *Session) servePolled() (ended bool) {
+	err := s.readPolled()
+	if err == nil {
+		return false
+	}
+	s.g.poll.forget(s)
+	s.dropReadBuf()
+	s.fail(err, "read")
+	s.wait()
+	s.afterConn()
+	s.releaseIP()
+	return true
+}
+
+var errWouldBlock = errors.New("gate: nothing to read")
+
+// readPolled reads and handles frames until the connection fails (the
+// error) or the session parks (nil).
+func (s *Session) readPolled() error {
+	g := s.g
+	for {
+		// Block only when frames have been coming close together: an
+		// epoll wake-up and a goroutine cost more than a blocked read for
+		// a client that sends many frames a second. The first read after
+		// the handshake does not block (lastBatch is 0): a session that
+		// stays idle parks at once.
+		block := s.lastBatch != 0 && s.lastGap < int64(g.cfg.ParkGap)
+		err := s.readSome(block)
+		if err == errWouldBlock {
+			if s.pollState.CompareAndSwap(readWoken, readRunning) {
+				continue
+			}
+			if s.rbN == 0 {
+				s.dropReadBuf()
+			}
+			if !s.park() {
+				s.lastGap = 0 // block on the connection from now on
+				continue
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		now := time.Now().UnixNano()
+		s.lastGap, s.lastBatch = now-s.lastBatch, now
+		if err := s.handleBuffered(g.cfg.MaxFrame); err != nil {
+			return err
+		}
+	}
+}
+
+// park arms the poller and gives up the read side; false if it could not.
+// A wake between the arming and the hand-over makes it read again.
+func (s *Session) park() bool {
+	armed := false
+	if err := s.raw.Control(func(fd uintptr) { armed = s.g.poll.arm(s, int(fd)) }); err != nil || !armed {
+		return false // closed (the next read says so), or the poller is gone
+	}
+	s.g.parked.Add(1) // before the hand-over: a wake right after it takes it back
+	if s.pollState.CompareAndSwap(readRunning, readParked) {
+		return true
+	}
+	s.g.parked.Add(-1)
+	s.pollState.Store(readRunning) // woken meanwhile
+	return false
+}
+
+// readSome reads what the connection has into the read buffer; with block
+// it waits for something, otherwise it returns errWouldBlock.
+func (s *Session) readSome(block bool) error {
+	// A reader that blocks with nothing buffered waits with the session's
+	// small header array, not a read buffer: a client that goes quiet
+	// after a busy spell holds none either.
+	into := s.hdr[:]
+	if s.rbN > 0 || !block {
+		if s.rb == nil {
+			s.rb = getBuf(readBufSize)[:readBufSize]
+		} else if s.rbN == len(s.rb) {
+			s.growReadBuf(2 * len(s.rb))
+		}
+		into = s.rb[s.rbN:]
+	}
+	var n int
+	var rerr error
+	err := s.raw.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), into)
+		if rerr == unix.EINTR {
+			return false
+		}
+		return !(block && rerr == unix.EAGAIN)
+	})
+	switch {
+	case err != nil:
+		return err
+	case rerr == unix.EAGAIN:
+		return errWouldBlock
+	case rerr != nil:
+		return os.NewSyscallError("read", rerr)
+	case n == 0:
+		if s.rbN > 0 {
+			return io.ErrUnexpectedEOF
+		}
+		return io.EOF
+	}
+	if &into[0] == &s.hdr[0] {
+		if s.rb == nil {
+			s.rb = getBuf(readBufSize)[:readBufSize]
+		}
+		copy(s.rb, into[:n])
+	}
+	s.rbN += n
+	return nil
+}
+
+// handleBuffered handles every whole frame in the read buffer and keeps
+// the partial one that may follow.
+func (s *Session) handleBuffered(maxFrame int) error {
+	off := 0
+	defer func() {
+		if off > 0 {
+			s.rbN = copy(s.rb, s.rb[off:s.rbN])
+		}
+	}()
+	for s.rbN-off >= wire.LengthSize {
+		n := binary.BigEndian.Uint32(s.rb[off:])
+		if err := wire.CheckLength(n, maxFrame); err != nil {
+			return err
+		}
+		end := off + wire.LengthSize + int(n)
+		if end > s.rbN {
+			if need := wire.LengthSize + int(n); need > len(s.rb) {
+				s.rbN = copy(s.rb, s.rb[off:s.rbN])
+				off = 0
+				s.growReadBuf(need)
+			}
+			return nil
+		}
+		body := s.rb[off+wire.LengthSize : end]
+		off = end
+		s.lastRecv.Store(time.Now().UnixNano())
+		if !s.readAny {
+			s.readAny = true
+			s.mu.Lock()
+			s.hasPrev = false // the client has the new resume token
+			s.mu.Unlock()
+		}
+		if err := s.handleFrame(body); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Session) growReadBuf(n int) {
+	b := getBuf(n)[:max(n, readBufSize)]
+	b = b[:cap(b)]
+	copy(b, s.rb[:s.rbN])
+	putBuf(s.rb)
+	s.rb = b
+}
+
+// dropReadBuf gives back an empty read buffer: a parked session holds
+// none unless a frame is partly read.
+func (s *Session) dropReadBuf() {
+	if s.rb != nil && s.rbN == 0 {
+		putBuf(s.rb)
+		s.rb = nil
+	}
+}

@@ -1,0 +1,15 @@
+//go:build !linux
+
+package gate
+
+// readPoller exists on Linux only (epoll); elsewhere every session keeps a
+// goroutine blocked on its connection.
+type readPoller struct{}
+
+func newReadPoller() (*readPoller, error) { return nil, nil }
+
+func (*readPoller) close() {}
+
+func (s *Session) polled() bool      { return false }
+func (s *Session) wake()             {}
+func (s *Session) servePolled() bool { return true } // never called: polled is false

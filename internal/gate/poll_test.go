@@ -1,0 +1,259 @@
+//go:build linux
+
+package gate_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/hearthtest"
+	"github.com/hearth-server/hearth/wire"
+)
+
+// parkAlways makes every TCP session park on the gate's poller whenever it
+// has nothing to read, so each of these tests' reads goes through it.
+var parkAlways = hearth.Limits{ParkGap: time.Nanosecond}
+
+func parked(t testing.TB, node *hearthtest.Node) float64 {
+	return scrape(t, node)["hearth_sessions_parked"]
+}
+
+// Sessions that are waiting for a frame have no goroutine: 200 parked
+// sessions cost the process far fewer than 200 goroutines, and each still
+// answers its next request. A session with ParkGap negative keeps its
+// goroutine and never parks; with the default one, an idle session parks
+// right after its handshake.
+func TestParkedSessionsHaveNoGoroutine(t *testing.T) {
+	node := hearthtest.Start(t, hearth.Config{Limits: parkAlways})
+	base := runtime.NumGoroutine()
+	const n = 200
+	rcs := make([]*rawClient, n)
+	for i := range rcs {
+		rcs[i] = dialRaw(t, node, "tcp")
+		rcs[i].handshake(wire.CodecJSON)
+		rcs[i].send(wire.AppendRequest(nil, 1, "sys.ping", []byte(`{"i":1}`)))
+		require.Equal(t, wire.OK, rcs[i].response(1).Status)
+	}
+	hearthtest.Eventually(t, waitLong, func() error {
+		p, g := parked(t, node), runtime.NumGoroutine()-base
+		if p != n || g > n/4 {
+			return fmt.Errorf("%v of %d sessions parked, %d goroutines more than before they connected", p, n, g)
+		}
+		return nil
+	})
+	for i, rc := range rcs {
+		body := fmt.Appendf(nil, `{"i":%d}`, i)
+		rc.send(wire.AppendRequest(nil, 2, "sys.ping", body))
+		f := rc.response(2)
+		require.Equal(t, wire.OK, f.Status)
+		require.Equal(t, body, f.Payload)
+	}
+
+	// With the default gap, a session that has sent nothing since its
+	// handshake parks too.
+	def := hearthtest.Start(t, hearth.Config{})
+	dialRaw(t, def, "tcp").handshake(wire.CodecJSON)
+	hearthtest.Eventually(t, waitLong, func() error {
+		if p := parked(t, def); p != 1 {
+			return fmt.Errorf("%v sessions parked after a handshake, want 1", p)
+		}
+		return nil
+	})
+
+	blocking := hearthtest.Start(t, hearth.Config{Limits: hearth.Limits{ParkGap: -1}})
+	rc := dialRaw(t, blocking, "tcp")
+	rc.handshake(wire.CodecJSON)
+	rc.send(wire.AppendRequest(nil, 1, "sys.ping", []byte(`{}`)))
+	require.Equal(t, wire.OK, rc.response(1).Status)
+	require.Zero(t, parked(t, blocking), "ParkGap < 0: no session parks")
+}
+
+// A frame may arrive in pieces with the session parked in between: one
+// byte at a time, a header split from its body, a body larger than the
+// read buffer, several frames in one write. Every request is answered
+// once, with its payload intact.
+func TestParkedSessionsReassembleFrames(t *testing.T) {
+	node := hearthtest.Start(t, hearth.Config{Limits: parkAlways})
+	big := bytes.Repeat([]byte("x"), 20<<10)
+	bigJSON := append(append([]byte(`"`), big...), '"')
+	cases := []struct {
+		name   string
+		frames [][]byte // request payloads, seq 1, 2, …
+		cut    func(stream []byte) [][]byte
+	}{
+		{"byte at a time", [][]byte{[]byte(`{"a":1}`), []byte(`{"b":2}`)}, func(b []byte) [][]byte {
+			var out [][]byte
+			for i := range b {
+				out = append(out, b[i:i+1])
+			}
+			return out
+		}},
+		{"header apart from body", [][]byte{[]byte(`{"a":1}`)}, func(b []byte) [][]byte {
+			return [][]byte{b[:2], b[2:wire.LengthSize], b[wire.LengthSize:]}
+		}},
+		{"larger than the read buffer", [][]byte{bigJSON, []byte(`{"after":1}`)}, func(b []byte) [][]byte {
+			return [][]byte{b[:100], b[100 : 9<<10], b[9<<10:]}
+		}},
+		{"three frames in one write", [][]byte{[]byte(`1`), bigJSON, []byte(`3`)}, func(b []byte) [][]byte { return [][]byte{b} }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := dialRaw(t, node, "tcp")
+			rc.handshake(wire.CodecJSON)
+			rc.send(wire.AppendRequest(nil, 100, "sys.ping", []byte(`{}`)))
+			require.Equal(t, wire.OK, rc.response(100).Status)
+			var stream []byte
+			for i, p := range tc.frames {
+				body := wire.AppendRequest(nil, uint32(i+1), "sys.ping", p)
+				stream = binary.BigEndian.AppendUint32(stream, uint32(len(body)))
+				stream = append(stream, body...)
+			}
+			for _, piece := range tc.cut(stream) {
+				rc.writeRaw(piece)
+			}
+			// Answers come as the requests finish, not in order.
+			got := map[uint32][]byte{}
+			for range tc.frames {
+				f := rc.next()
+				require.Equal(t, wire.KindResponse, f.Kind)
+				require.Equal(t, wire.OK, f.Status)
+				require.NotContains(t, got, f.Seq, "one answer per request")
+				got[f.Seq] = f.Payload
+			}
+			for i, p := range tc.frames {
+				require.True(t, bytes.Equal(p, got[uint32(i+1)]), "request %d: sent %d bytes, echoed %d", i+1, len(p), len(got[uint32(i+1)]))
+			}
+		})
+	}
+}
+
+// Whatever ends a parked session's connection ends it as it would a
+// session with a goroutine: the client's close detaches it (resumable), an
+// oversized frame's header gets KICK 4 while the others keep being served,
+// a missed heartbeat KICK 7, and Shutdown KICK 8 to every parked one.
+func TestParkedSessionsEnd(t *testing.T) {
+	open := func(node *hearthtest.Node) *rawClient {
+		rc := dialRaw(t, node, "tcp")
+		rc.handshake(wire.CodecJSON)
+		rc.send(wire.AppendRequest(nil, 1, "sys.ping", []byte(`{}`)))
+		require.Equal(t, wire.OK, rc.response(1).Status)
+		return rc
+	}
+	waitParked := func(node *hearthtest.Node, n float64) {
+		hearthtest.Eventually(t, waitLong, func() error {
+			if p := parked(t, node); p != n {
+				return fmt.Errorf("%v sessions parked, want %v", p, n)
+			}
+			return nil
+		})
+	}
+
+	t.Run("client closes", func(t *testing.T) {
+		node := hearthtest.Start(t, hearth.Config{Limits: parkAlways})
+		rc := open(node)
+		waitParked(node, 1)
+		require.NoError(t, rc.conn.Close())
+		hearthtest.Eventually(t, waitLong, func() error {
+			m := scrape(t, node)
+			if m["hearth_sessions_detached"] != 1 || m["hearth_sessions_parked"] != 0 {
+				return fmt.Errorf("%v detached, %v parked", m["hearth_sessions_detached"], m["hearth_sessions_parked"])
+			}
+			return nil
+		})
+	})
+	t.Run("oversized frame", func(t *testing.T) {
+		node := hearthtest.Start(t, hearth.Config{Limits: parkAlways})
+		other, bad := open(node), open(node)
+		waitParked(node, 2)
+		bad.writeRaw(binary.BigEndian.AppendUint32(nil, 1<<30))
+		bad.expectKick(wire.CodeFrameTooLarge)
+		other.send(wire.AppendRequest(nil, 2, "sys.ping", []byte(`"still"`)))
+		require.Equal(t, []byte(`"still"`), other.response(2).Payload)
+	})
+	t.Run("missed heartbeats", func(t *testing.T) {
+		limits := parkAlways
+		limits.Heartbeat = 100 * time.Millisecond
+		node := hearthtest.Start(t, hearth.Config{Limits: limits})
+		rc := open(node)
+		// The client answers no PING: after 3 heartbeats the sweep kicks
+		// it, parked.
+		f := rc.next()
+		for f.Kind == wire.KindPing {
+			f = rc.next()
+		}
+		require.Equal(t, wire.KindKick, f.Kind)
+		require.Equal(t, wire.CodeHeartbeatTimeout, f.Status, "kick reason %q", f.Payload)
+		rc.expectClosed()
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		node := hearthtest.Start(t, hearth.Config{Limits: parkAlways})
+		rcs := []*rawClient{open(node), open(node), open(node)}
+		waitParked(node, 3)
+		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+		defer cancel()
+		require.NoError(t, node.Shutdown(ctx), "Shutdown waits for parked sessions and ends them")
+		for _, rc := range rcs {
+			rc.expectKick(wire.CodeShuttingDown)
+		}
+	})
+}
+
+// Many sessions, each sending requests at random moments, some together
+// and some after a pause, park and wake concurrently: every request gets
+// its answer. Run with -race -count=50.
+func TestParkedSessionsConcurrent(t *testing.T) {
+	node := hearthtest.Start(t, hearth.Config{Limits: hearth.Limits{ParkGap: time.Millisecond}})
+	const clients, requests = 40, 30
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := range clients {
+		rc := dialRaw(t, node, "tcp")
+		rc.handshake(wire.CodecJSON)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(c), 1))
+			for seq := uint32(1); seq <= requests; seq++ {
+				if rng.IntN(3) == 0 {
+					// A pause longer than ParkGap parks the session.
+					time.Sleep(time.Duration(1+rng.IntN(3)) * time.Millisecond)
+				}
+				body := fmt.Appendf(nil, `{"c":%d,"s":%d}`, c, seq)
+				if err := writeFrame(rc, wire.AppendRequest(nil, seq, "sys.ping", body)); err != nil {
+					errs <- err
+					return
+				}
+				f, err := rc.readWithin(waitLong)
+				if err != nil || f.Kind != wire.KindResponse || f.Seq != seq || !bytes.Equal(f.Payload, body) {
+					errs <- fmt.Errorf("client %d seq %d: %v %v %d %q", c, seq, err, f.Kind, f.Seq, f.Payload)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// writeFrame is rawClient.send for a goroutine other than the test's.
+func writeFrame(rc *rawClient, body []byte) error {
+	_ = rc.conn.SetWriteDeadline(time.Now().Add(waitLong))
+	_, err := rc.conn.Write(binary.BigEndian.AppendUint32(nil, uint32(len(body))))
+	if err == nil {
+		_, err = rc.conn.Write(body)
+	}
+	return err
+}
