@@ -3,7 +3,6 @@
 package gate
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/hearth-server/hearth/wire"
 )
 
 // readPoller lets plain-TCP sessions that talk rarely wait for their next
@@ -241,7 +238,8 @@ func (s *Session) readPolled() error {
 		// a client that sends many frames a second. The first read after
 		// the handshake does not block (lastBatch is 0): a session that
 		// stays idle parks at once.
-		block := s.lastBatch != 0 && s.lastGap < int64(g.cfg.ParkGap)
+		block := s.noPark || (s.lastBatch != 0 && s.lastGap < int64(g.cfg.ParkGap))
+		fresh := s.rbN == 0
 		err := s.readSome(block)
 		if err == errWouldBlock {
 			if s.pollState.CompareAndSwap(readWoken, readRunning) {
@@ -250,37 +248,46 @@ func (s *Session) readPolled() error {
 			if s.rbN == 0 {
 				s.dropReadBuf()
 			}
-			if !s.park() {
-				s.lastGap = 0 // block on the connection from now on
-				continue
+			parked, armed := s.park()
+			if parked {
+				return nil
 			}
-			return nil
+			if !armed {
+				s.noPark = true // block on the connection from now on
+			}
+			continue
 		}
 		if err != nil {
 			return err
 		}
-		now := time.Now().UnixNano()
-		s.lastGap, s.lastBatch = now-s.lastBatch, now
+		if fresh {
+			// Only a read that starts a new batch of frames measures a
+			// gap: the rest of a frame read in pieces is no sign of a
+			// client that talks often.
+			now := time.Now().UnixNano()
+			s.lastGap, s.lastBatch = now-s.lastBatch, now
+		}
 		if err := s.handleBuffered(g.cfg.MaxFrame); err != nil {
 			return err
 		}
 	}
 }
 
-// park arms the poller and gives up the read side; false if it could not.
-// A wake between the arming and the hand-over makes it read again.
-func (s *Session) park() bool {
-	armed := false
+// park arms the poller and gives up the read side. It reports whether it
+// did, and whether the poller took the session at all (false when it is
+// gone or the connection is closed: read on, blocking). A wake between the
+// arming and the hand-over makes it read again.
+func (s *Session) park() (parked, armed bool) {
 	if err := s.raw.Control(func(fd uintptr) { armed = s.g.poll.arm(s, int(fd)) }); err != nil || !armed {
-		return false // closed (the next read says so), or the poller is gone
+		return false, false
 	}
 	s.g.parked.Add(1) // before the hand-over: a wake right after it takes it back
 	if s.pollState.CompareAndSwap(readRunning, readParked) {
-		return true
+		return true, true
 	}
 	s.g.parked.Add(-1)
 	s.pollState.Store(readRunning) // woken meanwhile
-	return false
+	return false, true
 }
 
 // readSome reads what the connection has into the read buffer; with block
@@ -339,22 +346,20 @@ func (s *Session) handleBuffered(maxFrame int) error {
 			s.rbN = copy(s.rb, s.rb[off:s.rbN])
 		}
 	}()
-	for s.rbN-off >= wire.LengthSize {
-		n := binary.BigEndian.Uint32(s.rb[off:])
-		if err := wire.CheckLength(n, maxFrame); err != nil {
+	for {
+		body, size, err := splitFrame(s.rb[off:s.rbN], maxFrame)
+		if err != nil {
 			return err
 		}
-		end := off + wire.LengthSize + int(n)
-		if end > s.rbN {
-			if need := wire.LengthSize + int(n); need > len(s.rb) {
+		if body == nil {
+			if size > len(s.rb) {
 				s.rbN = copy(s.rb, s.rb[off:s.rbN])
 				off = 0
-				s.growReadBuf(need)
+				s.growReadBuf(size)
 			}
 			return nil
 		}
-		body := s.rb[off+wire.LengthSize : end]
-		off = end
+		off += size
 		s.lastRecv.Store(time.Now().UnixNano())
 		if !s.readAny {
 			s.readAny = true
@@ -366,7 +371,6 @@ func (s *Session) handleBuffered(maxFrame int) error {
 			return err
 		}
 	}
-	return nil
 }
 
 func (s *Session) growReadBuf(n int) {

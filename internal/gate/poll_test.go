@@ -78,6 +78,31 @@ func TestParkedSessionsHaveNoGoroutine(t *testing.T) {
 	require.Zero(t, parked(t, blocking), "ParkGap < 0: no session parks")
 }
 
+// A client that sends frames close together keeps its reader goroutine
+// (blocked on the socket, no epoll wake-up per frame); after a pause
+// longer than ParkGap its next frame parks it. A frame read in two pieces
+// counts as one arrival, not as two close together.
+func TestBusySessionParksAfterAPause(t *testing.T) {
+	node := hearthtest.Start(t, hearth.Config{Limits: hearth.Limits{ParkGap: 20 * time.Millisecond}})
+	rc := dialRaw(t, node, "tcp")
+	rc.handshake(wire.CodecJSON)
+	payload := []byte(`{"a long enough payload":"to be read in two pieces"}`)
+	for seq := uint32(1); seq <= 20; seq++ {
+		rc.send(wire.AppendRequest(nil, seq, "sys.ping", payload))
+		require.Equal(t, payload, rc.response(seq).Payload)
+	}
+	// The pause is the scenario: a client that stops talking for a while.
+	time.Sleep(60 * time.Millisecond)
+	rc.send(wire.AppendRequest(nil, 21, "sys.ping", payload))
+	require.Equal(t, payload, rc.response(21).Payload)
+	hearthtest.Eventually(t, waitLong, func() error {
+		if p := parked(t, node); p != 1 {
+			return fmt.Errorf("%v sessions parked after a pause, want 1", p)
+		}
+		return nil
+	})
+}
+
 // A frame may arrive in pieces with the session parked in between: one
 // byte at a time, a header split from its body, a body larger than the
 // read buffer, several frames in one write. Every request is answered

@@ -145,6 +145,7 @@ type Session struct {
 	lastBatch int64  // unix ns of the last read that brought bytes
 	lastGap   int64  // ns between the last two such reads
 	readAny   bool   // a frame has been read since the handshake
+	noPark    bool   // the poller could not take it: reads block
 }
 
 func newSession(g *Gate, conn net.Conn, ws bool) *Session {

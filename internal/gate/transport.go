@@ -36,6 +36,25 @@ func (s *Session) readFrame() ([]byte, error) {
 	return buf, nil
 }
 
+// splitFrame finds the first length-prefixed frame in b: its body and the
+// bytes it takes. An incomplete frame gives a nil body and, once its
+// prefix is in, the bytes it will take (0 before). The length is checked
+// before anything waits for the body.
+func splitFrame(b []byte, maxFrame int) (body []byte, size int, err error) {
+	if len(b) < wire.LengthSize {
+		return nil, 0, nil
+	}
+	n := binary.BigEndian.Uint32(b)
+	if err := wire.CheckLength(n, maxFrame); err != nil {
+		return nil, 0, err
+	}
+	size = wire.LengthSize + int(n)
+	if len(b) < size {
+		return nil, size, nil
+	}
+	return b[wire.LengthSize:size], size, nil
+}
+
 // frameBuf returns a buffer for a frame body of n bytes, borrowed until
 // releaseFrame: sessions keep no read buffer between frames, so an idle
 // one holds none.
