@@ -79,6 +79,7 @@ func TestBenchCommands(t *testing.T) {
 		nonZero []string           // rows whose number must be > 0
 		zero    []string           // rows whose number must be 0
 		equal   map[string]float64 // rows whose number must be this
+		below   map[string]float64 // rows whose number must be under this
 		text    []string           // must appear in the output
 		server  string             // the title's server; default "server: separate process"
 		nats    bool               // needs the NATS server at 127.0.0.1:4222
@@ -114,8 +115,17 @@ func TestBenchCommands(t *testing.T) {
 			// Not "go stacks per session": with 50 sessions the stacks in
 			// use may not grow at all (a reader goroutine's stack comes
 			// from spans already cached), and the row is left out.
-			nonZero: []string{"sessions", "server rss before", "server rss after", "goroutines per session"},
+			nonZero: []string{"sessions", "server rss before", "server rss after"},
 			text:    []string{"rss per session", "rss per session, marginal", "after GC", "--gc-signal"},
+			// Idle TCP sessions park on the gate's poller: no goroutine each.
+			below: map[string]float64{"goroutines per session": 0.5},
+		},
+		{
+			name: "idle-ws",
+			args: []string{"idle", "--sessions", "50", "--settle", "500ms", "--transport", "ws"},
+			// A WebSocket session keeps its reader goroutine.
+			nonZero: []string{"sessions", "goroutines per session"},
+			text:    []string{"rss per session", "after GC"},
 		},
 		{
 			name:    "login-guest",
@@ -196,6 +206,9 @@ func TestBenchCommands(t *testing.T) {
 			}
 			for _, r := range tc.zero {
 				require.Equal(t, 0.0, row(t, out, r), "row %q in:\n%s", r, out)
+			}
+			for r, v := range tc.below {
+				require.Less(t, row(t, out, r), v, "row %q in:\n%s", r, out)
 			}
 			for r, v := range tc.equal {
 				require.Equal(t, v, row(t, out, r), "row %q in:\n%s", r, out)

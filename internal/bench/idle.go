@@ -222,7 +222,8 @@ func runIdle(ctx context.Context, bf *benchFlags, ic idleConfig, opts options) (
 	if before.StackInuse >= 0 && after.StackInuse >= 0 {
 		res.StackPerSession = round2(float64(after.StackInuse-before.StackInuse) / float64(n))
 	}
-	if before.Goroutines >= 0 && after.Goroutines >= 0 {
+	countedG := before.Goroutines >= 0 && after.Goroutines >= 0
+	if countedG {
 		res.GoroutinesPerSession = round2(float64(after.Goroutines-before.Goroutines) / float64(n))
 	}
 
@@ -251,7 +252,7 @@ func runIdle(ctx context.Context, bf *benchFlags, ic idleConfig, opts options) (
 	if res.StackPerSession != 0 {
 		rep.add("go stacks per session", "%s", kb(res.StackPerSession))
 	}
-	if res.GoroutinesPerSession != 0 {
+	if countedG { // 0 is a result: idle TCP sessions park without one
 		rep.add("goroutines per session", "%.2f", res.GoroutinesPerSession)
 	}
 	if lost > 0 {
