@@ -258,6 +258,11 @@ func TestResumeLost(t *testing.T) {
 		t.Run(tr, func(t *testing.T) {
 			rc, ack := open(tr)
 			require.NoError(t, rc.conn.Close())
+			// The refusals below are of a detached session's token: wait
+			// until the gate has seen the close, or a resume may find the
+			// session still connected and it detaches after the grace
+			// step below has counted the detached ones.
+			hearthtest.Eventually(t, waitLong, func() bool { return detached(t, c.a) == 1 }, "the session never detached")
 			parts := strings.Split(ack.Resume, ".")
 			require.Len(t, parts, 3)
 			forged := parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2]))
