@@ -34,6 +34,7 @@ type readPoller struct {
 	mu       sync.Mutex
 	sessions map[uint64]*Session
 	next     uint64
+	dead     bool // the loop has stopped: nothing is armed any more
 }
 
 func newReadPoller() (*readPoller, error) {
@@ -75,8 +76,8 @@ func (p *readPoller) run() {
 			if err == unix.EINTR {
 				continue
 			}
-			// Not expected; the sessions parked now would wait for a close.
-			// Their reads go back to blocking goroutines (pollDead).
+			// Not expected: the parked sessions' reads go back to
+			// blocking goroutines (fail).
 			p.fail()
 			return
 		}
@@ -99,14 +100,19 @@ func (p *readPoller) run() {
 		clear(woken)
 		woken = woken[:0]
 		if stopped {
+			p.mu.Lock()
+			p.dead = true
+			p.mu.Unlock()
 			return
 		}
 	}
 }
 
-// fail wakes every parked session; their readers then block instead.
+// fail wakes every parked session; their readers then block instead,
+// since arm refuses them from now on.
 func (p *readPoller) fail() {
 	p.mu.Lock()
+	p.dead = true
 	ss := make([]*Session, 0, len(p.sessions))
 	for k, s := range p.sessions {
 		ss = append(ss, s)
@@ -132,20 +138,20 @@ func (p *readPoller) close() {
 // cannot take it (the session keeps reading on a goroutine).
 func (p *readPoller) arm(s *Session, fd int) bool {
 	op := unix.EPOLL_CTL_MOD
-	if s.pollKey == 0 {
-		p.mu.Lock()
-		select {
-		case <-p.done:
-			p.mu.Unlock()
-			return false
-		default:
-		}
+	p.mu.Lock()
+	switch {
+	case p.dead:
+		p.mu.Unlock()
+		return false
+	case s.pollKey == 0:
 		p.next++
 		s.pollKey = p.next
 		p.sessions[s.pollKey] = s
-		p.mu.Unlock()
 		op = unix.EPOLL_CTL_ADD
 	}
+	p.mu.Unlock()
+	// A fail from here on finds s in sessions and wakes it, so it reads
+	// again instead of staying parked on a loop that has stopped.
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
 	setKey(&ev, s.pollKey)
 	if err := unix.EpollCtl(p.epfd, op, fd, &ev); err != nil {
@@ -245,9 +251,7 @@ func (s *Session) readPolled() error {
 			if s.pollState.CompareAndSwap(readWoken, readRunning) {
 				continue
 			}
-			if s.rbN == 0 {
-				s.dropReadBuf()
-			}
+			s.dropReadBuf()
 			parked, armed := s.park()
 			if parked {
 				return nil
@@ -296,8 +300,9 @@ func (s *Session) readSome(block bool) error {
 	// A reader that blocks with nothing buffered waits with the session's
 	// small header array, not a read buffer: a client that goes quiet
 	// after a busy spell holds none either.
-	into := s.hdr[:]
+	into, intoHdr := s.hdr[:], true
 	if s.rbN > 0 || !block {
+		intoHdr = false
 		if s.rb == nil {
 			s.rb = getBuf(readBufSize)[:readBufSize]
 		} else if s.rbN == len(s.rb) {
@@ -327,7 +332,7 @@ func (s *Session) readSome(block bool) error {
 		}
 		return io.EOF
 	}
-	if &into[0] == &s.hdr[0] {
+	if intoHdr {
 		if s.rb == nil {
 			s.rb = getBuf(readBufSize)[:readBufSize]
 		}
@@ -374,7 +379,7 @@ func (s *Session) handleBuffered(maxFrame int) error {
 }
 
 func (s *Session) growReadBuf(n int) {
-	b := getBuf(n)[:max(n, readBufSize)]
+	b := getBuf(max(n, readBufSize))
 	b = b[:cap(b)]
 	copy(b, s.rb[:s.rbN])
 	putBuf(s.rb)
