@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,10 +85,13 @@ const DefaultRefresh = 500 * time.Millisecond
 // Registry keeps this node's entry in the cluster's node bucket fresh and
 // maintains a local view of every other node.
 type Registry struct {
-	bus      *Bus
-	kv       jetstream.KeyValue
-	interval time.Duration
-	info     func() NodeInfo
+	bus    *Bus
+	kv     jetstream.KeyValue
+	stream jetstream.Stream // the bucket's stream, for its list of keys
+	// keyPrefix is the subject prefix of the bucket's keys ("$KV.<bucket>.").
+	keyPrefix string
+	interval  time.Duration
+	info      func() NodeInfo
 
 	mu       sync.Mutex
 	nodes    map[string]*seenNode
@@ -157,12 +161,21 @@ func NewRegistry(ctx context.Context, b *Bus, interval time.Duration, info func(
 	if interval <= 0 {
 		interval = DefaultRefresh
 	}
-	kv, err := b.openKV(ctx, b.nodesBucket(), 3*interval)
+	bucket := b.nodesBucket()
+	kv, err := b.openKV(ctx, bucket, 3*interval)
 	if err != nil {
 		return nil, err
 	}
+	js, err := jetstream.New(b.jsc)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open the node bucket's stream: %w", err)
+	}
 	return &Registry{
-		bus: b, kv: kv, interval: interval, info: info,
+		bus: b, kv: kv, stream: stream, keyPrefix: "$KV." + bucket + ".", interval: interval, info: info,
 		nodes: map[string]*seenNode{}, left: map[string]leftNode{}, watchers: map[int]func(RegistryEvent){},
 		stop: make(chan struct{}), started: time.Now(),
 	}, nil
@@ -310,12 +323,11 @@ func (r *Registry) Refresh() {
 	r.mu.Unlock()
 }
 
-// watch applies the bucket's changes until Leave. It watches again when the
-// watch ends or stops delivering this node's own refreshes although they
-// are written: after a NATS server restart the watch's consumer is gone,
-// and nats.go would notice only after many heartbeats, or give up.
-// watch applies the bucket's entries; it closes loaded once the first
-// watch has delivered the entries already there.
+// watch applies the bucket's changes until Leave, and closes loaded once
+// the entries already there are known. It watches again when the watch ends
+// or stops delivering this node's own refreshes although they are written:
+// after a NATS server restart the watch's consumer is gone, and nats.go
+// would notice only after many heartbeats, or give up.
 func (r *Registry) watch(w jetstream.KeyWatcher, cancel context.CancelFunc, loaded chan struct{}) {
 	defer r.done.Done()
 	stopWatch := func() {
@@ -330,6 +342,9 @@ func (r *Registry) watch(w jetstream.KeyWatcher, cancel context.CancelFunc, load
 		}
 	}
 	defer stopWatch()
+	// ahead holds the revisions backfill applied ahead of this watch, so
+	// that the watch's older entries for those keys do not undo them.
+	var ahead map[string]uint64
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
 	for {
@@ -344,15 +359,22 @@ func (r *Registry) watch(w jetstream.KeyWatcher, cancel context.CancelFunc, load
 			if !ok {
 				r.bus.log.Warn("registry watch ended; watching again")
 				cancel()
-				w = nil
+				w, ahead = nil, nil
 				continue
 			}
 			if e == nil { // end of the initial values
 				if loaded != nil {
+					ahead = r.backfill()
 					close(loaded)
 					loaded = nil
 				}
 				continue
+			}
+			if rev, ok := ahead[e.Key()]; ok {
+				if e.Revision() <= rev {
+					continue // older than what backfill applied
+				}
+				delete(ahead, e.Key())
 			}
 			r.apply(e)
 		case <-t.C:
@@ -371,7 +393,7 @@ func (r *Registry) watch(w jetstream.KeyWatcher, cancel context.CancelFunc, load
 				r.bus.log.Warn("registry watch failed", "err", err)
 				continue // next tick
 			}
-			w, cancel = nw, ncancel
+			w, cancel, ahead = nw, ncancel, nil // a new watch delivers every entry again, in order
 			r.mu.Lock()
 			r.selfSeen = time.Now() // give the new watch time to deliver
 			r.mu.Unlock()
@@ -408,6 +430,52 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 	if kind != 0 {
 		r.emit(RegistryEvent{Kind: kind, Node: info})
 	}
+}
+
+// backfill applies the entries in the bucket that the first watch has not
+// delivered although it says it has: the watch's end-of-initial-values
+// marker counts messages, and an entry rewritten while the watch starts
+// can arrive after it. Join promises the nodes already there, so read the
+// bucket's keys from the stream and fetch each one not yet known. It runs
+// on the watch goroutine and returns the revisions it applied.
+func (r *Registry) backfill() map[string]uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), initialLoadWait)
+	defer cancel()
+	go func() { // Leave waits for this goroutine: do not hold it up
+		select {
+		case <-r.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	info, err := r.stream.Info(ctx, jetstream.WithSubjectFilter(r.keyPrefix+">"))
+	if err != nil {
+		r.bus.log.Warn("registry: list the cluster's nodes", "err", err)
+		return nil
+	}
+	var applied map[string]uint64
+	for subj := range info.State.Subjects {
+		key, ok := strings.CutPrefix(subj, r.keyPrefix)
+		if !ok {
+			continue
+		}
+		r.mu.Lock()
+		_, known := r.nodes[key]
+		r.mu.Unlock()
+		if known {
+			continue
+		}
+		e, err := r.kv.Get(ctx, key)
+		if err != nil {
+			continue // deleted, or gone meanwhile: the watch tells
+		}
+		r.apply(e)
+		if applied == nil {
+			applied = map[string]uint64{}
+		}
+		applied[key] = e.Revision()
+	}
+	return applied
 }
 
 func (r *Registry) remove(id string) {

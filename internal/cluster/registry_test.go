@@ -321,6 +321,44 @@ func TestRegistryNeverExpiresItself(t *testing.T) {
 
 // Join returns with the nodes already registered known (and their events
 // delivered): a gate starting next builds its route dictionary from them.
+// backfill finds the entries a watch left out: here, all of them, as if
+// the watch's end-of-initial-values marker had come first. A node that
+// left (its key holds a delete marker) stays out.
+func TestRegistryBackfillAppliesTheEntriesNotDelivered(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	hub := connect(t, Config{Name: "hub", Listen: "127.0.0.1:0"})
+	var peers []*Registry
+	for i := range 4 {
+		r := newRegistry(t, hub, fmt.Sprintf("peer-%d", i), interval, nil)
+		require.NoError(t, r.Join(context.Background()))
+		peers = append(peers, r)
+	}
+	defer func() {
+		for _, r := range peers {
+			r.Leave(context.Background())
+		}
+	}()
+	peers[3].Leave(context.Background())
+
+	r := newRegistry(t, hub, "late", interval, nil) // not joined: no watch
+	var log eventLog
+	r.Watch(log.add)
+	applied := r.backfill()
+	require.Len(t, applied, 3, "revisions of the three live peers")
+	var ids []string
+	for _, n := range r.Nodes() {
+		ids = append(ids, n.ID)
+	}
+	require.Equal(t, []string{"peer-0", "peer-1", "peer-2"}, ids)
+	for i := range 3 {
+		require.True(t, log.has(NodeJoined, fmt.Sprintf("peer-%d", i)), "peer-%d's join event", i)
+	}
+	require.False(t, log.has(NodeJoined, "peer-3"), "a node that left is not backfilled")
+
+	// Known nodes are not fetched again.
+	require.Empty(t, r.backfill())
+}
+
 func TestRegistryJoinKnowsTheNodesAlreadyThere(t *testing.T) {
 	const interval = 100 * time.Millisecond
 	hub := connect(t, Config{Name: "hub", Listen: "127.0.0.1:0"})
