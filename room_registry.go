@@ -200,6 +200,8 @@ func (d *roomDirectory) open(n *Node) error {
 		defer unwatch()
 		sweep := time.NewTicker(500 * time.Millisecond)
 		defer sweep.Stop()
+		// ahead holds the revisions backfill applied ahead of the watch.
+		var ahead map[string]uint64
 		for {
 			select {
 			case <-ctx.Done():
@@ -210,8 +212,16 @@ func (d *roomDirectory) open(n *Node) error {
 					return
 				}
 				if e == nil {
+					ahead = d.backfill(ctx, n, kv)
 					close(d.ready)
 					continue
+				}
+				if rev, ok := ahead[e.Key()]; ok {
+					if e.Revision() <= rev {
+						d.advance(e.Revision()) // older than what backfill applied
+						continue
+					}
+					delete(ahead, e.Key())
 				}
 				d.apply(n, e)
 			case <-sweep.C:
@@ -220,6 +230,49 @@ func (d *roomDirectory) open(n *Node) error {
 		}
 	}()
 	return nil
+}
+
+// backfill applies the entries of the registry that the watch has not
+// delivered although it says it has (see cluster.Bus.KVKeys): a room or
+// node rewritten while the watch started. The directory is ready only
+// after it, so a lookup right after a node starts finds every room already
+// listed. It runs on the watch's goroutine and returns the revisions it
+// applied.
+func (d *roomDirectory) backfill(ctx context.Context, n *Node, kv jetstream.KeyValue) map[string]uint64 {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	keys, err := n.bus.KVKeys(ctx, kv)
+	if err != nil {
+		n.log.Warn("room registry: list its keys", "err", err)
+		return nil
+	}
+	var applied map[string]uint64
+	for _, key := range keys {
+		d.mu.Lock()
+		var known bool
+		switch {
+		case strings.HasPrefix(key, "r."):
+			_, known = d.rooms[key[2:]]
+		case strings.HasPrefix(key, "n."):
+			_, known = d.nodes[key[2:]]
+		default:
+			known = true // not the directory's
+		}
+		d.mu.Unlock()
+		if known {
+			continue
+		}
+		e, err := kv.Get(ctx, key)
+		if err != nil {
+			continue // deleted, or gone meanwhile: the watch tells
+		}
+		d.applyEntry(n.log, key, e.Value(), e.Revision(), false)
+		if applied == nil {
+			applied = map[string]uint64{}
+		}
+		applied[key] = e.Revision()
+	}
+	return applied
 }
 
 // close stops the watch, if the directory was ever opened.

@@ -67,3 +67,30 @@ func TestSyncRoomsSeesEarlierWrites(t *testing.T) {
 	require.Empty(t, d.synced, "a canceled sync is still waiting")
 	d.mu.Unlock()
 }
+
+// backfill finds the listings a watch left out — here all of them, as if
+// its end-of-initial-values marker had come first — but not a deleted one,
+// and fetches nothing already known.
+func TestRoomDirectoryBackfill(t *testing.T) {
+	n := startRoomNodeIn(t, Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0"}, NewRoomType("cards", RoomConfig{Seats: 5}, func() RoomHandler { return BaseRoom{} }))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv := n.rooms.kv
+	for _, id := range []string{"bf-1", "bf-2", "bf-3", "bf-gone"} {
+		b, err := json.Marshal(RoomInfo{ID: id, Type: "backfill", Node: "elsewhere", Seats: 5, Players: 1})
+		require.NoError(t, err)
+		_, err = kv.Put(ctx, roomKey(id), b)
+		require.NoError(t, err)
+	}
+	require.NoError(t, kv.Delete(ctx, roomKey("bf-gone")))
+
+	var d roomDirectory
+	d.init()
+	applied := d.backfill(ctx, n, kv)
+	for _, id := range []string{"bf-1", "bf-2", "bf-3"} {
+		require.Contains(t, d.rooms, id, "listing %s backfilled", id)
+		require.Contains(t, applied, roomKey(id))
+	}
+	require.NotContains(t, d.rooms, "bf-gone", "a deleted listing is not backfilled")
+	require.Empty(t, d.backfill(ctx, n, kv), "known listings are not fetched again")
+}

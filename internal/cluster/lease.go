@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -151,6 +153,35 @@ func (l *Lease) Stop() {
 		close(l.stop)
 	}
 	<-l.done
+}
+
+// KVKeys lists the keys of kv's bucket from its stream's state, deleted
+// ones included (their delete markers are kept). A KV watch, and ListKeys
+// which is one, ends its initial values by counting messages: a key
+// rewritten while it starts can come after that end. The stream's state
+// names every key present when it is read.
+func (b *Bus) KVKeys(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
+	js, err := jetstream.New(b.jsc)
+	if err != nil {
+		return nil, err
+	}
+	bucket := kv.Bucket()
+	s, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: the stream of KV bucket %s: %w", bucket, err)
+	}
+	prefix := "$KV." + bucket + "."
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: list the keys of KV bucket %s: %w", bucket, err)
+	}
+	keys := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		if key, ok := strings.CutPrefix(subj, prefix); ok {
+			keys = append(keys, key)
+		}
+	}
+	return keys, nil
 }
 
 // OpenKV opens (creating when missing) a KV bucket named <prefix>_<name>,

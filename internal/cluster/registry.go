@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -85,13 +84,10 @@ const DefaultRefresh = 500 * time.Millisecond
 // Registry keeps this node's entry in the cluster's node bucket fresh and
 // maintains a local view of every other node.
 type Registry struct {
-	bus    *Bus
-	kv     jetstream.KeyValue
-	stream jetstream.Stream // the bucket's stream, for its list of keys
-	// keyPrefix is the subject prefix of the bucket's keys ("$KV.<bucket>.").
-	keyPrefix string
-	interval  time.Duration
-	info      func() NodeInfo
+	bus      *Bus
+	kv       jetstream.KeyValue
+	interval time.Duration
+	info     func() NodeInfo
 
 	mu       sync.Mutex
 	nodes    map[string]*seenNode
@@ -161,21 +157,12 @@ func NewRegistry(ctx context.Context, b *Bus, interval time.Duration, info func(
 	if interval <= 0 {
 		interval = DefaultRefresh
 	}
-	bucket := b.nodesBucket()
-	kv, err := b.openKV(ctx, bucket, 3*interval)
+	kv, err := b.openKV(ctx, b.nodesBucket(), 3*interval)
 	if err != nil {
 		return nil, err
-	}
-	js, err := jetstream.New(b.jsc)
-	if err != nil {
-		return nil, err
-	}
-	stream, err := js.Stream(ctx, "KV_"+bucket)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: open the node bucket's stream: %w", err)
 	}
 	return &Registry{
-		bus: b, kv: kv, stream: stream, keyPrefix: "$KV." + bucket + ".", interval: interval, info: info,
+		bus: b, kv: kv, interval: interval, info: info,
 		nodes: map[string]*seenNode{}, left: map[string]leftNode{}, watchers: map[int]func(RegistryEvent){},
 		stop: make(chan struct{}), started: time.Now(),
 	}, nil
@@ -448,17 +435,13 @@ func (r *Registry) backfill() map[string]uint64 {
 		case <-ctx.Done():
 		}
 	}()
-	info, err := r.stream.Info(ctx, jetstream.WithSubjectFilter(r.keyPrefix+">"))
+	keys, err := r.bus.KVKeys(ctx, r.kv)
 	if err != nil {
 		r.bus.log.Warn("registry: list the cluster's nodes", "err", err)
 		return nil
 	}
 	var applied map[string]uint64
-	for subj := range info.State.Subjects {
-		key, ok := strings.CutPrefix(subj, r.keyPrefix)
-		if !ok {
-			continue
-		}
+	for _, key := range keys {
 		r.mu.Lock()
 		_, known := r.nodes[key]
 		r.mu.Unlock()
