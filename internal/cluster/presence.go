@@ -27,6 +27,7 @@ var ErrOffline = errors.New("cluster: user is offline")
 // counts as offline, so a killed gate's users are offline as soon as the
 // registry drops the gate; the entries are purged by PurgeGate.
 type Presence struct {
+	bus *Bus
 	kv  jetstream.KeyValue
 	reg *Registry
 }
@@ -38,7 +39,7 @@ func NewPresence(ctx context.Context, b *Bus, reg *Registry) (*Presence, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Presence{kv: kv, reg: reg}, nil
+	return &Presence{bus: b, kv: kv, reg: reg}, nil
 }
 
 // presenceKey maps a user id to a KV key: ids made of key-safe characters
@@ -174,12 +175,12 @@ func (p *Presence) Clear(ctx context.Context, user, session string) error {
 // PurgeGate removes every entry on gate (after the gate died). It returns
 // how many it removed.
 func (p *Presence) PurgeGate(ctx context.Context, gate string) (int, error) {
-	lister, err := p.kv.ListKeys(ctx)
+	keys, err := p.bus.KVKeys(ctx, p.kv)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for key := range lister.Keys() {
+	for _, key := range keys {
 		e, err := p.kv.Get(ctx, key)
 		if err != nil {
 			continue

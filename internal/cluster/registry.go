@@ -671,12 +671,12 @@ func ListNodes(ctx context.Context, b *Bus) ([]NodeInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	lister, err := kv.ListKeys(ctx)
+	keys, err := b.KVKeys(ctx, kv)
 	if err != nil {
 		return nil, err
 	}
 	var out []NodeInfo
-	for key := range lister.Keys() {
+	for _, key := range keys {
 		e, err := kv.Get(ctx, key)
 		if err != nil {
 			continue // left meanwhile
