@@ -93,7 +93,7 @@ func startServer(ctx context.Context, players int, cf *config, self []string) (*
 			_ = os.RemoveAll(dir)
 			return nil, err
 		}
-		p, err := testcluster.StartProc(ctx, testcluster.ProcConfig{Binary: exe, Args: args, ID: "server", LogLines: 40, LogFile: logs[0]})
+		p, err := testcluster.StartProc(ctx, testcluster.ProcConfig{Binary: exe, Args: args, ID: "server", LogLines: 40, LogFile: logs[0], Env: serverEnv()})
 		if err != nil {
 			closeLogs()
 			_ = os.RemoveAll(dir)
@@ -134,6 +134,7 @@ func startServer(ctx context.Context, players int, cf *config, self []string) (*
 		Nodes:    nodes,
 		LogLines: 40,
 		Within:   60 * time.Second,
+		Env:      serverEnv(),
 	})
 	if err != nil {
 		closeLogs()
@@ -154,6 +155,25 @@ func startServer(ctx context.Context, players int, cf *config, self []string) (*
 	}
 	s.desc = fmt.Sprintf("a cluster of %d processes on the first one's embedded NATS: %s", len(nodes), strings.Join(descs, ", "))
 	return s, nil
+}
+
+// serverEnv is what the own server's processes get in their environment
+// besides the bots': the Go runtime's stack shrinking turned off
+// (GODEBUG=gcshrinkstackoff=1), as docs/operations.md advises for a node
+// that hosts many rooms. Each collection halved the stacks of the idle room
+// goroutines that a ledger call had grown, and the next round grew them
+// again: 40% of a mark's CPU on the tables node at 20,000 bots, and marks
+// that long make countdowns late (docs/benchmarks.md § bots, Session 25).
+// A setting already in the bots' GODEBUG wins.
+func serverEnv() []string {
+	godebug := os.Getenv("GODEBUG")
+	if strings.Contains(godebug, "gcshrinkstackoff=") {
+		return nil
+	}
+	if godebug != "" {
+		godebug += ","
+	}
+	return []string{"GODEBUG=" + godebug + "gcshrinkstackoff=1"}
 }
 
 // serverLogs creates the --server-log file of each of the own server's

@@ -64,6 +64,8 @@ type Config struct {
 	StopGrace time.Duration
 	// LogLines is how many stderr lines are kept per node. Zero: 1000.
 	LogLines int
+	// Env is added to every node's environment. Nil: none.
+	Env []string
 }
 
 // Cluster is a running set of nodes on one bus and prefix. It is not safe
@@ -145,7 +147,7 @@ func (c *Cluster) StartNode(ctx context.Context, n Node) (*Proc, error) {
 		args = append(args, "--nats", c.NATS)
 	}
 	args = append(append(args, c.cfg.Args...), n.Args...)
-	p, err := StartProc(ctx, ProcConfig{Binary: c.cfg.Binary, Args: args, ID: n.ID, LogLines: c.cfg.LogLines, LogFile: n.LogFile})
+	p, err := StartProc(ctx, ProcConfig{Binary: c.cfg.Binary, Args: args, ID: n.ID, LogLines: c.cfg.LogLines, LogFile: n.LogFile, Env: c.cfg.Env})
 	if err != nil {
 		return nil, err
 	}
