@@ -319,25 +319,27 @@ func TestRegistryNeverExpiresItself(t *testing.T) {
 	require.False(t, a.Alive("n2"), "another node's stale entry did not expire")
 }
 
-// Join returns with the nodes already registered known (and their events
-// delivered): a gate starting next builds its route dictionary from them.
+// joinPeers joins n registries "peer-0"… on b; they leave when the test
+// ends (Leave is idempotent).
+func joinPeers(t *testing.T, b *Bus, n int, interval time.Duration) []*Registry {
+	t.Helper()
+	var peers []*Registry
+	for i := range n {
+		r := newRegistry(t, b, fmt.Sprintf("peer-%d", i), interval, nil)
+		require.NoError(t, r.Join(context.Background()))
+		t.Cleanup(func() { r.Leave(context.Background()) })
+		peers = append(peers, r)
+	}
+	return peers
+}
+
 // backfill finds the entries a watch left out: here, all of them, as if
 // the watch's end-of-initial-values marker had come first. A node that
 // left (its key holds a delete marker) stays out.
 func TestRegistryBackfillAppliesTheEntriesNotDelivered(t *testing.T) {
 	const interval = 100 * time.Millisecond
 	hub := connect(t, Config{Name: "hub", Listen: "127.0.0.1:0"})
-	var peers []*Registry
-	for i := range 4 {
-		r := newRegistry(t, hub, fmt.Sprintf("peer-%d", i), interval, nil)
-		require.NoError(t, r.Join(context.Background()))
-		peers = append(peers, r)
-	}
-	defer func() {
-		for _, r := range peers {
-			r.Leave(context.Background())
-		}
-	}()
+	peers := joinPeers(t, hub, 4, interval)
 	peers[3].Leave(context.Background())
 
 	r := newRegistry(t, hub, "late", interval, nil) // not joined: no watch
@@ -359,20 +361,12 @@ func TestRegistryBackfillAppliesTheEntriesNotDelivered(t *testing.T) {
 	require.Empty(t, r.backfill())
 }
 
+// Join returns with the nodes already registered known (and their events
+// delivered): a gate starting next builds its route dictionary from them.
 func TestRegistryJoinKnowsTheNodesAlreadyThere(t *testing.T) {
 	const interval = 100 * time.Millisecond
 	hub := connect(t, Config{Name: "hub", Listen: "127.0.0.1:0"})
-	var peers []*Registry
-	for i := range 5 {
-		r := newRegistry(t, hub, fmt.Sprintf("peer-%d", i), interval, nil)
-		require.NoError(t, r.Join(context.Background()))
-		peers = append(peers, r)
-	}
-	defer func() {
-		for _, r := range peers {
-			r.Leave(context.Background())
-		}
-	}()
+	peers := joinPeers(t, hub, 5, interval)
 
 	for range 10 {
 		late := connect(t, Config{Name: "late", URL: hub.ClientURL()})
