@@ -88,8 +88,8 @@ func (s *Store) CreateAccount(ctx context.Context, a Account) (Account, error) {
 
 // AccountByName finds a password account by name, in any case.
 func (s *Store) AccountByName(ctx context.Context, name string) (Account, error) {
-	return scanAccount(s.r.QueryRowContext(ctx,
-		`SELECT `+accountColumns+` FROM accounts a WHERE a.name_key = $1`, nameKey(name)))
+	return readRow(ctx, s, scanAccount,
+		`SELECT `+accountColumns+` FROM accounts a WHERE a.name_key = $1`, nameKey(name))
 }
 
 // AccountByID finds an account by id.
@@ -98,8 +98,8 @@ func (s *Store) AccountByID(ctx context.Context, id string) (Account, error) {
 	if !ok {
 		return Account{}, ErrNotFound
 	}
-	return scanAccount(s.r.QueryRowContext(ctx,
-		`SELECT `+accountColumns+` FROM accounts a WHERE a.id = $1`, n))
+	return readRow(ctx, s, scanAccount,
+		`SELECT `+accountColumns+` FROM accounts a WHERE a.id = $1`, n)
 }
 
 // SetPasswordHash replaces an account's password hash (a password change,
@@ -146,7 +146,7 @@ func (s *Store) ExternalAccount(ctx context.Context, provider, subject string) (
 // FindGuestAccount returns the account of a device id, or ErrNotFound —
 // without creating one (see GuestAccount).
 func (s *Store) FindGuestAccount(ctx context.Context, deviceID string) (Account, error) {
-	return scanAccount(s.r.QueryRowContext(ctx, accountByIdentity, "", deviceID))
+	return readRow(ctx, s, scanAccount, accountByIdentity, "", deviceID)
 }
 
 // FindExternalAccount returns the account of a third-party identity, or
@@ -155,7 +155,7 @@ func (s *Store) FindExternalAccount(ctx context.Context, provider, subject strin
 	if provider == "" {
 		return Account{}, ErrNotFound // the empty provider is the guests'
 	}
-	return scanAccount(s.r.QueryRowContext(ctx, accountByIdentity, provider, subject))
+	return readRow(ctx, s, scanAccount, accountByIdentity, provider, subject)
 }
 
 const accountByIdentity = `SELECT ` + accountColumns + `
@@ -168,7 +168,7 @@ var errLostRace = errors.New("store: lost race")
 
 func (s *Store) identity(ctx context.Context, provider, subject string, kind Kind) (Account, bool, error) {
 	// Most calls are returning players: a plain read, no write lock.
-	a, err := scanAccount(s.r.QueryRowContext(ctx, accountByIdentity, provider, subject))
+	a, err := readRow(ctx, s, scanAccount, accountByIdentity, provider, subject)
 	if !errors.Is(err, ErrNotFound) {
 		return a, false, err
 	}

@@ -228,15 +228,20 @@ func appliedBefore(ctx context.Context, tx *txn, entries []LedgerEntry, accounts
 // check it before a write that is usually applied already, such as a
 // one-time grant.
 func (s *Store) LedgerApplied(ctx context.Context, key string) (bool, error) {
-	var one int
-	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM ledger WHERE idem_key = $1`, key).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("store: ledger: %w", err)
-	}
-	return true, nil
+	var found bool
+	err := s.read(ctx, func() error {
+		var one int
+		err := s.r.QueryRowContext(ctx, `SELECT 1 FROM ledger WHERE idem_key = $1`, key).Scan(&one)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil
+		case err != nil:
+			return fmt.Errorf("store: ledger: %w", err)
+		}
+		found = true
+		return nil
+	})
+	return found, err
 }
 
 // errAlreadyDone rolls back a transaction that found its work done before
@@ -256,25 +261,31 @@ func (s *Store) Ledger(ctx context.Context, accountID string, limit int) ([]Ledg
 	case limit > 1000:
 		limit = 1000
 	}
-	rows, err := s.r.QueryContext(ctx, `
-		SELECT delta, reason, idem_key, balance_after, created_at FROM ledger
-		WHERE account_id = $1 ORDER BY id DESC LIMIT $2`, id, limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: ledger: %w", err)
-	}
-	defer rows.Close()
 	var out []LedgerEntry
-	for rows.Next() {
-		e := LedgerEntry{AccountID: accountID}
-		var created int64
-		if err := rows.Scan(&e.Delta, &e.Reason, &e.Key, &e.Balance, &created); err != nil {
-			return nil, fmt.Errorf("store: ledger: %w", err)
+	err := s.read(ctx, func() error {
+		rows, err := s.r.QueryContext(ctx, `
+			SELECT delta, reason, idem_key, balance_after, created_at FROM ledger
+			WHERE account_id = $1 ORDER BY id DESC LIMIT $2`, id, limit)
+		if err != nil {
+			return fmt.Errorf("store: ledger: %w", err)
 		}
-		e.CreatedAt = fromMillis(created)
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: ledger: %w", err)
+		defer rows.Close()
+		for rows.Next() {
+			e := LedgerEntry{AccountID: accountID}
+			var created int64
+			if err := rows.Scan(&e.Delta, &e.Reason, &e.Key, &e.Balance, &created); err != nil {
+				return fmt.Errorf("store: ledger: %w", err)
+			}
+			e.CreatedAt = fromMillis(created)
+			out = append(out, e)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("store: ledger: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

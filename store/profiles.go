@@ -41,8 +41,7 @@ func (s *Store) Profile(ctx context.Context, accountID string) (Profile, error) 
 	if !ok {
 		return Profile{}, ErrNotFound
 	}
-	return scanProfile(s.r.QueryRowContext(ctx,
-		`SELECT `+profileColumns+` FROM profiles WHERE account_id = $1`, id))
+	return readRow(ctx, s, scanProfile, `SELECT `+profileColumns+` FROM profiles WHERE account_id = $1`, id)
 }
 
 // Balances returns the balances of several accounts in one query (a
@@ -59,20 +58,26 @@ func (s *Store) Balances(ctx context.Context, accountIDs []string) (map[string]i
 	if len(args) == 0 {
 		return out, nil
 	}
-	rows, err := s.r.QueryContext(ctx, balancesOf(len(args)), args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id, bal int64
-		if err := rows.Scan(&id, &bal); err != nil {
-			return nil, fmt.Errorf("store: %w", err)
+	err := s.read(ctx, func() error {
+		rows, err := s.r.QueryContext(ctx, balancesOf(len(args)), args...)
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
 		}
-		out[formatID(id)] = bal
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		defer rows.Close()
+		for rows.Next() {
+			var id, bal int64
+			if err := rows.Scan(&id, &bal); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+			out[formatID(id)] = bal
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -93,7 +98,7 @@ func (s *Store) EnsureProfile(ctx context.Context, accountID, defaultNickname st
 	// Every login calls this, and nearly every one finds the profile: a
 	// read, which on SQLite does not queue for the one writer.
 	const read = `SELECT ` + profileColumns + ` FROM profiles WHERE account_id = $1`
-	if p, err := scanProfile(s.r.QueryRowContext(ctx, read, id)); !errors.Is(err, ErrNotFound) {
+	if p, err := readRow(ctx, s, scanProfile, read, id); !errors.Is(err, ErrNotFound) {
 		return p, err
 	}
 	// One statement that inserts only if the account exists and the
@@ -112,7 +117,7 @@ func (s *Store) EnsureProfile(ctx context.Context, accountID, defaultNickname st
 	if err != nil {
 		return Profile{}, fmt.Errorf("store: ensure profile: %w", err)
 	}
-	return scanProfile(s.r.QueryRowContext(ctx, read, id))
+	return readRow(ctx, s, scanProfile, read, id)
 }
 
 // UpdateProfile sets an account's nickname and avatar and returns the

@@ -76,6 +76,7 @@ type Store struct {
 	r       *pool        // reads; the same pool as w on PostgreSQL
 	dialect string       // "sqlite3" or "postgres", goose's names
 	group   *groupCommit // SQLite: runs the transactions of tx; nil on PostgreSQL
+	readers *readers     // SQLite: runs the reads (read); nil on PostgreSQL
 }
 
 // Option adjusts Open.
@@ -208,13 +209,16 @@ func openSQLite(ctx context.Context, path string, o options) (*Store, error) {
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
 	wp := newPool(w, true)
-	return &Store{w: wp, r: newPool(r, true), dialect: "sqlite3", group: newGroupCommit(wp)}, nil
+	return &Store{w: wp, r: newPool(r, true), dialect: "sqlite3", group: newGroupCommit(wp), readers: newReaders(n)}, nil
 }
 
 // Close closes the connection pools.
 func (s *Store) Close() error {
 	if s.group != nil {
 		s.group.close()
+	}
+	if s.readers != nil {
+		s.readers.close()
 	}
 	var rerr error
 	if s.r != s.w {
