@@ -406,6 +406,7 @@ func (n *Node) startGate() error {
 		Local:     n.local,
 		Logger:    n.log,
 		Metrics:   gate.NewMetrics(n.metrics),
+		Go:        n.work.run,
 	})
 	if err != nil {
 		return err

@@ -11,9 +11,11 @@ const workerIdle = 5 * time.Second
 // request (JSON, SQL: three or four copies to 16 KB), which was ~4% of a
 // busy node's CPU; a worker keeps its grown stack for the next one.
 //
-// Only handler goroutines use it; how many run at once is still bounded
-// by Node.handlers, which callers take before run. A worker ends after
-// workerIdle without work, or when quit closes.
+// Handler goroutines use it, how many of them run at once still bounded
+// by Node.handlers, which callers take before run; so does the node's
+// gate, for the readers of parked sessions that wake and for output
+// flushes (gate.Config.Go). A worker ends after workerIdle without work,
+// or when quit closes.
 type workers struct {
 	tasks chan func()     // unbuffered: a send succeeds only to an idle worker
 	quit  <-chan struct{} // the node finished shutting down

@@ -106,6 +106,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics records the gate's Prometheus metrics. Nil: none are recorded.
 	Metrics *Metrics
+	// Go runs fn on a goroutine. The gate starts many short ones with it,
+	// thousands a second on a busy gate: the reader of a parked session
+	// that has a frame (ParkGap), and the flush of a session's output. A
+	// fresh goroutine starts on a small stack and grows it again each
+	// time; a pool that keeps its goroutines (the node's handler workers)
+	// spares that. Nil: the go statement.
+	Go func(fn func())
 }
 
 // Limits are a gate's timeouts and flow-control limits. Every zero value
@@ -230,6 +237,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Go == nil {
+		c.Go = func(fn func()) { go fn() }
 	}
 }
 

@@ -118,7 +118,7 @@ func (s *Session) sendLocked() {
 func (s *Session) startFlushLocked() {
 	if !s.flushing {
 		s.flushing = true
-		go s.flush()
+		s.g.cfg.Go(s.flush)
 	}
 }
 

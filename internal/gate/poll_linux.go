@@ -196,7 +196,7 @@ func (s *Session) wake() {
 		case readParked:
 			if s.pollState.CompareAndSwap(readParked, readRunning) {
 				s.g.parked.Add(-1)
-				go s.resumeReads()
+				s.g.cfg.Go(s.resumeReads)
 				return
 			}
 		case readRunning:

@@ -7,16 +7,23 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/hearth-server/hearth"
 	"github.com/hearth-server/hearth/hearthtest"
+	"github.com/hearth-server/hearth/internal/cluster"
+	"github.com/hearth-server/hearth/internal/gate"
 	"github.com/hearth-server/hearth/wire"
 )
 
@@ -281,4 +288,70 @@ func writeFrame(rc *rawClient, body []byte) error {
 		_, err = rc.conn.Write(body)
 	}
 	return err
+}
+
+// A gate starts the readers of parked sessions that wake (and its output
+// flushes) with Config.Go, to which a node passes its workers, which keep
+// their grown stacks: every request of a session that parks between
+// requests is read by a reader Go started.
+func TestGateStartsReadersWithConfigGo(t *testing.T) {
+	node := hearthtest.Start(t, hearth.Config{Roles: []string{"sys"}, NATSListen: "127.0.0.1:0"})
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	bus, err := cluster.Connect(ctx, cluster.Config{URL: node.NATSURL(), Name: "go-gate"})
+	require.NoError(t, err)
+	t.Cleanup(bus.Close)
+	var reads atomic.Int64
+	reg := prometheus.NewRegistry()
+	g, err := gate.New(bus, gate.Config{
+		Metrics: gate.NewMetrics(reg),
+		ID:      "go-gate",
+		TCPAddr: "127.0.0.1:0",
+		Routes:  node.Routes,
+		Logger:  hearthtest.Logger(t, slog.LevelWarn),
+		Limits:  gate.Limits{ParkGap: time.Nanosecond},
+		Go: func(fn func()) {
+			if strings.HasSuffix(runtime.FuncForPC(reflect.ValueOf(fn).Pointer()).Name(), ".resumeReads-fm") {
+				reads.Add(1)
+			}
+			go fn()
+		},
+	})
+	require.NoError(t, err)
+	require.NoError(t, g.Start())
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), waitLong)
+		defer scancel()
+		_ = g.Shutdown(sctx)
+	})
+
+	rc := dialRawAddr(t, "tcp", g.Addr("tcp").String())
+	rc.handshake(wire.CodecJSON)
+	const n = 20
+	for i := range n {
+		// Parked before each request: the gate's poller wakes it.
+		hearthtest.Eventually(t, waitLong, func() error {
+			if p := gauge(t, reg, "hearth_sessions_parked"); p != 1 {
+				return fmt.Errorf("request %d: %v sessions parked, want 1", i, p)
+			}
+			return nil
+		})
+		rc.send(wire.AppendRequest(nil, uint32(i+1), "sys.ping", []byte(`{}`)))
+		require.Equal(t, wire.OK, rc.response(uint32(i+1)).Status)
+	}
+	require.GreaterOrEqual(t, reads.Load(), int64(n), "readers started with Config.Go for %d wakes", n)
+}
+
+// gauge reads a gauge without labels from reg.
+func gauge(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
