@@ -201,7 +201,7 @@ func (d *roomDirectory) open(n *Node) error {
 		sweep := time.NewTicker(500 * time.Millisecond)
 		defer sweep.Stop()
 		// ahead holds the revisions backfill applied ahead of the watch.
-		var ahead map[string]uint64
+		var ahead cluster.Ahead
 		for {
 			select {
 			case <-ctx.Done():
@@ -216,12 +216,9 @@ func (d *roomDirectory) open(n *Node) error {
 					close(d.ready)
 					continue
 				}
-				if rev, ok := ahead[e.Key()]; ok {
-					if e.Revision() <= rev {
-						d.advance(e.Revision()) // older than what backfill applied
-						continue
-					}
-					delete(ahead, e.Key())
+				if ahead.Stale(e) {
+					d.advance(e.Revision())
+					continue
 				}
 				d.apply(n, e)
 			case <-sweep.C:
@@ -238,41 +235,29 @@ func (d *roomDirectory) open(n *Node) error {
 // after it, so a lookup right after a node starts finds every room already
 // listed. It runs on the watch's goroutine and returns the revisions it
 // applied.
-func (d *roomDirectory) backfill(ctx context.Context, n *Node, kv jetstream.KeyValue) map[string]uint64 {
+func (d *roomDirectory) backfill(ctx context.Context, n *Node, kv jetstream.KeyValue) cluster.Ahead {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	keys, err := n.bus.KVKeys(ctx, kv)
-	if err != nil {
-		n.log.Warn("room registry: list its keys", "err", err)
-		return nil
-	}
-	var applied map[string]uint64
-	for _, key := range keys {
+	known := func(key string) bool {
 		d.mu.Lock()
-		var known bool
+		defer d.mu.Unlock()
+		var ok bool
 		switch {
 		case strings.HasPrefix(key, "r."):
-			_, known = d.rooms[key[2:]]
+			_, ok = d.rooms[key[2:]]
 		case strings.HasPrefix(key, "n."):
-			_, known = d.nodes[key[2:]]
+			_, ok = d.nodes[key[2:]]
 		default:
-			known = true // not the directory's
+			ok = true // not the directory's
 		}
-		d.mu.Unlock()
-		if known {
-			continue
-		}
-		e, err := kv.Get(ctx, key)
-		if err != nil {
-			continue // deleted, or gone meanwhile: the watch tells
-		}
-		d.applyEntry(n.log, key, e.Value(), e.Revision(), false)
-		if applied == nil {
-			applied = map[string]uint64{}
-		}
-		applied[key] = e.Revision()
+		return ok
 	}
-	return applied
+	apply := func(e jetstream.KeyValueEntry) { d.applyEntry(n.log, e.Key(), e.Value(), e.Revision(), false) }
+	ahead, err := n.bus.KVBackfill(ctx, kv, known, apply)
+	if err != nil {
+		n.log.Warn("room registry: list its keys", "err", err)
+	}
+	return ahead
 }
 
 // close stops the watch, if the directory was ever opened.

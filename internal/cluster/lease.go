@@ -184,6 +184,53 @@ func (b *Bus) KVKeys(ctx context.Context, kv jetstream.KeyValue) ([]string, erro
 	return keys, nil
 }
 
+// KVBackfill applies the entries of kv that a watch has not delivered
+// although its end-of-initial-values marker says it has (see KVKeys): for
+// each key of the bucket that known does not report, it fetches the entry
+// and passes it to apply. Call it at the marker, on the watch's goroutine,
+// and skip the watch's later entries that Ahead.Stale reports.
+func (b *Bus) KVBackfill(ctx context.Context, kv jetstream.KeyValue, known func(key string) bool, apply func(jetstream.KeyValueEntry)) (Ahead, error) {
+	keys, err := b.KVKeys(ctx, kv)
+	if err != nil {
+		return nil, err
+	}
+	var ahead Ahead
+	for _, key := range keys {
+		if known(key) {
+			continue
+		}
+		e, err := kv.Get(ctx, key)
+		if err != nil {
+			continue // deleted, or gone meanwhile: the watch tells
+		}
+		apply(e)
+		if ahead == nil {
+			ahead = Ahead{}
+		}
+		ahead[key] = e.Revision()
+	}
+	return ahead, nil
+}
+
+// Ahead holds the revisions a KVBackfill applied ahead of its watch. Nil
+// is empty. It belongs to the watch's goroutine.
+type Ahead map[string]uint64
+
+// Stale reports whether the watch's entry e is older than what the
+// backfill applied for its key, so that applying it would undo a newer
+// one. Once the watch has caught up with a key, the key is forgotten.
+func (a Ahead) Stale(e jetstream.KeyValueEntry) bool {
+	rev, ok := a[e.Key()]
+	if !ok {
+		return false
+	}
+	if e.Revision() <= rev {
+		return true
+	}
+	delete(a, e.Key())
+	return false
+}
+
 // OpenKV opens (creating when missing) a KV bucket named <prefix>_<name>,
 // for services that keep shared ephemeral state on the bus. ttl 0 keeps
 // entries until deleted.

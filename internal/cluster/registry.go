@@ -331,7 +331,7 @@ func (r *Registry) watch(w jetstream.KeyWatcher, cancel context.CancelFunc, load
 	defer stopWatch()
 	// ahead holds the revisions backfill applied ahead of this watch, so
 	// that the watch's older entries for those keys do not undo them.
-	var ahead map[string]uint64
+	var ahead Ahead
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
 	for {
@@ -357,11 +357,8 @@ func (r *Registry) watch(w jetstream.KeyWatcher, cancel context.CancelFunc, load
 				}
 				continue
 			}
-			if rev, ok := ahead[e.Key()]; ok {
-				if e.Revision() <= rev {
-					continue // older than what backfill applied
-				}
-				delete(ahead, e.Key())
+			if ahead.Stale(e) {
+				continue
 			}
 			r.apply(e)
 		case <-t.C:
@@ -425,7 +422,7 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 // can arrive after it. Join promises the nodes already there, so read the
 // bucket's keys from the stream and fetch each one not yet known. It runs
 // on the watch goroutine and returns the revisions it applied.
-func (r *Registry) backfill() map[string]uint64 {
+func (r *Registry) backfill() Ahead {
 	ctx, cancel := context.WithTimeout(context.Background(), initialLoadWait)
 	defer cancel()
 	go func() { // Leave waits for this goroutine: do not hold it up
@@ -435,30 +432,17 @@ func (r *Registry) backfill() map[string]uint64 {
 		case <-ctx.Done():
 		}
 	}()
-	keys, err := r.bus.KVKeys(ctx, r.kv)
+	known := func(key string) bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		_, ok := r.nodes[key]
+		return ok
+	}
+	ahead, err := r.bus.KVBackfill(ctx, r.kv, known, r.apply)
 	if err != nil {
 		r.bus.log.Warn("registry: list the cluster's nodes", "err", err)
-		return nil
 	}
-	var applied map[string]uint64
-	for _, key := range keys {
-		r.mu.Lock()
-		_, known := r.nodes[key]
-		r.mu.Unlock()
-		if known {
-			continue
-		}
-		e, err := r.kv.Get(ctx, key)
-		if err != nil {
-			continue // deleted, or gone meanwhile: the watch tells
-		}
-		r.apply(e)
-		if applied == nil {
-			applied = map[string]uint64{}
-		}
-		applied[key] = e.Revision()
-	}
-	return applied
+	return ahead
 }
 
 func (r *Registry) remove(id string) {
