@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hearth-server/hearth/internal/cluster"
 )
 
 // Errors of KV operations. Every error a KV method returns for these cases
@@ -82,7 +84,7 @@ func (n *Node) KV(ctx context.Context, name string, ttl time.Duration) (KV, erro
 	if err != nil {
 		return nil, fmt.Errorf("hearth: open KV %q: %w", name, err)
 	}
-	return &natsKV{kv: kv, done: n.stop}, nil
+	return &natsKV{kv: kv, bus: n.bus, done: n.stop}, nil
 }
 
 func validBucket(name string) error {
@@ -101,6 +103,7 @@ func validBucket(name string) error {
 // nats-server 2.9 supports (no per-key TTL, no batch reads).
 type natsKV struct {
 	kv   jetstream.KeyValue
+	bus  *cluster.Bus
 	done <-chan struct{} // the node stopping ends watches
 }
 
@@ -140,14 +143,39 @@ func (k *natsKV) Delete(ctx context.Context, key string, lastRev uint64) error {
 	return kvErr("delete", key, k.kv.Delete(ctx, key, opts...))
 }
 
+// Keys lists what ListKeys lists, plus the keys it can miss: ListKeys is
+// a watch, which ends its initial values by counting messages, so a key
+// rewritten while it starts can come after that end (cluster.Bus.KVKeys).
+// The bucket's stream names every key, deleted ones too; each one that
+// ListKeys did not list is read to tell which. So a listing costs a read
+// for every key deleted and not yet purged.
 func (k *natsKV) Keys(ctx context.Context) ([]string, error) {
 	l, err := k.kv.ListKeys(ctx)
 	if err != nil {
 		return nil, kvErr("list keys", "", err)
 	}
 	var keys []string
+	listed := map[string]bool{}
 	for key := range l.Keys() {
 		keys = append(keys, key)
+		listed[key] = true
+	}
+	all, err := k.bus.KVKeys(ctx, k.kv)
+	if err != nil {
+		return nil, kvErr("list keys", "", err)
+	}
+	for _, key := range all {
+		if listed[key] {
+			continue
+		}
+		_, err := k.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		case err != nil:
+			return nil, kvErr("list keys", key, err)
+		default:
+			keys = append(keys, key)
+		}
 	}
 	return keys, nil
 }

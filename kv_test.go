@@ -86,6 +86,12 @@ func TestKV(t *testing.T) {
 			keys, err = kv.Keys(ctx)
 			require.NoError(t, err)
 			require.ElementsMatch(t, []string{"a", "b.x"}, keys)
+			_, err = kv.Put(ctx, "c", []byte("c"))
+			require.NoError(t, err)
+			require.NoError(t, kv.Delete(ctx, "c", 0))
+			keys, err = kv.Keys(ctx)
+			require.NoError(t, err)
+			require.ElementsMatch(t, []string{"a", "b.x"}, keys, "a deleted key (its delete marker in the stream) is not listed")
 
 			_, err = kv.Put(ctx, "bad key", nil)
 			require.Error(t, err, "keys are checked")
