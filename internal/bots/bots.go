@@ -312,6 +312,9 @@ type Result struct {
 	// The window's late countdowns by the phase they led to: "ready" is the
 	// end of a round's closing pause, the one countdown every round runs out.
 	LateTo map[string]int64 `json:"countdowns_late_by_phase,omitempty"`
+	// …and by the gate that brought them to their bot (its node's id, or
+	// its address for --addr), with more than one gate.
+	LateVia map[string]int64 `json:"countdowns_late_by_gate,omitempty"`
 	// The same over the whole run, the ramp and the end included.
 	AllAction     Latency          `json:"action_latency_all"`
 	AllCountdowns int64            `json:"countdowns_observed_all"`
@@ -563,6 +566,13 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		for k, v := range atStop.LateTo {
 			if d := v - atRamp.LateTo[k]; d > 0 {
 				res.LateTo[k] = d
+			}
+		}
+		if len(srv.urls) > 1 {
+			res.LateVia = map[string]int64{}
+			for i := range srv.urls {
+				k := strconv.Itoa(i)
+				res.LateVia[srv.gateName(i)] = atStop.LateVia[k] - atRamp.LateVia[k]
 			}
 		}
 		if cpuRamp.ok && cpuStop.ok && res.DurationS > 0 {
@@ -889,6 +899,9 @@ func emit(w io.Writer, cf *config, r *Result) {
 	row("countdowns observed", "%s (phase changes after their deadline, as each client saw them)", bench.FormatInt(r.Countdowns))
 	row("countdown lateness", "%s", lat(r.Lateness))
 	row("countdowns late >50ms", "%s%s", bench.FormatInt(r.Late), byPhase(r.LateTo))
+	if len(r.LateVia) > 0 {
+		row("  by gate", "%s", byGate(r.LateVia))
+	}
 	row("  whole run", "%s late >50ms of %s; %s", bench.FormatInt(r.AllLate), bench.FormatInt(r.AllCountdowns), lat(r.AllLateness))
 	if len(r.Errors) == 0 {
 		row("errors", "0")
@@ -1035,6 +1048,17 @@ func byPhase(m map[string]int64) string {
 		parts[i] = k + " " + bench.FormatInt(m[k])
 	}
 	return " (into " + strings.Join(parts, ", ") + ")"
+}
+
+// byGate lists late countdowns by the gate that brought them, "tables
+// 120, gate-1 80", in the gates' order of name.
+func byGate(m map[string]int64) string {
+	keys := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + " " + bench.FormatInt(m[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // waits says "0.12% of 1,234,567": the share of goroutine wakeups that

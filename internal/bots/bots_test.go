@@ -231,6 +231,7 @@ func TestBotsWorkers(t *testing.T) {
 		late += n
 	}
 	require.Equal(t, res.Late, late, "the late countdowns by phase add up to the late countdowns")
+	require.Empty(t, res.LateVia, "one gate: no breakdown by gate")
 	require.Contains(t, stderr.String(), "bots  seated", "a progress line")
 	for _, f := range []string{"bots.1.prof", "bots.2.prof"} {
 		fi, err := os.Stat(filepath.Join(filepath.Dir(prof), f))
@@ -250,6 +251,8 @@ func TestBotsGates(t *testing.T) {
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &res), stdout.String())
 	require.Contains(t, res.Server, "a cluster of 2 processes")
 	require.Equal(t, map[string]int64{"tables": 2, "gate-1": 2}, res.ServerSessions, "the bots spread over both processes")
+	require.Len(t, res.LateVia, 2, "late countdowns by gate: %v", res.LateVia)
+	require.Equal(t, res.Late, res.LateVia["tables"]+res.LateVia["gate-1"], "the late countdowns by gate add up to the late countdowns")
 	require.Equal(t, int64(4), res.EverSeated)
 	require.Empty(t, res.Errors)
 	require.Contains(t, stderr.String(), "a server cluster of 2 processes: the tables' node and 1 gate-only")

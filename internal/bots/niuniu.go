@@ -29,6 +29,7 @@ import (
 // strings it keeps.
 type nnBot struct {
 	c      *client.Client
+	gate   int    // c's gate, its index in the urls
 	user   string // the bot's user id, for messages
 	rt     string // room type
 	st     *stats
@@ -65,9 +66,9 @@ func moveRoutes(rt string) map[string]string {
 }
 
 // newNNBot makes a bot playing room type roomType; routes is
-// moveRoutes(roomType).
-func newNNBot(c *client.Client, roomType string, routes map[string]string, st *stats, think func() time.Duration, rng *rand.Rand) *nnBot {
-	b := &nnBot{c: c, rt: roomType, routes: routes, st: st, think: think, rng: rng, wake: make(chan struct{}, 1)}
+// moveRoutes(roomType), gate the index of c's gate in the urls.
+func newNNBot(c *client.Client, gate int, roomType string, routes map[string]string, st *stats, think func() time.Duration, rng *rand.Rand) *nnBot {
+	b := &nnBot{c: c, gate: gate, rt: roomType, routes: routes, st: st, think: think, rng: rng, wake: make(chan struct{}, 1)}
 	c.OnPush(roomType+".state", b.onView)
 	c.OnPush(roomType+".snapshot", b.onView)
 	c.OnPush(roomType+".left", func(p client.Push) { b.onRemoved(p, "left") })
@@ -105,7 +106,7 @@ func (b *nnBot) onView(p client.Push) {
 			b.st.countdowns.Add(1)
 			b.st.lag.record(late)
 			if late > lateLimit {
-				b.st.lateInto(v.Phase)
+				b.st.lateInto(v.Phase, b.gate)
 			}
 		}
 	}

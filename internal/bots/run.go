@@ -107,7 +107,8 @@ func (r *runner) run(ctx context.Context) {
 func (r *runner) bot(ctx context.Context, i int) {
 	r.st.started.Add(1)
 	n := r.cfg.first + i
-	url := r.cfg.urls[n%len(r.cfg.urls)]
+	gate := n % len(r.cfg.urls)
+	url := r.cfg.urls[gate]
 	fail := func(what string, err error) {
 		r.st.failed.Add(1)
 		if ctx.Err() == nil && !errors.Is(err, errStopped) {
@@ -135,7 +136,7 @@ func (r *runner) bot(ctx context.Context, i int) {
 		}
 		return r.cfg.thinkMin + time.Duration(rng.Int64N(int64(r.cfg.thinkMax-r.cfg.thinkMin)))
 	}
-	b := newNNBot(c, r.cfg.roomType, r.routes, r.st, think, rng)
+	b := newNNBot(c, gate, r.cfg.roomType, r.routes, r.st, think, rng)
 	b.user = user
 	if err := b.play(ctx, r.stopping, r.abandon); err != nil {
 		r.st.failed.Add(1)

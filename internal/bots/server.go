@@ -34,6 +34,15 @@ type server struct {
 	stop   func()
 }
 
+// gateName names the gate of urls[i]: its process's id for the own
+// server, whose names follow the urls, else its address.
+func (s *server) gateName(i int) string {
+	if i < len(s.names) {
+		return s.names[i]
+	}
+	return s.urls[i]
+}
+
 // serverFlags are the serve flags of the bots' own server: what N bots on
 // one machine need.
 func serverFlags(ramp float64) []string {

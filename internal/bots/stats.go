@@ -148,22 +148,24 @@ type stats struct {
 	action *hist // request → response of ready/grab/bet/open
 	lag    *hist // countdown lateness: push arrival − the deadline announced before
 
-	mu     sync.Mutex       // guards errs, why and lateTo
-	errs   map[string]int64 // by what failed and its code
-	why    map[string]string
-	lateTo map[string]int64 // late countdowns by the phase they ended in ("ready" after "end", …)
+	mu      sync.Mutex       // guards errs, why, lateTo and lateVia
+	errs    map[string]int64 // by what failed and its code
+	why     map[string]string
+	lateTo  map[string]int64 // late countdowns by the phase they ended in ("ready" after "end", …)
+	lateVia map[string]int64 // late countdowns by the gate their bot is on, its index in the urls
 }
 
 func newStats() *stats {
-	return &stats{action: newHist(), lag: newHist(), errs: map[string]int64{}, why: map[string]string{}, lateTo: map[string]int64{}}
+	return &stats{action: newHist(), lag: newHist(), errs: map[string]int64{}, why: map[string]string{}, lateTo: map[string]int64{}, lateVia: map[string]int64{}}
 }
 
-// lateInto counts a countdown observed late, by the phase it led to.
-// Both counts change under mu, and a snapshot reads them under it, so
-// that they agree.
-func (s *stats) lateInto(phase string) {
+// lateInto counts a countdown observed late, by the phase it led to and
+// the gate (its index in the urls) that brought it. The counts change
+// under mu, and a snapshot reads them under it, so that they agree.
+func (s *stats) lateInto(phase string, gate int) {
 	s.mu.Lock()
 	s.lateTo[phase]++
+	s.lateVia[strconv.Itoa(gate)]++
 	s.late.Add(1)
 	s.mu.Unlock()
 }
@@ -271,6 +273,7 @@ type Snapshot struct {
 	ActionHist []bucket          `json:"action_hist,omitempty"` // since the last snapshot
 	LagHist    []bucket          `json:"lag_hist,omitempty"`    // since the last snapshot
 	LateTo     map[string]int64  `json:"late_to,omitempty"`     // late countdowns by the phase they led to
+	LateVia    map[string]int64  `json:"late_via,omitempty"`    // …and by the gate, its index in the urls
 	Waits      uint64            `json:"sched_waits"`           // times the process's goroutines became runnable
 	SlowWaits  uint64            `json:"sched_slow_waits"`      // …and waited more than slowWait for a CPU
 	MemBytes   uint64            `json:"mem_bytes"`             // the process's memory from the Go runtime
@@ -294,7 +297,7 @@ func (s *stats) snapshot() Snapshot {
 		ActionHist: s.action.take(), LagHist: s.lag.take(),
 		MemBytes: ms.Sys - ms.HeapReleased,
 		CPUNanos: int64(selfCPU()),
-		Errors:   map[string]int64{}, Why: map[string]string{}, LateTo: map[string]int64{},
+		Errors:   map[string]int64{}, Why: map[string]string{}, LateTo: map[string]int64{}, LateVia: map[string]int64{},
 	}
 	sn.Waits, sn.SlowWaits = schedWaits()
 	s.mu.Lock()
@@ -303,6 +306,9 @@ func (s *stats) snapshot() Snapshot {
 	}
 	for k, v := range s.lateTo {
 		sn.LateTo[k] = v
+	}
+	for k, v := range s.lateVia {
+		sn.LateVia[k] = v
 	}
 	// Late before Countdowns: a countdown is counted before it is counted
 	// late, so a snapshot never has more late than observed.
@@ -352,7 +358,7 @@ func (t *total) add(i int, sn Snapshot) {
 
 // sum is the processes' counters added up.
 func (t *total) sum() Snapshot {
-	s := Snapshot{Errors: map[string]int64{}, Why: map[string]string{}, LateTo: map[string]int64{}}
+	s := Snapshot{Errors: map[string]int64{}, Why: map[string]string{}, LateTo: map[string]int64{}, LateVia: map[string]int64{}}
 	for _, p := range t.latest {
 		s.Started += p.Started
 		s.LoggedIn += p.LoggedIn
@@ -377,6 +383,9 @@ func (t *total) sum() Snapshot {
 		s.Seats = max(s.Seats, p.Seats)
 		for k, v := range p.LateTo {
 			s.LateTo[k] += v
+		}
+		for k, v := range p.LateVia {
+			s.LateVia[k] += v
 		}
 		for k, v := range p.Errors {
 			s.Errors[k] += v

@@ -119,3 +119,23 @@ func TestSummaryPhrases(t *testing.T) {
 	require.Equal(t, "none measured", waits(0, 0))
 	require.Equal(t, "0.125% of 8,000", waits(10, 8000))
 }
+
+// Late countdowns are counted by phase and by the gate that brought them,
+// and the processes' counts add up; the two breakdowns agree with the total.
+func TestLateByPhaseAndGate(t *testing.T) {
+	a, b := newStats(), newStats()
+	a.countdowns.Add(3)
+	a.lateInto("ready", 0)
+	a.lateInto("ready", 1)
+	a.lateInto("grab", 1)
+	b.countdowns.Add(1)
+	b.lateInto("ready", 1)
+	tot := newTotal(2)
+	tot.add(0, a.snapshot())
+	tot.add(1, b.snapshot())
+	s := tot.sum()
+	require.Equal(t, int64(4), s.Late)
+	require.Equal(t, map[string]int64{"ready": 3, "grab": 1}, s.LateTo)
+	require.Equal(t, map[string]int64{"0": 1, "1": 3}, s.LateVia)
+	require.Equal(t, "gate-1 3, tables 1", byGate(map[string]int64{"tables": 1, "gate-1": 3}))
+}
