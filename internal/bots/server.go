@@ -168,12 +168,12 @@ func startServer(ctx context.Context, players int, cf *config, self []string) (*
 
 // serverEnv is what the own server's processes get in their environment
 // besides the bots': the Go runtime's stack shrinking turned off
-// (GODEBUG=gcshrinkstackoff=1), as docs/operations.md advises for a node
-// that hosts many rooms. Each collection halved the stacks of the idle room
-// goroutines that a ledger call had grown, and the next round grew them
-// again: 40% of a mark's CPU on the tables node at 20,000 bots, and marks
-// that long make countdowns late (docs/benchmarks.md § bots, Session 25).
-// A setting already in the bots' GODEBUG wins.
+// (GODEBUG=gcshrinkstackoff=1), as docs/operations.md suggests for a node
+// that hosts many rooms. Each collection halves the stacks of idle
+// goroutines that grew, and they grow them again: before the store ran its
+// reads on goroutines of its own, 40% of a mark's CPU on the tables node at
+// 20,000 bots (docs/benchmarks.md § bots, Sessions 25 and 26). A setting
+// already in the bots' GODEBUG wins.
 func serverEnv() []string {
 	godebug := os.Getenv("GODEBUG")
 	if strings.Contains(godebug, "gcshrinkstackoff=") {
