@@ -332,9 +332,11 @@ func (h *roomHost) writeWaited(sem chan struct{}, wg *sync.WaitGroup) {
 	}
 }
 
-// start writes room id's pending listing on a goroutine holding a slot of
-// sem, unless it is no longer pending or its previous write is still in
-// flight (two writes of one key at once could land in either order).
+// start writes room id's pending listing on one of the node's workers
+// (which keep the stack a write grows, where a fresh goroutine grew one
+// for each) holding a slot of sem, unless it is no longer pending or its
+// previous write is still in flight (two writes of one key at once could
+// land in either order).
 func (h *roomHost) start(id string, wg *sync.WaitGroup, sem chan struct{}) bool {
 	h.mu.Lock()
 	info, pending := h.pending[id]
@@ -350,7 +352,7 @@ func (h *roomHost) start(id string, wg *sync.WaitGroup, sem chan struct{}) bool 
 	h.writing[id] = flight
 	h.mu.Unlock()
 	wg.Add(1)
-	go func() {
+	h.node.work.run(func() {
 		defer func() { <-sem; wg.Done() }()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		var err error
@@ -375,7 +377,7 @@ func (h *roomHost) start(id string, wg *sync.WaitGroup, sem chan struct{}) bool 
 		if again {
 			h.urge()
 		}
-	}()
+	})
 	return true
 }
 
@@ -454,15 +456,16 @@ func decodeRoomCtl(b []byte) (roomCtl, error) {
 	return c, nil
 }
 
-// control serves one control request, off the bus's delivery goroutine.
+// control serves one control request on one of the node's workers, off
+// the bus's delivery goroutine.
 func (h *roomHost) control(m *nats.Msg) {
-	go func() {
+	h.node.work.run(func() {
 		resp := h.serveControl(m.Data)
 		b, _ := json.Marshal(resp)
 		if err := m.Respond(b); err != nil {
 			h.log.Warn("room control answer not sent", "err", err)
 		}
-	}()
+	})
 }
 
 func (h *roomHost) serveControl(data []byte) roomCtlResp {
