@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -22,6 +23,8 @@ import (
 
 	"github.com/hearth-server/hearth/client"
 	"github.com/hearth-server/hearth/hearthtest"
+	"github.com/hearth-server/hearth/internal/cluster"
+	"github.com/hearth-server/hearth/internal/gate"
 	"github.com/hearth-server/hearth/wire"
 )
 
@@ -356,4 +359,27 @@ func (l *pushLog) take(t testing.TB, n int) []client.Push {
 		}
 	}
 	return got
+}
+
+// startGate starts a gate of its own, cfg.ID its name on the bus, on the
+// embedded NATS of node (started with NATSListen), with node's routes and
+// a test logger; it is shut down when the test ends.
+func startGate(t testing.TB, node *hearthtest.Node, cfg gate.Config) *gate.Gate {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	bus, err := cluster.Connect(ctx, cluster.Config{URL: node.NATSURL(), Name: cfg.ID})
+	require.NoError(t, err)
+	t.Cleanup(bus.Close)
+	cfg.Routes = node.Routes
+	cfg.Logger = hearthtest.Logger(t, slog.LevelWarn)
+	g, err := gate.New(bus, cfg)
+	require.NoError(t, err)
+	require.NoError(t, g.Start())
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), waitLong)
+		defer scancel()
+		_ = g.Shutdown(sctx)
+	})
+	return g
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,7 +16,6 @@ import (
 	"github.com/hearth-server/hearth"
 	"github.com/hearth-server/hearth/client"
 	"github.com/hearth-server/hearth/hearthtest"
-	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/internal/gate"
 	"github.com/hearth-server/hearth/pb/syspb"
 	"github.com/hearth-server/hearth/wire"
@@ -150,25 +148,13 @@ func testChannels(t *testing.T, ownGate bool) {
 	var channels func() int
 	if ownGate {
 		require.Nil(t, node.Addr("tcp"), "the services node runs no gate")
-		bus, err := cluster.Connect(ctx, cluster.Config{URL: node.NATSURL(), Name: "chat-gate"})
-		require.NoError(t, err)
-		t.Cleanup(bus.Close)
-		g, err := gate.New(bus, gate.Config{
+		g := startGate(t, node, gate.Config{
 			ID:      "chat-gate",
 			TCPAddr: "127.0.0.1:0",
 			WSAddr:  "127.0.0.1:0",
-			Routes:  node.Routes,
-			Logger:  hearthtest.Logger(t, slog.LevelWarn),
 			// Without resume a disconnected session leaves its channels at
 			// once; with it, only when its grace passes (see resume tests).
 			Limits: gate.Limits{ResumeGrace: -1},
-		})
-		require.NoError(t, err)
-		require.NoError(t, g.Start())
-		t.Cleanup(func() {
-			sctx, scancel := context.WithTimeout(context.Background(), waitLong)
-			defer scancel()
-			_ = g.Shutdown(sctx)
 		})
 		addr = func(tr string) string { return g.Addr(tr).String() }
 		channels = g.Channels

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"reflect"
 	"runtime"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/hearth-server/hearth"
 	"github.com/hearth-server/hearth/hearthtest"
-	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/internal/gate"
 	"github.com/hearth-server/hearth/wire"
 )
@@ -296,19 +294,12 @@ func writeFrame(rc *rawClient, body []byte) error {
 // requests is read by a reader Go started.
 func TestGateStartsReadersWithConfigGo(t *testing.T) {
 	node := hearthtest.Start(t, hearth.Config{Roles: []string{"sys"}, NATSListen: "127.0.0.1:0"})
-	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
-	defer cancel()
-	bus, err := cluster.Connect(ctx, cluster.Config{URL: node.NATSURL(), Name: "go-gate"})
-	require.NoError(t, err)
-	t.Cleanup(bus.Close)
 	var reads atomic.Int64
 	reg := prometheus.NewRegistry()
-	g, err := gate.New(bus, gate.Config{
-		Metrics: gate.NewMetrics(reg),
+	g := startGate(t, node, gate.Config{
 		ID:      "go-gate",
 		TCPAddr: "127.0.0.1:0",
-		Routes:  node.Routes,
-		Logger:  hearthtest.Logger(t, slog.LevelWarn),
+		Metrics: gate.NewMetrics(reg),
 		Limits:  gate.Limits{ParkGap: time.Nanosecond},
 		Go: func(fn func()) {
 			if strings.HasSuffix(runtime.FuncForPC(reflect.ValueOf(fn).Pointer()).Name(), ".resumeReads-fm") {
@@ -316,13 +307,6 @@ func TestGateStartsReadersWithConfigGo(t *testing.T) {
 			}
 			go fn()
 		},
-	})
-	require.NoError(t, err)
-	require.NoError(t, g.Start())
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), waitLong)
-		defer scancel()
-		_ = g.Shutdown(sctx)
 	})
 
 	rc := dialRawAddr(t, "tcp", g.Addr("tcp").String())
