@@ -252,7 +252,9 @@ func (rt *RoomType) Service() *Service { return rt.svc }
 
 // HandleRoom registers a typed handler for "<type>.<method>": the request
 // of a player seated in a room of the type runs on that room's goroutine,
-// with the player's seat. Return an *Error to answer its code.
+// with the player's seat. Return an *Error to answer its code. The answer
+// is encoded on the room's goroutine as soon as fn returns, before the
+// room runs anything else, so it may share memory the room reuses.
 func HandleRoom[Req, Resp proto.Message](rt *RoomType, method string, fn func(r *Room, s *Seat, req Req) (Resp, error)) {
 	if method == roomRouteLeave || method == roomRouteSnapshot {
 		panic(fmt.Sprintf("hearth: room route %s.%s is the SDK's", rt.name, method))
@@ -274,7 +276,8 @@ func HandleRoom[Req, Resp proto.Message](rt *RoomType, method string, fn func(r 
 }
 
 // HandleRoomJSON is HandleRoom on plain Go types, encoded as JSON in
-// every session (see HandleJSON): a game without protoc.
+// every session (see HandleJSON): a game without protoc. As with
+// HandleRoom, the answer is encoded before the room runs anything else.
 func HandleRoomJSON[Req, Resp any](rt *RoomType, method string, fn func(r *Room, s *Seat, req Req) (Resp, error)) {
 	if method == roomRouteLeave || method == roomRouteSnapshot {
 		panic(fmt.Sprintf("hearth: room route %s.%s is the SDK's", rt.name, method))

@@ -137,7 +137,10 @@ func NewRoomType(name string, cfg TableConfig, st Ledger) (*hearth.RoomType, err
 				r.Logger().Info("niuniu action refused", "action", method, "user", s.User, "err", err)
 				return View{}, err
 			}
-			return t.view(r, s.Index), nil
+			// The answer is encoded before the room runs anything else
+			// (HandleRoomJSON), so it can be built in the pushes' view.
+			t.pushed = t.viewInto(r, s.Index, t.pushed.Seats[:0])
+			return t.pushed, nil
 		})
 	}
 	action("ready", func(t *table, r *hearth.Room, s *hearth.Seat, _ choice) error { return t.ready(r, s) })
@@ -201,7 +204,7 @@ type table struct {
 	errText string
 	isReady []bool    // by seat
 	players []*player // by seat; nil for a seat not in the round
-	pushed  View      // pushAll's view, reused
+	pushed  View      // the view pushAll and the moves' answers build, reused
 }
 
 // player is one seat's part in the running (or last) round.
