@@ -1,24 +1,35 @@
 package hearth
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // workerIdle is how long a handler goroutine waits for its next request
 // before it ends.
 const workerIdle = 5 * time.Second
 
-// workers runs request handlers on goroutines that outlive one request. A
-// goroutine per request started on a 2 KB stack and grew it on every
-// request (JSON, SQL: three or four copies to 16 KB), which was ~4% of a
-// busy node's CPU; a worker keeps its grown stack for the next one.
+// maxIdleWorkers bounds the workers that wait for a task at once: a burst
+// that ran a thousand tasks side by side leaves this many, not a thousand
+// goroutines for workerIdle. A steady load on a few cores keeps far fewer
+// busy at a time, so they still find an idle worker.
+const maxIdleWorkers = 16
+
+// workers runs tasks on goroutines that outlive one task. A goroutine per
+// request started on a 2 KB stack and grew it on every request (JSON, SQL:
+// three or four copies to 16 KB), which was ~4% of a busy node's CPU; a
+// worker keeps its grown stack for the next one.
 //
 // Handler goroutines use it, how many of them run at once still bounded
 // by Node.handlers, which callers take before run; so does the node's
 // gate, for the readers of parked sessions that wake and for output
-// flushes (gate.Config.Go). A worker ends after workerIdle without work,
-// or when quit closes.
+// flushes (gate.Config.Go), and the room host, for registry writes and
+// control requests. A worker ends after workerIdle without work, when
+// maxIdleWorkers others already wait, or when quit closes.
 type workers struct {
 	tasks chan func()     // unbuffered: a send succeeds only to an idle worker
 	quit  <-chan struct{} // the node finished shutting down
+	idle  atomic.Int32    // workers waiting on tasks
 }
 
 func newWorkers(quit <-chan struct{}) *workers {
@@ -36,16 +47,31 @@ func (w *workers) run(fn func()) {
 
 func (w *workers) work(fn func()) {
 	fn()
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
+	var idle *time.Timer
+	defer func() {
+		if idle != nil {
+			idle.Stop()
+		}
+	}()
 	for {
+		if w.idle.Add(1) > maxIdleWorkers {
+			w.idle.Add(-1)
+			return
+		}
+		if idle == nil {
+			idle = time.NewTimer(workerIdle)
+		} else {
+			idle.Reset(workerIdle)
+		}
 		select {
 		case fn := <-w.tasks:
+			w.idle.Add(-1)
 			fn()
-			idle.Reset(workerIdle)
 		case <-idle.C:
+			w.idle.Add(-1)
 			return
 		case <-w.quit:
+			w.idle.Add(-1)
 			return
 		}
 	}

@@ -81,3 +81,28 @@ func TestWorkersOutliveATask(t *testing.T) {
 	wg.Wait()
 	require.Greater(t, runtime.NumGoroutine(), before, "the workers should wait for more work")
 }
+
+// A burst of tasks side by side leaves at most maxIdleWorkers waiting for
+// more, not a goroutine per task of the burst.
+func TestWorkersKeepFewIdle(t *testing.T) {
+	before := runtime.NumGoroutine()
+	w := startWorkers(t)
+	const n = 4 * maxIdleWorkers
+	var started, ended sync.WaitGroup
+	started.Add(n)
+	ended.Add(n)
+	release := make(chan struct{})
+	for range n {
+		w.run(func() {
+			defer ended.Done()
+			started.Done()
+			<-release
+		})
+	}
+	started.Wait()
+	close(release)
+	ended.Wait()
+	waitFor(t, 10*time.Second, func() bool {
+		return runtime.NumGoroutine()-before <= maxIdleWorkers && w.idle.Load() == maxIdleWorkers
+	}, "more than maxIdleWorkers workers stayed after the burst, or fewer than that wait")
+}
