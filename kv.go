@@ -53,8 +53,9 @@ type KV interface {
 	// entry, then one entry with an empty Key marking that the current
 	// state is complete, then each change as it happens (deletions with
 	// Deleted set). The marker counts messages: a key rewritten while the
-	// watch starts can come only after it, as a change. Entries that expire by the bucket's TTL vanish without
-	// an event. The channel is closed when ctx ends or the node stops.
+	// watch starts can come only after it, as a change. Entries that
+	// expire by the bucket's TTL vanish without an event. The channel is
+	// closed when ctx ends or the node stops.
 	Watch(ctx context.Context, pattern string) (<-chan KVEntry, error)
 }
 

@@ -13,10 +13,8 @@ import (
 // times over. A room's goroutine that reads its players' balances at every
 // round kept such a stack, and at each collection the runtime halved it
 // (it was idle, using little of it) only for the next round to grow it
-// again: with 4,000 tables, shrinking those stacks was 40% of the tables
-// node's collector CPU, and growing them back nearly as much again
-// (docs/benchmarks.md § bots, session 25). On a reader goroutine the stack stays grown, and the
-// callers' stay small.
+// again (docs/benchmarks.md § bots, sessions 25 and 26). On a reader
+// goroutine the stack stays grown, and the callers' stay small.
 //
 // The hand-over is a channel without a buffer: a caller whose context ends
 // while every reader is busy gives up without its read ever starting, and
