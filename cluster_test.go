@@ -185,6 +185,13 @@ func TestClusterPushAcrossGates(t *testing.T) {
 	// One user, found through presence, on another node's gate.
 	require.NoError(t, svc.Push(ctx, "dave", "acct.note", &syspb.Tick{N: 1}))
 	require.ErrorIs(t, svc.Push(ctx, "nobody", "acct.note", &syspb.Tick{N: 1}), hearth.ErrOffline)
+	// That push may still be on its way (the node's bus connection buffers
+	// publishes): let it arrive before the gate subjects are watched, or
+	// the watcher counts it with the batch below.
+	hearthtest.Eventually(t, 5*time.Second, func() bool {
+		v, ok := got.Load("dave")
+		return ok && v.(*atomic.Int32).Load() == 1
+	}, "dave never got the push to him alone")
 
 	// Many users: one bus message per gate. Count them on the gate subjects.
 	watcher, err := nats.Connect(g1.NATSURL())
