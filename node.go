@@ -153,7 +153,11 @@ func New(cfg Config) (*Node, error) {
 	// whose answers stall on its collections shows it there.
 	n.metrics.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
 		collectors.GoRuntimeMetricsRule{Matcher: extraRuntimeMetrics})),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hearth_workers_idle",
+			Help: "Goroutines of the node's worker pool waiting for a task (at most 1024): shared by every session, not one's own.",
+		}, func() float64 { return float64(n.work.idle.Load()) }))
 	if err := n.Register(n.sysService()); err != nil {
 		return nil, err
 	}

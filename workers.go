@@ -10,10 +10,12 @@ import (
 const workerIdle = 5 * time.Second
 
 // maxIdleWorkers bounds the workers that wait for a task at once: a burst
-// that ran a thousand tasks side by side leaves this many, not a thousand
-// goroutines for workerIdle. A steady load on a few cores keeps far fewer
-// busy at a time, so they still find an idle worker.
-const maxIdleWorkers = 16
+// that ran thousands of tasks side by side leaves this many, not thousands
+// of goroutines for workerIdle. At 20,000 Niu Niu bots the tables node
+// keeps 500–900 idle; a cap of 16 made it start goroutines afresh instead,
+// and its collections' marks took a third longer (docs/benchmarks.md § bots,
+// sessions 26–27). The hearth_workers_idle gauge shows how many wait.
+const maxIdleWorkers = 1024
 
 // workers runs tasks on goroutines that outlive one task. A goroutine per
 // request started on a 2 KB stack and grew it on every request (JSON, SQL:

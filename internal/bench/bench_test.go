@@ -116,7 +116,7 @@ func TestBenchCommands(t *testing.T) {
 			// use may not grow at all (a reader goroutine's stack comes
 			// from spans already cached), and the row is left out.
 			nonZero: []string{"sessions", "server rss before", "server rss after"},
-			text:    []string{"rss per session", "rss per session, marginal", "after GC", "--gc-signal"},
+			text:    []string{"rss per session", "rss per session, marginal", "after GC", "--gc-signal", "idle workers", "the node's pool"},
 			// Idle TCP sessions park on the gate's poller: no goroutine each.
 			below: map[string]float64{"goroutines per session": 0.5},
 		},

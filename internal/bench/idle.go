@@ -27,6 +27,10 @@ type IdleResult struct {
 	HeapGC               memStep `json:"heap_inuse_after_gc_bytes,omitzero"`
 	StackPerSession      float64 `json:"stack_inuse_per_session_bytes,omitempty"`
 	GoroutinesPerSession float64 `json:"goroutines_per_session,omitempty"`
+	// WorkersIdle is the node's idle pooled workers at the end, left out
+	// of GoroutinesPerSession: the handshakes' burst leaves them for a few
+	// seconds, for all sessions (-1 unknown).
+	WorkersIdle int64 `json:"workers_idle"`
 	ConnectionsLost      int     `json:"connections_lost"`
 }
 
@@ -223,8 +227,14 @@ func runIdle(ctx context.Context, bf *benchFlags, ic idleConfig, opts options) (
 		res.StackPerSession = round2(float64(after.StackInuse-before.StackInuse) / float64(n))
 	}
 	countedG := before.Goroutines >= 0 && after.Goroutines >= 0
+	res.WorkersIdle = -1
 	if countedG {
-		res.GoroutinesPerSession = round2(float64(after.Goroutines-before.Goroutines) / float64(n))
+		g := after.Goroutines - before.Goroutines
+		if before.WorkersIdle >= 0 && after.WorkersIdle >= 0 {
+			res.WorkersIdle = after.WorkersIdle
+			g -= after.WorkersIdle - before.WorkersIdle
+		}
+		res.GoroutinesPerSession = round2(float64(g) / float64(n))
 	}
 
 	kb := func(b float64) string { return fmt.Sprintf("%.2f KB", b/1000) }
@@ -254,6 +264,9 @@ func runIdle(ctx context.Context, bf *benchFlags, ic idleConfig, opts options) (
 	}
 	if countedG { // 0 is a result: idle TCP sessions park without one
 		rep.add("goroutines per session", "%.2f", res.GoroutinesPerSession)
+		if res.WorkersIdle >= 0 {
+			rep.add("idle workers", "%d (the node's pool, shared, not counted above)", res.WorkersIdle)
+		}
 	}
 	if lost > 0 {
 		rep.add("connections lost", "%d", lost)

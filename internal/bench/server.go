@@ -327,6 +327,10 @@ type serverStats struct {
 	HeapInuse  int64         // Go heap in use, bytes (-1 unknown)
 	StackInuse int64         // goroutine stacks, bytes (-1 unknown)
 	Goroutines int64         // -1 unknown
+	// WorkersIdle are the node's pooled workers waiting for a task
+	// (hearth_workers_idle), among Goroutines; -1 unknown. A burst of
+	// connections leaves some for a few seconds, shared by all sessions.
+	WorkersIdle int64
 	ok         bool          // CPU and RSS are known
 }
 
@@ -334,7 +338,7 @@ type serverStats struct {
 // the admin /metrics for --addr with --admin-url. In-process, CPU is this
 // whole process (server and clients).
 func (t *target) stats(ctx context.Context) serverStats {
-	s := serverStats{HeapInuse: -1, StackInuse: -1, Goroutines: -1}
+	s := serverStats{HeapInuse: -1, StackInuse: -1, Goroutines: -1, WorkersIdle: -1}
 	var m map[string]float64
 	if t.adminURL != "" && (t.pid != 0 || t.external) {
 		m, _ = ScrapeMetrics(ctx, t.adminURL)
@@ -347,6 +351,9 @@ func (t *target) stats(ctx context.Context) serverStats {
 	}
 	if v, ok := m["go_goroutines"]; ok {
 		s.Goroutines = int64(v)
+	}
+	if v, ok := m["hearth_workers_idle"]; ok {
+		s.WorkersIdle = int64(v)
 	}
 	switch {
 	case len(t.members) > 0:
