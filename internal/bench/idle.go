@@ -30,8 +30,8 @@ type IdleResult struct {
 	// WorkersIdle is the node's idle pooled workers at the end, left out
 	// of GoroutinesPerSession: the handshakes' burst leaves them for a few
 	// seconds, for all sessions (-1 unknown).
-	WorkersIdle int64 `json:"workers_idle"`
-	ConnectionsLost      int     `json:"connections_lost"`
+	WorkersIdle     int64 `json:"workers_idle"`
+	ConnectionsLost int   `json:"connections_lost"`
 }
 
 // memStep is one memory figure before the sessions, with half of them and

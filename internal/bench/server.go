@@ -331,7 +331,7 @@ type serverStats struct {
 	// (hearth_workers_idle), among Goroutines; -1 unknown. A burst of
 	// connections leaves some for a few seconds, shared by all sessions.
 	WorkersIdle int64
-	ok         bool          // CPU and RSS are known
+	ok          bool // CPU and RSS are known
 }
 
 // stats reads the server's CPU and memory: from /proc for a child, from
