@@ -97,6 +97,12 @@ type Bus struct {
 	slow atomic.Pointer[func(*nats.Subscription)]
 
 	origin string // this connection's push origin (Envelope.Origin)
+	// ctl holds the gates' control subjects, copied on write under ctlMu:
+	// a subject built per push was an allocation on every room's goroutine,
+	// which in a collection's mark made it help mark, and once held a
+	// table's push 24 ms (docs/benchmarks.md § bots, session 27).
+	ctl   atomic.Pointer[map[string]string]
+	ctlMu sync.Mutex
 	// counts numbers the pushes sent to each session, in shards by the
 	// session id's hash: one map under one lock was taken by every push
 	// of the node (every room's), a queue of its own under load.
@@ -144,6 +150,32 @@ func (b *Bus) appendCounts(dst []uint64, sessions []string) []uint64 {
 	return dst
 }
 
+// maxControlSubjects bounds the control subjects kept: past it the cache
+// starts afresh (gates come and go with their nodes' ids).
+const maxControlSubjects = 256
+
+// gateControl is the control subject of gate, built once.
+func (b *Bus) gateControl(gate string) string {
+	if m := b.ctl.Load(); m != nil {
+		if subj, ok := (*m)[gate]; ok {
+			return subj
+		}
+	}
+	subj := b.subj.GateControl(gate)
+	b.ctlMu.Lock()
+	defer b.ctlMu.Unlock()
+	old := b.ctl.Load()
+	m := make(map[string]string, 8)
+	if old != nil && len(*old) < maxControlSubjects {
+		for g, s := range *old {
+			m[g] = s
+		}
+	}
+	m[gate] = subj
+	b.ctl.Store(&m)
+	return subj
+}
+
 // ForgetSession drops the push count of a session that ended.
 func (b *Bus) ForgetSession(session string) {
 	sh := b.countShard(session)
@@ -155,7 +187,7 @@ func (b *Bus) ForgetSession(session string) {
 // ForwardPush re-sends a push envelope to another gate as it is: a gate
 // forwarding pushes for sessions that moved keeps their origin and counts.
 func (b *Bus) ForwardPush(gate string, e *Envelope) error {
-	return b.Send(b.subj.GateControl(gate), e)
+	return b.Send(b.gateControl(gate), e)
 }
 
 // OnSlowConsumer sets fn to be called (on the connection's callback
@@ -503,7 +535,7 @@ func (b *Bus) Request(ctx context.Context, subject string, data []byte) (*nats.M
 // another gate, on that gate's connection: a gate handing a session over
 // relays what still reaches it for the session.
 func (b *Bus) Relay(gate, reply string, data []byte) error {
-	subject := b.subj.GateControl(gate)
+	subject := b.gateControl(gate)
 	if b.toLocal(subject, reply, data) {
 		return nil
 	}
@@ -516,7 +548,7 @@ func (b *Bus) Relay(gate, reply string, data []byte) error {
 // they reach it in the order sent even when it moves between gates.
 func (b *Bus) Push(gate string, sessions []string, route string, payload, json []byte) error {
 	var counts [pushCounts]uint64
-	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePush, Sessions: sessions, Route: route, Payload: payload, JSON: json, Origin: b.origin, Counts: b.appendCounts(counts[:0], sessions)})
+	return b.Send(b.gateControl(gate), &Envelope{Type: TypePush, Sessions: sessions, Route: route, Payload: payload, JSON: json, Origin: b.origin, Counts: b.appendCounts(counts[:0], sessions)})
 }
 
 // PushEach sends one push per session of one gate in one bus message
@@ -527,14 +559,14 @@ func (b *Bus) PushEach(gate string, sessions []string, route string, payloads []
 		return fmt.Errorf("cluster: push each: payloads do not match %d sessions: %w", len(sessions), err)
 	}
 	var counts [pushCounts]uint64
-	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePushEach, Sessions: sessions, Route: route, Payload: payloads, Origin: b.origin, Counts: b.appendCounts(counts[:0], sessions)})
+	return b.Send(b.gateControl(gate), &Envelope{Type: TypePushEach, Sessions: sessions, Route: route, Payload: payloads, Origin: b.origin, Counts: b.appendCounts(counts[:0], sessions)})
 }
 
 // PushID is Push of a channel message that has the id id (Envelope.MsgID
 // of a publish): a gate forwarding a publish to a session that moved keeps
 // the id, so the session's new gate can drop a copy it got directly.
 func (b *Bus) PushID(gate string, sessions []string, route string, payload, json []byte, id string) error {
-	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypePush, Sessions: sessions, Route: route, Payload: payload, JSON: json, MsgID: id})
+	return b.Send(b.gateControl(gate), &Envelope{Type: TypePush, Sessions: sessions, Route: route, Payload: payload, JSON: json, MsgID: id})
 }
 
 // messageID makes the id of one publish.
@@ -560,12 +592,12 @@ func (b *Bus) Broadcast(route string, payload, json []byte) error {
 
 // Kick closes a session on its gate with a code and a reason.
 func (b *Bus) Kick(gate, session string, code uint16, reason string) error {
-	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypeKick, Session: session, Status: code, Reason: reason})
+	return b.Send(b.gateControl(gate), &Envelope{Type: TypeKick, Session: session, Status: code, Reason: reason})
 }
 
 // Bind routes the session's requests for service to node; an empty node unbinds.
 func (b *Bus) Bind(gate, session, service, node string) error {
-	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypeBind, Session: session, Route: service, Node: node})
+	return b.Send(b.gateControl(gate), &Envelope{Type: TypeBind, Session: session, Route: service, Node: node})
 }
 
 // Join adds a session to a channel and returns once its gate has done so
@@ -581,7 +613,7 @@ func (b *Bus) Join(ctx context.Context, gate, session, channel string) error {
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 	}
-	m, err := b.Request(ctx, b.subj.GateControl(gate), buf)
+	m, err := b.Request(ctx, b.gateControl(gate), buf)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return fmt.Errorf("cluster: join %s: gate %s is gone: %w", channel, gate, ErrSessionGone)
@@ -601,12 +633,12 @@ func (b *Bus) Leave(gate, session, channel string) error {
 	if err := ValidateChannel(channel); err != nil {
 		return err
 	}
-	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypeLeave, Session: session, Channel: channel})
+	return b.Send(b.gateControl(gate), &Envelope{Type: TypeLeave, Session: session, Channel: channel})
 }
 
 // SetUser binds a session to a user id (empty unbinds).
 func (b *Bus) SetUser(gate, session, user string) error {
-	return b.Send(b.subj.GateControl(gate), &Envelope{Type: TypeSetUser, Session: session, User: user})
+	return b.Send(b.gateControl(gate), &Envelope{Type: TypeSetUser, Session: session, User: user})
 }
 
 // Flush waits up to timeout until the server has processed everything

@@ -310,15 +310,14 @@ func (s *Session) readSome(block bool) error {
 		}
 		into = s.rb[s.rbN:]
 	}
-	var n int
-	var rerr error
-	err := s.raw.Read(func(fd uintptr) bool {
-		n, rerr = unix.Read(int(fd), into)
-		if rerr == unix.EINTR {
-			return false
-		}
-		return !(block && rerr == unix.EAGAIN)
-	})
+	rd := &s.rd
+	if rd.fn == nil {
+		rd.fn = s.readFD
+	}
+	rd.into, rd.block, rd.n, rd.err = into, block, 0, nil
+	err := s.raw.Read(rd.fn)
+	n, rerr := rd.n, rd.err
+	rd.into, rd.err = nil, nil
 	switch {
 	case err != nil:
 		return err
@@ -340,6 +339,16 @@ func (s *Session) readSome(block bool) error {
 	}
 	s.rbN += n
 	return nil
+}
+
+// readFD is the raw connection's Read callback of readSome (s.rd).
+func (s *Session) readFD(fd uintptr) bool {
+	rd := &s.rd
+	rd.n, rd.err = unix.Read(int(fd), rd.into)
+	if rd.err == unix.EINTR {
+		return false
+	}
+	return !(rd.block && rd.err == unix.EAGAIN)
 }
 
 // handleBuffered handles every whole frame in the read buffer and keeps

@@ -146,6 +146,18 @@ type Session struct {
 	lastGap   int64  // ns between the last two such reads
 	readAny   bool   // a frame has been read since the handshake
 	noPark    bool   // the poller could not take it: reads block
+	// rd is readSome's call of the socket's Read: the callback, made once,
+	// and what it reads into and returns. A closure per read escaped to
+	// the heap with its results, three allocations a read; in a
+	// collection's mark the first allocation of each reader made it help
+	// mark (docs/benchmarks.md § bots, session 27).
+	rd struct {
+		fn    func(fd uintptr) bool
+		into  []byte
+		block bool
+		n     int
+		err   error
+	}
 }
 
 func newSession(g *Gate, conn net.Conn, ws bool) *Session {
