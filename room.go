@@ -48,8 +48,8 @@ const (
 )
 
 // RoomHandler is a room type's game logic. The SDK calls it on the room's
-// own goroutine, one call at a time, so it needs no lock; a slow handler
-// delays only its own room. Embed BaseRoom for no-op defaults.
+// goroutine (see Room), one call at a time, so it needs no lock; a slow
+// handler delays only its own room. Embed BaseRoom for no-op defaults.
 type RoomHandler interface {
 	// Create sets the new room up; params come from match.create or
 	// match.join. An error (an *Error to choose the code) refuses the room.
@@ -404,8 +404,10 @@ func (rt *RoomType) sessionEvent(_ context.Context, ev SessionEvent) {
 	})
 }
 
-// Room is one live room: a single-goroutine actor. Every method is for the
-// room's goroutine — handler code, timers — unless it says otherwise.
+// Room is one live room: an actor. Its messages (requests, timers, session
+// events, Post) run one at a time, in order, on whichever node worker runs
+// the room's turn; "the room's goroutine" below means that. Every method
+// is for it — handler code, timers — unless it says otherwise.
 type Room struct {
 	id      string
 	typ     *RoomType
@@ -415,6 +417,7 @@ type Room struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	mb      mailbox
+	turn    func() // drain, made once
 
 	// Owned by the room's goroutine.
 	seats    []*Seat
@@ -848,16 +851,25 @@ func (r *Room) guard(fn func() ([]byte, error)) (out []byte, err error) {
 // post queues fn for the room's goroutine. Player requests (client) count
 // against the room's mailbox bound; the SDK's own messages (timers, session
 // events) always get in, so a flood of requests cannot make a room miss
-// its timers.
+// its timers. The put that finds the room idle starts its turn on a node
+// worker.
 func (r *Room) post(client bool, fn func()) mailResult {
-	return r.mb.put(client, r.typ.cfg.Mailbox, fn)
+	res, start := r.mb.put(client, r.typ.cfg.Mailbox, fn)
+	if start {
+		r.host.node.work.run(r.turn)
+	}
+	return res
 }
 
-// run is the room's goroutine.
-func (r *Room) run() {
-	var msgs []func()
-	for range r.mb.wake {
-		msgs = r.mb.take(msgs)
+// drain is a room's turn: it runs the queued messages, and those that come
+// in meanwhile, until the mailbox is empty. A room has no goroutine of its
+// own: thousands of rooms that each allocated a little in a collection's
+// mark made thousands of goroutines do at least 64 KB of marking each
+// (docs/benchmarks.md § bots, session 28). One turn at a time (mailbox.busy)
+// keeps the room single-threaded, and the mailbox's lock orders the turns.
+func (r *Room) drain() {
+	msgs := r.mb.take(nil)
+	for len(msgs) > 0 {
 		for i, fn := range msgs {
 			fn()
 			msgs[i] = nil
@@ -870,17 +882,19 @@ func (r *Room) run() {
 			}
 			return
 		}
+		msgs = r.mb.take(msgs)
 	}
 }
 
-// mailbox is a room's queue: any goroutine puts, the room's goroutine
-// takes. mu guards q, clients and isShut.
+// mailbox is a room's queue: any goroutine puts, the room's turn takes.
+// mu guards every field.
 type mailbox struct {
 	mu      sync.Mutex
 	q       []func()
-	clients int // player requests in q
+	spare   []func() // the last turn's emptied queue, reused
+	clients int      // player requests in q
+	busy    bool     // a turn runs or is starting: the next put starts none
 	isShut  bool
-	wake    chan struct{} // cap 1: q is not empty
 }
 
 type mailResult int
@@ -891,35 +905,41 @@ const (
 	mailShut            // the room has closed
 )
 
-func (m *mailbox) put(client bool, limit int, fn func()) mailResult {
+// put queues fn; start says the room was idle and the caller must start
+// its turn.
+func (m *mailbox) put(client bool, limit int, fn func()) (res mailResult, start bool) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	switch {
 	case m.isShut:
-		m.mu.Unlock()
-		return mailShut
+		return mailShut, false
 	case client && m.clients >= limit:
-		m.mu.Unlock()
-		return mailFull
+		return mailFull, false
 	}
 	if client {
 		m.clients++
 	}
 	m.q = append(m.q, fn)
-	m.mu.Unlock()
-	select {
-	case m.wake <- struct{}{}:
-	default:
-	}
-	return mailOK
+	start = !m.busy
+	m.busy = true
+	return mailOK, start
 }
 
-// take returns the queued messages, handing back spare (emptied) as the
-// next queue so the two slices are reused.
-func (m *mailbox) take(spare []func()) []func() {
+// take returns the queued messages and keeps done (the turn's emptied
+// batch) to be the next queue. With nothing queued the turn ends: take
+// returns nil and the next put starts a new one.
+func (m *mailbox) take(done []func()) []func() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if done != nil {
+		m.spare = done[:0]
+	}
+	if len(m.q) == 0 {
+		m.busy = false
+		return nil
+	}
 	q := m.q
-	m.q = spare[:0]
+	m.q, m.spare = m.spare, nil
 	m.clients = 0
 	return q
 }

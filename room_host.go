@@ -534,7 +534,6 @@ func (h *roomHost) create(c roomCtl) (RoomInfo, int, error) {
 	}
 	r := h.newRoom(rt, handler, c.Private, c.Params)
 	h.mu.Unlock()
-	go r.run()
 	var (
 		info RoomInfo
 		seat int
@@ -574,10 +573,11 @@ func (h *roomHost) newRoom(rt *RoomType, handler RoomHandler, private bool, para
 	ctx, cancel := context.WithCancel(h.node.baseCtx)
 	r := &Room{
 		id: newRoomID(), typ: rt, host: h, handler: handler,
-		ctx: ctx, cancel: cancel, mb: mailbox{wake: make(chan struct{}, 1)},
+		ctx: ctx, cancel: cancel,
 		meta: map[string]string{}, params: maps.Clone(params), private: private,
 		created: time.Now().UTC(), timers: map[*Timer]struct{}{}, draining: h.draining,
 	}
+	r.turn = r.drain
 	r.log = h.log.With("room", r.id, "room_type", rt.name)
 	r.seats = make([]*Seat, rt.cfg.Seats)
 	for i := range r.seats {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -599,4 +600,26 @@ func TestRoomMessagesRunOneAtATimeInOrder(t *testing.T) {
 		t.Fatal("the room's last message never ran")
 	}
 	require.Empty(t, bad)
+}
+
+// Rooms run on the node's workers: a node with hundreds of quiet rooms
+// keeps no goroutine for each (a mark made each allocating goroutine help
+// it; docs/benchmarks.md § bots, session 28).
+func TestRoomsHaveNoGoroutineOfTheirOwn(t *testing.T) {
+	typ := NewRoomType("quiet", RoomConfig{KeepEmpty: true}, func() RoomHandler { return &scriptRoom{} })
+	n := startRoomNode(t, typ)
+	busy := func() int { return runtime.NumGoroutine() - int(n.work.idle.Load()) }
+	before := busy()
+	const rooms = 300
+	for i := range rooms {
+		createRoom(t, n, "quiet", i)
+	}
+	n.rooms.mu.Lock()
+	open := len(typ.rooms)
+	n.rooms.mu.Unlock()
+	require.Equal(t, rooms, open)
+	// The registry writer may still be busy with the listings; wait for a
+	// count that a goroutine a room could not reach.
+	waitFor(t, 10*time.Second, func() bool { return busy()-before < rooms/10 },
+		"the node kept a goroutine for each of %d quiet rooms", rooms)
 }

@@ -106,3 +106,56 @@ func TestWorkersKeepFewIdle(t *testing.T) {
 		return runtime.NumGoroutine()-before <= maxIdleWorkers && w.idle.Load() == maxIdleWorkers
 	}, "more than maxIdleWorkers workers stayed after the burst, or fewer than that wait")
 }
+
+// An idle worker is the next to run: after a burst left several idle, one
+// after another tasks all run on the goroutine that finished last, so the
+// others stay parked (workers' doc says why that matters).
+func TestWorkersPreferTheLastIdle(t *testing.T) {
+	w := startWorkers(t)
+	const burst = 8
+	var started sync.WaitGroup
+	started.Add(burst)
+	release := make(chan struct{})
+	for range burst {
+		w.run(func() { started.Done(); <-release })
+	}
+	started.Wait()
+	close(release)
+	allIdle := func() bool { return w.idle.Load() == burst }
+	waitFor(t, 10*time.Second, allIdle, "the burst's workers did not all go idle")
+	ran := map[uint64]int{}
+	for range 50 {
+		got := make(chan uint64, 1)
+		w.run(func() { got <- goid() })
+		ran[<-got]++
+		waitFor(t, 10*time.Second, allIdle, "the worker did not go idle again")
+	}
+	require.Len(t, ran, 1, "tasks run one after another rotated through the idle workers: %v", ran)
+}
+
+// Workers idle for idleFor end, the longest idle first, and the rest go on
+// running tasks.
+func TestWorkersEndWhenIdle(t *testing.T) {
+	before := runtime.NumGoroutine()
+	w := startWorkers(t)
+	w.idleFor = 50 * time.Millisecond
+	const burst = 20
+	var started sync.WaitGroup
+	started.Add(burst)
+	release := make(chan struct{})
+	for range burst {
+		w.run(func() { started.Done(); <-release })
+	}
+	started.Wait()
+	close(release)
+	waitFor(t, 10*time.Second, func() bool {
+		return w.idle.Load() == 0 && runtime.NumGoroutine() <= before
+	}, "the idle workers did not end, or their goroutines stayed")
+	done := make(chan struct{})
+	w.run(func() { close(done) })
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("gave up after 10s: no task ran once the idle workers had ended")
+	}
+}
