@@ -36,6 +36,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,6 +108,7 @@ func Main(ctx context.Context, args []string, opts cli.Options) int {
 	if !ok {
 		return code
 	}
+	collectSeldom()
 	if cf.cpuProfile != "" && cf.procs == 1 {
 		stop, err := bench.StartCPUProfile(cf.cpuProfile, "hearth bots", opts.Stderr)
 		if err != nil {
@@ -811,7 +813,25 @@ func startWorker(ctx context.Context, rc runConfig, insecure bool, profile strin
 
 // workerCmd is `hearth bots worker`: one share of the bots, started by
 // `hearth bots`; not for people.
+// botsGCPercent is the bots' processes' GOGC. Each collection of a
+// process that holds 20,000 bots made their goroutines help mark (at least
+// 64 KB each at its first allocation), stalling every bot's reads for a
+// few hundred ms at once: a burst of countdowns that looked late, caused
+// by the measuring tool (docs/benchmarks.md § bots, session 28). Four
+// times the default heap growth (a few hundred MB more) makes those
+// collections a quarter as frequent. The server's processes keep theirs.
+const botsGCPercent = 400
+
+// collectSeldom sets the bots' process's GOGC to botsGCPercent, unless the
+// environment chose one.
+func collectSeldom() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(botsGCPercent)
+	}
+}
+
 func workerCmd(ctx context.Context, args []string, opts cli.Options) int {
+	collectSeldom()
 	fs := flag.NewFlagSet("hearth bots worker", flag.ContinueOnError)
 	fs.SetOutput(opts.Stderr)
 	var rc runConfig

@@ -1,6 +1,7 @@
 package bots
 
 import (
+	"runtime/debug"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -19,5 +20,24 @@ func TestServerEnv(t *testing.T) {
 	} {
 		t.Setenv("GODEBUG", tc.godebug)
 		require.Equal(t, tc.want, serverEnv(), "GODEBUG=%q", tc.godebug)
+	}
+}
+
+// The bots' process collects at botsGCPercent unless GOGC chose: each of
+// its collections made every bot's read late at once.
+func TestCollectSeldom(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+	for _, tc := range []struct {
+		gogc string
+		want int
+	}{
+		{"", botsGCPercent},
+		{"150", 100}, // the environment's choice, which the runtime took at start (here the 100 set above)
+	} {
+		debug.SetGCPercent(100)
+		t.Setenv("GOGC", tc.gogc)
+		collectSeldom()
+		require.Equal(t, tc.want, debug.SetGCPercent(100), "GOGC=%q", tc.gogc)
 	}
 }
