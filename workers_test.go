@@ -107,20 +107,26 @@ func TestWorkersKeepFewIdle(t *testing.T) {
 	}, "more than maxIdleWorkers workers stayed after the burst, or fewer than that wait")
 }
 
+// runSideBySide runs n tasks that all wait until every one has started,
+// so n workers run at once, and lets them end.
+func runSideBySide(w *workers, n int) {
+	var started sync.WaitGroup
+	started.Add(n)
+	release := make(chan struct{})
+	for range n {
+		w.run(func() { started.Done(); <-release })
+	}
+	started.Wait()
+	close(release)
+}
+
 // An idle worker is the next to run: after a burst left several idle, one
 // after another tasks all run on the goroutine that finished last, so the
 // others stay parked (workers' doc says why that matters).
 func TestWorkersPreferTheLastIdle(t *testing.T) {
 	w := startWorkers(t)
 	const burst = 8
-	var started sync.WaitGroup
-	started.Add(burst)
-	release := make(chan struct{})
-	for range burst {
-		w.run(func() { started.Done(); <-release })
-	}
-	started.Wait()
-	close(release)
+	runSideBySide(w, burst)
 	allIdle := func() bool { return w.idle.Load() == burst }
 	waitFor(t, 10*time.Second, allIdle, "the burst's workers did not all go idle")
 	ran := map[uint64]int{}
@@ -140,14 +146,7 @@ func TestWorkersEndWhenIdle(t *testing.T) {
 	w := startWorkers(t)
 	w.idleFor = 50 * time.Millisecond
 	const burst = 20
-	var started sync.WaitGroup
-	started.Add(burst)
-	release := make(chan struct{})
-	for range burst {
-		w.run(func() { started.Done(); <-release })
-	}
-	started.Wait()
-	close(release)
+	runSideBySide(w, burst)
 	waitFor(t, 10*time.Second, func() bool {
 		return w.idle.Load() == 0 && runtime.NumGoroutine() <= before
 	}, "the idle workers did not end, or their goroutines stayed")
