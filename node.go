@@ -157,7 +157,7 @@ func New(cfg Config) (*Node, error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "hearth_workers_idle",
 			Help: "Goroutines of the node's worker pool waiting for a task (at most 1024): shared by every session, not one's own.",
-		}, func() float64 { return float64(n.work.idle.Load()) }))
+		}, func() float64 { return float64(n.work.idle()) }))
 	if err := n.Register(n.sysService()); err != nil {
 		return nil, err
 	}

@@ -608,7 +608,7 @@ func TestRoomMessagesRunOneAtATimeInOrder(t *testing.T) {
 func TestRoomsHaveNoGoroutineOfTheirOwn(t *testing.T) {
 	typ := NewRoomType("quiet", RoomConfig{KeepEmpty: true}, func() RoomHandler { return &scriptRoom{} })
 	n := startRoomNode(t, typ)
-	busy := func() int { return runtime.NumGoroutine() - int(n.work.idle.Load()) }
+	busy := func() int { return runtime.NumGoroutine() - n.work.idle() }
 	before := busy()
 	const rooms = 300
 	for i := range rooms {

@@ -2,7 +2,6 @@ package hearth
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -42,7 +41,6 @@ const maxIdleWorkers = 1024
 type workers struct {
 	quit    <-chan struct{} // the node finished shutting down
 	idleFor time.Duration   // workerIdle; tests shorten it
-	idle    atomic.Int32    // len(stack), for the gauge
 
 	mu     sync.Mutex
 	stack  []*worker // idle workers, the most recently idle last
@@ -69,7 +67,6 @@ func (w *workers) run(fn func()) {
 		wk := w.stack[n-1]
 		w.stack[n-1] = nil
 		w.stack = w.stack[:n-1]
-		w.idle.Store(int32(len(w.stack)))
 		w.mu.Unlock()
 		wk.task <- fn
 		return
@@ -99,6 +96,14 @@ func (w *workers) work(wk *worker, fn func()) {
 	}
 }
 
+// idle is how many workers wait for a task (the hearth_workers_idle
+// gauge).
+func (w *workers) idle() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.stack)
+}
+
 // park puts wk on the idle stack, unless maxIdleWorkers already wait.
 func (w *workers) park(wk *worker) bool {
 	now := time.Now()
@@ -109,7 +114,6 @@ func (w *workers) park(wk *worker) bool {
 	}
 	wk.since = now
 	w.stack = append(w.stack, wk)
-	w.idle.Store(int32(len(w.stack)))
 	if w.reaper == nil {
 		w.reaper = time.AfterFunc(w.idleFor, w.reap)
 	}
@@ -125,7 +129,6 @@ func (w *workers) unpark(wk *worker) bool {
 			copy(w.stack[i:], w.stack[i+1:])
 			w.stack[len(w.stack)-1] = nil
 			w.stack = w.stack[:len(w.stack)-1]
-			w.idle.Store(int32(len(w.stack)))
 			return true
 		}
 	}
@@ -147,7 +150,6 @@ func (w *workers) reap() {
 		rest := copy(w.stack, w.stack[n:])
 		clear(w.stack[rest:])
 		w.stack = w.stack[:rest]
-		w.idle.Store(int32(rest))
 	}
 	w.reaper = nil
 	if len(w.stack) > 0 {

@@ -103,7 +103,7 @@ func TestWorkersKeepFewIdle(t *testing.T) {
 	close(release)
 	ended.Wait()
 	waitFor(t, 10*time.Second, func() bool {
-		return runtime.NumGoroutine()-before <= maxIdleWorkers && w.idle.Load() == maxIdleWorkers
+		return runtime.NumGoroutine()-before <= maxIdleWorkers && w.idle() == maxIdleWorkers
 	}, "more than maxIdleWorkers workers stayed after the burst, or fewer than that wait")
 }
 
@@ -127,7 +127,7 @@ func TestWorkersPreferTheLastIdle(t *testing.T) {
 	w := startWorkers(t)
 	const burst = 8
 	runSideBySide(w, burst)
-	allIdle := func() bool { return w.idle.Load() == burst }
+	allIdle := func() bool { return w.idle() == burst }
 	waitFor(t, 10*time.Second, allIdle, "the burst's workers did not all go idle")
 	ran := map[uint64]int{}
 	for range 50 {
@@ -139,8 +139,8 @@ func TestWorkersPreferTheLastIdle(t *testing.T) {
 	require.Len(t, ran, 1, "tasks run one after another rotated through the idle workers: %v", ran)
 }
 
-// Workers idle for idleFor end, the longest idle first, and the rest go on
-// running tasks.
+// Workers idle for idleFor end, and a task after that still runs (on a
+// new worker).
 func TestWorkersEndWhenIdle(t *testing.T) {
 	before := runtime.NumGoroutine()
 	w := startWorkers(t)
@@ -148,7 +148,7 @@ func TestWorkersEndWhenIdle(t *testing.T) {
 	const burst = 20
 	runSideBySide(w, burst)
 	waitFor(t, 10*time.Second, func() bool {
-		return w.idle.Load() == 0 && runtime.NumGoroutine() <= before
+		return w.idle() == 0 && runtime.NumGoroutine() <= before
 	}, "the idle workers did not end, or their goroutines stayed")
 	done := make(chan struct{})
 	w.run(func() { close(done) })

@@ -811,8 +811,6 @@ func startWorker(ctx context.Context, rc runConfig, insecure bool, profile strin
 	return s, nil
 }
 
-// workerCmd is `hearth bots worker`: one share of the bots, started by
-// `hearth bots`; not for people.
 // botsGCPercent is the bots' processes' GOGC. Each collection of a
 // process that holds 20,000 bots made their goroutines help mark (at least
 // 64 KB each at its first allocation), stalling every bot's reads for a
@@ -830,6 +828,8 @@ func collectSeldom() {
 	}
 }
 
+// workerCmd is `hearth bots worker`: one share of the bots, started by
+// `hearth bots`; not for people.
 func workerCmd(ctx context.Context, args []string, opts cli.Options) int {
 	collectSeldom()
 	fs := flag.NewFlagSet("hearth bots worker", flag.ContinueOnError)
