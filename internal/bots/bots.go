@@ -332,6 +332,12 @@ type Result struct {
 	// the countdowns' lateness at the source, without the delivery.
 	ServerTimers     *int64 `json:"server_timers,omitempty"`
 	ServerTimersLate *int64 `json:"server_timers_late,omitempty"`
+	// Pushes of the server's services (the tables' views) that its gates
+	// wrote in the window, and those written more than 50 ms after the
+	// room sent them (hearth_push_delay_seconds): the delivery's share at
+	// the server, from the room through the bus and the gate to the socket.
+	ServerPushes     *int64 `json:"server_pushes,omitempty"`
+	ServerPushesLate *int64 `json:"server_pushes_late,omitempty"`
 	// In the window, how often goroutines became runnable and how many of
 	// those waited more than 10.49 ms for a CPU (go_sched_latencies_seconds,
 	// /sched/latencies:seconds), in the server's processes and in the
@@ -558,6 +564,8 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		if cpuRamp.ok && cpuStop.ok && cpuStop.timers > 0 {
 			n, late := int64(cpuStop.timers-cpuRamp.timers), int64(cpuStop.timersLate-cpuRamp.timersLate)
 			res.ServerTimers, res.ServerTimersLate = &n, &late
+			n, late = int64(cpuStop.pushes-cpuRamp.pushes), int64(cpuStop.pushesLate-cpuRamp.pushesLate)
+			res.ServerPushes, res.ServerPushesLate = &n, &late
 		}
 		if cpuRamp.waitsOK && cpuStop.waitsOK {
 			n, slow := uint64(cpuStop.waits-cpuRamp.waits), uint64(cpuStop.slowWaits-cpuRamp.slowWaits)
@@ -935,6 +943,9 @@ func emit(w io.Writer, cf *config, r *Result) {
 	}
 	if r.ServerTimers != nil {
 		row("server timers late >50ms", "%s of %s (room timers run after their deadline, at the server)", bench.FormatInt(*r.ServerTimersLate), bench.FormatInt(*r.ServerTimers))
+	}
+	if r.ServerPushes != nil {
+		row("server pushes late >50ms", "%s of %s (written to the socket after the room pushed them, at the server)", bench.FormatInt(*r.ServerPushesLate), bench.FormatInt(*r.ServerPushes))
 	}
 	if r.ServerWaits != nil {
 		row("CPU waits >10ms", "server %s, bots %s (goroutines runnable but waiting for a core)",

@@ -227,6 +227,9 @@ type usage struct {
 	// Room timers run (hearth_room_timer_lateness_seconds) and those that
 	// ran more than 50 ms after their deadline, over every node.
 	timers, timersLate float64
+	// Service pushes the gates wrote (hearth_push_delay_seconds) and those
+	// written more than 50 ms after the service sent them.
+	pushes, pushesLate float64
 	// Times the server's goroutines became runnable
 	// (go_sched_latencies_seconds), and those that waited more than
 	// slowWait for a CPU, over every process; waitsOK is false when a
@@ -279,6 +282,9 @@ func (s *server) usage(ctx context.Context) usage {
 		n := m["hearth_room_timer_lateness_seconds_count"]
 		u.timers += n
 		u.timersLate += n - m[`hearth_room_timer_lateness_seconds_bucket{le="0.05"}`]
+		n = m["hearth_push_delay_seconds_count"]
+		u.pushes += n
+		u.pushesLate += n - m[`hearth_push_delay_seconds_bucket{le="0.05"}`]
 		all, slow, ok := schedFromMetrics(m)
 		u.waits += all
 		u.slowWaits += slow

@@ -548,7 +548,7 @@ func (b *Bus) Relay(gate, reply string, data []byte) error {
 // they reach it in the order sent even when it moves between gates.
 func (b *Bus) Push(gate string, sessions []string, route string, payload, json []byte) error {
 	var counts [pushCounts]uint64
-	return b.Send(b.gateControl(gate), &Envelope{Type: TypePush, Sessions: sessions, Route: route, Payload: payload, JSON: json, Origin: b.origin, Counts: b.appendCounts(counts[:0], sessions)})
+	return b.Send(b.gateControl(gate), &Envelope{Type: TypePush, Sessions: sessions, Route: route, Payload: payload, JSON: json, Origin: b.origin, Counts: b.appendCounts(counts[:0], sessions), Sent: time.Now().UnixNano()})
 }
 
 // PushEach sends one push per session of one gate in one bus message
@@ -559,7 +559,7 @@ func (b *Bus) PushEach(gate string, sessions []string, route string, payloads []
 		return fmt.Errorf("cluster: push each: payloads do not match %d sessions: %w", len(sessions), err)
 	}
 	var counts [pushCounts]uint64
-	return b.Send(b.gateControl(gate), &Envelope{Type: TypePushEach, Sessions: sessions, Route: route, Payload: payloads, Origin: b.origin, Counts: b.appendCounts(counts[:0], sessions)})
+	return b.Send(b.gateControl(gate), &Envelope{Type: TypePushEach, Sessions: sessions, Route: route, Payload: payloads, Origin: b.origin, Counts: b.appendCounts(counts[:0], sessions), Sent: time.Now().UnixNano()})
 }
 
 // PushID is Push of a channel message that has the id id (Envelope.MsgID

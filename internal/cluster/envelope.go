@@ -72,7 +72,16 @@ type Envelope struct {
 	Codec    Codec
 	Status   uint16
 	Seq      uint32
-	Deadline int64 // unix nanoseconds; 0 = none
+	Deadline int64 // a request's deadline, unix nanoseconds; 0 = none
+	// Sent is when a service sent a push (TypePush, TypePushEach), unix
+	// nanoseconds, 0 = not said: the gate measures from it how long the
+	// push took to reach the client's socket (hearth_push_delay_seconds).
+	// It and Deadline share one slot of the encoding, read as Deadline for
+	// a request and as Sent otherwise, so a push's time costs no byte
+	// where it is not set, and the envelope's format stays that of
+	// version 2: a gate of an earlier version reads it as a deadline,
+	// which it ignores on a push.
+	Sent int64
 	Gate     string
 	Session  string
 	User     string
@@ -115,7 +124,7 @@ func (e *Envelope) Append(dst []byte) []byte {
 	dst = append(dst, envelopeVersion, byte(e.Type), byte(e.Codec))
 	dst = binary.AppendUvarint(dst, uint64(e.Status))
 	dst = binary.AppendUvarint(dst, uint64(e.Seq))
-	dst = binary.AppendVarint(dst, e.Deadline)
+	dst = binary.AppendVarint(dst, e.timeSlot())
 	for _, s := range [...]string{e.Gate, e.Session, e.User, e.Route, e.Trace, e.Addr, e.Channel, e.Node, e.Reason, e.MsgID, e.Origin} {
 		dst = appendString(dst, s)
 	}
@@ -134,6 +143,14 @@ func (e *Envelope) Append(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(e.JSON)))
 	dst = append(dst, e.JSON...)
 	return append(dst, e.Payload...)
+}
+
+// timeSlot is what the encoding's one time field holds (Envelope.Sent).
+func (e *Envelope) timeSlot() int64 {
+	if e.Type == TypeRequest {
+		return e.Deadline
+	}
+	return e.Sent
 }
 
 // maxSize bounds the length of e's encoding: each number at most a
@@ -207,7 +224,11 @@ func (e *Envelope) Decode(b []byte) error {
 		return errEnvelope
 	}
 	e.Seq = uint32(seq)
-	e.Deadline = d.varint()
+	if t := d.varint(); e.Type == TypeRequest {
+		e.Deadline = t
+	} else {
+		e.Sent = t
+	}
 	for _, p := range [...]*string{&e.Gate, &e.Session, &e.User, &e.Route, &e.Trace, &e.Addr, &e.Channel, &e.Node, &e.Reason, &e.MsgID, &e.Origin} {
 		*p = d.string()
 	}

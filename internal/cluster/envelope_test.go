@@ -14,11 +14,11 @@ func sampleEnvelopes() []*Envelope {
 			Route: "room.join", Trace: "00ff00ff00ff00ff", Addr: "127.0.0.1:5555",
 			Bindings: []Binding{{Service: "room", Node: "node-7"}, {Service: "chat", Node: "node-2"}}, Payload: []byte(`{"a":1}`)},
 		{Type: TypeResponse, Seq: 0xffffffff, Status: 302, Payload: []byte("did not answer")},
-		{Type: TypePush, Sessions: []string{"a", "b", "c"}, Route: "chat.msg", Payload: []byte{1, 2, 3}, JSON: []byte(`{"x":1}`)},
+		{Type: TypePush, Sessions: []string{"a", "b", "c"}, Route: "chat.msg", Payload: []byte{1, 2, 3}, JSON: []byte(`{"x":1}`), Sent: 1_700_000_000_123_456_789},
 		{Type: TypePublish, Channel: "room.niuniu.42", Route: "room.state", JSON: []byte(`{}`)},
 		{Type: TypeKick, Session: "s", Status: 104, Reason: "logged in elsewhere"},
 		{Type: TypeBind, Session: "s", Route: "room", Node: "node-3"},
-		{Type: TypeEvent, Status: uint16(EventClosed), Gate: "g", Session: "s", Deadline: -5},
+		{Type: TypeEvent, Status: uint16(EventClosed), Gate: "g", Session: "s", Sent: -5},
 		{Type: TypePushEach, Sessions: []string{"a", "b"}, Route: "cards.state", Origin: "n1/x", Counts: []uint64{7, 1},
 			Payload: AppendPayloads(nil, [][]byte{[]byte(`{"you":0}`), {0x08, 0x01}})},
 	}
@@ -85,6 +85,29 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		room := make([]byte, 1, 1+e.maxSize())
 		require.Same(t, unsafe.SliceData(room), unsafe.SliceData(e.Append(room)), "%v: the encoding outgrew maxSize", e.Type)
 	}
+}
+
+// A request's deadline and a push's sending time share one slot of the
+// encoding: each type reads it as its own field, and the bytes are those a
+// version-2 envelope with that deadline had.
+func TestEnvelopeTimeSlot(t *testing.T) {
+	const at = 1_700_000_000_000_000_000
+	req := (&Envelope{Type: TypeRequest, Deadline: at}).Append(nil)
+	push := (&Envelope{Type: TypePush, Sent: at}).Append(nil)
+	require.Equal(t, req[3:], push[3:], "the same slot")
+	got, err := DecodeEnvelope(req)
+	require.NoError(t, err)
+	require.Equal(t, int64(at), got.Deadline)
+	require.Zero(t, got.Sent)
+	got, err = DecodeEnvelope(push)
+	require.NoError(t, err)
+	require.Equal(t, int64(at), got.Sent)
+	require.Zero(t, got.Deadline)
+	// A request's Sent and a push's Deadline are not encoded.
+	got, err = DecodeEnvelope((&Envelope{Type: TypePushEach, Deadline: at}).Append(nil))
+	require.NoError(t, err)
+	require.Zero(t, got.Deadline)
+	require.Zero(t, got.Sent)
 }
 
 func TestEnvelopeRejects(t *testing.T) {

@@ -432,13 +432,16 @@ func (g *Gate) onPush(e *cluster.Envelope, b *busBatch) {
 			if w := s.pushFrame(p, src, b != nil); w != nil {
 				b.held = append(b.held, w)
 			}
+			if b != nil && e.Sent != 0 && s.State() == StateActive {
+				b.sent = append(b.sent, e.Sent)
+			}
 		} else if mv, ok := g.moves.get(id); ok && mv.gate != "" && mv.gate != g.cfg.ID {
 			if moved == nil {
 				moved, movedEach = map[string]*cluster.Envelope{}, map[string][][]byte{}
 			}
 			f := moved[mv.gate]
 			if f == nil {
-				f = &cluster.Envelope{Type: e.Type, Route: e.Route, Payload: e.Payload, JSON: e.JSON, MsgID: e.MsgID, Origin: e.Origin}
+				f = &cluster.Envelope{Type: e.Type, Route: e.Route, Payload: e.Payload, JSON: e.JSON, MsgID: e.MsgID, Origin: e.Origin, Sent: e.Sent}
 				moved[mv.gate] = f
 			}
 			f.Sessions = append(f.Sessions, id)

@@ -344,6 +344,7 @@ func New(bus *cluster.Bus, cfg Config) (*Gate, error) {
 	if g.m == nil {
 		g.m = newMetrics(nil)
 	}
+	g.batch.delay = g.m.pushDelay
 	if g.m.reg != nil {
 		g.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "hearth_sessions_parked", Help: "Connected sessions waiting for their next frame on the gate's poller, with no goroutine (Limits.ParkGap).",

@@ -30,6 +30,9 @@ type Metrics struct {
 	// inboxDrops counts messages of the node's own services that the gate
 	// dropped because it fell behind them (inboxBytes queued).
 	inboxDrops prometheus.Counter
+	// pushDelay is a service push's time from its send (Envelope.Sent) to
+	// the gate's write of it to the client's socket.
+	pushDelay prometheus.Histogram
 
 	reg prometheus.Registerer // nil: no registry
 
@@ -73,6 +76,11 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		inboxDrops: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hearth_gate_inbox_drops_total", Help: "Messages from the node's own services (answers, pushes, control) that the gate dropped because 256 MiB of them waited: it fell behind.",
 		}),
+		pushDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hearth_push_delay_seconds",
+			Help:    "Time from a service's push (a room's Push, PushEach) to the gate's write of it to the client's socket: the bus, the gate's queue and the write.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
 		writes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hearth_socket_writes_total", Help: "Writes to client sockets; each carries one frame or more (compare hearth_frames_total).",
 		}),
@@ -92,7 +100,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.reg = reg
 	if reg != nil {
-		reg.MustRegister(m.sessions, frames, m.latency, m.errors, m.kicks, m.detached, m.resumes, m.channelDrops, m.slowForwards, m.inboxDrops, m.writes)
+		reg.MustRegister(m.sessions, frames, m.latency, m.errors, m.kicks, m.detached, m.resumes, m.channelDrops, m.slowForwards, m.inboxDrops, m.writes, m.pushDelay)
 	}
 	return m
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/wire"
 )
@@ -558,6 +560,11 @@ func (s *Session) flushHeld(inPlace bool) {
 type busBatch struct {
 	held []*Session
 	msgs int // messages since the last release
+	// sent holds, for each push of the batch to a connected session, when
+	// its service sent it (Envelope.Sent); release observes each one's
+	// delay on delay once it has written the batch.
+	sent  []int64
+	delay prometheus.Observer // nil: not measured
 }
 
 // maxBusBatch bounds how many bus messages a batch spans, so a busy
@@ -570,6 +577,16 @@ func (b *busBatch) release() {
 		b.held[i] = nil
 	}
 	b.held, b.msgs = b.held[:0], 0
+	if len(b.sent) == 0 {
+		return
+	}
+	if b.delay != nil {
+		now := time.Now().UnixNano()
+		for _, t := range b.sent {
+			b.delay.Observe(float64(max(now-t, 0)) / 1e9)
+		}
+	}
+	b.sent = b.sent[:0]
 }
 
 // gap records that a channel message for this session was lost (the gate

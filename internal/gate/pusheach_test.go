@@ -3,6 +3,7 @@ package gate_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -52,4 +53,53 @@ func TestPushEach(t *testing.T) {
 		require.Equal(t, string(payloads[i]), string(f.Payload), "session %d got another's payload", i)
 		rc.ping(1)
 	}
+}
+
+// hearth_push_delay_seconds counts each service push a gate writes to a
+// connected client, from the time the service sent it: a push forwarded to
+// the session's new gate keeps that time, and one sent long ago lands in
+// the histogram's top bucket.
+func TestPushDelayMetric(t *testing.T) {
+	t.Parallel()
+	c := startResumeCluster(t, hearth.Limits{})
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	bus, err := cluster.Connect(ctx, cluster.Config{URL: c.a.NATSURL(), Name: "push-delay-test"})
+	require.NoError(t, err)
+	t.Cleanup(bus.Close)
+
+	x := dialRaw(t, c.a, "tcp")
+	ax := x.handshake(wire.CodecJSON)
+	z := dialRaw(t, c.a, "tcp") // moves to gate-b
+	az := z.handshake(wire.CodecJSON)
+	require.NoError(t, z.conn.Close())
+	hearthtest.Eventually(t, waitLong, func() bool { return detached(t, c.a) >= 1 }, "z never detached")
+	z = dialRaw(t, c.b, "tcp")
+	require.True(t, ackOf(t, z.resumeHandshake(wire.CodecJSON, az.Resume, 0)).Resumed)
+
+	const (
+		count = "hearth_push_delay_seconds_count"
+		below = `hearth_push_delay_seconds_bucket{le="2.5"}`
+	)
+	a0, b0 := scrape(t, c.a), scrape(t, c.b)
+	require.NoError(t, bus.PushEach("gate-a", []string{ax.Session, az.Session}, "t.each",
+		cluster.AppendPayloads(nil, [][]byte{[]byte(`1`), []byte(`2`)})))
+	for _, rc := range []*rawClient{x, z} {
+		require.Equal(t, wire.KindPush, rc.next().Kind)
+	}
+	hearthtest.Eventually(t, waitLong, func() bool { return scrape(t, c.a)[count] == a0[count]+1 },
+		"gate-a did not count its one push (%v before)", a0[count])
+	hearthtest.Eventually(t, waitLong, func() bool { return scrape(t, c.b)[count] == b0[count]+1 },
+		"gate-b did not count the push gate-a forwarded (%v before)", b0[count])
+	require.Equal(t, scrape(t, c.a)[below], a0[below]+1, "a fresh push is under 2.5 s")
+
+	// A push its service sent 10 s ago: above every bucket but +Inf.
+	old := (&cluster.Envelope{Type: cluster.TypePush, Sessions: []string{ax.Session}, Route: "t.old", JSON: []byte(`3`),
+		Sent: time.Now().Add(-10 * time.Second).UnixNano()}).Append(nil)
+	a1 := scrape(t, c.a)
+	require.NoError(t, bus.Conn().Publish("hearth.gate.gate-a.c", old))
+	require.Equal(t, "t.old", string(x.next().Route))
+	hearthtest.Eventually(t, waitLong, func() bool { return scrape(t, c.a)[count] == a1[count]+1 },
+		"gate-a did not count the old push")
+	require.Equal(t, a1[below], scrape(t, c.a)[below], "a push sent 10 s ago counted under 2.5 s")
 }
