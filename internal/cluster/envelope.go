@@ -81,16 +81,16 @@ type Envelope struct {
 	// where it is not set, and the envelope's format stays that of
 	// version 2: a gate of an earlier version reads it as a deadline,
 	// which it ignores on a push.
-	Sent int64
-	Gate     string
-	Session  string
-	User     string
-	Route    string
-	Trace    string
-	Addr     string
-	Channel  string
-	Node     string
-	Reason   string
+	Sent    int64
+	Gate    string
+	Session string
+	User    string
+	Route   string
+	Trace   string
+	Addr    string
+	Channel string
+	Node    string
+	Reason  string
 	// MsgID identifies one channel publish, so a gate can drop a copy that
 	// reaches a session twice around a hand-over.
 	MsgID string
