@@ -564,8 +564,8 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		if cpuRamp.ok && cpuStop.ok && cpuStop.timers > 0 {
 			n, late := int64(cpuStop.timers-cpuRamp.timers), int64(cpuStop.timersLate-cpuRamp.timersLate)
 			res.ServerTimers, res.ServerTimersLate = &n, &late
-			n, late = int64(cpuStop.pushes-cpuRamp.pushes), int64(cpuStop.pushesLate-cpuRamp.pushesLate)
-			res.ServerPushes, res.ServerPushesLate = &n, &late
+			pn, plate := int64(cpuStop.pushes-cpuRamp.pushes), int64(cpuStop.pushesLate-cpuRamp.pushesLate)
+			res.ServerPushes, res.ServerPushesLate = &pn, &plate
 		}
 		if cpuRamp.waitsOK && cpuStop.waitsOK {
 			n, slow := uint64(cpuStop.waits-cpuRamp.waits), uint64(cpuStop.slowWaits-cpuRamp.slowWaits)
