@@ -130,6 +130,7 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	select {
 	case <-node.Ready():
 		printListeners(opts.Stdout, node, cfg)
+		hugePagesHint(opts.Stdout, TransparentHugePages())
 	case err := <-errc:
 		fmt.Fprintf(opts.Stderr, "hearth serve: %s\n", flagNames.Replace(err.Error()))
 		return 1

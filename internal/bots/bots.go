@@ -363,7 +363,12 @@ type Result struct {
 	StolenCPU  *float64 `json:"stolen_cpu_cores,omitempty"`
 	LoadStart  string   `json:"load_average_start,omitempty"`
 	LoadEnd    string   `json:"load_average_end,omitempty"`
-	Notes      []string `json:"notes,omitempty"`
+	// The machine's transparent huge page mode (always, madvise, never;
+	// "" off Linux) at the end: with any but always the server's heap is on
+	// 4 KiB pages, which at 15,000 bots made 24–79 times as many
+	// countdowns late (docs/benchmarks.md § bots, session 29).
+	HugePages string   `json:"transparent_huge_pages,omitempty"`
+	Notes     []string `json:"notes,omitempty"`
 }
 
 // run runs the bots; self are the arguments that run this command in this
@@ -624,6 +629,7 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 	}
 	res.BotsMem = int64(sum.MemBytes)
 	res.LoadEnd = loadAverage()
+	res.HugePages = cli.TransparentHugePages()
 	if len(sum.Errors) > 0 {
 		res.Notes = append(res.Notes, "first error of each kind:")
 		for _, k := range slices.Sorted(maps.Keys(sum.Why)) {
@@ -983,6 +989,13 @@ func emit(w io.Writer, cf *config, r *Result) {
 	}
 	if r.LoadStart != "" {
 		row("load average", "%s at the start, %s at the end", r.LoadStart, r.LoadEnd)
+	}
+	switch r.HugePages {
+	case "":
+	case "always":
+		row("huge pages", "always (transparent huge pages for the server's heap)")
+	default:
+		row("huge pages", "%s: the server's heap is on 4 KiB pages, and under load its pushes run late (docs/operations.md § Transparent huge pages)", r.HugePages)
 	}
 	tw.Flush()
 	for _, n := range r.Notes {

@@ -219,6 +219,10 @@ func TestBotsWorkers(t *testing.T) {
 	require.NotNil(t, res.ServerPushes, "the server's hearth_push_delay_seconds from its /metrics")
 	require.Positive(t, *res.ServerPushes, "the tables pushed their views in the window")
 	require.LessOrEqual(t, *res.ServerPushesLate, *res.ServerPushes)
+	// Each timer that ends a phase pushes the table to every seat, and the
+	// moves push too: more pushes than timers, whatever else the counts are.
+	require.Greater(t, *res.ServerPushes, *res.ServerTimers, "the pushes' row counts its own series")
+	require.Equal(t, cli.TransparentHugePages(), res.HugePages, "the machine's huge page mode is in the summary")
 	require.NotNil(t, res.ServerWaits, "the server's go_sched_latencies_seconds from its /metrics, with a bucket at 10.49 ms")
 	require.Positive(t, *res.ServerWaits)
 	require.LessOrEqual(t, *res.ServerSlowWaits, *res.ServerWaits)
