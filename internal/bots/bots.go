@@ -364,7 +364,7 @@ type Result struct {
 	LoadStart  string   `json:"load_average_start,omitempty"`
 	LoadEnd    string   `json:"load_average_end,omitempty"`
 	// The machine's transparent huge page mode (always, madvise, never;
-	// "" off Linux) at the end: with any but always the server's heap is on
+	// "" off Linux, and with --addr) at the end: with any but always the server's heap is on
 	// 4 KiB pages, which at 15,000 bots made 24–79 times as many
 	// countdowns late (docs/benchmarks.md § bots, session 29).
 	HugePages string   `json:"transparent_huge_pages,omitempty"`
@@ -629,7 +629,9 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 	}
 	res.BotsMem = int64(sum.MemBytes)
 	res.LoadEnd = loadAverage()
-	res.HugePages = cli.TransparentHugePages()
+	if cf.addr == "" { // with --addr the server may be on another machine
+		res.HugePages = cli.TransparentHugePages()
+	}
 	if len(sum.Errors) > 0 {
 		res.Notes = append(res.Notes, "first error of each kind:")
 		for _, k := range slices.Sorted(maps.Keys(sum.Why)) {

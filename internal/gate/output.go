@@ -562,7 +562,9 @@ type busBatch struct {
 	msgs int // messages since the last release
 	// sent holds, for each push of the batch to a connected session, when
 	// its service sent it (Envelope.Sent); release observes each one's
-	// delay on delay once it has written the batch.
+	// delay on delay once it has written the batch. A session whose flush
+	// was already running is written by that flush, a little later than
+	// measured.
 	sent  []int64
 	delay prometheus.Observer // nil: not measured
 }

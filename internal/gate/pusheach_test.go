@@ -19,21 +19,12 @@ import (
 func TestPushEach(t *testing.T) {
 	t.Parallel()
 	c := startResumeCluster(t, hearth.Limits{})
-	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
-	defer cancel()
-	bus, err := cluster.Connect(ctx, cluster.Config{URL: c.a.NATSURL(), Name: "pusheach-test"})
-	require.NoError(t, err)
-	t.Cleanup(bus.Close)
+	bus := serviceBus(t, c)
 
 	x, y := dialRaw(t, c.a, "tcp"), dialRaw(t, c.a, "ws")
 	ax, ay := x.handshake(wire.CodecJSON), y.handshake(wire.CodecProtobuf)
 	// z moves from gate-a to gate-b: gate-a forwards what still reaches it.
-	z := dialRaw(t, c.a, "tcp")
-	az := z.handshake(wire.CodecJSON)
-	require.NoError(t, z.conn.Close())
-	hearthtest.Eventually(t, waitLong, func() bool { return detached(t, c.a) >= 1 }, "z never detached")
-	z = dialRaw(t, c.b, "tcp")
-	require.True(t, ackOf(t, z.resumeHandshake(wire.CodecJSON, az.Resume, 0)).Resumed)
+	z, az := movedToB(t, c)
 
 	// Malformed: the payloads do not split into one per session.
 	bad := (&cluster.Envelope{Type: cluster.TypePushEach, Sessions: []string{ax.Session, ay.Session}, Route: "t.each",
@@ -62,20 +53,11 @@ func TestPushEach(t *testing.T) {
 func TestPushDelayMetric(t *testing.T) {
 	t.Parallel()
 	c := startResumeCluster(t, hearth.Limits{})
-	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
-	defer cancel()
-	bus, err := cluster.Connect(ctx, cluster.Config{URL: c.a.NATSURL(), Name: "push-delay-test"})
-	require.NoError(t, err)
-	t.Cleanup(bus.Close)
+	bus := serviceBus(t, c)
 
 	x := dialRaw(t, c.a, "tcp")
 	ax := x.handshake(wire.CodecJSON)
-	z := dialRaw(t, c.a, "tcp") // moves to gate-b
-	az := z.handshake(wire.CodecJSON)
-	require.NoError(t, z.conn.Close())
-	hearthtest.Eventually(t, waitLong, func() bool { return detached(t, c.a) >= 1 }, "z never detached")
-	z = dialRaw(t, c.b, "tcp")
-	require.True(t, ackOf(t, z.resumeHandshake(wire.CodecJSON, az.Resume, 0)).Resumed)
+	z, az := movedToB(t, c)
 
 	const (
 		count = "hearth_push_delay_seconds_count"
@@ -102,4 +84,29 @@ func TestPushDelayMetric(t *testing.T) {
 	hearthtest.Eventually(t, waitLong, func() bool { return scrape(t, c.a)[count] == a1[count]+1 },
 		"gate-a did not count the old push")
 	require.Equal(t, a1[below], scrape(t, c.a)[below], "a push sent 10 s ago counted under 2.5 s")
+}
+
+// serviceBus is a bus connection to c's NATS, as a service node has, to
+// send gates envelopes of its own.
+func serviceBus(t *testing.T, c *resumeCluster) *cluster.Bus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	bus, err := cluster.Connect(ctx, cluster.Config{URL: c.a.NATSURL(), Name: t.Name()})
+	require.NoError(t, err)
+	t.Cleanup(bus.Close)
+	return bus
+}
+
+// movedToB is a JSON session that began on gate-a and resumed on gate-b,
+// and its first handshake's answer: gate-a forwards what still reaches it.
+func movedToB(t *testing.T, c *resumeCluster) (*rawClient, wire.HandshakeAck) {
+	t.Helper()
+	z := dialRaw(t, c.a, "tcp")
+	az := z.handshake(wire.CodecJSON)
+	require.NoError(t, z.conn.Close())
+	hearthtest.Eventually(t, waitLong, func() bool { return detached(t, c.a) >= 1 }, "the session never detached from gate-a")
+	z = dialRaw(t, c.b, "tcp")
+	require.True(t, ackOf(t, z.resumeHandshake(wire.CodecJSON, az.Resume, 0)).Resumed)
+	return z, az
 }
