@@ -82,6 +82,18 @@ type Config struct {
 	PublicServices []string
 	// DisableSysPush turns off the sys.push diagnostic route.
 	DisableSysPush bool
+	// HugePages has the node move its process's memory onto 2 MiB pages
+	// on Linux whose transparent huge page mode is "madvise" (the usual
+	// default), where the Go runtime's heap would stay on 4 KiB pages: as
+	// the memory grows, it asks the kernel to put each 2 MiB of it that is
+	// nearly all in use on one huge page (MADV_COLLAPSE, Linux 6.1+). On a
+	// machine whose TLB misses are dear it made pushes run late far less
+	// often; where they are not, the copying cost more than it saved
+	// (docs/operations.md § Transparent huge pages). Under "always" the
+	// kernel does it already, under "never" the operator has ruled it
+	// out, and off Linux there is nothing to do. A process running
+	// several nodes with it does it once for each. Zero: off.
+	HugePages bool
 	// MaxHandlers caps the requests a node's services run at once; past it
 	// requests are answered with 203. Zero: 10,000.
 	MaxHandlers int

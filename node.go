@@ -26,6 +26,7 @@ import (
 
 	"github.com/hearth-server/hearth/internal/cluster"
 	"github.com/hearth-server/hearth/internal/gate"
+	"github.com/hearth-server/hearth/internal/hugepage"
 	"github.com/hearth-server/hearth/wire"
 )
 
@@ -157,7 +158,14 @@ func New(cfg Config) (*Node, error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "hearth_workers_idle",
 			Help: "Goroutines of the node's worker pool waiting for a task (at most 1024): shared by every session, not one's own.",
-		}, func() float64 { return float64(n.work.idle()) }))
+		}, func() float64 { return float64(n.work.idle()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hearth_huge_page_bytes",
+			Help: "The process's anonymous memory on 2 MiB pages (AnonHugePages; Config.HugePages).",
+		}, func() float64 {
+			u, _ := hugepage.ReadUsage()
+			return float64(u.Huge)
+		}))
 	if err := n.Register(n.sysService()); err != nil {
 		return nil, err
 	}
@@ -245,6 +253,9 @@ func (n *Node) Run(ctx context.Context) error {
 		n.shutErr = n.teardown(context.Background())
 		close(n.done)
 		return err
+	}
+	if n.cfg.HugePages && hugepage.Mode() == "madvise" {
+		go (&hugepage.Collapser{Log: n.log}).Run(n.baseCtx)
 	}
 	n.isServing.Store(true)
 	close(n.ready)

@@ -3,38 +3,29 @@ package cli
 import (
 	"fmt"
 	"io"
-	"strings"
 )
 
-// hugePagesFile holds the machine's transparent huge page mode, e.g.
-// "always [madvise] never".
-const hugePagesFile = "/sys/kernel/mm/transparent_hugepage/enabled"
-
-// parseHugePages picks the selected mode, the bracketed word, out of
-// hugePagesFile's text: "" when there is none.
-func parseHugePages(s string) string {
-	for f := range strings.FieldsSeq(s) {
-		if len(f) > 2 && f[0] == '[' && f[len(f)-1] == ']' {
-			return f[1 : len(f)-1]
-		}
-	}
-	return ""
-}
-
-// hugePagesHint tells the operator of a machine whose transparent huge
-// page mode is not "always" what it costs and how to change it. The Go
-// runtime asks for huge pages for none of its heap, so under any other
-// mode a server's heap — gigabytes of sessions' replay buffers at 15,000
-// players — is on 4 KiB pages, and on a virtual machine every miss of the
-// TLB walks two page tables. At 15,000 Niu Niu bots on two cores that made
-// 8,049–17,516 countdowns late against 222–335 with "always"
-// (docs/benchmarks.md § bots, session 29). Off Linux, or where the file
-// cannot be read (mode ""), it says nothing.
-func hugePagesHint(w io.Writer, mode string) {
-	if mode == "" || mode == "always" {
+// hugePagesHint tells the operator when the server's heap will be on 4 KiB
+// pages: the machine's transparent huge page mode is "never", or it is
+// "madvise" (the Go runtime asks for huge pages for none of its heap) and
+// the node was not told to ask for them itself (on: --huge-pages). On a
+// virtual machine whose TLB misses are dear, such a heap made pushes run
+// late under load: at 15,000 Niu Niu bots on two cores, 8,049–17,516
+// countdowns late against 222–335 under "always" (docs/benchmarks.md
+// § bots, session 29). Under "always", or "madvise" with the node asking,
+// or off Linux (mode ""), it says nothing.
+func hugePagesHint(w io.Writer, mode string, on bool) {
+	var fix string
+	switch {
+	case mode == "never":
+		fix = "echo always > /sys/kernel/mm/transparent_hugepage/enabled (as root)"
+	case mode == "madvise" && !on:
+		fix = "echo always > /sys/kernel/mm/transparent_hugepage/enabled (as root), or --huge-pages"
+	default:
 		return
 	}
-	fmt.Fprintf(w, "note:  transparent huge pages are %q here, so the server's heap is on 4 KiB pages and under load\n", mode)
-	fmt.Fprintf(w, "       its pushes run late; for a production server: echo always > %s\n", hugePagesFile)
-	fmt.Fprintf(w, "       (as root; docs/operations.md § Transparent huge pages)\n")
+	fmt.Fprintf(w, "note:  transparent huge pages are %q here, so the server's heap is on 4 KiB pages;\n", mode)
+	fmt.Fprintf(w, "       on a busy virtual machine that can make its pushes run late under load.\n")
+	fmt.Fprintf(w, "       For a production server: %s\n", fix)
+	fmt.Fprintf(w, "       (docs/operations.md § Transparent huge pages)\n")
 }

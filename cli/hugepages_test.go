@@ -7,31 +7,31 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestParseHugePages(t *testing.T) {
-	for in, want := range map[string]string{
-		"always [madvise] never\n": "madvise",
-		"[always] madvise never\n": "always",
-		"always madvise [never]":   "never",
-		"always madvise never":     "",
-		"[]":                       "",
-		"":                         "",
-	} {
-		require.Equal(t, want, parseHugePages(in), "%q", in)
-	}
-}
-
 func TestHugePagesHint(t *testing.T) {
 	for _, c := range []struct {
 		mode string
-		says bool
-	}{{"always", false}, {"", false}, {"madvise", true}, {"never", true}} {
+		on   bool   // --huge-pages
+		says string // "": nothing
+	}{
+		{"always", false, ""},
+		{"always", true, ""},
+		{"", false, ""},
+		{"madvise", true, ""},
+		{"madvise", false, "or --huge-pages"},
+		{"never", false, "echo always > /sys/kernel/mm/transparent_hugepage/enabled"},
+		{"never", true, "echo always > /sys/kernel/mm/transparent_hugepage/enabled"},
+	} {
 		var b bytes.Buffer
-		hugePagesHint(&b, c.mode)
-		if !c.says {
-			require.Empty(t, b.String(), c.mode)
+		hugePagesHint(&b, c.mode, c.on)
+		if c.says == "" {
+			require.Empty(t, b.String(), "%+v", c)
 			continue
 		}
-		require.Contains(t, b.String(), `transparent huge pages are "`+c.mode+`"`)
-		require.Contains(t, b.String(), "echo always > /sys/kernel/mm/transparent_hugepage/enabled", "it says what to do")
+		require.Contains(t, b.String(), `transparent huge pages are "`+c.mode+`"`, "%+v", c)
+		require.Contains(t, b.String(), "heap is on 4 KiB pages", "%+v", c)
+		require.Contains(t, b.String(), c.says, "it says what to do: %+v", c)
+		if c.mode == "never" {
+			require.NotContains(t, b.String(), "--huge-pages", "under never the node does not ask")
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hearth-server/hearth"
+	"github.com/hearth-server/hearth/internal/hugepage"
 )
 
 func serve(ctx context.Context, args []string, opts Options) int {
@@ -66,6 +67,7 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	fs.DurationVar(&cfg.Limits.ParkGap, "park-gap", 50*time.Millisecond, "a TCP session whose frames come at least this far apart waits on the gate's poller without a goroutine (Linux; negative: never)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "on stop, how long to wait for clients to resume on another gate")
 	fs.BoolVar(&cfg.DisableSysPush, "disable-sys-push", false, "turn off the sys.push diagnostic route")
+	fs.BoolVar(&cfg.HugePages, "huge-pages", false, "move the server's memory onto 2 MiB pages under the \"madvise\" huge page mode (docs/operations.md)")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "host clients use to reach this gate, published in the registry (default: listen host or hostname)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token required on the admin API /v1/... (env HEARTH_ADMIN_TOKEN)")
 	fs.DurationVar(&cfg.RegistryInterval, "registry-interval", 500*time.Millisecond, "registry refresh; a node silent for 3 intervals has left")
@@ -130,7 +132,7 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	select {
 	case <-node.Ready():
 		printListeners(opts.Stdout, node, cfg)
-		hugePagesHint(opts.Stdout, TransparentHugePages())
+		hugePagesHint(opts.Stdout, hugepage.Mode(), cfg.HugePages)
 	case err := <-errc:
 		fmt.Fprintf(opts.Stderr, "hearth serve: %s\n", flagNames.Replace(err.Error()))
 		return 1

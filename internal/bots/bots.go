@@ -47,6 +47,7 @@ import (
 	"github.com/hearth-server/hearth/cli"
 	"github.com/hearth-server/hearth/client"
 	"github.com/hearth-server/hearth/internal/bench"
+	"github.com/hearth-server/hearth/internal/hugepage"
 	"github.com/hearth-server/hearth/internal/testcluster"
 )
 
@@ -350,6 +351,7 @@ type Result struct {
 	CPUPerTbl       *float64 `json:"server_cpu_ms_per_s_per_table,omitempty"`
 	CPUPerRnd       *float64 `json:"server_cpu_ms_per_round,omitempty"`
 	ServerRSS       int64    `json:"server_rss_bytes,omitempty"`
+	ServerHuge      int64    `json:"server_huge_page_bytes,omitempty"` // of ServerRSS, on 2 MiB pages
 	BotsMem         int64    `json:"bots_mem_bytes"`
 	BotsCPU         *float64 `json:"bots_cpu_cores,omitempty"` // in the window, every bot process
 	// Client sessions open in each of the server's processes at the end
@@ -364,9 +366,11 @@ type Result struct {
 	LoadStart  string   `json:"load_average_start,omitempty"`
 	LoadEnd    string   `json:"load_average_end,omitempty"`
 	// The machine's transparent huge page mode (always, madvise, never;
-	// "" off Linux, and with --addr) at the end: with any but always the server's heap is on
-	// 4 KiB pages, which at 15,000 bots made 24–79 times as many
-	// countdowns late (docs/benchmarks.md § bots, session 29).
+	// "" off Linux, and with --addr) at the end. Under any but always the
+	// server's heap is on 4 KiB pages unless the server asks for huge
+	// pages (--huge-pages; ServerHuge says how much is on them), which at
+	// 15,000 bots on a slow day made 24–79 times as many countdowns late
+	// (docs/benchmarks.md § bots, sessions 29 and 30).
 	HugePages string   `json:"transparent_huge_pages,omitempty"`
 	Notes     []string `json:"notes,omitempty"`
 }
@@ -612,6 +616,7 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 	res.Errors = sum.Errors
 	res.Checked, res.Mismatched, res.Broke, res.Undrained = sum.Checked, sum.Mismatched, sum.Broke, sum.Undrained
 	res.ServerRSS = cpuStop.rss
+	res.ServerHuge = cpuStop.huge
 	for i, n := range cpuStop.sessions {
 		if n < 0 {
 			continue
@@ -630,7 +635,7 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 	res.BotsMem = int64(sum.MemBytes)
 	res.LoadEnd = loadAverage()
 	if cf.addr == "" { // with --addr the server may be on another machine
-		res.HugePages = cli.TransparentHugePages()
+		res.HugePages = hugepage.Mode()
 	}
 	if len(sum.Errors) > 0 {
 		res.Notes = append(res.Notes, "first error of each kind:")
@@ -973,7 +978,7 @@ func emit(w io.Writer, cf *config, r *Result) {
 		row("server CPU per round", "%.2f ms", *r.CPUPerRnd)
 	}
 	if r.ServerRSS > 0 {
-		row("server memory", "%s RSS", fmtBytes(r.ServerRSS))
+		row("server memory", "%s RSS, %s of it on huge pages", fmtBytes(r.ServerRSS), fmtBytes(r.ServerHuge))
 	}
 	if len(r.ServerSessions) > 1 {
 		var parts []string
@@ -995,9 +1000,9 @@ func emit(w io.Writer, cf *config, r *Result) {
 	switch r.HugePages {
 	case "":
 	case "always":
-		row("huge pages", "always (transparent huge pages for the server's heap)")
+		row("huge pages", "always (the kernel puts the server's heap on huge pages)")
 	default:
-		row("huge pages", "%s: the server's heap is on 4 KiB pages, and under load its pushes run late (docs/operations.md § Transparent huge pages)", r.HugePages)
+		row("huge pages", "%s: the server's heap is on 4 KiB pages unless it asks for huge pages (-- --huge-pages); the server memory row says how much is on them (docs/operations.md § Transparent huge pages)", r.HugePages)
 	}
 	tw.Flush()
 	for _, n := range r.Notes {

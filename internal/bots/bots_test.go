@@ -17,6 +17,7 @@ import (
 	"github.com/hearth-server/hearth/cli"
 	"github.com/hearth-server/hearth/games/niuniu"
 	"github.com/hearth-server/hearth/hearthtest"
+	"github.com/hearth-server/hearth/internal/hugepage"
 	"github.com/hearth-server/hearth/internal/testcluster"
 	"github.com/hearth-server/hearth/services/auth"
 	"github.com/hearth-server/hearth/services/lobby"
@@ -214,6 +215,7 @@ func TestBotsWorkers(t *testing.T) {
 	require.Zero(t, res.Mismatched)
 	require.NotNil(t, res.ServerCPU, "the server's CPU from its /metrics")
 	require.Positive(t, res.ServerRSS)
+	require.LessOrEqual(t, res.ServerHuge, res.ServerRSS, "the part of the server's memory on huge pages, from its /metrics")
 	require.NotNil(t, res.ServerTimers, "the server's room timers from its /metrics (a round's end pause is one)")
 	require.LessOrEqual(t, *res.ServerTimersLate, *res.ServerTimers)
 	require.NotNil(t, res.ServerPushes, "the server's hearth_push_delay_seconds from its /metrics")
@@ -222,7 +224,7 @@ func TestBotsWorkers(t *testing.T) {
 	// Each timer that ends a phase pushes the table to every seat, and the
 	// moves push too: more pushes than timers, whatever else the counts are.
 	require.Greater(t, *res.ServerPushes, *res.ServerTimers, "the pushes' row counts its own series")
-	require.Equal(t, cli.TransparentHugePages(), res.HugePages, "the machine's huge page mode is in the summary")
+	require.Equal(t, hugepage.Mode(), res.HugePages, "the machine's huge page mode is in the summary")
 	require.NotNil(t, res.ServerWaits, "the server's go_sched_latencies_seconds from its /metrics, with a bucket at 10.49 ms")
 	require.Positive(t, *res.ServerWaits)
 	require.LessOrEqual(t, *res.ServerSlowWaits, *res.ServerWaits)

@@ -221,9 +221,10 @@ func serverLogs(name string, ids []string) (logs []io.Writer, closeAll func(), e
 // added up over its processes; ok is false when a process's /metrics did
 // not say.
 type usage struct {
-	cpu time.Duration
-	rss int64
-	ok  bool
+	cpu  time.Duration
+	rss  int64
+	huge int64 // of rss, on huge pages
+	ok   bool
 	// Room timers run (hearth_room_timer_lateness_seconds) and those that
 	// ran more than 50 ms after their deadline, over every node.
 	timers, timersLate float64
@@ -279,6 +280,7 @@ func (s *server) usage(ctx context.Context) usage {
 		}
 		u.cpu += time.Duration(cpu * float64(time.Second))
 		u.rss += int64(rss)
+		u.huge += int64(m["hearth_huge_page_bytes"])
 		n := m["hearth_room_timer_lateness_seconds_count"]
 		u.timers += n
 		u.timersLate += n - m[`hearth_room_timer_lateness_seconds_bucket{le="0.05"}`]
