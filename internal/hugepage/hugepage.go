@@ -146,22 +146,27 @@ func (u Usage) Small() int64 { return u.Anon - u.Huge }
 func parseUsage(b []byte) Usage {
 	var u Usage
 	for line := range bytes.Lines(b) {
-		f := bytes.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, err := strconv.ParseInt(string(f[1]), 10, 64)
-		if err != nil {
-			continue
-		}
-		switch string(f[0]) {
+		switch name, n := sizeLine(bytes.Fields(line)); name {
 		case "Anonymous:":
-			u.Anon = kb << 10
+			u.Anon = n
 		case "AnonHugePages:":
-			u.Huge = kb << 10
+			u.Huge = n
 		}
 	}
 	return u
+}
+
+// sizeLine reads a "Name: N kB" line of smaps: the name with its colon and
+// N in bytes, or "" for another line.
+func sizeLine(f [][]byte) (name string, n int64) {
+	if len(f) < 2 {
+		return "", 0
+	}
+	kb, err := strconv.ParseInt(string(f[1]), 10, 64)
+	if err != nil {
+		return "", 0
+	}
+	return string(f[0]), kb << 10
 }
 
 // mapping is one of a process's mappings, as /proc/self/smaps lists it.
@@ -205,18 +210,11 @@ func parseMappings(b []byte, fn func(m *mapping)) {
 			}
 			continue
 		}
-		if len(f) < 2 {
-			continue
-		}
-		kb, err := strconv.ParseInt(string(f[1]), 10, 64)
-		if err != nil {
-			continue
-		}
-		switch string(f[0]) {
+		switch name, n := sizeLine(f); name {
 		case "Rss:":
-			m.rss = kb << 10
+			m.rss = n
 		case "AnonHugePages:":
-			m.huge = kb << 10
+			m.huge = n
 		}
 	}
 	if open {

@@ -115,3 +115,27 @@ func TestDense(t *testing.T) {
 	dense(vec[4*per:6*per], 4, func(i, k int) { got = append(got, run{i, k}) })
 	require.Equal(t, []run{{0, 2}}, got, "a run that ends the vector")
 }
+
+// The parsers take whatever the kernel writes: any text gives mappings
+// with lo < hi and sizes that are whole kilobytes, and never a panic.
+func FuzzParseSmaps(f *testing.F) {
+	f.Add([]byte(smapsText))
+	f.Add([]byte("Anonymous: 12 kB\nAnonHugePages: 8 kB\n"))
+	f.Add([]byte("1-0 rw-p 0 0 0\n"))
+	f.Add([]byte("0-1000 rw-p 00000000 00:00 0 [anon:x\nRss: -4 kB\nVmFlags: nh\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parseMappings(b, func(m *mapping) {
+			if m.lo >= m.hi {
+				t.Fatalf("mapping %#x-%#x", m.lo, m.hi)
+			}
+			if m.rss%1024 != 0 || m.huge%1024 != 0 {
+				t.Fatalf("sizes %d, %d not in kilobytes", m.rss, m.huge)
+			}
+		})
+		u := parseUsage(b)
+		if u.Anon%1024 != 0 || u.Huge%1024 != 0 {
+			t.Fatalf("usage %+v not in kilobytes", u)
+		}
+		_ = parseMode(b)
+	})
+}
