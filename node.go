@@ -81,6 +81,9 @@ type Node struct {
 	// 20,000-bot run). Set in Run, read-only after.
 	reqCtxs [16]context.Context
 	bg      sync.WaitGroup // handler goroutines
+	// hugeDone is closed when the huge page collapser (Config.HugePages)
+	// has stopped; nil when none runs. Written before started closes.
+	hugeDone chan struct{}
 
 	mu        sync.Mutex
 	addrs     map[string]net.Addr
@@ -247,15 +250,19 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	}
 	err := n.start()
+	if err == nil && n.cfg.HugePages && hugepage.Mode() == "madvise" {
+		n.hugeDone = make(chan struct{})
+		go func() {
+			defer close(n.hugeDone)
+			(&hugepage.Collapser{Log: n.log}).Run(n.baseCtx)
+		}()
+	}
 	close(n.started)
 	if err != nil {
 		n.stopOnce.Do(func() { close(n.stop) })
 		n.shutErr = n.teardown(context.Background())
 		close(n.done)
 		return err
-	}
-	if n.cfg.HugePages && hugepage.Mode() == "madvise" {
-		go (&hugepage.Collapser{Log: n.log}).Run(n.baseCtx)
 	}
 	n.isServing.Store(true)
 	close(n.ready)
@@ -540,6 +547,12 @@ func (n *Node) teardown(ctx context.Context) error {
 	}
 	if n.cancel != nil {
 		n.cancel()
+	}
+	if n.hugeDone != nil {
+		select { // a pass ends within its kernel calls
+		case <-n.hugeDone:
+		case <-ctx.Done():
+		}
 	}
 	if n.bus != nil {
 		n.bus.Close()
