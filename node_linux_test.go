@@ -1,6 +1,7 @@
 package hearth_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -23,18 +24,13 @@ func TestNodeHugePages(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, unmap()) })
 	if mode == "madvise" {
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		hearthtest.Eventually(t, 20*time.Second, func() error {
 			_, huge, err := hugepage.Region(b)
-			require.NoError(t, err)
-			if huge == n*hugepage.Size {
-				break
+			if err == nil && huge != n*hugepage.Size {
+				err = fmt.Errorf("the node moved %d of the mapping's %d bytes onto huge pages", huge, n*hugepage.Size)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("gave up after 20s: the node moved %d of the mapping's %d bytes onto huge pages", huge, n*hugepage.Size)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return err
+		})
 	}
 	m, err := bench.ScrapeMetrics(t.Context(), node.AdminURL())
 	require.NoError(t, err)

@@ -351,7 +351,7 @@ type Result struct {
 	CPUPerTbl       *float64 `json:"server_cpu_ms_per_s_per_table,omitempty"`
 	CPUPerRnd       *float64 `json:"server_cpu_ms_per_round,omitempty"`
 	ServerRSS       int64    `json:"server_rss_bytes,omitempty"`
-	ServerHuge      int64    `json:"server_huge_page_bytes,omitempty"` // of ServerRSS, on 2 MiB pages
+	ServerHuge      *int64   `json:"server_huge_page_bytes,omitempty"` // of ServerRSS, on 2 MiB pages; nil: a server without the metric
 	BotsMem         int64    `json:"bots_mem_bytes"`
 	BotsCPU         *float64 `json:"bots_cpu_cores,omitempty"` // in the window, every bot process
 	// Client sessions open in each of the server's processes at the end
@@ -616,7 +616,9 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 	res.Errors = sum.Errors
 	res.Checked, res.Mismatched, res.Broke, res.Undrained = sum.Checked, sum.Mismatched, sum.Broke, sum.Undrained
 	res.ServerRSS = cpuStop.rss
-	res.ServerHuge = cpuStop.huge
+	if cpuStop.hugeOK {
+		res.ServerHuge = &cpuStop.huge
+	}
 	for i, n := range cpuStop.sessions {
 		if n < 0 {
 			continue
@@ -978,7 +980,11 @@ func emit(w io.Writer, cf *config, r *Result) {
 		row("server CPU per round", "%.2f ms", *r.CPUPerRnd)
 	}
 	if r.ServerRSS > 0 {
-		row("server memory", "%s RSS, %s of it on huge pages", fmtBytes(r.ServerRSS), fmtBytes(r.ServerHuge))
+		if r.ServerHuge != nil {
+			row("server memory", "%s RSS, %s of it on huge pages", fmtBytes(r.ServerRSS), fmtBytes(*r.ServerHuge))
+		} else {
+			row("server memory", "%s RSS", fmtBytes(r.ServerRSS))
+		}
 	}
 	if len(r.ServerSessions) > 1 {
 		var parts []string

@@ -225,6 +225,9 @@ type usage struct {
 	rss  int64
 	huge int64 // of rss, on huge pages
 	ok   bool
+	// hugeOK: every process's /metrics had hearth_huge_page_bytes (a
+	// server of an earlier version at --addr has none).
+	hugeOK bool
 	// Room timers run (hearth_room_timer_lateness_seconds) and those that
 	// ran more than 50 ms after their deadline, over every node.
 	timers, timersLate float64
@@ -263,10 +266,10 @@ func schedFromMetrics(m map[string]float64) (all, slow float64, ok bool) {
 }
 
 func (s *server) usage(ctx context.Context) usage {
-	u := usage{ok: len(s.admins) > 0, waitsOK: len(s.admins) > 0}
+	u := usage{ok: len(s.admins) > 0, waitsOK: len(s.admins) > 0, hugeOK: len(s.admins) > 0}
 	for _, a := range s.admins {
 		if a == "" {
-			u.ok, u.waitsOK = false, false
+			u.ok, u.waitsOK, u.hugeOK = false, false, false
 			u.sessions = append(u.sessions, -1)
 			continue
 		}
@@ -275,12 +278,14 @@ func (s *server) usage(ctx context.Context) usage {
 		cpu, ok1 := m["process_cpu_seconds_total"]
 		rss, ok2 := m["process_resident_memory_bytes"]
 		if err != nil || !ok1 || !ok2 {
-			u.ok, u.waitsOK = false, false
+			u.ok, u.waitsOK, u.hugeOK = false, false, false
 			continue
 		}
 		u.cpu += time.Duration(cpu * float64(time.Second))
 		u.rss += int64(rss)
-		u.huge += int64(m["hearth_huge_page_bytes"])
+		huge, ok := m["hearth_huge_page_bytes"]
+		u.huge += int64(huge)
+		u.hugeOK = u.hugeOK && ok
 		n := m["hearth_room_timer_lateness_seconds_count"]
 		u.timers += n
 		u.timersLate += n - m[`hearth_room_timer_lateness_seconds_bucket{le="0.05"}`]

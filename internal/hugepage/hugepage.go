@@ -241,22 +241,19 @@ func parseRange(f []byte) (lo, hi uintptr, ok bool) {
 // most max in a run.
 func dense(vec []byte, max int, fn func(i, k int)) {
 	per := Size / smallPage
+	ranges := len(vec) / per
 	run := 0 // dense ranges just before the i-th
-	for i := 0; ; i++ {
-		ok := (i+1)*per <= len(vec)
-		if ok {
-			n := 0
+	for i := 0; i <= ranges; i++ {
+		n := 0
+		if i < ranges {
 			for _, v := range vec[i*per : (i+1)*per] {
 				n += int(v & 1)
 			}
-			ok = n >= denseEnough
 		}
+		ok := n >= denseEnough
 		if run > 0 && (!ok || run == max) {
 			fn(i-run, run)
 			run = 0
-		}
-		if (i+1)*per > len(vec) {
-			return
 		}
 		if ok {
 			run++
