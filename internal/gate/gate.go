@@ -168,6 +168,14 @@ type Limits struct {
 	// resume (304, and the client starts afresh); a detached session's
 	// pushes are never dropped for it. Zero: 1 GiB.
 	ResumeGateBytes int
+	// ResumeAckBytes: once this many bytes of pushes (counted as for
+	// ResumeBytes) have been queued to a connected session, the gate
+	// follows the next with a PING, unless one is awaited already; the
+	// client's PONG shows it has read every push before it, and those
+	// leave the replay buffer after 10s (kept that long for a hand-over's
+	// duplicate check). A client that keeps up so holds a few KB, not its
+	// share of ResumeGateBytes. Zero: 4 KiB. Negative: no such PINGs.
+	ResumeAckBytes int
 	// ResponseCache is how many responses per session are kept, by seq, to
 	// answer a request re-sent after a resume. Zero: 128.
 	ResponseCache int
@@ -227,6 +235,7 @@ func (c *Config) setDefaults() {
 	defInt(&c.ResumePushes, 256)
 	defInt(&c.ResumeBytes, 256<<10)
 	defInt(&c.ResumeGateBytes, 1<<30)
+	defInt(&c.ResumeAckBytes, 4<<10)
 	defInt(&c.ResponseCache, 128)
 	defInt(&c.ResponseCacheBytes, 64<<10)
 	defInt(&c.ResponseCacheItem, 16<<10)

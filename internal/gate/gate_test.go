@@ -219,6 +219,7 @@ func TestHeartbeat(t *testing.T) {
 		t.Run(tr+"/silent", func(t *testing.T) {
 			t.Parallel()
 			rc := dialRaw(t, node, tr)
+			rc.seePings = true
 			ack := rc.handshake(wire.CodecJSON)
 			require.Equal(t, hb.Milliseconds(), ack.HeartbeatMS)
 			pings := 0
@@ -237,6 +238,7 @@ func TestHeartbeat(t *testing.T) {
 		t.Run(tr+"/answers pings", func(t *testing.T) {
 			t.Parallel()
 			rc := dialRaw(t, node, tr)
+			rc.seePings = true
 			rc.handshake(wire.CodecJSON)
 			// The client's own PING is answered with its clock.
 			rc.send(wire.AppendPing(nil, 4242))

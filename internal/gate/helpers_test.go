@@ -40,6 +40,11 @@ type rawClient struct {
 	tr   string // "tcp" or "ws"
 	conn net.Conn
 	br   *bufio.Reader
+	// seePings: read returns the gate's PINGs. Otherwise it answers each
+	// with a PONG, as every client must, and reads on: the gate PINGs
+	// sessions that get pushes, to learn what they have read.
+	seePings bool
+	pongs    int // PONGs it sent
 }
 
 // errCloseFrame is what rawClient.read returns for a WebSocket close frame.
@@ -124,6 +129,26 @@ func (rc *rawClient) read() (wire.Frame, error) { return rc.readWithin(waitLong)
 
 // readWithin is read with d for the frame to come.
 func (rc *rawClient) readWithin(d time.Duration) (wire.Frame, error) {
+	for {
+		f, err := rc.readAny(d)
+		if err != nil || f.Kind != wire.KindPing || rc.seePings {
+			return f, err
+		}
+		// The gate may have closed already: what the PONG's write says
+		// is left to the next read.
+		rc.pongs++
+		body := wire.AppendPong(nil, f.Clock)
+		_ = rc.conn.SetWriteDeadline(time.Now().Add(waitLong))
+		if rc.tr == "ws" {
+			_ = wsutil.WriteClientMessage(rc.conn, ws.OpBinary, body)
+		} else {
+			_, _ = rc.conn.Write(append(wire.AppendLength(nil, len(body)), body...))
+		}
+	}
+}
+
+// readAny reads the next frame, whatever its kind.
+func (rc *rawClient) readAny(d time.Duration) (wire.Frame, error) {
 	_ = rc.conn.SetReadDeadline(time.Now().Add(d))
 	var body []byte
 	if rc.tr == "ws" {
@@ -165,6 +190,16 @@ func (rc *rawClient) next() wire.Frame {
 	rc.t.Helper()
 	f, err := rc.read()
 	require.NoError(rc.t, err)
+	return f
+}
+
+// nextNotPing is next, passing over the gate's PINGs unanswered.
+func (rc *rawClient) nextNotPing() wire.Frame {
+	rc.t.Helper()
+	f := rc.next()
+	for f.Kind == wire.KindPing {
+		f = rc.next()
+	}
 	return f
 }
 

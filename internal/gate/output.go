@@ -497,6 +497,9 @@ func (s *Session) numberLocked(e pushEntry, hold bool) (held bool) {
 	if !s.appendPushLocked(e) {
 		return false
 	}
+	if g.cfg.ResumeGrace > 0 {
+		s.askAckLocked(entrySize(&e))
+	}
 	if hold {
 		return s.holdLocked()
 	}
@@ -605,10 +608,57 @@ func (s *Session) gap() {
 
 // ping sends a server PING carrying the server's clock.
 func (s *Session) ping(now time.Time) {
-	if s.begin(11) {
-		s.out = wire.AppendPing(s.out, uint64(now.UnixMilli()))
+	if s.begin(pingBody) {
+		s.out = s.appendPingLocked(s.out, now)
 		s.end(wire.KindPing)
 	}
+}
+
+// pingBody is the size of a PING's body.
+const pingBody = wire.HeaderSize + 8
+
+// appendPingLocked appends a PING body carrying the server's clock in ms,
+// made larger than the session's last one so that its PONG is told apart.
+// Unless one is awaited already, it asks for an acknowledgement of every
+// push queued before it. s.mu is held.
+func (s *Session) appendPingLocked(b []byte, now time.Time) []byte {
+	c := max(uint64(now.UnixMilli()), s.pingClock+1)
+	s.pingClock = c
+	if s.ackClock == 0 {
+		s.ackClock, s.ackSeq, s.unasked = c, s.queuedSeq, 0
+	}
+	return wire.AppendPing(b, c)
+}
+
+// askAckLocked follows a push just queued (n bytes of it counted in the
+// replay buffer) with a PING once ResumeAckBytes of pushes have been
+// queued since the last acknowledgement asked for, unless that one is
+// still awaited: its PONG lets the replay buffer forget what the client
+// has read (pushRing.ack). It rides in the same write as the push. s.mu is
+// held.
+func (s *Session) askAckLocked(n int) {
+	ab := s.g.cfg.ResumeAckBytes
+	if ab <= 0 {
+		return
+	}
+	s.unasked += n
+	if s.unasked < ab || s.ackClock != 0 || !s.roomLocked(pingBody) {
+		return
+	}
+	s.out = s.frameHeader(s.out, pingBody)
+	s.out = s.appendPingLocked(s.out, time.Now())
+	s.g.m.frameOut(wire.KindPing)
+}
+
+// pong takes a PONG: the answer to the PING awaited acknowledges the
+// pushes queued before it.
+func (s *Session) pong(clock uint64) {
+	s.mu.Lock()
+	if s.ackClock != 0 && clock == s.ackClock {
+		s.ackClock = 0
+		s.pushes.ack(s.ackSeq, &s.g.pushBytes)
+	}
+	s.mu.Unlock()
 }
 
 // payloadFor picks the encoding of a push this session reads.

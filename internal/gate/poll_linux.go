@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hearth-server/hearth/wire"
 )
 
 // readPoller lets plain-TCP sessions that talk rarely wait for their next
@@ -264,6 +266,7 @@ func (s *Session) readPolled() error {
 		if err != nil {
 			return err
 		}
+		gap, batch := s.lastGap, s.lastBatch
 		if fresh {
 			// Only a read that starts a new batch of frames measures a
 			// gap: the rest of a frame read in pieces is no sign of a
@@ -271,8 +274,16 @@ func (s *Session) readPolled() error {
 			now := time.Now().UnixNano()
 			s.lastGap, s.lastBatch = now-s.lastBatch, now
 		}
-		if err := s.handleBuffered(g.cfg.MaxFrame); err != nil {
+		pongs, err := s.handleBuffered(g.cfg.MaxFrame)
+		if err != nil {
 			return err
+		}
+		if fresh && pongs {
+			// Nor is a PONG: it answers the gate's PING, which follows a
+			// push (askAckLocked), often one answering the client's last
+			// request; counted, it kept a goroutine blocked on most
+			// sessions through their players' thinking.
+			s.lastGap, s.lastBatch = gap, batch
 		}
 	}
 }
@@ -352,9 +363,9 @@ func (s *Session) readFD(fd uintptr) bool {
 }
 
 // handleBuffered handles every whole frame in the read buffer and keeps
-// the partial one that may follow.
-func (s *Session) handleBuffered(maxFrame int) error {
-	off := 0
+// the partial one that may follow. pongs: it handled frames, all PONGs.
+func (s *Session) handleBuffered(maxFrame int) (pongs bool, err error) {
+	off, frames, pong := 0, 0, 0
 	defer func() {
 		if off > 0 {
 			s.rbN = copy(s.rb, s.rb[off:s.rbN])
@@ -363,7 +374,7 @@ func (s *Session) handleBuffered(maxFrame int) error {
 	for {
 		body, size, err := splitFrame(s.rb[off:s.rbN], maxFrame)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if body == nil {
 			if size > len(s.rb) {
@@ -371,9 +382,13 @@ func (s *Session) handleBuffered(maxFrame int) error {
 				off = 0
 				s.growReadBuf(size)
 			}
-			return nil
+			return frames > 0 && pong == frames, nil
 		}
 		off += size
+		frames++
+		if len(body) > 1 && wire.Kind(body[1]) == wire.KindPong {
+			pong++
+		}
 		s.lastRecv.Store(time.Now().UnixNano())
 		if !s.readAny {
 			s.readAny = true
@@ -382,7 +397,7 @@ func (s *Session) handleBuffered(maxFrame int) error {
 			s.mu.Unlock()
 		}
 		if err := s.handleFrame(body); err != nil {
-			return err
+			return false, err
 		}
 	}
 }

@@ -215,6 +215,7 @@ func TestParkedSessionsEnd(t *testing.T) {
 		limits.Heartbeat = 100 * time.Millisecond
 		node := hearthtest.Start(t, hearth.Config{Limits: limits})
 		rc := open(node)
+		rc.seePings = true
 		// The client answers no PING: after 3 heartbeats the sweep kicks
 		// it, parked.
 		f := rc.next()
@@ -338,4 +339,42 @@ func gauge(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// A PONG is no sign of a client that talks often: it answers the gate's
+// own PING, which comes right behind a push. A session that answers one
+// moments after its request parks again instead of keeping a goroutine
+// blocked until its next frame.
+func TestPongKeepsSessionParked(t *testing.T) {
+	t.Parallel()
+	node := hearthtest.Start(t, hearth.Config{Limits: hearth.Limits{ResumeAckBytes: 1}})
+	rc := dialRaw(t, node, "tcp")
+	rc.seePings = true
+	rc.handshake(wire.CodecJSON)
+	waitFor := func(n float64) {
+		hearthtest.Eventually(t, waitLong, func() error {
+			if p := parked(t, node); p != n {
+				return fmt.Errorf("%v sessions parked, want %v", p, n)
+			}
+			return nil
+		})
+	}
+	waitFor(1)
+	rc.send(wire.AppendRequest(nil, 1, "sys.push", []byte(`{"count":1,"interval_ms":0}`)))
+	var ping wire.Frame
+	for ping.Kind != wire.KindPing {
+		ping = rc.next()
+	}
+	framesIn := func() float64 { return scrape(t, node)[`hearth_frames_total{direction="in",kind="any"}`] }
+	before := framesIn()
+	rc.send(wire.AppendPong(nil, ping.Clock))
+	hearthtest.Eventually(t, waitLong, func() error {
+		if n := framesIn(); n != before+1 {
+			return fmt.Errorf("%v frames in, want %v: the PONG was not read", n, before+1)
+		}
+		return nil
+	})
+	waitFor(1)
+	rc.send(wire.AppendRequest(nil, 2, "sys.ping", []byte(`"still"`)))
+	require.Equal(t, []byte(`"still"`), rc.response(2).Payload)
 }

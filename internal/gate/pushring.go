@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -35,6 +36,10 @@ type pushRing struct {
 	// connected; the session can no longer be resumed whole.
 	overflowed bool
 	lastGap    uint64 // the last push_seq skipped for a lost channel message
+	// acked is the last push_seq the client has shown it read (its PONG to
+	// a PING queued after it): those pushes never need replaying, and go
+	// once ackedKeep old.
+	acked uint64
 }
 
 // ringEntry is one kept push: its numbers, and where its strings and
@@ -42,6 +47,7 @@ type pushRing struct {
 // strings in data and its payload in the ring's shared.
 type ringEntry struct {
 	seq, count              uint64
+	at                      int64 // unix ns when kept
 	off                     int
 	route, id, origin, body uint32 // lengths; body is 0 for a shared payload
 	isShared                bool
@@ -76,6 +82,8 @@ func entrySize(e *pushEntry) int {
 // dropping would lose a push the client never saw. gate counts what every
 // ring of the gate holds: slots, buffers, and a shared payload once.
 func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, floor uint64, gate *atomic.Int64) (overflow bool) {
+	now := time.Now().UnixNano()
+	r.dropAcked(now, gate)
 	body := len(e.Payload)
 	if e.shared != nil {
 		body = 0
@@ -99,7 +107,7 @@ func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, floor uint64, gate *
 	off, grow, _ := r.data.reserve(n, start, maxBytes, nil)
 	gate.Add(int64(grow))
 	x := ringEntry{
-		seq: e.Seq, count: e.Count, off: off,
+		seq: e.Seq, count: e.Count, at: now, off: off,
 		route: uint32(len(e.Route)), id: uint32(len(e.ID)), origin: uint32(len(e.Origin)), body: uint32(body),
 		isShared: e.shared != nil,
 	}
@@ -127,6 +135,31 @@ func (r *pushRing) add(e pushEntry, maxItems, maxBytes int, floor uint64, gate *
 	return false
 }
 
+// ackedKeep is how long a push the client has acknowledged stays kept: a
+// hand-over looks among the kept pushes for channel messages already
+// delivered (has, and the new gate's seen), and its copies come at most
+// handoverTimeout late.
+const ackedKeep = handoverTimeout
+
+// ack records that the client has read every push up to seq, and drops
+// those kept longer than ackedKeep.
+func (r *pushRing) ack(seq uint64, gate *atomic.Int64) {
+	r.acked = max(r.acked, seq)
+	r.dropAcked(time.Now().UnixNano(), gate)
+}
+
+// dropAcked drops the oldest entries while they are acknowledged and
+// older than ackedKeep. A connected client that answers PINGs (every
+// conforming one) so keeps a few seconds of pushes, not its share of the
+// gate's budget: at 15,000 Niu Niu bots that share was ~35 KB a session,
+// 600 MB of heap in all, on which every collection and every copy into
+// the buffers spent its time (docs/benchmarks.md § bots, session 31).
+func (r *pushRing) dropAcked(now int64, gate *atomic.Int64) {
+	for r.len() > 0 && r.ents[r.head].seq <= r.acked && now-r.ents[r.head].at > int64(ackedKeep) {
+		r.dropOldest(gate)
+	}
+}
+
 func (r *pushRing) dropOldest(gate *atomic.Int64) {
 	x := &r.ents[r.head]
 	size := entryOverhead + int(x.route+x.id+x.origin+x.body)
@@ -152,7 +185,7 @@ func (r *pushRing) clear(gate *atomic.Int64) {
 		r.dropOldest(gate)
 	}
 	gate.Add(-int64(r.data.size()))
-	*r = pushRing{overflowed: r.overflowed, lastGap: r.lastGap}
+	*r = pushRing{overflowed: r.overflowed, lastGap: r.lastGap, acked: r.acked}
 }
 
 // str returns length n of data from stream offset off as a string.

@@ -312,6 +312,7 @@ func TestResumeAfterHeartbeatTimeout(t *testing.T) {
 	t.Parallel()
 	c := startResumeCluster(t, hearth.Limits{Heartbeat: 150 * time.Millisecond})
 	rc := dialRaw(t, c.a, "tcp")
+	rc.seePings = true
 	ack := rc.handshake(wire.CodecProtobuf)
 	for {
 		f := rc.next()
@@ -465,4 +466,45 @@ func TestResumeChannelHandover(t *testing.T) {
 // detached is the gate's count of sessions without a connection.
 func detached(t testing.TB, node *hearthtest.Node) float64 {
 	return scrape(t, node)["hearth_sessions_detached"]
+}
+
+// TestResumeWithAcks: with a PING after every push or two, answered as
+// they come while the service pushes (the gate takes each PONG on the
+// session's reader as another goroutine numbers pushes), a session dropped
+// mid-flood resumes on either gate from its last push, and sees every push
+// once, in order.
+func TestResumeWithAcks(t *testing.T) {
+	t.Parallel()
+	c := startResumeCluster(t, hearth.Limits{ResumeAckBytes: 200})
+	for _, tr := range hearthtest.Transports {
+		for _, where := range []string{"same gate", "other gate"} {
+			t.Run(tr+"/"+where, func(t *testing.T) {
+				const total, cut = 300, 150
+				first := dialRaw(t, c.a, tr)
+				ack := first.handshake(wire.CodecJSON)
+				first.send(wire.AppendRequest(nil, 1, "sys.push", []byte(`{"count":300,"interval_ms":0}`)))
+				require.Equal(t, wire.OK, first.response(1).Status)
+				for want := 1; want <= cut; want++ {
+					seq, n := first.tick()
+					require.Equal(t, uint64(want), seq)
+					require.Equal(t, want, n)
+				}
+				require.Positive(t, first.pongs, "the gate asked for acknowledgements")
+				require.NoError(t, first.conn.Close())
+
+				gate := c.a
+				if where == "other gate" {
+					gate = c.b
+				}
+				second := dialRaw(t, gate, tr)
+				require.True(t, ackOf(t, second.resumeHandshake(wire.CodecJSON, ack.Resume, cut)).Resumed)
+				for want := cut + 1; want <= total; want++ {
+					seq, n := second.tick()
+					require.Equal(t, uint64(want), seq, "push_seq after resume")
+					require.Equal(t, want, n)
+				}
+				second.ping(2)
+			})
+		}
+	}
 }

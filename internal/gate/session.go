@@ -105,9 +105,16 @@ type Session struct {
 	// the client shows it got the new one (its first frame after the ACK).
 	prevHash [32]byte
 	hasPrev  bool
-	pushes   pushRing         // recent pushes, for replay
-	resps    respCache        // recent responses, by seq
-	waiting  map[uint32]int64 // seqs forwarded and not answered → deadline
+	pushes   pushRing // recent pushes, for replay
+	// A PING queued after pushes asks the client to show it has read
+	// them: the PONG that echoes ackClock acknowledges every push up to
+	// ackSeq (pushRing.acked).
+	pingClock uint64           // the u64 of the last PING sent; each is larger
+	ackClock  uint64           // the PING whose PONG is awaited; 0: none
+	ackSeq    uint64           // queuedSeq when it was queued
+	unasked   int              // bytes of pushes queued since it was queued
+	resps     respCache        // recent responses, by seq
+	waiting   map[uint32]int64 // seqs forwarded and not answered → deadline
 	// prevWaiting are the waiting seqs that came on an earlier connection.
 	prevWaiting map[uint32]struct{}
 	kickCode    wire.Code // why the session was kicked; 0 if it was not
@@ -576,6 +583,7 @@ func (s *Session) handleFrame(body []byte) error {
 			s.end(wire.KindPong)
 		}
 	case wire.KindPong:
+		s.pong(f.Clock)
 	case wire.KindBye:
 		s.mu.Lock()
 		s.goodbye = true
