@@ -160,3 +160,30 @@ func TestPushAcksHeartbeatAndOff(t *testing.T) {
 		require.Equal(t, wire.KindPing, fs[20].Kind)
 	})
 }
+
+// The PONG acknowledges the responses queued before its PING too: their
+// payloads leave the cache, their seqs stay (a re-send is 306, not a
+// second run), and a response queued after the PING keeps its payload.
+func TestResponseAcks(t *testing.T) {
+	g := replayGate(t, Limits{ResumeAckBytes: 1})
+	s, cli := connectedSession(t, g, "s1")
+	s.respond(1, wire.OK, []byte(`"one"`))
+	b := &busBatch{}
+	g.onPush(&cluster.Envelope{Type: cluster.TypePush, Sessions: []string{"s1"}, Route: "t.tick", Payload: []byte(`1`)}, b)
+	b.release()
+	s.respond(2, wire.OK, []byte(`"two"`))
+	fs := readEvery(t, cli, 4)
+	require.Equal(t, []string{"RESPONSE", "push 1", "PING", "RESPONSE"}, kinds(fs))
+
+	require.NoError(t, s.handleFrame(wire.AppendPong(nil, fs[2].Clock)))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	one, two := s.resps.find(1), s.resps.find(2)
+	require.NotNil(t, one, "an acknowledged response's seq stays")
+	require.True(t, one.gone)
+	require.Zero(t, one.n)
+	require.NotNil(t, two)
+	require.False(t, two.gone, "queued after the PING: kept")
+	require.Equal(t, `"two"`, string(s.resps.entry(two).Payload))
+	require.Equal(t, len(`"two"`), s.resps.bytes)
+}

@@ -171,10 +171,12 @@ type Limits struct {
 	// ResumeAckBytes: once this many bytes of pushes (counted as for
 	// ResumeBytes) have been queued to a connected session, the gate
 	// follows the next with a PING, unless one is awaited already; the
-	// client's PONG shows it has read every push before it, and those
-	// leave the replay buffer after 10s (kept that long for a hand-over's
-	// duplicate check). A client that keeps up so holds a few KB, not its
-	// share of ResumeGateBytes. Zero: 4 KiB. Negative: no such PINGs.
+	// client's PONG shows it has read every push and response before it:
+	// those pushes leave the replay buffer after 10s (kept that long for
+	// a hand-over's duplicate check), those responses the response cache
+	// (their seqs stay: a re-send is 306). A client that keeps up so holds
+	// a few KB, not its share of ResumeGateBytes. Zero: 4 KiB. Negative:
+	// no such PINGs.
 	ResumeAckBytes int
 	// ResponseCache is how many responses per session are kept, by seq, to
 	// answer a request re-sent after a resume. Zero: 128.

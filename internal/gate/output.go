@@ -625,7 +625,7 @@ func (s *Session) appendPingLocked(b []byte, now time.Time) []byte {
 	c := max(uint64(now.UnixMilli()), s.pingClock+1)
 	s.pingClock = c
 	if s.ackClock == 0 {
-		s.ackClock, s.ackSeq, s.unasked = c, s.queuedSeq, 0
+		s.ackClock, s.ackSeq, s.ackResp, s.unasked = c, s.queuedSeq, s.resps.data.end, 0
 	}
 	return wire.AppendPing(b, c)
 }
@@ -651,12 +651,13 @@ func (s *Session) askAckLocked(n int) {
 }
 
 // pong takes a PONG: the answer to the PING awaited acknowledges the
-// pushes queued before it.
+// pushes and responses queued before it.
 func (s *Session) pong(clock uint64) {
 	s.mu.Lock()
 	if s.ackClock != 0 && clock == s.ackClock {
 		s.ackClock = 0
 		s.pushes.ack(s.ackSeq, &s.g.pushBytes)
+		s.resps.ack(s.ackResp)
 	}
 	s.mu.Unlock()
 }

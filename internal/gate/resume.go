@@ -247,6 +247,19 @@ func (c *respCache) drop(x *respSlot) {
 	x.n, x.gone = 0, true
 }
 
+// ack drops the payloads of the responses the client has shown it read:
+// those written on this connection as they came (sent, not prev) whose
+// bytes end at or before stream offset end, data's end when the PING that
+// asked was queued. The client never asks for those again; their seqs
+// stay, so a re-send is still 306, never a second run.
+func (c *respCache) ack(end int) {
+	for i := range c.slots {
+		if x := &c.slots[i]; x.sent && !x.prev && x.off+int(x.n) <= end {
+			c.drop(x)
+		}
+	}
+}
+
 // entry returns slot x with a copy of its payload.
 func (c *respCache) entry(x *respSlot) respEntry {
 	e := respEntry{Seq: x.seq, Status: x.status, Gone: x.gone, Prev: x.prev, Sent: x.sent}

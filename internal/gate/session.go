@@ -108,10 +108,11 @@ type Session struct {
 	pushes   pushRing // recent pushes, for replay
 	// A PING queued after pushes asks the client to show it has read
 	// them: the PONG that echoes ackClock acknowledges every push up to
-	// ackSeq (pushRing.acked).
+	// ackSeq (pushRing.acked), and the responses before it.
 	pingClock uint64           // the u64 of the last PING sent; each is larger
 	ackClock  uint64           // the PING whose PONG is awaited; 0: none
 	ackSeq    uint64           // queuedSeq when it was queued
+	ackResp   int              // the end of resps' buffer then (respCache.ack)
 	unasked   int              // bytes of pushes queued since it was queued
 	resps     respCache        // recent responses, by seq
 	waiting   map[uint32]int64 // seqs forwarded and not answered → deadline
