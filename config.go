@@ -172,8 +172,10 @@ type Limits struct {
 	// those pushes leave the replay buffer after 10s (kept that long for
 	// a hand-over's duplicate check), those responses the response cache
 	// (their seqs stay: a re-send is 306). A client that keeps up so holds
-	// a few KB, not its share of ResumeGateBytes. Zero: 4 KiB. Negative:
-	// no such PINGs.
+	// a few KB, not its share of ResumeGateBytes; each PONG costs it a
+	// write and the gate a read (4096: one every ~6 Niu Niu pushes). The
+	// heartbeat's PINGs acknowledge the same way in any case. Zero or
+	// negative: no such PINGs.
 	ResumeAckBytes int
 	// ResponseCache is how many responses per session are kept, by seq, to
 	// answer a request re-sent after a resume. Zero: 128.

@@ -59,7 +59,7 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	fs.IntVar(&cfg.Limits.ResumePushes, "resume-pushes", 256, "pushes kept per session for replay after a resume")
 	fs.IntVar(&cfg.Limits.ResumeBytes, "resume-bytes", 256<<10, "bytes of pushes kept per session for replay (a push counts its payload, route and ids and ~100 bytes for its slot)")
 	fs.IntVar(&cfg.Limits.ResumeGateBytes, "resume-gate-bytes", 1<<30, "bytes of pushes kept for replay by the whole gate (a connected session keeps at most half of it over the sessions, at least resume-bytes/8; past it, resume-bytes/8)")
-	fs.IntVar(&cfg.Limits.ResumeAckBytes, "resume-ack-bytes", 4<<10, "after this many bytes of pushes to a connected session, PING it: its PONG lets the gate forget the pushes it has read (negative: never)")
+	fs.IntVar(&cfg.Limits.ResumeAckBytes, "resume-ack-bytes", 0, "after this many bytes of pushes to a connected session, PING it: its PONG lets the gate forget the pushes and responses it has read (0: never; 4096 halves a busy server's memory)")
 	fs.IntVar(&cfg.Limits.ResponseCache, "response-cache", 128, "responses kept per session for re-sends after a resume")
 	fs.IntVar(&cfg.Limits.ResponseCacheBytes, "response-cache-bytes", 64<<10, "bytes of responses kept per session (a re-send past it gets 306)")
 	fs.IntVar(&cfg.Limits.ResponseCacheItem, "response-cache-item", 16<<10, "largest response kept for a re-send, in bytes")

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -128,7 +129,7 @@ func TestPushAcks(t *testing.T) {
 }
 
 // The heartbeat's PING asks for an acknowledgement as well; with
-// ResumeAckBytes negative, pushes bring no PING.
+// ResumeAckBytes zero (the default) or negative, pushes bring no PING.
 func TestPushAcksHeartbeatAndOff(t *testing.T) {
 	t.Run("heartbeat", func(t *testing.T) {
 		g := replayGate(t, Limits{})
@@ -144,21 +145,23 @@ func TestPushAcksHeartbeatAndOff(t *testing.T) {
 		defer s.mu.Unlock()
 		require.Equal(t, uint64(1), s.pushes.acked)
 	})
-	t.Run("off", func(t *testing.T) {
-		g := replayGate(t, Limits{ResumeAckBytes: -1})
-		s, cli := connectedSession(t, g, "s1")
-		for range 20 {
-			b := &busBatch{}
-			g.onPush(&cluster.Envelope{Type: cluster.TypePush, Sessions: []string{"s1"}, Route: "t.tick", Payload: bytes.Repeat([]byte("x"), 1000)}, b)
-			b.release()
-		}
-		s.ping(time.Now()) // the heartbeat's: the first PING on the wire
-		fs := readEvery(t, cli, 21)
-		for i, f := range fs[:20] {
-			require.Equal(t, wire.KindPush, f.Kind, "frame %d", i)
-		}
-		require.Equal(t, wire.KindPing, fs[20].Kind)
-	})
+	for _, ab := range []int{0, -1} {
+		t.Run(fmt.Sprintf("off/%d", ab), func(t *testing.T) {
+			g := replayGate(t, Limits{ResumeAckBytes: ab})
+			s, cli := connectedSession(t, g, "s1")
+			for range 20 {
+				b := &busBatch{}
+				g.onPush(&cluster.Envelope{Type: cluster.TypePush, Sessions: []string{"s1"}, Route: "t.tick", Payload: bytes.Repeat([]byte("x"), 1000)}, b)
+				b.release()
+			}
+			s.ping(time.Now()) // the heartbeat's: the first PING on the wire
+			fs := readEvery(t, cli, 21)
+			for i, f := range fs[:20] {
+				require.Equal(t, wire.KindPush, f.Kind, "frame %d", i)
+			}
+			require.Equal(t, wire.KindPing, fs[20].Kind)
+		})
+	}
 }
 
 // The PONG acknowledges the responses queued before its PING too: their
