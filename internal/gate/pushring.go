@@ -149,11 +149,11 @@ func (r *pushRing) ack(seq uint64, gate *atomic.Int64) {
 }
 
 // dropAcked drops the oldest entries while they are acknowledged and
-// older than ackedKeep. A connected client that answers PINGs (every
-// conforming one) so keeps a few seconds of pushes, not its share of the
-// gate's budget: at 15,000 Niu Niu bots that share was ~35 KB a session,
-// 600 MB of heap in all, on which every collection and every copy into
-// the buffers spent its time (docs/benchmarks.md § bots, session 31).
+// older than ackedKeep. With ResumeAckBytes, a connected client that
+// answers PINGs (every conforming one) so keeps a few seconds of pushes,
+// not its share of the gate's budget: at 15,000 Niu Niu bots that share
+// was ~35 KB a session, 600 MB of heap in all, into which every push was
+// copied (docs/benchmarks.md § bots, session 31).
 func (r *pushRing) dropAcked(now int64, gate *atomic.Int64) {
 	for r.len() > 0 && r.ents[r.head].seq <= r.acked && now-r.ents[r.head].at > int64(ackedKeep) {
 		r.dropOldest(gate)
