@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -16,17 +17,7 @@ import (
 // readEvery reads n frames from a session's client end, PINGs included.
 func readEvery(t *testing.T, c net.Conn, n int) []wire.Frame {
 	t.Helper()
-	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
-	out := make([]wire.Frame, 0, n)
-	for len(out) < n {
-		body, err := wire.ReadTCP(c, nil, 1<<20)
-		require.NoError(t, err, "frame %d of %d", len(out)+1, n)
-		f, err := wire.Decode(body)
-		require.NoError(t, err)
-		f.Payload = append([]byte(nil), f.Payload...)
-		out = append(out, f)
-	}
-	return out
+	return readFramesOf(t, c, n, true)
 }
 
 // kinds lists the frames' kinds, a push as its push_seq.
@@ -34,7 +25,7 @@ func kinds(fs []wire.Frame) []string {
 	var out []string
 	for _, f := range fs {
 		if f.Kind == wire.KindPush {
-			out = append(out, "push "+string(rune('0'+f.PushSeq)))
+			out = append(out, "push "+strconv.FormatUint(f.PushSeq, 10))
 			continue
 		}
 		out = append(out, f.Kind.String())

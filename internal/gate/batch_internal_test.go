@@ -40,14 +40,21 @@ func connectedSession(t *testing.T, g *Gate, id string) (*Session, net.Conn) {
 // the gate's PINGs (unanswered).
 func readFrames(t *testing.T, c net.Conn, n int) []wire.Frame {
 	t.Helper()
+	return readFramesOf(t, c, n, false)
+}
+
+// readFramesOf reads n frames from a session's client end; PINGs count
+// among them with pings, and are passed over otherwise.
+func readFramesOf(t *testing.T, c net.Conn, n int, pings bool) []wire.Frame {
+	t.Helper()
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
-	var out []wire.Frame
+	out := make([]wire.Frame, 0, n)
 	for len(out) < n {
 		body, err := wire.ReadTCP(c, nil, 1<<20)
 		require.NoError(t, err, "frame %d of %d", len(out)+1, n)
 		f, err := wire.Decode(body)
 		require.NoError(t, err)
-		if f.Kind == wire.KindPing {
+		if f.Kind == wire.KindPing && !pings {
 			continue
 		}
 		f.Payload = append([]byte(nil), f.Payload...)

@@ -579,7 +579,7 @@ func (s *Session) handleFrame(body []byte) error {
 	case wire.KindRequest, wire.KindNotify:
 		return s.handleRequest(&f)
 	case wire.KindPing:
-		if s.begin(11) {
+		if s.begin(pingBody) { // a PONG's body is a PING's size
 			s.out = wire.AppendPong(s.out, f.Clock)
 			s.end(wire.KindPong)
 		}
