@@ -47,8 +47,10 @@ type Node struct {
 	envs     cluster.EnvelopePool // of requests being handled (serve, local)
 	tls      *tls.Config
 
-	bus         *cluster.Bus
-	gate        *gate.Gate
+	bus  *cluster.Bus
+	gate *gate.Gate
+	// ownGate is gate once it has started, for the workers (handleGateInbox).
+	ownGate     atomic.Pointer[gate.Gate]
 	admin       *http.Server
 	subs        []*nats.Subscription
 	runningSvcs []*Service // services whose OnStart ran
@@ -436,6 +438,7 @@ func (n *Node) startGate() error {
 	if err := g.Start(); err != nil {
 		return err
 	}
+	n.ownGate.Store(g)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.gate = g
@@ -707,8 +710,19 @@ func (n *Node) local(service string, id uint64, env *cluster.Envelope) bool {
 		defer func() { <-n.handlers; n.bg.Done() }()
 		n.handle(svc, e, reply)
 		n.envs.Put(e)
+		n.handleGateInbox()
 	})
 	return true
+}
+
+// handleGateInbox has this node's gate handle, on the calling goroutine, what a
+// task just sent it in-process (gate.Gate.HandleInbox): a handler's or a room's
+// answers and pushes then go out in its turn for a core rather than the
+// gate goroutine's next one.
+func (n *Node) handleGateInbox() {
+	if g := n.ownGate.Load(); g != nil {
+		g.HandleInbox()
+	}
 }
 
 // call runs a handler, turning a panic into an internal error.

@@ -577,7 +577,10 @@ func (h *roomHost) newRoom(rt *RoomType, handler RoomHandler, private bool, para
 		meta: map[string]string{}, params: maps.Clone(params), private: private,
 		created: time.Now().UTC(), timers: map[*Timer]struct{}{}, draining: h.draining,
 	}
-	r.turn = r.drain
+	r.turn = func() {
+		r.drain()
+		h.node.handleGateInbox()
+	}
 	r.log = h.log.With("room", r.id, "room_type", rt.name)
 	r.seats = make([]*Seat, rt.cfg.Seats)
 	for i := range r.seats {

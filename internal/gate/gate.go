@@ -14,12 +14,15 @@
 //     serves one session, so it may block on the bus (a resume) or a hook.
 //   - a flush goroutine per session, only while it has output to write.
 //   - the bus goroutine: replies, pushes, control messages and hand-overs
-//     for this gate's sessions. It is two goroutines that take turns under
+//     for this gate's sessions. It is whichever goroutine holds
 //     Gate.busMu: the bus subscription's (onGateMsg), for what comes over
-//     NATS, and localLoop, for what this node's own services hand the gate
-//     in-process (inbox.go). It owns routing state: which session holds an
-//     id (sessMap writes after the handshake), which moved where (moves),
-//     and installing a session handed over from another gate.
+//     NATS, and for what this node's own services hand the gate in-process
+//     (inbox.go), the node task that sent it (HandleInbox, called when a
+//     room's turn or a handler ends) or else localLoop. It owns routing
+//     state: which session holds an id (sessMap writes after the
+//     handshake), which moved where (moves), and installing a session
+//     handed over from another gate. Its writes of a large batch are
+//     shared with helpers on Config.Go (busBatch.release).
 //   - the broadcast goroutine (onBroadcast) and the fan-out goroutine
 //     (channels.run), which serves every channel; the heartbeat sweep and
 //     the timeout sweep.
@@ -357,6 +360,7 @@ func New(bus *cluster.Bus, cfg Config) (*Gate, error) {
 		g.m = newMetrics(nil)
 	}
 	g.batch.delay = g.m.pushDelay
+	g.batch.goFn = cfg.Go
 	if g.m.reg != nil {
 		g.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "hearth_sessions_parked", Help: "Connected sessions waiting for their next frame on the gate's poller, with no goroutine (Limits.ParkGap).",

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -71,52 +72,6 @@ func TestInboxDropsPastItsBound(t *testing.T) {
 	g.closeInbox()
 	require.False(t, g.deliver(pushMsg("local", 10, "s1"), nil), "a closed inbox refuses, and the bus publishes instead")
 	require.Equal(t, 2.0, counterValue(t, g.m.inboxDrops))
-}
-
-// The two goroutines that handle bus messages — the subscription's, for
-// what comes over NATS, and localLoop, for the node's own — take turns:
-// each session gets every push of both, each source's in the order sent,
-// with push numbers that never repeat (run with -race).
-func TestInboxAndSubscriptionTakeTurns(t *testing.T) {
-	g := replayGate(t, Limits{})
-	g.inbox.init(inboxBytes)
-	const sessions, each = 4, 300
-	clients := make([]net.Conn, 0, sessions)
-	ids := make([]string, sessions)
-	for i := range ids {
-		ids[i] = "s" + strconv.Itoa(i)
-		_, cli := connectedSession(t, g, ids[i])
-		clients = append(clients, cli)
-	}
-	go g.localLoop()
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for n := range each {
-			if !g.deliver(pushMsg("local", n, ids...), nil) {
-				t.Error("the inbox refused a message")
-				return
-			}
-		}
-	})
-	wg.Go(func() {
-		for n := range each {
-			g.onGateMsg(pushMsg("nats", n, ids...)) // no Sub: every message releases its batch
-		}
-	})
-	wg.Wait()
-	for i, c := range clients {
-		fs := readFrames(t, c, 2*each)
-		next := map[string]int{}
-		var seq uint64
-		for k, tk := range ticks(t, fs) {
-			require.Equal(t, next[tk.Src], tk.N, "session %d: %s's pushes out of order", i, tk.Src)
-			next[tk.Src]++
-			require.Greater(t, fs[k].PushSeq, seq, "session %d: push_seq repeated", i)
-			seq = fs[k].PushSeq
-		}
-		require.Equal(t, map[string]int{"local": each, "nats": each}, next)
-	}
-	g.closeInbox()
 }
 
 // A gate whose Start fails (its port is taken) gets no Shutdown: it takes
@@ -215,5 +170,162 @@ func TestInboxGivesBackOnlyWhatItCopied(t *testing.T) {
 		g.batch.release()
 		g.busMu.Unlock()
 		require.Equal(t, tc.done, done, tc.name)
+	}
+}
+
+// HandleInbox handles the inbox on the caller's goroutine: with no
+// localLoop running, what was delivered reaches the client once it
+// returns. While another goroutine holds busMu it returns at once, and
+// the messages it left are not stranded: localLoop, which deliver woke,
+// handles them once busMu is free.
+func TestHandleInboxOnTheCaller(t *testing.T) {
+	g := replayGate(t, Limits{})
+	g.inbox.init(inboxBytes)
+	_, cli := connectedSession(t, g, "s1")
+	for n := range 3 {
+		require.True(t, g.deliver(pushMsg("local", n, "s1"), nil))
+	}
+	g.HandleInbox()
+	require.Equal(t, []tick{{"local", 0}, {"local", 1}, {"local", 2}}, ticks(t, readFrames(t, cli, 3)))
+	g.inbox.mu.Lock()
+	require.Empty(t, g.inbox.q, "handled, not left for localLoop")
+	g.inbox.mu.Unlock()
+
+	g.busMu.Lock() // as the bus subscription's goroutine does
+	require.True(t, g.deliver(pushMsg("local", 3, "s1"), nil))
+	returned := make(chan struct{})
+	go func() {
+		g.HandleInbox()
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("HandleInbox waited for busMu instead of leaving the messages to its holder")
+	}
+	g.inbox.mu.Lock()
+	require.Len(t, g.inbox.q, 1, "left queued while busMu was held")
+	g.inbox.mu.Unlock()
+	go g.localLoop()
+	g.busMu.Unlock()
+	require.Equal(t, []tick{{"local", 3}}, ticks(t, readFrames(t, cli, 1)))
+	g.closeInbox()
+}
+
+// The goroutines that handle bus messages take turns: the subscription's,
+// for what comes over NATS; localLoop, for what the node's own tasks hand
+// the gate; and, in the second case, those tasks themselves once they have
+// sent it (HandleInbox). Each session gets every push of every source
+// once, each source's in the order sent, with push numbers that never
+// repeat (run with -race).
+func TestInboxHandlersTakeTurns(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		handle bool // the senders call HandleInbox, two messages in three
+	}{
+		{"localLoop alone", false},
+		{"senders handle", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := replayGate(t, Limits{})
+			g.inbox.init(inboxBytes)
+			const each = 200
+			ids, clients := connectedSessions(t, g, 4)
+			go g.localLoop()
+			srcs := []string{"room-a", "room-b", "nats"}
+			var wg sync.WaitGroup
+			for _, src := range srcs {
+				wg.Go(func() {
+					for n := range each {
+						if src == "nats" {
+							g.onGateMsg(pushMsg(src, n, ids...)) // no Sub: every message releases its batch
+							continue
+						}
+						if !g.deliver(pushMsg(src, n, ids...), nil) {
+							t.Error("the inbox refused a message")
+							return
+						}
+						if tc.handle && n%3 != 0 {
+							g.HandleInbox()
+						}
+					}
+				})
+			}
+			wg.Wait()
+			requireEachInOrder(t, clients, map[string]int{"room-a": each, "room-b": each, "nats": each})
+			g.closeInbox()
+		})
+	}
+}
+
+// A release of many sessions shares their writes with helpers (goFn), and
+// writes every session once whether or not a helper ever runs: here the
+// helpers start only after release has returned, and find nothing left to
+// take from the batch, which the gate has already reused.
+func TestReleaseSharesWrites(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	}
+	g := replayGate(t, Limits{})
+	const sessions = 3 * releaseShare
+	ids, clients := connectedSessions(t, g, sessions)
+	var late []func()
+	g.batch.goFn = func(fn func()) { late = append(late, fn) }
+	g.onGateMsg(pushMsg("nats", 0, ids...))
+	require.NotEmpty(t, late, "a release of %d sessions asks for helpers", sessions)
+	require.Empty(t, g.batch.held, "the batch is emptied for reuse")
+	for i, c := range clients {
+		require.Equal(t, []tick{{"nats", 0}}, ticks(t, readFrames(t, c, 1)), "session %d", i)
+	}
+	g.batch.held = append(g.batch.held, nil) // reused: a late helper must not read it
+	for _, fn := range late {
+		fn()
+	}
+	g.batch.held = g.batch.held[:0]
+
+	// Helpers that run at once, beside release: still one write each.
+	g.batch.goFn = func(fn func()) { go fn() }
+	for n := 1; n <= 20; n++ {
+		g.onGateMsg(pushMsg("nats", n, ids...))
+	}
+	for i, c := range clients {
+		got := ticks(t, readFrames(t, c, 20))
+		for k, tk := range got {
+			require.Equal(t, tick{"nats", k + 1}, tk, "session %d", i)
+		}
+	}
+}
+
+// connectedSessions connects n sessions, s0…, to g.
+func connectedSessions(t *testing.T, g *Gate, n int) (ids []string, clients []net.Conn) {
+	t.Helper()
+	for i := range n {
+		id := "s" + strconv.Itoa(i)
+		_, cli := connectedSession(t, g, id)
+		ids, clients = append(ids, id), append(clients, cli)
+	}
+	return ids, clients
+}
+
+// requireEachInOrder reads want's count of pushes from each source on
+// every client and checks that each source's came in the order sent, with
+// push numbers that never repeat.
+func requireEachInOrder(t *testing.T, clients []net.Conn, want map[string]int) {
+	t.Helper()
+	total := 0
+	for _, n := range want {
+		total += n
+	}
+	for i, c := range clients {
+		fs := readFrames(t, c, total)
+		next := map[string]int{}
+		var seq uint64
+		for k, tk := range ticks(t, fs) {
+			require.Equal(t, next[tk.Src], tk.N, "session %d: %s's pushes out of order", i, tk.Src)
+			next[tk.Src]++
+			require.Greater(t, fs[k].PushSeq, seq, "session %d: push_seq repeated", i)
+			seq = fs[k].PushSeq
+		}
+		require.Equal(t, want, next, "session %d", i)
 	}
 }

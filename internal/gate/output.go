@@ -5,9 +5,11 @@ import (
 	"errors"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -559,10 +561,14 @@ func (s *Session) flushHeld(inPlace bool) {
 
 // busBatch is the sessions the gate subject's subscription goroutine has
 // queued output for without writing it, while more bus messages waited:
-// release writes each once. Its one user is that goroutine.
+// release writes each once. Its one user is that goroutine, under the
+// gate's busMu.
 type busBatch struct {
 	held []*Session
 	msgs int // messages since the last release
+	// goFn starts a helper of release (Config.Go); nil: release writes
+	// alone.
+	goFn func(func())
 	// sent holds, for each push of the batch to a connected session, when
 	// its service sent it (Envelope.Sent); release observes each one's
 	// delay on delay once it has written the batch. A session whose flush
@@ -576,11 +582,29 @@ type busBatch struct {
 // subscription still writes every so often.
 const maxBusBatch = 64
 
+// releaseShare is the fewest held sessions per helper release starts: a
+// helper costs a worker's wake-up, a few writes' worth.
+const releaseShare = 16
+
+// release writes each held session once. With many of them it shares the
+// writes with helpers, up to one per further P: a write is a system call,
+// and with one goroutine making them all, a third of a busy node's CPU in
+// one queue, every push waited behind the whole batch and behind that
+// goroutine's turn for a core (docs/benchmarks.md § bots, session 32).
 func (b *busBatch) release() {
-	for i, s := range b.held {
-		s.flushHeld(true)
-		b.held[i] = nil
+	if helpers := min(runtime.GOMAXPROCS(0)-1, len(b.held)/releaseShare); helpers > 0 && b.goFn != nil {
+		w := &releaseWork{held: b.held}
+		for range helpers {
+			b.goFn(w.help)
+		}
+		w.write()
+		w.wait()
+	} else {
+		for _, s := range b.held {
+			s.flushHeld(true)
+		}
 	}
+	clear(b.held)
 	b.held, b.msgs = b.held[:0], 0
 	if len(b.sent) == 0 {
 		return
@@ -592,6 +616,41 @@ func (b *busBatch) release() {
 		}
 	}
 	b.sent = b.sent[:0]
+}
+
+// releaseWork is one release's held sessions, written by whichever of
+// release and its helpers takes each next. A helper that starts after
+// they are all taken touches nothing: held is read only at an index that
+// next handed out, and release returns (and its busBatch reuses held)
+// only once every goroutine that took one is done (active).
+type releaseWork struct {
+	held   []*Session
+	next   atomic.Int64
+	active atomic.Int64
+}
+
+func (w *releaseWork) help() {
+	w.active.Add(1)
+	w.write()
+	w.active.Add(-1)
+}
+
+func (w *releaseWork) write() {
+	for {
+		i := int(w.next.Add(1)) - 1
+		if i >= len(w.held) {
+			return
+		}
+		w.held[i].flushHeld(true)
+	}
+}
+
+// wait returns once no helper is writing: at most one session's write
+// each, since every session has been taken.
+func (w *releaseWork) wait() {
+	for w.active.Load() > 0 {
+		runtime.Gosched()
+	}
 }
 
 // gap records that a channel message for this session was lost (the gate
