@@ -168,13 +168,16 @@ func TestAuthFlows(t *testing.T) {
 
 // Expired session tokens are refused with 102.
 func TestExpiredSessionToken(t *testing.T) {
-	node, _ := start(t, "sqlite", auth.Config{TokenTTL: time.Second}, hearth.Config{})
+	// A JWT's times are whole seconds, so a token lives between TTL−1s and
+	// TTL: with a TTL of one second it could be expired at once (a CI run
+	// saw it).
+	node, _ := start(t, "sqlite", auth.Config{TokenTTL: 2 * time.Second}, hearth.Config{})
 	c := node.Dial(t, "tcp")
 	var login authpb.LoginResp
 	require.NoError(t, req(t, c, "auth.guest", &authpb.GuestReq{DeviceId: "d1"}, &login))
 	d := node.Dial(t, "tcp")
 	require.NoError(t, req(t, d, "auth.token", &authpb.TokenReq{Token: login.Token}, nil))
-	time.Sleep(2100 * time.Millisecond) // JWT expiry has one-second resolution
+	time.Sleep(3100 * time.Millisecond) // past the TTL and the second it is rounded to: a wait on the clock itself
 	e := node.Dial(t, "tcp")
 	require.Equal(t, wire.CodeTokenInvalid, code(t, req(t, e, "auth.token", &authpb.TokenReq{Token: login.Token}, nil)))
 }
