@@ -84,7 +84,7 @@ func (n *Node) startAdmin() error {
 			return
 		}
 		sessions := 0
-		if g := n.gateRef(); g != nil {
+		if g := n.gate.Load(); g != nil {
 			sessions = g.Sessions()
 		}
 		n.log.Info("drain requested over the admin API", "sessions", sessions)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hearth-server/hearth/internal/cluster"
-	"github.com/hearth-server/hearth/internal/gate"
 	"github.com/hearth-server/hearth/pb/syspb"
 	"github.com/hearth-server/hearth/wire"
 )
@@ -57,7 +56,7 @@ func (n *Node) nodeInfo() cluster.NodeInfo {
 	if a := n.Addr("admin"); a != nil {
 		info.Admin = "http://" + n.advertised(a)
 	}
-	if g := n.gateRef(); g != nil {
+	if g := n.gate.Load(); g != nil {
 		scheme := "tcp"
 		wsScheme := "ws"
 		if n.tls != nil {
@@ -104,7 +103,7 @@ func (n *Node) onRegistryEvent(ev cluster.RegistryEvent) {
 		return
 	}
 	n.log.Info("cluster node "+ev.Kind.String(), "peer", ev.Node.ID, "roles", ev.Node.Roles, "state", ev.Node.State)
-	if g := n.gateRef(); g != nil {
+	if g := n.gate.Load(); g != nil {
 		g.RefreshRoutes()
 	}
 	if ev.Kind == cluster.NodeLeft && ev.Node.HasRole("gate") && n.isJanitor() {
@@ -432,15 +431,9 @@ func (n *Node) drainGate(ctx context.Context) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, n.cfg.DrainTimeout)
 	defer cancel()
-	if err := n.gate.Drain(dctx, reason); err != nil {
+	if err := n.gate.Load().Drain(dctx, reason); err != nil {
 		n.log.Warn("drain incomplete", "err", err)
 	}
-}
-
-func (n *Node) gateRef() *gate.Gate {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.gate
 }
 
 // resumed tracks sessions resumed on another gate than the one a handler

@@ -47,10 +47,10 @@ type Node struct {
 	envs     cluster.EnvelopePool // of requests being handled (serve, local)
 	tls      *tls.Config
 
-	bus  *cluster.Bus
-	gate *gate.Gate
-	// ownGate is gate once it has started, for the workers (handleGateInbox).
-	ownGate     atomic.Pointer[gate.Gate]
+	bus *cluster.Bus
+	// gate is the node's gate once it has started; the workers read it
+	// (handleGateInbox) as well as the admin and cluster paths.
+	gate        atomic.Pointer[gate.Gate]
 	admin       *http.Server
 	subs        []*nats.Subscription
 	runningSvcs []*Service // services whose OnStart ran
@@ -438,10 +438,9 @@ func (n *Node) startGate() error {
 	if err := g.Start(); err != nil {
 		return err
 	}
-	n.ownGate.Store(g)
+	n.gate.Store(g)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.gate = g
 	for _, name := range []string{"tcp", "ws"} {
 		if a := g.Addr(name); a != nil {
 			n.addrs[name] = a
@@ -521,9 +520,9 @@ func (n *Node) teardown(ctx context.Context) error {
 	}
 	// Rooms end while their players are still connected and subscribed.
 	n.rooms.drain(ctx)
-	if n.gate != nil {
+	if g := n.gate.Load(); g != nil {
 		n.drainGate(ctx)
-		if err := n.gate.Shutdown(ctx); err != nil {
+		if err := g.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("gate shutdown: %w", err))
 		}
 	}
@@ -715,12 +714,12 @@ func (n *Node) local(service string, id uint64, env *cluster.Envelope) bool {
 	return true
 }
 
-// handleGateInbox has this node's gate handle, on the calling goroutine, what a
-// task just sent it in-process (gate.Gate.HandleInbox): a handler's or a room's
-// answers and pushes then go out in its turn for a core rather than the
-// gate goroutine's next one.
+// handleGateInbox has this node's gate handle, on the calling goroutine,
+// what a task just sent it in-process (gate.Gate.HandleInbox): a handler's
+// or a room's answers and pushes then go out in its turn for a core rather
+// than the gate goroutine's next one.
 func (n *Node) handleGateInbox() {
-	if g := n.ownGate.Load(); g != nil {
+	if g := n.gate.Load(); g != nil {
 		g.HandleInbox()
 	}
 }

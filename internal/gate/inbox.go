@@ -14,10 +14,10 @@ const inboxBytes = 256 << 20
 
 // inbox takes what this node sends its own gate in-process
 // (cluster.Bus.SetLocalGate): the goroutine of the node's task that sent
-// them (HandleInbox) or else the gate's own (localLoop) handles the messages as
-// the bus subscription's goroutine handles those that come over NATS,
-// each under Gate.busMu, which makes them all one owner of the routing
-// state.
+// them (HandleInbox), or else the gate's own (localLoop), handles the
+// messages as the bus subscription's goroutine handles those that come
+// over NATS, each under Gate.busMu, which makes them all one owner of the
+// routing state.
 type inbox struct {
 	limit int
 
