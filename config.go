@@ -200,6 +200,13 @@ type Limits struct {
 	// less per frame. WebSocket and TLS sessions always keep a goroutine.
 	// Zero: 50ms. Negative: every session keeps a goroutine.
 	ParkGap time.Duration
+	// Readers bounds the goroutines that read parked sessions the poller
+	// woke, at once (hearth_read_queue counts those waiting). They yield
+	// their core between two sessions, so a room's timers and pushes go
+	// ahead of clients' next requests when the cores are short, as in a
+	// garbage collection's mark. Zero: twice GOMAXPROCS. Negative: a
+	// goroutine per woken session, unbounded.
+	Readers int
 }
 
 // gate converts the limits to the gate's own type, which applies the

@@ -65,6 +65,7 @@ func serve(ctx context.Context, args []string, opts Options) int {
 	fs.IntVar(&cfg.Limits.ResponseCacheItem, "response-cache-item", 16<<10, "largest response kept for a re-send, in bytes")
 	fs.IntVar(&cfg.Limits.ResponseCacheGate, "response-cache-gate", 64<<20, "bytes of responses kept by the whole gate")
 	fs.IntVar(&cfg.Limits.ChannelBuffer, "channel-buffer", 65536, "channel messages queued for fan-out per gate (past it: dropped, members see a push_seq gap)")
+	fs.IntVar(&cfg.Limits.Readers, "readers", 0, "goroutines that read woken parked sessions at once (0: twice GOMAXPROCS; negative: one per session, unbounded)")
 	fs.DurationVar(&cfg.Limits.ParkGap, "park-gap", 50*time.Millisecond, "a TCP session whose frames come at least this far apart waits on the gate's poller without a goroutine (Linux; negative: never)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "on stop, how long to wait for clients to resume on another gate")
 	fs.BoolVar(&cfg.DisableSysPush, "disable-sys-push", false, "turn off the sys.push diagnostic route")

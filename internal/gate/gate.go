@@ -12,6 +12,9 @@
 //   - a connection goroutine per session: reads frames, runs the handshake
 //     (including a resume's wait for its state), forwards requests. It
 //     serves one session, so it may block on the bus (a resume) or a hook.
+//     A parked plain-TCP session has none: the poller's goroutine wakes
+//     it, and one of at most Limits.Readers runners reads it (readQueue,
+//     whose queue is under its mutex), until it parks or blocks.
 //   - a flush goroutine per session, only while it has output to write.
 //   - the bus goroutine: replies, pushes, control messages and hand-overs
 //     for this gate's sessions. It is whichever goroutine holds
@@ -51,6 +54,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -206,6 +210,13 @@ type Limits struct {
 	// connection. WebSocket and TLS sessions always keep a goroutine.
 	// Zero: 50ms. Negative: every session keeps a goroutine.
 	ParkGap time.Duration
+	// Readers bounds the goroutines that read parked sessions woken by the
+	// poller at once (ParkGap); the rest wait in a queue, in the order
+	// they woke. Each goes behind every other runnable goroutine between
+	// two sessions: in a garbage collection's mark ~100 readers were
+	// runnable at once, and the rooms' timers and pushes waited behind
+	// them. Zero: twice GOMAXPROCS at New. Negative: no bound.
+	Readers int
 }
 
 func (c *Config) setDefaults() {
@@ -255,6 +266,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Go == nil {
 		c.Go = func(fn func()) { go fn() }
+	}
+	if c.Readers == 0 {
+		c.Readers = 2 * runtime.GOMAXPROCS(0)
 	}
 }
 
@@ -306,6 +320,7 @@ type Gate struct {
 	slowBus   atomic.Int64
 	poll      *readPoller  // nil: every session reads on its own goroutine
 	parked    atomic.Int64 // sessions parked on poll
+	readers   readQueue    // the readers of woken parked sessions
 	hooks     chan func()  // OnClose calls, for the hook workers
 	hooksWG   sync.WaitGroup
 	hookMu    sync.RWMutex // guards hooksDone against sends on a closed hooks
@@ -361,10 +376,14 @@ func New(bus *cluster.Bus, cfg Config) (*Gate, error) {
 	}
 	g.batch.delay = g.m.pushDelay
 	g.batch.goFn = cfg.Go
+	g.readers.goFn, g.readers.max, g.readers.read = cfg.Go, cfg.Readers, (*Session).resumeReads
 	if g.m.reg != nil {
 		g.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "hearth_sessions_parked", Help: "Connected sessions waiting for their next frame on the gate's poller, with no goroutine (Limits.ParkGap).",
 		}, func() float64 { return float64(g.parked.Load()) }))
+		g.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hearth_read_queue", Help: "Parked sessions woken with a frame that wait for one of the gate's readers (Readers).",
+		}, func() float64 { return float64(g.readers.waiting()) }))
 		g.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "hearth_response_cache_bytes", Help: "Bytes of responses the gate keeps for re-sends after a resume (bounded by Limits.ResponseCacheGate).",
 		}, func() float64 { return float64(g.respBytes.Load()) }))

@@ -198,7 +198,7 @@ func (s *Session) wake() {
 		case readParked:
 			if s.pollState.CompareAndSwap(readParked, readRunning) {
 				s.g.parked.Add(-1)
-				s.g.cfg.Go(s.resumeReads)
+				s.g.readers.add(s)
 				return
 			}
 		case readRunning:
@@ -211,23 +211,26 @@ func (s *Session) wake() {
 	}
 }
 
-func (s *Session) resumeReads() {
-	if s.servePolled() {
+// resumeReads reads a woken parked session on a readQueue runner.
+func (s *Session) resumeReads(slot *readSlot) {
+	if s.servePolled(slot) {
 		s.g.conns.Done()
 	}
 }
 
 // servePolled reads an established plain-TCP session until its connection
 // is gone (then it finishes as serve does and reports true) or until it
-// parks (false: a later wake goes on).
-func (s *Session) servePolled() (ended bool) {
-	err := s.readPolled()
+// parks (false: a later wake goes on). slot is the readQueue's, when a
+// runner of it reads; nil on the connection's first goroutine.
+func (s *Session) servePolled(slot *readSlot) (ended bool) {
+	err := s.readPolled(slot)
 	if err == nil {
 		return false
 	}
 	s.g.poll.forget(s)
 	s.dropReadBuf()
 	s.fail(err, "read")
+	s.g.readers.leave(slot) // wait may take seconds (a KICK's flush)
 	s.wait()
 	s.afterConn()
 	s.releaseIP()
@@ -237,8 +240,9 @@ func (s *Session) servePolled() (ended bool) {
 var errWouldBlock = errors.New("gate: nothing to read")
 
 // readPolled reads and handles frames until the connection fails (the
-// error) or the session parks (nil).
-func (s *Session) readPolled() error {
+// error) or the session parks (nil). A read that blocks first gives back
+// the readQueue's slot, if slot holds one.
+func (s *Session) readPolled(slot *readSlot) error {
 	g := s.g
 	for {
 		// Block only when frames have been coming close together: an
@@ -247,6 +251,9 @@ func (s *Session) readPolled() error {
 		// the handshake does not block (lastBatch is 0): a session that
 		// stays idle parks at once.
 		block := s.noPark || (s.lastBatch != 0 && s.lastGap < int64(g.cfg.ParkGap))
+		if block {
+			g.readers.leave(slot)
+		}
 		fresh := s.rbN == 0
 		err := s.readSome(block)
 		if err == errWouldBlock {

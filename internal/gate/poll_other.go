@@ -10,6 +10,7 @@ func newReadPoller() (*readPoller, error) { return nil, nil }
 
 func (*readPoller) close() {}
 
-func (s *Session) polled() bool      { return false }
-func (s *Session) wake()             {}
-func (s *Session) servePolled() bool { return true } // never called: polled is false
+func (s *Session) polled() bool               { return false }
+func (s *Session) wake()                      {}
+func (s *Session) servePolled(*readSlot) bool { return true } // never called: polled is false
+func (s *Session) resumeReads(*readSlot)      {}

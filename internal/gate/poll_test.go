@@ -241,9 +241,18 @@ func TestParkedSessionsEnd(t *testing.T) {
 
 // Many sessions, each sending requests at random moments, some together
 // and some after a pause, park and wake concurrently: every request gets
-// its answer. Run with -race -count=50.
+// its answer, whatever bounds the gate's readers of woken sessions
+// (Limits.Readers). Run with -race -count=50.
 func TestParkedSessionsConcurrent(t *testing.T) {
-	node := hearthtest.Start(t, hearth.Config{Limits: hearth.Limits{ParkGap: time.Millisecond}})
+	for _, readers := range []int{0, 1, -1} {
+		t.Run(fmt.Sprintf("readers %d", readers), func(t *testing.T) {
+			parkedConcurrent(t, hearth.Limits{ParkGap: time.Millisecond, Readers: readers})
+		})
+	}
+}
+
+func parkedConcurrent(t *testing.T, limits hearth.Limits) {
+	node := hearthtest.Start(t, hearth.Config{Limits: limits})
 	const clients, requests = 40, 30
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
@@ -279,6 +288,52 @@ func TestParkedSessionsConcurrent(t *testing.T) {
 	}
 }
 
+// With one reader for every woken session, a client whose frames come
+// close together (its reader then blocks on the connection) does not hold
+// that reader: a parked session woken meanwhile is still read and answered.
+func TestBlockingReaderLeavesTheReadQueue(t *testing.T) {
+	// A gap of an hour: from its third frame on, the talker's reader
+	// blocks on its connection.
+	reg := prometheus.NewRegistry()
+	node := hearthtest.Start(t, hearth.Config{Roles: []string{"sys"}, NATSListen: "127.0.0.1:0"})
+	g := startGate(t, node, gate.Config{
+		ID:      "rq-gate",
+		TCPAddr: "127.0.0.1:0",
+		Metrics: gate.NewMetrics(reg),
+		Limits:  gate.Limits{ParkGap: time.Hour, Readers: 1},
+	})
+	addr := g.Addr("tcp").String()
+	talker, quiet := dialRawAddr(t, "tcp", addr), dialRawAddr(t, "tcp", addr)
+	talker.handshake(wire.CodecJSON)
+	quiet.handshake(wire.CodecJSON)
+	hearthtest.Eventually(t, waitLong, func() error {
+		if p := gauge(t, reg, "hearth_sessions_parked"); p != 2 {
+			return fmt.Errorf("%v sessions parked after their handshakes, want 2", p)
+		}
+		return nil
+	})
+	for seq := uint32(1); seq <= 3; seq++ {
+		talker.send(wire.AppendRequest(nil, seq, "sys.ping", []byte(`{}`)))
+		require.Equal(t, wire.OK, talker.response(seq).Status)
+	}
+	// The talker's reader now waits on its connection, not parked.
+	hearthtest.Eventually(t, waitLong, func() error {
+		if p := gauge(t, reg, "hearth_sessions_parked"); p != 1 {
+			return fmt.Errorf("%v sessions parked, want 1 (the quiet one)", p)
+		}
+		return nil
+	})
+	for seq := uint32(1); seq <= 3; seq++ {
+		quiet.send(wire.AppendRequest(nil, seq, "sys.ping", []byte(`{"q":1}`)))
+		f := quiet.response(seq)
+		require.Equal(t, wire.OK, f.Status, "the quiet session's request %d", seq)
+		require.Equal(t, `{"q":1}`, string(f.Payload))
+	}
+	require.Zero(t, gauge(t, reg, "hearth_read_queue"), "no woken session left waiting for a reader")
+	talker.send(wire.AppendRequest(nil, 4, "sys.ping", []byte(`{}`)))
+	require.Equal(t, wire.OK, talker.response(4).Status, "the talker still read")
+}
+
 // writeFrame is rawClient.send for a goroutine other than the test's.
 func writeFrame(rc *rawClient, body []byte) error {
 	_ = rc.conn.SetWriteDeadline(time.Now().Add(waitLong))
@@ -303,7 +358,7 @@ func TestGateStartsReadersWithConfigGo(t *testing.T) {
 		Metrics: gate.NewMetrics(reg),
 		Limits:  gate.Limits{ParkGap: time.Nanosecond},
 		Go: func(fn func()) {
-			if strings.HasSuffix(runtime.FuncForPC(reflect.ValueOf(fn).Pointer()).Name(), ".resumeReads-fm") {
+			if strings.Contains(runtime.FuncForPC(reflect.ValueOf(fn).Pointer()).Name(), "(*readQueue).") {
 				reads.Add(1)
 			}
 			go fn()

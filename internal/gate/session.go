@@ -268,7 +268,7 @@ func (s *Session) releaseIP() {
 // its reads parked on the poller, where a wake goes on with them.
 func (s *Session) serve() (ended bool) {
 	if s.polled() {
-		return s.servePolled()
+		return s.servePolled(nil)
 	}
 	err := s.readLoop()
 	s.fail(err, "read")
