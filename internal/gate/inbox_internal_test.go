@@ -212,6 +212,58 @@ func TestHandleInboxOnTheCaller(t *testing.T) {
 	g.closeInbox()
 }
 
+// Senders that each call HandleInbox after delivering leave nothing in the
+// inbox once they have all returned, with no localLoop to catch what one
+// queued while another held busMu: each holder looks again after it lets
+// go. Run with -race -count=50.
+func TestHandleInboxLeavesNothingBehind(t *testing.T) {
+	g := replayGate(t, Limits{})
+	g.inbox.init(inboxBytes)
+	const senders, each = 4, 300
+	ids, clients := connectedSessions(t, g, 1)
+	var wg sync.WaitGroup
+	for i := range senders {
+		src := "room-" + strconv.Itoa(i)
+		wg.Go(func() {
+			for n := range each {
+				require.True(t, g.deliver(pushMsg(src, n, ids...), nil))
+				g.HandleInbox()
+			}
+		})
+	}
+	wg.Wait()
+	g.inbox.mu.Lock()
+	left := len(g.inbox.q)
+	g.inbox.mu.Unlock()
+	require.Zero(t, left, "messages left in the inbox after every sender's HandleInbox returned")
+	got := map[string]int{}
+	for _, tk := range ticks(t, readFrames(t, clients[0], senders*each)) {
+		require.Equal(t, got[tk.Src], tk.N, "%s's pushes in order", tk.Src)
+		got[tk.Src]++
+	}
+
+	// The narrow case, made to happen: a task queues a message after the
+	// holder's drain found the inbox empty, and its HandleInbox finds
+	// busMu still held.
+	late := true
+	g.inbox.emptied = func() {
+		if !late {
+			return
+		}
+		late = false
+		require.True(t, g.deliver(pushMsg("late", 0, ids...), nil))
+		done := make(chan bool)
+		go func() { done <- g.busMu.TryLock() }()
+		require.False(t, <-done, "busMu is held by the drain")
+		g.HandleInbox() // returns at once: TryLock fails
+	}
+	require.True(t, g.deliver(pushMsg("first", 0, ids...), nil))
+	g.HandleInbox()
+	g.inbox.emptied = nil
+	require.Equal(t, []tick{{"first", 0}, {"late", 0}}, ticks(t, readFrames(t, clients[0], 2)),
+		"the holder handled what came as it let go")
+}
+
 // The goroutines that handle bus messages take turns: the subscription's,
 // for what comes over NATS; localLoop, for what the node's own tasks hand
 // the gate; and, in the second case, those tasks themselves once they have
