@@ -9,7 +9,8 @@ import (
 // max goroutines at once (Config.Readers), each reading one woken session
 // after another in the order they woke, and yielding its core between two
 // (runtime.Gosched: it goes to the scheduler's global queue, behind every
-// goroutine already runnable on the core).
+// goroutine already runnable on the core). A runner that finds the queue
+// empty ends without yielding.
 //
 // A goroutine per woken session made readers most of what was runnable:
 // in a collection's mark, with the collector holding part of both cores,
@@ -71,15 +72,18 @@ func (rq *readQueue) run(s *Session, bounded bool) {
 		if !slot.held {
 			return
 		}
-		// Whatever became runnable meanwhile — often the handler of the
-		// request just read, or a room's turn — goes first.
+		if s = rq.next(); s == nil {
+			return
+		}
+		// Sessions wait, so the cores are short: whatever became runnable
+		// meanwhile — often the handler of the request just read, or a
+		// room's turn — goes first. Only then: a goroutine in the global
+		// queue is taken before the network poller is looked at, which
+		// delays every goroutine waiting on a socket.
 		if rq.yield != nil {
 			rq.yield()
 		} else {
 			runtime.Gosched()
-		}
-		if s = rq.next(); s == nil {
-			return
 		}
 	}
 }
