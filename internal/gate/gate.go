@@ -212,10 +212,11 @@ type Limits struct {
 	ParkGap time.Duration
 	// Readers bounds the goroutines that read parked sessions woken by the
 	// poller at once (ParkGap); the rest wait in a queue, in the order
-	// they woke. Each goes behind every other runnable goroutine between
-	// two sessions: in a garbage collection's mark ~100 readers were
-	// runnable at once, and the rooms' timers and pushes waited behind
-	// them. Zero: twice GOMAXPROCS at New. Negative: no bound.
+	// they woke. While others wait, each goes behind every other runnable
+	// goroutine between two sessions: in a garbage collection's mark ~100
+	// readers were runnable at once, and the rooms' timers and pushes
+	// waited behind them. Zero: twice GOMAXPROCS at New. Negative: no
+	// bound.
 	Readers int
 }
 
