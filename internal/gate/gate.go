@@ -41,7 +41,10 @@
 // (a same-gate resume). Functions named …Locked expect Session.mu held.
 // Tables have their own locks: sessionMap shards, pendingTable shards,
 // ipLimiter.mu, moves.mu, waiters.mu; none is held while a Session.mu is
-// taken, except moves.mu around the sweep's look at a stub.
+// taken, except moves.mu around the sweep's look at a stub. The route
+// dictionary is replaced under routesMu (RefreshRoutes, from the node's
+// registry goroutines) and read without a lock; a session keeps the one it
+// was given.
 package gate
 
 import (
@@ -276,16 +279,19 @@ func (c *Config) setDefaults() {
 
 // Gate serves clients on one node.
 type Gate struct {
-	cfg     Config
-	bus     *cluster.Bus
-	log     *slog.Logger
-	m       *Metrics
-	routes  atomic.Pointer[routeTable]
-	sessMap sessionMap
-	pending pendingTable
-	envs    cluster.EnvelopePool // of requests being forwarded (handleRequest)
-	ips     ipLimiter
-	chans   channels
+	cfg    Config
+	bus    *cluster.Bus
+	log    *slog.Logger
+	m      *Metrics
+	routes atomic.Pointer[routeTable] // stored under routesMu; read anywhere
+	// routesMu orders RefreshRoutes' callers (the registry's watch and its
+	// expiry run on two goroutines): the last to store read the newest routes.
+	routesMu sync.Mutex
+	sessMap  sessionMap
+	pending  pendingTable
+	envs     cluster.EnvelopePool // of requests being forwarded (handleRequest)
+	ips      ipLimiter
+	chans    channels
 	// busMu is held while a bus message is handled: by the gate subject's
 	// subscription goroutine (onGateMsg, what comes over NATS) and by
 	// localLoop (what this node sends, in-process), which together are
@@ -422,6 +428,8 @@ func New(bus *cluster.Bus, cfg Config) (*Gate, error) {
 // their own copy of the map and its names — at 10,000 sessions a node,
 // 10,000–20,000 objects for each collection to mark.
 func (g *Gate) RefreshRoutes() {
+	g.routesMu.Lock()
+	defer g.routesMu.Unlock()
 	var names []string
 	if g.cfg.Routes != nil {
 		names = g.cfg.Routes()

@@ -1,6 +1,10 @@
 package gate
 
 import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -31,4 +35,33 @@ func TestRefreshRoutesKeepsAnUnchangedTable(t *testing.T) {
 	names = []string{"a.one"}
 	g.RefreshRoutes()
 	require.Equal(t, []string{"", "a.one"}, g.routes.Load().byID, "a removed route stayed")
+}
+
+// TestRefreshRoutesConcurrent: the registry calls RefreshRoutes from two
+// goroutines (its watch, and its expiry of silent peers). Whatever order
+// they run in, the dictionary left is the newest route set, never one a
+// slower caller read before it changed.
+func TestRefreshRoutesConcurrent(t *testing.T) {
+	var current atomic.Pointer[[]string]
+	g := &Gate{cfg: Config{Routes: func() []string {
+		names := *current.Load()
+		runtime.Gosched() // widen the window between reading and storing
+		return names
+	}}}
+	first := []string{"a.one"}
+	current.Store(&first)
+	g.RefreshRoutes()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 50 {
+				names := []string{"a.one", fmt.Sprintf("r.n%d_%d", i, j)}
+				current.Store(&names)
+				g.RefreshRoutes()
+			}
+		})
+	}
+	wg.Wait()
+	want := newRouteTable(*current.Load()).byID
+	require.Equal(t, want, g.routes.Load().byID, "the dictionary is not the newest route set")
 }
