@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // BenchmarkStoreCalls measures what the server pays the store per Niu Niu
@@ -18,7 +19,11 @@ func BenchmarkStoreCalls(b *testing.B) {
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
 			s := open(b, be.dsn(b))
-			ctx := context.Background()
+			// A context that can end, as the server's calls have (a room
+			// bounds each with LedgerTimeout): database/sql and the SQLite
+			// driver treat such a context differently from Background.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			defer cancel()
 			ids := make([]string, 5)
 			for i := range ids {
 				ids[i] = player(b, s, fmt.Sprintf("p%d", i), 1_000_000_000)
@@ -129,7 +134,11 @@ func BenchmarkSettlementsConcurrent(b *testing.B) {
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
 			s := open(b, be.dsn(b))
-			ctx := context.Background()
+			// A context that can end, as the server's calls have (a room
+			// bounds each with LedgerTimeout): database/sql and the SQLite
+			// driver treat such a context differently from Background.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			defer cancel()
 			const tables = 32
 			var ids [tables][5]string
 			for t := range ids {

@@ -125,3 +125,40 @@ func TestReadsLeaveTheCallersStackSmall(t *testing.T) {
 	grown := after - min(before, after)
 	require.Less(t, grown, uint64(n*6<<10), "%d goroutines parked after a read hold %d KiB of stack", n, grown>>10)
 }
+
+// What a read's function is given: on SQLite the caller's values without
+// its cancellation (no goroutine a query to watch it), and no read at all
+// for a caller whose context has ended; on PostgreSQL the caller's context
+// as it is.
+func TestReadContext(t *testing.T) {
+	type key struct{}
+	for _, tc := range []struct {
+		name      string
+		dsn       func(testing.TB) string
+		cancelled bool // whether fn sees a context that can end
+	}{
+		{"sqlite", sqliteDSN, false},
+		{"postgres", postgresDSN, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t, tc.dsn(t))
+			ctx, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "mine"))
+			defer cancel()
+			var seen context.Context
+			require.NoError(t, s.read(ctx, func(ctx context.Context) error { seen = ctx; return nil }))
+			require.Equal(t, "mine", seen.Value(key{}), "the caller's values reach the read")
+			require.Equal(t, tc.cancelled, seen.Done() != nil, "whether the read's context can end")
+
+			cancel()
+			ran := false
+			err := s.read(ctx, func(context.Context) error { ran = true; return nil })
+			if s.readers != nil {
+				require.ErrorIs(t, err, context.Canceled)
+				require.False(t, ran, "a read whose caller gave up before it began ran")
+			}
+			// The store's own calls answer an ended context with its error.
+			_, err = s.Balances(ctx, []string{"1"})
+			require.ErrorIs(t, err, context.Canceled)
+		})
+	}
+}
