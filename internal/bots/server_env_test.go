@@ -41,3 +41,23 @@ func TestCollectSeldom(t *testing.T) {
 		require.Equal(t, tc.want, debug.SetGCPercent(100), "GOGC=%q", tc.gogc)
 	}
 }
+
+// Where a process's bots collect before the window: gcLead (5 s) before the
+// last bot starts, and not at all when the whole ramp is shorter.
+func TestGCIndex(t *testing.T) {
+	for _, tc := range []struct {
+		players int
+		ramp    float64
+		want    int
+	}{
+		{10000, 50, 9750}, // 20,000 bots in two processes at --ramp 100
+		{15000, 100, 14500},
+		{100, 200, -1}, // the whole ramp is half a second
+		{1000, 200, -1},
+		{1001, 200, 1},
+		{5, 0.5, 3},
+		{5, 0.1, -1}, // under one bot in the lead
+	} {
+		require.Equal(t, tc.want, gcIndex(tc.players, tc.ramp), "%d bots at %g/s", tc.players, tc.ramp)
+	}
+}
