@@ -78,10 +78,10 @@ func (s *Store) ApplyLedgerBatch(ctx context.Context, entries []LedgerEntry) (ba
 
 	balances = make([]int64, len(entries))
 	err = s.tx(ctx, func(ctx context.Context, tx *txn) error {
-		// A retry is the usual repeat: answer it without writing.
-		if done, err := appliedBefore(ctx, tx, entries, accounts, balances); err != nil || done {
-			return cmp.Or(err, errAlreadyDone)
-		}
+		// A repeat is rare (a node that settles again after a restart), so
+		// it is not looked for first: its keys, already taken, stop it at
+		// the INSERT below (or a balance it already drew on at an UPDATE),
+		// and the transaction's writes are rolled back.
 		now := nowMillis()
 		// Each change is a plain UPDATE, not UPDATE … RETURNING: database/sql
 		// watches every query inside a transaction with a goroutine of its
