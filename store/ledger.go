@@ -151,8 +151,8 @@ func (s *Store) ApplyLedgerBatch(ctx context.Context, entries []LedgerEntry) (ba
 			// see this transaction's own rows among the others'.)
 			return fmt.Errorf("store: a ledger batch of which some keys were taken: %w", ErrKeyConflict)
 		}
-		// Every key was taken since the check above: by the same batch,
-		// committed by a concurrent call while this one waited for a row
+		// Every key was taken: by the same batch, applied before or by a
+		// concurrent call that committed while this one waited for a row
 		// (its answer is returned), or by different changes (an error).
 		// Either way the updates above are rolled back.
 		if done, err := appliedBefore(ctx, tx, entries, accounts, balances); err != nil || done {
