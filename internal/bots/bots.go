@@ -92,6 +92,7 @@ type config struct {
 	cpuProfile string
 	seed       uint64
 	serverArgs []string // after "--": more serve flags for the own server
+	serverEnv  []string // --server-env: KEY=VALUE for the own server's processes
 }
 
 // Main is `hearth bots`: cmd/hearth plugs it into cli.Main as the command
@@ -161,6 +162,14 @@ func parseFlags(args []string, opts cli.Options) (*config, int, bool) {
 	fs.DurationVar(&cf.dumpAfter, "dump-stalls-after", 3*time.Second, "the action p99 (over the last second) past which --dump-stalls saves goroutines")
 	fs.StringVar(&cf.cpuProfile, "cpuprofile", "", "write the bots' CPU profile to this file (with --procs above 1: FILE with each bot process's number before the extension)")
 	fs.Uint64Var(&cf.seed, "seed", 0, "seed of the bots' choices and think times (0: random)")
+	fs.Func("server-env", "KEY=VALUE in the environment of the own server's processes only, not the bots' (repeatable): e.g. GOGC=200 or GOMAXPROCS=4 to try a runtime setting on the server", func(v string) error {
+		k, _, ok := strings.Cut(v, "=")
+		if !ok || k == "" || strings.ContainsAny(k, " \t\n") {
+			return errors.New("want KEY=VALUE")
+		}
+		cf.serverEnv = append(cf.serverEnv, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, 0, false
@@ -235,6 +244,8 @@ func parseFlags(args []string, opts cli.Options) (*config, int, bool) {
 			return fail("--gates is for the bots' own server (no --addr)")
 		case len(cf.serverArgs) > 0:
 			return fail("serve flags after -- are for the bots' own server (no --addr)")
+		case len(cf.serverEnv) > 0:
+			return fail("--server-env is for the bots' own server (no --addr)")
 		}
 	} else if cf.adminURL != "" {
 		return fail("--admin-url is for --addr; the bots read their own server's metrics")

@@ -370,6 +370,9 @@ func TestBotsFlagErrors(t *testing.T) {
 		{[]string{"--addr", "tcp://x:1", "--dump-stalls", "d"}, "--dump-stalls with --addr needs --admin-url"},
 		{[]string{"--dump-stalls", "d", "--dump-stalls-after", "0s"}, "--dump-stalls-after must be positive"},
 		{[]string{"--admin-url", "http://x"}, "--admin-url is for --addr"},
+		{[]string{"--server-env", "GOGC"}, "want KEY=VALUE"},
+		{[]string{"--server-env", "=1"}, "want KEY=VALUE"},
+		{[]string{"--addr", "tcp://x:1", "--server-env", "GOGC=200"}, "--server-env is for the bots' own server"},
 		{[]string{"players"}, `unexpected argument "players"`},
 		{[]string{"--nope"}, "flag provided but not defined"},
 	} {

@@ -102,7 +102,7 @@ func startServer(ctx context.Context, players int, cf *config, self []string) (*
 			_ = os.RemoveAll(dir)
 			return nil, err
 		}
-		p, err := testcluster.StartProc(ctx, testcluster.ProcConfig{Binary: exe, Args: args, ID: "server", LogLines: 40, LogFile: logs[0], Env: serverEnv()})
+		p, err := testcluster.StartProc(ctx, testcluster.ProcConfig{Binary: exe, Args: args, ID: "server", LogLines: 40, LogFile: logs[0], Env: serverEnv(cf.serverEnv)})
 		if err != nil {
 			closeLogs()
 			_ = os.RemoveAll(dir)
@@ -143,7 +143,7 @@ func startServer(ctx context.Context, players int, cf *config, self []string) (*
 		Nodes:    nodes,
 		LogLines: 40,
 		Within:   60 * time.Second,
-		Env:      serverEnv(),
+		Env:      serverEnv(cf.serverEnv),
 	})
 	if err != nil {
 		closeLogs()
@@ -173,16 +173,18 @@ func startServer(ctx context.Context, players int, cf *config, self []string) (*
 // goroutines that grew, and they grow them again: before the store ran its
 // reads on goroutines of its own, 40% of a mark's CPU on the tables node at
 // 20,000 bots (docs/benchmarks.md § bots, Sessions 25 and 26). A setting
-// already in the bots' GODEBUG wins.
-func serverEnv() []string {
+// already in the bots' GODEBUG wins. extra (--server-env) comes last, so it
+// wins over both: the last of a repeated key is the one a process sees.
+func serverEnv(extra []string) []string {
+	var env []string
 	godebug := os.Getenv("GODEBUG")
-	if strings.Contains(godebug, "gcshrinkstackoff=") {
-		return nil
+	if !strings.Contains(godebug, "gcshrinkstackoff=") {
+		if godebug != "" {
+			godebug += ","
+		}
+		env = []string{"GODEBUG=" + godebug + "gcshrinkstackoff=1"}
 	}
-	if godebug != "" {
-		godebug += ","
-	}
-	return []string{"GODEBUG=" + godebug + "gcshrinkstackoff=1"}
+	return append(env, extra...)
 }
 
 // serverLogs creates the --server-log file of each of the own server's

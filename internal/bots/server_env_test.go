@@ -19,8 +19,11 @@ func TestServerEnv(t *testing.T) {
 		{"gctrace=1,gcshrinkstackoff=0", nil},
 	} {
 		t.Setenv("GODEBUG", tc.godebug)
-		require.Equal(t, tc.want, serverEnv(), "GODEBUG=%q", tc.godebug)
+		require.Equal(t, tc.want, serverEnv(nil), "GODEBUG=%q", tc.godebug)
 	}
+	t.Setenv("GODEBUG", "")
+	require.Equal(t, []string{"GODEBUG=gcshrinkstackoff=1", "GOGC=200", "GODEBUG=gctrace=1"},
+		serverEnv([]string{"GOGC=200", "GODEBUG=gctrace=1"}), "--server-env comes last, to win")
 }
 
 // The bots' process collects at botsGCPercent unless GOGC chose: each of
