@@ -98,11 +98,12 @@ func (r *runner) run(ctx context.Context) {
 	for i := range r.cfg.players {
 		if i == gcAt {
 			// The bots measure: a collection of their own in the window
-			// is counted against the server. Their process collects
-			// seldom (collectSeldom), so the runtime forces one two
-			// minutes after the last — which lands in the window of a
-			// long ramp. One now puts the next forced one past a window
-			// of up to two minutes.
+			// is counted against the server (at 20,000 bots both
+			// processes' next one fell ~22 s into it, a burst of late
+			// countdowns). One now, with every bot's memory nearly
+			// allocated, leaves the heap room for the window: the next
+			// comes at five times the heap left (collectSeldom), or
+			// forced two minutes on.
 			go runtime.GC()
 		}
 		at := t0.Add(time.Duration(float64(i) / r.cfg.ramp * float64(time.Second)))
