@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // BenchmarkStoreCalls measures what the server pays the store per Niu Niu
@@ -19,11 +18,7 @@ func BenchmarkStoreCalls(b *testing.B) {
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
 			s := open(b, be.dsn(b))
-			// A context that can end, as the server's calls have (a room
-			// bounds each with LedgerTimeout): database/sql and the SQLite
-			// driver treat such a context differently from Background.
-			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
-			defer cancel()
+			ctx := context.Background()
 			ids := make([]string, 5)
 			for i := range ids {
 				ids[i] = player(b, s, fmt.Sprintf("p%d", i), 1_000_000_000)
@@ -134,11 +129,7 @@ func BenchmarkSettlementsConcurrent(b *testing.B) {
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
 			s := open(b, be.dsn(b))
-			// A context that can end, as the server's calls have (a room
-			// bounds each with LedgerTimeout): database/sql and the SQLite
-			// driver treat such a context differently from Background.
-			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
-			defer cancel()
+			ctx := context.Background()
 			const tables = 32
 			var ids [tables][5]string
 			for t := range ids {

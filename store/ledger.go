@@ -78,33 +78,22 @@ func (s *Store) ApplyLedgerBatch(ctx context.Context, entries []LedgerEntry) (ba
 
 	balances = make([]int64, len(entries))
 	err = s.tx(ctx, func(ctx context.Context, tx *txn) error {
-		// A repeat is rare (a node that settles again after a restart), so
-		// it is not looked for first: its keys, already taken, stop it at
-		// the INSERT below (or a balance it already drew on at an UPDATE),
-		// and the transaction's writes are rolled back.
+		// A retry is the usual repeat: answer it without writing.
+		if done, err := appliedBefore(ctx, tx, entries, accounts, balances); err != nil || done {
+			return cmp.Or(err, errAlreadyDone)
+		}
 		now := nowMillis()
-		// Each change is a plain UPDATE, not UPDATE … RETURNING: database/sql
-		// watches every query inside a transaction with a goroutine of its
-		// own (Rows.awaitDone), an exec with none, and a round settles
-		// several hundred changes a second on a busy node. One read below
-		// gives the balances.
 		for _, i := range order {
 			// The condition is evaluated on the row as locked by the
 			// UPDATE (PostgreSQL re-checks it on the newest version after
 			// waiting for another writer), so no change is lost and none
 			// overdraws.
-			res, err := tx.ExecContext(ctx, `
+			err := tx.QueryRowContext(ctx, `
 				UPDATE profiles SET balance = balance + $2, updated_at = $3
-				WHERE account_id = $1 AND balance + $2 >= 0`,
-				accounts[i], entries[i].Delta, now)
-			var changed int64
-			if err == nil {
-				changed, err = res.RowsAffected()
-			}
-			if err != nil {
-				return fmt.Errorf("store: ledger: %w", err)
-			}
-			if changed == 0 {
+				WHERE account_id = $1 AND balance + $2 >= 0
+				RETURNING balance`,
+				accounts[i], entries[i].Delta, now).Scan(&balances[i])
+			if errors.Is(err, sql.ErrNoRows) {
 				// A concurrent call with the same keys may have committed
 				// while this one waited for the row: then this is a
 				// repeat, not a lack of funds.
@@ -121,9 +110,9 @@ func (s *Store) ApplyLedgerBatch(ctx context.Context, entries []LedgerEntry) (ba
 				}
 				return fmt.Errorf("store: account %s: %w", entries[i].AccountID, ErrInsufficientFunds)
 			}
-		}
-		if err := balancesAfter(ctx, tx, entries, accounts, order, balances); err != nil {
-			return err
+			if err != nil {
+				return fmt.Errorf("store: ledger: %w", err)
+			}
 		}
 		// Entries are written while their rows are locked, in account
 		// order, so an account's entries are numbered in the order they
@@ -151,8 +140,8 @@ func (s *Store) ApplyLedgerBatch(ctx context.Context, entries []LedgerEntry) (ba
 			// see this transaction's own rows among the others'.)
 			return fmt.Errorf("store: a ledger batch of which some keys were taken: %w", ErrKeyConflict)
 		}
-		// Every key was taken: by the same batch, applied before or by a
-		// concurrent call that committed while this one waited for a row
+		// Every key was taken since the check above: by the same batch,
+		// committed by a concurrent call while this one waited for a row
 		// (its answer is returned), or by different changes (an error).
 		// Either way the updates above are rolled back.
 		if done, err := appliedBefore(ctx, tx, entries, accounts, balances); err != nil || done {
@@ -190,49 +179,6 @@ var ledgerByKeys = listed(func(n int) string {
 	return `SELECT idem_key, account_id, delta, balance_after FROM ledger
 		WHERE idem_key IN (` + placeholders(1, n) + `)`
 })
-
-// balancesAfter fills balances with each entry's balance right after it,
-// once the transaction has applied them all: the accounts' balances now,
-// less the deltas of their later entries. The transaction holds the rows
-// (SQLite's one writer; PostgreSQL's row locks, taken by the updates), so
-// what it reads is what its own updates left.
-func balancesAfter(ctx context.Context, tx *txn, entries []LedgerEntry, accounts []int64, order []int, balances []int64) error {
-	now := make(map[int64]int64, len(entries))
-	args := make([]any, 0, len(entries))
-	for _, a := range accounts {
-		if _, ok := now[a]; !ok {
-			now[a] = 0
-			args = append(args, a)
-		}
-	}
-	rows, err := tx.QueryContext(ctx, balancesOf(len(args)), args...)
-	if err != nil {
-		return fmt.Errorf("store: ledger: %w", err)
-	}
-	defer rows.Close()
-	found := 0
-	for rows.Next() {
-		var id, balance int64
-		if err := rows.Scan(&id, &balance); err != nil {
-			return fmt.Errorf("store: ledger: %w", err)
-		}
-		now[id] = balance
-		found++
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: ledger: %w", err)
-	}
-	if found != len(args) {
-		// Each was updated a moment ago in this transaction.
-		return fmt.Errorf("store: ledger: %d of %d updated profiles read back", found, len(args))
-	}
-	for k := len(order) - 1; k >= 0; k-- {
-		i := order[k]
-		balances[i] = now[accounts[i]]
-		now[accounts[i]] -= entries[i].Delta
-	}
-	return nil
-}
 
 // appliedBefore reports whether a batch was applied before, filling
 // balances with what that application returned. A batch of which only some
@@ -283,7 +229,7 @@ func appliedBefore(ctx context.Context, tx *txn, entries []LedgerEntry, accounts
 // one-time grant.
 func (s *Store) LedgerApplied(ctx context.Context, key string) (bool, error) {
 	var found bool
-	err := s.read(ctx, func(ctx context.Context) error {
+	err := s.read(ctx, func() error {
 		var one int
 		err := s.r.QueryRowContext(ctx, `SELECT 1 FROM ledger WHERE idem_key = $1`, key).Scan(&one)
 		switch {
@@ -316,7 +262,7 @@ func (s *Store) Ledger(ctx context.Context, accountID string, limit int) ([]Ledg
 		limit = 1000
 	}
 	var out []LedgerEntry
-	err := s.read(ctx, func(ctx context.Context) error {
+	err := s.read(ctx, func() error {
 		rows, err := s.r.QueryContext(ctx, `
 			SELECT delta, reason, idem_key, balance_after, created_at FROM ledger
 			WHERE account_id = $1 ORDER BY id DESC LIMIT $2`, id, limit)

@@ -58,7 +58,7 @@ func (s *Store) Balances(ctx context.Context, accountIDs []string) (map[string]i
 	if len(args) == 0 {
 		return out, nil
 	}
-	err := s.read(ctx, func(ctx context.Context) error {
+	err := s.read(ctx, func() error {
 		rows, err := s.r.QueryContext(ctx, balancesOf(len(args)), args...)
 		if err != nil {
 			return fmt.Errorf("store: %w", err)

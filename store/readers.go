@@ -18,7 +18,8 @@ import (
 //
 // The hand-over is a channel without a buffer: a caller whose context ends
 // while every reader is busy gives up without its read ever starting, and
-// one whose read started waits for it (reads are short; see Store.read).
+// one whose read started waits for it (the read sees the same context and
+// ends soon).
 type readers struct {
 	jobs chan *readJob
 	quit chan struct{} // closed by close, once
@@ -58,14 +59,8 @@ func (r *readers) run() {
 	}
 }
 
-// do runs fn on a reader and returns its error. ctx bounds the wait for a
-// free reader; once fn has started, the caller waits for it to end.
+// do runs fn on a reader and returns its error; fn's context is ctx.
 func (r *readers) do(ctx context.Context, fn func() error) error {
-	// A select picks at random among ready cases: without this a caller
-	// whose context has ended could still hand its read to a free reader.
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
 	j := r.free.Get().(*readJob)
 	j.fn = fn
 	select {
@@ -93,32 +88,19 @@ func (r *readers) close() {
 	r.wg.Wait()
 }
 
-// read runs fn, which reads through s.r with the context it is given, on a
-// reader goroutine on SQLite and on the caller's on PostgreSQL (pgx's calls
-// are shallow).
-//
-// On SQLite fn's context keeps ctx's values but not its cancellation: the
-// caller's context decides whether the read starts, not when it stops.
-// Given a context that can end, database/sql starts a goroutine for each
-// query to close its rows when it does (Rows.awaitDone) and modernc's
-// SQLite another to interrupt the statement (interruptOnDone): two
-// goroutines a read, each created, woken and run to its end, several
-// hundred a second on a busy table node, for reads that are indexed,
-// bounded and never wait for the writer (WAL) — a read that started ends
-// within moments anyway. On PostgreSQL a query crosses the network and
-// can wait on locks, so there it keeps the caller's context.
-func (s *Store) read(ctx context.Context, fn func(context.Context) error) error {
+// read runs fn, which reads through s.r, on a reader goroutine on SQLite
+// and on the caller's on PostgreSQL (pgx's calls are shallow).
+func (s *Store) read(ctx context.Context, fn func() error) error {
 	if s.readers == nil {
-		return fn(ctx)
+		return fn()
 	}
-	quiet := context.WithoutCancel(ctx)
-	return s.readers.do(ctx, func() error { return fn(quiet) })
+	return s.readers.do(ctx, fn)
 }
 
 // readRow reads one row through s.r with s.read and decodes it with scan.
 func readRow[T any](ctx context.Context, s *Store, scan func(*sql.Row) (T, error), query string, args ...any) (T, error) {
 	var v T
-	err := s.read(ctx, func(ctx context.Context) (err error) {
+	err := s.read(ctx, func() (err error) {
 		v, err = scan(s.r.QueryRowContext(ctx, query, args...))
 		return err
 	})
