@@ -149,6 +149,7 @@ type Seat struct {
 	session string
 	gate    string
 	codec   cluster.Codec
+	count   *cluster.PushCounter // session's on the node's bus; nil until PushEach needs it
 }
 
 // Session is the id of the player's session in the seat, "" when empty.
@@ -441,7 +442,8 @@ type Room struct {
 type pushBatch struct {
 	gate     string
 	sessions []string
-	payloads []byte // cluster.AppendPayloads form
+	counters []*cluster.PushCounter // sessions' own, in their order
+	payloads []byte                 // cluster.AppendPayloads form
 }
 
 // route returns "<type>.<method>", checked.
@@ -647,12 +649,16 @@ func (r *Room) PushEach(method string, msg func(s *Seat) any) error {
 			if i < cap(batches) {
 				batches = batches[:i+1]
 				old := &batches[i]
-				*old = pushBatch{gate: s.gate, sessions: old.sessions[:0], payloads: old.payloads[:0]}
+				*old = pushBatch{gate: s.gate, sessions: old.sessions[:0], counters: old.counters[:0], payloads: old.payloads[:0]}
 			} else {
 				batches = append(batches, pushBatch{gate: s.gate})
 			}
 		}
+		if s.count == nil {
+			s.count = r.host.node.bus.Counter(s.session)
+		}
 		batches[i].sessions = append(batches[i].sessions, s.session)
+		batches[i].counters = append(batches[i].counters, s.count)
 		batches[i].payloads = cluster.AppendPayload(batches[i].payloads, b)
 	}
 	if cap(r.scratch) > 64<<10 {
@@ -660,13 +666,14 @@ func (r *Room) PushEach(method string, msg func(s *Seat) any) error {
 	}
 	for i := range batches {
 		b := &batches[i]
-		if err := r.host.node.bus.PushEach(b.gate, b.sessions, route, b.payloads); err != nil {
+		if err := r.host.node.bus.PushEach(b.gate, b.sessions, b.counters, route, b.payloads); err != nil {
 			errs = append(errs, err)
 		}
 		if cap(b.payloads) > 64<<10 {
 			b.payloads = nil
 		}
 		clear(b.sessions) // no session id is kept past its push
+		clear(b.counters)
 	}
 	r.batches = batches
 	return errors.Join(errs...)
@@ -786,6 +793,9 @@ func (r *Room) release(s *Seat) {
 func (r *Room) follow(s *Seat, session, gate string, codec cluster.Codec) {
 	if s.session == session && s.gate == gate {
 		return
+	}
+	if s.session != session {
+		s.count = nil // the new session's is another
 	}
 	s.session, s.gate, s.codec = session, gate, codec
 	if s.State == SeatOffline {

@@ -118,8 +118,31 @@ const pushCounts = 16
 
 type countShard struct {
 	mu sync.Mutex
-	m  map[string]*uint64 // session → pushes sent to it; mu
-	_  [48]byte           // a cache line each: shards are locked from many cores
+	m  map[string]*PushCounter // session → pushes sent to it; mu
+	_  [48]byte                // a cache line each: shards are locked from many cores
+}
+
+// PushCounter numbers the pushes one bus sends to one session (Bus.Counter).
+// A room keeps its seats' counters, so that a push to a table finds each
+// player's number without a lookup in the bus's map of every session.
+type PushCounter struct{ n atomic.Uint64 }
+
+// Counter is session's push counter on this bus, made on first use; it
+// stays the session's until ForgetSession, after which a push to the
+// session has no gate to reach.
+func (b *Bus) Counter(session string) *PushCounter {
+	sh := b.countShard(session)
+	sh.mu.Lock()
+	c := sh.m[session]
+	if c == nil {
+		if sh.m == nil {
+			sh.m = map[string]*PushCounter{}
+		}
+		c = new(PushCounter)
+		sh.m[session] = c
+	}
+	sh.mu.Unlock()
+	return c
 }
 
 func (b *Bus) countShard(session string) *countShard {
@@ -131,21 +154,15 @@ func (b *Bus) countShard(session string) *countShard {
 // they go in is encoded before Send returns.
 func (b *Bus) appendCounts(dst []uint64, sessions []string) []uint64 {
 	for _, s := range sessions {
-		sh := b.countShard(s)
-		sh.mu.Lock()
-		// One lookup a push: the count lives behind a pointer, so that
-		// after the first push it is changed in place.
-		c := sh.m[s]
-		if c == nil {
-			if sh.m == nil {
-				sh.m = map[string]*uint64{}
-			}
-			c = new(uint64)
-			sh.m[s] = c
-		}
-		*c++
-		dst = append(dst, *c)
-		sh.mu.Unlock()
+		dst = append(dst, b.Counter(s).n.Add(1))
+	}
+	return dst
+}
+
+// appendCountsOf is appendCounts with the sessions' counters at hand.
+func appendCountsOf(dst []uint64, counters []*PushCounter) []uint64 {
+	for _, c := range counters {
+		dst = append(dst, c.n.Add(1))
 	}
 	return dst
 }
@@ -554,12 +571,22 @@ func (b *Bus) Push(gate string, sessions []string, route string, payload, json [
 // PushEach sends one push per session of one gate in one bus message
 // (TypePushEach): payloads holds one payload per session, in the order of
 // sessions, as AppendPayloads writes them. Ordered per session as Push is.
-func (b *Bus) PushEach(gate string, sessions []string, route string, payloads []byte) error {
+// counters, when not nil, are the sessions' Counter, in the same order.
+func (b *Bus) PushEach(gate string, sessions []string, counters []*PushCounter, route string, payloads []byte) error {
 	if err := eachPayload(payloads, len(sessions), nil); err != nil {
 		return fmt.Errorf("cluster: push each: payloads do not match %d sessions: %w", len(sessions), err)
 	}
 	var counts [pushCounts]uint64
-	return b.Send(b.gateControl(gate), &Envelope{Type: TypePushEach, Sessions: sessions, Route: route, Payload: payloads, Origin: b.origin, Counts: b.appendCounts(counts[:0], sessions), Sent: time.Now().UnixNano()})
+	var n []uint64
+	switch {
+	case counters == nil:
+		n = b.appendCounts(counts[:0], sessions)
+	case len(counters) == len(sessions):
+		n = appendCountsOf(counts[:0], counters)
+	default:
+		return fmt.Errorf("cluster: push each: %d counters for %d sessions", len(counters), len(sessions))
+	}
+	return b.Send(b.gateControl(gate), &Envelope{Type: TypePushEach, Sessions: sessions, Route: route, Payload: payloads, Origin: b.origin, Counts: n, Sent: time.Now().UnixNano()})
 }
 
 // PushID is Push of a channel message that has the id id (Envelope.MsgID

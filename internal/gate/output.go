@@ -374,12 +374,81 @@ func (s *Session) pushFrame(e pushEntry, src pushSource, hold bool) (held *Sessi
 // maxEarly bounds the pushes a session holds for an origin's gap.
 const maxEarly = 256
 
+// originCounts holds the last push count delivered to a session from each
+// origin (a node's bus). A session hears from a node or two, so a short
+// list scanned in order costs less than a map, which hashed the origin on
+// every push. It keeps maxOrigins at most: past that the one set longest
+// ago goes (a node restarted long since); a push from it would wait as
+// early and be released with a gap. Guarded by the session's mu.
+type originCounts struct {
+	list []originCount
+	tick uint64 // stamps each set, for the eviction
+}
+
+type originCount struct {
+	origin string
+	count  uint64
+	used   uint64 // tick of its last set
+}
+
+const maxOrigins = 64
+
+func (o *originCounts) last(origin string) uint64 {
+	for i := range o.list {
+		if o.list[i].origin == origin {
+			return o.list[i].count
+		}
+	}
+	return 0
+}
+
+func (o *originCounts) set(origin string, count uint64) {
+	o.tick++
+	for i := range o.list {
+		if x := &o.list[i]; x.origin == origin {
+			x.count, x.used = count, o.tick
+			return
+		}
+	}
+	if len(o.list) >= maxOrigins {
+		old := 0
+		for i := range o.list {
+			if o.list[i].used < o.list[old].used {
+				old = i
+			}
+		}
+		o.list = slices.Delete(o.list, old, old+1)
+	}
+	o.list = append(o.list, originCount{origin: origin, count: count, used: o.tick})
+}
+
+// toMap and originsFrom convert to and from the hand-over's form, a map
+// (sessionState.Origins) as older gates send and expect it.
+func (o *originCounts) toMap() map[string]uint64 {
+	if len(o.list) == 0 {
+		return nil
+	}
+	m := make(map[string]uint64, len(o.list))
+	for _, x := range o.list {
+		m[x.origin] = x.count
+	}
+	return m
+}
+
+func originsFrom(m map[string]uint64) originCounts {
+	var o originCounts
+	for origin, n := range m {
+		o.set(origin, n)
+	}
+	return o
+}
+
 // orderedLocked delivers a push of a service in its origin's order: a
 // repeat is dropped, one ahead of a missing one waits in early until the
 // gap fills, or until earlyUntil, when the sweep releases it (with a gap
 // the client can see). s.mu is held.
 func (s *Session) orderedLocked(e pushEntry, hold bool) (held bool) {
-	last := s.origins[e.Origin]
+	last := s.origins.last(e.Origin)
 	switch {
 	case e.Count <= last:
 		return false
@@ -393,22 +462,19 @@ func (s *Session) orderedLocked(e pushEntry, hold bool) (held bool) {
 		}
 		return false
 	}
-	if s.origins == nil {
-		s.origins = map[string]uint64{}
-	}
-	s.origins[e.Origin] = e.Count
+	s.origins.set(e.Origin, e.Count)
 	held = s.numberLocked(e, hold)
 	// Whatever waited for this one follows it.
 	for i := 0; i < len(s.early); {
 		x := s.early[i]
-		if x.Origin == e.Origin && x.Count == s.origins[x.Origin]+1 {
-			s.origins[x.Origin] = x.Count
+		if x.Origin == e.Origin && x.Count == s.origins.last(x.Origin)+1 {
+			s.origins.set(x.Origin, x.Count)
 			held = s.numberLocked(x, hold) || held
 			s.early = append(s.early[:i], s.early[i+1:]...)
 			i = 0
 			continue
 		}
-		if x.Origin == e.Origin && x.Count <= s.origins[x.Origin] {
+		if x.Origin == e.Origin && x.Count <= s.origins.last(x.Origin) {
 			s.early = append(s.early[:i], s.early[i+1:]...)
 			continue
 		}
@@ -429,11 +495,8 @@ func (s *Session) releaseEarlyLocked() {
 		}
 		return cmp.Compare(a.Count, b.Count)
 	})
-	if s.origins == nil {
-		s.origins = map[string]uint64{}
-	}
 	for _, e := range early {
-		last := s.origins[e.Origin]
+		last := s.origins.last(e.Origin)
 		if e.Count <= last {
 			continue
 		}
@@ -442,7 +505,7 @@ func (s *Session) releaseEarlyLocked() {
 			s.pushSeq += e.Count - last - 1
 			s.pushes.gapAt(s.pushSeq)
 		}
-		s.origins[e.Origin] = e.Count
+		s.origins.set(e.Origin, e.Count)
 		s.numberLocked(e, false)
 	}
 }

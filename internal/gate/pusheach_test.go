@@ -2,6 +2,7 @@ package gate_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -33,8 +34,8 @@ func TestPushEach(t *testing.T) {
 
 	sessions := []string{ax.Session, ay.Session, az.Session}
 	payloads := [][]byte{[]byte(`{"to":"x"}`), {0x08, 0x02}, []byte(`{"to":"z"}`)}
-	require.NoError(t, bus.PushEach("gate-a", sessions, "t.each", cluster.AppendPayloads(nil, payloads)))
-	require.Error(t, bus.PushEach("gate-a", sessions, "t.each", cluster.AppendPayloads(nil, payloads[:2])), "two payloads for three sessions")
+	require.NoError(t, bus.PushEach("gate-a", sessions, nil, "t.each", cluster.AppendPayloads(nil, payloads)))
+	require.Error(t, bus.PushEach("gate-a", sessions, nil, "t.each", cluster.AppendPayloads(nil, payloads[:2])), "two payloads for three sessions")
 
 	for i, rc := range []*rawClient{x, y, z} {
 		f := rc.next()
@@ -64,7 +65,7 @@ func TestPushDelayMetric(t *testing.T) {
 		below = `hearth_push_delay_seconds_bucket{le="2.5"}`
 	)
 	a0, b0 := scrape(t, c.a), scrape(t, c.b)
-	require.NoError(t, bus.PushEach("gate-a", []string{ax.Session, az.Session}, "t.each",
+	require.NoError(t, bus.PushEach("gate-a", []string{ax.Session, az.Session}, nil, "t.each",
 		cluster.AppendPayloads(nil, [][]byte{[]byte(`1`), []byte(`2`)})))
 	for _, rc := range []*rawClient{x, z} {
 		require.Equal(t, wire.KindPush, rc.next().Kind)
@@ -109,4 +110,34 @@ func movedToB(t *testing.T, c *resumeCluster) (*rawClient, wire.HandshakeAck) {
 	z = dialRaw(t, c.b, "tcp")
 	require.True(t, ackOf(t, z.resumeHandshake(wire.CodecJSON, az.Resume, 0)).Resumed)
 	return z, az
+}
+
+// A push-each sent with the sessions' counters (as a room sends it) is
+// numbered in the same sequence as pushes whose counts the bus looks up:
+// none is dropped as a repeat or held as early, and the client sees them
+// in the order sent.
+func TestPushEachCounters(t *testing.T) {
+	t.Parallel()
+	c := startResumeCluster(t, hearth.Limits{})
+	bus := serviceBus(t, c)
+
+	x := dialRaw(t, c.a, "tcp")
+	ax := x.handshake(wire.CodecJSON)
+	sessions := []string{ax.Session}
+	counters := []*cluster.PushCounter{bus.Counter(ax.Session)}
+
+	require.NoError(t, bus.Push("gate-a", sessions, "t.one", nil, []byte(`1`)))
+	require.NoError(t, bus.PushEach("gate-a", sessions, counters, "t.each", cluster.AppendPayloads(nil, [][]byte{[]byte(`2`)})))
+	require.NoError(t, bus.Push("gate-a", sessions, "t.one", nil, []byte(`3`)))
+	require.NoError(t, bus.PushEach("gate-a", sessions, counters, "t.each", cluster.AppendPayloads(nil, [][]byte{[]byte(`4`)})))
+	require.Error(t, bus.PushEach("gate-a", sessions, []*cluster.PushCounter{counters[0], counters[0]}, "t.each",
+		cluster.AppendPayloads(nil, [][]byte{[]byte(`5`)})), "two counters for one session")
+
+	for i := 1; i <= 4; i++ {
+		f := x.next()
+		require.Equal(t, wire.KindPush, f.Kind)
+		require.Equal(t, uint64(i), f.PushSeq)
+		require.Equal(t, fmt.Sprint(i), string(f.Payload), "push %d out of order or lost", i)
+	}
+	x.ping(1)
 }

@@ -705,7 +705,7 @@ func (s *Session) exportableLocked(req *resumeReq, secretSum [32]byte) (*session
 		PushSeq: s.pushSeq, Pushes: s.pushes.entries(), LastGap: s.pushes.lastGap,
 		Resps: s.resps.entries(), Forgotten: s.resps.forgotten,
 		SecretHash: append([]byte(nil), s.secretHash[:]...),
-		Origins:    s.origins, Early: s.early,
+		Origins:    s.origins.toMap(), Early: s.early,
 	}
 	for ch := range s.channels {
 		st.Channels = append(st.Channels, ch)
@@ -766,7 +766,7 @@ func (s *Session) importState(st *sessionState, lastPush uint64, hold bool) {
 		}
 	}
 	copy(s.secretHash[:], st.SecretHash)
-	s.origins, s.early = st.Origins, st.Early
+	s.origins, s.early = originsFrom(st.Origins), st.Early
 	if len(s.early) > 0 {
 		s.earlyUntil = time.Now().Add(handoverTimeout).UnixNano()
 	}

@@ -139,7 +139,7 @@ type Session struct {
 	// holds the last count delivered per origin, early the pushes that
 	// arrived ahead of one still on its way (bounded; released with a gap
 	// at earlyUntil).
-	origins    map[string]uint64
+	origins    originCounts
 	early      []pushEntry
 	earlyUntil int64
 
