@@ -382,8 +382,11 @@ type Result struct {
 	// pages (--huge-pages; ServerHuge says how much is on them), which at
 	// 15,000 bots on a slow day made 24–79 times as many countdowns late
 	// (docs/benchmarks.md § bots, sessions 29 and 30).
-	HugePages string   `json:"transparent_huge_pages,omitempty"`
-	Notes     []string `json:"notes,omitempty"`
+	HugePages string `json:"transparent_huge_pages,omitempty"`
+	// What a system call and a loopback write cost on this machine just
+	// before the run (nil: the probe failed, noted in Notes).
+	Probe *machineProbe `json:"machine_probe,omitempty"`
+	Notes []string      `json:"notes,omitempty"`
 }
 
 // run runs the bots; self are the arguments that run this command in this
@@ -401,6 +404,12 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 	res := &Result{
 		Game: cf.game, RoomType: cf.roomType, Transport: cf.transport, Players: cf.players, Procs: cf.procs,
 		Think: cf.think, Ramp: cf.ramp, LoadStart: loadAverage(),
+	}
+	// Before anything starts, so that the probe times an idle machine.
+	if p, err := probeMachine(); err != nil {
+		res.Notes = append(res.Notes, "machine probe failed: "+err.Error())
+	} else {
+		res.Probe = p
 	}
 	var srv *server
 	if cf.addr != "" {
@@ -1013,6 +1022,9 @@ func emit(w io.Writer, cf *config, r *Result) {
 	}
 	if r.LoadStart != "" {
 		row("load average", "%s at the start, %s at the end", r.LoadStart, r.LoadEnd)
+	}
+	if p := r.Probe; p != nil {
+		row("machine probe", "a system call %.0f ns, a 300-byte loopback TCP write %.1f µs (before the run: compare runs of days whose probes agree)", p.SyscallNS, p.LoopbackWriteNS/1e3)
 	}
 	switch r.HugePages {
 	case "":
