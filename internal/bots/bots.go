@@ -11,7 +11,8 @@
 // lifted); for more bots than one process may hold sockets for (perGate),
 // a cluster on the first node's embedded NATS: that node runs the tables,
 // match, auth and lobby besides a gate, and gate-only nodes take the rest
-// of the bots, spread evenly over every gate. The
+// of the bots, spread evenly over every gate (or --tables-bots on the
+// tables node's gate and the rest over the others). The
 // bots themselves run in this process, or for more than perProc of them
 // in worker processes (`hearth bots worker`, --procs) that print a JSON
 // Snapshot line a second to the parent, which adds them up.
@@ -82,6 +83,7 @@ type config struct {
 	ramp       float64
 	procs      int
 	gates      int
+	tablesBots int // --tables-bots: bots on the tables node's gate (0: an even share)
 	drain      time.Duration
 	jsonOut    bool
 	insecure   bool
@@ -152,6 +154,7 @@ func parseFlags(args []string, opts cli.Options) (*config, int, bool) {
 	fs.StringVar(&cf.think, "think", "200ms-1s", "think time before each move, uniformly random in MIN-MAX (or one fixed duration)")
 	fs.Float64Var(&cf.ramp, "ramp", 200, "bots started per second (each connects and logs in)")
 	fs.IntVar(&cf.procs, "procs", 0, "processes the bots run in (0: one per 15,000 bots; more than one: worker processes of this binary)")
+	fs.IntVar(&cf.tablesBots, "tables-bots", 0, "without --addr, with a cluster: how many bots play on the tables' node's own gate, the rest spread over the gate-only processes (0: an even share of every gate)")
 	fs.IntVar(&cf.gates, "gates", 0, "without --addr: the own server's processes the bots connect to (0: one per 15,000 bots; more than one: a cluster, the first of them also running the tables)")
 	fs.DurationVar(&cf.drain, "drain", 60*time.Second, "at the end, how long the bots have to finish their rounds before they are abandoned")
 	fs.BoolVar(&cf.jsonOut, "json", false, "print the summary as JSON")
@@ -205,6 +208,8 @@ func parseFlags(args []string, opts cli.Options) (*config, int, bool) {
 		return fail("--ramp must be positive (bots started per second)")
 	case cf.procs < 0 || cf.gates < 0:
 		return fail("--procs and --gates must not be negative (0: automatic)")
+	case cf.tablesBots < 0 || cf.tablesBots > cf.players:
+		return fail("--tables-bots %d: want 0 (an even share) up to --players %d", cf.tablesBots, cf.players)
 	case cf.drain <= 0:
 		return fail("--drain must be positive")
 	case cf.dumpAfter <= 0:
@@ -238,6 +243,8 @@ func parseFlags(args []string, opts cli.Options) (*config, int, bool) {
 			return fail("--server-cpuprofile needs the bots' own server (no --addr); profile your server yourself")
 		case cf.srvLog != "":
 			return fail("--server-log needs the bots' own server (no --addr); the server at --addr writes its own log")
+		case cf.tablesBots != 0:
+			return fail("--tables-bots needs the bots' own server (no --addr); with --addr the bots spread evenly over the URLs given")
 		case cf.dumpDir != "" && cf.adminURL == "":
 			return fail("--dump-stalls with --addr needs --admin-url: the goroutines come from the admin listeners")
 		case cf.gates != 0:
@@ -451,6 +458,9 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		urls: srv.urls, game: cf.game, roomType: cf.roomType, runID: hex.EncodeToString(runID),
 		thinkMin: cf.thinkMin, thinkMax: cf.thinkMax, drain: cf.drain, seed: cf.seed,
 		client: clientOptions(cf.insecure, srv.urls),
+	}
+	if cf.tablesBots > 0 && len(srv.urls) > 1 {
+		rc.share0 = float64(cf.tablesBots) / float64(cf.players) // urls[0] is the tables' node
 	}
 	var sources []*source
 	for i := range cf.procs {
@@ -809,7 +819,7 @@ func startWorker(ctx context.Context, rc runConfig, insecure bool, profile strin
 		"--urls", strings.Join(rc.urls, ","), "--players", strconv.Itoa(rc.players), "--first", strconv.Itoa(rc.first),
 		"--run", rc.runID, "--room-type", rc.roomType, "--think", rc.thinkMin.String()+"-"+rc.thinkMax.String(),
 		"--ramp", strconv.FormatFloat(rc.ramp, 'f', -1, 64), "--drain", rc.drain.String(),
-		"--seed", strconv.FormatUint(rc.seed, 10), "--insecure="+strconv.FormatBool(insecure), "--cpuprofile", profile)
+		"--seed", strconv.FormatUint(rc.seed, 10), "--share0", strconv.FormatFloat(rc.share0, 'g', -1, 64), "--insecure="+strconv.FormatBool(insecure), "--cpuprofile", profile)
 	cmd := exec.Command(exe, args...)
 	logs := testcluster.NewLogTail(20)
 	cmd.Stderr = logs
@@ -890,6 +900,7 @@ func workerCmd(ctx context.Context, args []string, opts cli.Options) int {
 	fs.Float64Var(&rc.ramp, "ramp", 100, "bots started per second")
 	fs.DurationVar(&rc.drain, "drain", time.Minute, "drain time")
 	fs.Uint64Var(&rc.seed, "seed", 1, "seed")
+	fs.Float64Var(&rc.share0, "share0", 0, "share of the bots on the first gate (0: even)")
 	fs.BoolVar(&insecure, "insecure", false, "skip TLS verification")
 	fs.StringVar(&profile, "cpuprofile", "", "CPU profile file")
 	if err := fs.Parse(args); err != nil {

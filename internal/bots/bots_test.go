@@ -253,19 +253,62 @@ func TestBotsWorkers(t *testing.T) {
 // With --gates 2 the own server is a cluster of two processes, both
 // taking bots: the tables' node runs a gate too.
 func TestBotsGates(t *testing.T) {
-	ctx, stdout, stderr := ownServer(t)
-	code := Main(ctx, []string{"--players", "4", "--gates", "2", "--think", "0s-10ms", "--duration", "2s", "--ramp", "100", "--json"},
-		cli.Options{Stdout: stdout, Stderr: stderr})
-	require.Equal(t, 0, code, "stderr:\n%s", stderr.String())
-	var res Result
-	require.NoError(t, json.Unmarshal(stdout.Bytes(), &res), stdout.String())
-	require.Contains(t, res.Server, "a cluster of 2 processes")
-	require.Equal(t, map[string]int64{"tables": 2, "gate-1": 2}, res.ServerSessions, "the bots spread over both processes")
-	require.Len(t, res.LateVia, 2, "late countdowns by gate: %v", res.LateVia)
-	require.Equal(t, res.Late, res.LateVia["tables"]+res.LateVia["gate-1"], "the late countdowns by gate add up to the late countdowns")
-	require.Equal(t, int64(4), res.EverSeated)
-	require.Empty(t, res.Errors)
-	require.Contains(t, stderr.String(), "a server cluster of 2 processes: the tables' node and 1 gate-only")
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		want  map[string]int64
+	}{
+		{"even", nil, map[string]int64{"tables": 2, "gate-1": 2}},
+		// In two bot processes, so the share reaches the workers too.
+		{"tables-bots", []string{"--tables-bots", "3", "--procs", "2"}, map[string]int64{"tables": 3, "gate-1": 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, stdout, stderr := ownServer(t)
+			args := append([]string{"--players", "4", "--gates", "2", "--think", "0s-10ms", "--duration", "2s", "--ramp", "100", "--json"}, tc.extra...)
+			code := Main(ctx, args, cli.Options{Stdout: stdout, Stderr: stderr})
+			require.Equal(t, 0, code, "stderr:\n%s", stderr.String())
+			var res Result
+			require.NoError(t, json.Unmarshal(stdout.Bytes(), &res), stdout.String())
+			require.Contains(t, res.Server, "a cluster of 2 processes")
+			require.Equal(t, tc.want, res.ServerSessions, "the bots' sessions on each process")
+			require.Len(t, res.LateVia, 2, "late countdowns by gate: %v", res.LateVia)
+			require.Equal(t, res.Late, res.LateVia["tables"]+res.LateVia["gate-1"], "the late countdowns by gate add up to the late countdowns")
+			require.Equal(t, int64(4), res.EverSeated)
+			require.Empty(t, res.Errors)
+			require.Contains(t, stderr.String(), "a server cluster of 2 processes: the tables' node and 1 gate-only")
+		})
+	}
+}
+
+// gateOf gives urls[0] its share of the bots spread over their numbers
+// (the order they start in), and the other gates the rest in turn.
+func TestGateOf(t *testing.T) {
+	for _, tc := range []struct {
+		gates  int
+		share0 float64
+		n      int
+		want   []int // bots per gate
+	}{
+		{1, 0, 10, []int{10}},
+		{2, 0, 20000, []int{10000, 10000}},
+		{3, 0, 9, []int{3, 3, 3}},
+		{2, 0.75, 20000, []int{15000, 5000}},
+		{3, 0.5, 30000, []int{15000, 7500, 7500}},
+		{2, 1, 100, []int{100, 0}},
+	} {
+		c := runConfig{urls: make([]string, tc.gates), share0: tc.share0}
+		got := make([]int, tc.gates)
+		firstHalf := 0
+		for n := range tc.n {
+			g := c.gateOf(n)
+			got[g]++
+			if g == 0 && n < tc.n/2 {
+				firstHalf++
+			}
+		}
+		require.Equal(t, tc.want, got, "%+v", tc)
+		require.InDelta(t, tc.want[0]/2, firstHalf, 1, "urls[0]'s bots spread over the numbers, not in a block: %+v", tc)
+	}
 }
 
 // --server-log keeps all of the own server's stderr in a file as it comes:
@@ -367,6 +410,9 @@ func TestBotsFlagErrors(t *testing.T) {
 		{[]string{"--addr", "tcp://x:1", "--server-cpuprofile", "f"}, "needs the bots' own server"},
 		{[]string{"--addr", "tcp://x:1", "--gates", "2"}, "--gates is for the bots' own server"},
 		{[]string{"--addr", "tcp://x:1", "--server-log", "f"}, "--server-log needs the bots' own server"},
+		{[]string{"--addr", "tcp://x:1", "--tables-bots", "1"}, "--tables-bots needs the bots' own server"},
+		{[]string{"--players", "10", "--tables-bots", "11"}, "--tables-bots 11: want 0"},
+		{[]string{"--tables-bots", "-1"}, "--tables-bots -1: want 0"},
 		{[]string{"--addr", "tcp://x:1", "--dump-stalls", "d"}, "--dump-stalls with --addr needs --admin-url"},
 		{[]string{"--dump-stalls", "d", "--dump-stalls-after", "0s"}, "--dump-stalls-after must be positive"},
 		{[]string{"--admin-url", "http://x"}, "--admin-url is for --addr"},

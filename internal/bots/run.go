@@ -25,7 +25,8 @@ var (
 
 // runConfig is what one process's bots do.
 type runConfig struct {
-	urls     []string // gates: bot i dials urls[i % len]
+	urls     []string // gates: bot i dials urls[gateOf(i)]
+	share0   float64  // the share of all bots that dial urls[0] (0: an even share)
 	players  int      // bots in this process
 	first    int      // index of this process's first bot among all
 	runID    string   // makes device ids unique per run
@@ -51,6 +52,22 @@ type runner struct {
 	stopOnce sync.Once
 	ramped   atomic.Bool       // every bot has been started (or stop came first)
 	routes   map[string]string // moveRoutes(cfg.roomType), read only
+}
+
+// gateOf is the gate bot n (among all processes' bots) dials: an even
+// share of each, or share0 of them urls[0] and the rest the others in turn.
+// urls[0]'s bots are spread evenly over the numbers (the ramp's order), not
+// started in one block.
+func (c *runConfig) gateOf(n int) int {
+	g := len(c.urls)
+	if g == 1 || c.share0 <= 0 {
+		return n % g
+	}
+	before := int(float64(n) * c.share0) // bots of urls[0] among 0…n-1, rounded down
+	if int(float64(n+1)*c.share0) > before {
+		return 0
+	}
+	return 1 + (n-before)%(g-1)
 }
 
 func startRunner(ctx context.Context, cfg runConfig, st *stats) *runner {
@@ -133,7 +150,7 @@ func (r *runner) run(ctx context.Context) {
 func (r *runner) bot(ctx context.Context, i int) {
 	r.st.started.Add(1)
 	n := r.cfg.first + i
-	gate := n % len(r.cfg.urls)
+	gate := r.cfg.gateOf(n)
 	url := r.cfg.urls[gate]
 	fail := func(what string, err error) {
 		r.st.failed.Add(1)
