@@ -210,6 +210,8 @@ func parseFlags(args []string, opts cli.Options) (*config, int, bool) {
 		return fail("--procs and --gates must not be negative (0: automatic)")
 	case cf.tablesBots < 0 || cf.tablesBots > cf.players:
 		return fail("--tables-bots %d: want 0 (an even share) up to --players %d", cf.tablesBots, cf.players)
+	case cf.tablesBots > 0 && cf.addr == "" && cf.serverGates() < 2:
+		return fail("--tables-bots is for a cluster of the own server: more than %d bots, or --gates 2 or more", perGate)
 	case cf.drain <= 0:
 		return fail("--drain must be positive")
 	case cf.dumpAfter <= 0:
@@ -428,11 +430,10 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 			res.Transport = "ws"
 		}
 	} else {
-		if n := (cf.players + perGate - 1) / perGate; n > 1 && cf.gates == 0 || cf.gates > 1 {
-			g := max(n, cf.gates)
+		if g := cf.serverGates(); g > 1 {
 			fmt.Fprintf(opts.Stderr, "bots  starting a server cluster of %d processes: the tables' node and %d gate-only, the bots spread over all %d\n", g, g-1, g)
 		}
-		if srv, err = startServer(ctx, cf.players, cf, self); err != nil {
+		if srv, err = startServer(ctx, cf, self); err != nil {
 			return nil, err
 		}
 	}

@@ -326,10 +326,10 @@ func TestServerLog(t *testing.T) {
 			ctx, _, _ := ownServer(t)
 			dir := t.TempDir()
 			cf := &config{
-				ramp: 100, roomType: "niuniu_100", transport: "tcp", gates: tc.gates, srvLog: filepath.Join(dir, "srv.log"),
+				players: 2, ramp: 100, roomType: "niuniu_100", transport: "tcp", gates: tc.gates, srvLog: filepath.Join(dir, "srv.log"),
 				serverArgs: []string{"--log-level", "info"}, // the bots' warn would log nothing
 			}
-			srv, err := startServer(ctx, 2, cf, []string{"bots"})
+			srv, err := startServer(ctx, cf, []string{"bots"})
 			require.NoError(t, err)
 			stopped := false
 			t.Cleanup(func() {
@@ -413,6 +413,8 @@ func TestBotsFlagErrors(t *testing.T) {
 		{[]string{"--addr", "tcp://x:1", "--tables-bots", "1"}, "--tables-bots needs the bots' own server"},
 		{[]string{"--players", "10", "--tables-bots", "11"}, "--tables-bots 11: want 0"},
 		{[]string{"--tables-bots", "-1"}, "--tables-bots -1: want 0"},
+		{[]string{"--players", "10", "--tables-bots", "5"}, "--tables-bots is for a cluster"},
+		{[]string{"--players", "10", "--gates", "1", "--tables-bots", "5"}, "--tables-bots is for a cluster"},
 		{[]string{"--addr", "tcp://x:1", "--dump-stalls", "d"}, "--dump-stalls with --addr needs --admin-url"},
 		{[]string{"--dump-stalls", "d", "--dump-stalls-after", "0s"}, "--dump-stalls-after must be positive"},
 		{[]string{"--admin-url", "http://x"}, "--admin-url is for --addr"},

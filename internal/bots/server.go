@@ -62,6 +62,15 @@ func serverFlags(ramp float64) []string {
 	}
 }
 
+// serverGates is how many processes the bots' own server has: --gates,
+// or one per perGate bots.
+func (cf *config) serverGates() int {
+	if cf.gates > 0 {
+		return cf.gates
+	}
+	return (cf.players + perGate - 1) / perGate
+}
+
 // executable is the binary started as the server and the workers; tests
 // point it at a built cmd/hearth.
 var executable = os.Executable
@@ -70,13 +79,13 @@ var executable = os.Executable
 // process with everything; for more, a cluster on the first node's
 // embedded NATS of one client-facing process per perGate bots (or
 // --gates): the first runs the game, match, auth and lobby besides its
-// gate, the others are gate-only, and the bots are spread evenly over
-// them. A separate node for the tables alone cost the whole machine more:
+// gate, the others are gate-only, and the bots spread over them as
+// runConfig.gateOf says. A separate node for the tables alone cost the whole machine more:
 // one more process whose scheduler looks for work on the same two cores,
 // and a TCP hop to NATS for every message its gate's bots send or get.
 // cf.srvProfile, if set, is the CPU profile file of each node (its id
 // before the extension), and cf.srvLog likewise its log file.
-func startServer(ctx context.Context, players int, cf *config, self []string) (*server, error) {
+func startServer(ctx context.Context, cf *config, self []string) (*server, error) {
 	exe, err := executable()
 	if err != nil {
 		return nil, fmt.Errorf("cannot find this program to start the server: %w (start one with hearth serve and use --addr)", err)
@@ -86,10 +95,7 @@ func startServer(ctx context.Context, players int, cf *config, self []string) (*
 		wrapper = append(wrapper, "--cpuprofile", cf.srvProfile)
 	}
 	wrapper = append(wrapper, "--")
-	gates := (players + perGate - 1) / perGate
-	if cf.gates > 0 {
-		gates = cf.gates
-	}
+	gates := cf.serverGates()
 	if gates <= 1 {
 		dir, err := os.MkdirTemp("", "hearth-bots-")
 		if err != nil {
