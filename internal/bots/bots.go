@@ -461,7 +461,7 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		client: clientOptions(cf.insecure, srv.urls),
 	}
 	if cf.tablesBots > 0 && len(srv.urls) > 1 {
-		rc.share0 = float64(cf.tablesBots) / float64(cf.players) // urls[0] is the tables' node
+		rc.gate0, rc.all = cf.tablesBots, cf.players // urls[0] is the tables' node
 	}
 	var sources []*source
 	for i := range cf.procs {
@@ -820,7 +820,7 @@ func startWorker(ctx context.Context, rc runConfig, insecure bool, profile strin
 		"--urls", strings.Join(rc.urls, ","), "--players", strconv.Itoa(rc.players), "--first", strconv.Itoa(rc.first),
 		"--run", rc.runID, "--room-type", rc.roomType, "--think", rc.thinkMin.String()+"-"+rc.thinkMax.String(),
 		"--ramp", strconv.FormatFloat(rc.ramp, 'f', -1, 64), "--drain", rc.drain.String(),
-		"--seed", strconv.FormatUint(rc.seed, 10), "--share0", strconv.FormatFloat(rc.share0, 'g', -1, 64), "--insecure="+strconv.FormatBool(insecure), "--cpuprofile", profile)
+		"--seed", strconv.FormatUint(rc.seed, 10), "--gate0", strconv.Itoa(rc.gate0), "--all", strconv.Itoa(rc.all), "--insecure="+strconv.FormatBool(insecure), "--cpuprofile", profile)
 	cmd := exec.Command(exe, args...)
 	logs := testcluster.NewLogTail(20)
 	cmd.Stderr = logs
@@ -901,7 +901,8 @@ func workerCmd(ctx context.Context, args []string, opts cli.Options) int {
 	fs.Float64Var(&rc.ramp, "ramp", 100, "bots started per second")
 	fs.DurationVar(&rc.drain, "drain", time.Minute, "drain time")
 	fs.Uint64Var(&rc.seed, "seed", 1, "seed")
-	fs.Float64Var(&rc.share0, "share0", 0, "share of the bots on the first gate (0: even)")
+	fs.IntVar(&rc.gate0, "gate0", 0, "bots of all on the first gate (0: an even share)")
+	fs.IntVar(&rc.all, "all", 0, "bots of every process")
 	fs.BoolVar(&insecure, "insecure", false, "skip TLS verification")
 	fs.StringVar(&profile, "cpuprofile", "", "CPU profile file")
 	if err := fs.Parse(args); err != nil {

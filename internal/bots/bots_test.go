@@ -284,19 +284,19 @@ func TestBotsGates(t *testing.T) {
 // (the order they start in), and the other gates the rest in turn.
 func TestGateOf(t *testing.T) {
 	for _, tc := range []struct {
-		gates  int
-		share0 float64
-		n      int
-		want   []int // bots per gate
+		gates, gate0, n int
+		want            []int // bots per gate
 	}{
 		{1, 0, 10, []int{10}},
 		{2, 0, 20000, []int{10000, 10000}},
 		{3, 0, 9, []int{3, 3, 3}},
-		{2, 0.75, 20000, []int{15000, 5000}},
-		{3, 0.5, 30000, []int{15000, 7500, 7500}},
-		{2, 1, 100, []int{100, 0}},
+		{2, 15000, 20000, []int{15000, 5000}},
+		{2, 7000, 20000, []int{7000, 13000}}, // 0.35 is not exact in binary
+		{3, 10000, 30001, []int{10000, 10001, 10000}},
+		{3, 15000, 30000, []int{15000, 7500, 7500}},
+		{2, 100, 100, []int{100, 0}},
 	} {
-		c := runConfig{urls: make([]string, tc.gates), share0: tc.share0}
+		c := runConfig{urls: make([]string, tc.gates), gate0: tc.gate0, all: tc.n}
 		got := make([]int, tc.gates)
 		firstHalf := 0
 		for n := range tc.n {

@@ -25,19 +25,21 @@ var (
 
 // runConfig is what one process's bots do.
 type runConfig struct {
-	urls     []string // gates: bot i dials urls[gateOf(i)]
-	share0   float64  // the share of all bots that dial urls[0] (0: an even share)
-	players  int      // bots in this process
-	first    int      // index of this process's first bot among all
-	runID    string   // makes device ids unique per run
-	game     string   // "niuniu"
-	roomType string
-	thinkMin time.Duration
-	thinkMax time.Duration
-	ramp     float64 // bots started per second by this process
-	drain    time.Duration
-	client   client.Options
-	seed     uint64
+	urls []string // gates: bot i dials urls[gateOf(i)]
+	// gate0 of every all bots dial urls[0] (gate0 0: an even share of
+	// every gate); all is the bots of every process.
+	gate0, all int
+	players    int    // bots in this process
+	first      int    // index of this process's first bot among all
+	runID      string // makes device ids unique per run
+	game       string // "niuniu"
+	roomType   string
+	thinkMin   time.Duration
+	thinkMax   time.Duration
+	ramp       float64 // bots started per second by this process
+	drain      time.Duration
+	client     client.Options
+	seed       uint64
 }
 
 // runner runs one process's bots: it starts them at the ramp rate, and on
@@ -55,16 +57,17 @@ type runner struct {
 }
 
 // gateOf is the gate bot n (among all processes' bots) dials: an even
-// share of each, or share0 of them urls[0] and the rest the others in turn.
-// urls[0]'s bots are spread evenly over the numbers (the ramp's order), not
-// started in one block.
+// share of each, or gate0 of the bots urls[0] and the rest the others in
+// turn. urls[0]'s bots are spread evenly over the numbers (the ramp's
+// order), not started in one block; integer arithmetic keeps their count
+// exactly gate0.
 func (c *runConfig) gateOf(n int) int {
 	g := len(c.urls)
-	if g == 1 || c.share0 <= 0 {
+	if g == 1 || c.gate0 <= 0 || c.all <= 0 {
 		return n % g
 	}
-	before := int(float64(n) * c.share0) // bots of urls[0] among 0…n-1, rounded down
-	if int(float64(n+1)*c.share0) > before {
+	before := n * c.gate0 / c.all // bots of urls[0] among 0…n-1
+	if (n+1)*c.gate0/c.all > before {
 		return 0
 	}
 	return 1 + (n-before)%(g-1)
