@@ -490,10 +490,20 @@ func (m *service) candidates(ctx context.Context, roomType string) ([]hearth.Roo
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := time.Now()
-	seen := map[string]bool{}
+	// seen holds only the registry's rooms that have a recent placement,
+	// not every open room: a join at 20,000 bots would make a set of
+	// thousands.
+	var seen map[string]bool
 	for i, r := range rooms {
+		rec, ok := m.recent[r.ID]
+		if !ok {
+			continue
+		}
+		if seen == nil {
+			seen = make(map[string]bool, len(m.recent))
+		}
 		seen[r.ID] = true
-		if rec, ok := m.recent[r.ID]; ok && now.Sub(rec.at) < recentTTL && rec.info.Players > r.Players {
+		if now.Sub(rec.at) < recentTTL && rec.info.Players > r.Players {
 			rooms[i] = rec.info
 		}
 	}
