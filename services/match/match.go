@@ -493,14 +493,11 @@ func (m *service) candidates(ctx context.Context, roomType string) ([]hearth.Roo
 	// seen holds only the registry's rooms that have a recent placement,
 	// not every open room: a join at 20,000 bots would make a set of
 	// thousands.
-	var seen map[string]bool
+	seen := map[string]bool{}
 	for i, r := range rooms {
 		rec, ok := m.recent[r.ID]
 		if !ok {
 			continue
-		}
-		if seen == nil {
-			seen = make(map[string]bool, len(m.recent))
 		}
 		seen[r.ID] = true
 		if now.Sub(rec.at) < recentTTL && rec.info.Players > r.Players {
