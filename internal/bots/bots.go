@@ -75,6 +75,7 @@ type config struct {
 	roomType   string
 	addr       string
 	adminURL   string
+	natsURL    string // --nats: the own server's bus, instead of an embedded NATS
 	transport  string
 	duration   time.Duration
 	think      string
@@ -94,7 +95,7 @@ type config struct {
 	cpuProfile string
 	seed       uint64
 	serverArgs []string // after "--": more serve flags for the own server
-	serverEnv  []string // --server-env: KEY=VALUE for the own server's processes
+	serverEnv  []string // --server-env: [PROCESS:]KEY=VALUE for the own server's processes
 }
 
 // Main is `hearth bots`: cmd/hearth plugs it into cli.Main as the command
@@ -148,6 +149,7 @@ func parseFlags(args []string, opts cli.Options) (*config, int, bool) {
 	fs.StringVar(&cf.game, "game", "niuniu", "the game the bots play: niuniu")
 	fs.StringVar(&cf.roomType, "room-type", "niuniu_100", "the room type they join (match.join)")
 	fs.StringVar(&cf.addr, "addr", "", "play on a running server: its client URL (tcp://, tls://, ws://…/ws, wss://…/ws), or several gates' URLs, comma-separated; default: start one")
+	fs.StringVar(&cf.natsURL, "nats", "", "without --addr: the NATS server (nats://host:port) the own server's processes use as their bus, instead of the first one's embedded NATS")
 	fs.StringVar(&cf.adminURL, "admin-url", "", "with --addr: the server's admin listener(s), comma-separated, whose /metrics give its CPU and memory")
 	fs.StringVar(&cf.transport, "transport", "tcp", "tcp or ws (without --addr)")
 	fs.DurationVar(&cf.duration, "duration", 60*time.Second, "how long the bots play once all have started")
@@ -165,10 +167,13 @@ func parseFlags(args []string, opts cli.Options) (*config, int, bool) {
 	fs.DurationVar(&cf.dumpAfter, "dump-stalls-after", 3*time.Second, "the action p99 (over the last second) past which --dump-stalls saves goroutines")
 	fs.StringVar(&cf.cpuProfile, "cpuprofile", "", "write the bots' CPU profile to this file (with --procs above 1: FILE with each bot process's number before the extension)")
 	fs.Uint64Var(&cf.seed, "seed", 0, "seed of the bots' choices and think times (0: random)")
-	fs.Func("server-env", "KEY=VALUE in the environment of the own server's processes only, not the bots' (repeatable): e.g. GOGC=200 or GOMAXPROCS=4 to try a runtime setting on the server", func(v string) error {
+	fs.Func("server-env", "[PROCESS:]KEY=VALUE in the environment of the own server's processes only, not the bots' (repeatable): e.g. GOGC=200 or GOMAXPROCS=4 to try a runtime setting on the server; with PROCESS (tables, gate-1, …; server for one process) on that process alone", func(v string) error {
 		k, _, ok := strings.Cut(v, "=")
+		if node, key, prefixed := strings.Cut(k, ":"); prefixed && (node == "" || key == "") {
+			ok = false
+		}
 		if !ok || k == "" || strings.ContainsAny(k, " \t\n") {
-			return errors.New("want KEY=VALUE")
+			return errors.New("want KEY=VALUE or PROCESS:KEY=VALUE")
 		}
 		cf.serverEnv = append(cf.serverEnv, v)
 		return nil
@@ -255,6 +260,8 @@ func parseFlags(args []string, opts cli.Options) (*config, int, bool) {
 			return fail("serve flags after -- are for the bots' own server (no --addr)")
 		case len(cf.serverEnv) > 0:
 			return fail("--server-env is for the bots' own server (no --addr)")
+		case cf.natsURL != "":
+			return fail("--nats is for the bots' own server (no --addr); the server at --addr has its own bus")
 		}
 	} else if cf.adminURL != "" {
 		return fail("--admin-url is for --addr; the bots read their own server's metrics")

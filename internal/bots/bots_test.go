@@ -420,7 +420,10 @@ func TestBotsFlagErrors(t *testing.T) {
 		{[]string{"--admin-url", "http://x"}, "--admin-url is for --addr"},
 		{[]string{"--server-env", "GOGC"}, "want KEY=VALUE"},
 		{[]string{"--server-env", "=1"}, "want KEY=VALUE"},
+		{[]string{"--server-env", ":GOGC=1"}, "want KEY=VALUE or PROCESS:KEY=VALUE"},
+		{[]string{"--server-env", "tables:=1"}, "want KEY=VALUE or PROCESS:KEY=VALUE"},
 		{[]string{"--addr", "tcp://x:1", "--server-env", "GOGC=200"}, "--server-env is for the bots' own server"},
+		{[]string{"--addr", "tcp://x:1", "--nats", "nats://127.0.0.1:4222"}, "--nats is for the bots' own server"},
 		{[]string{"players"}, `unexpected argument "players"`},
 		{[]string{"--nope"}, "flag provided but not defined"},
 	} {

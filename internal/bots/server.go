@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -77,7 +78,7 @@ var executable = os.Executable
 
 // startServer starts the bots' own server: for up to perGate bots one
 // process with everything; for more, a cluster on the first node's
-// embedded NATS of one client-facing process per perGate bots (or
+// embedded NATS (or cf.natsURL's) of one client-facing process per perGate bots (or
 // --gates): the first runs the game, match, auth and lobby besides its
 // gate, the others are gate-only, and the bots spread over them as
 // runConfig.gateOf says. A separate node for the tables alone cost the whole machine more:
@@ -102,13 +103,20 @@ func startServer(ctx context.Context, cf *config, self []string) (*server, error
 			return nil, fmt.Errorf("temporary data directory: %w", err)
 		}
 		args := append(wrapper, "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", dir)
+		if cf.natsURL != "" {
+			args = append(args, "--nats", cf.natsURL)
+		}
 		args = append(append(args, serverFlags(cf.ramp)...), cf.serverArgs...)
+		if err := envProcesses(cf.serverEnv, []string{"server"}); err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, err
+		}
 		logs, closeLogs, err := serverLogs(cf.srvLog, []string{"server"})
 		if err != nil {
 			_ = os.RemoveAll(dir)
 			return nil, err
 		}
-		p, err := testcluster.StartProc(ctx, testcluster.ProcConfig{Binary: exe, Args: args, ID: "server", LogLines: 40, LogFile: logs[0], Env: serverEnv(cf.serverEnv)})
+		p, err := testcluster.StartProc(ctx, testcluster.ProcConfig{Binary: exe, Args: args, ID: "server", LogLines: 40, LogFile: logs[0], Env: serverEnv(cf.serverEnv, "server")})
 		if err != nil {
 			closeLogs()
 			_ = os.RemoveAll(dir)
@@ -134,6 +142,12 @@ func startServer(ctx context.Context, cf *config, self []string) (*server, error
 	for i, n := range nodes {
 		ids[i] = n.ID
 	}
+	if err := envProcesses(cf.serverEnv, ids); err != nil {
+		return nil, err
+	}
+	for i := range nodes {
+		nodes[i].Env = serverEnv(cf.serverEnv, nodes[i].ID)
+	}
 	logs, closeLogs, err := serverLogs(cf.srvLog, ids)
 	if err != nil {
 		return nil, err
@@ -144,12 +158,12 @@ func startServer(ctx context.Context, cf *config, self []string) (*server, error
 	c, err := testcluster.Start(ctx, testcluster.Config{
 		Binary:   exe,
 		Serve:    wrapper,
+		NATS:     cf.natsURL,
 		Prefix:   testcluster.RandomPrefix("bots"),
 		Args:     append(serverFlags(cf.ramp), cf.serverArgs...),
 		Nodes:    nodes,
 		LogLines: 40,
 		Within:   60 * time.Second,
-		Env:      serverEnv(cf.serverEnv),
 	})
 	if err != nil {
 		closeLogs()
@@ -168,11 +182,15 @@ func startServer(ctx context.Context, cf *config, self []string) (*server, error
 			s.urls = append(s.urls, p.TCP)
 		}
 	}
-	s.desc = fmt.Sprintf("a cluster of %d processes on the first one's embedded NATS: %s", len(nodes), strings.Join(descs, ", "))
+	bus := "the first one's embedded NATS"
+	if cf.natsURL != "" {
+		bus = "NATS at " + cf.natsURL
+	}
+	s.desc = fmt.Sprintf("a cluster of %d processes on %s: %s", len(nodes), bus, strings.Join(descs, ", "))
 	return s, nil
 }
 
-// serverEnv is what the own server's processes get in their environment
+// serverEnv is what the own server's process id gets in its environment
 // besides the bots': the Go runtime's stack shrinking turned off
 // (GODEBUG=gcshrinkstackoff=1), as docs/operations.md suggests for a node
 // that hosts many rooms. Each collection halves the stacks of idle
@@ -181,7 +199,9 @@ func startServer(ctx context.Context, cf *config, self []string) (*server, error
 // 20,000 bots (docs/benchmarks.md § bots, Sessions 25 and 26). A setting
 // already in the bots' GODEBUG wins. extra (--server-env) comes last, so it
 // wins over both: the last of a repeated key is the one a process sees.
-func serverEnv(extra []string) []string {
+// Of extra, id gets the settings for every process and, without their
+// prefix, those for "id:" alone.
+func serverEnv(extra []string, id string) []string {
 	var env []string
 	godebug := os.Getenv("GODEBUG")
 	if !strings.Contains(godebug, "gcshrinkstackoff=") {
@@ -190,7 +210,34 @@ func serverEnv(extra []string) []string {
 		}
 		env = []string{"GODEBUG=" + godebug + "gcshrinkstackoff=1"}
 	}
-	return append(env, extra...)
+	for _, kv := range extra {
+		switch node, setting := envProcess(kv); node {
+		case "", id:
+			env = append(env, setting)
+		}
+	}
+	return env
+}
+
+// envProcess splits a --server-env setting into the process it is for
+// ("": every one) and its KEY=VALUE.
+func envProcess(kv string) (node, setting string) {
+	k, _, _ := strings.Cut(kv, "=")
+	if node, _, ok := strings.Cut(k, ":"); ok {
+		return node, kv[len(node)+1:]
+	}
+	return "", kv
+}
+
+// envProcesses refuses a --server-env setting for a process the own server
+// does not have (ids), which would otherwise be ignored without a word.
+func envProcesses(extra, ids []string) error {
+	for _, kv := range extra {
+		if node, _ := envProcess(kv); node != "" && !slices.Contains(ids, node) {
+			return fmt.Errorf("--server-env %s: the own server has no process %q (it has %s)", kv, node, strings.Join(ids, ", "))
+		}
+	}
+	return nil
 }
 
 // serverLogs creates the --server-log file of each of the own server's

@@ -19,11 +19,27 @@ func TestServerEnv(t *testing.T) {
 		{"gctrace=1,gcshrinkstackoff=0", nil},
 	} {
 		t.Setenv("GODEBUG", tc.godebug)
-		require.Equal(t, tc.want, serverEnv(nil), "GODEBUG=%q", tc.godebug)
+		require.Equal(t, tc.want, serverEnv(nil, "server"), "GODEBUG=%q", tc.godebug)
 	}
 	t.Setenv("GODEBUG", "")
 	require.Equal(t, []string{"GODEBUG=gcshrinkstackoff=1", "GOGC=200", "GODEBUG=gctrace=1"},
-		serverEnv([]string{"GOGC=200", "GODEBUG=gctrace=1"}), "--server-env comes last, to win")
+		serverEnv([]string{"GOGC=200", "GODEBUG=gctrace=1"}, "server"), "--server-env comes last, to win")
+
+	// A PROCESS: prefix keeps a setting to that process, without the prefix.
+	extra := []string{"GOGC=200", "tables:GOMAXPROCS=3", "gate-1:GOGC=300", "tables:X=a:b=c"}
+	for _, tc := range []struct {
+		id   string
+		want []string
+	}{
+		{"tables", []string{"GODEBUG=gcshrinkstackoff=1", "GOGC=200", "GOMAXPROCS=3", "X=a:b=c"}},
+		{"gate-1", []string{"GODEBUG=gcshrinkstackoff=1", "GOGC=200", "GOGC=300"}},
+		{"gate-2", []string{"GODEBUG=gcshrinkstackoff=1", "GOGC=200"}},
+	} {
+		require.Equal(t, tc.want, serverEnv(extra, tc.id), tc.id)
+	}
+	require.NoError(t, envProcesses(extra, []string{"tables", "gate-1"}))
+	err := envProcesses(extra, []string{"server"})
+	require.ErrorContains(t, err, `--server-env tables:GOMAXPROCS=3: the own server has no process "tables" (it has server)`)
 }
 
 // The bots' process collects at botsGCPercent unless GOGC chose: each of

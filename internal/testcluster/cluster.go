@@ -36,6 +36,9 @@ type Node struct {
 	// LogFile is its ProcConfig.LogFile; a node started again writes to
 	// the same one. Nil: none.
 	LogFile io.Writer
+	// Env is added to its environment after Config.Env, so a key in both
+	// takes this value. Nil: none.
+	Env []string
 }
 
 // Config describes a cluster. Every node runs Binary with Serve, then
@@ -147,7 +150,7 @@ func (c *Cluster) StartNode(ctx context.Context, n Node) (*Proc, error) {
 		args = append(args, "--nats", c.NATS)
 	}
 	args = append(append(args, c.cfg.Args...), n.Args...)
-	p, err := StartProc(ctx, ProcConfig{Binary: c.cfg.Binary, Args: args, ID: n.ID, LogLines: c.cfg.LogLines, LogFile: n.LogFile, Env: c.cfg.Env})
+	p, err := StartProc(ctx, ProcConfig{Binary: c.cfg.Binary, Args: args, ID: n.ID, LogLines: c.cfg.LogLines, LogFile: n.LogFile, Env: append(slices.Clone(c.cfg.Env), n.Env...)})
 	if err != nil {
 		return nil, err
 	}
