@@ -3,6 +3,7 @@ package hearth
 import (
 	"context"
 	"log/slog"
+	"time"
 )
 
 type ctxKey int
@@ -36,6 +37,20 @@ type requestContext struct {
 	context.Context
 	base                        *slog.Logger
 	trace, session, user, route string
+	// deadline is the request's (unix ns) for a handler that times its
+	// wait itself (handler.ownDeadline), whose Context has none; 0
+	// otherwise.
+	deadline int64
+}
+
+// leftDeadline is the deadline the node left a handler to keep itself
+// (handler.ownDeadline) in its request context ctx, which then has none;
+// ok is false for any other context.
+func leftDeadline(ctx context.Context) (time.Time, bool) {
+	if rc, ok := ctx.(*requestContext); ok && rc.deadline != 0 {
+		return time.Unix(0, rc.deadline), true
+	}
+	return time.Time{}, false
 }
 
 // log is the request's logger, made when it is first needed.

@@ -635,11 +635,16 @@ func (n *Node) handle(svc *Service, env *cluster.Envelope, reply replier) {
 	s := &Session{node: n, id: env.Session, gate: env.Gate, user: env.User, addr: env.Addr, codec: env.Codec, bindings: env.Bindings}
 	ctx := n.reqCtxs[mrand.N(len(n.reqCtxs))]
 	var cancel context.CancelFunc = func() {}
-	if env.Deadline != 0 {
+	var own int64
+	switch {
+	case env.Deadline == 0:
+	case h.ownDeadline:
+		own = env.Deadline
+	default:
 		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, env.Deadline))
 	}
 	defer cancel()
-	rc := &requestContext{Context: ctx, base: n.log, trace: env.Trace, session: env.Session, user: env.User, route: env.Route}
+	rc := &requestContext{Context: ctx, base: n.log, trace: env.Trace, session: env.Session, user: env.User, route: env.Route, deadline: own}
 	payload, err := n.call(rc, h, s, env)
 	if h.pooled {
 		defer releaseAnswer(payload) // reply copies it into the answer's envelope

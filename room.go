@@ -213,10 +213,10 @@ func NewRoomType(name string, cfg RoomConfig, newHandler func() RoomHandler) *Ro
 	}
 	rt.svc.OnStart(func(ctx context.Context, n *Node) error { return n.roomHost().attach(ctx, n, rt) })
 	rt.svc.OnSessionEvent(rt.sessionEvent)
-	HandleRaw(rt.svc, roomRouteLeave, func(ctx context.Context, s *Session, _ []byte) ([]byte, error) {
+	handleRaw(rt.svc, roomRouteLeave, handler{ownDeadline: true}, func(ctx context.Context, s *Session, _ []byte) ([]byte, error) {
 		return nil, rt.leave(ctx, s)
 	})
-	HandleRaw(rt.svc, roomRouteSnapshot, func(ctx context.Context, s *Session, _ []byte) ([]byte, error) {
+	handleRaw(rt.svc, roomRouteSnapshot, handler{ownDeadline: true}, func(ctx context.Context, s *Session, _ []byte) ([]byte, error) {
 		return rt.request(ctx, s, func(r *Room, seat *Seat, codec cluster.Codec) ([]byte, error) {
 			msg := r.handler.Snapshot(r, seat)
 			if msg == nil {
@@ -261,7 +261,7 @@ func HandleRoom[Req, Resp proto.Message](rt *RoomType, method string, fn func(r 
 		panic(fmt.Sprintf("hearth: room route %s.%s is the SDK's", rt.name, method))
 	}
 	newReq := newMessage[Req]()
-	handleRaw(rt.svc, method, true, func(ctx context.Context, s *Session, payload []byte) ([]byte, error) {
+	handleRaw(rt.svc, method, handler{pooled: true, ownDeadline: true}, func(ctx context.Context, s *Session, payload []byte) ([]byte, error) {
 		req := newReq()
 		if err := unmarshal(s.codec, payload, req); err != nil {
 			return nil, &Error{Code: wire.CodeInvalidPayload, Message: "invalid payload: " + err.Error()}
@@ -285,7 +285,7 @@ func HandleRoomJSON[Req, Resp any](rt *RoomType, method string, fn func(r *Room,
 	}
 	mustBePlain[Req]()
 	mustBePlain[Resp]()
-	handleRaw(rt.svc, method, true, func(ctx context.Context, s *Session, payload []byte) ([]byte, error) {
+	handleRaw(rt.svc, method, handler{pooled: true, ownDeadline: true}, func(ctx context.Context, s *Session, payload []byte) ([]byte, error) {
 		var req Req
 		if err := decodeJSON(payload, &req); err != nil {
 			return nil, &Error{Code: wire.CodeInvalidPayload, Message: "invalid payload: " + err.Error()}
@@ -346,12 +346,41 @@ func (rt *RoomType) request(ctx context.Context, s *Session, fn func(r *Room, se
 	case mailShut:
 		return nil, NewError(CodeRoomClosed, "room closed")
 	}
+	var expired <-chan time.Time // a context with a deadline of its own ends with it (ctx.Done)
+	if d, ok := leftDeadline(ctx); ok {
+		t := waitTimers.Get().(*time.Timer)
+		t.Reset(time.Until(d))
+		defer putWaitTimer(t)
+		expired = t.C
+	}
 	select {
 	case res := <-done:
 		return res.out, res.err
+	case <-expired:
 	case <-ctx.Done():
-		return nil, NewError(CodeTimeout, "room did not answer in time")
 	}
+	return nil, NewError(CodeTimeout, "room did not answer in time")
+}
+
+// waitTimers are stopped timers for RoomType.request's waits, reused: a
+// move on a room route made one each.
+var waitTimers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
+// putWaitTimer stops t and gives it back to waitTimers. Its channel is
+// drained too: with GODEBUG=asynctimerchan=1 a timer that fired keeps
+// its value past Stop, and the next wait would read it as its own.
+func putWaitTimer(t *time.Timer) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	waitTimers.Put(t)
 }
 
 // leave is "<type>.leave".

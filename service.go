@@ -57,7 +57,12 @@ type handler struct {
 	// pooled: fn's answer is a scratch buffer (answerJSON, answerProto),
 	// which the node gives back once the answer is sent.
 	pooled bool
-	fn     func(ctx context.Context, s *Session, codec cluster.Codec, payload []byte) ([]byte, error)
+	// ownDeadline: fn waits for nothing past the request's deadline but a
+	// room (RoomType.request, which times that wait itself from
+	// leftDeadline), so the node gives it no deadline context, whose
+	// timer and cancellation cost each request ~300 bytes and a lock.
+	ownDeadline bool
+	fn          func(ctx context.Context, s *Session, codec cluster.Codec, payload []byte) ([]byte, error)
 }
 
 // NewService returns an empty service. The name must match
@@ -182,15 +187,16 @@ func mustBePlain[T any]() {
 // HandleRaw registers a handler that sees the payload bytes as sent, in the
 // session's codec (Session.Codec), and answers raw bytes.
 func HandleRaw(svc *Service, method string, fn func(ctx context.Context, s *Session, payload []byte) ([]byte, error)) {
-	handleRaw(svc, method, false, fn)
+	handleRaw(svc, method, handler{}, fn)
 }
 
-// handleRaw is HandleRaw; pooled is for the SDK's own handlers whose
-// answers are scratch buffers (handler.pooled).
-func handleRaw(svc *Service, method string, pooled bool, fn func(ctx context.Context, s *Session, payload []byte) ([]byte, error)) {
-	svc.add(method, handler{pooled: pooled, fn: func(ctx context.Context, s *Session, _ cluster.Codec, payload []byte) ([]byte, error) {
+// handleRaw is HandleRaw with the SDK's own options in h (its pooled and
+// ownDeadline; h.fn is set here).
+func handleRaw(svc *Service, method string, h handler, fn func(ctx context.Context, s *Session, payload []byte) ([]byte, error)) {
+	h.fn = func(ctx context.Context, s *Session, _ cluster.Codec, payload []byte) ([]byte, error) {
 		return fn(ctx, s, payload)
-	}})
+	}
+	svc.add(method, h)
 }
 
 // newMessage returns a constructor for Req, found once from the generated
