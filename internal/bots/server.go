@@ -98,6 +98,9 @@ func startServer(ctx context.Context, cf *config, self []string) (*server, error
 	wrapper = append(wrapper, "--")
 	gates := cf.serverGates()
 	if gates <= 1 {
+		if err := envProcesses(cf.serverEnv, []string{"server"}); err != nil {
+			return nil, err
+		}
 		dir, err := os.MkdirTemp("", "hearth-bots-")
 		if err != nil {
 			return nil, fmt.Errorf("temporary data directory: %w", err)
@@ -107,10 +110,6 @@ func startServer(ctx context.Context, cf *config, self []string) (*server, error
 			args = append(args, "--nats", cf.natsURL)
 		}
 		args = append(append(args, serverFlags(cf.ramp)...), cf.serverArgs...)
-		if err := envProcesses(cf.serverEnv, []string{"server"}); err != nil {
-			_ = os.RemoveAll(dir)
-			return nil, err
-		}
 		logs, closeLogs, err := serverLogs(cf.srvLog, []string{"server"})
 		if err != nil {
 			_ = os.RemoveAll(dir)
