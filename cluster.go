@@ -40,8 +40,22 @@ func (n *Node) startCluster() error {
 		n.reg = nil // never joined: nothing to leave
 		return err
 	}
+	n.sweepDone = make(chan struct{})
+	go func() {
+		defer close(n.sweepDone)
+		n.bus.RunSweeper(n.baseCtx, markerSweepEvery, markerAge)
+	}()
 	return nil
 }
+
+// A deleted KV key leaves a marker in its bucket; the node sweeps those of
+// the buckets it opened without a TTL (presence, the room registry, a
+// service's Node.KV buckets) every markerSweepEvery, once markerAge old:
+// long after every watch has delivered them (cluster.RunSweeper).
+const (
+	markerSweepEvery = 10 * time.Minute
+	markerAge        = 10 * time.Minute
+)
 
 // nodeInfo is this node's registry entry.
 func (n *Node) nodeInfo() cluster.NodeInfo {

@@ -86,6 +86,9 @@ type Node struct {
 	// hugeDone is closed when the huge page collapser (Config.HugePages)
 	// has stopped; nil when none runs. Written before started closes.
 	hugeDone chan struct{}
+	// sweepDone is closed when the KV marker sweeper (startCluster) has
+	// stopped; nil when none runs. Written before started closes.
+	sweepDone chan struct{}
 
 	mu        sync.Mutex
 	addrs     map[string]net.Addr
@@ -553,6 +556,12 @@ func (n *Node) teardown(ctx context.Context) error {
 	if n.hugeDone != nil {
 		select { // a pass ends within its kernel calls
 		case <-n.hugeDone:
+		case <-ctx.Done():
+		}
+	}
+	if n.sweepDone != nil {
+		select { // a sweep's requests end with baseCtx
+		case <-n.sweepDone:
 		case <-ctx.Done():
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,4 +95,52 @@ func TestRoomDirectoryBackfill(t *testing.T) {
 	}
 	require.NotContains(t, d.rooms, "bf-gone", "a deleted listing is not backfilled")
 	require.Empty(t, d.backfill(ctx, n, kv), "known listings are not fetched again")
+}
+
+// A closed room's listing leaves a marker in the registry's bucket; the
+// node sweeps the buckets it opened without a TTL (the registry, presence,
+// a service's KV), and a swept marker changes nothing any node sees.
+func TestRegistryMarkersSwept(t *testing.T) {
+	n := startRoomNodeIn(t, Config{DataDir: t.TempDir()}, NewRoomType("cards", RoomConfig{Seats: 5}, func() RoomHandler { return BaseRoom{} }))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	scores, err := n.KV(ctx, "scores", 0)
+	require.NoError(t, err)
+	temp, err := n.KV(ctx, "temp", time.Minute)
+	require.NoError(t, err)
+	swept := n.bus.Sweepable()
+	require.Contains(t, swept, n.rooms.kv.Bucket())
+	require.Contains(t, swept, scores.(*natsKV).kv.Bucket())
+	require.NotContains(t, swept, temp.(*natsKV).kv.Bucket(), "a TTL expires a bucket's markers")
+	require.True(t, slices.ContainsFunc(swept, func(b string) bool { return strings.HasSuffix(b, "_presence") }), "presence is swept: %v", swept)
+
+	kv := n.rooms.kv
+	for _, id := range []string{"kept1", "closed", "kept2"} {
+		b, err := json.Marshal(RoomInfo{ID: id, Type: "listed", Node: "elsewhere", Seats: 5, Players: 1})
+		require.NoError(t, err)
+		_, err = kv.Put(ctx, roomKey(id), b)
+		require.NoError(t, err)
+	}
+	require.NoError(t, kv.Delete(ctx, roomKey("closed")))
+	ids := func() []string {
+		require.NoError(t, n.SyncRooms(ctx))
+		rooms, err := n.Rooms(ctx, "listed")
+		require.NoError(t, err)
+		var ids []string
+		for _, r := range rooms {
+			ids = append(ids, r.ID)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	require.Equal(t, []string{"kept1", "kept2"}, ids())
+
+	swept1, err := n.bus.SweepMarkers(ctx, kv, 0, 100)
+	require.NoError(t, err)
+	require.Equal(t, 1, swept1, "the closed room's marker")
+	keys, err := n.bus.KVKeys(ctx, kv)
+	require.NoError(t, err)
+	require.NotContains(t, keys, roomKey("closed"))
+	require.Contains(t, keys, roomKey("kept1"))
+	require.Equal(t, []string{"kept1", "kept2"}, ids(), "the sweep changed the listing")
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Config says how to reach the bus.
@@ -108,6 +109,10 @@ type Bus struct {
 	// of the node (every room's), a queue of its own under load.
 	counts    [countShards]countShard
 	countSeed maphash.Seed
+	// swept are the KV buckets opened without a TTL, by name, whose delete
+	// markers RunSweeper removes (markers.go); sweepMu guards it.
+	sweepMu sync.Mutex
+	swept   map[string]jetstream.KeyValue
 }
 
 const countShards = 64

@@ -161,15 +161,11 @@ func (l *Lease) Stop() {
 // rewritten while it starts can come after that end. The stream's state
 // names every key present when it is read.
 func (b *Bus) KVKeys(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
-	js, err := jetstream.New(b.jsc)
+	s, err := b.kvStream(ctx, kv)
 	if err != nil {
 		return nil, err
 	}
 	bucket := kv.Bucket()
-	s, err := js.Stream(ctx, "KV_"+bucket)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: the stream of KV bucket %s: %w", bucket, err)
-	}
 	prefix := "$KV." + bucket + "."
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
 	if err != nil {
@@ -182,6 +178,19 @@ func (b *Bus) KVKeys(ctx context.Context, kv jetstream.KeyValue) ([]string, erro
 		}
 	}
 	return keys, nil
+}
+
+// kvStream is the stream that holds kv.
+func (b *Bus) kvStream(ctx context.Context, kv jetstream.KeyValue) (jetstream.Stream, error) {
+	js, err := jetstream.New(b.jsc)
+	if err != nil {
+		return nil, err
+	}
+	s, err := js.Stream(ctx, "KV_"+kv.Bucket())
+	if err != nil {
+		return nil, fmt.Errorf("cluster: the stream of KV bucket %s: %w", kv.Bucket(), err)
+	}
+	return s, nil
 }
 
 // KVBackfill applies the entries of kv that a watch has not delivered

@@ -138,15 +138,18 @@ func (b *Bus) openKV(ctx context.Context, bucket string, ttl time.Duration) (jet
 		return nil, err
 	}
 	kv, err := js.KeyValue(ctx, bucket)
-	if err == nil {
-		return kv, nil
-	}
-	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, TTL: ttl, History: 1, Storage: jetstream.FileStorage})
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		return js.KeyValue(ctx, bucket)
+	if err != nil {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, TTL: ttl, History: 1, Storage: jetstream.FileStorage})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, bucket)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open KV bucket %s (does the NATS server have JetStream enabled?): %w", bucket, err)
+	}
+	// The bucket as it exists decides: a TTL expires its markers too.
+	if st, err := kv.Status(ctx); err == nil && st.TTL() == 0 {
+		b.sweepable(kv)
 	}
 	return kv, nil
 }
