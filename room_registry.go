@@ -92,8 +92,13 @@ type roomDirectory struct {
 	kv    jetstream.KeyValue
 	rooms map[string]dirRoom
 	nodes map[string]dirNode
-	// byUser maps "<type>\x00<user>" to the room the user sits in.
-	byUser map[string]string
+	// byUser holds, by user, the rooms the user sits in (one a type):
+	// RoomOf and SeatedRooms look one user up rather than every seat.
+	byUser map[string]userSeats
+	// interned holds the listings' strings that repeat from room to room
+	// (types, nodes, states, gates), so that thousands of listings share
+	// one copy of each instead of a string each for the collector to mark.
+	interned map[string]string
 	// open holds, by type, the ids of the public rooms with a free seat:
 	// what a join looks at, a few among thousands of full tables.
 	openByType map[string]map[string]struct{}
@@ -122,6 +127,105 @@ type dirRoom struct {
 	rev  uint64
 }
 
+// seatRef is a room a user sits in, and its type.
+type seatRef struct{ typ, room string }
+
+// userSeats are the rooms one user sits in, one a type: nearly always a
+// single one, kept in first without an allocation. A room id is never
+// empty (applyEntry), so an empty first.room is no room.
+type userSeats struct {
+	first seatRef
+	more  *[]seatRef // rarely set: a map slot stays small
+}
+
+// room returns the user's room of type typ.
+func (u *userSeats) room(typ string) (string, bool) {
+	if u.first.room != "" && u.first.typ == typ {
+		return u.first.room, true
+	}
+	if u.more != nil {
+		for _, s := range *u.more {
+			if s.typ == typ {
+				return s.room, true
+			}
+		}
+	}
+	return "", false
+}
+
+// set makes room the user's room of type typ.
+func (u *userSeats) set(typ, room string) {
+	if u.first.room == "" || u.first.typ == typ {
+		u.first = seatRef{typ, room}
+		return
+	}
+	if u.more == nil {
+		u.more = new([]seatRef)
+	}
+	for i, s := range *u.more {
+		if s.typ == typ {
+			(*u.more)[i].room = room
+			return
+		}
+	}
+	*u.more = append(*u.more, seatRef{typ, room})
+}
+
+// drop removes the user's room of type typ if it is room, and reports
+// whether the user sits nowhere now.
+func (u *userSeats) drop(typ, room string) (empty bool) {
+	ref := seatRef{typ, room}
+	var more []seatRef
+	if u.more != nil {
+		more = *u.more
+	}
+	switch i := slices.Index(more, ref); {
+	case u.first == ref:
+		u.first = seatRef{}
+		if n := len(more); n > 0 {
+			u.first, more[n-1] = more[n-1], seatRef{}
+			more = more[:n-1]
+		}
+	case i >= 0:
+		more = slices.Delete(more, i, i+1)
+	}
+	if len(more) == 0 {
+		u.more = nil
+	} else {
+		*u.more = more
+	}
+	return u.first.room == ""
+}
+
+// all lists the user's rooms.
+func (u *userSeats) all() []seatRef {
+	if u.first.room == "" {
+		return nil
+	}
+	out := []seatRef{u.first}
+	if u.more != nil {
+		out = append(out, *u.more...)
+	}
+	return out
+}
+
+// internLimit bounds the directory's interned strings: the repeating
+// fields come from a few values each, and a listing with ever new ones
+// (a game setting a unique state per room) stops being interned, not
+// grows the table.
+const internLimit = 4096
+
+// intern returns the directory's copy of s; d.mu is held.
+func (d *roomDirectory) intern(s string) string {
+	if c, ok := d.interned[s]; ok {
+		return c
+	}
+	if len(d.interned) < internLimit {
+		d.interned[s] = s
+	}
+	return s
+}
+
 type dirNode struct {
 	rec nodeRecord
 	rev uint64
@@ -129,7 +233,8 @@ type dirNode struct {
 
 // init makes the directory's maps; d.mu is held or d not yet shared.
 func (d *roomDirectory) init() {
-	d.rooms, d.nodes, d.byUser = map[string]dirRoom{}, map[string]dirNode{}, map[string]string{}
+	d.rooms, d.nodes, d.byUser = map[string]dirRoom{}, map[string]dirNode{}, map[string]userSeats{}
+	d.interned = map[string]string{}
 	d.openByType, d.load = map[string]map[string]struct{}{}, map[string]nodeLoad{}
 }
 
@@ -359,8 +464,12 @@ func (d *roomDirectory) applyEntry(log *slog.Logger, key string, value []byte, r
 		id := key[2:]
 		if old, ok := d.rooms[id]; ok {
 			for _, u := range old.info.Users {
-				if d.byUser[old.info.Type+"\x00"+u.User] == id {
-					delete(d.byUser, old.info.Type+"\x00"+u.User)
+				if seats, ok := d.byUser[u.User]; ok {
+					if seats.drop(old.info.Type, id) {
+						delete(d.byUser, u.User)
+					} else {
+						d.byUser[u.User] = seats
+					}
 				}
 			}
 			delete(d.rooms, id)
@@ -371,9 +480,13 @@ func (d *roomDirectory) applyEntry(log *slog.Logger, key string, value []byte, r
 			return
 		}
 		var info RoomInfo
-		if err := json.Unmarshal(value, &info); err != nil || info.ID != id {
+		if err := json.Unmarshal(value, &info); err != nil || info.ID != id || id == "" {
 			log.Warn("bad room registry entry", "key", key, "err", err)
 			return
+		}
+		info.ID, info.Type, info.Node, info.State = id, d.intern(info.Type), d.intern(info.Node), d.intern(info.State)
+		for i := range info.Users {
+			info.Users[i].Gate = d.intern(info.Users[i].Gate)
 		}
 		d.rooms[id] = dirRoom{info: info, rev: rev}
 		d.tally(info, 1)
@@ -384,7 +497,9 @@ func (d *roomDirectory) applyEntry(log *slog.Logger, key string, value []byte, r
 			d.openByType[info.Type][id] = struct{}{}
 		}
 		for _, u := range info.Users {
-			d.byUser[info.Type+"\x00"+u.User] = id
+			seats := d.byUser[u.User]
+			seats.set(info.Type, id)
+			d.byUser[u.User] = seats
 		}
 	case strings.HasPrefix(key, "n."):
 		id := key[2:]
@@ -563,7 +678,8 @@ func (s *Session) RoomOf(ctx context.Context, roomType string) (RoomInfo, bool, 
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	id, ok := d.byUser[roomType+"\x00"+seatKey(s.user, s.id)]
+	seats := d.byUser[seatKey(s.user, s.id)]
+	id, ok := seats.room(roomType)
 	if !ok {
 		return RoomInfo{}, false, nil
 	}
@@ -585,14 +701,12 @@ func (s *Session) SeatedRooms(ctx context.Context) ([]RoomInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	suffix := "\x00" + seatKey(s.user, s.id)
 	d.mu.Lock()
 	var out []RoomInfo
-	for k, id := range d.byUser {
-		if strings.HasSuffix(k, suffix) {
-			if r, ok := d.rooms[id]; ok {
-				out = append(out, r.info)
-			}
+	seats := d.byUser[seatKey(s.user, s.id)]
+	for _, ref := range seats.all() {
+		if r, ok := d.rooms[ref.room]; ok {
+			out = append(out, r.info)
 		}
 	}
 	d.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"testing"
 
@@ -48,4 +49,42 @@ func recountLoad(d *roomDirectory) map[string]nodeLoad {
 		want[r.info.Node] = l
 	}
 	return want
+}
+
+// BenchmarkDirectoryFootprint is what a node's copy of the registry keeps
+// for each listed room of five players, after a collection: the objects
+// (each one the collector marks on every cycle) and bytes. A room node of
+// 20,000 players lists ~4,000 such rooms.
+func BenchmarkDirectoryFootprint(b *testing.B) {
+	const rooms = 4000
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	entries := make([][]byte, rooms)
+	for i := range entries {
+		info := RoomInfo{ID: "room" + strconv.Itoa(i), Type: "niuniu_100", Node: "tables", Seats: 5, Players: 5, State: "playing"}
+		for k := range 5 {
+			p := strconv.Itoa(i*5 + k)
+			info.Users = append(info.Users, RoomUser{User: "user-" + p, Session: "session-" + p, Gate: "gate-" + strconv.Itoa(k%2)})
+		}
+		var err error
+		entries[i], err = json.Marshal(info)
+		require.NoError(b, err)
+	}
+	var objects, bytes float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		d := &roomDirectory{}
+		d.init()
+		for i, e := range entries {
+			d.applyEntry(log, "r.room"+strconv.Itoa(i), e, uint64(i+1), false)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		objects += float64(after.HeapObjects - before.HeapObjects)
+		bytes += float64(after.HeapAlloc - before.HeapAlloc)
+		runtime.KeepAlive(d)
+	}
+	b.ReportMetric(objects/float64(b.N)/rooms, "objects/room")
+	b.ReportMetric(bytes/float64(b.N)/rooms, "B/room")
 }

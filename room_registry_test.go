@@ -144,3 +144,33 @@ func TestRegistryMarkersSwept(t *testing.T) {
 	require.Contains(t, keys, roomKey("kept1"))
 	require.Equal(t, []string{"kept1", "kept2"}, ids(), "the sweep changed the listing")
 }
+
+// A user's rooms by type: the first without an allocation, more beside it,
+// and a room dropped only if it is still the one of its type.
+func TestUserSeats(t *testing.T) {
+	var u userSeats
+	require.Empty(t, u.all())
+	u.set("cards", "r1")
+	u.set("chess", "r2")
+	u.set("go", "r3")
+	u.set("chess", "r4") // moved
+	for typ, want := range map[string]string{"cards": "r1", "chess": "r4", "go": "r3"} {
+		got, ok := u.room(typ)
+		require.True(t, ok, typ)
+		require.Equal(t, want, got, typ)
+	}
+	_, ok := u.room("dice")
+	require.False(t, ok)
+	require.ElementsMatch(t, []seatRef{{"cards", "r1"}, {"chess", "r4"}, {"go", "r3"}}, u.all())
+
+	require.False(t, u.drop("chess", "r2"), "not its room of the type any more")
+	_, ok = u.room("chess")
+	require.True(t, ok, "a stale drop removed the room the user moved to")
+	require.False(t, u.drop("cards", "r1"))
+	require.False(t, u.drop("chess", "r4"))
+	require.ElementsMatch(t, []seatRef{{"go", "r3"}}, u.all())
+	require.True(t, u.drop("go", "r3"))
+	require.Empty(t, u.all())
+	u.set("dice", "r5")
+	require.Equal(t, []seatRef{{"dice", "r5"}}, u.all())
+}

@@ -403,17 +403,32 @@ func FuzzRoomRegistryEntry(f *testing.F) {
 		seed := []byte(`{"id":"abc","type":"cards","node":"n1","seats":4,"players":1,"users":[{"user":"u1"}]}`)
 		d.applyEntry(log, "r.abc", seed, 1, false)
 		d.applyEntry(log, key, value, 2, del)
-		for k, id := range d.byUser {
-			r, ok := d.rooms[id]
-			if !ok {
-				t.Fatalf("user %q points at a room not in the directory", k)
+		for user, seats := range d.byUser {
+			refs := seats.all()
+			if len(refs) == 0 {
+				t.Fatalf("user %q is kept with no room", user)
 			}
-			found := false
+			for _, ref := range refs {
+				r, ok := d.rooms[ref.room]
+				if !ok {
+					t.Fatalf("user %q points at a room not in the directory", user)
+				}
+				found := false
+				for _, u := range r.info.Users {
+					found = found || r.info.Type == ref.typ && u.User == user
+				}
+				if !found {
+					t.Fatalf("user %q points at room %s, which does not list it", user, ref.room)
+				}
+			}
+		}
+		// Every seat a listing shows is found from its user.
+		for id, r := range d.rooms {
 			for _, u := range r.info.Users {
-				found = found || r.info.Type+"\x00"+u.User == k
-			}
-			if !found {
-				t.Fatalf("user %q points at room %s, which does not list it", k, id)
+				seats := d.byUser[u.User]
+				if _, ok := seats.room(r.info.Type); !ok {
+					t.Fatalf("user %q seated in room %s is not found from the user", u.User, id)
+				}
 			}
 		}
 		// The open-room index holds exactly the open rooms, under their type.
