@@ -452,7 +452,7 @@ type Room struct {
 	// Owned by the room's goroutine.
 	seats    []*Seat
 	state    string
-	meta     map[string]string
+	meta     map[string]string // nil until SetMeta
 	params   map[string]string
 	private  bool
 	created  time.Time
@@ -560,6 +560,9 @@ func (r *Room) SetMeta(key, value string) {
 	if value == "" {
 		delete(r.meta, key)
 	} else {
+		if r.meta == nil {
+			r.meta = map[string]string{}
+		}
 		r.meta[key] = value
 	}
 	r.changed()

@@ -124,7 +124,11 @@ func (b *Bus) RunSweeper(ctx context.Context, every, age time.Duration) {
 		}
 		b.sweepMu.Unlock()
 		for _, kv := range kvs {
-			n, err := b.SweepMarkers(ctx, kv, age, MarkerSweepLimit)
+			// Bounded, so that a watch that never reports its end cannot
+			// stop the sweeps for good.
+			sctx, cancel := context.WithTimeout(ctx, every)
+			n, err := b.SweepMarkers(sctx, kv, age, MarkerSweepLimit)
+			cancel()
 			switch {
 			case ctx.Err() != nil:
 				return

@@ -32,6 +32,9 @@ func TestSweepMarkers(t *testing.T) {
 	require.NoError(t, err)
 	withTTL, err := b.OpenKV(ctx, "expiring", time.Minute)
 	require.NoError(t, err)
+	n, err := b.SweepMarkers(ctx, kv, 0, MarkerSweepLimit)
+	require.NoError(t, err, "an empty bucket")
+	require.Zero(t, n)
 	require.Contains(t, b.Sweepable(), kv.Bucket())
 	require.NotContains(t, b.Sweepable(), withTTL.Bucket(), "a TTL expires a bucket's markers; it needs no sweep")
 
@@ -62,7 +65,7 @@ func TestSweepMarkers(t *testing.T) {
 	require.Equal(t, uint64(67), msgs, "one message a key: 15 values and 52 markers")
 	require.Equal(t, uint64(67), subjects)
 
-	n, err := b.SweepMarkers(ctx, kv, time.Hour, MarkerSweepLimit)
+	n, err = b.SweepMarkers(ctx, kv, time.Hour, MarkerSweepLimit)
 	require.NoError(t, err)
 	require.Zero(t, n, "markers younger than the age are kept")
 
