@@ -72,10 +72,10 @@ type KVEntry struct {
 // its name is prefixed with Config.Prefix, so clusters sharing a NATS
 // server stay apart. ttl expires entries that long after their last write;
 // 0 keeps them until deleted (a deleted key's marker is swept from the
-// bucket ten minutes later, long after watches delivered it). The bucket's TTL is fixed when it is first
-// created: later opens with another ttl get the first one. name is 1–64 of
-// letters, digits, '_' and '-'. Call it once the node runs (from
-// Service.OnStart on).
+// bucket ten minutes later, long after watches delivered it). The bucket's
+// TTL is fixed when it is first created: later opens with another ttl get
+// the first one. name is 1–64 of letters, digits, '_' and '-'. Call it once
+// the node runs (from Service.OnStart on).
 func (n *Node) KV(ctx context.Context, name string, ttl time.Duration) (KV, error) {
 	if n.bus == nil {
 		return nil, ErrNotRunning

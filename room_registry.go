@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -95,10 +96,6 @@ type roomDirectory struct {
 	// byUser holds, by user, the rooms the user sits in (one a type):
 	// RoomOf and SeatedRooms look one user up rather than every seat.
 	byUser map[string]userSeats
-	// interned holds the listings' strings that repeat from room to room
-	// (types, nodes, states, gates), so that thousands of listings share
-	// one copy of each instead of a string each for the collector to mark.
-	interned map[string]string
 	// open holds, by type, the ids of the public rooms with a free seat:
 	// what a join looks at, a few among thousands of full tables.
 	openByType map[string]map[string]struct{}
@@ -209,22 +206,11 @@ func (u *userSeats) all() []seatRef {
 	return out
 }
 
-// internLimit bounds the directory's interned strings: the repeating
-// fields come from a few values each, and a listing with ever new ones
-// (a game setting a unique state per room) stops being interned, not
-// grows the table.
-const internLimit = 4096
-
-// intern returns the directory's copy of s; d.mu is held.
-func (d *roomDirectory) intern(s string) string {
-	if c, ok := d.interned[s]; ok {
-		return c
-	}
-	if len(d.interned) < internLimit {
-		d.interned[s] = s
-	}
-	return s
-}
+// intern returns the canonical copy of s: the strings listings repeat
+// from room to room (types, nodes, states, gates) are then one string
+// each, not one per listing for the collector to mark. unique holds them
+// weakly, so values no longer used are let go.
+func intern(s string) string { return unique.Make(s).Value() }
 
 type dirNode struct {
 	rec nodeRecord
@@ -234,7 +220,6 @@ type dirNode struct {
 // init makes the directory's maps; d.mu is held or d not yet shared.
 func (d *roomDirectory) init() {
 	d.rooms, d.nodes, d.byUser = map[string]dirRoom{}, map[string]dirNode{}, map[string]userSeats{}
-	d.interned = map[string]string{}
 	d.openByType, d.load = map[string]map[string]struct{}{}, map[string]nodeLoad{}
 }
 
@@ -484,9 +469,9 @@ func (d *roomDirectory) applyEntry(log *slog.Logger, key string, value []byte, r
 			log.Warn("bad room registry entry", "key", key, "err", err)
 			return
 		}
-		info.ID, info.Type, info.Node, info.State = id, d.intern(info.Type), d.intern(info.Node), d.intern(info.State)
+		info.ID, info.Type, info.Node, info.State = id, intern(info.Type), intern(info.Node), intern(info.State)
 		for i := range info.Users {
-			info.Users[i].Gate = d.intern(info.Users[i].Gate)
+			info.Users[i].Gate = intern(info.Users[i].Gate)
 		}
 		d.rooms[id] = dirRoom{info: info, rev: rev}
 		d.tally(info, 1)
