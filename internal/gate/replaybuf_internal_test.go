@@ -449,3 +449,48 @@ func BenchmarkPushRingFill(b *testing.B) {
 		r.clear(&gate)
 	}
 }
+
+// A full buffer whose bound wobbles a little (a connected session's share
+// of the gate's budget, 1 GiB/2 over the gate's ~10,000 sessions, moves by
+// a few bytes as sessions come and go) appends without allocating: its
+// released chunks are reused though the usual chunk size moves with the
+// bound. Each chunk made instead was garbage: at 20,000 Niu Niu bots a
+// fifth of what the tables node allocated (docs/benchmarks.md § bots,
+// session 41).
+func TestWrapBufWobblingBoundReusesChunks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 41))
+	bound := func() int { return (1 << 30) / 2 / (10_000 + rng.IntN(40) - 20) }
+	const n = 700 // a Niu Niu state push
+	var w wrapBuf
+	live := make([]int, 0, 1<<16) // the records' stream offsets, oldest first, from live[head]
+	head := 0
+	step := func() {
+		b := bound()
+		for (len(live)-head+1)*n > b && head < len(live) {
+			head++
+		}
+		if len(live) == cap(live) {
+			live, head = live[:copy(live, live[head:])], 0
+		}
+		start := w.end
+		if head < len(live) {
+			start = live[head]
+		}
+		off, _, ok := w.reserve(n, start, b, nil)
+		if !ok {
+			t.Fatal("refused with no budget to check")
+		}
+		live = append(live, off)
+	}
+	for range 1000 { // full, and around several times
+		step()
+	}
+	allocs := testing.AllocsPerRun(20, func() {
+		for range 200 {
+			step()
+		}
+	})
+	require.Zero(t, allocs, "a full buffer made chunks as its bound wobbled")
+	b := bound()
+	require.LessOrEqual(t, w.size(), b+b/4+2*chunkSize(b), "the spares outgrew the buffer's limit")
+}

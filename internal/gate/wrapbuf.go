@@ -125,18 +125,23 @@ func (w *wrapBuf) reserve(n, start, bound int, allow func(grow int) bool) (off, 
 
 // release drops the chunks in use that end at or before start, keeping
 // the newest chunk (the next record may fit in it). A released chunk of
-// the buffer's usual size is kept as a spare while the buffer stays within
-// 1.25 × its bound (and a chunk); others, and spares past a fallen bound,
-// are let go.
+// about the buffer's usual size (half to twice it) is kept as a spare
+// while the buffer stays within 1.25 × its bound (and a chunk); others —
+// the small first chunks, a large record's own — and spares past a fallen
+// bound are let go. "About": the usual size follows the bound, and a
+// connected session's bound (its share of the gate's budget) moves by a
+// few bytes whenever a session comes or goes; an exact match let nearly
+// every chunk go, and a new one was made for the next.
 func (w *wrapBuf) release(start, bound int) {
 	limit := bound + bound/4 + chunkSize(bound)
+	usual := chunkSize(bound)
 	for w.head < len(w.chunks)-1 {
 		c := &w.chunks[w.head]
 		if c.start+len(c.b) > start {
 			break
 		}
 		w.in -= len(c.b)
-		if len(c.b) == chunkSize(bound) && w.size()+len(c.b) <= limit {
+		if len(c.b) >= usual/2 && len(c.b) <= 2*usual && w.size()+len(c.b) <= limit {
 			w.spares = append(w.spares, c.b)
 			w.spare += len(c.b)
 		}
