@@ -467,8 +467,8 @@ func (m *service) open(ctx context.Context, s *hearth.Session, roomType string, 
 	return nil, last
 }
 
-// candidates returns the rooms of roomType (the registry's, overlaid with
-// this instance's newer placements) and the live nodes serving it.
+// candidates returns the open rooms of roomType (the registry's, overlaid
+// with this instance's newer placements) and the live nodes serving it.
 func (m *service) candidates(ctx context.Context, roomType string) ([]hearth.RoomInfo, []hearth.RoomNode, error) {
 	all, err := m.node.RoomNodes(ctx)
 	if err != nil {
@@ -489,7 +489,15 @@ func (m *service) candidates(ctx context.Context, roomType string) ([]hearth.Roo
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := time.Now()
+	return m.overlayLocked(rooms, roomType, time.Now()), nodes, nil
+}
+
+// overlayLocked lays this instance's recent placements over rooms, the
+// registry's open rooms of roomType: a room listed with fewer players than
+// a placement here saw shows that placement's count, and an open room
+// placed here that rooms lacks is added. Placements older than recentTTL
+// are forgotten. m.mu is held.
+func (m *service) overlayLocked(rooms []hearth.RoomInfo, roomType string, now time.Time) []hearth.RoomInfo {
 	// seen holds only the registry's rooms that have a recent placement,
 	// not every open room: a join at 20,000 bots would make a set of
 	// thousands.
@@ -508,11 +516,15 @@ func (m *service) candidates(ctx context.Context, roomType string) ([]hearth.Roo
 		switch {
 		case now.Sub(rec.at) >= recentTTL:
 			delete(m.recent, id)
-		case !seen[id] && rec.info.Type == roomType:
+		case !seen[id] && rec.info.Type == roomType && rec.info.Open():
+			// A room placed here that the registry's open rooms do not
+			// show yet. Not a full one: no join can take it, and every
+			// join copied each room filled here in the last recentTTL (at
+			// 20,000 Niu Niu bots the match service's largest garbage).
 			rooms = append(rooms, rec.info)
 		}
 	}
-	return rooms, nodes, nil
+	return rooms
 }
 
 // seated finds the room of roomType where the session's player sits: in
