@@ -92,6 +92,20 @@ func appendEncode(dst []byte, c cluster.Codec, msg any) ([]byte, error) {
 // result from nothing each time.
 var scratch = sync.Pool{New: func() any { return new([]byte) }}
 
+// scratchHeads are the emptied *[]byte scratch handed out, for
+// releaseAnswer to put the next buffer in: a new one per answer was
+// garbage at every move.
+var scratchHeads sync.Pool
+
+// scratchBuf takes an empty buffer from scratch.
+func scratchBuf() []byte {
+	h := scratch.Get().(*[]byte)
+	b := (*h)[:0]
+	*h = nil
+	scratchHeads.Put(h)
+	return b
+}
+
 // marshalJSON encodes a plain value into a buffer of its own: by its
 // AppendJSON when it has one.
 func marshalJSON(v any) ([]byte, error) {
@@ -115,17 +129,16 @@ func answerJSON(v any) ([]byte, error) {
 	if !ok {
 		return json.Marshal(v)
 	}
-	bp := scratch.Get().(*[]byte)
-	return a.AppendJSON((*bp)[:0]), nil
+	return a.AppendJSON(scratchBuf()), nil
 }
 
 // answerProto encodes a protobuf answer in codec c into a scratch buffer.
 func answerProto(c cluster.Codec, m proto.Message) ([]byte, error) {
-	bp := scratch.Get().(*[]byte)
+	b := scratchBuf()
 	if c == cluster.CodecJSON {
-		return jsonMarshal.MarshalAppend((*bp)[:0], m)
+		return jsonMarshal.MarshalAppend(b, m)
 	}
-	return proto.MarshalOptions{}.MarshalAppend((*bp)[:0], m)
+	return proto.MarshalOptions{}.MarshalAppend(b, m)
 }
 
 // releaseAnswer gives an answer's buffer to the scratch pool once nothing
@@ -134,8 +147,12 @@ func releaseAnswer(b []byte) {
 	if cap(b) == 0 || cap(b) > 64<<10 {
 		return
 	}
-	b = b[:0]
-	scratch.Put(&b)
+	h, _ := scratchHeads.Get().(*[]byte)
+	if h == nil {
+		h = new([]byte)
+	}
+	*h = b[:0]
+	scratch.Put(h)
 }
 
 // encodeBoth encodes msg for sessions of either codec. A plain value has one

@@ -322,28 +322,26 @@ func (rt *RoomType) request(ctx context.Context, s *Session, fn func(r *Room, se
 	if r == nil {
 		return nil, Errorf(CodeNotInRoom, "not seated in a %s room", rt.name)
 	}
-	type result struct {
-		out []byte
-		err error
-	}
-	done := make(chan result, 1)
+	done := requestDone.Get().(chan roomResult)
 	switch r.post(true, func() {
 		if r.closed {
-			done <- result{err: NewError(CodeRoomClosed, "room closed")}
+			done <- roomResult{err: NewError(CodeRoomClosed, "room closed")}
 			return
 		}
 		seat := r.seatOf(key)
 		if seat == nil {
-			done <- result{err: Errorf(CodeNotInRoom, "not seated in room %s", r.id)}
+			done <- roomResult{err: Errorf(CodeNotInRoom, "not seated in room %s", r.id)}
 			return
 		}
 		r.follow(seat, s.id, s.gate, s.codec)
 		out, err := r.guard(func() ([]byte, error) { return fn(r, seat, s.codec) })
-		done <- result{out, err}
+		done <- roomResult{out, err}
 	}) {
 	case mailFull:
+		requestDone.Put(done)
 		return nil, NewError(CodeOverloaded, "room busy")
 	case mailShut:
+		requestDone.Put(done)
 		return nil, NewError(CodeRoomClosed, "room closed")
 	}
 	var expired <-chan time.Time // a context with a deadline of its own ends with it (ctx.Done)
@@ -355,12 +353,24 @@ func (rt *RoomType) request(ctx context.Context, s *Session, fn func(r *Room, se
 	}
 	select {
 	case res := <-done:
+		requestDone.Put(done) // empty, and the room sends on it once
 		return res.out, res.err
 	case <-expired:
 	case <-ctx.Done():
 	}
+	// The room may still answer: done is not reused.
 	return nil, NewError(CodeTimeout, "room did not answer in time")
 }
+
+// roomResult is a room request's answer, from the room to the waiter.
+type roomResult struct {
+	out []byte
+	err error
+}
+
+// requestDone are empty channels for RoomType.request's answers, reused:
+// a move on a room route made one each.
+var requestDone = sync.Pool{New: func() any { return make(chan roomResult, 1) }}
 
 // waitTimers are stopped timers for RoomType.request's waits, reused: a
 // move on a room route made one each.

@@ -93,16 +93,11 @@ func (s *Session) sendLocked() {
 		s.startFlushLocked()
 		return
 	}
-	var n int
-	var werr error
-	if err := s.raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = syscall.Write(int(fd), s.out)
-			if werr != syscall.EINTR {
-				return true // done: never wait for the socket here
-			}
-		}
-	}); err != nil || werr != nil || n <= 0 {
+	s.rawN, s.rawErr = 0, nil
+	err := s.raw.Write(s.rawWrite)
+	n, werr := s.rawN, s.rawErr
+	s.rawErr = nil
+	if err != nil || werr != nil || n <= 0 {
 		s.startFlushLocked() // EAGAIN, or an error the flush reports
 		return
 	}
@@ -116,6 +111,17 @@ func (s *Session) sendLocked() {
 	s.writtenSeq = s.queuedSeq
 	putBuf(s.out)
 	s.out = nil
+}
+
+// writeOut is sendLocked's one attempt to write s.out to the socket fd;
+// s.mu is held.
+func (s *Session) writeOut(fd uintptr) bool {
+	for {
+		s.rawN, s.rawErr = syscall.Write(int(fd), s.out)
+		if s.rawErr != syscall.EINTR {
+			return true // done: never wait for the socket here
+		}
+	}
 }
 
 // startFlushLocked starts the flush goroutine if none runs; s.mu is held.

@@ -81,12 +81,19 @@ type Session struct {
 	tokensAt int64
 	warnedAt int64
 
-	mu        sync.Mutex
-	out       []byte // framed bytes not yet written
-	spare     []byte
-	flushing  bool
-	wroteAt   int64           // unix ns of the last write that ended (sendLocked)
-	raw       syscall.RawConn // a plain TCP connection's socket, for sendLocked; nil with TLS. Set before the session is shared.
+	mu       sync.Mutex
+	out      []byte // framed bytes not yet written
+	spare    []byte
+	flushing bool
+	wroteAt  int64           // unix ns of the last write that ended (sendLocked)
+	raw      syscall.RawConn // a plain TCP connection's socket, for sendLocked; nil with TLS. Set before the session is shared.
+
+	// rawWrite is s.writeOut, made with raw (a closure per write was
+	// garbage), and rawN and rawErr its result; s.mu.
+	rawWrite func(fd uintptr) bool
+	rawN     int
+	rawErr   error
+
 	kicked    bool
 	heldMark  bool // output queued by a fan-out batch, flush pending
 	user      string
@@ -176,6 +183,7 @@ func newSession(g *Gate, conn net.Conn, ws bool) *Session {
 	s.tokens = float64(g.cfg.RequestBurst)
 	if tc, ok := conn.(*net.TCPConn); ok {
 		s.raw, _ = tc.SyscallConn() // never fails on an open connection; nil keeps the flush goroutine
+		s.rawWrite = s.writeOut
 	}
 	return s
 }

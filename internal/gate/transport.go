@@ -299,11 +299,19 @@ var bufClasses = [...]int{512, 4 << 10, 32 << 10, 256 << 10}
 
 var bufPools [len(bufClasses)]sync.Pool
 
+// bufHeads are the emptied *[]byte that bufPools handed out, for putBuf
+// to put the next buffer in: a new one per putBuf was garbage at every
+// write.
+var bufHeads sync.Pool
+
 func getBuf(n int) []byte {
 	for i, c := range bufClasses {
 		if n <= c {
-			if b, ok := bufPools[i].Get().(*[]byte); ok {
-				return (*b)[:0]
+			if h, ok := bufPools[i].Get().(*[]byte); ok {
+				b := (*h)[:0]
+				*h = nil
+				bufHeads.Put(h)
+				return b
 			}
 			return make([]byte, 0, c)
 		}
@@ -315,8 +323,12 @@ func putBuf(b []byte) {
 	c := cap(b)
 	for i, size := range bufClasses {
 		if c == size {
-			b = b[:0]
-			bufPools[i].Put(&b)
+			h, _ := bufHeads.Get().(*[]byte)
+			if h == nil {
+				h = new([]byte)
+			}
+			*h = b[:0]
+			bufPools[i].Put(h)
 			return
 		}
 	}
