@@ -5,6 +5,7 @@ package gate
 // per session, and always on the session that holds the connection.
 
 import (
+	"bytes"
 	"net"
 	"testing"
 	"time"
@@ -158,4 +159,28 @@ func TestInlineWriteAllocatesNothing(t *testing.T) {
 	})
 	require.Zero(t, allocs, "an inline write allocated")
 	require.Len(t, readFrames(t, cli, 101), 101, "every frame written arrives")
+}
+
+// A response to a quiet session is framed in a pooled buffer and written
+// in place: nothing allocated once the pools hold buffers (it was a new
+// buffer, grown twice, per response).
+func TestQuietResponseAllocatesNothing(t *testing.T) {
+	g := replayGate(t, Limits{ResumeGrace: -1}) // no response cache: its copy is another matter
+	s, cli := connectedSession(t, g, "quiet")
+	payload := bytes.Repeat([]byte{'v'}, 700) // a Niu Niu view
+	seq := uint32(0)
+	allocs := testing.AllocsPerRun(100, func() {
+		seq++
+		s.mu.Lock()
+		s.wroteAt = 0 // quiet: written in place
+		s.mu.Unlock()
+		s.respond(seq, wire.OK, payload)
+	})
+	require.Zero(t, allocs, "a response allocated")
+	frames := readFrames(t, cli, int(seq))
+	for i, f := range frames {
+		require.Equal(t, wire.KindResponse, f.Kind)
+		require.Equal(t, uint32(i+1), f.Seq)
+		require.Equal(t, payload, f.Payload)
+	}
 }

@@ -283,6 +283,11 @@ func (s *Session) answer(seq uint32, status wire.Code, payload []byte, hold bool
 		s.mu.Unlock()
 		return false
 	}
+	if s.out == nil {
+		// From the pool, as for a push: appended to nil, every response
+		// was a buffer made twice (header, then body) and never pooled.
+		s.out = getBuf(9 + len(payload) + 16)
+	}
 	s.out = s.frameHeader(s.out, 9+len(payload))
 	s.out = wire.AppendResponse(s.out, seq, status, payload)
 	if hold {
