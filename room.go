@@ -873,7 +873,16 @@ func (r *Room) info() RoomInfo {
 	for _, s := range r.seats {
 		if s.State != SeatEmpty {
 			in.Players++
-			in.Users = append(in.Users, RoomUser{User: s.User, Session: s.session, Gate: s.gate})
+		}
+	}
+	if in.Players > 0 {
+		// Sized at once: grown by append, a table of five made four
+		// slices a listing, and a table is listed twice a round.
+		in.Users = make([]RoomUser, 0, in.Players)
+		for _, s := range r.seats {
+			if s.State != SeatEmpty {
+				in.Users = append(in.Users, RoomUser{User: s.User, Session: s.session, Gate: s.gate})
+			}
 		}
 	}
 	return in
