@@ -871,19 +871,16 @@ func (r *Room) info() RoomInfo {
 		Private: r.private, Params: r.params, Meta: maps.Clone(r.meta), Created: r.created,
 	}
 	for _, s := range r.seats {
-		if s.State != SeatEmpty {
-			in.Players++
+		if s.State == SeatEmpty {
+			continue
 		}
-	}
-	if in.Players > 0 {
-		// Sized at once: grown by append, a table of five made four
-		// slices a listing, and a table is listed twice a round.
-		in.Users = make([]RoomUser, 0, in.Players)
-		for _, s := range r.seats {
-			if s.State != SeatEmpty {
-				in.Users = append(in.Users, RoomUser{User: s.User, Session: s.session, Gate: s.gate})
-			}
+		if in.Users == nil {
+			// Sized at once: grown by append, a table of five made four
+			// slices a listing, and a table is listed twice a round.
+			in.Users = make([]RoomUser, 0, len(r.seats))
 		}
+		in.Players++
+		in.Users = append(in.Users, RoomUser{User: s.User, Session: s.session, Gate: s.gate})
 	}
 	return in
 }

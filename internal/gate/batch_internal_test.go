@@ -150,7 +150,8 @@ func TestInlineWriteAllocatesNothing(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() {
 		s.mu.Lock()
 		s.wroteAt = 0 // quiet: written in place, not by the flush goroutine
-		s.out = append(s.frameHeader(getBuf(len(body)+8), len(body)), body...)
+		s.startFrameLocked(len(body))
+		s.out = append(s.out, body...)
 		s.sendLocked()
 		if s.flushing || len(s.out) != 0 {
 			t.Errorf("the write was left to the flush goroutine (%d bytes queued)", len(s.out))

@@ -40,10 +40,7 @@ func (s *Session) begin(n int) bool {
 		s.mu.Unlock()
 		return false
 	}
-	if s.out == nil {
-		s.out = getBuf(n + 16)
-	}
-	s.out = s.frameHeader(s.out, n)
+	s.startFrameLocked(n)
 	return true
 }
 
@@ -132,12 +129,19 @@ func (s *Session) startFlushLocked() {
 	}
 }
 
-// frameHeader appends the transport's framing for a body of n bytes.
-func (s *Session) frameHeader(dst []byte, n int) []byte {
-	if !s.ws {
-		return wire.AppendLength(dst, n)
+// startFrameLocked appends the transport's framing for a body of n bytes
+// to s.out, which it takes from the pool when there is none: appended to
+// nil, a frame was a buffer made twice (header, then body) and never
+// pooled. s.mu is held.
+func (s *Session) startFrameLocked(n int) {
+	if s.out == nil {
+		s.out = getBuf(n + 16)
 	}
-	return appendWSHeader(dst, opBinary, n)
+	if !s.ws {
+		s.out = wire.AppendLength(s.out, n)
+		return
+	}
+	s.out = appendWSHeader(s.out, opBinary, n)
 }
 
 // flush writes queued output until none is left.
@@ -231,7 +235,7 @@ func (s *Session) kickLocked(code wire.Code, reason string, drop bool) {
 	if len(reason) > 512 {
 		reason = reason[:512]
 	}
-	s.out = s.frameHeader(s.out, 5+len(reason))
+	s.startFrameLocked(5 + len(reason))
 	s.out = wire.AppendKick(s.out, code, reason)
 	if s.ws {
 		s.out = appendWSClose(s.out)
@@ -283,12 +287,7 @@ func (s *Session) answer(seq uint32, status wire.Code, payload []byte, hold bool
 		s.mu.Unlock()
 		return false
 	}
-	if s.out == nil {
-		// From the pool, as for a push: appended to nil, every response
-		// was a buffer made twice (header, then body) and never pooled.
-		s.out = getBuf(9 + len(payload) + 16)
-	}
-	s.out = s.frameHeader(s.out, 9+len(payload))
+	s.startFrameLocked(9 + len(payload))
 	s.out = wire.AppendResponse(s.out, seq, status, payload)
 	if hold {
 		s.g.m.frameOut(wire.KindResponse)
@@ -606,10 +605,7 @@ func (s *Session) appendPushLocked(e pushEntry) bool {
 	if !s.roomLocked(n) {
 		return false
 	}
-	if s.out == nil {
-		s.out = getBuf(n + 16)
-	}
-	s.out = s.frameHeader(s.out, n)
+	s.startFrameLocked(n)
 	s.out = wire.AppendPush(s.out, e.Seq, route, payload)
 	s.queuedSeq = e.Seq
 	s.g.m.frameOut(wire.KindPush)
@@ -778,7 +774,7 @@ func (s *Session) askAckLocked(n int) {
 	if s.unasked < ab || s.ackClock != 0 || !s.roomLocked(pingBody) {
 		return
 	}
-	s.out = s.frameHeader(s.out, pingBody)
+	s.startFrameLocked(pingBody)
 	s.out = s.appendPingLocked(s.out, time.Now())
 	s.g.m.frameOut(wire.KindPing)
 }

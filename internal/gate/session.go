@@ -491,7 +491,7 @@ func (s *Session) handshake() error {
 	}
 	s.secretHash = hash
 	s.ipHeld = true
-	s.out = s.frameHeader(s.out, 3+len(payload))
+	s.startFrameLocked(3 + len(payload))
 	s.out = wire.AppendHandshakeAck(s.out, payload)
 	g.m.frameOut(wire.KindHandshakeAck)
 	replayed := 0

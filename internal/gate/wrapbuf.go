@@ -133,8 +133,8 @@ func (w *wrapBuf) reserve(n, start, bound int, allow func(grow int) bool) (off, 
 // few bytes whenever a session comes or goes; an exact match let nearly
 // every chunk go, and a new one was made for the next.
 func (w *wrapBuf) release(start, bound int) {
-	limit := bound + bound/4 + chunkSize(bound)
 	usual := chunkSize(bound)
+	limit := bound + bound/4 + usual
 	for w.head < len(w.chunks)-1 {
 		c := &w.chunks[w.head]
 		if c.start+len(c.b) > start {
