@@ -2,10 +2,13 @@ package gate
 
 import (
 	"net"
+	"runtime"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // A parked session's read allocates nothing once its read buffer is
@@ -39,4 +42,54 @@ func TestReadSomeAllocatesNothing(t *testing.T) {
 	})
 	require.Equal(t, len(msg), got)
 	require.Zero(t, allocs, "allocations per read")
+}
+
+// A read that fills less than the buffer took all the socket had, and says
+// so: the reader then parks without a second read that would find nothing.
+// A read that fills the buffer may have left bytes behind, and does not.
+func TestReadSomeMarksDrained(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer peer.Close()
+	c, err := ln.Accept()
+	require.NoError(t, err)
+	defer c.Close()
+	raw, err := c.(syscall.Conn).SyscallConn()
+	require.NoError(t, err)
+	s := &Session{raw: raw}
+
+	// unread waits until the socket holds n unread bytes (the peer's
+	// write has arrived whole), or fails saying how many it has.
+	unread := func(n int) {
+		t.Helper()
+		var have int
+		for range 1000 {
+			require.NoError(t, raw.Control(func(fd uintptr) {
+				have, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+			}))
+			require.NoError(t, err)
+			if have == n {
+				return
+			}
+			runtime.Gosched()
+			time.Sleep(time.Millisecond)
+		}
+		t.Fatalf("socket holds %d unread bytes, want %d", have, n)
+	}
+
+	_, err = peer.Write(make([]byte, readBufSize+100))
+	require.NoError(t, err)
+	unread(readBufSize + 100)
+	require.NoError(t, s.readSome(false))
+	require.Equal(t, readBufSize, s.rbN)
+	require.False(t, s.drained, "a read that filled the buffer may have left bytes")
+
+	s.rbN = 0
+	require.NoError(t, s.readSome(false))
+	require.Equal(t, 100, s.rbN)
+	require.True(t, s.drained, "a short read took all there was")
+	require.ErrorIs(t, s.readSome(false), errWouldBlock, "nothing is left to read")
 }

@@ -255,8 +255,14 @@ func (s *Session) readPolled(slot *readSlot) error {
 			g.readers.leave(slot)
 		}
 		fresh := s.rbN == 0
-		err := s.readSome(block)
+		var err error
+		if !block && s.drained {
+			err = errWouldBlock
+		} else {
+			err = s.readSome(block)
+		}
 		if err == errWouldBlock {
+			s.drained = false
 			if s.pollState.CompareAndSwap(readWoken, readRunning) {
 				continue
 			}
@@ -356,6 +362,7 @@ func (s *Session) readSome(block bool) error {
 		copy(s.rb, into[:n])
 	}
 	s.rbN += n
+	s.drained = n < len(into)
 	return nil
 }
 

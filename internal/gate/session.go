@@ -161,6 +161,14 @@ type Session struct {
 	lastGap   int64  // ns between the last two such reads
 	readAny   bool   // a frame has been read since the handshake
 	noPark    bool   // the poller could not take it: reads block
+	// drained: the last read filled less than the buffer, so it took all
+	// the socket had then. The next read that would not block is skipped
+	// and the session parks: the poller's one-shot arming is
+	// level-triggered, so bytes that came meanwhile wake it at once. Read
+	// to EAGAIN instead, every request cost a second read that found
+	// nothing, and system calls are the gate's largest cost on a slow
+	// machine (docs/benchmarks.md § bots, session 42).
+	drained bool
 	// rd is readSome's call of the socket's Read: the callback, made once,
 	// and what it reads into and returns. A closure per read escaped to
 	// the heap with its results, three allocations a read; in a
