@@ -2,8 +2,12 @@ package hearth
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
+
+	"github.com/hearth-server/hearth/wire"
 )
 
 type ctxKey int
@@ -41,6 +45,45 @@ type requestContext struct {
 	// wait itself (handler.ownDeadline), whose Context has none; 0
 	// otherwise.
 	deadline int64
+
+	// reply answers the request (nil for a NOTIFY), and pooled says its
+	// handler's answer is a pooled buffer (handler.pooled): a room answers
+	// a request on its own goroutine with them (claimAnswer).
+	reply  replier
+	pooled bool
+	// answerBy is who answers: answerOpen until the room or the handler's
+	// goroutine claims it, so that a request is answered once when the
+	// room's answer and the wait's timeout meet.
+	answerBy atomic.Int32
+}
+
+const (
+	answerOpen    int32 = iota
+	answerRoom          // the room answered, on its goroutine
+	answerHandler       // the handler's goroutine answers (a timeout, or no room)
+)
+
+// claimAnswer reports whether the caller, by, is the one to answer the
+// request (it claimed it, now or before); false for the other claimant and
+// for a NOTIFY.
+func (c *requestContext) claimAnswer(by int32) bool {
+	return c.reply != nil && (c.answerBy.CompareAndSwap(answerOpen, by) || c.answerBy.Load() == by)
+}
+
+// respond answers the request with a handler's result: its payload, or
+// the code of an *Error, or 500 for any other error (logged).
+func (c *requestContext) respond(payload []byte, err error) {
+	if err == nil {
+		c.reply(wire.OK, payload)
+		return
+	}
+	var we *Error
+	if errors.As(err, &we) {
+		c.reply(we.Code, []byte(we.Message))
+		return
+	}
+	c.log().Error("handler failed", "err", err)
+	c.reply(wire.CodeInternal, []byte("internal error (trace "+c.trace+")"))
 }
 
 // leftDeadline is the deadline the node left a handler to keep itself

@@ -653,29 +653,24 @@ func (n *Node) handle(svc *Service, env *cluster.Envelope, reply replier) {
 		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, env.Deadline))
 	}
 	defer cancel()
-	rc := &requestContext{Context: ctx, base: n.log, trace: env.Trace, session: env.Session, user: env.User, route: env.Route, deadline: own}
+	rc := &requestContext{Context: ctx, base: n.log, trace: env.Trace, session: env.Session, user: env.User, route: env.Route, deadline: own, pooled: h.pooled}
+	if !h.notify {
+		rc.reply = reply
+	}
 	payload, err := n.call(rc, h, s, env)
 	if h.pooled {
 		defer releaseAnswer(payload) // reply copies it into the answer's envelope
 	}
 	defer s.runAfter()
-	if h.notify || reply == nil {
+	if rc.reply == nil {
 		if err != nil {
 			rc.log().Warn("notify handler failed", "err", err)
 		}
 		return
 	}
-	if err != nil {
-		var we *Error
-		if errors.As(err, &we) {
-			reply(we.Code, []byte(we.Message))
-			return
-		}
-		rc.log().Error("handler failed", "err", err)
-		reply(wire.CodeInternal, []byte("internal error (trace "+env.Trace+")"))
-		return
+	if rc.claimAnswer(answerHandler) { // else a room has answered it
+		rc.respond(payload, err)
 	}
-	reply(wire.OK, payload)
 }
 
 // local runs a request from this node's gate on this node's own instance

@@ -322,6 +322,7 @@ func (rt *RoomType) request(ctx context.Context, s *Session, fn func(r *Room, se
 	if r == nil {
 		return nil, Errorf(CodeNotInRoom, "not seated in a %s room", rt.name)
 	}
+	rc, _ := ctx.(*requestContext) // nil for a caller other than the node's handle
 	done := requestDone.Get().(chan roomResult)
 	switch r.post(true, func() {
 		if r.closed {
@@ -335,6 +336,18 @@ func (rt *RoomType) request(ctx context.Context, s *Session, fn func(r *Room, se
 		}
 		r.follow(seat, s.id, s.gate, s.codec)
 		out, err := r.guard(func() ([]byte, error) { return fn(r, seat, s.codec) })
+		if rc != nil && rc.claimAnswer(answerRoom) {
+			// Answered here, right behind the pushes the handler made and
+			// before the room runs anything else: on their way to the
+			// player's gate together, they reach its socket in one write.
+			// Handed back to the handler's goroutine, the answer went a
+			// turn later, in a write of its own.
+			rc.respond(out, err)
+			if rc.pooled {
+				releaseAnswer(out)
+			}
+			out, err = nil, nil
+		}
 		done <- roomResult{out, err}
 	}) {
 	case mailFull:
@@ -358,7 +371,14 @@ func (rt *RoomType) request(ctx context.Context, s *Session, fn func(r *Room, se
 	case <-expired:
 	case <-ctx.Done():
 	}
-	// The room may still answer: done is not reused.
+	if rc != nil && !rc.claimAnswer(answerHandler) && rc.reply != nil {
+		// The room claimed the answer as the wait ended: it has sent it,
+		// or is about to; what it sends on done says nothing more.
+		<-done
+		requestDone.Put(done)
+		return nil, nil
+	}
+	// The room may still run the request: done is not reused.
 	return nil, NewError(CodeTimeout, "room did not answer in time")
 }
 

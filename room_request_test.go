@@ -1,6 +1,9 @@
 package hearth
 
 import (
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,6 +81,106 @@ func TestRoomRouteTimesOutAtDeadline(t *testing.T) {
 		a := ask(&next)
 		require.Equal(t, wire.OK, a.code, "request %d after the timeout: %s", i, a.body)
 	}
+}
+
+// A room answers a request on its own goroutine as soon as the handler
+// returns, before it runs anything else: what the handler posted runs
+// after the answer has gone, never before.
+func TestRoomRouteAnswersBeforeTheRoomGoesOn(t *testing.T) {
+	typ := NewRoomType("echo", RoomConfig{KeepEmpty: true}, func() RoomHandler { return &scriptRoom{} })
+	var ran atomic.Bool
+	HandleRoomJSON(typ, "say", func(r *Room, _ *Seat, req echoReq) (echoReq, error) {
+		ran.Store(false)
+		r.Post(func(*Room) { ran.Store(true) })
+		if req.N < 0 {
+			return req, NewError(4000, "negative")
+		}
+		return req, nil
+	})
+	n := startRoomNode(t, typ)
+	createRoom(t, n, "echo", 1)
+	p := testPlayer(1)
+	svc := n.services["echo"]
+	for i := range 200 {
+		num := i
+		if i%3 == 0 {
+			num = -i - 1
+		}
+		env := &cluster.Envelope{
+			Type: cluster.TypeRequest, Route: "echo.say", Session: p.ID, Gate: p.Gate, User: p.User,
+			Codec: cluster.CodecJSON, Payload: []byte(`{"n":` + strconv.Itoa(num) + `}`),
+			Deadline: time.Now().Add(time.Minute).UnixNano(),
+		}
+		// The reply runs on the room's goroutine: it records, the test
+		// asserts once handle has returned.
+		var answers int
+		var postedFirst bool
+		var code Code
+		var body string
+		n.handle(svc, env, func(c Code, payload []byte) {
+			answers++
+			postedFirst = ran.Load()
+			code, body = c, string(payload)
+		})
+		require.Equal(t, 1, answers, "request %d: answers", i)
+		require.False(t, postedFirst, "request %d: what the handler posted ran before the answer went", i)
+		if num < 0 {
+			require.Equal(t, Code(4000), code, body)
+			require.Equal(t, "negative", body)
+		} else {
+			require.Equal(t, wire.OK, code, body)
+			require.JSONEq(t, `{"n":`+strconv.Itoa(num)+`}`, body)
+		}
+	}
+}
+
+// A request whose deadline meets the room's answer is answered once: by
+// the room, or with 302 by the wait that gave up, never both.
+func TestRoomRouteAnswersOnceAtTheDeadline(t *testing.T) {
+	n, svc, env := roomRouteNode(t, nil, time.Minute)
+	const requests = 200 // fewer than a mailbox holds (256): none is refused
+	answers := make([]atomic.Int32, requests)
+	codes := make([]atomic.Int32, requests)
+	var wg sync.WaitGroup
+	for i := range requests {
+		next := *env
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// From already due to a few milliseconds: some wait out their
+			// deadline, some are answered, some meet it.
+			next.Deadline = time.Now().Add(time.Duration(i%40) * 50 * time.Microsecond).UnixNano()
+			n.handle(svc, &next, func(c Code, _ []byte) {
+				answers[i].Add(1)
+				codes[i].Store(int32(c))
+			})
+		}()
+	}
+	wg.Wait()
+	// The room runs its mail in order: once a later request is answered,
+	// it has run every one above, and any second answer would be in.
+	last := *env
+	last.Deadline = time.Now().Add(time.Minute).UnixNano()
+	var final Code = 999
+	n.handle(svc, &last, func(c Code, _ []byte) { final = c })
+	require.Equal(t, wire.OK, final)
+	var ok, timedOut, dropped int
+	for i := range requests {
+		switch a, c := answers[i].Load(), Code(codes[i].Load()); {
+		case a == 0:
+			dropped++ // due before handle ran: dropped, as the gate has answered 302
+		case a != 1:
+			t.Fatalf("request %d answered %d times", i, a)
+		case c == wire.OK:
+			ok++
+		case c == wire.CodeTimeout:
+			timedOut++
+		default:
+			t.Fatalf("request %d answered %d", i, c)
+		}
+	}
+	t.Logf("%d answered by the room, %d timed out, %d dropped", ok, timedOut, dropped)
+	require.Positive(t, ok, "no request was answered by the room")
 }
 
 // BenchmarkRoomRequest is one request on a room route through the node's
