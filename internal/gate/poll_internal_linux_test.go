@@ -11,20 +11,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// rawPair connects a TCP client, peer, to a server side, whose raw
+// connection it returns; both close with the test.
+func rawPair(t *testing.T) (peer net.Conn, raw syscall.RawConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	peer, err = net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { peer.Close() })
+	c, err := ln.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	raw, err = c.(syscall.Conn).SyscallConn()
+	require.NoError(t, err)
+	return peer, raw
+}
+
 // A parked session's read allocates nothing once its read buffer is
 // there: an allocation made each reader help mark in every collection.
 func TestReadSomeAllocatesNothing(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer peer.Close()
-	c, err := ln.Accept()
-	require.NoError(t, err)
-	defer c.Close()
-	raw, err := c.(syscall.Conn).SyscallConn()
-	require.NoError(t, err)
+	peer, raw := rawPair(t)
 	s := &Session{raw: raw}
 	msg := []byte("frame bytes")
 	var got int
@@ -48,17 +56,7 @@ func TestReadSomeAllocatesNothing(t *testing.T) {
 // so: the reader then parks without a second read that would find nothing.
 // A read that fills the buffer may have left bytes behind, and does not.
 func TestReadSomeMarksDrained(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer peer.Close()
-	c, err := ln.Accept()
-	require.NoError(t, err)
-	defer c.Close()
-	raw, err := c.(syscall.Conn).SyscallConn()
-	require.NoError(t, err)
+	peer, raw := rawPair(t)
 	s := &Session{raw: raw}
 
 	// unread waits until the socket holds n unread bytes (the peer's
@@ -67,6 +65,7 @@ func TestReadSomeMarksDrained(t *testing.T) {
 		t.Helper()
 		var have int
 		for range 1000 {
+			var err error
 			require.NoError(t, raw.Control(func(fd uintptr) {
 				have, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
 			}))
@@ -80,7 +79,7 @@ func TestReadSomeMarksDrained(t *testing.T) {
 		t.Fatalf("socket holds %d unread bytes, want %d", have, n)
 	}
 
-	_, err = peer.Write(make([]byte, readBufSize+100))
+	_, err := peer.Write(make([]byte, readBufSize+100))
 	require.NoError(t, err)
 	unread(readBufSize + 100)
 	require.NoError(t, s.readSome(false))
