@@ -21,7 +21,7 @@ import (
 // sessions that was a third of a mark's CPU (docs/benchmarks.md § bots,
 // session 24), and the goroutines that allocate during a mark pay for it.
 //
-// A parked session's descriptor is armed in one epoll set, one-shot; the
+// A parked session's descriptor is in one epoll set, edge-triggered; the
 // poller's goroutine starts a reader goroutine when it becomes readable
 // (or is closed, through wake). Sessions whose frames come close together
 // never park: their reader blocks on the connection as before.
@@ -135,11 +135,17 @@ func (p *readPoller) close() {
 	_ = unix.Close(p.epfd)
 }
 
-// arm registers s, or re-arms it, to be woken once when fd is readable;
-// fd is s's descriptor, held open by the caller. False if the poller
-// cannot take it (the session keeps reading on a goroutine).
+// arm makes sure s is in the poller's set, to be woken when fd becomes
+// readable; fd is s's descriptor, held open by the caller. False if the
+// poller cannot take it (the session keeps reading on a goroutine).
+//
+// The registration is edge-triggered and kept while the session parks and
+// wakes, so parking costs no system call: armed one-shot, every request
+// of a session that parks after each re-armed it with an epoll_ctl. An
+// edge while the reader runs only marks it woken (wake), and it reads
+// again before it parks; the registration's first arming reports bytes
+// already there. Only s's reader calls it (s.pollArmed is the reader's).
 func (p *readPoller) arm(s *Session, fd int) bool {
-	op := unix.EPOLL_CTL_MOD
 	p.mu.Lock()
 	switch {
 	case p.dead:
@@ -149,18 +155,32 @@ func (p *readPoller) arm(s *Session, fd int) bool {
 		p.next++
 		s.pollKey = p.next
 		p.sessions[s.pollKey] = s
-		op = unix.EPOLL_CTL_ADD
 	}
 	p.mu.Unlock()
+	if s.pollArmed {
+		return true
+	}
 	// A fail from here on finds s in sessions and wakes it, so it reads
 	// again instead of staying parked on a loop that has stopped.
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET}
 	setKey(&ev, s.pollKey)
-	if err := unix.EpollCtl(p.epfd, op, fd, &ev); err != nil {
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		p.forget(s)
 		return false
 	}
+	s.pollArmed = true
 	return true
+}
+
+// disarm takes s out of the set while its reader blocks on the connection
+// instead (frames come close together): a busy session's every frame
+// would wake the poller. Its next park arms it again. Only s's reader
+// calls it.
+func (p *readPoller) disarm(s *Session, fd int) {
+	if s.pollArmed {
+		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+		s.pollArmed = false
+	}
 }
 
 // forget drops s once its connection is done; the kernel drops the
@@ -253,6 +273,9 @@ func (s *Session) readPolled(slot *readSlot) error {
 		block := s.noPark || (s.lastBatch != 0 && s.lastGap < int64(g.cfg.ParkGap))
 		if block {
 			g.readers.leave(slot)
+			if s.pollArmed {
+				_ = s.raw.Control(func(fd uintptr) { g.poll.disarm(s, int(fd)) })
+			}
 		}
 		fresh := s.rbN == 0
 		var err error

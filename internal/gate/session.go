@@ -155,6 +155,7 @@ type Session struct {
 	// pollState.
 	pollState atomic.Int32
 	pollKey   uint64 // its key in the poller; 0: not registered
+	pollArmed bool   // its descriptor is in the poller's epoll set
 	rb        []byte // read buffer; nil while parked with no partial frame
 	rbN       int    // bytes in rb
 	lastBatch int64  // unix ns of the last read that brought bytes
@@ -163,8 +164,8 @@ type Session struct {
 	noPark    bool   // the poller could not take it: reads block
 	// drained: the last read filled less than the buffer, so it took all
 	// the socket had then. The next read that would not block is skipped
-	// and the session parks: the poller's one-shot arming is
-	// level-triggered, so bytes that came meanwhile wake it at once. Read
+	// and the session parks: every arrival after that read is an edge
+	// the poller reports (arm), so bytes that came meanwhile wake it. Read
 	// to EAGAIN instead, every request cost a second read that found
 	// nothing, and system calls are the gate's largest cost on a slow
 	// machine (docs/benchmarks.md § bots, session 42).
