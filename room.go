@@ -371,7 +371,7 @@ func (rt *RoomType) request(ctx context.Context, s *Session, fn func(r *Room, se
 	case <-expired:
 	case <-ctx.Done():
 	}
-	if rc != nil && !rc.claimAnswer(answerHandler) && rc.reply != nil {
+	if rc != nil && rc.reply != nil && !rc.claimAnswer(answerHandler) {
 		// The room claimed the answer as the wait ended: it has sent it,
 		// or is about to; what it sends on done says nothing more.
 		<-done
