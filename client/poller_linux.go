@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hearth-server/hearth/internal/nbio"
 	"golang.org/x/sys/unix"
 )
 
@@ -169,7 +170,7 @@ func (l *pollLoop) serve(t *polledTransport) {
 	// The frames before an end are dispatched first: a KICK, or a bad
 	// frame, is often the last thing read before the server closes.
 	var end error
-	n, err := unix.Read(t.fd, t.room())
+	n, err := nbio.Read(t.fd, t.room())
 	switch {
 	case n > 0:
 		t.w += n
@@ -330,7 +331,7 @@ func (t *polledTransport) send(frame []byte, stop func() error) error {
 			t.mu.Unlock()
 			return err
 		}
-		n, err := unix.Write(t.fd, frame)
+		n, err := nbio.Write(t.fd, frame)
 		t.mu.Unlock()
 		if n > 0 {
 			frame = frame[n:]
@@ -363,7 +364,7 @@ func (t *polledTransport) exchange(ctx context.Context, frame []byte) ([]byte, e
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		n, err := unix.Read(t.fd, t.room())
+		n, err := nbio.Read(t.fd, t.room())
 		switch {
 		case n > 0:
 			t.w += n

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hearth-server/hearth/internal/cluster"
+	"github.com/hearth-server/hearth/internal/nbio"
 	"github.com/hearth-server/hearth/wire"
 )
 
@@ -114,7 +115,7 @@ func (s *Session) sendLocked() {
 // s.mu is held.
 func (s *Session) writeOut(fd uintptr) bool {
 	for {
-		s.rawN, s.rawErr = syscall.Write(int(fd), s.out)
+		s.rawN, s.rawErr = nbio.Write(int(fd), s.out)
 		if s.rawErr != syscall.EINTR {
 			return true // done: never wait for the socket here
 		}

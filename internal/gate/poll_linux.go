@@ -8,10 +8,12 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hearth-server/hearth/internal/nbio"
 	"github.com/hearth-server/hearth/wire"
 )
 
@@ -30,7 +32,8 @@ import (
 // an event for a descriptor that was closed and reused finds nothing.
 type readPoller struct {
 	epfd int
-	stop int // eventfd: Shutdown
+	ep   *os.File // epfd, registered with the runtime's poller
+	stop int      // eventfd: Shutdown
 	done chan struct{}
 
 	mu       sync.Mutex
@@ -56,8 +59,24 @@ func newReadPoller() (*readPoller, error) {
 		_ = unix.Close(epfd)
 		return nil, fmt.Errorf("gate: poller: %w", os.NewSyscallError("epoll_ctl", err))
 	}
-	p := &readPoller{epfd: epfd, stop: stop, done: make(chan struct{}), sessions: map[uint64]*Session{}}
-	go p.run()
+	// The loop waits for the set on the runtime's poller, as a socket
+	// does: a goroutine blocked in epoll_wait held its thread in a system
+	// call, and each wake-up handed Ps between threads (futex calls and
+	// context switches) before a woken session's reader could run.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(stop)
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("gate: poller: %w", os.NewSyscallError("fcntl", err))
+	}
+	ep := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		_ = unix.Close(stop)
+		_ = ep.Close()
+		return nil, fmt.Errorf("gate: poller: %w", err)
+	}
+	p := &readPoller{epfd: epfd, ep: ep, stop: stop, done: make(chan struct{}), sessions: map[uint64]*Session{}}
+	go p.run(rc)
 	return p, nil
 }
 
@@ -68,46 +87,65 @@ func setKey(ev *unix.EpollEvent, k uint64) {
 
 func key(ev *unix.EpollEvent) uint64 { return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32 }
 
-func (p *readPoller) run() {
+func (p *readPoller) run(rc syscall.RawConn) {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 256)
 	var woken []*Session
-	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if err == unix.EINTR {
+	var failed error
+	stopped := false
+	// Each call takes what the set holds now; false waits on the runtime's
+	// poller, which reports the set readable as a descriptor in it becomes
+	// ready (an edge that comes while a call runs makes the wait return at
+	// once).
+	err := rc.Read(func(uintptr) bool {
+		for {
+			n, err := nbio.Events(p.epfd, events)
+			switch {
+			case err == unix.EINTR:
 				continue
+			case err != nil:
+				failed = err
+				return true
+			case n == 0:
+				return false
 			}
-			// Not expected: the parked sessions' reads go back to
-			// blocking goroutines (fail).
-			p.fail()
-			return
-		}
-		stopped := false
-		p.mu.Lock()
-		for i := range events[:n] {
-			k := key(&events[i])
-			if k == 0 {
-				stopped = true
-				continue
-			}
-			if s := p.sessions[k]; s != nil {
-				woken = append(woken, s)
-			}
-		}
-		p.mu.Unlock()
-		for _, s := range woken {
-			s.wake()
-		}
-		clear(woken)
-		woken = woken[:0]
-		if stopped {
 			p.mu.Lock()
-			p.dead = true
+			for i := range events[:n] {
+				k := key(&events[i])
+				if k == 0 {
+					stopped = true
+					continue
+				}
+				if s := p.sessions[k]; s != nil {
+					woken = append(woken, s)
+				}
+			}
 			p.mu.Unlock()
-			return
+			for _, s := range woken {
+				s.wake()
+			}
+			clear(woken)
+			woken = woken[:0]
+			if stopped {
+				return true
+			}
+			if n < len(events) {
+				return false
+			}
 		}
+	})
+	if err == nil {
+		err = failed
 	}
+	if stopped && err == nil {
+		p.mu.Lock()
+		p.dead = true
+		p.mu.Unlock()
+		return
+	}
+	// Not expected: the parked sessions' reads go back to blocking
+	// goroutines (fail).
+	p.fail()
 }
 
 // fail wakes every parked session; their readers then block instead,
@@ -132,7 +170,7 @@ func (p *readPoller) close() {
 	_, _ = unix.Write(p.stop, one[:])
 	<-p.done
 	_ = unix.Close(p.stop)
-	_ = unix.Close(p.epfd)
+	_ = p.ep.Close()
 }
 
 // arm makes sure s is in the poller's set, to be woken when fd becomes
@@ -392,7 +430,7 @@ func (s *Session) readSome(block bool) error {
 // readFD is the raw connection's Read callback of readSome (s.rd).
 func (s *Session) readFD(fd uintptr) bool {
 	rd := &s.rd
-	rd.n, rd.err = unix.Read(int(fd), rd.into)
+	rd.n, rd.err = nbio.Read(int(fd), rd.into)
 	if rd.err == unix.EINTR {
 		return false
 	}

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -432,4 +433,82 @@ func TestPongKeepsSessionParked(t *testing.T) {
 	waitFor(1)
 	rc.send(wire.AppendRequest(nil, 2, "sys.ping", []byte(`"still"`)))
 	require.Equal(t, []byte(`"still"`), rc.response(2).Payload)
+}
+
+// The poller's goroutine waits for its set on the runtime's poller, as a
+// socket's reader does ("IO wait"), not blocked in epoll_wait: a goroutine
+// in a system call holds a thread, and each wake-up handed Ps between
+// threads before a woken session could be read.
+func TestPollerWaitsOnTheRuntimesPoller(t *testing.T) {
+	node := hearthtest.Start(t, hearth.Config{Limits: parkAlways})
+	rc := dialRaw(t, node, "tcp")
+	rc.handshake(wire.CodecJSON)
+	rc.send(wire.AppendRequest(nil, 1, "sys.ping", []byte(`1`)))
+	require.Equal(t, []byte(`1`), rc.response(1).Payload)
+	hearthtest.Eventually(t, waitLong, func() error {
+		if p := parked(t, node); p != 1 {
+			return fmt.Errorf("%v sessions parked, want 1", p)
+		}
+		states := goroutineStates("gate.(*readPoller).run")
+		if len(states) == 0 || slices.ContainsFunc(states, func(s string) bool { return s != "IO wait" }) {
+			return fmt.Errorf("the pollers' goroutines are in %q, want each in IO wait", states)
+		}
+		return nil
+	})
+	rc.send(wire.AppendRequest(nil, 2, "sys.ping", []byte(`2`)))
+	require.Equal(t, []byte(`2`), rc.response(2).Payload)
+}
+
+// goroutineStates returns the state of each goroutine whose stack names fn.
+func goroutineStates(fn string) []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var states []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if !strings.Contains(g, fn) {
+			continue
+		}
+		// "goroutine 7 [IO wait, 2 minutes]:"
+		head, _, _ := strings.Cut(g, "\n")
+		_, st, _ := strings.Cut(head, "[")
+		st, _, _ = strings.Cut(st, "]")
+		st, _, _ = strings.Cut(st, ",")
+		states = append(states, st)
+	}
+	return states
+}
+
+// More parked sessions than the poller takes in one call (256) wake at
+// once: every one is read and answered.
+func TestParkedSessionsWakeTogether(t *testing.T) {
+	limits := parkAlways
+	limits.ConnRatePerIP = -1 // 600 connections at once
+	node := hearthtest.Start(t, hearth.Config{Limits: limits})
+	const n = 600
+	rcs := make([]*rawClient, n)
+	for i := range rcs {
+		rcs[i] = dialRaw(t, node, "tcp")
+		rcs[i].handshake(wire.CodecJSON)
+	}
+	hearthtest.Eventually(t, waitLong, func() error {
+		if p := parked(t, node); p != n {
+			return fmt.Errorf("%v of %d sessions parked", p, n)
+		}
+		return nil
+	})
+	for round := uint32(1); round <= 3; round++ {
+		for i, rc := range rcs {
+			rc.send(wire.AppendRequest(nil, round, "sys.ping", fmt.Appendf(nil, `[%d,%d]`, i, round)))
+		}
+		for i, rc := range rcs {
+			require.Equal(t, fmt.Appendf(nil, `[%d,%d]`, i, round), rc.response(round).Payload, "session %d, round %d", i, round)
+		}
+	}
 }
