@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hearth-server/hearth/internal/nbio"
@@ -25,6 +26,7 @@ import (
 // registering one.
 type pollLoop struct {
 	epfd   int
+	ep     *os.File      // epfd, registered with the runtime's poller
 	wake   int           // eventfd: stop, or connections in kicked to serve
 	gid    uint64        // the loop goroutine's id, the clients' reader id
 	gather time.Duration // PollerOptions.Gather
@@ -52,9 +54,25 @@ func newPollLoop(gather time.Duration) (*pollLoop, error) {
 		_ = unix.Close(epfd)
 		return nil, fmt.Errorf("hearth client: poller: %w", os.NewSyscallError("epoll_ctl", err))
 	}
-	l := &pollLoop{epfd: epfd, wake: wake, gather: gather, done: make(chan struct{}), conns: make(map[int32]*polledTransport)}
+	// The loop waits for the set on the runtime's poller, as a socket
+	// does, instead of blocked in epoll_wait: a thread in a system call
+	// had its P taken and given back at each wake-up (futex calls and
+	// context switches).
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(wake)
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("hearth client: poller: %w", os.NewSyscallError("fcntl", err))
+	}
+	ep := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		_ = unix.Close(wake)
+		_ = ep.Close()
+		return nil, fmt.Errorf("hearth client: poller: %w", err)
+	}
+	l := &pollLoop{epfd: epfd, ep: ep, wake: wake, gather: gather, done: make(chan struct{}), conns: make(map[int32]*polledTransport)}
 	ready := make(chan uint64)
-	go l.run(ready)
+	go l.run(ready, rc)
 	l.gid = <-ready
 	return l, nil
 }
@@ -115,49 +133,66 @@ func (l *pollLoop) add(c *Client, cn *conn) bool {
 	return true
 }
 
-func (l *pollLoop) run(ready chan<- uint64) {
+func (l *pollLoop) run(ready chan<- uint64, rc syscall.RawConn) {
 	defer close(l.done)
 	ready <- goid()
 	events := make([]unix.EpollEvent, 128)
 	var batch []*polledTransport
-	for {
-		n, err := unix.EpollWait(l.epfd, events, -1)
-		if err != nil {
-			if err == unix.EINTR {
+	var failed error
+	stopped := false
+	// Each call serves the set until it has nothing ready (the set is
+	// level-triggered: a connection served once and still readable is
+	// reported again), then false waits on the runtime's poller, which
+	// reports the set readable when a descriptor in it becomes ready.
+	err := rc.Read(func(uintptr) bool {
+		for {
+			n, err := nbio.Events(l.epfd, events)
+			switch {
+			case err == unix.EINTR:
 				continue
+			case err != nil:
+				failed = os.NewSyscallError("epoll_wait", err)
+				return true
+			case n == 0:
+				return false
 			}
-			l.end(fmt.Errorf("%w: %w", ErrPollerClosed, os.NewSyscallError("epoll_wait", err)))
-			return
-		}
-		l.mu.Lock()
-		stopped := l.stopped
-		for _, ev := range events[:n] {
-			if ev.Fd == int32(l.wake) {
-				var b [8]byte
-				_, _ = unix.Read(l.wake, b[:])
-				batch = append(batch, l.kicked...)
-				clear(l.kicked)
-				l.kicked = l.kicked[:0]
-				continue
+			l.mu.Lock()
+			stopped = l.stopped
+			for _, ev := range events[:n] {
+				if ev.Fd == int32(l.wake) {
+					var b [8]byte
+					_, _ = unix.Read(l.wake, b[:])
+					batch = append(batch, l.kicked...)
+					clear(l.kicked)
+					l.kicked = l.kicked[:0]
+					continue
+				}
+				if t := l.conns[ev.Fd]; t != nil {
+					batch = append(batch, t)
+				}
 			}
-			if t := l.conns[ev.Fd]; t != nil {
-				batch = append(batch, t)
+			l.mu.Unlock()
+			for _, t := range batch {
+				l.serve(t)
+			}
+			clear(batch)
+			batch = batch[:0]
+			if stopped {
+				return true
+			}
+			if l.gather > 0 {
+				time.Sleep(l.gather)
 			}
 		}
-		l.mu.Unlock()
-		for _, t := range batch {
-			l.serve(t)
-		}
-		clear(batch)
-		batch = batch[:0]
-		if stopped {
-			l.end(ErrPollerClosed)
-			return
-		}
-		if l.gather > 0 {
-			time.Sleep(l.gather)
-		}
+	})
+	if err == nil {
+		err = failed
 	}
+	if err != nil {
+		l.end(fmt.Errorf("%w: %w", ErrPollerClosed, err))
+		return
+	}
+	l.end(ErrPollerClosed)
 }
 
 // serve reads t once (it may hold frames already, from a kick) and
@@ -241,7 +276,7 @@ func (l *pollLoop) end(err error) {
 		go c.polledEnd(cn, err, false)
 	}
 	_ = unix.Close(l.wake)
-	_ = unix.Close(l.epfd)
+	_ = l.ep.Close()
 }
 
 func isPolled(tr transport) bool {

@@ -449,7 +449,7 @@ func TestPollerWaitsOnTheRuntimesPoller(t *testing.T) {
 		if p := parked(t, node); p != 1 {
 			return fmt.Errorf("%v sessions parked, want 1", p)
 		}
-		states := goroutineStates("gate.(*readPoller).run")
+		states := hearthtest.GoroutineStates("gate.(*readPoller).run")
 		if len(states) == 0 || slices.ContainsFunc(states, func(s string) bool { return s != "IO wait" }) {
 			return fmt.Errorf("the pollers' goroutines are in %q, want each in IO wait", states)
 		}
@@ -457,32 +457,6 @@ func TestPollerWaitsOnTheRuntimesPoller(t *testing.T) {
 	})
 	rc.send(wire.AppendRequest(nil, 2, "sys.ping", []byte(`2`)))
 	require.Equal(t, []byte(`2`), rc.response(2).Payload)
-}
-
-// goroutineStates returns the state of each goroutine whose stack names fn.
-func goroutineStates(fn string) []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var states []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if !strings.Contains(g, fn) {
-			continue
-		}
-		// "goroutine 7 [IO wait, 2 minutes]:"
-		head, _, _ := strings.Cut(g, "\n")
-		_, st, _ := strings.Cut(head, "[")
-		st, _, _ = strings.Cut(st, "]")
-		st, _, _ = strings.Cut(st, ",")
-		states = append(states, st)
-	}
-	return states
 }
 
 // More parked sessions than the poller takes in one call (256) wake at
