@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hearth-server/hearth/internal/nbio"
@@ -26,7 +25,6 @@ import (
 // registering one.
 type pollLoop struct {
 	epfd   int
-	ep     *os.File      // epfd, registered with the runtime's poller
 	wake   int           // eventfd: stop, or connections in kicked to serve
 	gid    uint64        // the loop goroutine's id, the clients' reader id
 	gather time.Duration // PollerOptions.Gather
@@ -54,25 +52,9 @@ func newPollLoop(gather time.Duration) (*pollLoop, error) {
 		_ = unix.Close(epfd)
 		return nil, fmt.Errorf("hearth client: poller: %w", os.NewSyscallError("epoll_ctl", err))
 	}
-	// The loop waits for the set on the runtime's poller, as a socket
-	// does, instead of blocked in epoll_wait: a thread in a system call
-	// had its P taken and given back at each wake-up (futex calls and
-	// context switches).
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		_ = unix.Close(wake)
-		_ = unix.Close(epfd)
-		return nil, fmt.Errorf("hearth client: poller: %w", os.NewSyscallError("fcntl", err))
-	}
-	ep := os.NewFile(uintptr(epfd), "epoll")
-	rc, err := ep.SyscallConn()
-	if err != nil {
-		_ = unix.Close(wake)
-		_ = ep.Close()
-		return nil, fmt.Errorf("hearth client: poller: %w", err)
-	}
-	l := &pollLoop{epfd: epfd, ep: ep, wake: wake, gather: gather, done: make(chan struct{}), conns: make(map[int32]*polledTransport)}
+	l := &pollLoop{epfd: epfd, wake: wake, gather: gather, done: make(chan struct{}), conns: make(map[int32]*polledTransport)}
 	ready := make(chan uint64)
-	go l.run(ready, rc)
+	go l.run(ready)
 	l.gid = <-ready
 	return l, nil
 }
@@ -133,66 +115,54 @@ func (l *pollLoop) add(c *Client, cn *conn) bool {
 	return true
 }
 
-func (l *pollLoop) run(ready chan<- uint64, rc syscall.RawConn) {
+// run waits blocked in epoll_wait, holding a thread, unlike the gate's
+// poller, which waits on the runtime's poller: a loop here serves its
+// connections itself, and gathers, so it sleeps rarely; on the runtime's
+// poller a bot process made ~40% more system calls a round and twice the
+// context switches (docs/benchmarks.md § bots, session 43).
+func (l *pollLoop) run(ready chan<- uint64) {
 	defer close(l.done)
 	ready <- goid()
 	events := make([]unix.EpollEvent, 128)
 	var batch []*polledTransport
-	var failed error
-	stopped := false
-	// Each call serves the set until it has nothing ready (the set is
-	// level-triggered: a connection served once and still readable is
-	// reported again), then false waits on the runtime's poller, which
-	// reports the set readable when a descriptor in it becomes ready.
-	err := rc.Read(func(uintptr) bool {
-		for {
-			n, err := nbio.Events(l.epfd, events)
-			switch {
-			case err == unix.EINTR:
+	for {
+		n, err := unix.EpollWait(l.epfd, events, -1)
+		if err != nil {
+			if err == unix.EINTR {
 				continue
-			case err != nil:
-				failed = os.NewSyscallError("epoll_wait", err)
-				return true
-			case n == 0:
-				return false
 			}
-			l.mu.Lock()
-			stopped = l.stopped
-			for _, ev := range events[:n] {
-				if ev.Fd == int32(l.wake) {
-					var b [8]byte
-					_, _ = unix.Read(l.wake, b[:])
-					batch = append(batch, l.kicked...)
-					clear(l.kicked)
-					l.kicked = l.kicked[:0]
-					continue
-				}
-				if t := l.conns[ev.Fd]; t != nil {
-					batch = append(batch, t)
-				}
+			l.end(fmt.Errorf("%w: %w", ErrPollerClosed, os.NewSyscallError("epoll_wait", err)))
+			return
+		}
+		l.mu.Lock()
+		stopped := l.stopped
+		for _, ev := range events[:n] {
+			if ev.Fd == int32(l.wake) {
+				var b [8]byte
+				_, _ = unix.Read(l.wake, b[:])
+				batch = append(batch, l.kicked...)
+				clear(l.kicked)
+				l.kicked = l.kicked[:0]
+				continue
 			}
-			l.mu.Unlock()
-			for _, t := range batch {
-				l.serve(t)
-			}
-			clear(batch)
-			batch = batch[:0]
-			if stopped {
-				return true
-			}
-			if l.gather > 0 {
-				time.Sleep(l.gather)
+			if t := l.conns[ev.Fd]; t != nil {
+				batch = append(batch, t)
 			}
 		}
-	})
-	if err == nil {
-		err = failed
+		l.mu.Unlock()
+		for _, t := range batch {
+			l.serve(t)
+		}
+		clear(batch)
+		batch = batch[:0]
+		if stopped {
+			l.end(ErrPollerClosed)
+			return
+		}
+		if l.gather > 0 {
+			time.Sleep(l.gather)
+		}
 	}
-	if err != nil {
-		l.end(fmt.Errorf("%w: %w", ErrPollerClosed, err))
-		return
-	}
-	l.end(ErrPollerClosed)
 }
 
 // serve reads t once (it may hold frames already, from a kick) and
@@ -276,7 +246,7 @@ func (l *pollLoop) end(err error) {
 		go c.polledEnd(cn, err, false)
 	}
 	_ = unix.Close(l.wake)
-	_ = l.ep.Close()
+	_ = unix.Close(l.epfd)
 }
 
 func isPolled(tr transport) bool {
