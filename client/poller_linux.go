@@ -12,8 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hearth-server/hearth/internal/nbio"
 	"golang.org/x/sys/unix"
+
+	"github.com/hearth-server/hearth/internal/nbio"
 )
 
 // pollLoop is one of a Poller's goroutines: it waits on an epoll instance
