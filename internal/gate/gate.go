@@ -479,7 +479,7 @@ func (g *Gate) Start() (err error) {
 		return err
 	}
 	if g.cfg.TCPAddr != "" && g.cfg.TLS == nil && g.cfg.ParkGap > 0 {
-		p, err := newReadPoller()
+		p, err := newReadPoller(g.log)
 		if err != nil {
 			g.log.Warn("sessions read on goroutines of their own", "err", err)
 		}

@@ -1,8 +1,11 @@
 package gate
 
 import (
+	"bytes"
+	"log/slog"
 	"net"
 	"runtime"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -91,4 +94,46 @@ func TestReadSomeMarksDrained(t *testing.T) {
 	require.Equal(t, 100, s.rbN)
 	require.True(t, s.drained, "a short read took all there was")
 	require.ErrorIs(t, s.readSome(false), errWouldBlock, "nothing is left to read")
+}
+
+// syncBuffer is a bytes.Buffer a logger writes from another goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// A poller whose wait fails says so in the log and takes no session from
+// then on: the gate's sessions read on goroutines of their own instead.
+func TestPollerThatFailsLogsAndRefusesSessions(t *testing.T) {
+	var logs syncBuffer
+	p, err := newReadPoller(slog.New(slog.NewTextHandler(&logs, nil)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = unix.Close(p.stop) })
+	_, raw := rawPair(t)
+	// Closing the set's file under the loop wakes its wait with an error,
+	// as a failure of the runtime's poller would.
+	require.NoError(t, p.ep.Close())
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poller's loop did not end after its wait failed")
+	}
+	require.Contains(t, logs.String(), "the read poller stopped")
+	require.Contains(t, logs.String(), "level=ERROR")
+	s := &Session{}
+	var armed bool
+	require.NoError(t, raw.Control(func(fd uintptr) { armed = p.arm(s, int(fd)) }))
+	require.False(t, armed, "a poller that has stopped took a session")
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"syscall"
@@ -35,6 +36,7 @@ type readPoller struct {
 	ep   *os.File // epfd, registered with the runtime's poller
 	stop int      // eventfd: Shutdown
 	done chan struct{}
+	log  *slog.Logger
 
 	mu       sync.Mutex
 	sessions map[uint64]*Session
@@ -42,7 +44,7 @@ type readPoller struct {
 	dead     bool // the loop has stopped: nothing is armed any more
 }
 
-func newReadPoller() (*readPoller, error) {
+func newReadPoller(log *slog.Logger) (*readPoller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("gate: poller: %w", os.NewSyscallError("epoll_create1", err))
@@ -75,7 +77,7 @@ func newReadPoller() (*readPoller, error) {
 		_ = ep.Close()
 		return nil, fmt.Errorf("gate: poller: %w", err)
 	}
-	p := &readPoller{epfd: epfd, ep: ep, stop: stop, done: make(chan struct{}), sessions: map[uint64]*Session{}}
+	p := &readPoller{epfd: epfd, ep: ep, stop: stop, done: make(chan struct{}), log: log, sessions: map[uint64]*Session{}}
 	go p.run(rc)
 	return p, nil
 }
@@ -144,7 +146,8 @@ func (p *readPoller) run(rc syscall.RawConn) {
 		return
 	}
 	// Not expected: the parked sessions' reads go back to blocking
-	// goroutines (fail).
+	// goroutines (fail). They keep working, each with a goroutine's cost.
+	p.log.Error("gate: the read poller stopped; sessions read on goroutines of their own from now on", "err", err)
 	p.fail()
 }
 

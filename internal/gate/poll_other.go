@@ -2,11 +2,13 @@
 
 package gate
 
+import "log/slog"
+
 // readPoller exists on Linux only (epoll); elsewhere every session keeps a
 // goroutine blocked on its connection.
 type readPoller struct{}
 
-func newReadPoller() (*readPoller, error) { return nil, nil }
+func newReadPoller(*slog.Logger) (*readPoller, error) { return nil, nil }
 
 func (*readPoller) close() {}
 

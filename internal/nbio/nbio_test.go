@@ -1,3 +1,5 @@
+//go:build unix
+
 package nbio_test
 
 import (
