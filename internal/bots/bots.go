@@ -366,6 +366,11 @@ type Result struct {
 	// the server, from the room through the bus and the gate to the socket.
 	ServerPushes     *int64 `json:"server_pushes,omitempty"`
 	ServerPushesLate *int64 `json:"server_pushes_late,omitempty"`
+	// With a server of several processes, each one's CPU in the window
+	// (cores) and its late pushes, by process name (with --addr, by admin
+	// URL): which process the delivery is late in.
+	ServerCPUBy        map[string]float64 `json:"server_cpu_cores_by_process,omitempty"`
+	ServerPushesLateBy map[string]int64   `json:"server_pushes_late_by_process,omitempty"`
 	// In the window, how often goroutines became runnable and how many of
 	// those waited more than 10.49 ms for a CPU (go_sched_latencies_seconds,
 	// /sched/latencies:seconds), in the server's processes and in the
@@ -632,6 +637,19 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 				res.LateVia[srv.gateName(i)] = atStop.LateVia[k] - atRamp.LateVia[k]
 			}
 		}
+		if len(srv.admins) > 1 && len(cpuRamp.procOK) == len(cpuStop.procOK) && res.DurationS > 0 {
+			for i, ok := range cpuStop.procOK {
+				if !ok || !cpuRamp.procOK[i] {
+					continue
+				}
+				if res.ServerCPUBy == nil {
+					res.ServerCPUBy, res.ServerPushesLateBy = map[string]float64{}, map[string]int64{}
+				}
+				name := srv.procName(i)
+				res.ServerCPUBy[name] = round2((cpuStop.procCPU[i] - cpuRamp.procCPU[i]).Seconds() / res.DurationS)
+				res.ServerPushesLateBy[name] = int64(cpuStop.procPushesLate[i] - cpuRamp.procPushesLate[i])
+			}
+		}
 		if cpuRamp.ok && cpuStop.ok && res.DurationS > 0 {
 			cores := round2((cpuStop.cpu - cpuRamp.cpu).Seconds() / res.DurationS)
 			res.ServerCPU = &cores
@@ -661,16 +679,10 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		if n < 0 {
 			continue
 		}
-		name := strconv.Itoa(i + 1)
-		if i < len(srv.names) {
-			name = srv.names[i]
-		} else if i < len(srv.admins) {
-			name = srv.admins[i]
-		}
 		if res.ServerSessions == nil {
 			res.ServerSessions = map[string]int64{}
 		}
-		res.ServerSessions[name] = n
+		res.ServerSessions[srv.procName(i)] = n
 	}
 	res.BotsMem = int64(sum.MemBytes)
 	res.LoadEnd = loadAverage()
@@ -1002,6 +1014,13 @@ func emit(w io.Writer, cf *config, r *Result) {
 	if r.ServerPushes != nil {
 		row("server pushes late >50ms", "%s of %s (written to the socket after the room pushed them, at the server)", bench.FormatInt(*r.ServerPushesLate), bench.FormatInt(*r.ServerPushes))
 	}
+	if len(r.ServerPushesLateBy) > 1 {
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(r.ServerPushesLateBy)) {
+			parts = append(parts, k+" "+bench.FormatInt(r.ServerPushesLateBy[k]))
+		}
+		row("pushes late by process", "%s (by the gate that wrote them)", strings.Join(parts, ", "))
+	}
 	if r.ServerWaits != nil {
 		row("CPU waits >10ms", "server %s, bots %s (goroutines runnable but waiting for a core)",
 			waits(*r.ServerSlowWaits, *r.ServerWaits), waits(r.BotsSlowWaits, r.BotsWaits))
@@ -1009,7 +1028,7 @@ func emit(w io.Writer, cf *config, r *Result) {
 		row("CPU waits >10ms", "bots %s (goroutines runnable but waiting for a core)", waits(r.BotsSlowWaits, r.BotsWaits))
 	}
 	if r.ServerCPU != nil {
-		row("server CPU", "%.2f cores", *r.ServerCPU)
+		row("server CPU", "%.2f cores%s", *r.ServerCPU, byProcess(r.ServerCPUBy))
 	} else {
 		row("server CPU", "unknown (with --addr, give --admin-url)")
 	}
@@ -1168,4 +1187,17 @@ func waits(slow, all uint64) string {
 		return "none measured"
 	}
 	return fmt.Sprintf("%.3f%% of %s", 100*float64(slow)/float64(all), bench.FormatInt(int64(all)))
+}
+
+// byProcess is " (name cores, …)" for a server of several processes, ""
+// for one.
+func byProcess(cores map[string]float64) string {
+	if len(cores) < 2 {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(cores)) {
+		parts = append(parts, fmt.Sprintf("%s %.2f", k, cores[k]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }

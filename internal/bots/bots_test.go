@@ -242,6 +242,8 @@ func TestBotsWorkers(t *testing.T) {
 	}
 	require.Equal(t, res.Late, late, "the late countdowns by phase add up to the late countdowns")
 	require.Empty(t, res.LateVia, "one gate: no breakdown by gate")
+	require.Empty(t, res.ServerCPUBy, "one process: no breakdown by process")
+	require.Empty(t, res.ServerPushesLateBy, "one process: no breakdown by process")
 	require.Contains(t, stderr.String(), "bots  seated", "a progress line")
 	for _, f := range []string{"bots.1.prof", "bots.2.prof"} {
 		fi, err := os.Stat(filepath.Join(filepath.Dir(prof), f))
@@ -271,6 +273,14 @@ func TestBotsGates(t *testing.T) {
 			require.NoError(t, json.Unmarshal(stdout.Bytes(), &res), stdout.String())
 			require.Contains(t, res.Server, "a cluster of 2 processes")
 			require.Equal(t, tc.want, res.ServerSessions, "the bots' sessions on each process")
+			require.Len(t, res.ServerCPUBy, 2, "each process's CPU: %v", res.ServerCPUBy)
+			require.Positive(t, res.ServerCPUBy["tables"], "the tables' node ran rooms in the window")
+			require.Contains(t, res.ServerCPUBy, "gate-1")
+			require.InDelta(t, *res.ServerCPU, res.ServerCPUBy["tables"]+res.ServerCPUBy["gate-1"], 0.021, "the processes' CPU adds up to the server's")
+			require.Len(t, res.ServerPushesLateBy, 2, "each process's late pushes: %v", res.ServerPushesLateBy)
+			if res.ServerPushesLate != nil { // only once a room timer has run in the window
+				require.Equal(t, *res.ServerPushesLate, res.ServerPushesLateBy["tables"]+res.ServerPushesLateBy["gate-1"], "the processes' late pushes add up to the server's")
+			}
 			require.Len(t, res.LateVia, 2, "late countdowns by gate: %v", res.LateVia)
 			require.Equal(t, res.Late, res.LateVia["tables"]+res.LateVia["gate-1"], "the late countdowns by gate add up to the late countdowns")
 			require.Equal(t, int64(4), res.EverSeated)
@@ -436,4 +446,10 @@ func TestBotsFlagErrors(t *testing.T) {
 	var stderr bytes.Buffer
 	require.Equal(t, 0, Main(context.Background(), []string{"-h"}, cli.Options{Stdout: &bytes.Buffer{}, Stderr: &stderr}))
 	require.True(t, strings.HasPrefix(stderr.String(), "Usage: hearth bots"))
+}
+
+func TestByProcess(t *testing.T) {
+	require.Empty(t, byProcess(nil))
+	require.Empty(t, byProcess(map[string]float64{"server": 1.2}), "one process: the total says it")
+	require.Equal(t, " (gate-1 0.31, tables 0.90)", byProcess(map[string]float64{"tables": 0.9, "gate-1": 0.314}))
 }

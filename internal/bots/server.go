@@ -44,6 +44,18 @@ func (s *server) gateName(i int) string {
 	return s.urls[i]
 }
 
+// procName names the process of admins[i] for the report: its id for the
+// own server, else its admin URL.
+func (s *server) procName(i int) string {
+	switch {
+	case i < len(s.names):
+		return s.names[i]
+	case i < len(s.admins):
+		return s.admins[i]
+	}
+	return strconv.Itoa(i + 1)
+}
+
 // serverFlags are the serve flags of the bots' own server: what N bots on
 // one machine need.
 func serverFlags(ramp float64) []string {
@@ -297,6 +309,11 @@ type usage struct {
 	// Open client sessions in each process (hearth_sessions), in the
 	// order of server.names; -1 where a process did not say.
 	sessions []int64
+	// Each process's CPU time so far and pushes written late so far, in
+	// the same order; procOK[i] is false where process i did not say.
+	procCPU        []time.Duration
+	procPushesLate []float64
+	procOK         []bool
 }
 
 // schedFromMetrics reads go_sched_latencies_seconds from scraped metrics:
@@ -325,6 +342,7 @@ func (s *server) usage(ctx context.Context) usage {
 		if a == "" {
 			u.ok, u.waitsOK, u.hugeOK = false, false, false
 			u.sessions = append(u.sessions, -1)
+			u.procCPU, u.procPushesLate, u.procOK = append(u.procCPU, 0), append(u.procPushesLate, 0), append(u.procOK, false)
 			continue
 		}
 		m, err := bench.ScrapeMetrics(ctx, a)
@@ -333,6 +351,7 @@ func (s *server) usage(ctx context.Context) usage {
 		rss, ok2 := m["process_resident_memory_bytes"]
 		if err != nil || !ok1 || !ok2 {
 			u.ok, u.waitsOK, u.hugeOK = false, false, false
+			u.procCPU, u.procPushesLate, u.procOK = append(u.procCPU, 0), append(u.procPushesLate, 0), append(u.procOK, false)
 			continue
 		}
 		u.cpu += time.Duration(cpu * float64(time.Second))
@@ -345,7 +364,11 @@ func (s *server) usage(ctx context.Context) usage {
 		u.timersLate += n - m[`hearth_room_timer_lateness_seconds_bucket{le="0.05"}`]
 		n = m["hearth_push_delay_seconds_count"]
 		u.pushes += n
-		u.pushesLate += n - m[`hearth_push_delay_seconds_bucket{le="0.05"}`]
+		late := n - m[`hearth_push_delay_seconds_bucket{le="0.05"}`]
+		u.pushesLate += late
+		u.procCPU = append(u.procCPU, time.Duration(cpu*float64(time.Second)))
+		u.procPushesLate = append(u.procPushesLate, late)
+		u.procOK = append(u.procOK, true)
 		all, slow, ok := schedFromMetrics(m)
 		u.waits += all
 		u.slowWaits += slow
