@@ -1,11 +1,9 @@
 package gate
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"runtime"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -96,28 +94,10 @@ func TestReadSomeMarksDrained(t *testing.T) {
 	require.ErrorIs(t, s.readSome(false), errWouldBlock, "nothing is left to read")
 }
 
-// syncBuffer is a bytes.Buffer a logger writes from another goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // A poller whose wait fails says so in the log and takes no session from
 // then on: the gate's sessions read on goroutines of their own instead.
 func TestPollerThatFailsLogsAndRefusesSessions(t *testing.T) {
-	var logs syncBuffer
+	var logs LockedBuffer
 	p, err := newReadPoller(slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = unix.Close(p.stop) })

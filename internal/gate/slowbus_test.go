@@ -1,13 +1,11 @@
 package gate_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,25 +13,8 @@ import (
 
 	"github.com/hearth-server/hearth"
 	"github.com/hearth-server/hearth/hearthtest"
+	"github.com/hearth-server/hearth/internal/gate"
 )
-
-// lockedBuffer is a log sink several goroutines write to.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // A gate whose NATS server stops reading its connection blocks in the
 // publish of a request, and then reads nothing more from that session: the
@@ -51,7 +32,7 @@ func TestGateReportsABusThatStopsReading(t *testing.T) {
 	})
 	back := hearthtest.Start(t, hearth.Config{NodeID: "back", NATSListen: "127.0.0.1:0", Roles: []string{"big", "sys"}, TCPAddr: hearth.Off, WSAddr: hearth.Off}, svc)
 	proxy := hearthtest.NewProxy(t, strings.TrimPrefix(back.NATSURL(), "nats://"))
-	logs := &lockedBuffer{}
+	logs := &gate.LockedBuffer{}
 	gate := hearthtest.Start(t, hearth.Config{NodeID: "front", NATSURL: "nats://" + proxy.Addr(), Roles: []string{"gate"},
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Limits: hearth.Limits{MaxFrame: 600 << 10, RequestTimeout: 300 * time.Millisecond, MaxInFlight: 512}})
