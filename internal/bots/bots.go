@@ -616,6 +616,8 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 		if cpuRamp.ok && cpuStop.ok && cpuStop.timers > 0 {
 			n, late := int64(cpuStop.timers-cpuRamp.timers), int64(cpuStop.timersLate-cpuRamp.timersLate)
 			res.ServerTimers, res.ServerTimersLate = &n, &late
+		}
+		if cpuRamp.ok && cpuStop.ok && cpuStop.pushes > 0 {
 			pn, plate := int64(cpuStop.pushes-cpuRamp.pushes), int64(cpuStop.pushesLate-cpuRamp.pushesLate)
 			res.ServerPushes, res.ServerPushesLate = &pn, &plate
 		}
@@ -637,17 +639,17 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 				res.LateVia[srv.gateName(i)] = atStop.LateVia[k] - atRamp.LateVia[k]
 			}
 		}
-		if len(srv.admins) > 1 && len(cpuRamp.procOK) == len(cpuStop.procOK) && res.DurationS > 0 {
-			for i, ok := range cpuStop.procOK {
-				if !ok || !cpuRamp.procOK[i] {
+		if len(srv.admins) > 1 && len(cpuRamp.procs) == len(cpuStop.procs) && res.DurationS > 0 {
+			for i, p := range cpuStop.procs {
+				if !p.ok || !cpuRamp.procs[i].ok {
 					continue
 				}
 				if res.ServerCPUBy == nil {
 					res.ServerCPUBy, res.ServerPushesLateBy = map[string]float64{}, map[string]int64{}
 				}
 				name := srv.procName(i)
-				res.ServerCPUBy[name] = round2((cpuStop.procCPU[i] - cpuRamp.procCPU[i]).Seconds() / res.DurationS)
-				res.ServerPushesLateBy[name] = int64(cpuStop.procPushesLate[i] - cpuRamp.procPushesLate[i])
+				res.ServerCPUBy[name] = round2((p.cpu - cpuRamp.procs[i].cpu).Seconds() / res.DurationS)
+				res.ServerPushesLateBy[name] = int64(p.pushesLate - cpuRamp.procs[i].pushesLate)
 			}
 		}
 		if cpuRamp.ok && cpuStop.ok && res.DurationS > 0 {
@@ -675,14 +677,14 @@ func run(ctx context.Context, cf *config, opts cli.Options, self []string) (*Res
 	if cpuStop.hugeOK {
 		res.ServerHuge = &cpuStop.huge
 	}
-	for i, n := range cpuStop.sessions {
-		if n < 0 {
+	for i, p := range cpuStop.procs {
+		if p.sessions < 0 {
 			continue
 		}
 		if res.ServerSessions == nil {
 			res.ServerSessions = map[string]int64{}
 		}
-		res.ServerSessions[srv.procName(i)] = n
+		res.ServerSessions[srv.procName(i)] = p.sessions
 	}
 	res.BotsMem = int64(sum.MemBytes)
 	res.LoadEnd = loadAverage()

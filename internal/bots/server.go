@@ -306,14 +306,16 @@ type usage struct {
 	// process did not say.
 	waits, slowWaits float64
 	waitsOK          bool
-	// Open client sessions in each process (hearth_sessions), in the
-	// order of server.names; -1 where a process did not say.
-	sessions []int64
-	// Each process's CPU time so far and pushes written late so far, in
-	// the same order; procOK[i] is false where process i did not say.
-	procCPU        []time.Duration
-	procPushesLate []float64
-	procOK         []bool
+	// Each process's share, in the order of server.admins.
+	procs []procUsage
+}
+
+// procUsage is one server process's part of a usage.
+type procUsage struct {
+	sessions   int64         // open client sessions (hearth_sessions); -1: it did not say
+	cpu        time.Duration // CPU time so far
+	pushesLate float64       // pushes written more than 50 ms late so far
+	ok         bool          // cpu and pushesLate are known
 }
 
 // schedFromMetrics reads go_sched_latencies_seconds from scraped metrics:
@@ -341,17 +343,15 @@ func (s *server) usage(ctx context.Context) usage {
 	for _, a := range s.admins {
 		if a == "" {
 			u.ok, u.waitsOK, u.hugeOK = false, false, false
-			u.sessions = append(u.sessions, -1)
-			u.procCPU, u.procPushesLate, u.procOK = append(u.procCPU, 0), append(u.procPushesLate, 0), append(u.procOK, false)
+			u.procs = append(u.procs, procUsage{sessions: -1})
 			continue
 		}
 		m, err := bench.ScrapeMetrics(ctx, a)
-		u.sessions = append(u.sessions, sessionsFromMetrics(m))
 		cpu, ok1 := m["process_cpu_seconds_total"]
 		rss, ok2 := m["process_resident_memory_bytes"]
 		if err != nil || !ok1 || !ok2 {
 			u.ok, u.waitsOK, u.hugeOK = false, false, false
-			u.procCPU, u.procPushesLate, u.procOK = append(u.procCPU, 0), append(u.procPushesLate, 0), append(u.procOK, false)
+			u.procs = append(u.procs, procUsage{sessions: sessionsFromMetrics(m)})
 			continue
 		}
 		u.cpu += time.Duration(cpu * float64(time.Second))
@@ -366,9 +366,9 @@ func (s *server) usage(ctx context.Context) usage {
 		u.pushes += n
 		late := n - m[`hearth_push_delay_seconds_bucket{le="0.05"}`]
 		u.pushesLate += late
-		u.procCPU = append(u.procCPU, time.Duration(cpu*float64(time.Second)))
-		u.procPushesLate = append(u.procPushesLate, late)
-		u.procOK = append(u.procOK, true)
+		u.procs = append(u.procs, procUsage{
+			sessions: sessionsFromMetrics(m), cpu: time.Duration(cpu * float64(time.Second)), pushesLate: late, ok: true,
+		})
 		all, slow, ok := schedFromMetrics(m)
 		u.waits += all
 		u.slowWaits += slow
